@@ -1,0 +1,47 @@
+/* broker.h - one RabbitMQ connection: connect, log in, channels, errors
+ *
+ * Wraps librabbitmq (0.11, <amqp.h>). Each oq_broker is one TCP connection,
+ * used by one thread. Errors are kept on the handle as text a person can
+ * read ("queue.declare orderq.x: PRECONDITION_FAILED - inequivalent arg ...").
+ */
+#ifndef ORDERQ_BROKER_H
+#define ORDERQ_BROKER_H
+
+#include <amqp.h>
+#include <stdint.h>
+
+#include "orderq/common.h"
+
+struct oq_config;
+struct oq_broker; /* opaque */
+
+/* Connect and log in to the broker in cfg->amqp_url, name the connection
+ * "orderq <purpose> <instance_id>" (seen in the management UI) and open
+ * channel 1. Advertises consumer_cancel_notify and publisher confirms.
+ * Returns 0, OQ_ECONFIG (bad URL) or OQ_EBROKER with the reason in err. */
+OQ_WUR int oq_broker_connect(const struct oq_config *cfg, const char *purpose,
+                             struct oq_broker **out, char *err, size_t errlen);
+
+/* Close channels and the connection politely, then free. NULL is fine. */
+void oq_broker_close(struct oq_broker *b);
+
+amqp_connection_state_t oq_broker_conn(struct oq_broker *b);
+
+/* The vhost this connection is on. */
+const char *oq_broker_vhost(const struct oq_broker *b);
+
+/* The text of the last failure. */
+const char *oq_broker_error(const struct oq_broker *b);
+
+/* Check the reply of the last synchronous call on `channel` (`what` names
+ * the call for the message). On a channel-level error (NOT_FOUND,
+ * PRECONDITION_FAILED...) the channel is closed by the broker: this answers
+ * close-ok and opens it again, so the caller can go on using it.
+ * Returns 0, OQ_ENOTFOUND (404), OQ_EMISMATCH (406) or OQ_EBROKER
+ * (connection-level: the connection is unusable). */
+OQ_WUR int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const char *what);
+
+/* The reply code of the last channel-level error (404, 406...), or 0. */
+int oq_broker_last_code(const struct oq_broker *b);
+
+#endif

@@ -1,0 +1,65 @@
+/* db.h - MariaDB/MySQL connection, prepared statements, error classes */
+#ifndef ORDERQ_DB_H
+#define ORDERQ_DB_H
+
+#include <mysql.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "orderq/common.h"
+
+struct oq_db; /* opaque: one connection */
+
+/* What a failure means for the caller. */
+enum oq_db_class {
+    OQ_DB_OTHER = 0,
+    OQ_DB_DUPLICATE, /* unique key: the effect is already claimed */
+    OQ_DB_RETRY,     /* deadlock or lock wait timeout: redo the transaction */
+    OQ_DB_GONE,      /* connection lost or refused: reconnect, then redo */
+};
+
+enum oq_db_param_type { OQ_PARAM_STR, OQ_PARAM_INT, OQ_PARAM_NULL };
+
+/* One bound parameter; strings are not copied. */
+struct oq_db_param {
+    enum oq_db_param_type type;
+    const char *str;
+    size_t len; /* of str */
+    long long num;
+};
+
+#define OQ_STR(s)     ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
+#define OQ_INT(n)     ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
+
+#define OQ_DB_MULTI_STATEMENTS 0x1u /* for migration files only */
+
+/* Connect to the server a mysql:// URL names. Returns 0, OQ_ECONFIG (bad
+ * URL) or OQ_EDB with the server's message in err. */
+OQ_WUR int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out,
+                      char *err, size_t errlen);
+void oq_db_close(struct oq_db *db);
+
+/* Run a statement that has no data in it (DDL, SET, COMMIT).
+ * Returns 0 or OQ_EDB; oq_db_error() says why. */
+OQ_WUR int oq_db_exec(struct oq_db *db, const char *sql);
+
+/* Run every statement of a script (needs OQ_DB_MULTI_STATEMENTS), reading
+ * and dropping any result sets. Returns 0 or OQ_EDB. */
+OQ_WUR int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len);
+
+/* Prepare, bind, execute. *affected (may be NULL) gets the affected rows.
+ * Returns 0 or OQ_EDB. */
+OQ_WUR int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                         size_t n, uint64_t *affected);
+
+/* A statement returning one integer in one row (SELECT GET_LOCK(...)).
+ * *is_null is set for SQL NULL. Returns 0, OQ_ENOTFOUND (no row) or OQ_EDB. */
+OQ_WUR int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                           size_t n, long long *value, int *is_null);
+
+MYSQL *oq_db_handle(struct oq_db *db);
+const char *oq_db_error(const struct oq_db *db);
+unsigned oq_db_errno(const struct oq_db *db);
+enum oq_db_class oq_db_classify(unsigned mysql_errno);
+
+#endif

@@ -1,0 +1,37 @@
+/* metrics.h - counters and gauges; /metrics, /healthz, /readyz over HTTP
+ *
+ * Counters are process-wide atomics, so any thread may bump them without a
+ * lock. The HTTP server (libmicrohttpd) runs on its own thread.
+ */
+#ifndef ORDERQ_METRICS_H
+#define ORDERQ_METRICS_H
+
+#include <stdint.h>
+
+#include "orderq/common.h"
+
+enum oq_metric {
+    OQ_M_BROKER_CONNECTS = 0,  /* counter: successful broker connections */
+    OQ_M_BROKER_DISCONNECTS,   /* counter: connections lost */
+    OQ_M_DELIVERIES,           /* counter: deliveries received */
+    OQ_M_CONSUMERS,            /* gauge: queues being consumed */
+    OQ_M_READY,                /* gauge: 1 when connected and consuming */
+    OQ_M_COUNT
+};
+
+void oq_metric_add(enum oq_metric m, int64_t n);
+void oq_metric_set(enum oq_metric m, int64_t value);
+int64_t oq_metric_get(enum oq_metric m);
+
+struct oq_metrics_server; /* opaque */
+
+/* Serve on "host:port" (empty: no server; *out stays NULL). Returns 0,
+ * OQ_ECONFIG (bad address) or OQ_EIO (cannot bind) with the reason. */
+OQ_WUR int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err,
+                            size_t errlen);
+void oq_metrics_stop(struct oq_metrics_server *s);
+
+/* The Prometheus text for /metrics, NUL-terminated in buf. */
+void oq_metrics_render(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,94 @@
+/* topology.h - what orderq needs on the broker: plan, declare, verify, export
+ *
+ * A plan is built from the configuration alone (ARCHITECTURE.md "Names on
+ * the broker"): work queues <queue_prefix>.<event_code> bound to the shop
+ * exchange by their event codes and aliases; the delay exchange with one
+ * queue per retry tier; the dead-letter exchange and queue. The same plan is
+ * declared over AMQP, compared with what the management API reports, and
+ * written out as a definitions file for `rabbitmqctl import_definitions`.
+ */
+#ifndef ORDERQ_TOPOLOGY_H
+#define ORDERQ_TOPOLOGY_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "orderq/common.h"
+
+struct oq_config;
+struct oq_broker;
+
+#define OQ_TOPO_MAX_ARGS 8
+
+struct oq_topo_arg {
+    const char *key;
+    const char *str; /* NULL: the value is num */
+    int64_t num;
+};
+
+struct oq_topo_exchange {
+    char *name;
+    const char *type; /* "topic", "headers", "fanout" */
+    int shops;        /* the shop's own: checked passively unless asked */
+};
+
+struct oq_topo_queue {
+    char *name;
+    const char *event_code; /* work queues: the code it carries, else NULL */
+    struct oq_topo_arg args[OQ_TOPO_MAX_ARGS];
+    size_t nargs;
+};
+
+struct oq_topo_binding {
+    char *exchange;
+    char *queue;
+    char *routing_key;
+    struct oq_topo_arg args[2];
+    size_t nargs;
+};
+
+struct oq_topology {
+    struct oq_topo_exchange *exchanges;
+    size_t n_exchanges;
+    struct oq_topo_queue *queues;
+    size_t n_queues;
+    struct oq_topo_binding *bindings;
+    size_t n_bindings;
+    char *strings[64]; /* owned argument strings */
+    size_t n_strings;
+};
+
+/* The built-in event codes and the legacy names bound with them. */
+struct oq_event_route {
+    const char *event_code;
+    const char *aliases[3]; /* NULL-terminated */
+};
+extern const struct oq_event_route oq_event_routes[];
+extern const size_t oq_event_route_count;
+
+/* Build the plan for cfg. Returns 0 or OQ_ENOMEM. */
+OQ_WUR int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out);
+void oq_topology_free(struct oq_topology *t);
+
+/* Declare everything in the plan; running it twice changes nothing. The
+ * shop exchange is only checked (passive) unless create_shop_exchange.
+ * Every problem is logged; the first one's text is in err.
+ * Returns 0, OQ_ENOTFOUND (shop exchange missing), OQ_EMISMATCH (something
+ * exists with other arguments) or OQ_EBROKER. */
+OQ_WUR int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t,
+                               int create_shop_exchange, char *err, size_t errlen);
+
+/* Compare the plan with what the management API at cfg->amqp_mgmt_url
+ * reports for vhost. Each difference is one line (or one JSON object per
+ * line when json) on out; *differences counts them.
+ * Returns 0 (even with differences) or OQ_EHTTP when the API cannot be
+ * read, with the reason in err. */
+OQ_WUR int oq_topology_verify(const struct oq_config *cfg, const struct oq_topology *t,
+                              const char *vhost, FILE *out, int json, int *differences,
+                              char *err, size_t errlen);
+
+/* Write the plan as a RabbitMQ definitions file (JSON) for vhost. */
+OQ_WUR int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost,
+                                         FILE *out);
+
+#endif

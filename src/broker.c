@@ -1,0 +1,235 @@
+/* broker.c - one RabbitMQ connection: connect, log in, channels, errors */
+#include "orderq/broker.h"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "orderq/config.h"
+#include "orderq/url.h"
+
+struct oq_broker {
+    amqp_connection_state_t conn;
+    char vhost[256];
+    int last_code;
+    int open; /* logged in, channel 1 open */
+    char err[OQ_ERRLEN];
+};
+
+#define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+static void describe_reply(amqp_rpc_reply_t r, const char *what, char *buf, size_t len,
+                           int *code)
+{
+    *code = 0;
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(buf, len, "%s: ok", what);
+        break;
+    case AMQP_RESPONSE_NONE:
+        snprintf(buf, len, "%s: no reply from the broker", what);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(buf, len, "%s: %s", what, amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            const amqp_channel_close_t *m = r.reply.decoded;
+            *code = m->reply_code;
+            snprintf(buf, len, "%s: %.*s", what, (int)m->reply_text.len,
+                     (const char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            const amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "%s: connection closed by the broker: %.*s", what,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else {
+            snprintf(buf, len, "%s: unexpected method 0x%08x from the broker", what,
+                     (unsigned)r.reply.id);
+        }
+        break;
+    }
+}
+
+int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const char *what)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        b->last_code = 0;
+        return 0;
+    }
+    describe_reply(r, what, b->err, sizeof(b->err), &b->last_code);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t ok = {0};
+        int code = b->last_code;
+        if (amqp_send_method(b->conn, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0)
+            return OQ_EBROKER;
+        amqp_channel_open(b->conn, channel);
+        if (amqp_get_rpc_reply(b->conn).reply_type != AMQP_RESPONSE_NORMAL)
+            return OQ_EBROKER;
+        b->last_code = code;
+        return code == AMQP_NOT_FOUND              ? OQ_ENOTFOUND
+               : code == AMQP_PRECONDITION_FAILED ? OQ_EMISMATCH
+                                                  : OQ_EBROKER;
+    }
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        amqp_connection_close_ok_t ok = {0};
+        (void)amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+    }
+    b->open = 0;
+    return OQ_EBROKER;
+}
+
+static amqp_table_entry_t bool_entry(const char *key, int value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    e.value.value.boolean = value;
+    return e;
+}
+
+static amqp_table_entry_t str_entry(const char *key, const char *value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+static amqp_socket_t *open_socket(struct oq_broker *b, const struct oq_amqp_url *u,
+                                  int64_t timeout_ms, char *err, size_t errlen)
+{
+    amqp_socket_t *sock = NULL;
+    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)((timeout_ms % 1000) * 1000)};
+    if (u->ssl) {
+        sock = amqp_ssl_socket_new(b->conn);
+        if (sock != NULL && access(CA_BUNDLE, R_OK) == 0 &&
+            amqp_ssl_socket_set_cacert(sock, CA_BUNDLE) != AMQP_STATUS_OK) {
+            snprintf(err, errlen, "cannot load CA bundle %s", CA_BUNDLE);
+            return NULL;
+        }
+    } else {
+        sock = amqp_tcp_socket_new(b->conn);
+    }
+    if (sock == NULL) {
+        snprintf(err, errlen, "out of memory creating a socket");
+        return NULL;
+    }
+    int status = amqp_socket_open_noblock(sock, u->host, u->port, &tv);
+    if (status != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "cannot connect to RabbitMQ at %s:%d: %s", u->host, u->port,
+                 amqp_error_string2(status));
+        return NULL;
+    }
+    return sock;
+}
+
+int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct oq_broker **out,
+                      char *err, size_t errlen)
+{
+    struct oq_amqp_url u;
+    struct oq_broker *b = NULL;
+    int rc = OQ_ECONFIG;
+    char conn_name[300];
+
+    *out = NULL;
+    if (oq_amqp_url_parse(cfg->amqp_url, &u, err, errlen) != 0)
+        return OQ_ECONFIG;
+    rc = OQ_EBROKER;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->conn = amqp_new_connection()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    snprintf(b->vhost, sizeof(b->vhost), "%s", u.vhost);
+    if (open_socket(b, &u, cfg->connect_timeout_ms, err, errlen) == NULL)
+        goto out;
+    struct timeval tv = {(time_t)(cfg->connect_timeout_ms / 1000),
+                         (suseconds_t)((cfg->connect_timeout_ms % 1000) * 1000)};
+    amqp_set_handshake_timeout(b->conn, &tv);
+    amqp_set_rpc_timeout(b->conn, &tv);
+
+    snprintf(conn_name, sizeof(conn_name), "orderq %s %s", purpose, cfg->instance_id);
+    amqp_table_entry_t caps[] = {
+        bool_entry("consumer_cancel_notify", 1), bool_entry("publisher_confirms", 1),
+        bool_entry("basic.nack", 1),             bool_entry("connection.blocked", 1),
+        bool_entry("authentication_failure_close", 1),
+    };
+    amqp_table_entry_t props[] = {
+        str_entry("product", "orderq"),
+        str_entry("version", ORDERQ_VERSION),
+        str_entry("connection_name", conn_name),
+        {.key = amqp_cstring_bytes("capabilities"),
+         .value = {.kind = AMQP_FIELD_KIND_TABLE,
+                   .value.table = {(int)(sizeof(caps) / sizeof(caps[0])), caps}}},
+    };
+    amqp_table_t table = {(int)(sizeof(props) / sizeof(props[0])), props};
+    amqp_rpc_reply_t r =
+        amqp_login_with_properties(b->conn, u.vhost, 0, 131072, (int)cfg->heartbeat_s, &table,
+                                   AMQP_SASL_METHOD_PLAIN, u.user, u.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        int code = 0;
+        char why[OQ_ERRLEN];
+        describe_reply(r, "login", why, sizeof(why), &code);
+        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s", u.host, u.port, u.vhost,
+                 u.user, why);
+        goto out;
+    }
+    amqp_channel_open(b->conn, 1);
+    if (oq_broker_check(b, 1, "channel.open") != 0) {
+        snprintf(err, errlen, "%s", b->err);
+        goto out;
+    }
+    b->open = 1;
+    rc = 0;
+    *out = b;
+    b = NULL;
+out:
+    if (b != NULL) {
+        if (b->conn != NULL)
+            amqp_destroy_connection(b->conn);
+        free(b);
+    }
+    oq_amqp_url_clear(&u);
+    return rc;
+}
+
+void oq_broker_close(struct oq_broker *b)
+{
+    if (b == NULL)
+        return;
+    if (b->open) {
+        amqp_channel_close(b->conn, 1, AMQP_REPLY_SUCCESS);
+        amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(b->conn);
+    free(b);
+}
+
+amqp_connection_state_t oq_broker_conn(struct oq_broker *b)
+{
+    return b->conn;
+}
+
+const char *oq_broker_vhost(const struct oq_broker *b)
+{
+    return b->vhost;
+}
+
+const char *oq_broker_error(const struct oq_broker *b)
+{
+    return b->err;
+}
+
+int oq_broker_last_code(const struct oq_broker *b)
+{
+    return b->last_code;
+}

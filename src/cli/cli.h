@@ -1,0 +1,70 @@
+/* cli.h - what every `orderq <command>` shares: options, config, exit codes */
+#ifndef ORDERQ_CLI_H
+#define ORDERQ_CLI_H
+
+#include <stdio.h>
+#include <sysexits.h>
+
+#include "orderq/config.h"
+
+#define CLI_MAX_ARGS 32
+
+struct cli_cmd_ctx;
+
+/* One command-specific option. */
+struct cli_opt {
+    const char *name;     /* "--status" */
+    const char *metavar;  /* NULL: a switch; else it takes a value, e.g. "NAME" */
+    const char *help;
+    int repeatable;
+};
+
+struct cli_cmd {
+    const char *name;
+    const char *summary;
+    const char *usage;  /* after "orderq ": "migrate [--status] [--json]" */
+    const char *details;
+    const struct cli_opt *opts; /* terminated by a NULL name */
+    int (*run)(struct cli_cmd_ctx *ctx);
+    void (*extra_help)(FILE *out); /* printed after the options, may be NULL */
+};
+
+/* What a command's run() gets. */
+struct cli_cmd_ctx {
+    const struct cli_cmd *cmd;
+    struct oq_config *cfg;
+    const char *config_path;
+    const char *pos[CLI_MAX_ARGS]; /* positional arguments */
+    int npos;
+    /* values of the command's options, by index in cmd->opts */
+    const char *val[16][CLI_MAX_ARGS];
+    int nval[16];
+};
+
+/* Did the user give option `name`? Its (last) value, or "" for a switch;
+ * NULL when absent. */
+const char *cli_opt(const struct cli_cmd_ctx *ctx, const char *name);
+/* The values of a repeatable option. */
+int cli_opt_all(const struct cli_cmd_ctx *ctx, const char *name, const char ***values);
+
+/* Parse argv (after the command name), load the configuration, and fill
+ * ctx. Returns EX_OK, or an exit code after printing why (usage: 64,
+ * config: 78; --help: prints help and returns -1 meaning "exit 0"). */
+int cli_prepare(const struct cli_cmd *cmd, int argc, char **argv, struct cli_cmd_ctx *ctx);
+void cli_free(struct cli_cmd_ctx *ctx);
+
+void cli_print_cmd_help(const struct cli_cmd *cmd, FILE *out);
+
+/* Map an OQ_E* code to a sysexits.h exit status. */
+int cli_exit_code(int oq_rc);
+
+/* "orderq: <what>: <why>" on stderr, as one line for people (the JSON log
+ * is for the service's own running; command results are plain). */
+void cli_fail(const char *fmt, ...) OQ_PRINTF(1, 2);
+
+/* Is stdout a terminal (tables, colours, progress bars)? */
+int cli_stdout_is_tty(void);
+
+extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_version;
+
+#endif

@@ -1,0 +1,34 @@
+/* common.c - text for orderq's error codes */
+#include "orderq/common.h"
+
+const char *oq_strerror(int err)
+{
+    switch (err) {
+    case OQ_OK:
+        return "ok";
+    case OQ_ENOMEM:
+        return "out of memory";
+    case OQ_EINVAL:
+        return "invalid input";
+    case OQ_ECONFIG:
+        return "bad configuration";
+    case OQ_EIO:
+        return "I/O error";
+    case OQ_EBROKER:
+        return "RabbitMQ error";
+    case OQ_EDB:
+        return "MySQL error";
+    case OQ_EHTTP:
+        return "HTTP error";
+    case OQ_ENOTFOUND:
+        return "not found";
+    case OQ_EMISMATCH:
+        return "differs from the configuration";
+    case OQ_ETIMEOUT:
+        return "timed out";
+    case OQ_EINTR:
+        return "interrupted";
+    default:
+        return "unknown error";
+    }
+}

@@ -1,0 +1,894 @@
+/* config.c - one table of typed settings, loaded from defaults, file, env, flags */
+#include "orderq/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yajl/yajl_parse.h>
+
+#include "orderq/log.h"
+#include "orderq/url.h"
+
+enum setting_type {
+    T_STRING,   /* char *, checked by `check` when set */
+    T_INT,      /* int64_t within [min, max] */
+    T_DURATION, /* int64_t ms within [min, max]; "250ms", "5s", "2m", "1h" */
+    T_ENUM,     /* int: index into `choices` ("a|b|c") */
+    T_TIERS,    /* the retry tier list: "1s,5s,30s" or a JSON array */
+};
+
+#define SECRET    0x1u /* never printed */
+#define URL       0x2u /* printed with the password redacted */
+#define NONEMPTY  0x4u /* the empty string is not allowed */
+
+typedef int (*string_check)(const char *value, char *why, size_t whylen);
+
+struct setting {
+    const char *name;
+    enum setting_type type;
+    const char *def;
+    int64_t min, max;
+    const char *choices;
+    unsigned flags;
+    string_check check;
+    size_t offset;
+    const char *help;
+};
+
+struct oq_config_origin {
+    enum oq_config_source src;
+    char where[160];
+};
+
+static int check_amqp_url(const char *v, char *why, size_t len)
+{
+    struct oq_amqp_url u;
+    int rc = oq_amqp_url_parse(v, &u, why, len);
+    oq_amqp_url_clear(&u);
+    return rc;
+}
+
+static int check_mysql_url(const char *v, char *why, size_t len)
+{
+    struct oq_mysql_url u;
+    int rc = oq_mysql_url_parse(v, &u, why, len);
+    oq_mysql_url_clear(&u);
+    return rc;
+}
+
+static int check_smtp_url(const char *v, char *why, size_t len)
+{
+    return oq_url_check_scheme(v, "smtp,smtps", why, len);
+}
+
+static int check_http_url(const char *v, char *why, size_t len)
+{
+    return oq_url_check_scheme(v, "http,https", why, len);
+}
+
+static int check_hostport(const char *v, char *why, size_t len)
+{
+    char *host = NULL;
+    unsigned port = 0;
+    if (*v == '\0')
+        return 0; /* empty: metrics endpoint off */
+    int rc = oq_hostport_parse(v, &host, &port, why, len);
+    free(host);
+    return rc;
+}
+
+/* AMQP names: up to 255 bytes of letters, digits, '-', '_', '.', ':'. */
+static int check_amqp_name(const char *v, char *why, size_t len)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 200) {
+        snprintf(why, len, "expected a name of 1 to 200 characters");
+        return OQ_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!isalnum(c) && c != '-' && c != '_' && c != '.' && c != ':') {
+            snprintf(why, len,
+                     "expected letters, digits, '-', '_', '.' or ':' only, got \"%s\"", v);
+            return OQ_EINVAL;
+        }
+    }
+    return 0;
+}
+
+#define OFF(member) offsetof(struct oq_config, member)
+
+/* The one table. Keep it sorted by subject; docs/configuration.md follows it. */
+static const struct setting settings[] = {
+    {"amqp_url", T_STRING, "amqp://guest:guest@127.0.0.1:5672/", 0, 0, NULL, URL | NONEMPTY,
+     check_amqp_url, OFF(amqp_url), "RabbitMQ to consume from and publish to"},
+    {"amqp_mgmt_url", T_STRING, "http://127.0.0.1:15672/", 0, 0, NULL, URL | NONEMPTY,
+     check_http_url, OFF(amqp_mgmt_url),
+     "RabbitMQ management API, read by `topology verify` (user and password from amqp_url "
+     "unless given here)"},
+    {"mysql_url", T_STRING, "mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", 0, 0,
+     NULL, URL | NONEMPTY, check_mysql_url, OFF(mysql_url),
+     "MariaDB/MySQL holding the ledger (query: socket=PATH, ssl=required)"},
+    {"smtp_url", T_STRING, "smtp://127.0.0.1:1025", 0, 0, NULL, URL | NONEMPTY, check_smtp_url,
+     OFF(smtp_url), "SMTP server for customer mail (smtp:// or smtps://)"},
+    {"http_addr", T_STRING, "127.0.0.1:9464", 0, 0, NULL, 0, check_hostport, OFF(http_addr),
+     "host:port for /metrics, /healthz and /readyz (empty: off)"},
+    {"instance_id", T_STRING, "", 0, 0, NULL, 0, NULL, OFF(instance_id),
+     "this process' name in the ledger (default host:pid)"},
+    {"shop_exchange", T_STRING, "shop.events", 0, 0, NULL, NONEMPTY, check_amqp_name,
+     OFF(shop_exchange), "the shop's topic exchange the work queues are bound to"},
+    {"queue_prefix", T_STRING, "orderq", 0, 0, NULL, NONEMPTY, check_amqp_name,
+     OFF(queue_prefix), "work queues are named <prefix>.<event_code>"},
+    {"delay_exchange", T_STRING, "orderq.delay", 0, 0, NULL, NONEMPTY, check_amqp_name,
+     OFF(delay_exchange), "headers exchange in front of the delay tier queues"},
+    {"dead_exchange", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name,
+     OFF(dead_exchange), "exchange for messages that cannot succeed"},
+    {"dead_queue", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name,
+     OFF(dead_queue), "queue behind dead_exchange"},
+    {"queue_type", T_ENUM, "quorum", 0, 0, "quorum|classic", 0, NULL, OFF(queue_type),
+     "type of every queue orderq declares"},
+    {"delivery_limit", T_INT, "20", 1, 1000, NULL, 0, NULL, OFF(delivery_limit),
+     "quorum x-delivery-limit: redeliveries before the broker dead-letters a message"},
+    {"prefetch", T_INT, "500", 1, 65535, NULL, 0, NULL, OFF(prefetch),
+     "basic.qos prefetch count per consumer channel"},
+    {"batch_size", T_INT, "250", 1, 10000, NULL, 0, NULL, OFF(batch_size),
+     "most deliveries handled in one MySQL transaction"},
+    {"batch_window_ms", T_DURATION, "5ms", 0, 10000, NULL, 0, NULL, OFF(batch_window_ms),
+     "longest wait for a batch to fill after its first delivery"},
+    {"retry_tiers", T_TIERS, "1s,5s,30s,2m,10m,1h", 0, 0, NULL, 0, NULL, 0,
+     "delay before attempt 2, 3, ... (the last repeats); one delay queue each"},
+    {"max_attempts", T_INT, "8", 1, 100, NULL, 0, NULL, OFF(max_attempts),
+     "attempts before a transient failure is dead-lettered"},
+    {"heartbeat_s", T_INT, "30", 0, 600, NULL, 0, NULL, OFF(heartbeat_s),
+     "AMQP heartbeat in seconds (0: off)"},
+    {"connect_timeout_ms", T_DURATION, "10s", 100, 600000, NULL, 0, NULL,
+     OFF(connect_timeout_ms), "TCP and login timeout for RabbitMQ and MySQL"},
+    {"shutdown_timeout_ms", T_DURATION, "10s", 0, 600000, NULL, 0, NULL,
+     OFF(shutdown_timeout_ms), "on SIGTERM, time to finish the batch in hand"},
+    {"log_level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, NULL, OFF(log_level),
+     "lowest level written to stderr"},
+    {"log_format", T_ENUM, "json", 0, 0, "json|text", 0, NULL, OFF(log_format),
+     "json lines, or text for a person"},
+};
+
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const struct setting *find_setting(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strlen(settings[i].name) == len && strncmp(settings[i].name, name, len) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+    if (la >= 63 || lb >= 63)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(prev));
+    }
+    return prev[lb];
+}
+
+/* " (did you mean "x"?)" for a near miss, else "". */
+static void suggest(const char *name, char *buf, size_t len)
+{
+    size_t best = 3;
+    const char *pick = NULL;
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        size_t d = edit_distance(name, settings[i].name);
+        if (d < best) {
+            best = d;
+            pick = settings[i].name;
+        }
+    }
+    if (pick != NULL)
+        snprintf(buf, len, " (did you mean \"%s\"?)", pick);
+}
+
+int oq_duration_parse(const char *text, int64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1}};
+    char *end = NULL;
+    errno = 0;
+    if (!isdigit((unsigned char)text[0]))
+        return OQ_EINVAL;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0)
+        return OQ_EINVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            if (v > INT64_MAX / units[i].ms)
+                return OQ_EINVAL;
+            *ms = (int64_t)v * units[i].ms;
+            return 0;
+        }
+    }
+    return OQ_EINVAL;
+}
+
+void oq_duration_format(int64_t ms, char *buf, size_t buflen)
+{
+    if (ms != 0 && ms % 86400000 == 0)
+        snprintf(buf, buflen, "%lldd", (long long)(ms / 86400000));
+    else if (ms != 0 && ms % 3600000 == 0)
+        snprintf(buf, buflen, "%lldh", (long long)(ms / 3600000));
+    else if (ms != 0 && ms % 60000 == 0)
+        snprintf(buf, buflen, "%lldm", (long long)(ms / 60000));
+    else if (ms != 0 && ms % 1000 == 0)
+        snprintf(buf, buflen, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, buflen, "%lldms", (long long)ms);
+}
+
+static int parse_enum(const char *choices, const char *value)
+{
+    int index = 0;
+    size_t vlen = strlen(value);
+    for (const char *p = choices;; index++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == vlen && strncmp(p, value, len) == 0)
+            return index;
+        if (bar == NULL)
+            return -1;
+        p = bar + 1;
+    }
+}
+
+/* Copy out choice number `index` of "a|b|c". */
+static void enum_name(const char *choices, int index, char *buf, size_t len)
+{
+    const char *p = choices;
+    for (int i = 0; i < index && p != NULL; i++) {
+        p = strchr(p, '|');
+        if (p != NULL)
+            p++;
+    }
+    const char *bar = p ? strchr(p, '|') : NULL;
+    snprintf(buf, len, "%.*s", p ? (int)(bar ? (size_t)(bar - p) : strlen(p)) : 0, p ? p : "");
+}
+
+static int parse_tiers(struct oq_config *cfg, const char *value, char *why, size_t whylen)
+{
+    int64_t tiers[OQ_MAX_RETRY_TIERS];
+    size_t n = 0;
+    const char *p = value;
+    while (*p != '\0') {
+        char item[32];
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        if (len == 0 || len >= sizeof(item) || n == OQ_MAX_RETRY_TIERS) {
+            snprintf(why, whylen, "expected 1 to %d durations separated by commas, as 1s,5s,30s",
+                     OQ_MAX_RETRY_TIERS);
+            return OQ_EINVAL;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (oq_duration_parse(item, &tiers[n]) != 0 || tiers[n] < 1 ||
+            tiers[n] > 86400000LL * 7) {
+            snprintf(why, whylen, "tier \"%s\" is not a duration from 1ms to 7d (as 500ms, 5s, 2m, 1h)",
+                     item);
+            return OQ_EINVAL;
+        }
+        if (n > 0 && tiers[n] <= tiers[n - 1]) {
+            snprintf(why, whylen, "tiers must grow: \"%s\" is not longer than the one before", item);
+            return OQ_EINVAL;
+        }
+        n++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (n == 0) {
+        snprintf(why, whylen, "expected at least one duration, as 1s,5s,30s");
+        return OQ_EINVAL;
+    }
+    memcpy(cfg->retry_tiers_ms, tiers, n * sizeof(tiers[0]));
+    cfg->n_retry_tiers = n;
+    return 0;
+}
+
+/* Parse and store one value; on failure `why` says what was expected. */
+static int apply(struct oq_config *cfg, const struct setting *s, const char *value, char *why,
+                 size_t whylen)
+{
+    char *base = (char *)cfg;
+    switch (s->type) {
+    case T_STRING: {
+        if ((s->flags & NONEMPTY) && *value == '\0') {
+            snprintf(why, whylen, "expected a value, got an empty string");
+            return OQ_EINVAL;
+        }
+        if (s->check != NULL && s->check(value, why, whylen) != 0)
+            return OQ_EINVAL;
+        char *copy = strdup(value);
+        if (copy == NULL)
+            return OQ_ENOMEM;
+        char **slot = (char **)(void *)(base + s->offset);
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+    case T_INT:
+    case T_DURATION: {
+        int64_t v = 0;
+        int bad;
+        if (s->type == T_INT) {
+            char *end = NULL;
+            errno = 0;
+            long long ll = strtoll(value, &end, 10);
+            bad = errno != 0 || end == value || *end != '\0';
+            v = ll;
+        } else {
+            bad = oq_duration_parse(value, &v) != 0;
+        }
+        if (bad || v < s->min || v > s->max) {
+            if (s->type == T_INT)
+                snprintf(why, whylen, "expected an integer from %lld to %lld, got \"%s\"",
+                         (long long)s->min, (long long)s->max, value);
+            else {
+                char lo[32], hi[32];
+                oq_duration_format(s->min, lo, sizeof(lo));
+                oq_duration_format(s->max, hi, sizeof(hi));
+                snprintf(why, whylen,
+                         "expected a duration from %s to %s (as 250ms, 5s, 2m), got \"%s\"", lo,
+                         hi, value);
+            }
+            return OQ_EINVAL;
+        }
+        *(int64_t *)(void *)(base + s->offset) = v;
+        return 0;
+    }
+    case T_ENUM: {
+        int index = parse_enum(s->choices, value);
+        if (index < 0) {
+            snprintf(why, whylen, "expected one of %s, got \"%s\"", s->choices, value);
+            return OQ_EINVAL;
+        }
+        *(int *)(void *)(base + s->offset) = index;
+        return 0;
+    }
+    case T_TIERS:
+        return parse_tiers(cfg, value, why, whylen);
+    }
+    return OQ_EINVAL;
+}
+
+static int set_setting(struct oq_config *cfg, const struct setting *s, const char *value,
+                       enum oq_config_source src, const char *where, char *err, size_t errlen)
+{
+    char why[400];
+    int rc = apply(cfg, s, value, why, sizeof(why));
+    if (rc == OQ_ENOMEM) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s (%s): %s", s->name, where, why);
+        return OQ_ECONFIG;
+    }
+    struct oq_config_origin *o = &cfg->origin[s - settings];
+    o->src = src;
+    snprintf(o->where, sizeof(o->where), "%s", where);
+    return 0;
+}
+
+struct oq_config *oq_config_new(void)
+{
+    char err[OQ_ERRLEN];
+    struct oq_config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL)
+        return NULL;
+    cfg->origin = calloc(N_SETTINGS, sizeof(*cfg->origin));
+    if (cfg->origin == NULL)
+        goto fail;
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (set_setting(cfg, &settings[i], settings[i].def, OQ_SRC_DEFAULT, "default", err,
+                        sizeof(err)) != 0)
+            goto fail; /* a default that fails its own check is a bug, or ENOMEM */
+    return cfg;
+fail:
+    oq_config_free(cfg);
+    return NULL;
+}
+
+void oq_config_free(struct oq_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (settings[i].type == T_STRING)
+            free(*(char **)(void *)((char *)cfg + settings[i].offset));
+    free(cfg->origin);
+    free(cfg);
+}
+
+int oq_config_set(struct oq_config *cfg, const char *name, const char *value,
+                  enum oq_config_source src, const char *where, char *err, size_t errlen)
+{
+    const struct setting *s = find_setting(name, strlen(name));
+    if (s == NULL) {
+        char hint[96];
+        suggest(name, hint, sizeof(hint));
+        snprintf(err, errlen, "%s: unknown setting \"%s\"%s", where, name, hint);
+        return OQ_ENOTFOUND;
+    }
+    return set_setting(cfg, s, value, src, where, err, errlen);
+}
+
+/* ---- JSON file ---------------------------------------------------------- */
+
+struct file_parse {
+    struct oq_config *cfg;
+    yajl_handle yh;
+    const char *path;
+    const unsigned char *text;
+    int depth;
+    const struct setting *key; /* the setting whose value comes next */
+    char tiers[512];           /* retry_tiers given as an array, joined */
+    int in_tiers;
+    int failed;
+    char *err;
+    size_t errlen;
+};
+
+/* "path:line:col" of the token yajl has just read. */
+static void file_where(struct file_parse *fp, char *buf, size_t len)
+{
+    size_t off = yajl_get_bytes_consumed(fp->yh);
+    unsigned line = 1, col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (fp->text[i] == '\n') {
+            line++;
+            col = 1;
+        } else
+            col++;
+    }
+    snprintf(buf, len, "%s:%u:%u", fp->path, line, col);
+}
+
+static int file_fail(struct file_parse *fp, const char *what)
+{
+    char where[256];
+    file_where(fp, where, sizeof(where));
+    if (fp->key != NULL) /* "name (path:l:c): what", as every other source */
+        snprintf(fp->err, fp->errlen, "%s (%s): %s", fp->key->name, where, what);
+    else
+        snprintf(fp->err, fp->errlen, "%s: %s", where, what);
+    fp->failed = 1;
+    return 0;
+}
+
+static int file_value(struct file_parse *fp, const char *value, int is_string)
+{
+    char where[256];
+    if (fp->depth != 1 || fp->key == NULL)
+        return file_fail(fp, "expected an object of settings, as {\"prefetch\": 500}");
+    if (fp->in_tiers) {
+        size_t used = strlen(fp->tiers);
+        snprintf(fp->tiers + used, sizeof(fp->tiers) - used, "%s%s", used ? "," : "", value);
+        return 1;
+    }
+    if (!is_string && fp->key->type == T_STRING)
+        return file_fail(fp, "expected a string");
+    if (!is_string && fp->key->type == T_ENUM) {
+        char why[160];
+        snprintf(why, sizeof(why), "expected one of %s as a string", fp->key->choices);
+        return file_fail(fp, why);
+    }
+    file_where(fp, where, sizeof(where));
+    if (set_setting(fp->cfg, fp->key, value, OQ_SRC_FILE, where, fp->err, fp->errlen) != 0) {
+        fp->failed = 1;
+        return 0;
+    }
+    fp->key = NULL;
+    return 1;
+}
+
+static int on_null(void *ctx)
+{
+    return file_fail(ctx, "expected a value, got null");
+}
+
+static int on_bool(void *ctx, int b)
+{
+    (void)b;
+    return file_fail(ctx, "expected a number or a string, got a boolean");
+}
+
+static int on_number(void *ctx, const char *s, size_t len)
+{
+    char buf[64];
+    struct file_parse *fp = ctx;
+    if (fp->key != NULL && (fp->key->type == T_INT || fp->key->type == T_DURATION ||
+                            fp->key->type == T_TIERS) &&
+        memchr(s, '.', len) == NULL && memchr(s, 'e', len) == NULL && memchr(s, 'E', len) == NULL &&
+        len < sizeof(buf)) {
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        return file_value(fp, buf, 0);
+    }
+    return file_fail(fp, fp->key && fp->key->type == T_INT ? "expected an integer"
+                                                           : "expected a string");
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct file_parse *fp = ctx;
+    char *value = strndup((const char *)s, len);
+    if (value == NULL)
+        return file_fail(fp, "out of memory");
+    if (strlen(value) != len) {
+        free(value);
+        return file_fail(fp, "a string holds a NUL byte");
+    }
+    int rc = file_value(fp, value, 1);
+    free(value);
+    return rc;
+}
+
+static int on_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    struct file_parse *fp = ctx;
+    fp->key = find_setting((const char *)s, len);
+    if (fp->key == NULL) {
+        char name[80], hint[96], what[200];
+        snprintf(name, sizeof(name), "%.*s", (int)(len < 70 ? len : 70), s);
+        suggest(name, hint, sizeof(hint));
+        snprintf(what, sizeof(what), "unknown setting \"%s\"%s", name, hint);
+        return file_fail(fp, what);
+    }
+    return 1;
+}
+
+static int on_start_map(void *ctx)
+{
+    struct file_parse *fp = ctx;
+    if (++fp->depth != 1)
+        return file_fail(fp, "expected a string or number, got an object");
+    return 1;
+}
+
+static int on_end_map(void *ctx)
+{
+    ((struct file_parse *)ctx)->depth--;
+    return 1;
+}
+
+static int on_start_array(void *ctx)
+{
+    struct file_parse *fp = ctx;
+    if (fp->depth == 1 && fp->key != NULL && fp->key->type == T_TIERS && !fp->in_tiers) {
+        fp->in_tiers = 1;
+        fp->tiers[0] = '\0';
+        return 1;
+    }
+    return file_fail(fp, fp->depth == 0 ? "expected an object of settings, got an array"
+                                        : "expected a string or number, got an array");
+}
+
+static int on_end_array(void *ctx)
+{
+    struct file_parse *fp = ctx;
+    fp->in_tiers = 0;
+    return file_value(fp, fp->tiers, 1);
+}
+
+static const yajl_callbacks file_callbacks = {
+    on_null,      on_bool,   NULL,          NULL,         on_number, on_string,
+    on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
+};
+
+static int read_whole_file(const char *path, unsigned char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    size_t cap = 0, used = 0;
+    int rc = OQ_EIO;
+    if (f == NULL)
+        return OQ_EIO;
+    for (;;) {
+        if (used + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (1u << 24))
+                goto out; /* a config file of 16 MiB is a mistake */
+            unsigned char *grown = realloc(buf, cap + 1);
+            if (grown == NULL)
+                goto out;
+            buf = grown;
+        }
+        size_t n = fread(buf + used, 1, cap - used, f);
+        used += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f))
+        goto out;
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size_t errlen)
+{
+    unsigned char *text = NULL;
+    size_t len = 0;
+    int rc = OQ_ECONFIG;
+    struct file_parse fp = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
+
+    if (read_whole_file(path, &text, &len) != 0) {
+        snprintf(err, errlen, "config file %s: cannot read it: %s", path,
+                 errno ? strerror(errno) : "too large");
+        return OQ_EIO;
+    }
+    fp.text = text;
+    fp.yh = yajl_alloc(&file_callbacks, NULL, &fp);
+    if (fp.yh == NULL) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    yajl_config(fp.yh, yajl_allow_comments, 1);
+    yajl_status st = yajl_parse(fp.yh, text, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(fp.yh);
+    if (fp.failed)
+        goto out;
+    if (st != yajl_status_ok) {
+        char where[256];
+        unsigned char *msg = yajl_get_error(fp.yh, 0, text, len);
+        fp.key = NULL;
+        file_where(&fp, where, sizeof(where));
+        snprintf(err, errlen, "%s: not valid JSON: %s", where, msg ? (char *)msg : "parse error");
+        yajl_free_error(fp.yh, msg);
+        goto out;
+    }
+    if (len == 0) {
+        snprintf(err, errlen, "%s: empty file; expected a JSON object of settings", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fp.yh != NULL)
+        yajl_free(fp.yh);
+    free(text);
+    return rc;
+}
+
+/* ---- environment ------------------------------------------------------- */
+
+static int env_is_ours_not_setting(const char *name)
+{
+    static const char *const skip[] = {"CONFIG", "TEST_", "STATE_DIR", "CACHE_DIR", "BIN"};
+    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++) {
+        size_t n = strlen(skip[i]);
+        if (strncmp(name, skip[i], n) == 0 && (skip[i][n - 1] == '_' || name[n] == '='))
+            return 1;
+    }
+    return 0;
+}
+
+int oq_config_load_env(struct oq_config *cfg, char *const *envp, char *unknown,
+                       size_t unknownlen, char *err, size_t errlen)
+{
+    if (unknown != NULL && unknownlen > 0)
+        unknown[0] = '\0';
+    for (; envp != NULL && *envp != NULL; envp++) {
+        const char *entry = *envp;
+        if (strncmp(entry, "ORDERQ_", 7) != 0)
+            continue;
+        const char *name = entry + 7, *eq = strchr(name, '=');
+        if (eq == NULL || env_is_ours_not_setting(name))
+            continue;
+        char key[80], where[96];
+        size_t n = (size_t)(eq - name);
+        if (n >= sizeof(key))
+            n = sizeof(key) - 1;
+        for (size_t i = 0; i < n; i++)
+            key[i] = (char)tolower((unsigned char)name[i]);
+        key[n] = '\0';
+        const struct setting *s = find_setting(key, n);
+        if (s == NULL) {
+            if (unknown != NULL && unknownlen > 0) {
+                size_t used = strlen(unknown);
+                snprintf(unknown + used, unknownlen - used, "%sORDERQ_%.*s", used ? ", " : "",
+                         (int)n, name);
+            }
+            continue;
+        }
+        snprintf(where, sizeof(where), "ORDERQ_%.*s", (int)n, name);
+        int rc = set_setting(cfg, s, eq + 1, OQ_SRC_ENV, where, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const char *origin_of(const struct oq_config *cfg, const char *name)
+{
+    const struct setting *s = find_setting(name, strlen(name));
+    return s ? cfg->origin[s - settings].where : "?";
+}
+
+int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->instance_id[0] == '\0') {
+        char host[256] = "localhost", id[300];
+        if (gethostname(host, sizeof(host) - 1) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+        char *copy = strdup(id);
+        if (copy == NULL)
+            return OQ_ENOMEM;
+        free(cfg->instance_id);
+        cfg->instance_id = copy;
+    }
+    const struct setting *bs = find_setting("batch_size", strlen("batch_size"));
+    if (cfg->batch_size > cfg->prefetch && cfg->origin[bs - settings].src == OQ_SRC_DEFAULT)
+        cfg->batch_size = cfg->prefetch; /* only the default was too big: follow prefetch */
+    if (cfg->batch_size > cfg->prefetch) {
+        snprintf(err, errlen,
+                 "batch_size (%s) is %lld but prefetch (%s) is %lld; expected batch_size <= "
+                 "prefetch, or a batch could never fill",
+                 origin_of(cfg, "batch_size"), (long long)cfg->batch_size,
+                 origin_of(cfg, "prefetch"), (long long)cfg->prefetch);
+        return OQ_ECONFIG;
+    }
+    if (strcmp(cfg->delay_exchange, cfg->dead_exchange) == 0) {
+        snprintf(err, errlen, "delay_exchange and dead_exchange are both \"%s\"; expected two names",
+                 cfg->dead_exchange);
+        return OQ_ECONFIG;
+    }
+    oq_log_set_level(cfg->log_level);
+    oq_log_set_format(cfg->log_format);
+    return 0;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* The text of a setting's value as it would be read back (not redacted). */
+static void value_text(const struct oq_config *cfg, const struct setting *s, char *buf,
+                       size_t len)
+{
+    const char *base = (const char *)cfg;
+    switch (s->type) {
+    case T_STRING:
+        snprintf(buf, len, "%s", *(char *const *)(const void *)(base + s->offset));
+        break;
+    case T_INT:
+        snprintf(buf, len, "%lld", (long long)*(const int64_t *)(const void *)(base + s->offset));
+        break;
+    case T_DURATION:
+        oq_duration_format(*(const int64_t *)(const void *)(base + s->offset), buf, len);
+        break;
+    case T_ENUM:
+        enum_name(s->choices, *(const int *)(const void *)(base + s->offset), buf, len);
+        break;
+    case T_TIERS:
+        buf[0] = '\0';
+        for (size_t i = 0; i < cfg->n_retry_tiers; i++) {
+            char one[32];
+            size_t used = strlen(buf);
+            oq_duration_format(cfg->retry_tiers_ms[i], one, sizeof(one));
+            snprintf(buf + used, len - used, "%s%s", i ? "," : "", one);
+        }
+        break;
+    }
+}
+
+/* The value as shown to people: secrets hidden, URL passwords hidden. */
+static char *shown_value(const struct oq_config *cfg, const struct setting *s)
+{
+    char buf[2048];
+    value_text(cfg, s, buf, sizeof(buf));
+    if ((s->flags & SECRET) && buf[0] != '\0')
+        return strdup("***");
+    if (s->flags & URL)
+        return oq_url_redact(buf);
+    return strdup(buf);
+}
+
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+int oq_config_show(const struct oq_config *cfg, FILE *out, int json)
+{
+    if (json)
+        fputs("{\n", out);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        char *shown = shown_value(cfg, s);
+        if (shown == NULL)
+            return OQ_ENOMEM;
+        if (json) {
+            fputs("  ", out);
+            json_string(out, s->name);
+            fputs(": {\"value\": ", out);
+            if ((s->type == T_INT) && !(s->flags & SECRET))
+                fputs(shown, out);
+            else
+                json_string(out, shown);
+            fputs(", \"source\": ", out);
+            json_string(out, cfg->origin[i].where);
+            fprintf(out, "}%s\n", i + 1 < N_SETTINGS ? "," : "");
+        } else {
+            fprintf(out, "%-20s %-50s %s\n", s->name, shown, cfg->origin[i].where);
+        }
+        free(shown);
+    }
+    if (json)
+        fputs("}\n", out);
+    return ferror(out) ? OQ_EIO : 0;
+}
+
+int oq_config_flag_name(const char *flag, char *buf, size_t buflen)
+{
+    if (strncmp(flag, "--", 2) != 0)
+        return OQ_ENOTFOUND;
+    flag += 2;
+    size_t n = strlen(flag);
+    if (n + 1 > buflen)
+        return OQ_ENOTFOUND;
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = flag[i] == '-' ? '_' : flag[i];
+    return find_setting(buf, n) ? 0 : OQ_ENOTFOUND;
+}
+
+void oq_config_print_help(FILE *out)
+{
+    fputs("Settings (JSON key / ORDERQ_<KEY> env / --flag; flags win over env, env over the\n"
+          "file given by --config or ORDERQ_CONFIG, the file over defaults):\n",
+          out);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        char flag[64], env[64];
+        size_t j = 0;
+        for (; s->name[j] && j < sizeof(flag) - 1; j++) {
+            flag[j] = s->name[j] == '_' ? '-' : s->name[j];
+            env[j] = (char)toupper((unsigned char)s->name[j]);
+        }
+        flag[j] = env[j] = '\0';
+        fprintf(out, "  --%-22s ORDERQ_%-22s %s\n", flag, env, s->help);
+        fprintf(out, "  %-24s default: %s\n", "", s->def[0] ? s->def : "(empty)");
+    }
+}

@@ -1,0 +1,217 @@
+/* db.c - MariaDB/MySQL connection, prepared statements, error classes */
+#include "orderq/db.h"
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/url.h"
+
+struct oq_db {
+    MYSQL *my;
+    unsigned err_no;
+    char err[OQ_ERRLEN];
+};
+
+static int fail(struct oq_db *db, MYSQL_STMT *st)
+{
+    db->err_no = st ? mysql_stmt_errno(st) : mysql_errno(db->my);
+    snprintf(db->err, sizeof(db->err), "%s", st ? mysql_stmt_error(st) : mysql_error(db->my));
+    return OQ_EDB;
+}
+
+int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out,
+               char *err, size_t errlen)
+{
+    struct oq_mysql_url u;
+    struct oq_db *db = NULL;
+    int rc = OQ_ECONFIG;
+    unsigned timeout_s = (unsigned)((timeout_ms + 999) / 1000);
+    unsigned long client_flags = CLIENT_FOUND_ROWS;
+
+    *out = NULL;
+    if (oq_mysql_url_parse(url, &u, err, errlen) != 0)
+        return OQ_ECONFIG;
+    rc = OQ_ENOMEM;
+    db = calloc(1, sizeof(*db));
+    if (db == NULL || (db->my = mysql_init(NULL)) == NULL)
+        goto out;
+    mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
+    mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (u.ssl_required) {
+        my_bool enforce = 1;
+        mysql_options(db->my, MYSQL_OPT_SSL_ENFORCE, &enforce);
+    }
+    if (flags & OQ_DB_MULTI_STATEMENTS)
+        client_flags |= CLIENT_MULTI_STATEMENTS;
+    /* With a socket the host must be "localhost" for libmariadb to use it. */
+    const char *host = u.socket ? "localhost" : u.host;
+    if (mysql_real_connect(db->my, host, u.user, u.password, u.database, u.port, u.socket,
+                           client_flags) == NULL) {
+        snprintf(err, errlen, "cannot connect to MySQL at %s%s (database %s): %s",
+                 u.socket ? "socket " : "", u.socket ? u.socket : u.host, u.database,
+                 mysql_error(db->my));
+        rc = OQ_EDB;
+        goto out;
+    }
+    rc = 0;
+    *out = db;
+    db = NULL;
+out:
+    if (rc == OQ_ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    oq_db_close(db);
+    oq_mysql_url_clear(&u);
+    return rc;
+}
+
+void oq_db_close(struct oq_db *db)
+{
+    if (db == NULL)
+        return;
+    if (db->my != NULL)
+        mysql_close(db->my);
+    free(db);
+}
+
+int oq_db_exec(struct oq_db *db, const char *sql)
+{
+    if (mysql_real_query(db->my, sql, strlen(sql)) != 0)
+        return fail(db, NULL);
+    MYSQL_RES *res = mysql_store_result(db->my);
+    mysql_free_result(res);
+    return mysql_errno(db->my) ? fail(db, NULL) : 0;
+}
+
+int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len)
+{
+    if (mysql_real_query(db->my, sql, len) != 0)
+        return fail(db, NULL);
+    for (;;) {
+        MYSQL_RES *res = mysql_store_result(db->my);
+        mysql_free_result(res);
+        int next = mysql_next_result(db->my);
+        if (next > 0)
+            return fail(db, NULL); /* a later statement failed */
+        if (next < 0)
+            return 0;
+    }
+}
+
+static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
+                                 const struct oq_db_param *params, size_t n)
+{
+    MYSQL_BIND bind[32];
+    MYSQL_STMT *st = mysql_stmt_init(db->my);
+    if (st == NULL) {
+        fail(db, NULL);
+        return NULL;
+    }
+    if (n > sizeof(bind) / sizeof(bind[0]) || mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
+        goto fail;
+    memset(bind, 0, sizeof(bind));
+    for (size_t i = 0; i < n; i++) {
+        switch (params[i].type) {
+        case OQ_PARAM_STR:
+            bind[i].buffer_type = MYSQL_TYPE_STRING;
+            bind[i].buffer = (void *)(uintptr_t)params[i].str;
+            bind[i].buffer_length = params[i].len;
+            break;
+        case OQ_PARAM_INT:
+            bind[i].buffer_type = MYSQL_TYPE_LONGLONG;
+            bind[i].buffer = (void *)(uintptr_t)&params[i].num;
+            break;
+        case OQ_PARAM_NULL:
+            bind[i].buffer_type = MYSQL_TYPE_NULL;
+            break;
+        }
+    }
+    if (n > 0 && mysql_stmt_bind_param(st, bind) != 0)
+        goto fail;
+    if (mysql_stmt_execute(st) != 0)
+        goto fail;
+    return st;
+fail:
+    fail(db, st);
+    mysql_stmt_close(st);
+    return NULL;
+}
+
+int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *params, size_t n,
+                  uint64_t *affected)
+{
+    MYSQL_STMT *st = prepare_bound(db, sql, params, n);
+    if (st == NULL)
+        return OQ_EDB;
+    if (affected != NULL)
+        *affected = (uint64_t)mysql_stmt_affected_rows(st);
+    mysql_stmt_close(st);
+    return 0;
+}
+
+int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                    size_t n, long long *value, int *is_null)
+{
+    MYSQL_BIND out;
+    my_bool null_flag = 0;
+    int rc = OQ_EDB;
+    MYSQL_STMT *st = prepare_bound(db, sql, params, n);
+    if (st == NULL)
+        return OQ_EDB;
+    memset(&out, 0, sizeof(out));
+    out.buffer_type = MYSQL_TYPE_LONGLONG;
+    out.buffer = value;
+    out.is_null = &null_flag;
+    if (mysql_stmt_bind_result(st, &out) != 0) {
+        fail(db, st);
+        goto out;
+    }
+    int f = mysql_stmt_fetch(st);
+    if (f == MYSQL_NO_DATA)
+        rc = OQ_ENOTFOUND;
+    else if (f == 0 || f == MYSQL_DATA_TRUNCATED) {
+        *is_null = null_flag != 0;
+        rc = 0;
+    } else
+        fail(db, st);
+out:
+    mysql_stmt_close(st);
+    return rc;
+}
+
+MYSQL *oq_db_handle(struct oq_db *db)
+{
+    return db->my;
+}
+
+const char *oq_db_error(const struct oq_db *db)
+{
+    return db->err;
+}
+
+unsigned oq_db_errno(const struct oq_db *db)
+{
+    return db->err_no;
+}
+
+enum oq_db_class oq_db_classify(unsigned e)
+{
+    switch (e) {
+    case ER_DUP_ENTRY:
+        return OQ_DB_DUPLICATE;
+    case ER_LOCK_DEADLOCK:
+    case ER_LOCK_WAIT_TIMEOUT:
+        return OQ_DB_RETRY;
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case ER_CONNECTION_KILLED:
+    case ER_SERVER_SHUTDOWN:
+        return OQ_DB_GONE;
+    default:
+        return OQ_DB_OTHER;
+    }
+}

@@ -1,0 +1,124 @@
+/* log.c - JSON lines on stderr */
+#include "orderq/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
+
+int oq_log_threshold = OQ_LOG_INFO;
+static int log_format; /* enum oq_log_format */
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void oq_log_set_level(int level)
+{
+    oq_log_threshold = level;
+}
+
+void oq_log_set_format(int format)
+{
+    log_format = format;
+}
+
+int oq_log_level_parse(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof(level_names) / sizeof(level_names[0])); i++)
+        if (strcmp(name, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *oq_log_level_name(int level)
+{
+    if (level < 0 || level > OQ_LOG_ERROR)
+        return "?";
+    return level_names[level];
+}
+
+static void timestamp(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+static void gen_str(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void write_json(int level, const struct oq_log_fields *f, const char *ts,
+                       const char *msg)
+{
+    const unsigned char *buf = NULL;
+    size_t len = 0;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return;
+    yajl_gen_map_open(g);
+    gen_str(g, "ts");
+    gen_str(g, ts);
+    gen_str(g, "level");
+    gen_str(g, level_names[level]);
+    gen_str(g, "msg");
+    gen_str(g, msg);
+    if (f != NULL) {
+        if (f->queue) {
+            gen_str(g, "queue");
+            gen_str(g, f->queue);
+        }
+        if (f->event_identifier) {
+            gen_str(g, "event_identifier");
+            gen_str(g, f->event_identifier);
+        }
+        if (f->delivery_tag) {
+            gen_str(g, "delivery_tag");
+            yajl_gen_integer(g, (long long)f->delivery_tag);
+        }
+        if (f->attempt) {
+            gen_str(g, "attempt");
+            yajl_gen_integer(g, f->attempt);
+        }
+    }
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &buf, &len);
+    char line[8192];
+    if (len > sizeof(line) - 1)
+        len = sizeof(line) - 1; /* a cut line beats an interleaved one */
+    memcpy(line, buf, len);
+    line[len++] = '\n';
+    ssize_t ignored = write(STDERR_FILENO, line, len);
+    (void)ignored;
+    yajl_gen_free(g);
+}
+
+void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...)
+{
+    char msg[4096], ts[40];
+    va_list ap;
+
+    if (level < OQ_LOG_DEBUG || level > OQ_LOG_ERROR)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    timestamp(ts, sizeof(ts));
+    if (log_format == 0) {
+        write_json(level, f, ts, msg);
+        return;
+    }
+    char line[4400];
+    int n = snprintf(line, sizeof(line), "%s %-5s %s%s%s\n", ts, level_names[level], msg,
+                     (f && f->queue) ? " queue=" : "", (f && f->queue) ? f->queue : "");
+    if (n > 0) {
+        size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+        ssize_t ignored = write(STDERR_FILENO, line, len);
+        (void)ignored;
+    }
+}

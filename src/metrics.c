@@ -1,0 +1,165 @@
+/* metrics.c - counters and gauges; /metrics, /healthz, /readyz over HTTP */
+#include "orderq/metrics.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orderq/url.h"
+
+static _Atomic int64_t values[OQ_M_COUNT];
+static time_t started_at;
+
+static const struct {
+    const char *name;
+    const char *type;
+    const char *help;
+} info[OQ_M_COUNT] = {
+    [OQ_M_BROKER_CONNECTS] = {"orderq_broker_connects_total", "counter",
+                              "Successful connections to RabbitMQ."},
+    [OQ_M_BROKER_DISCONNECTS] = {"orderq_broker_disconnects_total", "counter",
+                                 "Connections to RabbitMQ lost."},
+    [OQ_M_DELIVERIES] = {"orderq_deliveries_total", "counter", "Deliveries received."},
+    [OQ_M_CONSUMERS] = {"orderq_consumers", "gauge", "Queues being consumed now."},
+    [OQ_M_READY] = {"orderq_ready", "gauge", "1 when connected and consuming."},
+};
+
+void oq_metric_add(enum oq_metric m, int64_t n)
+{
+    atomic_fetch_add_explicit(&values[m], n, memory_order_relaxed);
+}
+
+void oq_metric_set(enum oq_metric m, int64_t value)
+{
+    atomic_store_explicit(&values[m], value, memory_order_relaxed);
+}
+
+int64_t oq_metric_get(enum oq_metric m)
+{
+    return atomic_load_explicit(&values[m], memory_order_relaxed);
+}
+
+void oq_metrics_render(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < OQ_M_COUNT && used < len; i++) {
+        int n = snprintf(buf + used, len - used, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n",
+                         info[i].name, info[i].help, info[i].name, info[i].type, info[i].name,
+                         (long long)oq_metric_get((enum oq_metric)i));
+        if (n < 0)
+            return;
+        used += (size_t)n;
+    }
+    if (used < len)
+        snprintf(buf + used, len - used,
+                 "# HELP orderq_start_time_seconds Start time of the process.\n"
+                 "# TYPE orderq_start_time_seconds gauge\norderq_start_time_seconds %lld\n",
+                 (long long)started_at);
+}
+
+struct oq_metrics_server {
+    struct MHD_Daemon *daemon;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *body)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
+                                                             MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **state)
+{
+    (void)cls;
+    (void)version;
+    (void)upload;
+    (void)upload_size;
+    (void)state;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    if (strcmp(url, "/metrics") == 0) {
+        char body[16384];
+        oq_metrics_render(body, sizeof(body));
+        return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", body);
+    }
+    if (strcmp(url, "/healthz") == 0)
+        return reply(c, MHD_HTTP_OK, "text/plain", "ok\n");
+    if (strcmp(url, "/readyz") == 0) {
+        int ready = oq_metric_get(OQ_M_READY) != 0;
+        return reply(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
+                     ready ? "ready\n" : "not ready: not connected and consuming\n");
+    }
+    return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "try /metrics, /healthz or /readyz\n");
+}
+
+int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err, size_t errlen)
+{
+    char *host = NULL, port_text[8];
+    unsigned port = 0;
+    struct addrinfo hints, *res = NULL;
+    struct oq_metrics_server *s = NULL;
+    int rc = OQ_ECONFIG;
+
+    *out = NULL;
+    started_at = time(NULL);
+    if (addr == NULL || *addr == '\0')
+        return 0;
+    if (oq_hostport_parse(addr, &host, &port, err, errlen) != 0)
+        goto out;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port_text, sizeof(port_text), "%u", port);
+    int gai = getaddrinfo(host, port_text, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "http_addr %s: %s", addr, gai_strerror(gai));
+        goto out;
+    }
+    rc = OQ_ENOMEM;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        goto out;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (res->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, NULL,
+                                 MHD_OPTION_SOCK_ADDR, res->ai_addr,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        snprintf(err, errlen,
+                 "cannot serve metrics on %s (in use by another process? set http_addr, or "
+                 "empty to turn it off)",
+                 addr);
+        rc = OQ_EIO;
+        goto out;
+    }
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    if (res != NULL)
+        freeaddrinfo(res);
+    free(host);
+    free(s);
+    return rc;
+}
+
+void oq_metrics_stop(struct oq_metrics_server *s)
+{
+    if (s == NULL)
+        return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

@@ -1,0 +1,197 @@
+/* migrate.c - apply the numbered sql/ files once, in order, under a lock */
+#include "orderq/migrate.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orderq/db.h"
+#include "orderq/log.h"
+
+static const char create_table_sql[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INT UNSIGNED NOT NULL PRIMARY KEY,"
+    " name VARCHAR(255) NOT NULL,"
+    " checksum CHAR(64) CHARACTER SET ascii NOT NULL COMMENT 'SHA-256 of the file',"
+    " applied_at DATETIME(6) NOT NULL COMMENT 'UTC',"
+    " applied_by VARCHAR(255) NOT NULL DEFAULT '',"
+    " duration_ms INT UNSIGNED NOT NULL DEFAULT 0"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='orderq: applied sql/ files'";
+
+#define LOCK_NAME "orderq.migrate"
+
+static void sha256_hex(const char *text, size_t len, char hex[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    hex[0] = '\0';
+    if (EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+        return;
+    for (unsigned i = 0; i < mdlen && i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Applied rows as (version, checksum, applied_at, applied_by, name). */
+static int read_applied(struct oq_db *db, MYSQL_RES **res, char *err, size_t errlen)
+{
+    if (oq_db_exec(db, create_table_sql) != 0 ||
+        mysql_query(oq_db_handle(db),
+                    "SELECT version, checksum, DATE_FORMAT(applied_at, '%Y-%m-%dT%H:%i:%sZ'),"
+                    " applied_by, name FROM schema_migrations ORDER BY version") != 0) {
+        snprintf(err, errlen, "reading schema_migrations: %s", mysql_error(oq_db_handle(db)));
+        return OQ_EDB;
+    }
+    *res = mysql_store_result(oq_db_handle(db));
+    if (*res == NULL) {
+        snprintf(err, errlen, "reading schema_migrations: %s", mysql_error(oq_db_handle(db)));
+        return OQ_EDB;
+    }
+    return 0;
+}
+
+static int is_applied(MYSQL_RES *res, int version)
+{
+    MYSQL_ROW row;
+    mysql_data_seek(res, 0);
+    while ((row = mysql_fetch_row(res)) != NULL)
+        if (strtol(row[0], NULL, 10) == version)
+            return 1;
+    return 0;
+}
+
+static int apply_one(struct oq_db *db, const struct oq_migration *m, const char *applied_by,
+                     char *err, size_t errlen)
+{
+    char sum[65];
+    int64_t started = now_ms();
+    oq_info("applying migration %04d_%s", m->version, m->name);
+    if (oq_db_exec_script(db, m->sql, m->len) != 0) {
+        snprintf(err, errlen,
+                 "migration %04d_%s failed: %s (MySQL DDL is not transactional: statements "
+                 "before the failing one stay applied; fix the cause and run migrate again)",
+                 m->version, m->name, oq_db_error(db));
+        return OQ_EDB;
+    }
+    sha256_hex(m->sql, m->len, sum);
+    struct oq_db_param p[] = {OQ_INT(m->version), OQ_STR(m->name), OQ_STR(sum),
+                              OQ_STR(applied_by), OQ_INT(now_ms() - started)};
+    if (oq_db_execute(db,
+                      "INSERT INTO schema_migrations (version, name, checksum, applied_at,"
+                      " applied_by, duration_ms) VALUES (?, ?, ?, UTC_TIMESTAMP(6), ?, ?)",
+                      p, 5, NULL) != 0) {
+        snprintf(err, errlen, "recording migration %04d_%s: %s", m->version, m->name,
+                 oq_db_error(db));
+        return OQ_EDB;
+    }
+    return 0;
+}
+
+int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, int *applied,
+                     char *err, size_t errlen)
+{
+    long long got = 0;
+    int is_null = 0, rc, locked = 0;
+    MYSQL_RES *res = NULL;
+    struct oq_db_param lock[] = {OQ_STR(LOCK_NAME), OQ_INT(lock_wait_s)};
+
+    *applied = 0;
+    rc = oq_db_query_int(db, "SELECT GET_LOCK(?, ?)", lock, 2, &got, &is_null);
+    if (rc != 0) {
+        snprintf(err, errlen, "taking the migration lock: %s", oq_db_error(db));
+        return OQ_EDB;
+    }
+    if (is_null || got != 1) {
+        snprintf(err, errlen,
+                 "another orderq migrate has held the lock \"%s\" for over %d s; try again "
+                 "when it has finished",
+                 LOCK_NAME, lock_wait_s);
+        return OQ_ETIMEOUT;
+    }
+    locked = 1;
+    rc = read_applied(db, &res, err, errlen);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; i < oq_migration_count; i++) {
+        if (is_applied(res, oq_migrations[i].version))
+            continue;
+        rc = apply_one(db, &oq_migrations[i], applied_by, err, errlen);
+        if (rc != 0)
+            goto out;
+        (*applied)++;
+    }
+out:
+    mysql_free_result(res);
+    if (locked && oq_db_query_int(db, "SELECT RELEASE_LOCK(?)", lock, 1, &got, &is_null) != 0)
+        oq_warn("releasing the migration lock: %s", oq_db_error(db));
+    return rc;
+}
+
+static int by_version(const void *a, const void *b)
+{
+    const struct oq_migration_status *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+int oq_migrate_status(struct oq_db *db, struct oq_migration_status **out, size_t *n, char *err,
+                      size_t errlen)
+{
+    MYSQL_RES *res = NULL;
+    MYSQL_ROW row;
+    struct oq_migration_status *list = NULL;
+    size_t count = 0;
+    int rc = read_applied(db, &res, err, errlen);
+
+    *out = NULL;
+    *n = 0;
+    if (rc != 0)
+        return rc;
+    list = calloc(oq_migration_count + mysql_num_rows(res) + 1, sizeof(*list));
+    if (list == NULL) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < oq_migration_count; i++) {
+        const struct oq_migration *m = &oq_migrations[i];
+        list[count].version = m->version;
+        snprintf(list[count].name, sizeof(list[count].name), "%s", m->name);
+        list[count].state = OQ_MIG_PENDING;
+        count++;
+    }
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        int version = (int)strtol(row[0], NULL, 10);
+        struct oq_migration_status *s = NULL;
+        for (size_t i = 0; i < oq_migration_count; i++)
+            if (list[i].version == version)
+                s = &list[i];
+        if (s == NULL) {
+            s = &list[count++];
+            s->version = version;
+            snprintf(s->name, sizeof(s->name), "%s", row[4] ? row[4] : "");
+            s->state = OQ_MIG_UNKNOWN;
+        } else {
+            char sum[65];
+            const struct oq_migration *m = &oq_migrations[s - list];
+            sha256_hex(m->sql, m->len, sum);
+            s->state = strcmp(sum, row[1] ? row[1] : "") == 0 ? OQ_MIG_APPLIED : OQ_MIG_CHANGED;
+        }
+        snprintf(s->applied_at, sizeof(s->applied_at), "%s", row[2] ? row[2] : "");
+        snprintf(s->applied_by, sizeof(s->applied_by), "%s", row[3] ? row[3] : "");
+    }
+    qsort(list, count, sizeof(*list), by_version);
+    *out = list;
+    *n = count;
+    list = NULL;
+out:
+    free(list);
+    mysql_free_result(res);
+    return rc;
+}

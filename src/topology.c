@@ -1,0 +1,801 @@
+/* topology.c - what orderq needs on the broker: plan, declare, verify, export */
+#include "orderq/topology.h"
+
+#include <amqp.h>
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "orderq/broker.h"
+#include "orderq/config.h"
+#include "orderq/log.h"
+#include "orderq/url.h"
+
+const struct oq_event_route oq_event_routes[] = {
+    {"order.processing", {"add_order_to_queue", NULL}},
+    {"coupon.email", {"send_coupon_code_by_email", NULL}},
+    {"invoice.created", {NULL}},
+    {"invoice.updated", {NULL}},
+};
+const size_t oq_event_route_count = sizeof(oq_event_routes) / sizeof(oq_event_routes[0]);
+
+/* ---- plan ---------------------------------------------------------------- */
+
+static char *own(struct oq_topology *t, char *s)
+{
+    if (s == NULL || t->n_strings == sizeof(t->strings) / sizeof(t->strings[0])) {
+        free(s);
+        return NULL;
+    }
+    t->strings[t->n_strings++] = s;
+    return s;
+}
+
+static char *joined(const char *a, const char *sep, const char *b)
+{
+    size_t n = strlen(a) + strlen(sep) + strlen(b) + 1;
+    char *s = malloc(n);
+    if (s != NULL)
+        snprintf(s, n, "%s%s%s", a, sep, b);
+    return s;
+}
+
+static int add_exchange(struct oq_topology *t, const char *name, const char *type, int shops)
+{
+    struct oq_topo_exchange *grown =
+        realloc(t->exchanges, (t->n_exchanges + 1) * sizeof(*t->exchanges));
+    if (grown == NULL)
+        return OQ_ENOMEM;
+    t->exchanges = grown;
+    struct oq_topo_exchange *e = &t->exchanges[t->n_exchanges];
+    if ((e->name = strdup(name)) == NULL)
+        return OQ_ENOMEM;
+    e->type = type;
+    e->shops = shops;
+    t->n_exchanges++;
+    return 0;
+}
+
+static struct oq_topo_queue *add_queue(struct oq_topology *t, char *name, const char *event_code)
+{
+    struct oq_topo_queue *grown = realloc(t->queues, (t->n_queues + 1) * sizeof(*t->queues));
+    if (grown == NULL || name == NULL) {
+        free(name);
+        if (grown != NULL)
+            t->queues = grown;
+        return NULL;
+    }
+    t->queues = grown;
+    struct oq_topo_queue *q = &t->queues[t->n_queues++];
+    memset(q, 0, sizeof(*q));
+    q->name = name;
+    q->event_code = event_code;
+    return q;
+}
+
+static void arg_str(struct oq_topo_queue *q, const char *key, const char *value)
+{
+    q->args[q->nargs++] = (struct oq_topo_arg){key, value, 0};
+}
+
+static void arg_num(struct oq_topo_queue *q, const char *key, int64_t value)
+{
+    q->args[q->nargs++] = (struct oq_topo_arg){key, NULL, value};
+}
+
+static struct oq_topo_binding *add_binding(struct oq_topology *t, const char *exchange,
+                                           const char *queue, const char *routing_key)
+{
+    struct oq_topo_binding *grown =
+        realloc(t->bindings, (t->n_bindings + 1) * sizeof(*t->bindings));
+    if (grown == NULL)
+        return NULL;
+    t->bindings = grown;
+    struct oq_topo_binding *b = &t->bindings[t->n_bindings];
+    memset(b, 0, sizeof(*b));
+    b->exchange = strdup(exchange);
+    b->queue = strdup(queue);
+    b->routing_key = strdup(routing_key);
+    t->n_bindings++; /* counted even when a strdup failed, so free sees it */
+    if (!b->exchange || !b->queue || !b->routing_key)
+        return NULL;
+    return b;
+}
+
+/* Quorum queues: replicated, with at-least-once dead-lettering, which
+ * needs x-overflow reject-publish. */
+static void queue_type_args(const struct oq_config *cfg, struct oq_topo_queue *q)
+{
+    if (cfg->queue_type == OQ_QUEUE_QUORUM) {
+        arg_str(q, "x-queue-type", "quorum");
+    } else {
+        arg_str(q, "x-queue-type", "classic");
+    }
+}
+
+static void dead_letter_args(const struct oq_config *cfg, struct oq_topo_queue *q,
+                             const char *dlx)
+{
+    arg_str(q, "x-dead-letter-exchange", dlx);
+    if (cfg->queue_type == OQ_QUEUE_QUORUM) {
+        arg_str(q, "x-dead-letter-strategy", "at-least-once");
+        arg_str(q, "x-overflow", "reject-publish");
+    }
+}
+
+static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t)
+{
+    for (size_t i = 0; i < oq_event_route_count; i++) {
+        const struct oq_event_route *r = &oq_event_routes[i];
+        struct oq_topo_queue *q = add_queue(t, joined(cfg->queue_prefix, ".", r->event_code),
+                                            r->event_code);
+        if (q == NULL)
+            return OQ_ENOMEM;
+        queue_type_args(cfg, q);
+        if (cfg->queue_type == OQ_QUEUE_QUORUM)
+            arg_num(q, "x-delivery-limit", cfg->delivery_limit);
+        dead_letter_args(cfg, q, cfg->dead_exchange);
+        if (add_binding(t, cfg->shop_exchange, q->name, r->event_code) == NULL)
+            return OQ_ENOMEM;
+        for (size_t a = 0; r->aliases[a] != NULL; a++)
+            if (add_binding(t, cfg->shop_exchange, t->queues[t->n_queues - 1].name,
+                            r->aliases[a]) == NULL)
+                return OQ_ENOMEM;
+    }
+    return 0;
+}
+
+static int plan_delay_tiers(const struct oq_config *cfg, struct oq_topology *t)
+{
+    for (size_t i = 0; i < cfg->n_retry_tiers; i++) {
+        char tier[32];
+        oq_duration_format(cfg->retry_tiers_ms[i], tier, sizeof(tier));
+        char *tier_name = own(t, strdup(tier));
+        struct oq_topo_queue *q = add_queue(t, joined(cfg->delay_exchange, ".", tier), NULL);
+        if (q == NULL || tier_name == NULL)
+            return OQ_ENOMEM;
+        queue_type_args(cfg, q);
+        arg_num(q, "x-message-ttl", cfg->retry_tiers_ms[i]);
+        /* Back to the default exchange: the routing key names the work queue. */
+        dead_letter_args(cfg, q, "");
+        /* The tier header must not start with "x-": headers exchanges ignore
+         * those when matching, and every tier would match. */
+        struct oq_topo_binding *b = add_binding(t, cfg->delay_exchange, q->name, "");
+        if (b == NULL)
+            return OQ_ENOMEM;
+        b->args[0] = (struct oq_topo_arg){"x-match", "all", 0};
+        b->args[1] = (struct oq_topo_arg){"orderq-delay", tier_name, 0};
+        b->nargs = 2;
+    }
+    return 0;
+}
+
+int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out)
+{
+    int rc = OQ_ENOMEM;
+    struct oq_topology *t = calloc(1, sizeof(*t));
+    *out = NULL;
+    if (t == NULL)
+        return OQ_ENOMEM;
+    if (add_exchange(t, cfg->shop_exchange, "topic", 1) != 0 ||
+        add_exchange(t, cfg->delay_exchange, "headers", 0) != 0 ||
+        add_exchange(t, cfg->dead_exchange, "fanout", 0) != 0)
+        goto out;
+    if ((rc = plan_work_queues(cfg, t)) != 0 || (rc = plan_delay_tiers(cfg, t)) != 0)
+        goto out;
+    rc = OQ_ENOMEM;
+    struct oq_topo_queue *dead = add_queue(t, strdup(cfg->dead_queue), NULL);
+    if (dead == NULL)
+        goto out;
+    queue_type_args(cfg, dead);
+    if (add_binding(t, cfg->dead_exchange, dead->name, "") == NULL)
+        goto out;
+    rc = 0;
+    *out = t;
+    t = NULL;
+out:
+    oq_topology_free(t);
+    return rc;
+}
+
+void oq_topology_free(struct oq_topology *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n_exchanges; i++)
+        free(t->exchanges[i].name);
+    for (size_t i = 0; i < t->n_queues; i++)
+        free(t->queues[i].name);
+    for (size_t i = 0; i < t->n_bindings; i++) {
+        free(t->bindings[i].exchange);
+        free(t->bindings[i].queue);
+        free(t->bindings[i].routing_key);
+    }
+    for (size_t i = 0; i < t->n_strings; i++)
+        free(t->strings[i]);
+    free(t->exchanges);
+    free(t->queues);
+    free(t->bindings);
+    free(t);
+}
+
+/* ---- declare over AMQP ---------------------------------------------------- */
+
+static amqp_table_t to_table(const struct oq_topo_arg *args, size_t n, amqp_table_entry_t *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        e[i].key = amqp_cstring_bytes(args[i].key);
+        if (args[i].str != NULL) {
+            e[i].value.kind = AMQP_FIELD_KIND_UTF8;
+            e[i].value.value.bytes = amqp_cstring_bytes(args[i].str);
+        } else {
+            e[i].value.kind = AMQP_FIELD_KIND_I64;
+            e[i].value.value.i64 = args[i].num;
+        }
+    }
+    return (amqp_table_t){(int)n, e};
+}
+
+/* Remember the first failure for the caller; log every one. */
+static void note(int *rc, int this_rc, char *err, size_t errlen, const char *msg)
+{
+    oq_error("%s", msg);
+    if (*rc == 0) {
+        *rc = this_rc;
+        snprintf(err, errlen, "%s", msg);
+    }
+}
+
+static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *e,
+                            int create_shops, int *rc, char *err, size_t errlen)
+{
+    char what[300], msg[OQ_ERRLEN + 400];
+    int passive = e->shops && !create_shops;
+    amqp_connection_state_t c = oq_broker_conn(b);
+    amqp_exchange_declare(c, 1, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type),
+                          passive, 1, 0, 0, amqp_empty_table);
+    snprintf(what, sizeof(what), "exchange.declare %s", e->name);
+    int r = oq_broker_check(b, 1, what);
+    if (r == OQ_ENOTFOUND && passive) {
+        snprintf(msg, sizeof(msg),
+                 "the shop exchange \"%s\" does not exist on vhost %s: the shop declares it "
+                 "(set shop_exchange to its name), or pass --create-shop-exchange for local use",
+                 e->name, oq_broker_vhost(b));
+        note(rc, r, err, errlen, msg);
+    } else if (r == OQ_EMISMATCH) {
+        snprintf(msg, sizeof(msg), "exchange \"%s\" exists with another type or flags (%s)",
+                 e->name, oq_broker_error(b));
+        note(rc, r, err, errlen, msg);
+    } else if (r != 0) {
+        note(rc, r, err, errlen, oq_broker_error(b));
+    }
+    return r == OQ_EBROKER ? r : 0; /* only a dead connection stops the run */
+}
+
+static int declare_queue(struct oq_broker *b, const struct oq_topo_queue *q, int *rc, char *err,
+                         size_t errlen)
+{
+    char what[300], msg[OQ_ERRLEN + 400];
+    amqp_table_entry_t e[OQ_TOPO_MAX_ARGS];
+    amqp_queue_declare(oq_broker_conn(b), 1, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
+                       to_table(q->args, q->nargs, e));
+    snprintf(what, sizeof(what), "queue.declare %s", q->name);
+    int r = oq_broker_check(b, 1, what);
+    if (r == OQ_EMISMATCH) {
+        snprintf(msg, sizeof(msg),
+                 "queue \"%s\" exists with other arguments (%s); `orderq topology verify` "
+                 "shows both sets; a queue's arguments cannot change: move its messages and "
+                 "delete it, or change the configuration to match",
+                 q->name, oq_broker_error(b));
+        note(rc, r, err, errlen, msg);
+    } else if (r != 0) {
+        note(rc, r, err, errlen, oq_broker_error(b));
+    }
+    return r == OQ_EBROKER ? r : 0;
+}
+
+int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t,
+                        int create_shop_exchange, char *err, size_t errlen)
+{
+    int rc = 0;
+    char what[600];
+    amqp_table_entry_t e[2];
+
+    for (size_t i = 0; i < t->n_exchanges; i++)
+        if (declare_exchange(b, &t->exchanges[i], create_shop_exchange, &rc, err, errlen) != 0)
+            return rc;
+    for (size_t i = 0; i < t->n_queues; i++)
+        if (declare_queue(b, &t->queues[i], &rc, err, errlen) != 0)
+            return rc;
+    if (rc != 0)
+        return rc; /* a binding to a missing exchange or queue would only fail again */
+    for (size_t i = 0; i < t->n_bindings; i++) {
+        const struct oq_topo_binding *bd = &t->bindings[i];
+        amqp_queue_bind(oq_broker_conn(b), 1, amqp_cstring_bytes(bd->queue),
+                        amqp_cstring_bytes(bd->exchange), amqp_cstring_bytes(bd->routing_key),
+                        to_table(bd->args, bd->nargs, e));
+        snprintf(what, sizeof(what), "queue.bind %s -> %s (%s)", bd->exchange, bd->queue,
+                 bd->routing_key);
+        int r = oq_broker_check(b, 1, what);
+        if (r != 0) {
+            note(&rc, r, err, errlen, oq_broker_error(b));
+            if (r == OQ_EBROKER)
+                return rc;
+        }
+    }
+    return rc;
+}
+
+/* ---- export as definitions ------------------------------------------------- */
+
+static void gstr(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void gen_args(yajl_gen g, const struct oq_topo_arg *args, size_t n)
+{
+    yajl_gen_map_open(g);
+    for (size_t i = 0; i < n; i++) {
+        gstr(g, args[i].key);
+        if (args[i].str != NULL)
+            gstr(g, args[i].str);
+        else
+            yajl_gen_integer(g, args[i].num);
+    }
+    yajl_gen_map_close(g);
+}
+
+int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost, FILE *out)
+{
+    const unsigned char *buf = NULL;
+    size_t len = 0;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return OQ_ENOMEM;
+    yajl_gen_config(g, yajl_gen_beautify, 1);
+    yajl_gen_config(g, yajl_gen_indent_string, "  ");
+    yajl_gen_map_open(g);
+    gstr(g, "exchanges");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < t->n_exchanges; i++) {
+        yajl_gen_map_open(g);
+        gstr(g, "name");
+        gstr(g, t->exchanges[i].name);
+        gstr(g, "vhost");
+        gstr(g, vhost);
+        gstr(g, "type");
+        gstr(g, t->exchanges[i].type);
+        gstr(g, "durable");
+        yajl_gen_bool(g, 1);
+        gstr(g, "auto_delete");
+        yajl_gen_bool(g, 0);
+        gstr(g, "internal");
+        yajl_gen_bool(g, 0);
+        gstr(g, "arguments");
+        gen_args(g, NULL, 0);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    gstr(g, "queues");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < t->n_queues; i++) {
+        yajl_gen_map_open(g);
+        gstr(g, "name");
+        gstr(g, t->queues[i].name);
+        gstr(g, "vhost");
+        gstr(g, vhost);
+        gstr(g, "durable");
+        yajl_gen_bool(g, 1);
+        gstr(g, "auto_delete");
+        yajl_gen_bool(g, 0);
+        gstr(g, "arguments");
+        gen_args(g, t->queues[i].args, t->queues[i].nargs);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    gstr(g, "bindings");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < t->n_bindings; i++) {
+        const struct oq_topo_binding *b = &t->bindings[i];
+        yajl_gen_map_open(g);
+        gstr(g, "source");
+        gstr(g, b->exchange);
+        gstr(g, "vhost");
+        gstr(g, vhost);
+        gstr(g, "destination");
+        gstr(g, b->queue);
+        gstr(g, "destination_type");
+        gstr(g, "queue");
+        gstr(g, "routing_key");
+        gstr(g, b->routing_key);
+        gstr(g, "arguments");
+        gen_args(g, b->args, b->nargs);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &buf, &len);
+    int rc = fwrite(buf, 1, len, out) == len ? 0 : OQ_EIO;
+    yajl_gen_free(g);
+    return rc;
+}
+
+/* ---- verify against the management API ------------------------------------ */
+
+struct http_body {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct http_body *body = userdata;
+    size_t n = size * nmemb;
+    if (body->len + n > (16u << 20))
+        return 0; /* no sane answer is this big */
+    char *grown = realloc(body->data, body->len + n + 1);
+    if (grown == NULL)
+        return 0;
+    memcpy(grown + body->len, ptr, n);
+    body->data = grown;
+    body->len += n;
+    body->data[body->len] = '\0';
+    return n;
+}
+
+struct mgmt {
+    CURL *curl;
+    char *base; /* ends without '/' */
+    char *vhost_escaped;
+    char *user, *password;
+};
+
+/* GET base + path; *tree is NULL with status 404. Returns 0 or OQ_EHTTP. */
+static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tree, char *err,
+                    size_t errlen)
+{
+    struct http_body body = {NULL, 0};
+    char *url = joined(m->base, "", path);
+    int rc = OQ_EHTTP;
+    *tree = NULL;
+    if (url == NULL)
+        return OQ_ENOMEM;
+    curl_easy_setopt(m->curl, CURLOPT_URL, url);
+    curl_easy_setopt(m->curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(m->curl, CURLOPT_WRITEDATA, &body);
+    CURLcode cc = curl_easy_perform(m->curl);
+    if (cc != CURLE_OK) {
+        snprintf(err, errlen, "RabbitMQ management API at %s: %s (is the rabbitmq_management "
+                 "plugin enabled? set amqp_mgmt_url)", m->base, curl_easy_strerror(cc));
+        goto out;
+    }
+    curl_easy_getinfo(m->curl, CURLINFO_RESPONSE_CODE, status);
+    if (*status == 404) {
+        rc = 0;
+        goto out;
+    }
+    if (*status != 200) {
+        snprintf(err, errlen, "RabbitMQ management API GET %s: HTTP %ld%s", path, *status,
+                 *status == 401 ? " (user or password wrong for the management API)" : "");
+        goto out;
+    }
+    char perr[256];
+    *tree = yajl_tree_parse(body.data ? body.data : "", perr, sizeof(perr));
+    if (*tree == NULL) {
+        snprintf(err, errlen, "RabbitMQ management API GET %s: not JSON: %s", path, perr);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(body.data);
+    free(url);
+    return rc;
+}
+
+static int mgmt_open(struct mgmt *m, const struct oq_config *cfg, const char *vhost, char *err,
+                     size_t errlen)
+{
+    struct oq_amqp_url au;
+    CURLU *h = NULL;
+    char *user = NULL, *pass = NULL, *url = NULL;
+    int rc = OQ_ENOMEM;
+
+    memset(m, 0, sizeof(*m));
+    if (oq_amqp_url_parse(cfg->amqp_url, &au, err, errlen) != 0)
+        return OQ_ECONFIG;
+    if ((h = curl_url()) == NULL ||
+        curl_url_set(h, CURLUPART_URL, cfg->amqp_mgmt_url, 0) != CURLUE_OK)
+        goto out;
+    /* Credentials: the management URL's own, else the AMQP URL's. */
+    if (curl_url_get(h, CURLUPART_USER, &user, CURLU_URLDECODE) != CURLUE_OK)
+        user = NULL;
+    if (curl_url_get(h, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE) != CURLUE_OK)
+        pass = NULL;
+    curl_url_set(h, CURLUPART_USER, NULL, 0);
+    curl_url_set(h, CURLUPART_PASSWORD, NULL, 0);
+    if (curl_url_get(h, CURLUPART_URL, &url, 0) != CURLUE_OK)
+        goto out;
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+    m->base = strdup(url);
+    m->user = strdup(user ? user : au.user);
+    m->password = strdup(pass ? pass : au.password);
+    m->curl = curl_easy_init();
+    if (!m->base || !m->user || !m->password || !m->curl)
+        goto out;
+    m->vhost_escaped = curl_easy_escape(m->curl, vhost, 0);
+    if (m->vhost_escaped == NULL)
+        goto out;
+    curl_easy_setopt(m->curl, CURLOPT_USERNAME, m->user);
+    curl_easy_setopt(m->curl, CURLOPT_PASSWORD, m->password);
+    curl_easy_setopt(m->curl, CURLOPT_TIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(m->curl, CURLOPT_NOSIGNAL, 1L);
+    rc = 0;
+out:
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
+    curl_free(user);
+    curl_free(pass);
+    curl_free(url);
+    curl_url_cleanup(h);
+    oq_amqp_url_clear(&au);
+    return rc;
+}
+
+static void mgmt_close(struct mgmt *m)
+{
+    curl_free(m->vhost_escaped);
+    if (m->curl)
+        curl_easy_cleanup(m->curl);
+    free(m->base);
+    free(m->user);
+    free(m->password);
+}
+
+/* "/api/<kind>/<vhost>/<name>" with the name escaped. */
+static char *mgmt_path(struct mgmt *m, const char *kind, const char *name)
+{
+    char *esc = curl_easy_escape(m->curl, name, 0);
+    if (esc == NULL)
+        return NULL;
+    size_t n = strlen(kind) + strlen(m->vhost_escaped) + strlen(esc) + 16;
+    char *path = malloc(n);
+    if (path != NULL)
+        snprintf(path, n, "/api/%s/%s/%s", kind, m->vhost_escaped, esc);
+    curl_free(esc);
+    return path;
+}
+
+/* The text of a JSON string, "" for anything else. */
+static const char *text_of(yajl_val v)
+{
+    return YAJL_IS_STRING(v) ? v->u.string : "";
+}
+
+static yajl_val member(yajl_val obj, const char *key)
+{
+    const char *p[] = {key, NULL};
+    return obj ? yajl_tree_get(obj, p, yajl_t_any) : NULL;
+}
+
+/* Arguments as compact JSON text, for people: {"x-queue-type":"quorum"}. */
+static void args_text_plan(const struct oq_topo_arg *a, size_t n, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "{");
+    for (size_t i = 0; i < n && used < len; i++) {
+        if (a[i].str)
+            used += (size_t)snprintf(buf + used, len - used, "%s\"%s\":\"%s\"", i ? "," : "",
+                                     a[i].key, a[i].str);
+        else
+            used += (size_t)snprintf(buf + used, len - used, "%s\"%s\":%lld", i ? "," : "",
+                                     a[i].key, (long long)a[i].num);
+    }
+    if (used < len)
+        snprintf(buf + used, len - used, "}");
+}
+
+static void args_text_actual(yajl_val obj, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "{");
+    size_t n = YAJL_IS_OBJECT(obj) ? obj->u.object.len : 0;
+    for (size_t i = 0; i < n && used < len; i++) {
+        yajl_val v = obj->u.object.values[i];
+        const char *k = obj->u.object.keys[i];
+        if (YAJL_IS_STRING(v))
+            used += (size_t)snprintf(buf + used, len - used, "%s\"%s\":\"%s\"", i ? "," : "", k,
+                                     text_of(v));
+        else if (YAJL_IS_NUMBER(v))
+            used += (size_t)snprintf(buf + used, len - used, "%s\"%s\":%s", i ? "," : "", k,
+                                     YAJL_GET_NUMBER(v));
+        else
+            used += (size_t)snprintf(buf + used, len - used, "%s\"%s\":%s", i ? "," : "", k,
+                                     YAJL_IS_TRUE(v) ? "true" : YAJL_IS_FALSE(v) ? "false" : "?");
+    }
+    if (used < len)
+        snprintf(buf + used, len - used, "}");
+}
+
+/* Same keys, same values (numbers compared as integers). */
+static int args_equal(const struct oq_topo_arg *a, size_t n, yajl_val obj)
+{
+    size_t actual_n = YAJL_IS_OBJECT(obj) ? obj->u.object.len : 0;
+    if (actual_n != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        yajl_val v = member(obj, a[i].key);
+        if (a[i].str != NULL) {
+            if (!YAJL_IS_STRING(v) || strcmp(text_of(v), a[i].str) != 0)
+                return 0;
+        } else if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) != a[i].num) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+struct report {
+    FILE *out;
+    int json;
+    int count;
+};
+
+static void differ(struct report *r, const char *kind, const char *name, const char *problem,
+                   const char *expected, const char *actual)
+{
+    r->count++;
+    if (!r->json) {
+        fprintf(r->out, "%s %s: %s\n", kind, name, problem);
+        if (expected != NULL)
+            fprintf(r->out, "    expected: %s\n    actual:   %s\n", expected, actual);
+        return;
+    }
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *buf = NULL;
+    size_t len = 0;
+    if (g == NULL)
+        return;
+    yajl_gen_map_open(g);
+    gstr(g, "kind");
+    gstr(g, kind);
+    gstr(g, "name");
+    gstr(g, name);
+    gstr(g, "problem");
+    gstr(g, problem);
+    if (expected != NULL) {
+        gstr(g, "expected");
+        gstr(g, expected);
+        gstr(g, "actual");
+        gstr(g, actual);
+    }
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &buf, &len);
+    fprintf(r->out, "%.*s\n", (int)len, (const char *)buf);
+    yajl_gen_free(g);
+}
+
+static int verify_exchange(struct mgmt *m, const struct oq_topo_exchange *e, struct report *r,
+                           char *err, size_t errlen)
+{
+    long status = 0;
+    yajl_val tree = NULL;
+    char *path = mgmt_path(m, "exchanges", e->name);
+    if (path == NULL)
+        return OQ_ENOMEM;
+    int rc = mgmt_get(m, path, &status, &tree, err, errlen);
+    free(path);
+    if (rc != 0)
+        return rc;
+    if (tree == NULL) {
+        differ(r, "exchange", e->name, "missing", NULL, NULL);
+        return 0;
+    }
+    yajl_val type = member(tree, "type"), durable = member(tree, "durable");
+    const char *actual = YAJL_IS_STRING(type) ? text_of(type) : "?";
+    if (strcmp(actual, e->type) != 0) {
+        char want[64], got[64];
+        snprintf(want, sizeof(want), "type %s", e->type);
+        snprintf(got, sizeof(got), "type %s", actual);
+        differ(r, "exchange", e->name, "other type", want, got);
+    }
+    if (!YAJL_IS_TRUE(durable))
+        differ(r, "exchange", e->name, "not durable", "durable", "transient");
+    yajl_tree_free(tree);
+    return 0;
+}
+
+static int verify_queue(struct mgmt *m, const struct oq_topo_queue *q, struct report *r,
+                        char *err, size_t errlen)
+{
+    long status = 0;
+    yajl_val tree = NULL;
+    char *path = mgmt_path(m, "queues", q->name);
+    if (path == NULL)
+        return OQ_ENOMEM;
+    int rc = mgmt_get(m, path, &status, &tree, err, errlen);
+    free(path);
+    if (rc != 0)
+        return rc;
+    if (tree == NULL) {
+        differ(r, "queue", q->name, "missing", NULL, NULL);
+        return 0;
+    }
+    yajl_val args = member(tree, "arguments");
+    if (!args_equal(q->args, q->nargs, args)) {
+        char want[1024], got[1024];
+        args_text_plan(q->args, q->nargs, want, sizeof(want));
+        args_text_actual(args, got, sizeof(got));
+        differ(r, "queue", q->name, "other arguments", want, got);
+    }
+    if (!YAJL_IS_TRUE(member(tree, "durable")))
+        differ(r, "queue", q->name, "not durable", "durable", "transient");
+    yajl_tree_free(tree);
+    return 0;
+}
+
+static int verify_binding(struct mgmt *m, const struct oq_topo_binding *b, struct report *r,
+                          char *err, size_t errlen)
+{
+    long status = 0;
+    yajl_val tree = NULL;
+    char *e_esc = curl_easy_escape(m->curl, b->exchange, 0);
+    char *q_esc = curl_easy_escape(m->curl, b->queue, 0);
+    char path[1600], name[700];
+    int rc = OQ_ENOMEM, found = 0;
+
+    if (e_esc == NULL || q_esc == NULL)
+        goto out;
+    snprintf(path, sizeof(path), "/api/bindings/%s/e/%s/q/%s", m->vhost_escaped, e_esc, q_esc);
+    rc = mgmt_get(m, path, &status, &tree, err, errlen);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; YAJL_IS_ARRAY(tree) && i < tree->u.array.len; i++) {
+        yajl_val one = tree->u.array.values[i];
+        yajl_val key = member(one, "routing_key");
+        if (YAJL_IS_STRING(key) && strcmp(text_of(key), b->routing_key) == 0 &&
+            args_equal(b->args, b->nargs, member(one, "arguments")))
+            found = 1;
+    }
+    snprintf(name, sizeof(name), "%s -> %s (routing key \"%s\")", b->exchange, b->queue,
+             b->routing_key);
+    if (!found)
+        differ(r, "binding", name, "missing", NULL, NULL);
+out:
+    yajl_tree_free(tree);
+    curl_free(e_esc);
+    curl_free(q_esc);
+    return rc;
+}
+
+int oq_topology_verify(const struct oq_config *cfg, const struct oq_topology *t,
+                       const char *vhost, FILE *out, int json, int *differences, char *err,
+                       size_t errlen)
+{
+    struct mgmt m;
+    struct report r = {out, json, 0};
+    int rc = mgmt_open(&m, cfg, vhost, err, errlen);
+    long status = 0;
+    yajl_val tree = NULL;
+
+    *differences = 0;
+    if (rc != 0)
+        goto out;
+    /* One cheap call first, so an unreachable API is one clear error. */
+    rc = mgmt_get(&m, "/api/overview", &status, &tree, err, errlen);
+    yajl_tree_free(tree);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; rc == 0 && i < t->n_exchanges; i++)
+        rc = verify_exchange(&m, &t->exchanges[i], &r, err, errlen);
+    for (size_t i = 0; rc == 0 && i < t->n_queues; i++)
+        rc = verify_queue(&m, &t->queues[i], &r, err, errlen);
+    for (size_t i = 0; rc == 0 && i < t->n_bindings; i++)
+        rc = verify_binding(&m, &t->bindings[i], &r, err, errlen);
+    *differences = r.count;
+out:
+    mgmt_close(&m);
+    return rc;
+}

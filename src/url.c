@@ -1,0 +1,296 @@
+/* url.c - parse and redact the URLs orderq is configured with */
+#include "orderq/url.h"
+
+#include <amqp.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static CURLU *parse_with_curl(const char *url, char *err, size_t errlen)
+{
+    CURLU *h = curl_url();
+    if (h == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    CURLUcode rc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+    if (rc != CURLUE_OK) {
+        snprintf(err, errlen, "not a URL (%s)", curl_url_strerror(rc));
+        curl_url_cleanup(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* One decoded part, or NULL when the URL has none. *failed is set when
+ * memory ran out, so "absent" and "failed" are told apart. */
+static char *url_part(CURLU *h, CURLUPart part, unsigned flags, int *failed)
+{
+    char *curl_owned = NULL;
+    CURLUcode rc = curl_url_get(h, part, &curl_owned, flags);
+    if (rc == CURLUE_OUT_OF_MEMORY)
+        *failed = 1;
+    if (rc != CURLUE_OK)
+        return NULL;
+    char *copy = strdup(curl_owned);
+    curl_free(curl_owned);
+    if (copy == NULL)
+        *failed = 1;
+    return copy;
+}
+
+static int parse_port(const char *text, unsigned *port, char *err, size_t errlen)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < 1 || v > 65535) {
+        snprintf(err, errlen, "port must be a number from 1 to 65535, got \"%s\"", text);
+        return OQ_EINVAL;
+    }
+    *port = (unsigned)v;
+    return 0;
+}
+
+/* Apply one "key=value" pair of a MySQL URL's query string. */
+static int mysql_query_param(struct oq_mysql_url *u, const char *pair, char *err, size_t errlen)
+{
+    const char *eq = strchr(pair, '=');
+    size_t keylen = eq ? (size_t)(eq - pair) : strlen(pair);
+    const char *raw = eq ? eq + 1 : "";
+    int outlen = 0;
+    char *value = curl_easy_unescape(NULL, raw, 0, &outlen);
+    int rc = 0;
+    if (value == NULL)
+        return OQ_ENOMEM;
+    if (keylen == 6 && strncmp(pair, "socket", 6) == 0) {
+        free(u->socket);
+        u->socket = strdup(value);
+        if (u->socket == NULL)
+            rc = OQ_ENOMEM;
+    } else if (keylen == 3 && strncmp(pair, "ssl", 3) == 0) {
+        if (strcmp(value, "required") == 0 || strcmp(value, "true") == 0)
+            u->ssl_required = 1;
+        else if (strcmp(value, "disabled") == 0 || strcmp(value, "false") == 0)
+            u->ssl_required = 0;
+        else {
+            snprintf(err, errlen, "query parameter ssl must be required or disabled, got \"%s\"",
+                     value);
+            rc = OQ_EINVAL;
+        }
+    } else {
+        snprintf(err, errlen, "unknown query parameter \"%.*s\" (known: socket, ssl)",
+                 (int)keylen, pair);
+        rc = OQ_EINVAL;
+    }
+    curl_free(value);
+    return rc;
+}
+
+int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, size_t errlen)
+{
+    int rc = OQ_EINVAL, failed = 0;
+    char *scheme = NULL, *port = NULL, *path = NULL, *query = NULL;
+    CURLU *h = NULL;
+
+    memset(out, 0, sizeof(*out));
+    h = parse_with_curl(url, err, errlen);
+    if (h == NULL)
+        goto out;
+    scheme = url_part(h, CURLUPART_SCHEME, 0, &failed);
+    if (scheme == NULL || (strcmp(scheme, "mysql") != 0 && strcmp(scheme, "mariadb") != 0)) {
+        snprintf(err, errlen, "expected a mysql:// URL, got scheme \"%s\"", scheme ? scheme : "");
+        goto out;
+    }
+    out->user = url_part(h, CURLUPART_USER, CURLU_URLDECODE, &failed);
+    out->password = url_part(h, CURLUPART_PASSWORD, CURLU_URLDECODE, &failed);
+    out->host = url_part(h, CURLUPART_HOST, CURLU_URLDECODE, &failed);
+    port = url_part(h, CURLUPART_PORT, 0, &failed);
+    path = url_part(h, CURLUPART_PATH, CURLU_URLDECODE, &failed);
+    query = url_part(h, CURLUPART_QUERY, 0, &failed);
+    if (failed) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    if (port != NULL && parse_port(port, &out->port, err, errlen) != 0)
+        goto out;
+    const char *db = path ? path + (path[0] == '/') : "";
+    if (*db == '\0' || strchr(db, '/') != NULL) {
+        snprintf(err, errlen, "the path must name one database, as in mysql://host/orderq");
+        goto out;
+    }
+    out->database = strdup(db);
+    if (out->database == NULL) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    for (char *p = query, *next = NULL; p != NULL && *p != '\0'; p = next) {
+        next = strchr(p, '&');
+        if (next != NULL)
+            *next++ = '\0';
+        int prc = mysql_query_param(out, p, err, errlen);
+        if (prc != 0) {
+            rc = prc;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        oq_mysql_url_clear(out);
+    free(scheme);
+    free(port);
+    free(path);
+    free(query);
+    curl_url_cleanup(h);
+    return rc;
+}
+
+void oq_mysql_url_clear(struct oq_mysql_url *u)
+{
+    if (u == NULL)
+        return;
+    free(u->user);
+    free(u->password);
+    free(u->host);
+    free(u->database);
+    free(u->socket);
+    memset(u, 0, sizeof(*u));
+}
+
+int oq_amqp_url_parse(const char *url, struct oq_amqp_url *out, char *err, size_t errlen)
+{
+    int rc = OQ_ENOMEM;
+    struct amqp_connection_info info;
+    char *scratch = strdup(url); /* amqp_parse_url decodes in place */
+
+    memset(out, 0, sizeof(*out));
+    if (scratch == NULL)
+        goto out;
+    if (amqp_parse_url(scratch, &info) != AMQP_STATUS_OK) {
+        snprintf(err, errlen,
+                 "expected amqp://user:password@host:port/vhost or amqps://..., and this does "
+                 "not parse");
+        rc = OQ_EINVAL;
+        goto out;
+    }
+    /* "amqp://host/" leaves an empty vhost; every tool treats that as "/". */
+    const char *vhost = (info.vhost && info.vhost[0] != '\0') ? info.vhost : "/";
+    out->user = strdup(info.user);
+    out->password = strdup(info.password);
+    out->host = strdup(info.host);
+    out->vhost = strdup(vhost);
+    out->port = info.port;
+    out->ssl = info.ssl;
+    if (!out->user || !out->password || !out->host || !out->vhost) {
+        oq_amqp_url_clear(out);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(scratch);
+    return rc;
+}
+
+void oq_amqp_url_clear(struct oq_amqp_url *u)
+{
+    if (u == NULL)
+        return;
+    free(u->user);
+    free(u->password);
+    free(u->host);
+    free(u->vhost);
+    memset(u, 0, sizeof(*u));
+}
+
+int oq_url_check_scheme(const char *url, const char *schemes, char *err, size_t errlen)
+{
+    int rc = OQ_EINVAL, failed = 0;
+    char *scheme = NULL, *host = NULL;
+    CURLU *h = parse_with_curl(url, err, errlen);
+    if (h == NULL)
+        goto out;
+    scheme = url_part(h, CURLUPART_SCHEME, 0, &failed);
+    host = url_part(h, CURLUPART_HOST, 0, &failed);
+    if (failed) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    size_t n = scheme ? strlen(scheme) : 0;
+    for (const char *s = schemes; scheme != NULL && *s != '\0';) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        if (len == n && strncmp(s, scheme, n) == 0) {
+            rc = 0;
+            break;
+        }
+        s += len + (comma != NULL);
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "expected a URL with scheme %s, got \"%s\"", schemes,
+                 scheme ? scheme : "");
+    else if (host == NULL || *host == '\0') {
+        snprintf(err, errlen, "the URL names no host");
+        rc = OQ_EINVAL;
+    }
+out:
+    free(scheme);
+    free(host);
+    curl_url_cleanup(h);
+    return rc;
+}
+
+char *oq_url_redact(const char *url)
+{
+    char *out = NULL, *curl_owned = NULL;
+    CURLU *h = curl_url();
+    if (h == NULL)
+        return NULL;
+    if (strstr(url, "://") == NULL ||
+        curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+        curl_url_get(h, CURLUPART_PASSWORD, &curl_owned, 0) != CURLUE_OK) {
+        out = strdup(url); /* nothing that looks like a password */
+        goto out;
+    }
+    curl_free(curl_owned);
+    curl_owned = NULL;
+    if (curl_url_set(h, CURLUPART_PASSWORD, "***", 0) != CURLUE_OK ||
+        curl_url_get(h, CURLUPART_URL, &curl_owned, 0) != CURLUE_OK)
+        goto out; /* fail closed: never hand back the original */
+    out = strdup(curl_owned);
+out:
+    curl_free(curl_owned);
+    curl_url_cleanup(h);
+    return out;
+}
+
+int oq_hostport_parse(const char *text, char **host, unsigned *port, char *err, size_t errlen)
+{
+    const char *colon = NULL, *hstart = text;
+    size_t hlen = 0;
+
+    *host = NULL;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, errlen, "expected [ipv6]:port, got \"%s\"", text);
+            return OQ_EINVAL;
+        }
+        hstart = text + 1;
+        hlen = (size_t)(close - hstart);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL || colon == text) {
+            snprintf(err, errlen, "expected host:port, got \"%s\"", text);
+            return OQ_EINVAL;
+        }
+        hlen = (size_t)(colon - text);
+    }
+    if (parse_port(colon + 1, port, err, errlen) != 0)
+        return OQ_EINVAL;
+    *host = strndup(hstart, hlen);
+    return *host ? 0 : OQ_ENOMEM;
+}
