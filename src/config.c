@@ -695,7 +695,7 @@ static int env_is_ours_not_setting(const char *name)
     return 0;
 }
 
-int oq_config_load_env(struct oq_config *cfg, char *const *envp, char *unknown,
+int oq_config_load_env(struct oq_config *cfg, const char *const *envp, char *unknown,
                        size_t unknownlen, char *err, size_t errlen)
 {
     if (unknown != NULL && unknownlen > 0)

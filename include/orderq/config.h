@@ -78,7 +78,7 @@ OQ_WUR int oq_config_load_file(struct oq_config *cfg, const char *path, char *er
  * "ORDERQ_X, ORDERQ_Y" so the caller can warn; ORDERQ_CONFIG and the
  * scripts' own ORDERQ_TEST_* / ORDERQ_STATE_DIR / ORDERQ_CACHE_DIR /
  * ORDERQ_BIN are skipped. Returns 0 or OQ_ECONFIG. */
-OQ_WUR int oq_config_load_env(struct oq_config *cfg, char *const *envp, char *unknown,
+OQ_WUR int oq_config_load_env(struct oq_config *cfg, const char *const *envp, char *unknown,
                               size_t unknownlen, char *err, size_t errlen);
 
 /* Checks that involve more than one setting, and derived values

@@ -133,7 +133,7 @@ static int load_config(struct cli_cmd_ctx *ctx, const char **flag_names,
             return EX_CONFIG;
         }
     }
-    if (oq_config_load_env(ctx->cfg, environ, unknown, sizeof(unknown), err, sizeof(err)) != 0) {
+    if (oq_config_load_env(ctx->cfg, (const char *const *)environ, unknown, sizeof(unknown), err, sizeof(err)) != 0) {
         cli_fail("config: %s", err);
         return EX_CONFIG;
     }

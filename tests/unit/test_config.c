@@ -1,1 +1,322 @@
-int main(void){return 0;}
+/* test_config.c - the settings table: precedence, bounds, errors, redaction */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orderq/config.h"
+
+static char err[1024];
+
+static int setup(void **state)
+{
+    *state = oq_config_new();
+    err[0] = '\0';
+    return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    oq_config_free(*state);
+    return 0;
+}
+
+/* Write text to a temporary file; returns its path (static buffer). */
+static const char *temp_file(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/orderq-test-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void defaults_are_the_documented_ones(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_string_equal(cfg->amqp_url, "amqp://guest:guest@127.0.0.1:5672/");
+    assert_string_equal(cfg->mysql_url,
+                        "mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+    assert_string_equal(cfg->smtp_url, "smtp://127.0.0.1:1025");
+    assert_string_equal(cfg->http_addr, "127.0.0.1:9464");
+    assert_string_equal(cfg->shop_exchange, "shop.events");
+    assert_int_equal(cfg->prefetch, 500);
+    assert_int_equal(cfg->batch_size, 250);
+    assert_int_equal(cfg->batch_window_ms, 5);
+    assert_int_equal(cfg->max_attempts, 8);
+    assert_int_equal(cfg->queue_type, OQ_QUEUE_QUORUM);
+    assert_int_equal(cfg->n_retry_tiers, 6);
+    assert_int_equal(cfg->retry_tiers_ms[0], 1000);
+    assert_int_equal(cfg->retry_tiers_ms[5], 3600000);
+}
+
+static void file_then_env_then_flag(void **state)
+{
+    struct oq_config *cfg = *state;
+    const char *path = temp_file("{\n  // comments are allowed\n  \"prefetch\": 100,\n"
+                                 "  \"batch_size\": 50,\n  \"shop_exchange\": \"file.x\"\n}\n");
+    const char *env[] = {"ORDERQ_PREFETCH=200", "ORDERQ_BATCH_SIZE=60", "PATH=/bin", NULL};
+
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), 0);
+    assert_int_equal(cfg->prefetch, 100);
+    assert_string_equal(cfg->shop_exchange, "file.x");
+    assert_int_equal(oq_config_load_env(cfg, env, NULL, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg->prefetch, 200); /* env beats file */
+    assert_int_equal(cfg->batch_size, 60);
+    assert_int_equal(oq_config_set(cfg, "prefetch", "300", OQ_SRC_FLAG, "--prefetch", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(cfg->prefetch, 300); /* flag beats env */
+    assert_string_equal(cfg->shop_exchange, "file.x"); /* untouched by later sources */
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    unlink(path);
+
+    /* `config show` names where each value came from */
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_int_equal(oq_config_show(cfg, f, 0), 0);
+    fclose(f);
+    assert_non_null(strstr(out, "--prefetch"));
+    assert_non_null(strstr(out, "ORDERQ_BATCH_SIZE"));
+    assert_non_null(strstr(out, path));
+    free(out);
+}
+
+static void bounds_are_enforced_with_a_clear_message(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_set(cfg, "prefetch", "0", OQ_SRC_FLAG, "--prefetch", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_string_equal(err,
+                        "prefetch (--prefetch): expected an integer from 1 to 65535, got \"0\"");
+    assert_int_equal(oq_config_set(cfg, "prefetch", "65536", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_int_equal(oq_config_set(cfg, "prefetch", "12abc", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_int_equal(oq_config_set(cfg, "prefetch", "", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_int_equal(oq_config_set(cfg, "prefetch", "65535", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(cfg->prefetch, 65535);
+    /* a failed set leaves the old value */
+    assert_int_equal(oq_config_set(cfg, "prefetch", "-1", OQ_SRC_FLAG, "--prefetch", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_int_equal(cfg->prefetch, 65535);
+}
+
+static void bad_values_name_the_setting_and_source(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_set(cfg, "log_level", "loud", OQ_SRC_ENV, "ORDERQ_LOG_LEVEL", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_string_equal(
+        err, "log_level (ORDERQ_LOG_LEVEL): expected one of debug|info|warn|error, got \"loud\"");
+    assert_int_equal(oq_config_set(cfg, "amqp_url", "http://x/", OQ_SRC_FLAG, "--amqp-url", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "amqp_url (--amqp-url): expected amqp://"));
+    assert_int_equal(oq_config_set(cfg, "mysql_url", "mysql://h/", OQ_SRC_FLAG, "--mysql-url",
+                                   err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "one database"));
+    assert_int_equal(oq_config_set(cfg, "http_addr", "nope", OQ_SRC_FLAG, "--http-addr", err,
+                                   sizeof(err)),
+                     OQ_ECONFIG);
+    assert_int_equal(oq_config_set(cfg, "shop_exchange", "a b", OQ_SRC_FLAG, "--shop-exchange",
+                                   err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_int_equal(oq_config_set(cfg, "batch_window_ms", "11s", OQ_SRC_FLAG,
+                                   "--batch-window-ms", err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "from 0ms to 10s"));
+    assert_int_equal(oq_config_set(cfg, "retry_tiers", "5s,1s", OQ_SRC_FLAG, "--retry-tiers",
+                                   err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "must grow"));
+    assert_int_equal(oq_config_set(cfg, "prefech", "1", OQ_SRC_FLAG, "--prefech", err,
+                                   sizeof(err)),
+                     OQ_ENOTFOUND);
+    assert_non_null(strstr(err, "did you mean \"prefetch\""));
+}
+
+static void durations_and_tiers(void **state)
+{
+    struct oq_config *cfg = *state;
+    int64_t ms = 0;
+    assert_int_equal(oq_duration_parse("250ms", &ms), 0);
+    assert_int_equal(ms, 250);
+    assert_int_equal(oq_duration_parse("2m", &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(oq_duration_parse("180d", &ms), 0);
+    assert_int_equal(ms, 180LL * 86400000);
+    assert_int_equal(oq_duration_parse("15", &ms), 0);
+    assert_int_equal(ms, 15);
+    assert_int_equal(oq_duration_parse("-1s", &ms), OQ_EINVAL);
+    assert_int_equal(oq_duration_parse("1y", &ms), OQ_EINVAL);
+    assert_int_equal(oq_duration_parse("99999999999999999999s", &ms), OQ_EINVAL);
+    char buf[32];
+    oq_duration_format(120000, buf, sizeof(buf));
+    assert_string_equal(buf, "2m");
+    oq_duration_format(1500, buf, sizeof(buf));
+    assert_string_equal(buf, "1500ms");
+
+    assert_int_equal(oq_config_set(cfg, "retry_tiers", "100ms, 200ms,1s", OQ_SRC_FLAG, "--x",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(cfg->n_retry_tiers, 3);
+    assert_int_equal(cfg->retry_tiers_ms[1], 200);
+    const char *path = temp_file("{\"retry_tiers\": [\"1s\", \"3s\"], \"batch_window_ms\": 7}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), 0);
+    unlink(path);
+    assert_int_equal(cfg->n_retry_tiers, 2);
+    assert_int_equal(cfg->retry_tiers_ms[1], 3000);
+    assert_int_equal(cfg->batch_window_ms, 7);
+}
+
+static void file_errors_carry_line_and_column(void **state)
+{
+    struct oq_config *cfg = *state;
+    const char *path = temp_file("{\n  \"prefetch\": \"many\"\n}");
+    char want[128];
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    snprintf(want, sizeof(want), "prefetch (%s:2:", path);
+    assert_non_null(strstr(err, want));
+    unlink(path);
+
+    path = temp_file("{\"prefetch\": 1,\n \"shop_exchang\": \"x\"}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, ":2:"));
+    assert_non_null(strstr(err, "did you mean \"shop_exchange\""));
+    unlink(path);
+
+    path = temp_file("{\"prefetch\": 1,");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "not valid JSON"));
+    unlink(path);
+
+    path = temp_file("[1, 2]");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "expected an object of settings"));
+    unlink(path);
+
+    path = temp_file("{\"prefetch\": 1.5}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "expected an integer"));
+    unlink(path);
+
+    path = temp_file("{\"amqp_url\": 5}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "amqp_url ("));
+    assert_non_null(strstr(err, "expected a string"));
+    unlink(path);
+
+    assert_int_equal(oq_config_load_file(cfg, "/nonexistent/orderq.json", err, sizeof(err)),
+                     OQ_EIO);
+    assert_non_null(strstr(err, "/nonexistent/orderq.json"));
+}
+
+static void env_reports_unknown_variables(void **state)
+{
+    struct oq_config *cfg = *state;
+    char unknown[256];
+    const char *env[] = {"ORDERQ_AMQP_ULR=amqp://x/", "ORDERQ_CONFIG=/x.json", "ORDERQ_TEST_FOO=1",
+                   "ORDERQ_LOG_LEVEL=debug", NULL};
+    assert_int_equal(oq_config_load_env(cfg, env, unknown, sizeof(unknown), err, sizeof(err)), 0);
+    assert_string_equal(unknown, "ORDERQ_AMQP_ULR");
+    assert_int_equal(cfg->log_level, 0);
+}
+
+static void secrets_are_redacted(void **state)
+{
+    struct oq_config *cfg = *state;
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(oq_config_set(cfg, "amqp_url", "amqps://app:s3cr3t-amqp@mq.example:5671/shop",
+                                   OQ_SRC_FLAG, "--amqp-url", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_set(cfg, "mysql_url", "mysql://app:s3cr3t-db@db.example/orderq",
+                                   OQ_SRC_ENV, "ORDERQ_MYSQL_URL", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_set(cfg, "smtp_url", "smtps://mailer:s3cr3t-smtp@smtp.example",
+                                   OQ_SRC_ENV, "ORDERQ_SMTP_URL", err, sizeof(err)),
+                     0);
+    for (int json = 0; json <= 1; json++) {
+        FILE *f = open_memstream(&out, &len);
+        assert_int_equal(oq_config_show(cfg, f, json), 0);
+        fclose(f);
+        assert_null(strstr(out, "s3cr3t"));
+        assert_non_null(strstr(out, "app:***@mq.example"));
+        assert_non_null(strstr(out, "app:***@db.example"));
+        assert_non_null(strstr(out, "mailer:***@smtp.example"));
+        free(out);
+        out = NULL;
+    }
+    /* a bad URL's error must not echo the password either */
+    assert_int_equal(oq_config_set(cfg, "mysql_url", "mysql://app:s3cr3t@h/", OQ_SRC_FLAG,
+                                   "--mysql-url", err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_null(strstr(err, "s3cr3t"));
+}
+
+static void finish_fills_instance_id_and_checks_batch(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_set(cfg, "prefetch", "100", OQ_SRC_FLAG, "--prefetch", err,
+                                   sizeof(err)),
+                     0);
+    /* batch_size left at its default follows a smaller prefetch */
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->batch_size, 100);
+    assert_non_null(strchr(cfg->instance_id, ':'));
+    /* but one set on purpose above prefetch is an error */
+    assert_int_equal(oq_config_set(cfg, "batch_size", "200", OQ_SRC_ENV, "ORDERQ_BATCH_SIZE", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "ORDERQ_BATCH_SIZE"));
+    assert_non_null(strstr(err, "--prefetch"));
+}
+
+static void flag_names_map_to_settings(void **state)
+{
+    (void)state;
+    char name[64];
+    assert_int_equal(oq_config_flag_name("--batch-size", name, sizeof(name)), 0);
+    assert_string_equal(name, "batch_size");
+    assert_int_equal(oq_config_flag_name("--nope", name, sizeof(name)), OQ_ENOTFOUND);
+    assert_int_equal(oq_config_flag_name("batch-size", name, sizeof(name)), OQ_ENOTFOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(defaults_are_the_documented_ones, setup, teardown),
+        cmocka_unit_test_setup_teardown(file_then_env_then_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(bounds_are_enforced_with_a_clear_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bad_values_name_the_setting_and_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(durations_and_tiers, setup, teardown),
+        cmocka_unit_test_setup_teardown(file_errors_carry_line_and_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(env_reports_unknown_variables, setup, teardown),
+        cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup,
+                                        teardown),
+        cmocka_unit_test(flag_names_map_to_settings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

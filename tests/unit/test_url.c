@@ -1,1 +1,155 @@
-int main(void){return 0;}
+/* test_url.c - MySQL and AMQP URL parsing, redaction, host:port */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/url.h"
+
+static char err[512];
+
+static void mysql_socket_url(void **state)
+{
+    (void)state;
+    struct oq_mysql_url u;
+    assert_int_equal(
+        oq_mysql_url_parse("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", &u,
+                           err, sizeof(err)),
+        0);
+    assert_string_equal(u.user, "root");
+    assert_null(u.password);
+    assert_string_equal(u.host, "localhost");
+    assert_string_equal(u.database, "orderq");
+    assert_string_equal(u.socket, "/run/mysqld/mysqld.sock");
+    assert_int_equal(u.port, 0);
+    oq_mysql_url_clear(&u);
+}
+
+static void mysql_tcp_url_with_encoded_password(void **state)
+{
+    (void)state;
+    struct oq_mysql_url u;
+    assert_int_equal(oq_mysql_url_parse("mysql://app:p%40ss%3Aw0rd@db.example:3307/shop?ssl=required",
+                                        &u, err, sizeof(err)),
+                     0);
+    assert_string_equal(u.user, "app");
+    assert_string_equal(u.password, "p@ss:w0rd");
+    assert_string_equal(u.host, "db.example");
+    assert_int_equal(u.port, 3307);
+    assert_string_equal(u.database, "shop");
+    assert_null(u.socket);
+    assert_int_equal(u.ssl_required, 1);
+    oq_mysql_url_clear(&u);
+}
+
+static void mysql_bad_urls(void **state)
+{
+    (void)state;
+    struct oq_mysql_url u;
+    assert_int_equal(oq_mysql_url_parse("postgres://h/db", &u, err, sizeof(err)), OQ_EINVAL);
+    assert_non_null(strstr(err, "mysql://"));
+    assert_int_equal(oq_mysql_url_parse("mysql://h", &u, err, sizeof(err)), OQ_EINVAL);
+    assert_non_null(strstr(err, "one database"));
+    assert_int_equal(oq_mysql_url_parse("mysql://h/a/b", &u, err, sizeof(err)), OQ_EINVAL);
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db?sokcet=/x", &u, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_non_null(strstr(err, "sokcet"));
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db?ssl=maybe", &u, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_int_equal(oq_mysql_url_parse("not a url", &u, err, sizeof(err)), OQ_EINVAL);
+    assert_int_equal(oq_mysql_url_parse("mysql://u:topsecret@h:99999/db", &u, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_null(strstr(err, "topsecret"));
+}
+
+static void amqp_urls(void **state)
+{
+    (void)state;
+    struct oq_amqp_url u;
+    assert_int_equal(
+        oq_amqp_url_parse("amqp://guest:guest@127.0.0.1:5672/", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 5672);
+    assert_string_equal(u.vhost, "/"); /* empty path means the default vhost */
+    assert_int_equal(u.ssl, 0);
+    oq_amqp_url_clear(&u);
+
+    assert_int_equal(oq_amqp_url_parse("amqps://app:pw@mq.example/shop%2Fprod", &u, err,
+                                       sizeof(err)),
+                     0);
+    assert_string_equal(u.vhost, "shop/prod");
+    assert_int_equal(u.port, 5671);
+    assert_int_equal(u.ssl, 1);
+    assert_string_equal(u.user, "app");
+    assert_string_equal(u.password, "pw");
+    oq_amqp_url_clear(&u);
+
+    assert_int_equal(oq_amqp_url_parse("amqp://h/%2f", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.vhost, "/");
+    oq_amqp_url_clear(&u);
+
+    assert_int_equal(oq_amqp_url_parse("http://h/", &u, err, sizeof(err)), OQ_EINVAL);
+    assert_int_equal(oq_amqp_url_parse("amqp://h:notaport/", &u, err, sizeof(err)), OQ_EINVAL);
+}
+
+static void redaction(void **state)
+{
+    (void)state;
+    char *r = oq_url_redact("amqp://guest:guest@127.0.0.1:5672/");
+    assert_string_equal(r, "amqp://guest:***@127.0.0.1:5672/");
+    free(r);
+    r = oq_url_redact("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+    assert_non_null(strstr(r, "root@localhost/orderq"));
+    free(r);
+    r = oq_url_redact("smtps://u:p%40ss@smtp.example:465");
+    assert_null(strstr(r, "p%40ss"));
+    assert_non_null(strstr(r, "u:***@smtp.example"));
+    free(r);
+    r = oq_url_redact("127.0.0.1:9464");
+    assert_string_equal(r, "127.0.0.1:9464");
+    free(r);
+}
+
+static void scheme_check(void **state)
+{
+    (void)state;
+    assert_int_equal(oq_url_check_scheme("smtp://127.0.0.1:1025", "smtp,smtps", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_url_check_scheme("smtps://mail.example", "smtp,smtps", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_url_check_scheme("http://mail.example", "smtp,smtps", err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_non_null(strstr(err, "smtp,smtps"));
+}
+
+static void host_port(void **state)
+{
+    (void)state;
+    char *host = NULL;
+    unsigned port = 0;
+    assert_int_equal(oq_hostport_parse("127.0.0.1:9464", &host, &port, err, sizeof(err)), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 9464);
+    free(host);
+    assert_int_equal(oq_hostport_parse("[::1]:80", &host, &port, err, sizeof(err)), 0);
+    assert_string_equal(host, "::1");
+    free(host);
+    assert_int_equal(oq_hostport_parse("localhost", &host, &port, err, sizeof(err)), OQ_EINVAL);
+    assert_int_equal(oq_hostport_parse("h:0", &host, &port, err, sizeof(err)), OQ_EINVAL);
+    assert_int_equal(oq_hostport_parse("h:65536", &host, &port, err, sizeof(err)), OQ_EINVAL);
+    assert_int_equal(oq_hostport_parse(":80", &host, &port, err, sizeof(err)), OQ_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mysql_socket_url), cmocka_unit_test(mysql_tcp_url_with_encoded_password),
+        cmocka_unit_test(mysql_bad_urls),   cmocka_unit_test(amqp_urls),
+        cmocka_unit_test(redaction),        cmocka_unit_test(scheme_check),
+        cmocka_unit_test(host_port),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
