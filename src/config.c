@@ -888,7 +888,7 @@ void oq_config_print_help(FILE *out)
             env[j] = (char)toupper((unsigned char)s->name[j]);
         }
         flag[j] = env[j] = '\0';
-        fprintf(out, "  --%-22s ORDERQ_%-22s %s\n", flag, env, s->help);
-        fprintf(out, "  %-24s default: %s\n", "", s->def[0] ? s->def : "(empty)");
+        fprintf(out, "  --%s, ORDERQ_%s\n      %s (default: %s)\n", flag, env, s->help,
+                s->def[0] ? s->def : "empty");
     }
 }

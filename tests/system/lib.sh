@@ -1,0 +1,84 @@
+# lib.sh - shared by the system tests: real servers, a throwaway vhost and
+# database per test, cleanup on exit. Sourced, not run.
+#
+# A missing server fails the test when CI is set (a skipped system test
+# proves nothing) and skips it (exit 77) on a developer's machine.
+set -euo pipefail
+
+ORDERQ_BIN=${ORDERQ_BIN:?ORDERQ_BIN must point at the orderq binary}
+PY=/usr/bin/python3 # Debian's, with the json module; the PATH one may differ
+MGMT=${ORDERQ_TEST_MGMT:-http://127.0.0.1:15672}
+MGMT_AUTH=${ORDERQ_TEST_MGMT_AUTH:-guest:guest}
+SOCK=${ORDERQ_TEST_MYSQL_SOCKET:-/run/mysqld/mysqld.sock}
+TEST_NAME=$(basename "$0" .sh)
+TEST_ID="${TEST_NAME//[^a-z0-9]/_}_$$"
+VHOST="orderq-test-$TEST_ID"
+DB="oqt_$TEST_ID"
+WORK=$(mktemp -d)
+declare -a CLEANUP=()
+
+# Run cleanup steps in reverse order, whatever happened.
+on_exit() {
+    local rc=$?
+    for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do eval "${CLEANUP[i]}" >/dev/null 2>&1 || true; done
+    rm -rf "$WORK"
+    if [ "$rc" -eq 0 ]; then echo "PASS $TEST_NAME"; elif [ "$rc" -ne 77 ]; then echo "FAIL $TEST_NAME (exit $rc)"; fi
+    exit "$rc"
+}
+trap on_exit EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+note() { echo "--- $*"; }
+
+unreachable() {
+    if [ -n "${CI:-}" ]; then fail "$1 is unreachable (CI is set, so this fails instead of skipping)"; fi
+    echo "SKIP: $1 is unreachable (start it with deploy/local/run, or set CI to make this a failure)"
+    exit 77
+}
+
+mgmt() { # mgmt METHOD PATH [JSON BODY] -> body on stdout; fails on HTTP >= 400
+    curl -sS --fail-with-body -u "$MGMT_AUTH" -X "$1" -H 'content-type: application/json' \
+        ${3:+--data "$3"} "$MGMT$2"
+}
+
+sql() { mariadb --socket="$SOCK" -uroot -N -B "$@"; }
+
+# Assert helpers: expect_eq WANT GOT WHAT
+expect_eq() { [ "$1" = "$2" ] || fail "$3: expected [$1], got [$2]"; }
+expect_contains() { grep -qF -- "$1" <<<"$2" || fail "$3: expected to find [$1] in: $2"; }
+
+need_mysql() {
+    sql -e 'SELECT 1' >/dev/null 2>&1 || unreachable "MariaDB at $SOCK"
+    sql -e "CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4"
+    CLEANUP+=("sql -e 'DROP DATABASE IF EXISTS \`$DB\`'")
+    export ORDERQ_MYSQL_URL="mysql://root@localhost/$DB?socket=$SOCK"
+}
+
+need_rabbitmq() {
+    mgmt GET /api/overview >/dev/null 2>&1 || unreachable "RabbitMQ management API at $MGMT"
+    local v
+    v=$(urlenc "$VHOST")
+    mgmt PUT "/api/vhosts/$v" '{}' >/dev/null
+    CLEANUP+=("mgmt DELETE /api/vhosts/$v")
+    mgmt PUT "/api/permissions/$v/guest" '{"configure":".*","write":".*","read":".*"}' >/dev/null
+    export ORDERQ_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$v"
+}
+
+urlenc() { "$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
+# json EXPR < JSON: evaluate a Python expression over the parsed input `d`.
+json() { "$PY" -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
+
+# A free TCP port on 127.0.0.1.
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# wait_for SECONDS CMD...: poll until CMD succeeds, at most SECONDS.
+wait_for() {
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+
+oq() { "$ORDERQ_BIN" "$@"; }
