@@ -22,8 +22,7 @@ struct oq_broker {
 
 #define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
-static void describe_reply(amqp_rpc_reply_t r, const char *what, char *buf, size_t len,
-                           int *code)
+static void describe_reply(amqp_rpc_reply_t r, const char *what, char *buf, size_t len, int *code)
 {
     *code = 0;
     switch (r.reply_type) {
@@ -62,8 +61,7 @@ int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const char *wha
         return 0;
     }
     describe_reply(r, what, b->err, sizeof(b->err), &b->last_code);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
         amqp_channel_close_ok_t ok = {0};
         int code = b->last_code;
         if (amqp_send_method(b->conn, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0)
@@ -72,7 +70,7 @@ int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const char *wha
         if (amqp_get_rpc_reply(b->conn).reply_type != AMQP_RESPONSE_NORMAL)
             return OQ_EBROKER;
         b->last_code = code;
-        return code == AMQP_NOT_FOUND              ? OQ_ENOTFOUND
+        return code == AMQP_NOT_FOUND             ? OQ_ENOTFOUND
                : code == AMQP_PRECONDITION_FAILED ? OQ_EMISMATCH
                                                   : OQ_EBROKER;
     }
@@ -159,8 +157,10 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
 
     snprintf(conn_name, sizeof(conn_name), "orderq %s %s", purpose, cfg->instance_id);
     amqp_table_entry_t caps[] = {
-        bool_entry("consumer_cancel_notify", 1), bool_entry("publisher_confirms", 1),
-        bool_entry("basic.nack", 1),             bool_entry("connection.blocked", 1),
+        bool_entry("consumer_cancel_notify", 1),
+        bool_entry("publisher_confirms", 1),
+        bool_entry("basic.nack", 1),
+        bool_entry("connection.blocked", 1),
         bool_entry("authentication_failure_close", 1),
     };
     amqp_table_entry_t props[] = {

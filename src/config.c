@@ -20,9 +20,9 @@ enum setting_type {
     T_TIERS,    /* the retry tier list: "1s,5s,30s" or a JSON array */
 };
 
-#define SECRET    0x1u /* never printed */
-#define URL       0x2u /* printed with the password redacted */
-#define NONEMPTY  0x4u /* the empty string is not allowed */
+#define SECRET   0x1u /* never printed */
+#define URL      0x2u /* printed with the password redacted */
+#define NONEMPTY 0x4u /* the empty string is not allowed */
 
 typedef int (*string_check)(const char *value, char *why, size_t whylen);
 
@@ -91,8 +91,8 @@ static int check_amqp_name(const char *v, char *why, size_t len)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
         if (!isalnum(c) && c != '-' && c != '_' && c != '.' && c != ':') {
-            snprintf(why, len,
-                     "expected letters, digits, '-', '_', '.' or ':' only, got \"%s\"", v);
+            snprintf(why, len, "expected letters, digits, '-', '_', '.' or ':' only, got \"%s\"",
+                     v);
             return OQ_EINVAL;
         }
     }
@@ -120,14 +120,14 @@ static const struct setting settings[] = {
      "this process' name in the ledger (default host:pid)"},
     {"shop_exchange", T_STRING, "shop.events", 0, 0, NULL, NONEMPTY, check_amqp_name,
      OFF(shop_exchange), "the shop's topic exchange the work queues are bound to"},
-    {"queue_prefix", T_STRING, "orderq", 0, 0, NULL, NONEMPTY, check_amqp_name,
-     OFF(queue_prefix), "work queues are named <prefix>.<event_code>"},
+    {"queue_prefix", T_STRING, "orderq", 0, 0, NULL, NONEMPTY, check_amqp_name, OFF(queue_prefix),
+     "work queues are named <prefix>.<event_code>"},
     {"delay_exchange", T_STRING, "orderq.delay", 0, 0, NULL, NONEMPTY, check_amqp_name,
      OFF(delay_exchange), "headers exchange in front of the delay tier queues"},
     {"dead_exchange", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name,
      OFF(dead_exchange), "exchange for messages that cannot succeed"},
-    {"dead_queue", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name,
-     OFF(dead_queue), "queue behind dead_exchange"},
+    {"dead_queue", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name, OFF(dead_queue),
+     "queue behind dead_exchange"},
     {"queue_type", T_ENUM, "quorum", 0, 0, "quorum|classic", 0, NULL, OFF(queue_type),
      "type of every queue orderq declares"},
     {"delivery_limit", T_INT, "20", 1, 1000, NULL, 0, NULL, OFF(delivery_limit),
@@ -144,10 +144,10 @@ static const struct setting settings[] = {
      "attempts before a transient failure is dead-lettered"},
     {"heartbeat_s", T_INT, "30", 0, 600, NULL, 0, NULL, OFF(heartbeat_s),
      "AMQP heartbeat in seconds (0: off)"},
-    {"connect_timeout_ms", T_DURATION, "10s", 100, 600000, NULL, 0, NULL,
-     OFF(connect_timeout_ms), "TCP and login timeout for RabbitMQ and MySQL"},
-    {"shutdown_timeout_ms", T_DURATION, "10s", 0, 600000, NULL, 0, NULL,
-     OFF(shutdown_timeout_ms), "on SIGTERM, time to finish the batch in hand"},
+    {"connect_timeout_ms", T_DURATION, "10s", 100, 600000, NULL, 0, NULL, OFF(connect_timeout_ms),
+     "TCP and login timeout for RabbitMQ and MySQL"},
+    {"shutdown_timeout_ms", T_DURATION, "10s", 0, 600000, NULL, 0, NULL, OFF(shutdown_timeout_ms),
+     "on SIGTERM, time to finish the batch in hand"},
     {"log_level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, NULL, OFF(log_level),
      "lowest level written to stderr"},
     {"log_format", T_ENUM, "json", 0, 0, "json|text", 0, NULL, OFF(log_format),
@@ -286,14 +286,14 @@ static int parse_tiers(struct oq_config *cfg, const char *value, char *why, size
         }
         memcpy(item, p, len);
         item[len] = '\0';
-        if (oq_duration_parse(item, &tiers[n]) != 0 || tiers[n] < 1 ||
-            tiers[n] > 86400000LL * 7) {
-            snprintf(why, whylen, "tier \"%s\" is not a duration from 1ms to 7d (as 500ms, 5s, 2m, 1h)",
-                     item);
+        if (oq_duration_parse(item, &tiers[n]) != 0 || tiers[n] < 1 || tiers[n] > 86400000LL * 7) {
+            snprintf(why, whylen,
+                     "tier \"%s\" is not a duration from 1ms to 7d (as 500ms, 5s, 2m, 1h)", item);
             return OQ_EINVAL;
         }
         if (n > 0 && tiers[n] <= tiers[n - 1]) {
-            snprintf(why, whylen, "tiers must grow: \"%s\" is not longer than the one before", item);
+            snprintf(why, whylen, "tiers must grow: \"%s\" is not longer than the one before",
+                     item);
             return OQ_EINVAL;
         }
         n++;
@@ -353,8 +353,8 @@ static int apply(struct oq_config *cfg, const struct setting *s, const char *val
                 oq_duration_format(s->min, lo, sizeof(lo));
                 oq_duration_format(s->max, hi, sizeof(hi));
                 snprintf(why, whylen,
-                         "expected a duration from %s to %s (as 250ms, 5s, 2m), got \"%s\"", lo,
-                         hi, value);
+                         "expected a duration from %s to %s (as 250ms, 5s, 2m), got \"%s\"", lo, hi,
+                         value);
             }
             return OQ_EINVAL;
         }
@@ -522,8 +522,8 @@ static int on_number(void *ctx, const char *s, size_t len)
 {
     char buf[64];
     struct file_parse *fp = ctx;
-    if (fp->key != NULL && (fp->key->type == T_INT || fp->key->type == T_DURATION ||
-                            fp->key->type == T_TIERS) &&
+    if (fp->key != NULL &&
+        (fp->key->type == T_INT || fp->key->type == T_DURATION || fp->key->type == T_TIERS) &&
         memchr(s, '.', len) == NULL && memchr(s, 'e', len) == NULL && memchr(s, 'E', len) == NULL &&
         len < sizeof(buf)) {
         memcpy(buf, s, len);
@@ -597,7 +597,7 @@ static int on_end_array(void *ctx)
 }
 
 static const yajl_callbacks file_callbacks = {
-    on_null,      on_bool,   NULL,          NULL,         on_number, on_string,
+    on_null,      on_bool,    NULL,       NULL,           on_number,    on_string,
     on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
 };
 
@@ -763,7 +763,8 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
         return OQ_ECONFIG;
     }
     if (strcmp(cfg->delay_exchange, cfg->dead_exchange) == 0) {
-        snprintf(err, errlen, "delay_exchange and dead_exchange are both \"%s\"; expected two names",
+        snprintf(err, errlen,
+                 "delay_exchange and dead_exchange are both \"%s\"; expected two names",
                  cfg->dead_exchange);
         return OQ_ECONFIG;
     }
@@ -775,8 +776,7 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
 /* ---- output ------------------------------------------------------------ */
 
 /* The text of a setting's value as it would be read back (not redacted). */
-static void value_text(const struct oq_config *cfg, const struct setting *s, char *buf,
-                       size_t len)
+static void value_text(const struct oq_config *cfg, const struct setting *s, char *buf, size_t len)
 {
     const char *base = (const char *)cfg;
     switch (s->type) {

@@ -22,8 +22,8 @@ static int fail(struct oq_db *db, MYSQL_STMT *st)
     return OQ_EDB;
 }
 
-int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out,
-               char *err, size_t errlen)
+int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out, char *err,
+               size_t errlen)
 {
     struct oq_mysql_url u;
     struct oq_db *db = NULL;
@@ -151,8 +151,8 @@ int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *p
     return 0;
 }
 
-int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param *params,
-                    size_t n, long long *value, int *is_null)
+int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param *params, size_t n,
+                    long long *value, int *is_null)
 {
     MYSQL_BIND out;
     my_bool null_flag = 0;

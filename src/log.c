@@ -53,8 +53,7 @@ static void gen_str(yajl_gen g, const char *s)
     yajl_gen_string(g, (const unsigned char *)s, strlen(s));
 }
 
-static void write_json(int level, const struct oq_log_fields *f, const char *ts,
-                       const char *msg)
+static void write_json(int level, const struct oq_log_fields *f, const char *ts, const char *msg)
 {
     const unsigned char *buf = NULL;
     size_t len = 0;

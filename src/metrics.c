@@ -134,9 +134,9 @@ int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, NULL,
-                                 MHD_OPTION_SOCK_ADDR, res->ai_addr,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    s->daemon =
+        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
+                         res->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (s->daemon == NULL) {
         snprintf(err, errlen,
                  "cannot serve metrics on %s (in use by another process? set http_addr, or "

@@ -82,8 +82,8 @@ static int apply_one(struct oq_db *db, const struct oq_migration *m, const char 
         return OQ_EDB;
     }
     sha256_hex(m->sql, m->len, sum);
-    struct oq_db_param p[] = {OQ_INT(m->version), OQ_STR(m->name), OQ_STR(sum),
-                              OQ_STR(applied_by), OQ_INT(now_ms() - started)};
+    struct oq_db_param p[] = {OQ_INT(m->version), OQ_STR(m->name), OQ_STR(sum), OQ_STR(applied_by),
+                              OQ_INT(now_ms() - started)};
     if (oq_db_execute(db,
                       "INSERT INTO schema_migrations (version, name, checksum, applied_at,"
                       " applied_by, duration_ms) VALUES (?, ?, ?, UTC_TIMESTAMP(6), ?, ?)",

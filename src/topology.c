@@ -108,15 +108,10 @@ static struct oq_topo_binding *add_binding(struct oq_topology *t, const char *ex
  * needs x-overflow reject-publish. */
 static void queue_type_args(const struct oq_config *cfg, struct oq_topo_queue *q)
 {
-    if (cfg->queue_type == OQ_QUEUE_QUORUM) {
-        arg_str(q, "x-queue-type", "quorum");
-    } else {
-        arg_str(q, "x-queue-type", "classic");
-    }
+    arg_str(q, "x-queue-type", cfg->queue_type == OQ_QUEUE_QUORUM ? "quorum" : "classic");
 }
 
-static void dead_letter_args(const struct oq_config *cfg, struct oq_topo_queue *q,
-                             const char *dlx)
+static void dead_letter_args(const struct oq_config *cfg, struct oq_topo_queue *q, const char *dlx)
 {
     arg_str(q, "x-dead-letter-exchange", dlx);
     if (cfg->queue_type == OQ_QUEUE_QUORUM) {
@@ -129,8 +124,8 @@ static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t)
 {
     for (size_t i = 0; i < oq_event_route_count; i++) {
         const struct oq_event_route *r = &oq_event_routes[i];
-        struct oq_topo_queue *q = add_queue(t, joined(cfg->queue_prefix, ".", r->event_code),
-                                            r->event_code);
+        struct oq_topo_queue *q =
+            add_queue(t, joined(cfg->queue_prefix, ".", r->event_code), r->event_code);
         if (q == NULL)
             return OQ_ENOMEM;
         queue_type_args(cfg, q);
@@ -248,14 +243,14 @@ static void note(int *rc, int this_rc, char *err, size_t errlen, const char *msg
     }
 }
 
-static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *e,
-                            int create_shops, int *rc, char *err, size_t errlen)
+static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *e, int create_shops,
+                            int *rc, char *err, size_t errlen)
 {
     char what[300], msg[OQ_ERRLEN + 400];
     int passive = e->shops && !create_shops;
     amqp_connection_state_t c = oq_broker_conn(b);
-    amqp_exchange_declare(c, 1, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type),
-                          passive, 1, 0, 0, amqp_empty_table);
+    amqp_exchange_declare(c, 1, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type), passive,
+                          1, 0, 0, amqp_empty_table);
     snprintf(what, sizeof(what), "exchange.declare %s", e->name);
     int r = oq_broker_check(b, 1, what);
     if (r == OQ_ENOTFOUND && passive) {
@@ -296,8 +291,8 @@ static int declare_queue(struct oq_broker *b, const struct oq_topo_queue *q, int
     return r == OQ_EBROKER ? r : 0;
 }
 
-int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t,
-                        int create_shop_exchange, char *err, size_t errlen)
+int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t, int create_shop_exchange,
+                        char *err, size_t errlen)
 {
     int rc = 0;
     char what[600];
@@ -468,8 +463,10 @@ static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tr
     curl_easy_setopt(m->curl, CURLOPT_WRITEDATA, &body);
     CURLcode cc = curl_easy_perform(m->curl);
     if (cc != CURLE_OK) {
-        snprintf(err, errlen, "RabbitMQ management API at %s: %s (is the rabbitmq_management "
-                 "plugin enabled? set amqp_mgmt_url)", m->base, curl_easy_strerror(cc));
+        snprintf(err, errlen,
+                 "RabbitMQ management API at %s: %s (is the rabbitmq_management "
+                 "plugin enabled? set amqp_mgmt_url)",
+                 m->base, curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(m->curl, CURLINFO_RESPONSE_CODE, status);
@@ -613,7 +610,9 @@ static void args_text_actual(yajl_val obj, char *buf, size_t len)
                                      YAJL_GET_NUMBER(v));
         else
             used += (size_t)snprintf(buf + used, len - used, "%s\"%s\":%s", i ? "," : "", k,
-                                     YAJL_IS_TRUE(v) ? "true" : YAJL_IS_FALSE(v) ? "false" : "?");
+                                     YAJL_IS_TRUE(v)    ? "true"
+                                     : YAJL_IS_FALSE(v) ? "false"
+                                                        : "?");
     }
     if (used < len)
         snprintf(buf + used, len - used, "}");
@@ -707,8 +706,8 @@ static int verify_exchange(struct mgmt *m, const struct oq_topo_exchange *e, str
     return 0;
 }
 
-static int verify_queue(struct mgmt *m, const struct oq_topo_queue *q, struct report *r,
-                        char *err, size_t errlen)
+static int verify_queue(struct mgmt *m, const struct oq_topo_queue *q, struct report *r, char *err,
+                        size_t errlen)
 {
     long status = 0;
     yajl_val tree = NULL;
@@ -770,9 +769,8 @@ out:
     return rc;
 }
 
-int oq_topology_verify(const struct oq_config *cfg, const struct oq_topology *t,
-                       const char *vhost, FILE *out, int json, int *differences, char *err,
-                       size_t errlen)
+int oq_topology_verify(const struct oq_config *cfg, const struct oq_topology *t, const char *vhost,
+                       FILE *out, int json, int *differences, char *err, size_t errlen)
 {
     struct mgmt m;
     struct report r = {out, json, 0};

@@ -81,8 +81,8 @@ static int mysql_query_param(struct oq_mysql_url *u, const char *pair, char *err
             rc = OQ_EINVAL;
         }
     } else {
-        snprintf(err, errlen, "unknown query parameter \"%.*s\" (known: socket, ssl)",
-                 (int)keylen, pair);
+        snprintf(err, errlen, "unknown query parameter \"%.*s\" (known: socket, ssl)", (int)keylen,
+                 pair);
         rc = OQ_EINVAL;
     }
     curl_free(value);

@@ -5,8 +5,8 @@
 #include <stddef.h>
 
 #if defined(__GNUC__) || defined(__clang__)
-#define OQ_WUR           __attribute__((warn_unused_result))
-#define OQ_PRINTF(f, a)  __attribute__((format(printf, f, a)))
+#define OQ_WUR          __attribute__((warn_unused_result))
+#define OQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define OQ_WUR
 #define OQ_PRINTF(f, a)
@@ -15,13 +15,13 @@
 /* Every function that can fail returns 0 or one of these (negative). */
 enum oq_err {
     OQ_OK = 0,
-    OQ_ENOMEM = -1,   /* allocation failed */
-    OQ_EINVAL = -2,   /* bad argument or bad input */
-    OQ_ECONFIG = -3,  /* a setting has a value we cannot use */
-    OQ_EIO = -4,      /* a file or socket could not be read or written */
-    OQ_EBROKER = -5,  /* RabbitMQ refused or dropped us */
-    OQ_EDB = -6,      /* MariaDB/MySQL refused or dropped us */
-    OQ_EHTTP = -7,    /* an HTTP peer failed */
+    OQ_ENOMEM = -1,    /* allocation failed */
+    OQ_EINVAL = -2,    /* bad argument or bad input */
+    OQ_ECONFIG = -3,   /* a setting has a value we cannot use */
+    OQ_EIO = -4,       /* a file or socket could not be read or written */
+    OQ_EBROKER = -5,   /* RabbitMQ refused or dropped us */
+    OQ_EDB = -6,       /* MariaDB/MySQL refused or dropped us */
+    OQ_EHTTP = -7,     /* an HTTP peer failed */
     OQ_ENOTFOUND = -8, /* the thing asked for does not exist */
     OQ_EMISMATCH = -9, /* what exists differs from what is configured */
     OQ_ETIMEOUT = -10, /* a deadline passed */

@@ -33,7 +33,7 @@ struct oq_config {
     char *delay_exchange;
     char *dead_exchange;
     char *dead_queue;
-    int queue_type;       /* enum oq_queue_type */
+    int queue_type; /* enum oq_queue_type */
     int64_t delivery_limit;
     int64_t prefetch;
     int64_t batch_size;

@@ -28,8 +28,8 @@ struct oq_db_param {
     long long num;
 };
 
-#define OQ_STR(s)     ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
-#define OQ_INT(n)     ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
+#define OQ_STR(s) ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
+#define OQ_INT(n) ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
 
 #define OQ_DB_MULTI_STATEMENTS 0x1u /* for migration files only */
 

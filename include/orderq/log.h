@@ -30,8 +30,7 @@ void oq_log_set_format(int format);
 int oq_log_level_parse(const char *name);
 const char *oq_log_level_name(int level);
 
-void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...)
-    OQ_PRINTF(3, 4);
+void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...) OQ_PRINTF(3, 4);
 
 #define oq_log(level, f, ...)                                                                      \
     do {                                                                                           \

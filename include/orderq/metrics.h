@@ -11,11 +11,11 @@
 #include "orderq/common.h"
 
 enum oq_metric {
-    OQ_M_BROKER_CONNECTS = 0,  /* counter: successful broker connections */
-    OQ_M_BROKER_DISCONNECTS,   /* counter: connections lost */
-    OQ_M_DELIVERIES,           /* counter: deliveries received */
-    OQ_M_CONSUMERS,            /* gauge: queues being consumed */
-    OQ_M_READY,                /* gauge: 1 when connected and consuming */
+    OQ_M_BROKER_CONNECTS = 0, /* counter: successful broker connections */
+    OQ_M_BROKER_DISCONNECTS,  /* counter: connections lost */
+    OQ_M_DELIVERIES,          /* counter: deliveries received */
+    OQ_M_CONSUMERS,           /* gauge: queues being consumed */
+    OQ_M_READY,               /* gauge: 1 when connected and consuming */
     OQ_M_COUNT
 };
 

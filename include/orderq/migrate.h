@@ -44,8 +44,8 @@ struct oq_migration_status {
 /* Apply every pending migration. lock_wait_s: how long to wait for another
  * process' run to finish. *applied gets how many this call applied.
  * Returns 0, OQ_ETIMEOUT (lock not had) or OQ_EDB with the reason. */
-OQ_WUR int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s,
-                            int *applied, char *err, size_t errlen);
+OQ_WUR int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, int *applied,
+                            char *err, size_t errlen);
 
 /* Every migration known here or applied there, by version. The caller
  * frees *out. Returns 0, OQ_ENOMEM or OQ_EDB. */

@@ -84,11 +84,10 @@ OQ_WUR int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t,
  * Returns 0 (even with differences) or OQ_EHTTP when the API cannot be
  * read, with the reason in err. */
 OQ_WUR int oq_topology_verify(const struct oq_config *cfg, const struct oq_topology *t,
-                              const char *vhost, FILE *out, int json, int *differences,
-                              char *err, size_t errlen);
+                              const char *vhost, FILE *out, int json, int *differences, char *err,
+                              size_t errlen);
 
 /* Write the plan as a RabbitMQ definitions file (JSON) for vhost. */
-OQ_WUR int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost,
-                                         FILE *out);
+OQ_WUR int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost, FILE *out);
 
 #endif

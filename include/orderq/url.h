@@ -11,7 +11,7 @@ struct oq_mysql_url {
     char *password; /* NULL: none */
     char *host;     /* "localhost" with socket means the unix socket */
     char *database;
-    char *socket; /* NULL: TCP */
+    char *socket;  /* NULL: TCP */
     unsigned port; /* 0: default 3306 */
     int ssl_required;
 };
@@ -29,8 +29,7 @@ struct oq_amqp_url {
 
 /* Parse a MySQL URL. Returns 0, or OQ_EINVAL with the reason in err
  * (the URL itself is never copied into err: it may hold a password). */
-OQ_WUR int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err,
-                              size_t errlen);
+OQ_WUR int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, size_t errlen);
 void oq_mysql_url_clear(struct oq_mysql_url *u);
 
 /* Parse an AMQP URL. Returns 0, OQ_ENOMEM or OQ_EINVAL with the reason. */

@@ -66,7 +66,7 @@ void cli_print_cmd_help(const struct cli_cmd *cmd, FILE *out)
     }
     fprintf(out, "  %-26s %s\n", "--config FILE", "JSON settings file (also ORDERQ_CONFIG)");
     fprintf(out, "  %-26s %s\n", "--<setting> VALUE",
-             "any setting, e.g. --amqp-url, --log-level (`orderq config --help` lists them)");
+            "any setting, e.g. --amqp-url, --log-level (`orderq config --help` lists them)");
     fprintf(out, "  %-26s %s\n", "-h, --help", "this help");
     if (cmd->extra_help != NULL) {
         fputc('\n', out);
@@ -114,8 +114,8 @@ static const char *take_value(char *arg, int argc, char **argv, int *i)
     return NULL;
 }
 
-static int load_config(struct cli_cmd_ctx *ctx, const char **flag_names,
-                       const char **flag_values, const char **flag_given, int nflags)
+static int load_config(struct cli_cmd_ctx *ctx, const char **flag_names, const char **flag_values,
+                       const char **flag_given, int nflags)
 {
     char err[OQ_ERRLEN * 2], unknown[512];
     int rc;
@@ -133,13 +133,14 @@ static int load_config(struct cli_cmd_ctx *ctx, const char **flag_names,
             return EX_CONFIG;
         }
     }
-    if (oq_config_load_env(ctx->cfg, (const char *const *)environ, unknown, sizeof(unknown), err, sizeof(err)) != 0) {
+    if (oq_config_load_env(ctx->cfg, (const char *const *)environ, unknown, sizeof(unknown), err,
+                           sizeof(err)) != 0) {
         cli_fail("config: %s", err);
         return EX_CONFIG;
     }
     for (int i = 0; i < nflags; i++) {
-        if (oq_config_set(ctx->cfg, flag_names[i], flag_values[i], OQ_SRC_FLAG, flag_given[i],
-                          err, sizeof(err)) != 0) {
+        if (oq_config_set(ctx->cfg, flag_names[i], flag_values[i], OQ_SRC_FLAG, flag_given[i], err,
+                          sizeof(err)) != 0) {
             cli_fail("config: %s", err);
             return EX_CONFIG;
         }
@@ -222,6 +223,8 @@ int cli_prepare(const struct cli_cmd *cmd, int argc, char **argv, struct cli_cmd
         }
         return usage_error(cmd, "unknown option \"%s\"", flag);
     }
+    if (cmd->no_config)
+        return EX_OK;
     return load_config(ctx, flag_names, flag_values, flag_given, nflags);
 }
 

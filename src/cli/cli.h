@@ -13,8 +13,8 @@ struct cli_cmd_ctx;
 
 /* One command-specific option. */
 struct cli_opt {
-    const char *name;     /* "--status" */
-    const char *metavar;  /* NULL: a switch; else it takes a value, e.g. "NAME" */
+    const char *name;    /* "--status" */
+    const char *metavar; /* NULL: a switch; else it takes a value, e.g. "NAME" */
     const char *help;
     int repeatable;
 };
@@ -22,11 +22,12 @@ struct cli_opt {
 struct cli_cmd {
     const char *name;
     const char *summary;
-    const char *usage;  /* after "orderq ": "migrate [--status] [--json]" */
+    const char *usage; /* after "orderq ": "migrate [--status] [--json]" */
     const char *details;
     const struct cli_opt *opts; /* terminated by a NULL name */
     int (*run)(struct cli_cmd_ctx *ctx);
     void (*extra_help)(FILE *out); /* printed after the options, may be NULL */
+    int no_config;                 /* runs without loading the configuration */
 };
 
 /* What a command's run() gets. */

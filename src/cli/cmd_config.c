@@ -13,8 +13,8 @@ static int run(struct cli_cmd_ctx *ctx)
         cli_print_cmd_help(ctx->cmd, stderr);
         return EX_USAGE;
     }
-    fprintf(stderr, "orderq: config: unknown subcommand \"%s\"\nUsage: orderq %s\n",
-            ctx->pos[0], ctx->cmd->usage);
+    fprintf(stderr, "orderq: config: unknown subcommand \"%s\"\nUsage: orderq %s\n", ctx->pos[0],
+            ctx->cmd->usage);
     return EX_USAGE;
 }
 
@@ -24,15 +24,14 @@ static const struct cli_opt opts[] = {
 };
 
 const struct cli_cmd cmd_config = {
-    "config",
-    "Show the effective configuration, secrets redacted",
-    "config show [--json]",
-    "Each value comes from the first of: a flag, ORDERQ_<SETTING> in the environment,\n"
-    "the JSON file (--config FILE or ORDERQ_CONFIG; comments allowed), the default.\n"
-    "`show` prints every setting with where its value came from. Passwords, also\n"
-    "inside URLs, are printed as ***.\n",
-    opts,
-    run,
-    oq_config_print_help,
+    .name = "config",
+    .summary = "Show the effective configuration, secrets redacted",
+    .usage = "config show [--json]",
+    .details = "Each value comes from the first of: a flag, ORDERQ_<SETTING> in the environment,\n"
+               "the JSON file (--config FILE or ORDERQ_CONFIG; comments allowed), the default.\n"
+               "`show` prints every setting with where its value came from. Passwords, also\n"
+               "inside URLs, are printed as ***.\n",
+    .opts = opts,
+    .run = run,
+    .extra_help = oq_config_print_help,
 };
-

@@ -114,21 +114,21 @@ static int handle_other_frame(struct oq_broker *b, struct consumer *c)
     switch (frame.payload.method.id) {
     case AMQP_BASIC_CANCEL_METHOD: {
         const amqp_basic_cancel_t *m = frame.payload.method.decoded;
-        oq_warn("the broker cancelled consumer %.*s (queue deleted?)",
-                (int)m->consumer_tag.len, (const char *)m->consumer_tag.bytes);
+        oq_warn("the broker cancelled consumer %.*s (queue deleted?)", (int)m->consumer_tag.len,
+                (const char *)m->consumer_tag.bytes);
         oq_metric_set(OQ_M_CONSUMERS, --c->active);
         return c->active > 0 ? 0 : OQ_EBROKER; /* nothing left: start over */
     }
     case AMQP_CHANNEL_CLOSE_METHOD: {
         const amqp_channel_close_t *m = frame.payload.method.decoded;
-        oq_error("the broker closed the channel: %d %.*s", m->reply_code,
-                 (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        oq_error("the broker closed the channel: %d %.*s", m->reply_code, (int)m->reply_text.len,
+                 (const char *)m->reply_text.bytes);
         return OQ_EBROKER;
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
         const amqp_connection_close_t *m = frame.payload.method.decoded;
-        oq_error("the broker closed the connection: %d %.*s", m->reply_code,
-                 (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        oq_error("the broker closed the connection: %d %.*s", m->reply_code, (int)m->reply_text.len,
+                 (const char *)m->reply_text.bytes);
         return OQ_EBROKER;
     }
     case AMQP_CONNECTION_BLOCKED_METHOD:
@@ -153,9 +153,11 @@ static int serve(struct oq_broker *b, struct consumer *c)
         amqp_maybe_release_buffers(conn);
         amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            char queue[256]; /* the consumer tag is the queue's name */
+            snprintf(queue, sizeof(queue), "%.*s", (int)env.consumer_tag.len,
+                     (const char *)env.consumer_tag.bytes);
+            struct oq_log_fields f = {.queue = queue, .delivery_tag = env.delivery_tag};
             oq_metric_add(OQ_M_DELIVERIES, 1);
-            struct oq_log_fields f = {.queue = env.consumer_tag.len ? NULL : NULL,
-                                      .delivery_tag = env.delivery_tag};
             if (!warned++)
                 oq_log(OQ_LOG_WARN, &f,
                        "message processing is not built yet: deliveries stay unacked and "
@@ -262,14 +264,13 @@ static const struct cli_opt opts[] = {
 };
 
 const struct cli_cmd cmd_consume = {
-    "consume",
-    "Run the consumer service (foreground; stops cleanly on SIGTERM or SIGINT)",
-    "consume [--queue NAME]... [--instance-id ID] [--prefetch N]",
-    "Connects to RabbitMQ and consumes every work queue (<queue_prefix>.<event_code>).\n"
-    "Reconnects with jittered exponential backoff (0.5 s doubling to 30 s) when the\n"
-    "broker goes away. Serves /metrics, /healthz and /readyz on http_addr.\n"
-    "SIGTERM or SIGINT: stop consuming and exit 0; a second signal exits at once.\n",
-    opts,
-    run,
-    NULL,
+    .name = "consume",
+    .summary = "Run the consumer service (foreground; stops cleanly on SIGTERM or SIGINT)",
+    .usage = "consume [--queue NAME]... [--instance-id ID] [--prefetch N]",
+    .details = "Connects to RabbitMQ and consumes every work queue (<queue_prefix>.<event_code>).\n"
+               "Reconnects with jittered exponential backoff (0.5 s doubling to 30 s) when the\n"
+               "broker goes away. Serves /metrics, /healthz and /readyz on http_addr.\n"
+               "SIGTERM or SIGINT: stop consuming and exit 0; a second signal exits at once.\n",
+    .opts = opts,
+    .run = run,
 };

@@ -76,8 +76,7 @@ static int print_status(struct oq_db *db, int json)
         fputs("]\n", stdout);
     else
         printf("\n%zu migrations: %zu applied, %d pending%s\n", n, n - (size_t)pending, pending,
-               changed ? "; WARNING: a file marked changed was edited after it was applied"
-                       : "");
+               changed ? "; WARNING: a file marked changed was edited after it was applied" : "");
     free(list);
     return EX_OK;
 }
@@ -91,8 +90,7 @@ static int run(struct cli_cmd_ctx *ctx)
     const char *wait_text = cli_opt(ctx, "--lock-wait");
 
     if (ctx->npos != 0) {
-        fprintf(stderr, "orderq: migrate takes no arguments\nUsage: orderq %s\n",
-                ctx->cmd->usage);
+        fprintf(stderr, "orderq: migrate takes no arguments\nUsage: orderq %s\n", ctx->cmd->usage);
         return EX_USAGE;
     }
     if (wait_text != NULL) {
@@ -105,8 +103,8 @@ static int run(struct cli_cmd_ctx *ctx)
             return EX_USAGE;
         }
     }
-    rc = oq_db_open(ctx->cfg->mysql_url, ctx->cfg->connect_timeout_ms, OQ_DB_MULTI_STATEMENTS,
-                    &db, err, sizeof(err));
+    rc = oq_db_open(ctx->cfg->mysql_url, ctx->cfg->connect_timeout_ms, OQ_DB_MULTI_STATEMENTS, &db,
+                    err, sizeof(err));
     if (rc != 0) {
         cli_fail("migrate: %s", err);
         return cli_exit_code(rc);
@@ -145,14 +143,13 @@ static const struct cli_opt opts[] = {
 };
 
 const struct cli_cmd cmd_migrate = {
-    "migrate",
-    "Apply the database migrations that are not applied yet",
-    "migrate [--status] [--json] [--lock-wait SECONDS]",
-    "The sql/NNNN_*.sql files are built into orderq. Each is applied once, in order,\n"
-    "and recorded in schema_migrations with its SHA-256. A named lock (GET_LOCK\n"
-    "'orderq.migrate') makes concurrent runs safe: the second waits, then finds\n"
-    "nothing to do. Needs CREATE/ALTER rights on the database in mysql_url.\n",
-    opts,
-    run,
-    NULL,
+    .name = "migrate",
+    .summary = "Apply the database migrations that are not applied yet",
+    .usage = "migrate [--status] [--json] [--lock-wait SECONDS]",
+    .details = "The sql/NNNN_*.sql files are built into orderq. Each is applied once, in order,\n"
+               "and recorded in schema_migrations with its SHA-256. A named lock (GET_LOCK\n"
+               "'orderq.migrate') makes concurrent runs safe: the second waits, then finds\n"
+               "nothing to do. Needs CREATE/ALTER rights on the database in mysql_url.\n",
+    .opts = opts,
+    .run = run,
 };

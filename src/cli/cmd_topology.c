@@ -15,8 +15,8 @@ static int declare(struct cli_cmd_ctx *ctx, const struct oq_topology *t)
         cli_fail("topology declare: %s", err);
         return cli_exit_code(rc);
     }
-    rc = oq_topology_declare(b, t, cli_opt(ctx, "--create-shop-exchange") != NULL, err,
-                             sizeof(err));
+    rc =
+        oq_topology_declare(b, t, cli_opt(ctx, "--create-shop-exchange") != NULL, err, sizeof(err));
     if (rc == 0)
         printf("declared on vhost %s: %zu exchanges, %zu queues, %zu bindings\n",
                oq_broker_vhost(b), t->n_exchanges, t->n_queues, t->n_bindings);
@@ -46,8 +46,7 @@ static int verify(struct cli_cmd_ctx *ctx, const struct oq_topology *t)
     int code = vhost_of(ctx->cfg, vhost, sizeof(vhost));
     if (code != EX_OK)
         return code;
-    int rc = oq_topology_verify(ctx->cfg, t, vhost, stdout, json, &differences, err,
-                                sizeof(err));
+    int rc = oq_topology_verify(ctx->cfg, t, vhost, stdout, json, &differences, err, sizeof(err));
     if (rc != 0) {
         cli_fail("topology verify: %s", err);
         return cli_exit_code(rc);
@@ -105,16 +104,15 @@ static const struct cli_opt opts[] = {
 };
 
 const struct cli_cmd cmd_topology = {
-    "topology",
-    "Declare or verify the exchanges, queues and bindings orderq needs",
-    "topology declare|verify|definitions [options]",
-    "declare      declare every exchange, queue and binding (safe to repeat); the shop\n"
-    "             exchange is only checked unless --create-shop-exchange\n"
-    "verify       compare the broker with the configuration through the management API\n"
-    "             (amqp_mgmt_url) and list each difference; exit 1 when any\n"
-    "definitions  print the topology as a RabbitMQ definitions file\n"
-    "             (deploy/rabbitmq/definitions.json is this output for vhost /)\n",
-    opts,
-    run,
-    NULL,
+    .name = "topology",
+    .summary = "Declare or verify the exchanges, queues and bindings orderq needs",
+    .usage = "topology declare|verify|definitions [options]",
+    .details = "declare      declare every exchange, queue and binding (safe to repeat); the shop\n"
+               "             exchange is only checked unless --create-shop-exchange\n"
+               "verify       compare the broker with the configuration through the management API\n"
+               "             (amqp_mgmt_url) and list each difference; exit 1 when any\n"
+               "definitions  print the topology as a RabbitMQ definitions file\n"
+               "             (deploy/rabbitmq/definitions.json is this output for vhost /)\n",
+    .opts = opts,
+    .run = run,
 };

@@ -70,10 +70,9 @@ static void file_then_env_then_flag(void **state)
     assert_int_equal(oq_config_load_env(cfg, env, NULL, 0, err, sizeof(err)), 0);
     assert_int_equal(cfg->prefetch, 200); /* env beats file */
     assert_int_equal(cfg->batch_size, 60);
-    assert_int_equal(oq_config_set(cfg, "prefetch", "300", OQ_SRC_FLAG, "--prefetch", err,
-                                   sizeof(err)),
-                     0);
-    assert_int_equal(cfg->prefetch, 300); /* flag beats env */
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "300", OQ_SRC_FLAG, "--prefetch", err, sizeof(err)), 0);
+    assert_int_equal(cfg->prefetch, 300);              /* flag beats env */
     assert_string_equal(cfg->shop_exchange, "file.x"); /* untouched by later sources */
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
     unlink(path);
@@ -93,63 +92,62 @@ static void file_then_env_then_flag(void **state)
 static void bounds_are_enforced_with_a_clear_message(void **state)
 {
     struct oq_config *cfg = *state;
-    assert_int_equal(oq_config_set(cfg, "prefetch", "0", OQ_SRC_FLAG, "--prefetch", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "0", OQ_SRC_FLAG, "--prefetch", err, sizeof(err)),
+        OQ_ECONFIG);
     assert_string_equal(err,
                         "prefetch (--prefetch): expected an integer from 1 to 65535, got \"0\"");
-    assert_int_equal(oq_config_set(cfg, "prefetch", "65536", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
-    assert_int_equal(oq_config_set(cfg, "prefetch", "12abc", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
-    assert_int_equal(oq_config_set(cfg, "prefetch", "", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
-    assert_int_equal(oq_config_set(cfg, "prefetch", "65535", OQ_SRC_ENV, "ORDERQ_PREFETCH", err,
-                                   sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "65536", OQ_SRC_ENV, "ORDERQ_PREFETCH", err, sizeof(err)),
+        OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "12abc", OQ_SRC_ENV, "ORDERQ_PREFETCH", err, sizeof(err)),
+        OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "", OQ_SRC_ENV, "ORDERQ_PREFETCH", err, sizeof(err)),
+        OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "65535", OQ_SRC_ENV, "ORDERQ_PREFETCH", err, sizeof(err)),
+        0);
     assert_int_equal(cfg->prefetch, 65535);
     /* a failed set leaves the old value */
-    assert_int_equal(oq_config_set(cfg, "prefetch", "-1", OQ_SRC_FLAG, "--prefetch", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "-1", OQ_SRC_FLAG, "--prefetch", err, sizeof(err)),
+        OQ_ECONFIG);
     assert_int_equal(cfg->prefetch, 65535);
 }
 
 static void bad_values_name_the_setting_and_source(void **state)
 {
     struct oq_config *cfg = *state;
-    assert_int_equal(oq_config_set(cfg, "log_level", "loud", OQ_SRC_ENV, "ORDERQ_LOG_LEVEL", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "log_level", "loud", OQ_SRC_ENV, "ORDERQ_LOG_LEVEL", err, sizeof(err)),
+        OQ_ECONFIG);
     assert_string_equal(
         err, "log_level (ORDERQ_LOG_LEVEL): expected one of debug|info|warn|error, got \"loud\"");
-    assert_int_equal(oq_config_set(cfg, "amqp_url", "http://x/", OQ_SRC_FLAG, "--amqp-url", err,
-                                   sizeof(err)),
-                     OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "amqp_url", "http://x/", OQ_SRC_FLAG, "--amqp-url", err, sizeof(err)),
+        OQ_ECONFIG);
     assert_non_null(strstr(err, "amqp_url (--amqp-url): expected amqp://"));
-    assert_int_equal(oq_config_set(cfg, "mysql_url", "mysql://h/", OQ_SRC_FLAG, "--mysql-url",
-                                   err, sizeof(err)),
-                     OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "mysql_url", "mysql://h/", OQ_SRC_FLAG, "--mysql-url", err, sizeof(err)),
+        OQ_ECONFIG);
     assert_non_null(strstr(err, "one database"));
-    assert_int_equal(oq_config_set(cfg, "http_addr", "nope", OQ_SRC_FLAG, "--http-addr", err,
+    assert_int_equal(
+        oq_config_set(cfg, "http_addr", "nope", OQ_SRC_FLAG, "--http-addr", err, sizeof(err)),
+        OQ_ECONFIG);
+    assert_int_equal(oq_config_set(cfg, "shop_exchange", "a b", OQ_SRC_FLAG, "--shop-exchange", err,
                                    sizeof(err)),
                      OQ_ECONFIG);
-    assert_int_equal(oq_config_set(cfg, "shop_exchange", "a b", OQ_SRC_FLAG, "--shop-exchange",
+    assert_int_equal(oq_config_set(cfg, "batch_window_ms", "11s", OQ_SRC_FLAG, "--batch-window-ms",
                                    err, sizeof(err)),
-                     OQ_ECONFIG);
-    assert_int_equal(oq_config_set(cfg, "batch_window_ms", "11s", OQ_SRC_FLAG,
-                                   "--batch-window-ms", err, sizeof(err)),
                      OQ_ECONFIG);
     assert_non_null(strstr(err, "from 0ms to 10s"));
-    assert_int_equal(oq_config_set(cfg, "retry_tiers", "5s,1s", OQ_SRC_FLAG, "--retry-tiers",
-                                   err, sizeof(err)),
-                     OQ_ECONFIG);
+    assert_int_equal(
+        oq_config_set(cfg, "retry_tiers", "5s,1s", OQ_SRC_FLAG, "--retry-tiers", err, sizeof(err)),
+        OQ_ECONFIG);
     assert_non_null(strstr(err, "must grow"));
-    assert_int_equal(oq_config_set(cfg, "prefech", "1", OQ_SRC_FLAG, "--prefech", err,
-                                   sizeof(err)),
+    assert_int_equal(oq_config_set(cfg, "prefech", "1", OQ_SRC_FLAG, "--prefech", err, sizeof(err)),
                      OQ_ENOTFOUND);
     assert_non_null(strstr(err, "did you mean \"prefetch\""));
 }
@@ -175,9 +173,9 @@ static void durations_and_tiers(void **state)
     oq_duration_format(1500, buf, sizeof(buf));
     assert_string_equal(buf, "1500ms");
 
-    assert_int_equal(oq_config_set(cfg, "retry_tiers", "100ms, 200ms,1s", OQ_SRC_FLAG, "--x",
-                                   err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_config_set(cfg, "retry_tiers", "100ms, 200ms,1s", OQ_SRC_FLAG, "--x", err, sizeof(err)),
+        0);
     assert_int_equal(cfg->n_retry_tiers, 3);
     assert_int_equal(cfg->retry_tiers_ms[1], 200);
     const char *path = temp_file("{\"retry_tiers\": [\"1s\", \"3s\"], \"batch_window_ms\": 7}");
@@ -235,7 +233,7 @@ static void env_reports_unknown_variables(void **state)
     struct oq_config *cfg = *state;
     char unknown[256];
     const char *env[] = {"ORDERQ_AMQP_ULR=amqp://x/", "ORDERQ_CONFIG=/x.json", "ORDERQ_TEST_FOO=1",
-                   "ORDERQ_LOG_LEVEL=debug", NULL};
+                         "ORDERQ_LOG_LEVEL=debug", NULL};
     assert_int_equal(oq_config_load_env(cfg, env, unknown, sizeof(unknown), err, sizeof(err)), 0);
     assert_string_equal(unknown, "ORDERQ_AMQP_ULR");
     assert_int_equal(cfg->log_level, 0);
@@ -276,17 +274,16 @@ static void secrets_are_redacted(void **state)
 static void finish_fills_instance_id_and_checks_batch(void **state)
 {
     struct oq_config *cfg = *state;
-    assert_int_equal(oq_config_set(cfg, "prefetch", "100", OQ_SRC_FLAG, "--prefetch", err,
-                                   sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_config_set(cfg, "prefetch", "100", OQ_SRC_FLAG, "--prefetch", err, sizeof(err)), 0);
     /* batch_size left at its default follows a smaller prefetch */
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
     assert_int_equal(cfg->batch_size, 100);
     assert_non_null(strchr(cfg->instance_id, ':'));
     /* but one set on purpose above prefetch is an error */
-    assert_int_equal(oq_config_set(cfg, "batch_size", "200", OQ_SRC_ENV, "ORDERQ_BATCH_SIZE", err,
-                                   sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_config_set(cfg, "batch_size", "200", OQ_SRC_ENV, "ORDERQ_BATCH_SIZE", err, sizeof(err)),
+        0);
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
     assert_non_null(strstr(err, "ORDERQ_BATCH_SIZE"));
     assert_non_null(strstr(err, "--prefetch"));
@@ -307,15 +304,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(defaults_are_the_documented_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(file_then_env_then_flag, setup, teardown),
-        cmocka_unit_test_setup_teardown(bounds_are_enforced_with_a_clear_message, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(bounds_are_enforced_with_a_clear_message, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_values_name_the_setting_and_source, setup, teardown),
         cmocka_unit_test_setup_teardown(durations_and_tiers, setup, teardown),
         cmocka_unit_test_setup_teardown(file_errors_carry_line_and_column, setup, teardown),
         cmocka_unit_test_setup_teardown(env_reports_unknown_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
-        cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup, teardown),
         cmocka_unit_test(flag_names_map_to_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

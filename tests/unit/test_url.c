@@ -16,8 +16,8 @@ static void mysql_socket_url(void **state)
     (void)state;
     struct oq_mysql_url u;
     assert_int_equal(
-        oq_mysql_url_parse("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", &u,
-                           err, sizeof(err)),
+        oq_mysql_url_parse("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", &u, err,
+                           sizeof(err)),
         0);
     assert_string_equal(u.user, "root");
     assert_null(u.password);
@@ -32,9 +32,10 @@ static void mysql_tcp_url_with_encoded_password(void **state)
 {
     (void)state;
     struct oq_mysql_url u;
-    assert_int_equal(oq_mysql_url_parse("mysql://app:p%40ss%3Aw0rd@db.example:3307/shop?ssl=required",
-                                        &u, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_mysql_url_parse("mysql://app:p%40ss%3Aw0rd@db.example:3307/shop?ssl=required", &u, err,
+                           sizeof(err)),
+        0);
     assert_string_equal(u.user, "app");
     assert_string_equal(u.password, "p@ss:w0rd");
     assert_string_equal(u.host, "db.example");
@@ -54,11 +55,9 @@ static void mysql_bad_urls(void **state)
     assert_int_equal(oq_mysql_url_parse("mysql://h", &u, err, sizeof(err)), OQ_EINVAL);
     assert_non_null(strstr(err, "one database"));
     assert_int_equal(oq_mysql_url_parse("mysql://h/a/b", &u, err, sizeof(err)), OQ_EINVAL);
-    assert_int_equal(oq_mysql_url_parse("mysql://h/db?sokcet=/x", &u, err, sizeof(err)),
-                     OQ_EINVAL);
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db?sokcet=/x", &u, err, sizeof(err)), OQ_EINVAL);
     assert_non_null(strstr(err, "sokcet"));
-    assert_int_equal(oq_mysql_url_parse("mysql://h/db?ssl=maybe", &u, err, sizeof(err)),
-                     OQ_EINVAL);
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db?ssl=maybe", &u, err, sizeof(err)), OQ_EINVAL);
     assert_int_equal(oq_mysql_url_parse("not a url", &u, err, sizeof(err)), OQ_EINVAL);
     assert_int_equal(oq_mysql_url_parse("mysql://u:topsecret@h:99999/db", &u, err, sizeof(err)),
                      OQ_EINVAL);
@@ -69,17 +68,16 @@ static void amqp_urls(void **state)
 {
     (void)state;
     struct oq_amqp_url u;
-    assert_int_equal(
-        oq_amqp_url_parse("amqp://guest:guest@127.0.0.1:5672/", &u, err, sizeof(err)), 0);
+    assert_int_equal(oq_amqp_url_parse("amqp://guest:guest@127.0.0.1:5672/", &u, err, sizeof(err)),
+                     0);
     assert_string_equal(u.host, "127.0.0.1");
     assert_int_equal(u.port, 5672);
     assert_string_equal(u.vhost, "/"); /* empty path means the default vhost */
     assert_int_equal(u.ssl, 0);
     oq_amqp_url_clear(&u);
 
-    assert_int_equal(oq_amqp_url_parse("amqps://app:pw@mq.example/shop%2Fprod", &u, err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_amqp_url_parse("amqps://app:pw@mq.example/shop%2Fprod", &u, err, sizeof(err)), 0);
     assert_string_equal(u.vhost, "shop/prod");
     assert_int_equal(u.port, 5671);
     assert_int_equal(u.ssl, 1);
