@@ -214,6 +214,14 @@ void oq_broker_close(struct oq_broker *b)
     free(b);
 }
 
+void oq_broker_drop(struct oq_broker *b)
+{
+    if (b == NULL)
+        return;
+    amqp_destroy_connection(b->conn);
+    free(b);
+}
+
 amqp_connection_state_t oq_broker_conn(struct oq_broker *b)
 {
     return b->conn;

@@ -25,6 +25,11 @@ OQ_WUR int oq_broker_connect(const struct oq_config *cfg, const char *purpose,
 /* Close channels and the connection politely, then free. NULL is fine. */
 void oq_broker_close(struct oq_broker *b);
 
+/* Free a connection that is already broken (closed by the broker, socket
+ * error) without the closing handshake, which could only wait for a reply
+ * that never comes. The broker requeues whatever was unacked. NULL is fine. */
+void oq_broker_drop(struct oq_broker *b);
+
 amqp_connection_state_t oq_broker_conn(struct oq_broker *b);
 
 /* The vhost this connection is on. */

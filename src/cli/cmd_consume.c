@@ -127,8 +127,10 @@ static int handle_other_frame(struct oq_broker *b, struct consumer *c)
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
         const amqp_connection_close_t *m = frame.payload.method.decoded;
+        amqp_connection_close_ok_t ok = {0};
         oq_error("the broker closed the connection: %d %.*s", m->reply_code, (int)m->reply_text.len,
                  (const char *)m->reply_text.bytes);
+        (void)amqp_send_method(conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return OQ_EBROKER;
     }
     case AMQP_CONNECTION_BLOCKED_METHOD:
@@ -245,7 +247,7 @@ static int run(struct cli_cmd_ctx *ctx)
             oq_broker_close(b);
             break;
         }
-        oq_broker_close(b);
+        oq_broker_drop(b);
         int64_t wait = backoff_ms(++failures);
         oq_error("%s; retrying in %lld ms (attempt %d)", err[0] ? err : "broker connection lost",
                  (long long)wait, failures);

@@ -17,7 +17,7 @@ all_consuming() {
 ready() { curl -sf "http://$ORDERQ_HTTP_ADDR/readyz"; }
 
 note "start: a consumer on each work queue, /readyz turns 200"
-oq consume --instance-id "test-$$" 2>"$WORK/log" &
+"$ORDERQ_BIN" consume --instance-id "test-$$" 2>"$WORK/log" &
 pid=$!
 CLEANUP+=("kill -9 $pid")
 wait_for 20 ready || fail "never ready: $(cat "$WORK/log")"
@@ -57,7 +57,7 @@ wait_for 10 bash -c "[ \"\$(curl -s -u $MGMT_AUTH $MGMT/api/queues/$v/orderq.ord
 
 note "queue missing: a clear error, then retries"
 mgmt DELETE "/api/queues/$v/orderq.coupon.email" >/dev/null
-oq consume 2>"$WORK/log2" &
+"$ORDERQ_BIN" consume 2>"$WORK/log2" &
 pid2=$!
 CLEANUP+=("kill -9 $pid2")
 wait_for 10 grep -q 'orderq topology declare' "$WORK/log2" || fail "no hint to declare the topology: $(cat "$WORK/log2")"
