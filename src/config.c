@@ -80,6 +80,22 @@ static int check_hostport(const char *v, char *why, size_t len)
     return rc;
 }
 
+/* Stored as the ledger's owner (VARCHAR(191)) and in the connection name. */
+static int check_instance_id(const char *v, char *why, size_t len)
+{
+    size_t n = strlen(v);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
+            snprintf(why, len, "expected printable characters only");
+            return OQ_EINVAL;
+        }
+    if (n > 191) {
+        snprintf(why, len, "expected at most 191 bytes, got %zu", n);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
 /* AMQP names: up to 255 bytes of letters, digits, '-', '_', '.', ':'. */
 static int check_amqp_name(const char *v, char *why, size_t len)
 {
@@ -116,7 +132,7 @@ static const struct setting settings[] = {
      OFF(smtp_url), "SMTP server for customer mail (smtp:// or smtps://)"},
     {"http_addr", T_STRING, "127.0.0.1:9464", 0, 0, NULL, 0, check_hostport, OFF(http_addr),
      "host:port for /metrics, /healthz and /readyz (empty: off)"},
-    {"instance_id", T_STRING, "", 0, 0, NULL, 0, NULL, OFF(instance_id),
+    {"instance_id", T_STRING, "", 0, 0, NULL, 0, check_instance_id, OFF(instance_id),
      "this process' name in the ledger (default host:pid)"},
     {"shop_exchange", T_STRING, "shop.events", 0, 0, NULL, NONEMPTY, check_amqp_name,
      OFF(shop_exchange), "the shop's topic exchange the work queues are bound to"},
@@ -507,14 +523,24 @@ static int file_value(struct file_parse *fp, const char *value, int is_string)
     return 1;
 }
 
+/* A scalar where no setting's value can be: the top level, or nested. */
+static int misplaced(const struct file_parse *fp)
+{
+    return fp->key == NULL || fp->depth != 1;
+}
+
 static int on_null(void *ctx)
 {
+    if (misplaced(ctx))
+        return file_value(ctx, "", 0);
     return file_fail(ctx, "expected a value, got null");
 }
 
 static int on_bool(void *ctx, int b)
 {
     (void)b;
+    if (misplaced(ctx))
+        return file_value(ctx, "", 0);
     return file_fail(ctx, "expected a number or a string, got a boolean");
 }
 
@@ -522,8 +548,9 @@ static int on_number(void *ctx, const char *s, size_t len)
 {
     char buf[64];
     struct file_parse *fp = ctx;
-    if (fp->key != NULL &&
-        (fp->key->type == T_INT || fp->key->type == T_DURATION || fp->key->type == T_TIERS) &&
+    if (misplaced(fp))
+        return file_value(fp, "", 0);
+    if ((fp->key->type == T_INT || fp->key->type == T_DURATION || fp->key->type == T_TIERS) &&
         memchr(s, '.', len) == NULL && memchr(s, 'e', len) == NULL && memchr(s, 'E', len) == NULL &&
         len < sizeof(buf)) {
         memcpy(buf, s, len);
@@ -612,8 +639,10 @@ static int read_whole_file(const char *path, unsigned char **text, size_t *len)
     for (;;) {
         if (used + 4096 > cap) {
             cap = cap ? cap * 2 : 8192;
-            if (cap > (1u << 24))
-                goto out; /* a config file of 16 MiB is a mistake */
+            if (cap > (1u << 24)) {
+                errno = EFBIG; /* a config file of 16 MiB is a mistake */
+                goto out;
+            }
             unsigned char *grown = realloc(buf, cap + 1);
             if (grown == NULL)
                 goto out;
@@ -645,8 +674,7 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
     struct file_parse fp = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
 
     if (read_whole_file(path, &text, &len) != 0) {
-        snprintf(err, errlen, "config file %s: cannot read it: %s", path,
-                 errno ? strerror(errno) : "too large");
+        snprintf(err, errlen, "config file %s: cannot read it: %s", path, strerror(errno));
         return OQ_EIO;
     }
     fp.text = text;
@@ -883,7 +911,7 @@ void oq_config_print_help(FILE *out)
         const struct setting *s = &settings[i];
         char flag[64], env[64];
         size_t j = 0;
-        for (; s->name[j] && j < sizeof(flag) - 1; j++) {
+        for (; j < sizeof(flag) - 1 && s->name[j]; j++) {
             flag[j] = s->name[j] == '_' ? '-' : s->name[j];
             env[j] = (char)toupper((unsigned char)s->name[j]);
         }
