@@ -13,14 +13,6 @@
 #include "orderq/log.h"
 #include "orderq/url.h"
 
-const struct oq_event_route oq_event_routes[] = {
-    {"order.processing", {"add_order_to_queue", NULL}},
-    {"coupon.email", {"send_coupon_code_by_email", NULL}},
-    {"invoice.created", {NULL}},
-    {"invoice.updated", {NULL}},
-};
-const size_t oq_event_route_count = sizeof(oq_event_routes) / sizeof(oq_event_routes[0]);
-
 /* ---- plan ---------------------------------------------------------------- */
 
 static char *own(struct oq_topology *t, char *s)

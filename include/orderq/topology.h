@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "orderq/common.h"
+#include "orderq/event.h" /* oq_event_routes: what the work queues carry */
 
 struct oq_config;
 struct oq_broker;
@@ -57,14 +58,6 @@ struct oq_topology {
     char *strings[64]; /* owned argument strings */
     size_t n_strings;
 };
-
-/* The built-in event codes and the legacy names bound with them. */
-struct oq_event_route {
-    const char *event_code;
-    const char *aliases[3]; /* NULL-terminated */
-};
-extern const struct oq_event_route oq_event_routes[];
-extern const size_t oq_event_route_count;
 
 /* Build the plan for cfg. Returns 0 or OQ_ENOMEM. */
 OQ_WUR int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out);

@@ -1,0 +1,55 @@
+/* event.h - the event envelope: decode and validate one message body
+ *
+ *   {"event_code": "order.processing", "event_identifier": "9200000217_processing",
+ *    "created_at": "2017-02-23T11:06:40Z", "event_data": {...}}
+ *
+ * Every way a body can be wrong ends in OQ_EINVAL and a reason a person can
+ * read ("event_identifier is 230 bytes; at most 191"), never in a crash:
+ * bad input is dead-lettered with that reason.
+ */
+#ifndef ORDERQ_EVENT_H
+#define ORDERQ_EVENT_H
+
+#include <stddef.h>
+#include <yajl/yajl_tree.h>
+
+#include "orderq/common.h"
+
+#define OQ_EVENT_ID_MAX    191 /* bytes: the ledger's key column */
+#define OQ_EVENT_CODE_MAX  191
+#define OQ_EVENT_MAX_DEPTH 64 /* nesting of the whole body */
+
+/* The event codes orderq knows, with the legacy names accepted for them. */
+struct oq_event_route {
+    const char *event_code;
+    const char *aliases[3]; /* NULL-terminated */
+};
+extern const struct oq_event_route oq_event_routes[];
+extern const size_t oq_event_route_count;
+
+/* The canonical code for code or one of its aliases
+ * ("add_order_to_queue" -> "order.processing"); code itself when unknown. */
+const char *oq_event_canonical_code(const char *code);
+
+/* A decoded envelope. Strings are NUL-terminated and hold no NUL. */
+struct oq_event {
+    char *code;                 /* as sent */
+    const char *canonical_code; /* alias resolved (points into a table or at code) */
+    char *identifier;           /* from the body, else the message_id property */
+    char *created_at;           /* NULL when absent */
+    yajl_val root;              /* the whole body */
+    yajl_val data;              /* event_data: an object inside root */
+};
+
+/* Decode body (len bytes, not NUL-terminated). message_id (may be NULL) is
+ * the AMQP property, used when the body has no event_identifier.
+ * Returns 0; OQ_EINVAL with the reason in err; OQ_ENOMEM. On failure ev is
+ * left empty (oq_event_clear is still safe). */
+OQ_WUR int oq_event_decode(const void *body, size_t len, const char *message_id,
+                           struct oq_event *ev, char *err, size_t errlen);
+void oq_event_clear(struct oq_event *ev);
+
+/* Is s (len bytes) well-formed UTF-8 with no NUL and no overlong forms? */
+int oq_utf8_valid(const char *s, size_t len);
+
+#endif

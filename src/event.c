@@ -1,0 +1,306 @@
+/* event.c - the event envelope: decode and validate one message body */
+#include "orderq/event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+const struct oq_event_route oq_event_routes[] = {
+    {"order.processing", {"add_order_to_queue", NULL}},
+    {"coupon.email", {"send_coupon_code_by_email", NULL}},
+    {"invoice.created", {NULL}},
+    {"invoice.updated", {NULL}},
+};
+const size_t oq_event_route_count = sizeof(oq_event_routes) / sizeof(oq_event_routes[0]);
+
+const char *oq_event_canonical_code(const char *code)
+{
+    for (size_t i = 0; i < oq_event_route_count; i++) {
+        const struct oq_event_route *r = &oq_event_routes[i];
+        if (strcmp(code, r->event_code) == 0)
+            return r->event_code;
+        for (size_t a = 0; r->aliases[a] != NULL; a++)
+            if (strcmp(code, r->aliases[a]) == 0)
+                return r->event_code;
+    }
+    return code;
+}
+
+int oq_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p++;
+        size_t more;
+        unsigned min;
+        if (c == 0)
+            return 0;
+        if (c < 0x80)
+            continue;
+        if (c >= 0xc2 && c <= 0xdf) {
+            more = 1;
+            min = 0x80;
+            c &= 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            more = 2;
+            min = 0x800;
+            c &= 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3;
+            min = 0x10000;
+            c &= 0x07;
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - p) < more)
+            return 0;
+        for (size_t i = 0; i < more; i++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return 0;
+            c = (c << 6) | (*p & 0x3fu);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+    }
+    return 1;
+}
+
+/* First pass: the shape yajl_tree cannot check for us (depth before it
+ * recurses, NUL inside strings, which its C strings would silently cut). */
+struct shape {
+    int depth;
+    int max_depth_hit;
+    int nul_in_string;
+    int top_not_object;
+    int started;
+};
+
+static int shape_value(struct shape *s)
+{
+    if (!s->started) {
+        s->started = 1;
+        s->top_not_object = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int sh_null(void *ctx)
+{
+    return shape_value(ctx);
+}
+
+static int sh_bool(void *ctx, int b)
+{
+    (void)b;
+    return shape_value(ctx);
+}
+
+static int sh_number(void *ctx, const char *n, size_t len)
+{
+    (void)n;
+    (void)len;
+    return shape_value(ctx);
+}
+
+static int sh_string(void *ctx, const unsigned char *str, size_t len)
+{
+    struct shape *s = ctx;
+    if (memchr(str, '\0', len) != NULL) {
+        s->nul_in_string = 1;
+        return 0;
+    }
+    return shape_value(s);
+}
+
+static int sh_key(void *ctx, const unsigned char *str, size_t len)
+{
+    struct shape *s = ctx;
+    if (memchr(str, '\0', len) != NULL) {
+        s->nul_in_string = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int sh_open(struct shape *s, int is_object)
+{
+    if (!s->started) {
+        s->started = 1;
+        if (!is_object) {
+            s->top_not_object = 1;
+            return 0;
+        }
+    }
+    if (++s->depth > OQ_EVENT_MAX_DEPTH) {
+        s->max_depth_hit = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int sh_start_map(void *ctx)
+{
+    return sh_open(ctx, 1);
+}
+
+static int sh_start_array(void *ctx)
+{
+    return sh_open(ctx, 0);
+}
+
+static int sh_close(void *ctx)
+{
+    ((struct shape *)ctx)->depth--;
+    return 1;
+}
+
+static const yajl_callbacks shape_callbacks = {
+    sh_null,      sh_bool, NULL,     NULL,           sh_number, sh_string,
+    sh_start_map, sh_key,  sh_close, sh_start_array, sh_close,
+};
+
+static int check_shape(const unsigned char *body, size_t len, char *err, size_t errlen)
+{
+    struct shape s = {0};
+    yajl_handle h = yajl_alloc(&shape_callbacks, NULL, &s);
+    int rc = OQ_EINVAL;
+    if (h == NULL)
+        return OQ_ENOMEM;
+    yajl_status st = yajl_parse(h, body, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    if (s.top_not_object)
+        snprintf(err, errlen, "the body is JSON but not an object; expected {\"event_code\": ...}");
+    else if (s.max_depth_hit)
+        snprintf(err, errlen, "the body nests deeper than %d levels", OQ_EVENT_MAX_DEPTH);
+    else if (s.nul_in_string)
+        snprintf(err, errlen, "a string in the body contains a NUL character (\\u0000)");
+    else if (st != yajl_status_ok) {
+        unsigned char *msg = yajl_get_error(h, 0, body, len);
+        snprintf(err, errlen, "the body is not valid JSON (%s at byte %zu)",
+                 msg ? (const char *)msg : "parse error", yajl_get_bytes_consumed(h));
+        /* yajl's messages end in a newline; keep the reason on one line */
+        for (char *p = err; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        yajl_free_error(h, msg);
+    } else if (len == 0)
+        snprintf(err, errlen, "the body is empty");
+    else
+        rc = 0;
+    yajl_free(h);
+    return rc;
+}
+
+static yajl_val member(yajl_val obj, const char *key)
+{
+    for (size_t i = 0; i < obj->u.object.len; i++)
+        if (strcmp(obj->u.object.keys[i], key) == 0)
+            return obj->u.object.values[i];
+    return NULL;
+}
+
+/* A required (or optional) string field; *out is a copy. */
+static int string_field(yajl_val root, const char *key, int required, size_t max, char **out,
+                        char *err, size_t errlen)
+{
+    yajl_val v = member(root, key);
+    *out = NULL;
+    if (v == NULL) {
+        if (!required)
+            return 0;
+        snprintf(err, errlen, "%s is missing", key);
+        return OQ_EINVAL;
+    }
+    if (!YAJL_IS_STRING(v)) {
+        snprintf(err, errlen, "%s must be a string", key);
+        return OQ_EINVAL;
+    }
+    size_t n = strlen(v->u.string);
+    if (n == 0) {
+        snprintf(err, errlen, "%s is empty", key);
+        return OQ_EINVAL;
+    }
+    if (n > max) {
+        snprintf(err, errlen, "%s is %zu bytes; at most %zu", key, n, max);
+        return OQ_EINVAL;
+    }
+    *out = strdup(v->u.string);
+    return *out ? 0 : OQ_ENOMEM;
+}
+
+int oq_event_decode(const void *body, size_t len, const char *message_id, struct oq_event *ev,
+                    char *err, size_t errlen)
+{
+    char *text = NULL, perr[256];
+    int rc;
+
+    memset(ev, 0, sizeof(*ev));
+    rc = check_shape(body, len, err, errlen);
+    if (rc != 0)
+        return rc;
+    /* yajl_tree wants a NUL-terminated copy */
+    if ((text = malloc(len + 1)) == NULL)
+        return OQ_ENOMEM;
+    memcpy(text, body, len);
+    text[len] = '\0';
+    ev->root = yajl_tree_parse(text, perr, sizeof(perr));
+    free(text);
+    if (ev->root == NULL) {
+        snprintf(err, errlen, "the body is not valid JSON (%s)", perr);
+        return OQ_EINVAL;
+    }
+    rc = string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
+    if (rc == 0)
+        rc = string_field(ev->root, "event_identifier", 0, OQ_EVENT_ID_MAX, &ev->identifier, err,
+                          errlen);
+    if (rc == 0)
+        rc = string_field(ev->root, "created_at", 0, 64, &ev->created_at, err, errlen);
+    if (rc != 0)
+        goto out;
+    if (ev->identifier == NULL) {
+        size_t n = message_id ? strlen(message_id) : 0;
+        if (n == 0) {
+            snprintf(err, errlen,
+                     "event_identifier is missing and the message has no message_id property");
+            rc = OQ_EINVAL;
+            goto out;
+        }
+        if (n > OQ_EVENT_ID_MAX || !oq_utf8_valid(message_id, n)) {
+            snprintf(err, errlen,
+                     "event_identifier is missing and the message_id property is not 1 to %d "
+                     "bytes of UTF-8",
+                     OQ_EVENT_ID_MAX);
+            rc = OQ_EINVAL;
+            goto out;
+        }
+        if ((ev->identifier = strdup(message_id)) == NULL) {
+            rc = OQ_ENOMEM;
+            goto out;
+        }
+    }
+    ev->data = member(ev->root, "event_data");
+    if (ev->data == NULL || !YAJL_IS_OBJECT(ev->data)) {
+        snprintf(err, errlen, ev->data ? "event_data must be an object" : "event_data is missing");
+        rc = OQ_EINVAL;
+        goto out;
+    }
+    ev->canonical_code = oq_event_canonical_code(ev->code);
+out:
+    if (rc != 0)
+        oq_event_clear(ev);
+    return rc;
+}
+
+void oq_event_clear(struct oq_event *ev)
+{
+    if (ev == NULL)
+        return;
+    free(ev->code);
+    free(ev->identifier);
+    free(ev->created_at);
+    yajl_tree_free(ev->root);
+    memset(ev, 0, sizeof(*ev));
+}
