@@ -1,12 +1,17 @@
 /* log.c - JSON lines on stderr */
 #include "orderq/log.h"
 
+#include <stdint.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
+
+#include "orderq/event.h" /* oq_utf8_valid */
 
 int oq_log_threshold = OQ_LOG_INFO;
 static int log_format; /* enum oq_log_format */
@@ -87,14 +92,35 @@ static void write_json(int level, const struct oq_log_fields *f, const char *ts,
     }
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &buf, &len);
-    char line[8192];
-    if (len > sizeof(line) - 1)
-        len = sizeof(line) - 1; /* a cut line beats an interleaved one */
-    memcpy(line, buf, len);
-    line[len++] = '\n';
-    ssize_t ignored = write(STDERR_FILENO, line, len);
+    /* One write of the whole line: lines never interleave below PIPE_BUF,
+     * and a line is never cut (a cut line is no longer JSON). */
+    struct iovec iov[2] = {{(void *)(uintptr_t)buf, len}, {(void *)(uintptr_t) "\n", 1}};
+    ssize_t ignored = writev(STDERR_FILENO, iov, 2);
     (void)ignored;
     yajl_gen_free(g);
+}
+
+/* Replace each byte that is not part of well-formed UTF-8 with '?', so the
+ * JSON line stays valid whatever a message quoted (a cut multi-byte
+ * character at the end of a truncated message included). */
+static void scrub_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80             ? 1
+                   : (*p & 0xe0) == 0xc0 ? 2
+                   : (*p & 0xf0) == 0xe0 ? 3
+                   : (*p & 0xf8) == 0xf0 ? 4
+                                         : 0;
+        size_t have = 0;
+        while (have < n && p[have] != 0)
+            have++;
+        if (n == 0 || have < n || !oq_utf8_valid((const char *)p, n)) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
 }
 
 void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...)
@@ -107,6 +133,7 @@ void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    scrub_utf8(msg);
     timestamp(ts, sizeof(ts));
     if (log_format == 0) {
         write_json(level, f, ts, msg);
@@ -117,6 +144,7 @@ void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...
                      (f && f->queue) ? " queue=" : "", (f && f->queue) ? f->queue : "");
     if (n > 0) {
         size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+        line[len - 1] = '\n'; /* a cut line still ends its line */
         ssize_t ignored = write(STDERR_FILENO, line, len);
         (void)ignored;
     }

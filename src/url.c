@@ -116,6 +116,11 @@ int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, siz
     }
     if (port != NULL && parse_port(port, &out->port, err, errlen) != 0)
         goto out;
+    size_t hlen = out->host ? strlen(out->host) : 0;
+    if (hlen > 2 && out->host[0] == '[') { /* "[::1]": the client wants the bare address */
+        memmove(out->host, out->host + 1, hlen - 2);
+        out->host[hlen - 2] = '\0';
+    }
     const char *db = path ? path + (path[0] == '/') : "";
     if (*db == '\0' || strchr(db, '/') != NULL) {
         snprintf(err, errlen, "the path must name one database, as in mysql://host/orderq");
@@ -242,16 +247,44 @@ out:
     return rc;
 }
 
+/* Without a parser: everything between "://" and the last '@' of the
+ * authority becomes "***". Used when curl cannot parse the text, which
+ * must not mean the password is shown. */
+static char *mask_userinfo(const char *url)
+{
+    const char *start = strstr(url, "://");
+    if (start == NULL)
+        return strdup(url);
+    start += 3;
+    const char *end = start + strcspn(start, "/?#"), *at = NULL;
+    for (const char *p = start; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL)
+        return strdup(url); /* no user info, no password */
+    size_t n = (size_t)(start - url) + 3 + strlen(at) + 1;
+    char *out = malloc(n);
+    if (out != NULL)
+        snprintf(out, n, "%.*s***%s", (int)(start - url), url, at);
+    return out;
+}
+
 char *oq_url_redact(const char *url)
 {
     char *out = NULL, *curl_owned = NULL;
     CURLU *h = curl_url();
     if (h == NULL)
         return NULL;
-    if (strstr(url, "://") == NULL ||
-        curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-        curl_url_get(h, CURLUPART_PASSWORD, &curl_owned, 0) != CURLUE_OK) {
-        out = strdup(url); /* nothing that looks like a password */
+    if (strstr(url, "://") == NULL) {
+        out = strdup(url); /* not a URL: nothing that looks like a password */
+        goto out;
+    }
+    if (curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+        out = mask_userinfo(url);
+        goto out;
+    }
+    if (curl_url_get(h, CURLUPART_PASSWORD, &curl_owned, 0) != CURLUE_OK) {
+        out = strdup(url); /* parsed, and it has no password */
         goto out;
     }
     curl_free(curl_owned);

@@ -47,6 +47,7 @@ static void write_lines(void)
                               .attempt = 3};
     oq_log(OQ_LOG_WARN, &f, "said \"%s\"\nand more", "hi");
     oq_error("plain");
+    oq_info("bad \xff byte and a cut \xe4\xb8");
 }
 
 static void lines_are_json_with_fields(void **state)
@@ -68,6 +69,8 @@ static void lines_are_json_with_fields(void **state)
     assert_non_null(strstr(second, "\"level\":\"error\",\"msg\":\"plain\"}\n"));
     assert_null(strstr(second, "queue")); /* no fields when none are known */
     assert_null(strstr(captured, "never"));
+    /* invalid UTF-8 never reaches the JSON line */
+    assert_non_null(strstr(second, "\"msg\":\"bad ? byte and a cut ??\"}\n"));
 }
 
 static void levels_parse(void **state)

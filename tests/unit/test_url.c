@@ -46,6 +46,16 @@ static void mysql_tcp_url_with_encoded_password(void **state)
     oq_mysql_url_clear(&u);
 }
 
+static void mysql_ipv6_host(void **state)
+{
+    (void)state;
+    struct oq_mysql_url u;
+    assert_int_equal(oq_mysql_url_parse("mysql://app@[::1]:3306/orderq", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 3306);
+    oq_mysql_url_clear(&u);
+}
+
 static void mysql_bad_urls(void **state)
 {
     (void)state;
@@ -106,6 +116,13 @@ static void redaction(void **state)
     assert_null(strstr(r, "p%40ss"));
     assert_non_null(strstr(r, "u:***@smtp.example"));
     free(r);
+    /* curl refuses the space; the password must still not show */
+    r = oq_url_redact("amqp://u:pa ss@h/");
+    assert_string_equal(r, "amqp://***@h/");
+    free(r);
+    r = oq_url_redact("amqp://u:p@ss w@h/vhost@x");
+    assert_null(strstr(r, "ss w"));
+    free(r);
     r = oq_url_redact("127.0.0.1:9464");
     assert_string_equal(r, "127.0.0.1:9464");
     free(r);
@@ -145,9 +162,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mysql_socket_url), cmocka_unit_test(mysql_tcp_url_with_encoded_password),
-        cmocka_unit_test(mysql_bad_urls),   cmocka_unit_test(amqp_urls),
-        cmocka_unit_test(redaction),        cmocka_unit_test(scheme_check),
-        cmocka_unit_test(host_port),
+        cmocka_unit_test(mysql_bad_urls),   cmocka_unit_test(mysql_ipv6_host),
+        cmocka_unit_test(amqp_urls),        cmocka_unit_test(redaction),
+        cmocka_unit_test(scheme_check),     cmocka_unit_test(host_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
