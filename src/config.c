@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <yajl/yajl_parse.h>
 
+#include "orderq/event.h" /* the work queues' event codes */
 #include "orderq/log.h"
 #include "orderq/url.h"
 
@@ -96,12 +97,17 @@ static int check_instance_id(const char *v, char *why, size_t len)
     return 0;
 }
 
-/* AMQP names: up to 255 bytes of letters, digits, '-', '_', '.', ':'. */
+/* AMQP names (ours: at most 200 bytes, leaving room for suffixes) of letters, digits, '-', '_',
+ * '.', ':'. */
 static int check_amqp_name(const char *v, char *why, size_t len)
 {
     size_t n = strlen(v);
     if (n == 0 || n > 200) {
         snprintf(why, len, "expected a name of 1 to 200 characters");
+        return OQ_EINVAL;
+    }
+    if (strncmp(v, "amq.", 4) == 0) {
+        snprintf(why, len, "names starting with \"amq.\" are reserved by RabbitMQ, got \"%s\"", v);
         return OQ_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -461,6 +467,8 @@ struct file_parse {
     yajl_handle yh;
     const char *path;
     const unsigned char *text;
+    size_t len;
+    int at_eof; /* yajl_complete_parse resets its byte count: use len */
     int depth;
     const struct setting *key; /* the setting whose value comes next */
     char tiers[512];           /* retry_tiers given as an array, joined */
@@ -473,7 +481,7 @@ struct file_parse {
 /* "path:line:col" of the token yajl has just read. */
 static void file_where(struct file_parse *fp, char *buf, size_t len)
 {
-    size_t off = yajl_get_bytes_consumed(fp->yh);
+    size_t off = fp->at_eof ? fp->len : yajl_get_bytes_consumed(fp->yh);
     unsigned line = 1, col = 1;
     for (size_t i = 0; i < off; i++) {
         if (fp->text[i] == '\n') {
@@ -678,6 +686,11 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
         return OQ_EIO;
     }
     fp.text = text;
+    fp.len = len;
+    if (strspn((const char *)text, " \t\r\n") == len) {
+        snprintf(err, errlen, "%s: empty file; expected a JSON object of settings", path);
+        goto out;
+    }
     fp.yh = yajl_alloc(&file_callbacks, NULL, &fp);
     if (fp.yh == NULL) {
         rc = OQ_ENOMEM;
@@ -685,8 +698,10 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
     }
     yajl_config(fp.yh, yajl_allow_comments, 1);
     yajl_status st = yajl_parse(fp.yh, text, len);
-    if (st == yajl_status_ok)
+    if (st == yajl_status_ok) {
+        fp.at_eof = 1;
         st = yajl_complete_parse(fp.yh);
+    }
     if (fp.failed)
         goto out;
     if (st != yajl_status_ok) {
@@ -694,12 +709,9 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
         unsigned char *msg = yajl_get_error(fp.yh, 0, text, len);
         fp.key = NULL;
         file_where(&fp, where, sizeof(where));
-        snprintf(err, errlen, "%s: not valid JSON: %s", where, msg ? (char *)msg : "parse error");
+        size_t n = msg ? strcspn((char *)msg, "\n") : 0; /* yajl ends it with a newline */
+        snprintf(err, errlen, "%s: not valid JSON: %.*s", where, (int)n, msg ? (char *)msg : "");
         yajl_free_error(fp.yh, msg);
-        goto out;
-    }
-    if (len == 0) {
-        snprintf(err, errlen, "%s: empty file; expected a JSON object of settings", path);
         goto out;
     }
     rc = 0;
@@ -759,6 +771,40 @@ int oq_config_load_env(struct oq_config *cfg, const char *const *envp, char *unk
     return 0;
 }
 
+static const char *origin_of(const struct oq_config *cfg, const char *name);
+
+/* The three exchanges must differ, and the dead-letter queue must not be a
+ * work or delay queue: the broker would refuse the declare much later. */
+static int check_name_collisions(const struct oq_config *cfg, char *err, size_t errlen)
+{
+    const char *ex[][2] = {{"shop_exchange", cfg->shop_exchange},
+                           {"delay_exchange", cfg->delay_exchange},
+                           {"dead_exchange", cfg->dead_exchange}};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = i + 1; j < 3; j++)
+            if (strcmp(ex[i][1], ex[j][1]) == 0) {
+                snprintf(err, errlen, "%s (%s) and %s (%s) are both \"%s\"; expected two names",
+                         ex[i][0], origin_of(cfg, ex[i][0]), ex[j][0], origin_of(cfg, ex[j][0]),
+                         ex[i][1]);
+                return OQ_ECONFIG;
+            }
+    size_t plen = strlen(cfg->queue_prefix), dlen = strlen(cfg->delay_exchange);
+    const char *clash = NULL;
+    if (strncmp(cfg->dead_queue, cfg->queue_prefix, plen) == 0 && cfg->dead_queue[plen] == '.')
+        for (size_t i = 0; i < oq_event_route_count; i++)
+            if (strcmp(cfg->dead_queue + plen + 1, oq_event_routes[i].event_code) == 0)
+                clash = "a work queue";
+    if (strncmp(cfg->dead_queue, cfg->delay_exchange, dlen) == 0 && cfg->dead_queue[dlen] == '.')
+        clash = "a delay tier queue";
+    if (clash != NULL) {
+        snprintf(err, errlen,
+                 "dead_queue (%s) \"%s\" is also the name of %s; expected another name",
+                 origin_of(cfg, "dead_queue"), cfg->dead_queue, clash);
+        return OQ_ECONFIG;
+    }
+    return 0;
+}
+
 static const char *origin_of(const struct oq_config *cfg, const char *name)
 {
     const struct setting *s = find_setting(name, strlen(name));
@@ -790,12 +836,8 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
                  origin_of(cfg, "prefetch"), (long long)cfg->prefetch);
         return OQ_ECONFIG;
     }
-    if (strcmp(cfg->delay_exchange, cfg->dead_exchange) == 0) {
-        snprintf(err, errlen,
-                 "delay_exchange and dead_exchange are both \"%s\"; expected two names",
-                 cfg->dead_exchange);
+    if (check_name_collisions(cfg, err, errlen) != 0)
         return OQ_ECONFIG;
-    }
     oq_log_set_level(cfg->log_level);
     oq_log_set_format(cfg->log_format);
     return 0;

@@ -147,6 +147,10 @@ static void bad_values_name_the_setting_and_source(void **state)
         oq_config_set(cfg, "retry_tiers", "5s,1s", OQ_SRC_FLAG, "--retry-tiers", err, sizeof(err)),
         OQ_ECONFIG);
     assert_non_null(strstr(err, "must grow"));
+    assert_int_equal(oq_config_set(cfg, "dead_exchange", "amq.direct", OQ_SRC_FLAG,
+                                   "--dead-exchange", err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "reserved by RabbitMQ"));
     assert_int_equal(oq_config_set(cfg, "prefech", "1", OQ_SRC_FLAG, "--prefech", err, sizeof(err)),
                      OQ_ENOTFOUND);
     assert_non_null(strstr(err, "did you mean \"prefetch\""));
@@ -205,6 +209,17 @@ static void file_errors_carry_line_and_column(void **state)
     path = temp_file("{\"prefetch\": 1,");
     assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
     assert_non_null(strstr(err, "not valid JSON"));
+    unlink(path);
+
+    path = temp_file("{\n\n\n \"heartbeat_s\": 99");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, ":4:")); /* premature end: reported where the file ends */
+    assert_non_null(strstr(err, "premature EOF"));
+    unlink(path);
+
+    path = temp_file(" \n ");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "empty file"));
     unlink(path);
 
     path = temp_file("[1, 2]");
@@ -289,6 +304,29 @@ static void finish_fills_instance_id_and_checks_batch(void **state)
     assert_non_null(strstr(err, "--prefetch"));
 }
 
+static void broker_names_must_not_collide(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_set(cfg, "dead_exchange", "shop.events", OQ_SRC_ENV,
+                                   "ORDERQ_DEAD_EXCHANGE", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(
+        strstr(err, "shop_exchange (default) and dead_exchange (ORDERQ_DEAD_EXCHANGE)"));
+    assert_int_equal(
+        oq_config_set(cfg, "dead_exchange", "orderq.dead", OQ_SRC_ENV, "x", err, sizeof(err)), 0);
+    assert_int_equal(oq_config_set(cfg, "dead_queue", "orderq.order.processing", OQ_SRC_FLAG,
+                                   "--dead-queue", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "a work queue"));
+    assert_int_equal(oq_config_set(cfg, "dead_queue", "orderq.delay.1s", OQ_SRC_FLAG,
+                                   "--dead-queue", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "a delay tier queue"));
+}
+
 static void flag_names_map_to_settings(void **state)
 {
     (void)state;
@@ -311,6 +349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(env_reports_unknown_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(broker_names_must_not_collide, setup, teardown),
         cmocka_unit_test(flag_names_map_to_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
