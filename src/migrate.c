@@ -20,7 +20,9 @@ static const char create_table_sql[] =
     " duration_ms INT UNSIGNED NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='orderq: applied sql/ files'";
 
-#define LOCK_NAME "orderq.migrate"
+/* Per database: two databases on one server (staging and production, or
+ * parallel tests) migrate independently. Lock names are at most 64 chars. */
+#define LOCK_SQL "CONCAT('orderq.migrate:', LEFT(DATABASE(), 48))"
 
 static void sha256_hex(const char *text, size_t len, char hex[65])
 {
@@ -58,6 +60,14 @@ static int read_applied(struct oq_db *db, MYSQL_RES **res, char *err, size_t err
     return 0;
 }
 
+static const struct oq_migration *embedded(int version)
+{
+    for (size_t i = 0; i < oq_migration_count; i++)
+        if (oq_migrations[i].version == version)
+            return &oq_migrations[i];
+    return NULL;
+}
+
 static int is_applied(MYSQL_RES *res, int version)
 {
     MYSQL_ROW row;
@@ -65,6 +75,36 @@ static int is_applied(MYSQL_RES *res, int version)
     while ((row = mysql_fetch_row(res)) != NULL)
         if (strtol(row[0], NULL, 10) == version)
             return 1;
+    return 0;
+}
+
+/* Refuse to go on over an applied file whose text changed since: its
+ * effect and the file no longer agree, and a person must decide. Newer
+ * migrations this binary lacks are only worth a warning. */
+static int check_applied(MYSQL_RES *res, char *err, size_t errlen)
+{
+    MYSQL_ROW row;
+    mysql_data_seek(res, 0);
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        int version = (int)strtol(row[0], NULL, 10);
+        const struct oq_migration *m = embedded(version);
+        char sum[65];
+        if (m == NULL) {
+            oq_warn("the database has migration %04d_%s, which this orderq does not know: a "
+                    "newer orderq applied it",
+                    version, row[4] ? row[4] : "?");
+            continue;
+        }
+        sha256_hex(m->sql, m->len, sum);
+        if (strcmp(sum, row[1] ? row[1] : "") != 0) {
+            snprintf(err, errlen,
+                     "migration %04d_%s was edited after it was applied here (its SHA-256 "
+                     "differs); applied migrations must not change: revert the edit and add a "
+                     "new numbered file",
+                     version, m->name);
+            return OQ_EINVAL;
+        }
+    }
     return 0;
 }
 
@@ -101,23 +141,25 @@ int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, 
     long long got = 0;
     int is_null = 0, rc, locked = 0;
     MYSQL_RES *res = NULL;
-    struct oq_db_param lock[] = {OQ_STR(LOCK_NAME), OQ_INT(lock_wait_s)};
+    struct oq_db_param wait[] = {OQ_INT(lock_wait_s)};
 
     *applied = 0;
-    rc = oq_db_query_int(db, "SELECT GET_LOCK(?, ?)", lock, 2, &got, &is_null);
+    rc = oq_db_query_int(db, "SELECT GET_LOCK(" LOCK_SQL ", ?)", wait, 1, &got, &is_null);
     if (rc != 0) {
         snprintf(err, errlen, "taking the migration lock: %s", oq_db_error(db));
         return OQ_EDB;
     }
     if (is_null || got != 1) {
         snprintf(err, errlen,
-                 "another orderq migrate has held the lock \"%s\" for over %d s; try again "
-                 "when it has finished",
-                 LOCK_NAME, lock_wait_s);
+                 "another orderq migrate of this database has held the lock "
+                 "orderq.migrate:<database> for over %d s; try again when it has finished",
+                 lock_wait_s);
         return OQ_ETIMEOUT;
     }
     locked = 1;
     rc = read_applied(db, &res, err, errlen);
+    if (rc == 0)
+        rc = check_applied(res, err, errlen);
     if (rc != 0)
         goto out;
     for (size_t i = 0; i < oq_migration_count; i++) {
@@ -130,7 +172,8 @@ int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, 
     }
 out:
     mysql_free_result(res);
-    if (locked && oq_db_query_int(db, "SELECT RELEASE_LOCK(?)", lock, 1, &got, &is_null) != 0)
+    if (locked &&
+        oq_db_query_int(db, "SELECT RELEASE_LOCK(" LOCK_SQL ")", NULL, 0, &got, &is_null) != 0)
         oq_warn("releasing the migration lock: %s", oq_db_error(db));
     return rc;
 }

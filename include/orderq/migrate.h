@@ -2,9 +2,10 @@
  *
  * The files are compiled into the binary (cmake/embed_sql.cmake), so a
  * deployed orderq needs no checkout. Applied versions are kept in
- * schema_migrations with a SHA-256 of the text, so an edited file is noticed.
- * A named lock (GET_LOCK) makes two processes at once safe: the second waits
- * and then finds nothing left to do.
+ * schema_migrations with a SHA-256 of the text: `migrate` refuses to run
+ * over an applied file that was edited since. A named lock per database
+ * (GET_LOCK 'orderq.migrate:<database>') makes two processes at once safe:
+ * the second waits and then finds nothing left to do.
  */
 #ifndef ORDERQ_MIGRATE_H
 #define ORDERQ_MIGRATE_H
@@ -43,7 +44,8 @@ struct oq_migration_status {
 
 /* Apply every pending migration. lock_wait_s: how long to wait for another
  * process' run to finish. *applied gets how many this call applied.
- * Returns 0, OQ_ETIMEOUT (lock not had) or OQ_EDB with the reason. */
+ * Returns 0, OQ_ETIMEOUT (lock not had), OQ_EINVAL (an applied file was
+ * edited since) or OQ_EDB, with the reason in err. */
 OQ_WUR int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, int *applied,
                             char *err, size_t errlen);
 

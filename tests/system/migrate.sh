@@ -28,6 +28,12 @@ sql "$DB" -e "UPDATE schema_migrations SET checksum = REPEAT('0', 64) WHERE vers
 status=$(oq migrate --status)
 expect_contains "changed" "$status" "status after an edit"
 expect_contains "WARNING" "$status" "status after an edit"
+set +e
+err=$(oq migrate 2>&1)
+rc=$?
+set -e
+expect_eq 65 "$rc" "migrate over an edited migration (EX_DATAERR)"
+expect_contains "migration 0001_event_ledger was edited after it was applied" "$err" "migrate error"
 
 note "four processes at once on a fresh database: each migration applied exactly once"
 sql -e "DROP DATABASE \`$DB\`; CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4"
