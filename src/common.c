@@ -1,4 +1,4 @@
-/* common.c - text for orderq's error codes */
+/* common.c - text for orderq's error codes; JSON strings for --json output */
 #include "orderq/common.h"
 
 const char *oq_strerror(int err)
@@ -28,7 +28,24 @@ const char *oq_strerror(int err)
         return "timed out";
     case OQ_EINTR:
         return "interrupted";
+    case OQ_EREFUSED:
+        return "refused";
     default:
         return "unknown error";
     }
+}
+
+void oq_json_fputs(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
 }

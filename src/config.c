@@ -99,7 +99,7 @@ static int check_instance_id(const char *v, char *why, size_t len)
 
 /* AMQP names (ours: at most 200 bytes, leaving room for suffixes) of letters, digits, '-', '_',
  * '.', ':'. */
-static int check_amqp_name(const char *v, char *why, size_t len)
+int oq_amqp_name_check(const char *v, char *why, size_t len)
 {
     size_t n = strlen(v);
     if (n == 0 || n > 200) {
@@ -140,16 +140,16 @@ static const struct setting settings[] = {
      "host:port for /metrics, /healthz and /readyz (empty: off)"},
     {"instance_id", T_STRING, "", 0, 0, NULL, 0, check_instance_id, OFF(instance_id),
      "this process' name in the ledger (default host:pid)"},
-    {"shop_exchange", T_STRING, "shop.events", 0, 0, NULL, NONEMPTY, check_amqp_name,
+    {"shop_exchange", T_STRING, "shop.events", 0, 0, NULL, NONEMPTY, oq_amqp_name_check,
      OFF(shop_exchange), "the shop's topic exchange the work queues are bound to"},
-    {"queue_prefix", T_STRING, "orderq", 0, 0, NULL, NONEMPTY, check_amqp_name, OFF(queue_prefix),
-     "work queues are named <prefix>.<event_code>"},
-    {"delay_exchange", T_STRING, "orderq.delay", 0, 0, NULL, NONEMPTY, check_amqp_name,
+    {"queue_prefix", T_STRING, "orderq", 0, 0, NULL, NONEMPTY, oq_amqp_name_check,
+     OFF(queue_prefix), "work queues are named <prefix>.<event_code>"},
+    {"delay_exchange", T_STRING, "orderq.delay", 0, 0, NULL, NONEMPTY, oq_amqp_name_check,
      OFF(delay_exchange), "headers exchange in front of the delay tier queues"},
-    {"dead_exchange", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name,
+    {"dead_exchange", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, oq_amqp_name_check,
      OFF(dead_exchange), "exchange for messages that cannot succeed"},
-    {"dead_queue", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, check_amqp_name, OFF(dead_queue),
-     "queue behind dead_exchange"},
+    {"dead_queue", T_STRING, "orderq.dead", 0, 0, NULL, NONEMPTY, oq_amqp_name_check,
+     OFF(dead_queue), "queue behind dead_exchange"},
     {"queue_type", T_ENUM, "quorum", 0, 0, "quorum|classic", 0, NULL, OFF(queue_type),
      "type of every queue orderq declares"},
     {"delivery_limit", T_INT, "20", 1, 1000, NULL, 0, NULL, OFF(delivery_limit),
@@ -886,21 +886,6 @@ static char *shown_value(const struct oq_config *cfg, const struct setting *s)
     return strdup(buf);
 }
 
-static void json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
-
 int oq_config_show(const struct oq_config *cfg, FILE *out, int json)
 {
     if (json)
@@ -912,14 +897,14 @@ int oq_config_show(const struct oq_config *cfg, FILE *out, int json)
             return OQ_ENOMEM;
         if (json) {
             fputs("  ", out);
-            json_string(out, s->name);
+            oq_json_fputs(out, s->name);
             fputs(": {\"value\": ", out);
             if ((s->type == T_INT) && !(s->flags & SECRET))
                 fputs(shown, out);
             else
-                json_string(out, shown);
+                oq_json_fputs(out, shown);
             fputs(", \"source\": ", out);
-            json_string(out, cfg->origin[i].where);
+            oq_json_fputs(out, cfg->origin[i].where);
             fprintf(out, "}%s\n", i + 1 < N_SETTINGS ? "," : "");
         } else {
             fprintf(out, "%-20s %-50s %s\n", s->name, shown, cfg->origin[i].where);

@@ -109,7 +109,14 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
         fail(db, NULL);
         return NULL;
     }
-    if (n > sizeof(bind) / sizeof(bind[0]) || mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
+    if (n > sizeof(bind) / sizeof(bind[0])) {
+        db->err_no = 0;
+        snprintf(db->err, sizeof(db->err), "%zu parameters; at most %zu", n,
+                 sizeof(bind) / sizeof(bind[0]));
+        mysql_stmt_close(st);
+        return NULL;
+    }
+    if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
         goto fail;
     memset(bind, 0, sizeof(bind));
     for (size_t i = 0; i < n; i++) {
@@ -171,7 +178,7 @@ int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param 
     int f = mysql_stmt_fetch(st);
     if (f == MYSQL_NO_DATA)
         rc = OQ_ENOTFOUND;
-    else if (f == 0 || f == MYSQL_DATA_TRUNCATED) {
+    else if (f == 0) {
         *is_null = null_flag != 0;
         rc = 0;
     } else

@@ -734,7 +734,7 @@ static int verify_binding(struct mgmt *m, const struct oq_topo_binding *b, struc
     yajl_val tree = NULL;
     char *e_esc = curl_easy_escape(m->curl, b->exchange, 0);
     char *q_esc = curl_easy_escape(m->curl, b->queue, 0);
-    char path[1600], name[700];
+    char path[4096], name[700]; /* names are <= 200 bytes, so <= 600 escaped */
     int rc = OQ_ENOMEM, found = 0;
 
     if (e_esc == NULL || q_esc == NULL)

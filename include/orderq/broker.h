@@ -42,8 +42,9 @@ const char *oq_broker_error(const struct oq_broker *b);
  * the call for the message). On a channel-level error (NOT_FOUND,
  * PRECONDITION_FAILED...) the channel is closed by the broker: this answers
  * close-ok and opens it again, so the caller can go on using it.
- * Returns 0, OQ_ENOTFOUND (404), OQ_EMISMATCH (406) or OQ_EBROKER
- * (connection-level: the connection is unusable). */
+ * Returns 0, OQ_ENOTFOUND (404), OQ_EMISMATCH (406), OQ_EREFUSED (any
+ * other channel-level refusal, e.g. 403) or OQ_EBROKER (connection-level:
+ * the connection is unusable). */
 OQ_WUR int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const char *what);
 
 /* The reply code of the last channel-level error (404, 406...), or 0. */

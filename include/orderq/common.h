@@ -3,6 +3,7 @@
 #define ORDERQ_COMMON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define OQ_WUR          __attribute__((warn_unused_result))
@@ -26,10 +27,15 @@ enum oq_err {
     OQ_EMISMATCH = -9, /* what exists differs from what is configured */
     OQ_ETIMEOUT = -10, /* a deadline passed */
     OQ_EINTR = -11,    /* stopped by a signal */
+    OQ_EREFUSED = -12, /* the broker refused one operation (e.g. 403); the connection lives */
 };
 
 /* Short English name of an OQ_E* code, never NULL. */
 const char *oq_strerror(int err);
+
+/* Write s to out as a quoted JSON string, escaping quotes, backslashes and
+ * control characters (for the CLI's --json output). */
+void oq_json_fputs(FILE *out, const char *s);
 
 /* Size of the error buffers passed around (as in hiredis' errstr). */
 #define OQ_ERRLEN 512

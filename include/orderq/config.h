@@ -96,6 +96,11 @@ OQ_WUR int oq_config_flag_name(const char *flag, char *buf, size_t buflen);
 /* For --help: print one line per setting (flag, env, default, help). */
 void oq_config_print_help(FILE *out);
 
+/* Is v a name orderq may give an exchange or queue (1 to 200 of letters,
+ * digits, '-', '_', '.', ':'; not "amq.*")? Returns 0 or OQ_EINVAL with
+ * the reason in why. */
+OQ_WUR int oq_amqp_name_check(const char *v, char *why, size_t len);
+
 /* Text of a duration in ms, as "250ms", "5s", "2m", "1h" (the largest
  * unit that divides it). Writes at most buflen bytes. */
 void oq_duration_format(int64_t ms, char *buf, size_t buflen);

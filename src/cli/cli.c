@@ -46,6 +46,7 @@ int cli_exit_code(int rc)
         return EX_DATAERR;
     case OQ_ENOTFOUND:
     case OQ_EMISMATCH:
+    case OQ_EREFUSED:
         return EX_UNAVAILABLE; /* the broker or database is not as required */
     default:
         return EX_SOFTWARE;

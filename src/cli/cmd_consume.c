@@ -2,8 +2,9 @@
  *
  * This is the service's skeleton: the broker loop, reconnects with jittered
  * exponential backoff, the metrics endpoint and signal handling. It does not
- * process messages yet: deliveries are held unacked and go back to their
- * queue when orderq stops (the batch pipeline comes with the next issue).
+ * process messages yet: with prefetch 1, at most one delivery per queue is
+ * held unacked, and it goes back to its queue when orderq stops (the batch
+ * pipeline, with the configured prefetch, comes with the next issue).
  */
 #include <errno.h>
 #include <signal.h>
@@ -50,7 +51,8 @@ static void nap(int64_t ms)
     }
 }
 
-/* Full jitter: a random delay in [base/2, base], base doubling to a cap. */
+/* "Equal jitter": a random delay in [base/2, base], base doubling to a cap,
+ * so many consumers cut off at once do not all come back at once. */
 static int64_t backoff_ms(int failures)
 {
     int64_t base = 500;
@@ -70,11 +72,13 @@ struct consumer {
     int active; /* consumers the broker has not cancelled */
 };
 
-static int start_consumers(struct oq_broker *b, const struct oq_config *cfg, struct consumer *c,
-                           char *err, size_t errlen)
+static int start_consumers(struct oq_broker *b, struct consumer *c, char *err, size_t errlen)
 {
     amqp_connection_state_t conn = oq_broker_conn(b);
-    amqp_basic_qos(conn, 1, 0, (uint16_t)cfg->prefetch, 0);
+    /* Until messages are processed (the batch pipeline), hold at most one
+     * per queue: a held message goes back when orderq stops, and each return
+     * counts towards the quorum queue's x-delivery-limit. */
+    amqp_basic_qos(conn, 1, 0, 1, 0);
     if (oq_broker_check(b, 1, "basic.qos") != 0)
         goto fail;
     c->active = 0;
@@ -197,6 +201,18 @@ static int run(struct cli_cmd_ctx *ctx)
         return EX_USAGE;
     }
     c.nqueues = cli_opt_all(ctx, "--queue", &given);
+    for (int i = 0; i < c.nqueues; i++) {
+        char why[300];
+        if (oq_amqp_name_check(given[i], why, sizeof(why)) != 0) {
+            fprintf(stderr, "orderq: consume: --queue: %s\n", why);
+            return EX_USAGE;
+        }
+        for (int j = 0; j < i; j++)
+            if (strcmp(given[i], given[j]) == 0) {
+                fprintf(stderr, "orderq: consume: --queue %s given twice\n", given[i]);
+                return EX_USAGE;
+            }
+    }
     if (c.nqueues > 0) {
         c.queues = given;
     } else {
@@ -228,13 +244,12 @@ static int run(struct cli_cmd_ctx *ctx)
             break;
         }
         if (rc == 0)
-            rc = start_consumers(b, ctx->cfg, &c, err, sizeof(err));
+            rc = start_consumers(b, &c, err, sizeof(err));
         if (rc == 0) {
             failures = 0;
             oq_metric_add(OQ_M_BROKER_CONNECTS, 1);
             oq_metric_set(OQ_M_READY, 1);
-            oq_info("connected; consuming %d queue%s with prefetch %lld", c.active,
-                    c.active == 1 ? "" : "s", (long long)ctx->cfg->prefetch);
+            oq_info("connected; consuming %d queue%s", c.active, c.active == 1 ? "" : "s");
             rc = serve(b, &c);
             oq_metric_set(OQ_M_READY, 0);
             oq_metric_set(OQ_M_CONSUMERS, 0);
@@ -268,7 +283,7 @@ static const struct cli_opt opts[] = {
 const struct cli_cmd cmd_consume = {
     .name = "consume",
     .summary = "Run the consumer service (foreground; stops cleanly on SIGTERM or SIGINT)",
-    .usage = "consume [--queue NAME]... [--instance-id ID] [--prefetch N]",
+    .usage = "consume [--queue NAME]... [--instance-id ID]",
     .details = "Connects to RabbitMQ and consumes every work queue (<queue_prefix>.<event_code>).\n"
                "Reconnects with jittered exponential backoff (0.5 s doubling to 30 s) when the\n"
                "broker goes away. Serves /metrics, /healthz and /readyz on http_addr.\n"

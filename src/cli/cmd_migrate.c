@@ -24,18 +24,6 @@ static const char *state_name(enum oq_migration_state s)
     return "?";
 }
 
-static void json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', out);
-        if ((unsigned char)*s >= 0x20)
-            fputc(*s, out);
-    }
-    fputc('"', out);
-}
-
 static int print_status(struct oq_db *db, int json)
 {
     struct oq_migration_status *list = NULL;
@@ -57,14 +45,14 @@ static int print_status(struct oq_db *db, int json)
         changed += list[i].state == OQ_MIG_CHANGED;
         if (json) {
             printf("%s{\"version\": %d, \"name\": ", i ? ", " : "", list[i].version);
-            json_str(stdout, list[i].name);
+            oq_json_fputs(stdout, list[i].name);
             printf(", \"state\": \"%s\", \"applied_at\": ", state_name(list[i].state));
             if (list[i].applied_at[0])
-                json_str(stdout, list[i].applied_at);
+                oq_json_fputs(stdout, list[i].applied_at);
             else
                 fputs("null", stdout);
             fputs(", \"applied_by\": ", stdout);
-            json_str(stdout, list[i].applied_by);
+            oq_json_fputs(stdout, list[i].applied_by);
             fputs("}", stdout);
         } else {
             printf("%04d     %-28s %-8s %-21s %s\n", list[i].version, list[i].name,
