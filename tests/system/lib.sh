@@ -43,6 +43,15 @@ mgmt() { # mgmt METHOD PATH [JSON BODY] -> body on stdout; fails on HTTP >= 400
 
 sql() { mariadb --socket="$SOCK" -uroot -N -B "$@"; }
 
+# try CMD...: run CMD without stopping on failure; its stdout and stderr
+# end up in $out, its exit code in $rc.
+try() {
+    set +e
+    out=$("$@" 2>&1)
+    rc=$?
+    set -e
+}
+
 # Assert helpers: expect_eq WANT GOT WHAT
 expect_eq() { [ "$1" = "$2" ] || fail "$3: expected [$1], got [$2]"; }
 expect_contains() { grep -qF -- "$1" <<<"$2" || fail "$3: expected to find [$1] in: $2"; }

@@ -28,12 +28,9 @@ sql "$DB" -e "UPDATE schema_migrations SET checksum = REPEAT('0', 64) WHERE vers
 status=$(oq migrate --status)
 expect_contains "changed" "$status" "status after an edit"
 expect_contains "WARNING" "$status" "status after an edit"
-set +e
-err=$(oq migrate 2>&1)
-rc=$?
-set -e
+try oq migrate
 expect_eq 65 "$rc" "migrate over an edited migration (EX_DATAERR)"
-expect_contains "migration 0001_event_ledger was edited after it was applied" "$err" "migrate error"
+expect_contains "migration 0001_event_ledger was edited after it was applied" "$out" "migrate error"
 
 note "four processes at once on a fresh database: each migration applied exactly once"
 sql -e "DROP DATABASE \`$DB\`; CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4"
@@ -50,9 +47,6 @@ rows=$(sql "$DB" -e "SELECT COUNT(*) FROM schema_migrations")
 expect_eq "$total" "$rows" "rows in schema_migrations"
 
 note "an unreachable database is a clear error with EX_UNAVAILABLE"
-set +e
-err=$(ORDERQ_MYSQL_URL="mysql://root@localhost/$DB?socket=/nonexistent.sock" oq migrate 2>&1)
-rc=$?
-set -e
+try env ORDERQ_MYSQL_URL="mysql://root@localhost/$DB?socket=/nonexistent.sock" "$ORDERQ_BIN" migrate
 expect_eq 69 "$rc" "exit code without a database"
-expect_contains "cannot connect to MySQL" "$err" "error text"
+expect_contains "cannot connect to MySQL" "$out" "error text"

@@ -23,13 +23,10 @@ for b in d["bindings"]:
 snapshot() { mgmt GET "/api/definitions/$v" | normalize; }
 
 note "without the shop exchange, declare fails and says what to do"
-set +e
-err=$(oq topology declare 2>&1)
-rc=$?
-set -e
+try oq topology declare
 [ "$rc" -ne 0 ] || fail "declare succeeded without the shop exchange"
-expect_contains 'the shop exchange "shop.events" does not exist' "$err" "missing shop exchange"
-expect_contains "--create-shop-exchange" "$err" "missing shop exchange"
+expect_contains 'the shop exchange "shop.events" does not exist' "$out" "missing shop exchange"
+expect_contains "--create-shop-exchange" "$out" "missing shop exchange"
 
 note "declare, then declare again: nothing changes"
 oq topology declare --create-shop-exchange >"$WORK/declare1"
@@ -60,10 +57,7 @@ expect_contains "matches the configuration" "$out" "verify on a fresh declare"
 note "verify names a queue declared with other arguments, with both argument sets"
 mgmt DELETE "/api/queues/$v/orderq.invoice.updated" >/dev/null
 mgmt PUT "/api/queues/$v/orderq.invoice.updated" '{"durable":true,"arguments":{"x-queue-type":"classic","x-max-length":10}}' >/dev/null
-set +e
-out=$(oq topology verify)
-rc=$?
-set -e
+try oq topology verify
 expect_eq 1 "$rc" "verify exit code with a difference"
 expect_contains "queue orderq.invoice.updated: other arguments" "$out" "verify report"
 expect_contains 'expected: {"x-queue-type":"quorum","x-delivery-limit":20' "$out" "verify report"
@@ -74,19 +68,13 @@ expect_eq "queue other arguments" "$(head -1 <<<"$json_out" | json 'd["kind"] + 
 
 note "declare does not die on the mismatch: it reports it and declares the rest"
 mgmt DELETE "/api/queues/$v/orderq.dead" >/dev/null
-set +e
-err=$(oq topology declare 2>&1)
-rc=$?
-set -e
+try oq topology declare
 [ "$rc" -ne 0 ] || fail "declare over a mismatched queue reported success"
-expect_contains 'queue "orderq.invoice.updated" exists with other arguments' "$err" "declare error"
-expect_contains "inequivalent arg" "$err" "declare error quotes the broker"
+expect_contains 'queue "orderq.invoice.updated" exists with other arguments' "$out" "declare error"
+expect_contains "inequivalent arg" "$out" "declare error quotes the broker"
 mgmt GET "/api/queues/$v/orderq.dead" >/dev/null || fail "declare stopped at the mismatch instead of declaring orderq.dead"
 
 note "verify without the management API is a clear error"
-set +e
-err=$(ORDERQ_AMQP_MGMT_URL=http://127.0.0.1:1/ oq topology verify 2>&1)
-rc=$?
-set -e
+try env ORDERQ_AMQP_MGMT_URL=http://127.0.0.1:1/ "$ORDERQ_BIN" topology verify
 expect_eq 69 "$rc" "verify exit code without the management API"
-expect_contains "management API" "$err" "verify error"
+expect_contains "management API" "$out" "verify error"
