@@ -85,6 +85,11 @@ int oq_db_exec(struct oq_db *db, const char *sql)
     return mysql_errno(db->my) ? fail(db, NULL) : 0;
 }
 
+void oq_db_rollback(struct oq_db *db)
+{
+    (void)mysql_real_query(db->my, "ROLLBACK", 8);
+}
+
 int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len)
 {
     if (mysql_real_query(db->my, sql, len) != 0)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "orderq/db.h"
 #include "orderq/money.h"
 
 static yajl_val member(yajl_val obj, const char *key)
@@ -395,4 +396,145 @@ int oq_coupon_code(const char *prefix, const char *alphabet, size_t length, char
     }
     out[plen + length] = '\0';
     return 0;
+}
+
+/* ---- storage ------------------------------------------------------------ */
+
+static int save_one(struct oq_db *db, const struct oq_rule *r)
+{
+    struct oq_db_param p[] = {
+        OQ_INT(r->rule_id),     OQ_INT(r->promo_id),
+        OQ_STR(r->name),        OQ_STR(r->currency),
+        OQ_INT(r->threshold),   OQ_STR(r->discount_type == OQ_DISCOUNT_FIXED ? "fixed" : "percent"),
+        OQ_INT(r->discount),    OQ_INT(r->valid_days),
+        OQ_STR(r->code_prefix),
+    };
+    struct oq_db_param id[] = {OQ_INT(r->rule_id)};
+    if (oq_db_execute(db,
+                      "INSERT INTO coupon_rule (rule_id, promo_id, name, currency,"
+                      " threshold_minor, discount_type, discount_minor, valid_days, code_prefix)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+                      " promo_id = VALUES(promo_id), name = VALUES(name),"
+                      " currency = VALUES(currency), threshold_minor = VALUES(threshold_minor),"
+                      " discount_type = VALUES(discount_type),"
+                      " discount_minor = VALUES(discount_minor), valid_days = VALUES(valid_days),"
+                      " code_prefix = VALUES(code_prefix)",
+                      p, sizeof(p) / sizeof(p[0]), NULL) != 0 ||
+        oq_db_execute(db, "DELETE FROM coupon_rule_sku WHERE rule_id = ?", id, 1, NULL) != 0)
+        return OQ_EDB;
+    for (size_t i = 0; i < r->n_skus; i++) {
+        struct oq_db_param sku[] = {OQ_INT(r->rule_id), OQ_STR(r->skus[i])};
+        if (oq_db_execute(db, "INSERT INTO coupon_rule_sku (rule_id, sku) VALUES (?, ?)", sku, 2,
+                          NULL) != 0)
+            return OQ_EDB;
+    }
+    return 0;
+}
+
+int oq_rules_save(struct oq_db *db, const struct oq_rule *rules, size_t n, char *err, size_t errlen)
+{
+    if (oq_db_exec(db, "START TRANSACTION") != 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (save_one(db, &rules[i]) != 0) {
+            snprintf(err, errlen, "saving rule_id %lld: %s", (long long)rules[i].rule_id,
+                     oq_db_error(db));
+            oq_db_rollback(db);
+            return OQ_EDB;
+        }
+    if (oq_db_exec(db, "COMMIT") == 0)
+        return 0;
+fail:
+    snprintf(err, errlen, "saving rules: %s", oq_db_error(db));
+    oq_db_rollback(db);
+    return OQ_EDB;
+}
+
+static int fetch_skus(struct oq_db *db, struct oq_rule *rules, size_t n, char *err, size_t errlen)
+{
+    MYSQL *my = oq_db_handle(db);
+    MYSQL_ROW row;
+    if (mysql_query(my, "SELECT rule_id, sku FROM coupon_rule_sku ORDER BY rule_id, sku") != 0)
+        goto fail;
+    MYSQL_RES *res = mysql_store_result(my);
+    if (res == NULL)
+        goto fail;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        long long id = strtoll(row[0], NULL, 10);
+        for (size_t i = 0; i < n; i++) {
+            if (rules[i].rule_id != id)
+                continue;
+            char **grown = realloc(rules[i].skus, (rules[i].n_skus + 1) * sizeof(char *));
+            char *sku = strdup(row[1]);
+            if (grown == NULL || sku == NULL) {
+                if (grown != NULL)
+                    rules[i].skus = grown;
+                free(sku);
+                mysql_free_result(res);
+                snprintf(err, errlen, "out of memory");
+                return OQ_ENOMEM;
+            }
+            rules[i].skus = grown;
+            rules[i].skus[rules[i].n_skus++] = sku;
+        }
+    }
+    mysql_free_result(res);
+    return 0;
+fail:
+    snprintf(err, errlen, "reading coupon_rule_sku: %s", mysql_error(my));
+    return OQ_EDB;
+}
+
+int oq_rules_load(struct oq_db *db, struct oq_rule **rules, size_t *n, char *err, size_t errlen)
+{
+    MYSQL *my = oq_db_handle(db);
+    MYSQL_RES *res = NULL;
+    MYSQL_ROW row;
+    struct oq_rule *list = NULL;
+    size_t count = 0;
+    int rc = OQ_EDB;
+
+    *rules = NULL;
+    *n = 0;
+    if (mysql_query(my, "SELECT rule_id, promo_id, name, currency, threshold_minor,"
+                        " discount_type, discount_minor, valid_days, code_prefix"
+                        " FROM coupon_rule ORDER BY rule_id") != 0 ||
+        (res = mysql_store_result(my)) == NULL) {
+        snprintf(err, errlen, "reading coupon_rule: %s", mysql_error(my));
+        return OQ_EDB;
+    }
+    list = calloc(mysql_num_rows(res) + 1, sizeof(*list));
+    if (list == NULL) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        struct oq_rule *r = &list[count++];
+        r->rule_id = strtoll(row[0], NULL, 10);
+        r->promo_id = strtoll(row[1], NULL, 10);
+        r->name = strdup(row[2]);
+        snprintf(r->currency, sizeof(r->currency), "%s", row[3]);
+        r->exponent = oq_currency_exponent(r->currency);
+        r->threshold = strtoll(row[4], NULL, 10);
+        r->discount_type = strcmp(row[5], "percent") == 0 ? OQ_DISCOUNT_PERCENT : OQ_DISCOUNT_FIXED;
+        r->discount = strtoll(row[6], NULL, 10);
+        r->valid_days = strtoll(row[7], NULL, 10);
+        snprintf(r->code_prefix, sizeof(r->code_prefix), "%s", row[8]);
+        if (r->name == NULL) {
+            rc = OQ_ENOMEM;
+            goto out;
+        }
+    }
+    rc = fetch_skus(db, list, count, err, errlen);
+    if (rc != 0)
+        goto out;
+    *rules = list;
+    *n = count;
+    list = NULL;
+out:
+    if (rc == OQ_ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    oq_rules_free(list, count);
+    mysql_free_result(res);
+    return rc;
 }

@@ -43,6 +43,11 @@ void oq_db_close(struct oq_db *db);
  * Returns 0 or OQ_EDB; oq_db_error() says why. */
 OQ_WUR int oq_db_exec(struct oq_db *db, const char *sql);
 
+/* Roll the open transaction back. A failure is ignored on purpose: the
+ * caller already holds the error that matters, and a connection that
+ * cannot roll back is one the server rolls back when it drops it. */
+void oq_db_rollback(struct oq_db *db);
+
 /* Run every statement of a script (needs OQ_DB_MULTI_STATEMENTS), reading
  * and dropping any result sets. Returns 0 or OQ_EDB. */
 OQ_WUR int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len);

@@ -83,4 +83,16 @@ OQ_WUR int oq_rule_evaluate(const struct oq_rule *rule, const struct oq_order *o
 OQ_WUR int oq_coupon_code(const char *prefix, const char *alphabet, size_t length, char *out,
                           size_t outlen);
 
+struct oq_db;
+
+/* Upsert rules by rule_id (their SKU lists replaced) in one transaction.
+ * Returns 0 or OQ_EDB with the reason in err. */
+OQ_WUR int oq_rules_save(struct oq_db *db, const struct oq_rule *rules, size_t n, char *err,
+                         size_t errlen);
+
+/* Every rule in the database, by rule_id. Returns 0, OQ_ENOMEM or OQ_EDB;
+ * free with oq_rules_free. */
+OQ_WUR int oq_rules_load(struct oq_db *db, struct oq_rule **rules, size_t *n, char *err,
+                         size_t errlen);
+
 #endif

@@ -66,6 +66,7 @@ void cli_fail(const char *fmt, ...) OQ_PRINTF(1, 2);
 /* Is stdout a terminal (tables, colours, progress bars)? */
 int cli_stdout_is_tty(void);
 
-extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_version;
+extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_rules,
+    cmd_version;
 
 #endif
