@@ -1,0 +1,51 @@
+/* publish.h - publish with publisher confirms on one channel, many in flight
+ *
+ * Sequence numbers are the channel's confirm tags: 1, 2, 3... in publish
+ * order. The broker settles them with basic.ack / basic.nack, singly or
+ * "multiple"; this module expands those into one callback per message, in
+ * any order the broker chooses, each exactly once. An unroutable message
+ * published as mandatory comes back as basic.return before its ack.
+ */
+#ifndef ORDERQ_PUBLISH_H
+#define ORDERQ_PUBLISH_H
+
+#include <amqp.h>
+#include <stdint.h>
+
+#include "orderq/common.h"
+
+struct oq_broker;
+struct oq_publisher; /* opaque */
+
+enum oq_confirm { OQ_CONFIRM_ACK = 0, OQ_CONFIRM_NACK = 1 };
+
+struct oq_publisher_callbacks {
+    /* Called once per published message when the broker settles it. */
+    void (*settled)(void *ctx, uint64_t seq, enum oq_confirm outcome);
+    /* A mandatory message no queue took (its ack follows). May be NULL. */
+    void (*returned)(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *message);
+    void *ctx;
+};
+
+/* Put channel 1 of b in confirm mode. window: most messages in flight
+ * (publish waits for confirms beyond it). The publisher borrows b.
+ * Returns 0, OQ_ENOMEM or OQ_EBROKER. */
+OQ_WUR int oq_publisher_new(struct oq_broker *b, size_t window,
+                            const struct oq_publisher_callbacks *cb, struct oq_publisher **out);
+void oq_publisher_free(struct oq_publisher *p);
+
+/* Publish one message; *seq (may be NULL) gets its sequence number. Waits
+ * for confirms first when the window is full. Returns 0 or OQ_EBROKER. */
+OQ_WUR int oq_publish(struct oq_publisher *p, const char *exchange, const char *routing_key,
+                      int mandatory, const amqp_basic_properties_t *props, const void *body,
+                      size_t len, uint64_t *seq);
+
+/* Read confirms (and returns) for up to timeout_ms; returns as soon as
+ * nothing is in flight. Returns 0, OQ_ETIMEOUT (still some in flight) or
+ * OQ_EBROKER. */
+OQ_WUR int oq_publisher_wait(struct oq_publisher *p, int64_t timeout_ms);
+
+/* Messages published and not yet settled. */
+size_t oq_publisher_in_flight(const struct oq_publisher *p);
+
+#endif

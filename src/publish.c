@@ -1,0 +1,176 @@
+/* publish.c - publish with publisher confirms on one channel, many in flight */
+#include "orderq/publish.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "orderq/broker.h"
+
+struct oq_publisher {
+    struct oq_broker *b;
+    struct oq_publisher_callbacks cb;
+    uint64_t next_seq; /* the tag the next publish gets */
+    uint64_t low;      /* lowest unsettled tag (== next_seq when none) */
+    size_t window;
+    unsigned char *settled; /* ring over [low, low + window): 1 once settled */
+};
+
+int oq_publisher_new(struct oq_broker *b, size_t window, const struct oq_publisher_callbacks *cb,
+                     struct oq_publisher **out)
+{
+    struct oq_publisher *p = calloc(1, sizeof(*p));
+    *out = NULL;
+    if (p == NULL || window == 0 || (p->settled = calloc(window, 1)) == NULL) {
+        free(p);
+        return OQ_ENOMEM;
+    }
+    p->b = b;
+    p->cb = *cb;
+    p->window = window;
+    p->next_seq = p->low = 1;
+    amqp_confirm_select(oq_broker_conn(b), 1);
+    if (oq_broker_check(b, 1, "confirm.select") != 0) {
+        oq_publisher_free(p);
+        return OQ_EBROKER;
+    }
+    *out = p;
+    return 0;
+}
+
+void oq_publisher_free(struct oq_publisher *p)
+{
+    if (p == NULL)
+        return;
+    free(p->settled);
+    free(p);
+}
+
+size_t oq_publisher_in_flight(const struct oq_publisher *p)
+{
+    return (size_t)(p->next_seq - p->low);
+}
+
+static void settle_one(struct oq_publisher *p, uint64_t seq, enum oq_confirm outcome)
+{
+    unsigned char *slot = &p->settled[seq % p->window];
+    if (seq < p->low || seq >= p->next_seq || *slot)
+        return; /* unknown or already settled: each message once */
+    *slot = 1;
+    p->cb.settled(p->cb.ctx, seq, outcome);
+    while (p->low < p->next_seq && p->settled[p->low % p->window]) {
+        p->settled[p->low % p->window] = 0;
+        p->low++;
+    }
+}
+
+static void settle(struct oq_publisher *p, uint64_t tag, int multiple, enum oq_confirm outcome)
+{
+    if (!multiple) {
+        settle_one(p, tag, outcome);
+        return;
+    }
+    for (uint64_t seq = p->low; seq <= tag && seq < p->next_seq; seq++)
+        settle_one(p, seq, outcome);
+}
+
+/* One frame: a confirm, a return (with its content), or something else the
+ * caller need not see. Returns 0 or OQ_EBROKER. */
+static int handle_frame(struct oq_publisher *p, const amqp_frame_t *frame)
+{
+    amqp_connection_state_t conn = oq_broker_conn(p->b);
+    if (frame->frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (frame->payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *m = frame->payload.method.decoded;
+        settle(p, m->delivery_tag, m->multiple, OQ_CONFIRM_ACK);
+        return 0;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        const amqp_basic_nack_t *m = frame->payload.method.decoded;
+        settle(p, m->delivery_tag, m->multiple, OQ_CONFIRM_NACK);
+        return 0;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+        amqp_basic_return_t why = *(const amqp_basic_return_t *)frame->payload.method.decoded;
+        amqp_message_t message;
+        amqp_rpc_reply_t r = amqp_read_message(conn, frame->channel, &message, 0);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL)
+            return OQ_EBROKER;
+        if (p->cb.returned != NULL)
+            p->cb.returned(p->cb.ctx, &why, &message);
+        amqp_destroy_message(&message);
+        return 0;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        return OQ_EBROKER;
+    default:
+        return 0;
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int oq_publisher_wait(struct oq_publisher *p, int64_t timeout_ms)
+{
+    amqp_connection_state_t conn = oq_broker_conn(p->b);
+    int64_t deadline = now_ms() + timeout_ms;
+    while (oq_publisher_in_flight(p) > 0) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return OQ_ETIMEOUT;
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
+        amqp_frame_t frame;
+        int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+        if (status == AMQP_STATUS_TIMEOUT)
+            return OQ_ETIMEOUT;
+        if (status != AMQP_STATUS_OK || handle_frame(p, &frame) != 0)
+            return OQ_EBROKER;
+        amqp_maybe_release_buffers(conn);
+    }
+    return 0;
+}
+
+/* Settle whatever has already arrived, without waiting. */
+static int drain(struct oq_publisher *p)
+{
+    amqp_connection_state_t conn = oq_broker_conn(p->b);
+    while (amqp_frames_enqueued(conn) || amqp_data_in_buffer(conn)) {
+        amqp_frame_t frame;
+        struct timeval zero = {0, 0};
+        int status = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
+        if (status == AMQP_STATUS_TIMEOUT)
+            break;
+        if (status != AMQP_STATUS_OK || handle_frame(p, &frame) != 0)
+            return OQ_EBROKER;
+    }
+    return 0;
+}
+
+int oq_publish(struct oq_publisher *p, const char *exchange, const char *routing_key, int mandatory,
+               const amqp_basic_properties_t *props, const void *body, size_t len, uint64_t *seq)
+{
+    amqp_connection_state_t conn = oq_broker_conn(p->b);
+    while (oq_publisher_in_flight(p) >= p->window) {
+        int rc = oq_publisher_wait(p, 1000);
+        if (rc == OQ_EBROKER)
+            return rc;
+    }
+    amqp_bytes_t bytes = {len, (void *)(uintptr_t)body};
+    if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key),
+                           mandatory, 0, props, bytes) != AMQP_STATUS_OK)
+        return OQ_EBROKER;
+    p->settled[p->next_seq % p->window] = 0;
+    if (seq != NULL)
+        *seq = p->next_seq;
+    p->next_seq++;
+    return drain(p);
+}
