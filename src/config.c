@@ -81,6 +81,18 @@ static int check_hostport(const char *v, char *why, size_t len)
     return rc;
 }
 
+/* 8 to 64 distinct letters or digits: enough codes, nothing to escape. */
+static int check_alphabet(const char *v, char *why, size_t len)
+{
+    size_t n = strlen(v);
+    int bad = n < 8 || n > 64;
+    for (size_t i = 0; !bad && i < n; i++)
+        bad = !isalnum((unsigned char)v[i]) || strchr(v + i + 1, v[i]) != NULL;
+    if (bad)
+        snprintf(why, len, "expected 8 to 64 distinct letters or digits");
+    return bad ? OQ_EINVAL : 0;
+}
+
 /* Stored as the ledger's owner (VARCHAR(191)) and in the connection name. */
 static int check_instance_id(const char *v, char *why, size_t len)
 {
@@ -170,6 +182,11 @@ static const struct setting settings[] = {
      "TCP and login timeout for RabbitMQ and MySQL"},
     {"shutdown_timeout_ms", T_DURATION, "10s", 0, 600000, NULL, 0, NULL, OFF(shutdown_timeout_ms),
      "on SIGTERM, time to finish the batch in hand"},
+    {"coupon_code_length", T_INT, "12", 6, 32, NULL, 0, NULL, OFF(coupon_code_length),
+     "random characters in a coupon code, after the rule's code_prefix"},
+    {"coupon_code_alphabet", T_STRING, "ABCDEFGHJKLMNPQRSTUVWXYZ23456789", 0, 0, NULL, NONEMPTY,
+     check_alphabet, OFF(coupon_code_alphabet),
+     "characters coupon codes are drawn from (no 0/O or 1/I by default)"},
     {"log_level", T_ENUM, "info", 0, 0, "debug|info|warn|error", 0, NULL, OFF(log_level),
      "lowest level written to stderr"},
     {"log_format", T_ENUM, "json", 0, 0, "json|text", 0, NULL, OFF(log_format),

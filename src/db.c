@@ -108,47 +108,127 @@ int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len)
 static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
                                  const struct oq_db_param *params, size_t n)
 {
-    MYSQL_BIND bind[32];
+    MYSQL_BIND *bind = NULL;
     MYSQL_STMT *st = mysql_stmt_init(db->my);
     if (st == NULL) {
         fail(db, NULL);
         return NULL;
     }
-    if (n > sizeof(bind) / sizeof(bind[0])) {
-        db->err_no = 0;
-        snprintf(db->err, sizeof(db->err), "%zu parameters; at most %zu", n,
-                 sizeof(bind) / sizeof(bind[0]));
-        mysql_stmt_close(st);
-        return NULL;
-    }
     if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
         goto fail;
-    memset(bind, 0, sizeof(bind));
-    for (size_t i = 0; i < n; i++) {
-        switch (params[i].type) {
-        case OQ_PARAM_STR:
-            bind[i].buffer_type = MYSQL_TYPE_STRING;
-            bind[i].buffer = (void *)(uintptr_t)params[i].str;
-            bind[i].buffer_length = params[i].len;
-            break;
-        case OQ_PARAM_INT:
-            bind[i].buffer_type = MYSQL_TYPE_LONGLONG;
-            bind[i].buffer = (void *)(uintptr_t)&params[i].num;
-            break;
-        case OQ_PARAM_NULL:
-            bind[i].buffer_type = MYSQL_TYPE_NULL;
-            break;
+    if (n > 0) {
+        if ((bind = calloc(n, sizeof(*bind))) == NULL) {
+            db->err_no = 0;
+            snprintf(db->err, sizeof(db->err), "out of memory binding %zu parameters", n);
+            mysql_stmt_close(st);
+            return NULL;
         }
+        for (size_t i = 0; i < n; i++) {
+            switch (params[i].type) {
+            case OQ_PARAM_STR:
+                bind[i].buffer_type = MYSQL_TYPE_STRING;
+                bind[i].buffer = (void *)(uintptr_t)params[i].str;
+                bind[i].buffer_length = params[i].len;
+                break;
+            case OQ_PARAM_INT:
+                bind[i].buffer_type = MYSQL_TYPE_LONGLONG;
+                bind[i].buffer = (void *)(uintptr_t)&params[i].num;
+                break;
+            case OQ_PARAM_NULL:
+                bind[i].buffer_type = MYSQL_TYPE_NULL;
+                break;
+            }
+        }
+        if (mysql_stmt_bind_param(st, bind) != 0)
+            goto fail;
     }
-    if (n > 0 && mysql_stmt_bind_param(st, bind) != 0)
-        goto fail;
     if (mysql_stmt_execute(st) != 0)
         goto fail;
+    free(bind);
     return st;
 fail:
     fail(db, st);
+    free(bind);
     mysql_stmt_close(st);
     return NULL;
+}
+
+int oq_db_query_rows(struct oq_db *db, const char *sql, const struct oq_db_param *params, size_t n,
+                     oq_db_row_fn on_row, void *ctx)
+{
+    enum { MAX_COLS = 16, COL_LEN = 1024 };
+    MYSQL_BIND out[MAX_COLS];
+    char bufs[MAX_COLS][COL_LEN];
+    unsigned long lens[MAX_COLS];
+    my_bool nulls[MAX_COLS];
+    const char *values[MAX_COLS];
+    int rc = OQ_EDB;
+    MYSQL_STMT *st = prepare_bound(db, sql, params, n);
+    if (st == NULL)
+        return OQ_EDB;
+    unsigned cols = mysql_stmt_field_count(st);
+    if (cols > MAX_COLS) {
+        snprintf(db->err, sizeof(db->err), "%u columns; at most %d", cols, MAX_COLS);
+        goto out;
+    }
+    memset(out, 0, sizeof(out));
+    for (unsigned c = 0; c < cols; c++) {
+        out[c].buffer_type = MYSQL_TYPE_STRING;
+        out[c].buffer = bufs[c];
+        out[c].buffer_length = COL_LEN - 1;
+        out[c].length = &lens[c];
+        out[c].is_null = &nulls[c];
+    }
+    if (cols > 0 && (mysql_stmt_bind_result(st, out) != 0 || mysql_stmt_store_result(st) != 0)) {
+        fail(db, st);
+        goto out;
+    }
+    for (;;) {
+        int f = cols > 0 ? mysql_stmt_fetch(st) : MYSQL_NO_DATA;
+        if (f == MYSQL_NO_DATA)
+            break;
+        if (f != 0 && f != MYSQL_DATA_TRUNCATED) {
+            fail(db, st);
+            goto out;
+        }
+        char *big[MAX_COLS] = {NULL};
+        int stop = 0, fetch_failed = 0;
+        for (unsigned c = 0; c < cols; c++) {
+            values[c] = nulls[c] ? NULL : bufs[c];
+            if (nulls[c] || lens[c] < COL_LEN) {
+                bufs[c][lens[c] < COL_LEN ? lens[c] : COL_LEN - 1] = '\0';
+                continue;
+            }
+            /* A long value (an outbox body): fetch this column whole. */
+            MYSQL_BIND one;
+            memset(&one, 0, sizeof(one));
+            one.buffer_type = MYSQL_TYPE_STRING;
+            one.buffer = big[c] = malloc(lens[c] + 1);
+            one.buffer_length = lens[c] + 1;
+            if (big[c] == NULL || mysql_stmt_fetch_column(st, &one, c, 0) != 0) {
+                fetch_failed = 1;
+                break;
+            }
+            big[c][lens[c]] = '\0';
+            values[c] = big[c];
+        }
+        if (!fetch_failed)
+            stop = on_row(ctx, values, cols) != 0;
+        for (unsigned c = 0; c < cols; c++)
+            free(big[c]);
+        if (fetch_failed) {
+            snprintf(db->err, sizeof(db->err), "reading a long column failed");
+            goto out;
+        }
+        if (stop) {
+            rc = OQ_EINTR;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    mysql_stmt_close(st);
+    return rc;
 }
 
 int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *params, size_t n,

@@ -10,6 +10,8 @@
 
 struct oq_publisher {
     struct oq_broker *b;
+    amqp_channel_t channel;
+    int own_frames;
     struct oq_publisher_callbacks cb;
     uint64_t next_seq; /* the tag the next publish gets */
     uint64_t low;      /* lowest unsettled tag (== next_seq when none) */
@@ -17,8 +19,8 @@ struct oq_publisher {
     unsigned char *settled; /* ring over [low, low + window): 1 once settled */
 };
 
-int oq_publisher_new(struct oq_broker *b, size_t window, const struct oq_publisher_callbacks *cb,
-                     struct oq_publisher **out)
+int oq_publisher_new(struct oq_broker *b, amqp_channel_t channel, size_t window, int own_frames,
+                     const struct oq_publisher_callbacks *cb, struct oq_publisher **out)
 {
     struct oq_publisher *p = calloc(1, sizeof(*p));
     *out = NULL;
@@ -30,8 +32,17 @@ int oq_publisher_new(struct oq_broker *b, size_t window, const struct oq_publish
     p->cb = *cb;
     p->window = window;
     p->next_seq = p->low = 1;
-    amqp_confirm_select(oq_broker_conn(b), 1);
-    if (oq_broker_check(b, 1, "confirm.select") != 0) {
+    p->channel = channel;
+    p->own_frames = own_frames;
+    if (channel != 1) {
+        amqp_channel_open(oq_broker_conn(b), channel);
+        if (oq_broker_check(b, channel, "channel.open") != 0) {
+            oq_publisher_free(p);
+            return OQ_EBROKER;
+        }
+    }
+    amqp_confirm_select(oq_broker_conn(b), channel);
+    if (oq_broker_check(b, channel, "confirm.select") != 0) {
         oq_publisher_free(p);
         return OQ_EBROKER;
     }
@@ -45,6 +56,11 @@ void oq_publisher_free(struct oq_publisher *p)
         return;
     free(p->settled);
     free(p);
+}
+
+uint64_t oq_publisher_next_seq(const struct oq_publisher *p)
+{
+    return p->next_seq;
 }
 
 size_t oq_publisher_in_flight(const struct oq_publisher *p)
@@ -75,41 +91,48 @@ static void settle(struct oq_publisher *p, uint64_t tag, int multiple, enum oq_c
         settle_one(p, seq, outcome);
 }
 
-/* One frame: a confirm, a return (with its content), or something else the
- * caller need not see. Returns 0 or OQ_EBROKER. */
-static int handle_frame(struct oq_publisher *p, const amqp_frame_t *frame)
+int oq_publisher_handle_frame(struct oq_publisher *p, const amqp_frame_t *frame)
 {
     amqp_connection_state_t conn = oq_broker_conn(p->b);
-    if (frame->frame_type != AMQP_FRAME_METHOD)
+    if (frame->frame_type != AMQP_FRAME_METHOD || frame->channel != p->channel)
         return 0;
     switch (frame->payload.method.id) {
     case AMQP_BASIC_ACK_METHOD: {
         const amqp_basic_ack_t *m = frame->payload.method.decoded;
         settle(p, m->delivery_tag, m->multiple, OQ_CONFIRM_ACK);
-        return 0;
+        return 1;
     }
     case AMQP_BASIC_NACK_METHOD: {
         const amqp_basic_nack_t *m = frame->payload.method.decoded;
         settle(p, m->delivery_tag, m->multiple, OQ_CONFIRM_NACK);
-        return 0;
+        return 1;
     }
     case AMQP_BASIC_RETURN_METHOD: {
         amqp_basic_return_t why = *(const amqp_basic_return_t *)frame->payload.method.decoded;
         amqp_message_t message;
-        amqp_rpc_reply_t r = amqp_read_message(conn, frame->channel, &message, 0);
+        amqp_rpc_reply_t r = amqp_read_message(conn, p->channel, &message, 0);
         if (r.reply_type != AMQP_RESPONSE_NORMAL)
             return OQ_EBROKER;
         if (p->cb.returned != NULL)
             p->cb.returned(p->cb.ctx, &why, &message);
         amqp_destroy_message(&message);
-        return 0;
+        return 1;
     }
     case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD:
         return OQ_EBROKER;
     default:
         return 0;
     }
+}
+
+/* A frame read by the publisher itself: its own, or the end of the
+ * connection. Returns 0 or OQ_EBROKER. */
+static int handle_frame(struct oq_publisher *p, const amqp_frame_t *frame)
+{
+    if (frame->frame_type == AMQP_FRAME_METHOD &&
+        frame->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)
+        return OQ_EBROKER;
+    return oq_publisher_handle_frame(p, frame) < 0 ? OQ_EBROKER : 0;
 }
 
 static int64_t now_ms(void)
@@ -160,17 +183,20 @@ int oq_publish(struct oq_publisher *p, const char *exchange, const char *routing
 {
     amqp_connection_state_t conn = oq_broker_conn(p->b);
     while (oq_publisher_in_flight(p) >= p->window) {
+        if (!p->own_frames)
+            return OQ_ETIMEOUT;
         int rc = oq_publisher_wait(p, 1000);
         if (rc == OQ_EBROKER)
             return rc;
     }
     amqp_bytes_t bytes = {len, (void *)(uintptr_t)body};
-    if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key),
-                           mandatory, 0, props, bytes) != AMQP_STATUS_OK)
+    if (amqp_basic_publish(conn, p->channel, amqp_cstring_bytes(exchange),
+                           amqp_cstring_bytes(routing_key), mandatory, 0, props,
+                           bytes) != AMQP_STATUS_OK)
         return OQ_EBROKER;
     p->settled[p->next_seq % p->window] = 0;
     if (seq != NULL)
         *seq = p->next_seq;
     p->next_seq++;
-    return drain(p);
+    return p->own_frames ? drain(p) : 0;
 }

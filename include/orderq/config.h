@@ -42,6 +42,8 @@ struct oq_config {
     int64_t heartbeat_s;
     int64_t connect_timeout_ms;
     int64_t shutdown_timeout_ms;
+    int64_t coupon_code_length;
+    char *coupon_code_alphabet;
     int log_level;  /* enum oq_log_level */
     int log_format; /* enum oq_log_format */
     size_t n_retry_tiers;

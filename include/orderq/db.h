@@ -62,6 +62,16 @@ OQ_WUR int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_p
 OQ_WUR int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param *params,
                            size_t n, long long *value, int *is_null);
 
+/* Called for each row of oq_db_query_rows: the columns as NUL-terminated
+ * text (NULL for SQL NULL), valid during the call. Non-zero stops. */
+typedef int (*oq_db_row_fn)(void *ctx, const char *const *values, unsigned n);
+
+/* Run a prepared statement that returns rows (SELECT, INSERT ... RETURNING)
+ * and hand each to on_row. Returns 0, OQ_EINTR (on_row stopped it) or
+ * OQ_EDB. */
+OQ_WUR int oq_db_query_rows(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                            size_t n, oq_db_row_fn on_row, void *ctx);
+
 MYSQL *oq_db_handle(struct oq_db *db);
 const char *oq_db_error(const struct oq_db *db);
 unsigned oq_db_errno(const struct oq_db *db);

@@ -14,6 +14,11 @@ enum oq_metric {
     OQ_M_BROKER_CONNECTS = 0, /* counter: successful broker connections */
     OQ_M_BROKER_DISCONNECTS,  /* counter: connections lost */
     OQ_M_DELIVERIES,          /* counter: deliveries received */
+    OQ_M_EFFECTS,             /* counter: events whose effects were committed */
+    OQ_M_DUPLICATES,          /* counter: deliveries the ledger had seen */
+    OQ_M_DEAD_LETTERED,       /* counter: deliveries parked as dead letters */
+    OQ_M_BATCHES,             /* counter: batches settled */
+    OQ_M_OUTBOX_PUBLISHED,    /* counter: outbox events published and confirmed */
     OQ_M_CONSUMERS,           /* gauge: queues being consumed */
     OQ_M_READY,               /* gauge: 1 when connected and consuming */
     OQ_M_COUNT

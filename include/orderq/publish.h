@@ -27,11 +27,22 @@ struct oq_publisher_callbacks {
     void *ctx;
 };
 
-/* Put channel 1 of b in confirm mode. window: most messages in flight
- * (publish waits for confirms beyond it). The publisher borrows b.
+/* Open `channel` of b (1 is open already) in confirm mode. window: most
+ * messages in flight. The publisher borrows b.
+ *
+ * own_frames: 1 when nothing else reads this connection (orderq publish,
+ * the relay): the publisher reads confirms itself and oq_publish waits for
+ * room in the window. 0 when a consumer loop reads the frames and hands
+ * the publisher's to oq_publisher_handle_frame: oq_publish then never
+ * reads, and fails with OQ_ETIMEOUT when the window is full.
  * Returns 0, OQ_ENOMEM or OQ_EBROKER. */
-OQ_WUR int oq_publisher_new(struct oq_broker *b, size_t window,
-                            const struct oq_publisher_callbacks *cb, struct oq_publisher **out);
+OQ_WUR int oq_publisher_new(struct oq_broker *b, amqp_channel_t channel, size_t window,
+                            int own_frames, const struct oq_publisher_callbacks *cb,
+                            struct oq_publisher **out);
+
+/* Take a frame read by someone else: 1 if it was this publisher's (a
+ * confirm or a return, now handled), 0 if not, OQ_EBROKER on failure. */
+OQ_WUR int oq_publisher_handle_frame(struct oq_publisher *p, const amqp_frame_t *frame);
 void oq_publisher_free(struct oq_publisher *p);
 
 /* Publish one message; *seq (may be NULL) gets its sequence number. Waits
@@ -44,6 +55,9 @@ OQ_WUR int oq_publish(struct oq_publisher *p, const char *exchange, const char *
  * nothing is in flight. Returns 0, OQ_ETIMEOUT (still some in flight) or
  * OQ_EBROKER. */
 OQ_WUR int oq_publisher_wait(struct oq_publisher *p, int64_t timeout_ms);
+
+/* The sequence number the next oq_publish will get. */
+uint64_t oq_publisher_next_seq(const struct oq_publisher *p);
 
 /* Messages published and not yet settled. */
 size_t oq_publisher_in_flight(const struct oq_publisher *p);

@@ -169,7 +169,7 @@ static int run(struct cli_cmd_ctx *ctx)
     }
     int rc = oq_broker_connect(ctx->cfg, "publish", &b, err, sizeof(err));
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &t};
-    if (rc == 0 && (rc = oq_publisher_new(b, (size_t)window, &cb, &pub)) != 0)
+    if (rc == 0 && (rc = oq_publisher_new(b, 1, (size_t)window, 1, &cb, &pub)) != 0)
         snprintf(err, sizeof(err), "%s", oq_broker_error(b));
     if (rc != 0) {
         cli_fail("publish: %s", err);

@@ -1,0 +1,420 @@
+/* handler_coupon.c - order.processing: coupon rules; a coupon and a coupon.email event per rule
+ * earned */
+#include <errmsg.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yajl/yajl_gen.h>
+
+#include "orderq/config.h"
+#include "orderq/db.h"
+#include "orderq/event.h"
+#include "orderq/handler.h"
+#include "orderq/log.h"
+#include "orderq/money.h"
+#include "orderq/rules.h"
+
+#define RULES_REFRESH_S 5 /* rule changes reach a running consumer this fast */
+
+struct coupon_state {
+    struct oq_rule *rules;
+    size_t n_rules;
+    time_t loaded_at;
+    int64_t code_length;
+    char *alphabet;
+};
+
+/* One coupon to issue: everything its rows need, copied out of the event. */
+struct coupon {
+    int64_t rule_id, promo_id, discount;
+    enum oq_discount_type discount_type;
+    char currency[4];
+    char code[OQ_CODE_PREFIX_MAX + 40];
+    char prefix[OQ_CODE_PREFIX_MAX + 1];
+    char email_event_id[300]; /* <order_id>_<order_status>_<promo_id>_<rule_id> */
+    char expires_at[32];      /* UTC, "YYYY-MM-DD HH:MM:SS" */
+    char *email_body;         /* the coupon.email envelope */
+};
+
+struct coupon_plan {
+    char order_id[65];
+    char event_identifier[OQ_EVENT_ID_MAX + 1];
+    char customer_email[255];
+    size_t n;
+    struct coupon coupons[];
+};
+
+static void free_plan(void *p)
+{
+    struct coupon_plan *plan = p;
+    if (plan == NULL)
+        return;
+    for (size_t i = 0; i < plan->n; i++)
+        free(plan->coupons[i].email_body);
+    free(plan);
+}
+
+static void gstr(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void gkv(yajl_gen g, const char *k, const char *v)
+{
+    gstr(g, k);
+    gstr(g, v);
+}
+
+/* The coupon.email envelope for one coupon (the seed's second event). */
+static char *email_envelope(const struct oq_order *o, const struct coupon *c,
+                            const char *expires_iso, const char *created_iso, int64_t days)
+{
+    char amount[48], rule[24], promo[24];
+    const unsigned char *buf = NULL;
+    size_t len = 0;
+    char *out = NULL;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return NULL;
+    oq_money_format(c->discount,
+                    c->discount_type == OQ_DISCOUNT_PERCENT ? 2 : oq_currency_exponent(c->currency),
+                    amount, sizeof(amount));
+    snprintf(rule, sizeof(rule), "%lld", (long long)c->rule_id);
+    snprintf(promo, sizeof(promo), "%lld", (long long)c->promo_id);
+    yajl_gen_map_open(g);
+    gkv(g, "event_code", "coupon.email");
+    gkv(g, "event_identifier", c->email_event_id);
+    gkv(g, "created_at", created_iso);
+    gstr(g, "event_data");
+    yajl_gen_map_open(g);
+    gkv(g, "order_id", o->order_id);
+    gkv(g, "order_status", o->order_status);
+    gkv(g, "promo_id", promo);
+    gkv(g, "promo_rule_id", rule);
+    gkv(g, "coupon_code", c->code);
+    gkv(g, "discount_type", c->discount_type == OQ_DISCOUNT_FIXED ? "fixed" : "percent");
+    gkv(g, "discount", amount);
+    gkv(g, "currency", c->currency);
+    gkv(g, "expires_at", expires_iso);
+    gstr(g, "valid_days");
+    yajl_gen_integer(g, days);
+    gstr(g, "customer");
+    yajl_gen_map_open(g);
+    if (o->customer_email)
+        gkv(g, "email", o->customer_email);
+    if (o->customer_name)
+        gkv(g, "name", o->customer_name);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
+        out = strndup((const char *)buf, len);
+    yajl_gen_free(g);
+    return out;
+}
+
+static int prepare(void *state, const struct oq_event *ev, void **out, char *effect_key,
+                   size_t keylen, char *result, size_t resultlen, char *err, size_t errlen)
+{
+    struct coupon_state *st = state;
+    struct oq_order order;
+    struct coupon_plan *plan = NULL;
+    int rc = oq_order_parse(ev->data, &order, err, errlen);
+    (void)effect_key; /* the event_identifier ("<order_id>_<status>") is the key */
+    (void)keylen;
+    *out = NULL;
+    if (rc != 0)
+        return rc;
+    if (!order.has_items) {
+        snprintf(err, errlen,
+                 "event_data.items is missing: the order's items are needed to "
+                 "apply the coupon rules");
+        rc = OQ_EINVAL;
+        goto out;
+    }
+    plan = calloc(1, sizeof(*plan) + st->n_rules * sizeof(struct coupon));
+    if (plan == NULL) {
+        rc = OQ_ENOMEM;
+        goto out;
+    }
+    time_t now = time(NULL);
+    for (size_t i = 0; i < st->n_rules; i++) {
+        const struct oq_rule *r = &st->rules[i];
+        int64_t total = 0;
+        int earned = 0;
+        if (oq_rule_evaluate(r, &order, &total, &earned) != 0) {
+            snprintf(err, errlen, "the qualifying total of rule %lld overflows",
+                     (long long)r->rule_id);
+            rc = OQ_EINVAL;
+            goto out;
+        }
+        if (!earned)
+            continue;
+        struct coupon *c = &plan->coupons[plan->n];
+        c->rule_id = r->rule_id;
+        c->promo_id = r->promo_id;
+        c->discount = r->discount;
+        c->discount_type = r->discount_type;
+        memcpy(c->currency, r->currency, sizeof(c->currency));
+        snprintf(c->prefix, sizeof(c->prefix), "%s", r->code_prefix);
+        snprintf(c->email_event_id, sizeof(c->email_event_id), "%s_%s_%lld_%lld", order.order_id,
+                 order.order_status, (long long)r->promo_id, (long long)r->rule_id);
+        if (oq_coupon_code(c->prefix, st->alphabet, (size_t)st->code_length, c->code,
+                           sizeof(c->code)) != 0) {
+            snprintf(err, errlen, "no randomness for a coupon code");
+            rc = OQ_EIO;
+            goto out;
+        }
+        time_t expires = now + (time_t)r->valid_days * 86400;
+        struct tm tm;
+        char expires_iso[32], created_iso[32];
+        gmtime_r(&expires, &tm);
+        strftime(c->expires_at, sizeof(c->expires_at), "%Y-%m-%d %H:%M:%S", &tm);
+        strftime(expires_iso, sizeof(expires_iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        gmtime_r(&now, &tm);
+        strftime(created_iso, sizeof(created_iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        c->email_body = email_envelope(&order, c, expires_iso, created_iso, r->valid_days);
+        if (c->email_body == NULL) {
+            rc = OQ_ENOMEM;
+            goto out;
+        }
+        plan->n++;
+    }
+    /* For the ledger's result column, like the seed's execute_result. */
+    size_t used =
+        (size_t)snprintf(result, resultlen, plan->n ? "coupons for rules" : "no rule earned");
+    for (size_t k = 0; k < plan->n && used < resultlen; k++)
+        used += (size_t)snprintf(result + used, resultlen - used, "%s%lld", k ? "," : " ",
+                                 (long long)plan->coupons[k].rule_id);
+    snprintf(plan->order_id, sizeof(plan->order_id), "%s", order.order_id);
+    snprintf(plan->event_identifier, sizeof(plan->event_identifier), "%s", ev->identifier);
+    snprintf(plan->customer_email, sizeof(plan->customer_email), "%s",
+             order.customer_email ? order.customer_email : "");
+    if (plan->n > 0) {
+        *out = plan;
+        plan = NULL;
+    }
+out:
+    free_plan(plan);
+    oq_order_clear(&order);
+    return rc;
+}
+
+#define COUPON_COLS 9
+
+static void coupon_params(const struct coupon_plan *p, const struct coupon *c,
+                          struct oq_db_param *out)
+{
+    out[0] = OQ_STR(c->code);
+    out[1] = OQ_INT(c->rule_id);
+    out[2] = OQ_INT(c->promo_id);
+    out[3] = OQ_STR(p->order_id);
+    out[4] = OQ_STR(p->event_identifier);
+    out[5] = OQ_STR(p->customer_email);
+    out[6] = OQ_STR(c->currency);
+    out[7] = OQ_STR(c->discount_type == OQ_DISCOUNT_FIXED ? "fixed" : "percent");
+    out[8] = OQ_INT(c->discount);
+}
+
+#define COUPON_INSERT                                                                              \
+    "INSERT INTO coupon (code, rule_id, promo_id, order_id, event_identifier, customer_email,"     \
+    " currency, discount_type, discount_minor, expires_at) VALUES "
+#define COUPON_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+/* One coupon at a time, for the rare batch whose bulk insert hit a unique
+ * key: a code collision gets a new code; a coupon the order already has
+ * (another event of the same order won) is left out, and so is its mail.
+ * *issued[k] says which were written. */
+static int insert_one_by_one(struct coupon_state *st, struct oq_db *db,
+                             struct coupon_plan *const *plans, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct coupon_plan *p = plans[i];
+        for (size_t k = 0; p && k < p->n; k++) {
+            struct coupon *c = &p->coupons[k];
+            for (int attempt = 0;; attempt++) {
+                struct oq_db_param prm[COUPON_COLS + 1];
+                coupon_params(p, c, prm);
+                prm[COUPON_COLS] = OQ_STR(c->expires_at);
+                if (oq_db_execute(db, COUPON_INSERT COUPON_ROW, prm, COUPON_COLS + 1, NULL) == 0)
+                    break;
+                if (oq_db_errno(db) != ER_DUP_ENTRY) {
+                    snprintf(err, errlen, "inserting a coupon: %s", oq_db_error(db));
+                    return OQ_EDB;
+                }
+                if (strstr(oq_db_error(db), "uq_coupon_code") != NULL && attempt < 5) {
+                    if (oq_coupon_code(c->prefix, st->alphabet, (size_t)st->code_length, c->code,
+                                       sizeof(c->code)) != 0)
+                        return OQ_EDB;
+                    continue;
+                }
+                c->rule_id = -1; /* the order has this coupon already: no second one */
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+static int insert_coupons(struct coupon_state *st, struct oq_db *db,
+                          struct coupon_plan *const *plans, size_t n, size_t total, char *err,
+                          size_t errlen)
+{
+    size_t cols = COUPON_COLS + 1, len = sizeof(COUPON_INSERT) + total * (sizeof(COUPON_ROW) + 1);
+    char *sql = malloc(len);
+    struct oq_db_param *prm = calloc(total * cols + 1, sizeof(*prm));
+    int rc = OQ_EDB;
+    if (sql == NULL || prm == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    size_t used = (size_t)snprintf(sql, len, "%s", COUPON_INSERT), row = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; plans[i] && k < plans[i]->n; k++, row++) {
+            used += (size_t)snprintf(sql + used, len - used, "%s%s", row ? "," : "", COUPON_ROW);
+            coupon_params(plans[i], &plans[i]->coupons[k], &prm[row * cols]);
+            prm[row * cols + COUPON_COLS] = OQ_STR(plans[i]->coupons[k].expires_at);
+        }
+    rc = oq_db_execute(db, sql, prm, total * cols, NULL);
+    if (rc != 0 && oq_db_errno(db) == ER_DUP_ENTRY) /* the statement alone was undone */
+        rc = insert_one_by_one(st, db, plans, n, err, errlen);
+    else if (rc != 0)
+        snprintf(err, errlen, "inserting %zu coupons: %s", total, oq_db_error(db));
+out:
+    free(sql);
+    free(prm);
+    return rc;
+}
+
+#define OUTBOX_INSERT                                                                              \
+    "INSERT IGNORE INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)"   \
+    " VALUES "
+#define OUTBOX_ROW "('coupon.email', ?, '', 'coupon.email', ?)"
+
+static int insert_outbox(struct oq_db *db, struct coupon_plan *const *plans, size_t n, size_t total,
+                         char *err, size_t errlen)
+{
+    size_t len = sizeof(OUTBOX_INSERT) + total * (sizeof(OUTBOX_ROW) + 1), rows = 0;
+    char *sql = malloc(len);
+    struct oq_db_param *prm = calloc(total * 2 + 1, sizeof(*prm));
+    int rc = OQ_EDB;
+    if (sql == NULL || prm == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    size_t used = (size_t)snprintf(sql, len, "%s", OUTBOX_INSERT);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; plans[i] && k < plans[i]->n; k++) {
+            const struct coupon *c = &plans[i]->coupons[k];
+            if (c->rule_id < 0)
+                continue; /* not issued: no mail */
+            used += (size_t)snprintf(sql + used, len - used, "%s%s", rows ? "," : "", OUTBOX_ROW);
+            prm[rows * 2] = OQ_STR(c->email_event_id);
+            prm[rows * 2 + 1] = OQ_STR(c->email_body);
+            rows++;
+        }
+    rc = rows == 0 ? 0 : oq_db_execute(db, sql, prm, rows * 2, NULL);
+    if (rc != 0)
+        snprintf(err, errlen, "writing %zu coupon.email events to the outbox: %s", rows,
+                 oq_db_error(db));
+out:
+    free(sql);
+    free(prm);
+    return rc;
+}
+
+static int apply(void *state, struct oq_db *db, void *const *plans, size_t n, char *err,
+                 size_t errlen)
+{
+    struct coupon_plan *const *p = (struct coupon_plan *const *)plans;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += p[i] ? p[i]->n : 0;
+    if (total == 0)
+        return 0;
+    int rc = insert_coupons(state, db, p, n, total, err, errlen);
+    return rc != 0 ? rc : insert_outbox(db, p, n, total, err, errlen);
+}
+
+static int refresh(void *state, struct oq_db *db, char *err, size_t errlen)
+{
+    struct coupon_state *st = state;
+    struct oq_rule *rules = NULL;
+    size_t n = 0;
+    if (st->loaded_at != 0 && time(NULL) - st->loaded_at < RULES_REFRESH_S)
+        return 0;
+    int rc = oq_rules_load(db, &rules, &n, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (n != st->n_rules)
+        oq_info("coupon rules loaded: %zu", n);
+    oq_rules_free(st->rules, st->n_rules);
+    st->rules = rules;
+    st->n_rules = n;
+    st->loaded_at = time(NULL);
+    return 0;
+}
+
+static void free_state(void *state)
+{
+    struct coupon_state *st = state;
+    if (st == NULL)
+        return;
+    oq_rules_free(st->rules, st->n_rules);
+    free(st->alphabet);
+    free(st);
+}
+
+int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
+{
+    struct coupon_state *st = calloc(1, sizeof(*st));
+    if (st == NULL || (st->alphabet = strdup(cfg->coupon_code_alphabet)) == NULL) {
+        free(st);
+        return OQ_ENOMEM;
+    }
+    st->code_length = cfg->coupon_code_length;
+    *out = (struct oq_handler){
+        .name = "coupon_rules",
+        .event_code = "order.processing",
+        .state = st,
+        .prepare = prepare,
+        .apply = apply,
+        .free_plan = free_plan,
+        .refresh = refresh,
+        .free_state = free_state,
+    };
+    return 0;
+}
+
+int oq_handlers_new(const struct oq_config *cfg, struct oq_handler **handlers, size_t *n)
+{
+    struct oq_handler *list = calloc(1, sizeof(*list));
+    *handlers = NULL;
+    *n = 0;
+    if (list == NULL || oq_handler_coupon_new(cfg, &list[0]) != 0) {
+        free(list);
+        return OQ_ENOMEM;
+    }
+    *handlers = list;
+    *n = 1;
+    return 0;
+}
+
+void oq_handlers_free(struct oq_handler *handlers, size_t n)
+{
+    for (size_t i = 0; handlers && i < n; i++)
+        if (handlers[i].free_state)
+            handlers[i].free_state(handlers[i].state);
+    free(handlers);
+}
+
+const struct oq_handler *oq_handler_find(const struct oq_handler *handlers, size_t n,
+                                         const char *event_code)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(handlers[i].event_code, event_code) == 0)
+            return &handlers[i];
+    return NULL;
+}

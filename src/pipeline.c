@@ -1,0 +1,862 @@
+/* pipeline.c - the consumer: deliveries in batches, one transaction each, acks last */
+#include "orderq/pipeline.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orderq/broker.h"
+#include "orderq/config.h"
+#include "orderq/db.h"
+#include "orderq/event.h"
+#include "orderq/handler.h"
+#include "orderq/ledger.h"
+#include "orderq/log.h"
+#include "orderq/metrics.h"
+#include "orderq/publish.h"
+
+#define CONSUME_CHANNEL 1
+#define PUBLISH_CHANNEL 2
+#define DEAD_WINDOW     1024
+
+int64_t oq_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void oq_nap(int64_t ms, volatile sig_atomic_t *stop)
+{
+    while (ms > 0 && !(stop && *stop)) {
+        int64_t step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+int64_t oq_backoff_ms(int failures)
+{
+    int64_t base = 500;
+    for (int i = 1; i < failures && base < 30000; i++)
+        base *= 2;
+    if (base > 30000)
+        base = 30000;
+    unsigned r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (unsigned)oq_now_ms();
+    return base / 2 + (int64_t)(r % (unsigned)(base / 2 + 1));
+}
+
+enum outcome {
+    PENDING = 0,
+    DONE,      /* effect committed now */
+    DUPLICATE, /* the ledger had it: no effect */
+    DEAD,      /* cannot succeed: to the dead-letter exchange, then ack */
+    REQUEUE,   /* try again later: nack with requeue */
+};
+
+struct delivery {
+    uint64_t tag;
+    char *queue, *exchange, *routing_key, *message_id, *type;
+    void *body;
+    size_t len;
+    struct oq_event ev;
+    const struct oq_handler *handler;
+    void *plan;
+    char effect_key[OQ_EVENT_ID_MAX + 1];
+    char result[OQ_RESULT_LEN];
+    enum outcome outcome;
+    char reason[512];
+    const char *error_class;
+    uint64_t dead_seq; /* confirm sequence of its dead letter; 0 before */
+};
+
+struct batch {
+    struct batch *next;      /* in the broker thread's in-flight list */
+    struct batch *next_todo; /* in the worker's queue */
+    uint64_t gen;            /* connection generation its tags belong to */
+    size_t n, cap;
+    struct delivery *d;
+    int processed; /* set by the worker, under the mutex */
+    size_t dead_pending;
+    int dead_published;
+};
+
+struct pipeline {
+    const struct oq_config *cfg;
+    volatile sig_atomic_t *stop;
+    struct oq_handler *handlers;
+    size_t n_handlers;
+    void (*wake_relay)(void *);
+    void *relay;
+
+    pthread_t worker;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct batch *todo_head, *todo_tail;
+    int worker_exit;
+    _Atomic uint64_t gen;
+
+    /* broker thread only */
+    struct batch *inflight_head, *inflight_tail;
+    struct batch *orphans; /* from a lost connection, freed once processed */
+    struct oq_publisher *pub;
+    struct oq_broker *b;
+};
+
+/* ---- batches -------------------------------------------------------------- */
+
+static void delivery_clear(struct delivery *d)
+{
+    free(d->queue);
+    free(d->exchange);
+    free(d->routing_key);
+    free(d->message_id);
+    free(d->type);
+    free(d->body);
+    if (d->handler && d->plan)
+        d->handler->free_plan(d->plan);
+    oq_event_clear(&d->ev);
+}
+
+static void batch_free(struct batch *bt)
+{
+    if (bt == NULL)
+        return;
+    for (size_t i = 0; i < bt->n; i++)
+        delivery_clear(&bt->d[i]);
+    free(bt->d);
+    free(bt);
+}
+
+static char *bytes_dup(amqp_bytes_t b)
+{
+    char *s = malloc(b.len + 1);
+    if (s != NULL) {
+        memcpy(s, b.bytes, b.len);
+        s[b.len] = '\0';
+    }
+    return s;
+}
+
+static void set_dead(struct delivery *d, const char *error_class, const char *reason)
+{
+    d->outcome = DEAD;
+    d->error_class = error_class;
+    snprintf(d->reason, sizeof(d->reason), "%s", reason);
+}
+
+/* ---- the database worker --------------------------------------------------- */
+
+struct worker {
+    struct pipeline *pl;
+    struct oq_db *db;
+    int db_failures;
+};
+
+static int stale(struct pipeline *pl, const struct batch *bt)
+{
+    return atomic_load(&pl->gen) != bt->gen;
+}
+
+/* Connect (again) to MySQL, waiting with backoff; 0, or -1 when stopping or
+ * the batch went stale meanwhile. */
+static int ensure_db(struct worker *w, const struct batch *bt)
+{
+    char err[OQ_ERRLEN];
+    while (w->db == NULL) {
+        if (stale(w->pl, bt) || w->pl->worker_exit)
+            return -1;
+        int rc = oq_db_open(w->pl->cfg->mysql_url, w->pl->cfg->connect_timeout_ms, 0, &w->db, err,
+                            sizeof(err));
+        if (rc == 0) {
+            if (w->db_failures > 0)
+                oq_info("MySQL is back after %d failed attempts", w->db_failures);
+            w->db_failures = 0;
+            break;
+        }
+        int64_t wait = oq_backoff_ms(++w->db_failures);
+        oq_error("%s; retrying in %lld ms", err, (long long)wait);
+        oq_nap(wait, NULL);
+    }
+    return 0;
+}
+
+static void drop_db(struct worker *w)
+{
+    oq_db_close(w->db);
+    w->db = NULL;
+}
+
+/* Decode, find the handler and plan every delivery: no database needed. */
+static void prepare_batch(struct worker *w, struct batch *bt)
+{
+    char err[512];
+    for (size_t i = 0; i < bt->n; i++) {
+        struct delivery *d = &bt->d[i];
+        if (d->outcome != PENDING || d->handler != NULL)
+            continue; /* decided, or planned on an earlier try */
+        if (d->ev.root == NULL &&
+            oq_event_decode(d->body, d->len, d->message_id, &d->ev, err, sizeof(err)) != 0) {
+            set_dead(d, "bad_input", err);
+            continue;
+        }
+        const struct oq_handler *h =
+            oq_handler_find(w->pl->handlers, w->pl->n_handlers, d->ev.canonical_code);
+        if (h == NULL) {
+            snprintf(err, sizeof(err), "no handler for event code \"%s\"", d->ev.code);
+            set_dead(d, "unknown_event", err);
+            continue;
+        }
+        d->effect_key[0] = '\0';
+        int rc = h->prepare(h->state, &d->ev, &d->plan, d->effect_key, sizeof(d->effect_key),
+                            d->result, sizeof(d->result), err, sizeof(err));
+        if (rc == OQ_EINVAL) {
+            set_dead(d, "permanent", err);
+            continue;
+        }
+        if (rc != 0) {
+            d->outcome = REQUEUE;
+            continue;
+        }
+        if (d->effect_key[0] == '\0')
+            snprintf(d->effect_key, sizeof(d->effect_key), "%s", d->ev.identifier);
+        d->handler = h;
+    }
+}
+
+/* One transaction for the planned deliveries in [from, to). Returns 0, or
+ * OQ_EDB with the database's error left on w->db. */
+static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t to, char *err,
+                        size_t errlen)
+{
+    struct pipeline *pl = w->pl;
+    size_t n = to - from, k = 0;
+    struct oq_claim *claims = calloc(n + 1, sizeof(*claims));
+    struct delivery **who = calloc(n + 1, sizeof(*who));
+    void **plans = calloc(n + 1, sizeof(*plans));
+    int rc = OQ_EDB;
+
+    if (claims == NULL || who == NULL || plans == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = from; i < to; i++) {
+        struct delivery *d = &bt->d[i];
+        if (d->outcome != PENDING || d->handler == NULL)
+            continue;
+        claims[k] = (struct oq_claim){d->handler->name,     d->effect_key, d->ev.identifier,
+                                      d->ev.canonical_code, d->result,     0};
+        who[k++] = d;
+    }
+    if (k == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (oq_db_exec(w->db, "START TRANSACTION") != 0 ||
+        oq_ledger_claim(w->db, pl->cfg->instance_id, claims, k, err, errlen) != 0)
+        goto fail;
+    for (size_t h = 0; h < pl->n_handlers; h++) {
+        size_t m = 0;
+        for (size_t i = 0; i < k; i++)
+            if (claims[i].claimed && who[i]->handler == &pl->handlers[h])
+                plans[m++] = who[i]->plan;
+        if (m > 0 &&
+            pl->handlers[h].apply(pl->handlers[h].state, w->db, plans, m, err, errlen) != 0)
+            goto fail;
+    }
+    if (oq_db_exec(w->db, "COMMIT") != 0)
+        goto fail;
+    for (size_t i = 0; i < k; i++)
+        who[i]->outcome = claims[i].claimed ? DONE : DUPLICATE;
+    rc = 0;
+    goto out;
+fail:
+    if (err[0] == '\0')
+        snprintf(err, errlen, "%s", oq_db_error(w->db));
+    oq_db_rollback(w->db);
+out:
+    free(claims);
+    free(who);
+    free(plans);
+    return rc;
+}
+
+static void process_batch(struct worker *w, struct batch *bt)
+{
+    struct pipeline *pl = w->pl;
+    char err[OQ_ERRLEN];
+    int other_failures = 0, one_by_one = 0;
+
+    for (;;) {
+        if (ensure_db(w, bt) != 0)
+            return; /* stale or stopping: the broker redelivers it */
+        int refreshed = 1;
+        for (size_t h = 0; h < pl->n_handlers && refreshed; h++)
+            if (pl->handlers[h].refresh &&
+                pl->handlers[h].refresh(pl->handlers[h].state, w->db, err, sizeof(err)) != 0)
+                refreshed = 0;
+        if (refreshed) {
+            prepare_batch(w, bt);
+            int rc = 0;
+            err[0] = '\0';
+            if (!one_by_one) {
+                rc = commit_range(w, bt, 0, bt->n, err, sizeof(err));
+            } else {
+                /* Redo without the message that fails: each alone. */
+                for (size_t i = 0; i < bt->n && rc == 0; i++) {
+                    err[0] = '\0';
+                    if (commit_range(w, bt, i, i + 1, err, sizeof(err)) == 0)
+                        continue;
+                    if (oq_db_classify(oq_db_errno(w->db)) != OQ_DB_OTHER)
+                        rc = OQ_EDB;
+                    else
+                        set_dead(&bt->d[i], "permanent", err);
+                }
+            }
+            if (rc == 0)
+                return;
+        }
+        enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
+        oq_warn("batch of %zu: %s", bt->n, err);
+        if (cls == OQ_DB_GONE) {
+            drop_db(w);
+        } else if (cls == OQ_DB_OTHER && ++other_failures >= 2) {
+            one_by_one = 1;
+        }
+        if (stale(pl, bt))
+            return;
+        if (cls != OQ_DB_RETRY)
+            oq_nap(oq_backoff_ms(other_failures + 1), NULL);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker w = {arg, NULL, 0};
+    struct pipeline *pl = arg;
+    for (;;) {
+        pthread_mutex_lock(&pl->mu);
+        while (pl->todo_head == NULL && !pl->worker_exit)
+            pthread_cond_wait(&pl->cv, &pl->mu);
+        struct batch *bt = pl->todo_head;
+        if (bt == NULL) {
+            pthread_mutex_unlock(&pl->mu);
+            break;
+        }
+        pl->todo_head = bt->next_todo;
+        if (pl->todo_head == NULL)
+            pl->todo_tail = NULL;
+        pthread_mutex_unlock(&pl->mu);
+
+        if (!stale(pl, bt))
+            process_batch(&w, bt);
+        if (pl->wake_relay != NULL)
+            pl->wake_relay(pl->relay);
+        pthread_mutex_lock(&pl->mu);
+        bt->processed = 1;
+        pthread_mutex_unlock(&pl->mu);
+    }
+    drop_db(&w);
+    return NULL;
+}
+
+/* ---- the broker thread ------------------------------------------------------ */
+
+static void submit(struct pipeline *pl, struct batch *bt)
+{
+    if (pl->inflight_tail)
+        pl->inflight_tail->next = bt;
+    else
+        pl->inflight_head = bt;
+    pl->inflight_tail = bt;
+    pthread_mutex_lock(&pl->mu);
+    if (pl->todo_tail)
+        pl->todo_tail->next_todo = bt;
+    else
+        pl->todo_head = bt;
+    pl->todo_tail = bt;
+    pthread_cond_signal(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+static int is_processed(struct pipeline *pl, struct batch *bt)
+{
+    pthread_mutex_lock(&pl->mu);
+    int done = bt->processed;
+    pthread_mutex_unlock(&pl->mu);
+    return done;
+}
+
+/* A lost connection: nothing in flight can be acked any more. */
+static void orphan_inflight(struct pipeline *pl)
+{
+    atomic_fetch_add(&pl->gen, 1);
+    while (pl->inflight_head != NULL) {
+        struct batch *bt = pl->inflight_head;
+        pl->inflight_head = bt->next;
+        bt->next = pl->orphans;
+        pl->orphans = bt;
+    }
+    pl->inflight_tail = NULL;
+}
+
+static void free_processed_orphans(struct pipeline *pl)
+{
+    struct batch **p = &pl->orphans;
+    while (*p != NULL) {
+        struct batch *bt = *p;
+        if (is_processed(pl, bt)) {
+            *p = bt->next;
+            batch_free(bt);
+        } else {
+            p = &bt->next;
+        }
+    }
+}
+
+static void on_dead_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+{
+    struct pipeline *pl = ctx;
+    for (struct batch *bt = pl->inflight_head; bt; bt = bt->next)
+        for (size_t i = 0; i < bt->n; i++)
+            if (bt->d[i].dead_seq == seq) {
+                if (outcome != OQ_CONFIRM_ACK)
+                    bt->d[i].outcome = REQUEUE; /* not parked: it must come back */
+                bt->dead_pending--;
+                return;
+            }
+}
+
+/* A dead letter no queue took: it is not parked, so its delivery is
+ * requeued (its ack follows; the outcome set here wins). */
+static void on_dead_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+{
+    struct pipeline *pl = ctx;
+    (void)why;
+    const amqp_table_t *h = &m->properties.headers;
+    for (int i = 0; (m->properties._flags & AMQP_BASIC_HEADERS_FLAG) && i < h->num_entries; i++) {
+        const amqp_table_entry_t *e = &h->entries[i];
+        if (e->key.len == 15 && memcmp(e->key.bytes, "x-orderq-dl-seq", 15) == 0 &&
+            e->value.kind == AMQP_FIELD_KIND_I64) {
+            for (struct batch *bt = pl->inflight_head; bt; bt = bt->next)
+                for (size_t k = 0; k < bt->n; k++)
+                    if (bt->d[k].dead_seq == (uint64_t)e->value.value.i64)
+                        bt->d[k].outcome = REQUEUE;
+        }
+    }
+    oq_error("a dead letter reached no queue: is the queue behind %s declared?",
+             pl->cfg->dead_exchange);
+}
+
+static amqp_table_entry_t hdr_str(const char *key, const char *value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value ? value : "");
+    return e;
+}
+
+/* Publish d, byte for byte, to the dead-letter exchange with why. */
+static int publish_dead(struct pipeline *pl, struct delivery *d)
+{
+    char host[128] = "?", pid[24];
+    gethostname(host, sizeof(host) - 1);
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    amqp_table_entry_t h[10];
+    int nh = 0;
+    h[nh++] = hdr_str("x-orderq-error-class", d->error_class);
+    h[nh++] = hdr_str("x-orderq-last-error", d->reason);
+    h[nh++] = hdr_str("x-orderq-queue", d->queue);
+    h[nh++] = hdr_str("x-orderq-original-exchange", d->exchange);
+    h[nh++] = hdr_str("x-orderq-original-routing-key", d->routing_key);
+    h[nh++] = hdr_str("x-orderq-host", host);
+    h[nh++] = hdr_str("x-orderq-pid", pid);
+    h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
+    /* Its confirm sequence, so a return (no queue took it) finds it. */
+    h[nh].key = amqp_cstring_bytes("x-orderq-dl-seq");
+    h[nh].value.kind = AMQP_FIELD_KIND_I64;
+    h[nh++].value.value.i64 = (int64_t)oq_publisher_next_seq(pl->pub);
+    amqp_basic_properties_t p;
+    memset(&p, 0, sizeof(p));
+    p._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    p.delivery_mode = 2;
+    p.headers = (amqp_table_t){nh, h};
+    if (d->message_id) {
+        p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        p.message_id = amqp_cstring_bytes(d->message_id);
+    }
+    if (d->type) {
+        p._flags |= AMQP_BASIC_TYPE_FLAG;
+        p.type = amqp_cstring_bytes(d->type);
+    }
+    uint64_t seq = 0;
+    int rc = oq_publish(pl->pub, pl->cfg->dead_exchange, d->routing_key ? d->routing_key : "", 1,
+                        &p, d->body, d->len, &seq);
+    if (rc == 0)
+        d->dead_seq = seq;
+    return rc;
+}
+
+static void count_outcomes(const struct batch *bt)
+{
+    for (size_t i = 0; i < bt->n; i++) {
+        switch (bt->d[i].outcome) {
+        case DONE:
+            oq_metric_add(OQ_M_EFFECTS, 1);
+            break;
+        case DUPLICATE:
+            oq_metric_add(OQ_M_DUPLICATES, 1);
+            break;
+        case DEAD:
+            oq_metric_add(OQ_M_DEAD_LETTERED, 1);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Settle finished batches at the head, in order. Returns 0 or OQ_EBROKER. */
+static int advance(struct pipeline *pl)
+{
+    amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    while (pl->inflight_head != NULL) {
+        struct batch *bt = pl->inflight_head;
+        if (!is_processed(pl, bt))
+            return 0;
+        for (size_t i = 0; !bt->dead_published && i < bt->n; i++) {
+            struct delivery *d = &bt->d[i];
+            if (d->outcome != DEAD || d->dead_seq != 0)
+                continue;
+            struct oq_log_fields f = {d->queue, d->ev.identifier, d->tag, 0};
+            oq_log(OQ_LOG_WARN, &f, "dead-lettered (%s): %s", d->error_class, d->reason);
+            int rc = publish_dead(pl, d);
+            if (rc == OQ_ETIMEOUT)
+                return 0; /* window full: go on when confirms come */
+            if (rc != 0)
+                return OQ_EBROKER;
+            bt->dead_pending++;
+        }
+        bt->dead_published = 1;
+        if (bt->dead_pending > 0)
+            return 0;
+        int all_done = 1;
+        for (size_t i = 0; i < bt->n; i++)
+            all_done &= bt->d[i].outcome != REQUEUE && bt->d[i].outcome != PENDING;
+        if (all_done) {
+            if (amqp_basic_ack(conn, CONSUME_CHANNEL, bt->d[bt->n - 1].tag, 1) != 0)
+                return OQ_EBROKER;
+        } else {
+            for (size_t i = 0; i < bt->n; i++) {
+                const struct delivery *d = &bt->d[i];
+                int ok = d->outcome != REQUEUE && d->outcome != PENDING;
+                if ((ok ? amqp_basic_ack(conn, CONSUME_CHANNEL, d->tag, 0)
+                        : amqp_basic_nack(conn, CONSUME_CHANNEL, d->tag, 0, 1)) != 0)
+                    return OQ_EBROKER;
+            }
+        }
+        count_outcomes(bt);
+        oq_metric_add(OQ_M_BATCHES, 1);
+        pl->inflight_head = bt->next;
+        if (pl->inflight_head == NULL)
+            pl->inflight_tail = NULL;
+        batch_free(bt);
+    }
+    return 0;
+}
+
+static struct delivery *add_delivery(struct batch **open, uint64_t gen, size_t batch_size)
+{
+    struct batch *bt = *open;
+    if (bt == NULL) {
+        bt = calloc(1, sizeof(*bt));
+        if (bt == NULL || (bt->d = calloc(batch_size, sizeof(*bt->d))) == NULL) {
+            free(bt);
+            return NULL;
+        }
+        bt->cap = batch_size;
+        bt->gen = gen;
+        *open = bt;
+    }
+    return &bt->d[bt->n++];
+}
+
+struct consumers {
+    const char *const *queues;
+    size_t n;
+    size_t active;
+};
+
+static int start_consumers(struct pipeline *pl, struct consumers *c, char *err, size_t errlen)
+{
+    amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    amqp_basic_qos(conn, CONSUME_CHANNEL, 0, (uint16_t)pl->cfg->prefetch, 0);
+    if (oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.qos") != 0)
+        goto fail;
+    c->active = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        char what[300];
+        snprintf(what, sizeof(what), "basic.consume %s", c->queues[i]);
+        amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]),
+                           amqp_cstring_bytes(c->queues[i]), 0, 0, 0, amqp_empty_table);
+        int rc = oq_broker_check(pl->b, CONSUME_CHANNEL, what);
+        if (rc == OQ_ENOTFOUND) {
+            snprintf(err, errlen, "queue %s does not exist: run `orderq topology declare`",
+                     c->queues[i]);
+            return rc;
+        }
+        if (rc != 0)
+            goto fail;
+        c->active++;
+        oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = c->queues[i]}), "consuming");
+    }
+    oq_metric_set(OQ_M_CONSUMERS, (int64_t)c->active);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", oq_broker_error(pl->b));
+    return OQ_EBROKER;
+}
+
+/* A delivery: copy what we keep, then its content. Returns 0 or OQ_EBROKER. */
+static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, struct batch **open,
+                         int draining)
+{
+    amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    uint64_t tag = m->delivery_tag;
+    char *queue = bytes_dup(m->consumer_tag), *exchange = bytes_dup(m->exchange);
+    char *key = bytes_dup(m->routing_key);
+    amqp_message_t msg;
+    amqp_rpc_reply_t r = amqp_read_message(conn, CONSUME_CHANNEL, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        free(queue);
+        free(exchange);
+        free(key);
+        return OQ_EBROKER;
+    }
+    oq_metric_add(OQ_M_DELIVERIES, 1);
+    struct delivery *d =
+        draining ? NULL : add_delivery(open, atomic_load(&pl->gen), (size_t)pl->cfg->batch_size);
+    if (d == NULL) { /* stopping (or no memory): never acked, it returns */
+        free(queue);
+        free(exchange);
+        free(key);
+        amqp_destroy_message(&msg);
+        return 0;
+    }
+    d->tag = tag;
+    d->queue = queue;
+    d->exchange = exchange;
+    d->routing_key = key;
+    if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        d->message_id = bytes_dup(msg.properties.message_id);
+    if (msg.properties._flags & AMQP_BASIC_TYPE_FLAG)
+        d->type = bytes_dup(msg.properties.type);
+    d->len = msg.body.len;
+    d->body = malloc(d->len ? d->len : 1);
+    if (d->body != NULL)
+        memcpy(d->body, msg.body.bytes, d->len);
+    else
+        d->outcome = REQUEUE;
+    amqp_destroy_message(&msg);
+    return 0;
+}
+
+/* One frame from the broker. Returns 0, or OQ_EBROKER to reconnect. */
+static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consumers *c,
+                    struct batch **open, int draining)
+{
+    if (frame->frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    int mine = oq_publisher_handle_frame(pl->pub, frame);
+    if (mine != 0)
+        return mine < 0 ? OQ_EBROKER : 0;
+    switch (frame->payload.method.id) {
+    case AMQP_BASIC_DELIVER_METHOD:
+        return take_delivery(pl, frame->payload.method.decoded, open, draining);
+    case AMQP_BASIC_CANCEL_METHOD: {
+        const amqp_basic_cancel_t *m = frame->payload.method.decoded;
+        oq_warn("the broker cancelled consumer %.*s (queue deleted?)", (int)m->consumer_tag.len,
+                (const char *)m->consumer_tag.bytes);
+        oq_metric_set(OQ_M_CONSUMERS, (int64_t)--c->active);
+        return c->active > 0 ? 0 : OQ_EBROKER;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        const amqp_channel_close_t *m = frame->payload.method.decoded;
+        oq_error("the broker closed channel %u: %d %.*s", frame->channel, m->reply_code,
+                 (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        return OQ_EBROKER;
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        const amqp_connection_close_t *m = frame->payload.method.decoded;
+        amqp_connection_close_ok_t ok = {0};
+        oq_error("the broker closed the connection: %d %.*s", m->reply_code, (int)m->reply_text.len,
+                 (const char *)m->reply_text.bytes);
+        (void)amqp_send_method(oq_broker_conn(pl->b), 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        return OQ_EBROKER;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        oq_warn("the broker blocked publishing (memory or disk alarm)");
+        return 0;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        oq_info("the broker unblocked publishing");
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Consume until stopped (0) or the connection breaks (OQ_EBROKER). */
+static int serve(struct pipeline *pl, struct consumers *c)
+{
+    amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    struct batch *open = NULL;
+    int64_t open_deadline = 0, drain_deadline = 0;
+    int draining = 0, rc = 0;
+
+    for (;;) {
+        if (*pl->stop && !draining) {
+            draining = 1;
+            drain_deadline = oq_now_ms() + pl->cfg->shutdown_timeout_ms;
+            for (size_t i = 0; i < c->n; i++)
+                amqp_basic_cancel(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]));
+            if (open != NULL) {
+                submit(pl, open);
+                open = NULL;
+            }
+            oq_info("stopping: finishing the batches in hand");
+        }
+        if (draining && (pl->inflight_head == NULL || oq_now_ms() >= drain_deadline))
+            break;
+        int64_t wait_ms = pl->inflight_head ? 1 : 100;
+        if (open != NULL) {
+            int64_t left = open_deadline - oq_now_ms();
+            wait_ms = left < 0 ? 0 : (left < wait_ms ? left : wait_ms);
+        }
+        struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)((wait_ms % 1000) * 1000)};
+        amqp_frame_t frame;
+        amqp_maybe_release_buffers(conn);
+        int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+        if (status == AMQP_STATUS_OK) {
+            int had_open = open != NULL;
+            if ((rc = dispatch(pl, &frame, c, &open, draining)) != 0)
+                break;
+            if (!had_open && open != NULL)
+                open_deadline = oq_now_ms() + pl->cfg->batch_window_ms;
+        } else if (status != AMQP_STATUS_TIMEOUT) {
+            oq_error("lost the broker connection: %s", amqp_error_string2(status));
+            rc = OQ_EBROKER;
+            break;
+        }
+        if (open != NULL && (open->n >= open->cap || oq_now_ms() >= open_deadline)) {
+            submit(pl, open);
+            open = NULL;
+        }
+        if ((rc = advance(pl)) != 0)
+            break;
+        free_processed_orphans(pl);
+    }
+    batch_free(open); /* unacked: the broker redelivers it */
+    return rc;
+}
+
+static int start_worker(struct pipeline *pl)
+{
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv, NULL);
+    return pthread_create(&pl->worker, NULL, worker_main, pl) == 0 ? 0 : OQ_ENOMEM;
+}
+
+static void stop_worker(struct pipeline *pl)
+{
+    pthread_mutex_lock(&pl->mu);
+    pl->worker_exit = 1;
+    atomic_fetch_add(&pl->gen, 1); /* whatever is queued is stale now */
+    pthread_cond_signal(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+    pthread_join(pl->worker, NULL);
+    pl->todo_head = pl->todo_tail = NULL; /* each is also in flight or an orphan */
+    orphan_inflight(pl);
+    while (pl->orphans != NULL) {
+        struct batch *bt = pl->orphans;
+        pl->orphans = bt->next;
+        batch_free(bt);
+    }
+    pthread_cond_destroy(&pl->cv);
+    pthread_mutex_destroy(&pl->mu);
+}
+
+int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size_t n,
+                    volatile sig_atomic_t *stop, void (*wake_relay)(void *), void *relay, char *err,
+                    size_t errlen)
+{
+    struct pipeline pl;
+    struct consumers c = {queues, n, 0};
+    int failures = 0, rc;
+
+    memset(&pl, 0, sizeof(pl));
+    pl.cfg = cfg;
+    pl.stop = stop;
+    pl.wake_relay = wake_relay;
+    pl.relay = relay;
+    atomic_init(&pl.gen, 1);
+    if (oq_handlers_new(cfg, &pl.handlers, &pl.n_handlers) != 0 || start_worker(&pl) != 0) {
+        snprintf(err, errlen, "out of memory");
+        oq_handlers_free(pl.handlers, pl.n_handlers);
+        return OQ_ENOMEM;
+    }
+    rc = 0;
+    while (!*stop) {
+        char why[OQ_ERRLEN * 2] = "";
+        int r = oq_broker_connect(cfg, "consume", &pl.b, why, sizeof(why));
+        if (r == OQ_ECONFIG) {
+            snprintf(err, errlen, "%s", why);
+            rc = OQ_ECONFIG;
+            break;
+        }
+        struct oq_publisher_callbacks cb = {on_dead_settled, on_dead_returned, &pl};
+        if (r == 0 &&
+            (r = oq_publisher_new(pl.b, PUBLISH_CHANNEL, DEAD_WINDOW, 0, &cb, &pl.pub)) != 0)
+            snprintf(why, sizeof(why), "%s", oq_broker_error(pl.b));
+        if (r == 0)
+            r = start_consumers(&pl, &c, why, sizeof(why));
+        if (r == 0) {
+            failures = 0;
+            oq_metric_add(OQ_M_BROKER_CONNECTS, 1);
+            oq_metric_set(OQ_M_READY, 1);
+            oq_info("connected; consuming %zu queue%s, prefetch %lld, batches of %lld", c.active,
+                    c.active == 1 ? "" : "s", (long long)cfg->prefetch, (long long)cfg->batch_size);
+            r = serve(&pl, &c);
+            oq_metric_set(OQ_M_READY, 0);
+            oq_metric_set(OQ_M_CONSUMERS, 0);
+        }
+        orphan_inflight(&pl);
+        oq_publisher_free(pl.pub);
+        pl.pub = NULL;
+        if (r == 0) {
+            oq_broker_close(pl.b);
+            pl.b = NULL;
+            break;
+        }
+        oq_broker_drop(pl.b);
+        pl.b = NULL;
+        oq_metric_add(OQ_M_BROKER_DISCONNECTS, 1);
+        int64_t wait = oq_backoff_ms(++failures);
+        oq_error("%s; reconnecting in %lld ms (attempt %d)",
+                 why[0] ? why : "broker connection lost", (long long)wait, failures);
+        oq_nap(wait, stop);
+        free_processed_orphans(&pl);
+    }
+    stop_worker(&pl);
+    oq_handlers_free(pl.handlers, pl.n_handlers);
+    return rc;
+}

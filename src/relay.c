@@ -1,0 +1,330 @@
+/* relay.c - the outbox relay: publish outbox rows with confirms, then mark them */
+#include "orderq/relay.h"
+
+#include <pthread.h>
+#include <time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/broker.h"
+#include "orderq/config.h"
+#include "orderq/db.h"
+#include "orderq/log.h"
+#include "orderq/metrics.h"
+#include "orderq/pipeline.h"
+#include "orderq/publish.h"
+
+#define RELAY_BATCH 500
+
+struct row {
+    long long id;
+    char *exchange, *routing_key, *event_code, *event_identifier, *body;
+    int acked, returned;
+};
+
+struct rows {
+    struct row r[RELAY_BATCH];
+    size_t n;
+    uint64_t first_seq;
+};
+
+struct link {
+    const struct oq_config *cfg;
+    struct oq_broker *b;
+    struct oq_publisher *pub;
+    struct oq_db *db;
+    struct rows rows;
+    int failures;
+};
+
+static void rows_clear(struct rows *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        free(rs->r[i].exchange);
+        free(rs->r[i].routing_key);
+        free(rs->r[i].event_code);
+        free(rs->r[i].event_identifier);
+        free(rs->r[i].body);
+    }
+    rs->n = 0;
+}
+
+static int on_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct rows *rs = ctx;
+    if (n < 6 || rs->n == RELAY_BATCH)
+        return 0;
+    struct row *r = &rs->r[rs->n++];
+    memset(r, 0, sizeof(*r));
+    r->id = strtoll(v[0], NULL, 10);
+    r->exchange = strdup(v[1] ? v[1] : "");
+    r->routing_key = strdup(v[2] ? v[2] : "");
+    r->event_code = strdup(v[3] ? v[3] : "");
+    r->event_identifier = strdup(v[4] ? v[4] : "");
+    r->body = strdup(v[5] ? v[5] : "");
+    return !r->exchange || !r->routing_key || !r->event_code || !r->event_identifier || !r->body;
+}
+
+static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+{
+    struct rows *rs = ctx;
+    if (seq >= rs->first_seq && seq - rs->first_seq < rs->n)
+        rs->r[seq - rs->first_seq].acked = outcome == OQ_CONFIRM_ACK;
+}
+
+static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+{
+    struct rows *rs = ctx;
+    const amqp_table_t *h = &m->properties.headers;
+    for (int i = 0; (m->properties._flags & AMQP_BASIC_HEADERS_FLAG) && i < h->num_entries; i++)
+        if (h->entries[i].key.len == 18 &&
+            memcmp(h->entries[i].key.bytes, "x-orderq-outbox-id", 18) == 0)
+            for (size_t k = 0; k < rs->n; k++)
+                if (rs->r[k].id == h->entries[i].value.value.i64)
+                    rs->r[k].returned = 1;
+    oq_warn("an outbox event reached no queue (routing key %.*s); it stays in the outbox",
+            (int)why->routing_key.len, (const char *)why->routing_key.bytes);
+}
+
+static void link_close(struct link *l)
+{
+    oq_publisher_free(l->pub);
+    l->pub = NULL;
+    oq_broker_drop(l->b);
+    l->b = NULL;
+    oq_db_close(l->db);
+    l->db = NULL;
+}
+
+static int link_open(struct link *l, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (l->db == NULL)
+        rc = oq_db_open(l->cfg->mysql_url, l->cfg->connect_timeout_ms, 0, &l->db, err, errlen);
+    if (rc == 0 && l->b == NULL &&
+        (rc = oq_broker_connect(l->cfg, "relay", &l->b, err, errlen)) == 0) {
+        struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
+        if ((rc = oq_publisher_new(l->b, 1, RELAY_BATCH, 1, &cb, &l->pub)) != 0)
+            snprintf(err, errlen, "%s", oq_broker_error(l->b));
+    }
+    return rc;
+}
+
+static int publish_rows(struct link *l)
+{
+    struct rows *rs = &l->rows;
+    rs->first_seq = oq_publisher_next_seq(l->pub);
+    for (size_t i = 0; i < rs->n; i++) {
+        struct row *r = &rs->r[i];
+        amqp_table_entry_t h = {.key = amqp_cstring_bytes("x-orderq-outbox-id"),
+                                .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = r->id}};
+        amqp_basic_properties_t p;
+        memset(&p, 0, sizeof(p));
+        p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+        p.content_type = amqp_cstring_bytes("application/json");
+        p.delivery_mode = 2;
+        p.message_id = amqp_cstring_bytes(r->event_identifier);
+        p.type = amqp_cstring_bytes(r->event_code);
+        p.headers = (amqp_table_t){1, &h};
+        const char *exchange = r->exchange[0] ? r->exchange : l->cfg->shop_exchange;
+        if (oq_publish(l->pub, exchange, r->routing_key, 1, &p, r->body, strlen(r->body), NULL) !=
+            0)
+            return OQ_EBROKER;
+    }
+    return oq_publisher_wait(l->pub, l->cfg->connect_timeout_ms) == 0 ? 0 : OQ_EBROKER;
+}
+
+/* Mark the confirmed rows in one statement. */
+static int mark_published(struct link *l, size_t *marked, char *err, size_t errlen)
+{
+    struct rows *rs = &l->rows;
+    static const char head[] = "UPDATE outbox SET published_at = NOW(6),"
+                               " publish_attempts = publish_attempts + 1 WHERE id IN (";
+    size_t len = sizeof(head) + rs->n * 2 + 2, used, k = 0;
+    char *sql = malloc(len);
+    struct oq_db_param *p = calloc(rs->n + 1, sizeof(*p));
+    int rc = OQ_ENOMEM;
+    *marked = 0;
+    if (sql == NULL || p == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    used = (size_t)snprintf(sql, len, "%s", head);
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->r[i].acked && !rs->r[i].returned) {
+            used += (size_t)snprintf(sql + used, len - used, "%s?", k ? "," : "");
+            p[k++] = OQ_INT(rs->r[i].id);
+        }
+    snprintf(sql + used, len - used, ")");
+    rc = k == 0 ? 0 : oq_db_execute(l->db, sql, p, k, NULL);
+    if (rc != 0)
+        snprintf(err, errlen, "marking outbox rows published: %s", oq_db_error(l->db));
+    else
+        *marked = k;
+out:
+    free(sql);
+    free(p);
+    return rc;
+}
+
+/* One round: take up to RELAY_BATCH rows, publish, mark. Returns the rows
+ * marked (>= 0) or an OQ_E* code. */
+static long relay_batch(struct link *l, char *err, size_t errlen)
+{
+    size_t marked = 0;
+    int rc;
+    rows_clear(&l->rows);
+    if (oq_db_exec(l->db, "START TRANSACTION") != 0)
+        goto db_fail;
+    rc = oq_db_query_rows(l->db,
+                          "SELECT id, exchange_name, routing_key, event_code, event_identifier,"
+                          " body FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 500"
+                          " FOR UPDATE SKIP LOCKED",
+                          NULL, 0, on_row, &l->rows);
+    if (rc != 0)
+        goto db_fail;
+    if (l->rows.n == 0) {
+        oq_db_rollback(l->db);
+        return 0;
+    }
+    if (publish_rows(l) != 0) {
+        snprintf(err, errlen, "publishing outbox events: %s",
+                 oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "connection lost");
+        oq_db_rollback(l->db);
+        return OQ_EBROKER;
+    }
+    if (mark_published(l, &marked, err, errlen) != 0 || oq_db_exec(l->db, "COMMIT") != 0) {
+        oq_db_rollback(l->db);
+        return OQ_EDB; /* published, not marked: published again later, deduped then */
+    }
+    oq_metric_add(OQ_M_OUTBOX_PUBLISHED, (int64_t)marked);
+    rows_clear(&l->rows);
+    return (long)marked;
+db_fail:
+    snprintf(err, errlen, "reading the outbox: %s", oq_db_error(l->db));
+    oq_db_rollback(l->db);
+    return OQ_EDB;
+}
+
+/* Relay until nothing is left; connection failures close the link so the
+ * next call opens it again. Returns rows published, or < 0 after a failure. */
+static long relay_all(struct link *l)
+{
+    char err[OQ_ERRLEN * 2] = "";
+    long total = 0;
+    if (link_open(l, err, sizeof(err)) != 0)
+        goto fail;
+    for (;;) {
+        long n = relay_batch(l, err, sizeof(err));
+        if (n < 0)
+            goto fail;
+        total += n;
+        if (n < RELAY_BATCH / 2)
+            break;
+    }
+    l->failures = 0;
+    return total;
+fail:
+    l->failures++;
+    oq_error("outbox relay: %s", err[0] ? err : "failed");
+    link_close(l);
+    return -1;
+}
+
+int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int once,
+                 long long *published, char *err, size_t errlen)
+{
+    struct link l = {.cfg = cfg};
+    *published = 0;
+    while (!*stop) {
+        long n = relay_all(&l);
+        if (n > 0)
+            *published += n;
+        if (once && n == 0)
+            break;
+        oq_nap(n < 0 ? oq_backoff_ms(l.failures) : 250, stop);
+    }
+    rows_clear(&l.rows);
+    link_close(&l);
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+struct oq_relay {
+    struct link l;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int woken, exit;
+};
+
+static void *relay_main(void *arg)
+{
+    struct oq_relay *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        if (!r->woken && !r->exit) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1; /* poll too: rows from a consumer that died */
+            pthread_cond_timedwait(&r->cv, &r->mu, &until);
+        }
+        int leave = r->exit;
+        r->woken = 0;
+        pthread_mutex_unlock(&r->mu);
+        if (leave)
+            break;
+        if (relay_all(&r->l) < 0)
+            oq_nap(oq_backoff_ms(r->l.failures), NULL);
+    }
+    rows_clear(&r->l.rows);
+    link_close(&r->l);
+    return NULL;
+}
+
+int oq_relay_start(const struct oq_config *cfg, struct oq_relay **out)
+{
+    struct oq_relay *r = calloc(1, sizeof(*r));
+    *out = NULL;
+    if (r == NULL)
+        return OQ_ENOMEM;
+    r->l.cfg = cfg;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return OQ_ENOMEM;
+    }
+    *out = r;
+    return 0;
+}
+
+void oq_relay_wake(void *relay)
+{
+    struct oq_relay *r = relay;
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->woken = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void oq_relay_stop(struct oq_relay *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->exit = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->thread, NULL);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
