@@ -216,8 +216,13 @@ static long relay_all(struct link *l)
     long total = 0;
     if (link_open(l, err, sizeof(err)) != 0)
         goto fail;
-    for (;;) {
+    for (int deadlocks = 0;;) {
         long n = relay_batch(l, err, sizeof(err));
+        if (n == OQ_EDB && oq_db_classify(oq_db_errno(l->db)) == OQ_DB_RETRY && deadlocks++ < 10) {
+            /* relays and consumers writing the outbox at once: normal, redo */
+            oq_debug("outbox relay: %s; retrying", err);
+            continue;
+        }
         if (n < 0)
             goto fail;
         total += n;

@@ -91,3 +91,46 @@ wait_for() {
 }
 
 oq() { "$ORDERQ_BIN" "$@"; }
+
+# The coupon rule every exactly-once test uses: 3 x 25.00 of MUG-1 earns it.
+load_test_rule() {
+    printf '%s' '[{"rule_id": 14, "promo_id": 1, "name": "Mugs over 50", "currency": "USD",
+      "skus": ["MUG-1"], "threshold": "50.00",
+      "coupon": {"discount_type": "fixed", "discount": "10.00", "valid_days": 30, "code_prefix": "MUG-"}}]' \
+        >"$WORK/rule.json"
+    oq rules load "$WORK/rule.json" >/dev/null
+}
+
+gen_events() { "$PY" "$(dirname "${BASH_SOURCE[0]}")/gen_events.py" "$@"; }
+
+# Real-time queue depth (the management API's figures lag by seconds):
+# "ready unacked" for queue $1 of the test vhost.
+queue_depth() {
+    rabbitmqctl -q list_queues -p "$VHOST" name messages_ready messages_unacknowledged 2>/dev/null |
+        awk -v q="$1" '$1 == q { print $2, $3 }'
+}
+
+# Start `orderq consume` in the background; its pid goes into $consumer_pid.
+start_consumer() {
+    local name=$1; shift
+    ORDERQ_HTTP_ADDR="" "$ORDERQ_BIN" consume --instance-id "$name" "$@" 2>>"$WORK/$name.log" &
+    consumer_pid=$!
+    CLEANUP+=("kill -9 $consumer_pid")
+}
+
+# Wait until the ledger holds $1 rows (at most $2 seconds).
+wait_ledger() {
+    wait_for "$2" bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM event_ledger')\" -ge $1 ]"
+}
+
+# Assert: every order of 0..$1-1 from $2 has exactly one ledger row, one
+# coupon and one coupon.email outbox event, and there is nothing else.
+expect_exactly_once() {
+    local n=$1 start=$2
+    expect_eq "$n" "$(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger')" "ledger rows"
+    expect_eq "$n" "$(sql "$DB" -e 'SELECT COUNT(DISTINCT effect_key) FROM event_ledger')" "distinct ledger keys"
+    expect_eq "$n" "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons"
+    expect_eq "$n" "$(sql "$DB" -e 'SELECT COUNT(DISTINCT order_id) FROM coupon')" "orders with a coupon"
+    expect_eq "$n" "$(sql "$DB" -e "SELECT COUNT(*) FROM coupon WHERE CAST(order_id AS UNSIGNED) BETWEEN $start AND $start + $n - 1")" "coupons of the expected orders"
+    expect_eq "$n" "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_code = 'coupon.email'")" "coupon.email outbox events"
+}
