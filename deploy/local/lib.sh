@@ -140,9 +140,10 @@ oq_start_mariadb() {
                 return 1
             fi
         fi
-        # setsid+nohup: the server outlives this script and its terminal;
-        # no fd of ours (e.g. a CI pipe) stays open in it.
-        (cd / && setsid nohup mariadbd --user=mysql </dev/null >"$log" 2>&1 &)
+        # setsid -f: the server outlives this script and its terminal, and
+        # no process of ours lingers holding our stdout (a CI pipe would then
+        # never reach end of file).
+        (cd / && exec setsid -f nohup mariadbd --user=mysql </dev/null >"$log" 2>&1)
         if ! oq_wait 60 oq_mariadb_ping; then
             oq_say "failed"
             oq_err "MariaDB did not answer on $OQ_MARIADB_SOCKET within 60 s"
@@ -309,8 +310,8 @@ oq_start_maildev() {
     fi
     t0=$SECONDS
     # Bound to loopback only (MailDev's default is every address).
-    (cd / && setsid nohup "$bin" --smtp "$OQ_SMTP_PORT" --web "$OQ_MAILDEV_WEB_PORT" \
-        --ip 127.0.0.1 --web-ip 127.0.0.1 </dev/null >"$log" 2>&1 &)
+    (cd / && exec setsid -f nohup "$bin" --smtp "$OQ_SMTP_PORT" --web "$OQ_MAILDEV_WEB_PORT" \
+        --ip 127.0.0.1 --web-ip 127.0.0.1 </dev/null >"$log" 2>&1)
     if ! oq_wait 30 oq_maildev_up; then
         oq_say "failed"
         oq_err "MailDev did not open 127.0.0.1:$OQ_SMTP_PORT and :$OQ_MAILDEV_WEB_PORT within 30 s"

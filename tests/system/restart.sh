@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# restart.sh - RabbitMQ restarted, then MariaDB restarted, while a consumer
+# works through 30,000 events: it recovers by itself and every effect
+# happens exactly once. Runs alone (RUN_SERIAL): it stops shared servers.
+source "$(dirname "$0")/lib.sh"
+need_mysql
+need_rabbitmq
+top=$(cd "$(dirname "$0")/../.." && pwd)
+oq migrate >/dev/null 2>&1
+oq topology declare --create-shop-exchange >/dev/null
+load_test_rule
+# Whatever happens below, leave both servers running for the next test.
+CLEANUP+=("bash -c 'source $top/deploy/local/lib.sh; oq_start_mariadb; oq_start_rabbitmq' >/dev/null 2>&1")
+
+start=9600000000
+gen_events 30000 --start "$start" >"$WORK/events.jsonl"
+oq publish "$WORK/events.jsonl" >/dev/null
+ledger_rows() { sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger' 2>/dev/null || echo 0; }
+progress_past() { # wait until the ledger has grown by $1 rows
+    local floor
+    floor=$(ledger_rows)
+    wait_for 90 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM event_ledger' 2>/dev/null || echo 0)\" -gt $((floor + $1)) ]"
+}
+
+start_consumer steady --batch-size 25 --prefetch 100
+progress_past 2000 || fail "no progress: $(tail -3 "$WORK/steady.log")"
+
+note "RabbitMQ restarts at $(ledger_rows) rows"
+rabbitmqctl -q stop_app >/dev/null
+sleep 2
+rabbitmqctl -q start_app >/dev/null
+wait_for 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/5672" || fail "RabbitMQ did not come back"
+progress_past 2000 || fail "no progress after the RabbitMQ restart: $(tail -5 "$WORK/steady.log")"
+grep -q 'reconnecting in' "$WORK/steady.log" || fail "no reconnect logged"
+
+note "MariaDB restarts at $(ledger_rows) rows"
+mariadb-admin --socket="$SOCK" shutdown
+sleep 2
+bash -c "source '$top/deploy/local/lib.sh'; oq_start_mariadb" >/dev/null
+progress_past 2000 || fail "no progress after the MariaDB restart: $(tail -5 "$WORK/steady.log")"
+grep -q 'MySQL is back' "$WORK/steady.log" || fail "no MySQL reconnect logged"
+
+note "draining"
+wait_ledger 30000 180 || fail "only $(ledger_rows) of 30000 processed"
+wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM outbox WHERE published_at IS NULL\")\" = 0 ]" \
+    || fail "outbox not drained"
+wait_for 60 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.order.processing\" {print \$2}')\" = 0 ]" \
+    || fail "left in the queue: $(queue_depth orderq.order.processing)"
+expect_exactly_once 30000 "$start"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
