@@ -174,6 +174,8 @@ static const struct setting settings[] = {
      "longest wait for a batch to fill after its first delivery"},
     {"retry_tiers", T_TIERS, "1s,5s,30s,2m,10m,1h", 0, 0, NULL, 0, NULL, 0,
      "delay before attempt 2, 3, ... (the last repeats); one delay queue each"},
+    {"db_workers", T_INT, "2", 1, 16, NULL, 0, NULL, OFF(db_workers),
+     "database worker threads per consumer (batches in flight = prefetch / batch_size)"},
     {"max_attempts", T_INT, "8", 1, 100, NULL, 0, NULL, OFF(max_attempts),
      "attempts before a transient failure is dead-lettered"},
     {"heartbeat_s", T_INT, "30", 0, 600, NULL, 0, NULL, OFF(heartbeat_s),

@@ -56,6 +56,14 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
         rc = OQ_EDB;
         goto out;
     }
+    /* Record locks only, no gap locks: relays and consumers insert into and
+     * update the same tables at once; the unique keys, not the isolation
+     * level, are what keep every effect single. */
+    if (mysql_query(db->my, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0) {
+        snprintf(err, errlen, "MySQL: setting READ COMMITTED: %s", mysql_error(db->my));
+        rc = OQ_EDB;
+        goto out;
+    }
     rc = 0;
     *out = db;
     db = NULL;

@@ -93,12 +93,11 @@ struct batch {
 struct pipeline {
     const struct oq_config *cfg;
     volatile sig_atomic_t *stop;
-    struct oq_handler *handlers;
-    size_t n_handlers;
     void (*wake_relay)(void *);
     void *relay;
 
-    pthread_t worker;
+    struct worker *workers;
+    size_t n_workers;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct batch *todo_head, *todo_tail;
@@ -156,10 +155,15 @@ static void set_dead(struct delivery *d, const char *error_class, const char *re
 
 /* ---- the database worker --------------------------------------------------- */
 
+/* One database worker: its own connection and its own handlers (their
+ * caches are refreshed without locks). */
 struct worker {
     struct pipeline *pl;
+    pthread_t thread;
     struct oq_db *db;
     int db_failures;
+    struct oq_handler *handlers;
+    size_t n_handlers;
 };
 
 static int stale(struct pipeline *pl, const struct batch *bt)
@@ -210,7 +214,7 @@ static void prepare_batch(struct worker *w, struct batch *bt)
             continue;
         }
         const struct oq_handler *h =
-            oq_handler_find(w->pl->handlers, w->pl->n_handlers, d->ev.canonical_code);
+            oq_handler_find(w->handlers, w->n_handlers, d->ev.canonical_code);
         if (h == NULL) {
             snprintf(err, sizeof(err), "no handler for event code \"%s\"", d->ev.code);
             set_dead(d, "unknown_event", err);
@@ -264,13 +268,12 @@ static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t 
     if (oq_db_exec(w->db, "START TRANSACTION") != 0 ||
         oq_ledger_claim(w->db, pl->cfg->instance_id, claims, k, err, errlen) != 0)
         goto fail;
-    for (size_t h = 0; h < pl->n_handlers; h++) {
+    for (size_t h = 0; h < w->n_handlers; h++) {
         size_t m = 0;
         for (size_t i = 0; i < k; i++)
-            if (claims[i].claimed && who[i]->handler == &pl->handlers[h])
+            if (claims[i].claimed && who[i]->handler == &w->handlers[h])
                 plans[m++] = who[i]->plan;
-        if (m > 0 &&
-            pl->handlers[h].apply(pl->handlers[h].state, w->db, plans, m, err, errlen) != 0)
+        if (m > 0 && w->handlers[h].apply(w->handlers[h].state, w->db, plans, m, err, errlen) != 0)
             goto fail;
     }
     if (oq_db_exec(w->db, "COMMIT") != 0)
@@ -300,9 +303,9 @@ static void process_batch(struct worker *w, struct batch *bt)
         if (ensure_db(w, bt) != 0)
             return; /* stale or stopping: the broker redelivers it */
         int refreshed = 1;
-        for (size_t h = 0; h < pl->n_handlers && refreshed; h++)
-            if (pl->handlers[h].refresh &&
-                pl->handlers[h].refresh(pl->handlers[h].state, w->db, err, sizeof(err)) != 0)
+        for (size_t h = 0; h < w->n_handlers && refreshed; h++)
+            if (w->handlers[h].refresh &&
+                w->handlers[h].refresh(w->handlers[h].state, w->db, err, sizeof(err)) != 0)
                 refreshed = 0;
         if (refreshed) {
             prepare_batch(w, bt);
@@ -341,8 +344,8 @@ static void process_batch(struct worker *w, struct batch *bt)
 
 static void *worker_main(void *arg)
 {
-    struct worker w = {arg, NULL, 0};
-    struct pipeline *pl = arg;
+    struct worker *w = arg;
+    struct pipeline *pl = w->pl;
     for (;;) {
         pthread_mutex_lock(&pl->mu);
         while (pl->todo_head == NULL && !pl->worker_exit)
@@ -358,14 +361,14 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&pl->mu);
 
         if (!stale(pl, bt))
-            process_batch(&w, bt);
+            process_batch(w, bt);
         if (pl->wake_relay != NULL)
             pl->wake_relay(pl->relay);
         pthread_mutex_lock(&pl->mu);
         bt->processed = 1;
         pthread_mutex_unlock(&pl->mu);
     }
-    drop_db(&w);
+    drop_db(w);
     return NULL;
 }
 
@@ -769,21 +772,18 @@ static int serve(struct pipeline *pl, struct consumers *c)
     return rc;
 }
 
-static int start_worker(struct pipeline *pl)
-{
-    pthread_mutex_init(&pl->mu, NULL);
-    pthread_cond_init(&pl->cv, NULL);
-    return pthread_create(&pl->worker, NULL, worker_main, pl) == 0 ? 0 : OQ_ENOMEM;
-}
-
-static void stop_worker(struct pipeline *pl)
+static void stop_workers(struct pipeline *pl)
 {
     pthread_mutex_lock(&pl->mu);
     pl->worker_exit = 1;
     atomic_fetch_add(&pl->gen, 1); /* whatever is queued is stale now */
-    pthread_cond_signal(&pl->cv);
+    pthread_cond_broadcast(&pl->cv);
     pthread_mutex_unlock(&pl->mu);
-    pthread_join(pl->worker, NULL);
+    for (size_t i = 0; i < pl->n_workers; i++) {
+        pthread_join(pl->workers[i].thread, NULL);
+        oq_handlers_free(pl->workers[i].handlers, pl->workers[i].n_handlers);
+    }
+    free(pl->workers);
     pl->todo_head = pl->todo_tail = NULL; /* each is also in flight or an orphan */
     orphan_inflight(pl);
     while (pl->orphans != NULL) {
@@ -793,6 +793,30 @@ static void stop_worker(struct pipeline *pl)
     }
     pthread_cond_destroy(&pl->cv);
     pthread_mutex_destroy(&pl->mu);
+}
+
+/* Start cfg->db_workers workers; on failure stop those started. */
+static int start_workers(struct pipeline *pl)
+{
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv, NULL);
+    pl->workers = calloc((size_t)pl->cfg->db_workers, sizeof(*pl->workers));
+    if (pl->workers == NULL) {
+        stop_workers(pl);
+        return OQ_ENOMEM;
+    }
+    for (size_t i = 0; i < (size_t)pl->cfg->db_workers; i++) {
+        struct worker *w = &pl->workers[i];
+        w->pl = pl;
+        if (oq_handlers_new(pl->cfg, &w->handlers, &w->n_handlers) != 0 ||
+            pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            oq_handlers_free(w->handlers, w->n_handlers);
+            stop_workers(pl);
+            return OQ_ENOMEM;
+        }
+        pl->n_workers++;
+    }
+    return 0;
 }
 
 int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size_t n,
@@ -809,9 +833,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     pl.wake_relay = wake_relay;
     pl.relay = relay;
     atomic_init(&pl.gen, 1);
-    if (oq_handlers_new(cfg, &pl.handlers, &pl.n_handlers) != 0 || start_worker(&pl) != 0) {
-        snprintf(err, errlen, "out of memory");
-        oq_handlers_free(pl.handlers, pl.n_handlers);
+    if (start_workers(&pl) != 0) {
+        snprintf(err, errlen, "out of memory starting the database workers");
         return OQ_ENOMEM;
     }
     rc = 0;
@@ -856,7 +879,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         oq_nap(wait, stop);
         free_processed_orphans(&pl);
     }
-    stop_worker(&pl);
-    oq_handlers_free(pl.handlers, pl.n_handlers);
+    stop_workers(&pl);
     return rc;
 }

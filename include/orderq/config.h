@@ -39,6 +39,7 @@ struct oq_config {
     int64_t batch_size;
     int64_t batch_window_ms;
     int64_t max_attempts;
+    int64_t db_workers;
     int64_t heartbeat_s;
     int64_t connect_timeout_ms;
     int64_t shutdown_timeout_ms;
