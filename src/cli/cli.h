@@ -67,6 +67,6 @@ void cli_fail(const char *fmt, ...) OQ_PRINTF(1, 2);
 int cli_stdout_is_tty(void);
 
 extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_rules,
-    cmd_publish, cmd_relay, cmd_version;
+    cmd_publish, cmd_relay, cmd_ledger, cmd_version;
 
 #endif

@@ -26,6 +26,12 @@ wait_for 20 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2
     || fail "copies left in the queue: $(queue_depth orderq.order.processing)"
 expect_exactly_once 1 9100000000
 expect_eq "9100000000_processing_1_14" "$(sql "$DB" -e "SELECT event_identifier FROM outbox")" "the seed's identifier for the mail event"
+note "orderq ledger shows the one row, and counts it"
+out=$(oq ledger show 9100000000_processing --json)
+expect_eq "coupon_rules done coupons for rules 14 one" "$(json 'd[0]["handler"] + " " + d[0]["state"] + " " + d[0]["result"] + " " + d[0]["owner"]' <<<"$out")" "ledger show"
+expect_eq 1 "$(oq ledger stats --json | json 'sum(int(r["total"]) for r in d)')" "ledger stats"
+try oq ledger show no-such-event
+expect_eq 1 "$rc" "ledger show of an unknown event"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
 sql "$DB" -e "DELETE FROM event_ledger; DELETE FROM coupon; DELETE FROM outbox"
