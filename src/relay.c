@@ -249,12 +249,16 @@ int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int o
             *published += n;
         if (once && n == 0)
             break;
+        if (once && n < 0) {
+            snprintf(err, errlen, "the outbox could not be relayed (see the log above)");
+            rows_clear(&l.rows);
+            link_close(&l);
+            return OQ_EBROKER;
+        }
         oq_nap(n < 0 ? oq_backoff_ms(l.failures) : 250, stop);
     }
     rows_clear(&l.rows);
     link_close(&l);
-    (void)err;
-    (void)errlen;
     return 0;
 }
 
