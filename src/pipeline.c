@@ -20,6 +20,7 @@
 #include "orderq/log.h"
 #include "orderq/metrics.h"
 #include "orderq/publish.h"
+#include "orderq/topology.h"
 
 #define CONSUME_CHANNEL 1
 #define PUBLISH_CHANNEL 2
@@ -109,6 +110,7 @@ struct pipeline {
     struct batch *orphans; /* from a lost connection, freed once processed */
     struct oq_publisher *pub;
     struct oq_broker *b;
+    struct oq_topology *topology; /* redeclared at each connect */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -833,7 +835,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     pl.wake_relay = wake_relay;
     pl.relay = relay;
     atomic_init(&pl.gen, 1);
-    if (start_workers(&pl) != 0) {
+    if (oq_topology_plan(cfg, &pl.topology) != 0 || start_workers(&pl) != 0) {
+        oq_topology_free(pl.topology);
         snprintf(err, errlen, "out of memory starting the database workers");
         return OQ_ENOMEM;
     }
@@ -850,6 +853,12 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         if (r == 0 &&
             (r = oq_publisher_new(pl.b, PUBLISH_CHANNEL, DEAD_WINDOW, 0, &cb, &pl.pub)) != 0)
             snprintf(why, sizeof(why), "%s", oq_broker_error(pl.b));
+        if (r == 0 && pl.topology != NULL &&
+            oq_topology_declare(pl.b, pl.topology, 0, why, sizeof(why)) != 0) {
+            /* e.g. no configure permission: consume what exists */
+            oq_warn("redeclaring the topology: %s", why);
+            why[0] = '\0';
+        }
         if (r == 0)
             r = start_consumers(&pl, &c, why, sizeof(why));
         if (r == 0) {
@@ -880,5 +889,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         free_processed_orphans(&pl);
     }
     stop_workers(&pl);
+    oq_topology_free(pl.topology);
     return rc;
 }

@@ -6,7 +6,9 @@
 
 #include "cli.h"
 #include "orderq/handler.h"
+#include "orderq/db.h"
 #include "orderq/log.h"
+#include "orderq/migrate.h"
 #include "orderq/metrics.h"
 #include "orderq/pipeline.h"
 #include "orderq/relay.h"
@@ -66,6 +68,31 @@ static int pick_queues(struct cli_cmd_ctx *ctx, const char **names, size_t max, 
     return EX_OK;
 }
 
+/* Refuse to start against a schema this binary is ahead of. A database
+ * that cannot be reached now is not refused: the pipeline waits for it. */
+static int check_schema(const struct oq_config *cfg)
+{
+    struct oq_db *db = NULL;
+    struct oq_migration_status *list = NULL;
+    size_t n = 0, pending = 0;
+    char err[OQ_ERRLEN];
+    if (oq_db_open(cfg->mysql_url, cfg->connect_timeout_ms, 0, &db, err, sizeof(err)) != 0) {
+        oq_warn("%s; starting anyway, the consumer waits for MySQL", err);
+        return EX_OK;
+    }
+    int rc = oq_migrate_status(db, &list, &n, err, sizeof(err));
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        pending += list[i].state == OQ_MIG_PENDING;
+    free(list);
+    oq_db_close(db);
+    if (rc == 0 && pending > 0) {
+        cli_fail("consume: the database has %zu migration%s to apply: run `orderq migrate`",
+                 pending, pending == 1 ? "" : "s");
+        return EX_UNAVAILABLE;
+    }
+    return EX_OK;
+}
+
 static int run(struct cli_cmd_ctx *ctx)
 {
     static char built[32][256];
@@ -81,6 +108,8 @@ static int run(struct cli_cmd_ctx *ctx)
         return EX_USAGE;
     }
     if ((code = pick_queues(ctx, queues, 32, &n, built)) != EX_OK)
+        return code;
+    if ((code = check_schema(ctx->cfg)) != EX_OK)
         return code;
     install_signals();
     int rc = oq_metrics_start(ctx->cfg->http_addr, &metrics, err, sizeof(err));

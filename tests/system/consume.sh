@@ -65,11 +65,30 @@ expect_eq 0 "$rc" "exit code after SIGTERM"
 [ $((SECONDS - start)) -le 5 ] || fail "took $((SECONDS - start)) s to stop"
 grep -q '"stopped by signal 15"' "$WORK/log" || fail "no stop logged"
 
-note "queue missing: a clear error, then retries"
+note "a deleted work queue is declared again when consume connects"
 mgmt DELETE "/api/queues/$v/orderq.order.processing" >/dev/null
 "$ORDERQ_BIN" consume 2>"$WORK/log2" &
 pid2=$!
 CLEANUP+=("kill -9 $pid2")
-wait_for 10 grep -q 'orderq topology declare' "$WORK/log2" || fail "no hint to declare the topology: $(cat "$WORK/log2")"
+wait_for 20 all_consuming || fail "the queue was not redeclared and consumed: $(cat "$WORK/log2")"
+args=$(mgmt GET "/api/queues/$v/orderq.order.processing" | json 'json.dumps(d["arguments"], sort_keys=True)')
+expect_contains '"x-delivery-limit": 20' "$args" "redeclared with the configured arguments"
+
+note "without the configure permission it consumes what exists, and says why it could not declare"
 kill -INT "$pid2"
 wait "$pid2" || fail "SIGINT exit code"
+mgmt PUT "/api/permissions/$v/guest" '{"configure":"^$","write":".*","read":".*"}' >/dev/null
+"$ORDERQ_BIN" consume 2>"$WORK/log3" &
+pid3=$!
+CLEANUP+=("kill -9 $pid3")
+wait_for 20 grep -q '"connected; consuming 1 queue' "$WORK/log3" || fail "did not consume: $(cat "$WORK/log3")"
+grep -q 'redeclaring the topology: .*ACCESS_REFUSED' "$WORK/log3" || fail "no warning about the refused declare: $(cat "$WORK/log3")"
+kill -TERM "$pid3"
+wait "$pid3" || fail "SIGTERM exit code"
+
+note "a database behind this orderq's migrations: consume refuses to start"
+sql -e "CREATE DATABASE \`${DB}_empty\`"
+CLEANUP+=("sql -e 'DROP DATABASE IF EXISTS \`${DB}_empty\`'")
+try env ORDERQ_MYSQL_URL="mysql://root@localhost/${DB}_empty?socket=$SOCK" "$ORDERQ_BIN" consume
+expect_eq 69 "$rc" "exit code with pending migrations"
+expect_contains "run \`orderq migrate\`" "$out" "hint"
