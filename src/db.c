@@ -39,6 +39,11 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
     if (db == NULL || (db->my = mysql_init(NULL)) == NULL)
         goto out;
     mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
+    /* A server that stops answering must not hang a worker forever; longer
+     * than InnoDB's default 50 s lock wait, which is a normal wait. */
+    unsigned io_timeout_s = 120;
+    mysql_options(db->my, MYSQL_OPT_READ_TIMEOUT, &io_timeout_s);
+    mysql_options(db->my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout_s);
     mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     if (u.ssl_required) {
         my_bool enforce = 1;

@@ -173,13 +173,21 @@ static int stale(struct pipeline *pl, const struct batch *bt)
     return atomic_load(&pl->gen) != bt->gen;
 }
 
+/* Wait ms, or less once the batch went stale (a lost connection, or
+ * shutdown): a worker never sleeps through a stop. */
+static void worker_nap(struct worker *w, const struct batch *bt, int64_t ms)
+{
+    for (; ms > 0 && !stale(w->pl, bt); ms -= 50)
+        oq_nap(ms < 50 ? ms : 50, NULL);
+}
+
 /* Connect (again) to MySQL, waiting with backoff; 0, or -1 when stopping or
  * the batch went stale meanwhile. */
 static int ensure_db(struct worker *w, const struct batch *bt)
 {
     char err[OQ_ERRLEN];
     while (w->db == NULL) {
-        if (stale(w->pl, bt) || w->pl->worker_exit)
+        if (stale(w->pl, bt))
             return -1;
         int rc = oq_db_open(w->pl->cfg->mysql_url, w->pl->cfg->connect_timeout_ms, 0, &w->db, err,
                             sizeof(err));
@@ -191,7 +199,7 @@ static int ensure_db(struct worker *w, const struct batch *bt)
         }
         int64_t wait = oq_backoff_ms(++w->db_failures);
         oq_error("%s; retrying in %lld ms", err, (long long)wait);
-        oq_nap(wait, NULL);
+        worker_nap(w, bt, wait);
     }
     return 0;
 }
@@ -340,7 +348,7 @@ static void process_batch(struct worker *w, struct batch *bt)
         if (stale(pl, bt))
             return;
         if (cls != OQ_DB_RETRY)
-            oq_nap(oq_backoff_ms(other_failures + 1), NULL);
+            worker_nap(w, bt, oq_backoff_ms(other_failures + 1));
     }
 }
 
