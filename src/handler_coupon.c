@@ -35,6 +35,7 @@ struct coupon {
     char prefix[OQ_CODE_PREFIX_MAX + 1];
     char email_event_id[300]; /* <order_id>_<order_status>_<promo_id>_<rule_id> */
     char expires_at[32];      /* UTC, "YYYY-MM-DD HH:MM:SS" */
+    int skipped;              /* this try: the order had the coupon already */
     char *email_body;         /* the coupon.email envelope */
 };
 
@@ -227,6 +228,22 @@ static void coupon_params(const struct coupon_plan *p, const struct coupon *c,
  * key: a code collision gets a new code; a coupon the order already has
  * (another event of the same order won) is left out, and so is its mail.
  * *issued[k] says which were written. */
+/* A new code for c, written into its mail too (same length, same place). */
+static int new_code(struct coupon_state *st, struct coupon *c)
+{
+    char old[sizeof(c->code)], *at;
+    snprintf(old, sizeof(old), "%s", c->code);
+    if (oq_coupon_code(c->prefix, st->alphabet, (size_t)st->code_length, c->code,
+                       sizeof(c->code)) != 0)
+        return OQ_EIO;
+    if ((at = strstr(c->email_body, old)) != NULL)
+        memcpy(at, c->code, strlen(c->code));
+    return 0;
+}
+
+/* One coupon at a time, for the rare batch whose bulk insert hit a unique
+ * key: a code collision gets a new code; a coupon the order already has
+ * (another event of the same order won) is skipped, and so is its mail. */
 static int insert_one_by_one(struct coupon_state *st, struct oq_db *db,
                              struct coupon_plan *const *plans, size_t n, char *err, size_t errlen)
 {
@@ -244,14 +261,17 @@ static int insert_one_by_one(struct coupon_state *st, struct oq_db *db,
                     snprintf(err, errlen, "inserting a coupon: %s", oq_db_error(db));
                     return OQ_EDB;
                 }
-                if (strstr(oq_db_error(db), "uq_coupon_code") != NULL && attempt < 5) {
-                    if (oq_coupon_code(c->prefix, st->alphabet, (size_t)st->code_length, c->code,
-                                       sizeof(c->code)) != 0)
-                        return OQ_EDB;
-                    continue;
+                if (strstr(oq_db_error(db), "uq_coupon_code") == NULL) {
+                    c->skipped = 1; /* uq_coupon_order_rule: one coupon per order and rule */
+                    break;
                 }
-                c->rule_id = -1; /* the order has this coupon already: no second one */
-                break;
+                if (attempt == 5 || new_code(st, c) != 0) {
+                    snprintf(err, errlen,
+                             "no free coupon code after %d tries: coupon_code_length or "
+                             "coupon_code_alphabet gives too few codes",
+                             attempt + 1);
+                    return OQ_EDB;
+                }
             }
         }
     }
@@ -308,7 +328,7 @@ static int insert_outbox(struct oq_db *db, struct coupon_plan *const *plans, siz
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; plans[i] && k < plans[i]->n; k++) {
             const struct coupon *c = &plans[i]->coupons[k];
-            if (c->rule_id < 0)
+            if (c->skipped)
                 continue; /* not issued: no mail */
             used += (size_t)snprintf(sql + used, len - used, "%s%s", rows ? "," : "", OUTBOX_ROW);
             prm[rows * 2] = OQ_STR(c->email_event_id);
@@ -331,7 +351,8 @@ static int apply(void *state, struct oq_db *db, void *const *plans, size_t n, ch
     struct coupon_plan *const *p = (struct coupon_plan *const *)plans;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
-        total += p[i] ? p[i]->n : 0;
+        for (size_t k = 0; p[i] && k < p[i]->n; k++, total++)
+            p[i]->coupons[k].skipped = 0; /* decided anew on every try */
     if (total == 0)
         return 0;
     int rc = insert_coupons(state, db, p, n, total, err, errlen);

@@ -77,6 +77,7 @@ struct delivery {
     enum outcome outcome;
     char reason[512];
     const char *error_class;
+    int db_failures;   /* lost connections while committed alone */
     uint64_t dead_seq; /* confirm sequence of its dead letter; 0 before */
 };
 
@@ -89,6 +90,7 @@ struct batch {
     int processed; /* set by the worker, under the mutex */
     size_t dead_pending;
     int dead_published;
+    int64_t requeue_at; /* a batch with deliveries to requeue waits until then */
 };
 
 struct pipeline {
@@ -111,6 +113,7 @@ struct pipeline {
     struct oq_publisher *pub;
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
+    int requeue_streak;           /* batches in a row that had to requeue */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -303,11 +306,30 @@ out:
     return rc;
 }
 
+/* Each planned delivery in its own transaction, so the one that fails is
+ * found: it is dead-lettered with the database's reason when the failure is
+ * its own (an error, or the server dropping the connection on it thrice).
+ * Returns 0, or OQ_EDB to retry (a deadlock, a first lost connection). */
+static int commit_one_by_one(struct worker *w, struct batch *bt, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < bt->n; i++) {
+        err[0] = '\0';
+        if (commit_range(w, bt, i, i + 1, err, errlen) == 0)
+            continue;
+        enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
+        if (cls == OQ_DB_RETRY || (cls == OQ_DB_GONE && ++bt->d[i].db_failures < 3))
+            return OQ_EDB;
+        set_dead(&bt->d[i], "permanent", err);
+        if (cls == OQ_DB_GONE)
+            return OQ_EDB; /* reconnect before the rest */
+    }
+    return 0;
+}
+
 static void process_batch(struct worker *w, struct batch *bt)
 {
-    struct pipeline *pl = w->pl;
     char err[OQ_ERRLEN];
-    int other_failures = 0, one_by_one = 0;
+    int failures = 0;
 
     for (;;) {
         if (ensure_db(w, bt) != 0)
@@ -319,36 +341,24 @@ static void process_batch(struct worker *w, struct batch *bt)
                 refreshed = 0;
         if (refreshed) {
             prepare_batch(w, bt);
-            int rc = 0;
             err[0] = '\0';
-            if (!one_by_one) {
-                rc = commit_range(w, bt, 0, bt->n, err, sizeof(err));
-            } else {
-                /* Redo without the message that fails: each alone. */
-                for (size_t i = 0; i < bt->n && rc == 0; i++) {
-                    err[0] = '\0';
-                    if (commit_range(w, bt, i, i + 1, err, sizeof(err)) == 0)
-                        continue;
-                    if (oq_db_classify(oq_db_errno(w->db)) != OQ_DB_OTHER)
-                        rc = OQ_EDB;
-                    else
-                        set_dead(&bt->d[i], "permanent", err);
-                }
-            }
+            /* After three failures, whatever they were, look for the message
+             * that causes them instead of failing the batch forever. */
+            int rc = failures < 3 ? commit_range(w, bt, 0, bt->n, err, sizeof(err))
+                                  : commit_one_by_one(w, bt, err, sizeof(err));
             if (rc == 0)
                 return;
         }
         enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
         oq_warn("batch of %zu: %s", bt->n, err);
-        if (cls == OQ_DB_GONE) {
+        if (cls == OQ_DB_GONE)
             drop_db(w);
-        } else if (cls == OQ_DB_OTHER && ++other_failures >= 2) {
-            one_by_one = 1;
-        }
-        if (stale(pl, bt))
+        if (cls != OQ_DB_RETRY)
+            failures++;
+        if (stale(w->pl, bt))
             return;
         if (cls != OQ_DB_RETRY)
-            worker_nap(w, bt, oq_backoff_ms(other_failures + 1));
+            worker_nap(w, bt, oq_backoff_ms(failures));
     }
 }
 
@@ -566,6 +576,16 @@ static int advance(struct pipeline *pl)
         int all_done = 1;
         for (size_t i = 0; i < bt->n; i++)
             all_done &= bt->d[i].outcome != REQUEUE && bt->d[i].outcome != PENDING;
+        if (!all_done) {
+            /* Requeued at once it would come straight back: wait first,
+             * longer each time (a missing dead-letter queue, no memory). */
+            if (bt->requeue_at == 0)
+                bt->requeue_at = oq_now_ms() + oq_backoff_ms(++pl->requeue_streak);
+            if (oq_now_ms() < bt->requeue_at)
+                return 0;
+        } else {
+            pl->requeue_streak = 0;
+        }
         if (all_done) {
             if (amqp_basic_ack(conn, CONSUME_CHANNEL, bt->d[bt->n - 1].tag, 1) != 0)
                 return OQ_EBROKER;
@@ -659,12 +679,14 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
     oq_metric_add(OQ_M_DELIVERIES, 1);
     struct delivery *d =
         draining ? NULL : add_delivery(open, atomic_load(&pl->gen), (size_t)pl->cfg->batch_size);
-    if (d == NULL) { /* stopping (or no memory): never acked, it returns */
+    if (d == NULL) { /* stopping: never acked (a higher tag than any batch), it returns */
         free(queue);
         free(exchange);
         free(key);
         amqp_destroy_message(&msg);
-        return 0;
+        /* Out of memory: a later multiple-ack would cover this tag, so drop
+         * the connection and let everything unacked come back. */
+        return draining ? 0 : OQ_EBROKER;
     }
     d->tag = tag;
     d->queue = queue;
@@ -789,11 +811,8 @@ static void stop_workers(struct pipeline *pl)
     atomic_fetch_add(&pl->gen, 1); /* whatever is queued is stale now */
     pthread_cond_broadcast(&pl->cv);
     pthread_mutex_unlock(&pl->mu);
-    for (size_t i = 0; i < pl->n_workers; i++) {
+    for (size_t i = 0; i < pl->n_workers; i++)
         pthread_join(pl->workers[i].thread, NULL);
-        oq_handlers_free(pl->workers[i].handlers, pl->workers[i].n_handlers);
-    }
-    free(pl->workers);
     pl->todo_head = pl->todo_tail = NULL; /* each is also in flight or an orphan */
     orphan_inflight(pl);
     while (pl->orphans != NULL) {
@@ -801,6 +820,10 @@ static void stop_workers(struct pipeline *pl)
         pl->orphans = bt->next;
         batch_free(bt);
     }
+    /* Only now: the batches' plans were made by these handlers. */
+    for (size_t i = 0; i < pl->n_workers; i++)
+        oq_handlers_free(pl->workers[i].handlers, pl->workers[i].n_handlers);
+    free(pl->workers);
     pthread_cond_destroy(&pl->cv);
     pthread_mutex_destroy(&pl->mu);
 }

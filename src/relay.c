@@ -36,6 +36,7 @@ struct link {
     struct oq_db *db;
     struct rows rows;
     int failures;
+    volatile sig_atomic_t *stop; /* checked between rounds */
 };
 
 static void rows_clear(struct rows *rs)
@@ -169,6 +170,31 @@ out:
     return rc;
 }
 
+/* Rows the broker refused or no queue took: try again later, each time
+ * later (1, 2, 4 ... minutes, at most an hour), with the reason kept. */
+static int defer_failed(struct link *l, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < l->rows.n; i++) {
+        const struct row *r = &l->rows.r[i];
+        if (r->acked && !r->returned)
+            continue;
+        struct oq_db_param p[] = {OQ_STR(r->returned
+                                             ? "no queue is bound for this exchange and routing key"
+                                             : "the broker refused it (nack)"),
+                                  OQ_INT(r->id)};
+        if (oq_db_execute(l->db,
+                          "UPDATE outbox SET publish_attempts = publish_attempts + 1,"
+                          " last_error = ?, next_attempt_at = NOW(6) + INTERVAL"
+                          " LEAST(60 * POW(2, LEAST(publish_attempts, 6)), 3600) SECOND"
+                          " WHERE id = ?",
+                          p, 2, NULL) != 0) {
+            snprintf(err, errlen, "deferring an outbox row: %s", oq_db_error(l->db));
+            return OQ_EDB;
+        }
+    }
+    return 0;
+}
+
 /* One round: take up to RELAY_BATCH rows, publish, mark. Returns the rows
  * marked (>= 0) or an OQ_E* code. */
 static long relay_batch(struct link *l, char *err, size_t errlen)
@@ -180,8 +206,9 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         goto db_fail;
     rc = oq_db_query_rows(l->db,
                           "SELECT id, exchange_name, routing_key, event_code, event_identifier,"
-                          " body FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 500"
-                          " FOR UPDATE SKIP LOCKED",
+                          " body FROM outbox WHERE published_at IS NULL AND"
+                          " (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))"
+                          " ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
                           NULL, 0, on_row, &l->rows);
     if (rc != 0)
         goto db_fail;
@@ -195,7 +222,8 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         oq_db_rollback(l->db);
         return OQ_EBROKER;
     }
-    if (mark_published(l, &marked, err, errlen) != 0 || oq_db_exec(l->db, "COMMIT") != 0) {
+    if (mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
+        oq_db_exec(l->db, "COMMIT") != 0) {
         oq_db_rollback(l->db);
         return OQ_EDB; /* published, not marked: published again later, deduped then */
     }
@@ -226,7 +254,7 @@ static long relay_all(struct link *l)
         if (n < 0)
             goto fail;
         total += n;
-        if (n < RELAY_BATCH / 2)
+        if (n < RELAY_BATCH / 2 || *l->stop)
             break;
     }
     l->failures = 0;
@@ -241,7 +269,7 @@ fail:
 int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int once,
                  long long *published, char *err, size_t errlen)
 {
-    struct link l = {.cfg = cfg};
+    struct link l = {.cfg = cfg, .stop = stop};
     *published = 0;
     while (!*stop) {
         long n = relay_all(&l);
@@ -267,7 +295,8 @@ struct oq_relay {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int woken, exit;
+    int woken;
+    volatile sig_atomic_t exit; /* set under mu; read by relay_all as l.stop */
 };
 
 static void *relay_main(void *arg)
@@ -287,7 +316,7 @@ static void *relay_main(void *arg)
         if (leave)
             break;
         if (relay_all(&r->l) < 0)
-            oq_nap(oq_backoff_ms(r->l.failures), NULL);
+            oq_nap(oq_backoff_ms(r->l.failures), &r->exit);
     }
     rows_clear(&r->l.rows);
     link_close(&r->l);
@@ -301,6 +330,7 @@ int oq_relay_start(const struct oq_config *cfg, struct oq_relay **out)
     if (r == NULL)
         return OQ_ENOMEM;
     r->l.cfg = cfg;
+    r->l.stop = &r->exit;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {

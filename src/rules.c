@@ -300,8 +300,9 @@ int oq_order_parse(yajl_val data, struct oq_order *o, char *err, size_t errlen)
         snprintf(err, errlen, "event_data.order_id is missing (or longer than 64 bytes)");
         return OQ_EINVAL;
     }
-    if ((o->order_status = text_field(data, "order_status")) == NULL) {
-        snprintf(err, errlen, "event_data.order_status is missing");
+    if ((o->order_status = text_field(data, "order_status")) == NULL ||
+        strlen(o->order_status) > 64) {
+        snprintf(err, errlen, "event_data.order_status is missing (or longer than 64 bytes)");
         return OQ_EINVAL;
     }
     o->currency = text_field(data, "currency");

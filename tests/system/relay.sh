@@ -43,3 +43,8 @@ oq relay --once >"$WORK/r3.out" 2>"$WORK/r3.err"
 expect_eq "published 0 outbox events" "$(cat "$WORK/r3.out")" "relay of an unroutable row"
 expect_contains "reached no queue" "$(cat "$WORK/r3.err")" "warning"
 expect_eq 1 "$(sql "$DB" -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL')" "unroutable row still pending"
+expect_eq "1 no queue is bound for this exchange and routing key 1" \
+    "$(sql "$DB" -e "SELECT CONCAT(publish_attempts, ' ', last_error, ' ', next_attempt_at > NOW(6)) FROM outbox WHERE event_identifier = 'u1'")" \
+    "the failed row is deferred with its reason"
+oq relay --once >"$WORK/r4.out" 2>"$WORK/r4.err"
+expect_eq 1 "$(sql "$DB" -e "SELECT publish_attempts FROM outbox WHERE event_identifier = 'u1'")" "not retried before its time"
