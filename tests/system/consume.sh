@@ -48,7 +48,7 @@ assert m["payload"] == "{\"event_code\":\"order.processing\"}", m["payload"]  # 
 grep -q '"dead-lettered (bad_input): event_data is missing"' "$WORK/log" || fail "dead letter not logged"
 
 note "the broker drops the connection: orderq reconnects and consumes again"
-name=$("$PY" -c 'import json,sys; d=json.load(sys.stdin); print([c["name"] for c in d if c["vhost"]==sys.argv[1]][0])' "$VHOST" < <(mgmt GET /api/connections))
+name=$("$PY" -c 'import json,sys; d=json.load(sys.stdin); print([c["name"] for c in d if c["vhost"]==sys.argv[1] and c["client_properties"].get("connection_name","").startswith("orderq consume")][0])' "$VHOST" < <(mgmt GET /api/connections))
 mgmt DELETE "/api/connections/$(urlenc "$name")" >/dev/null
 wait_for 15 grep -q 'reconnecting in' "$WORK/log" || fail "no reconnect logged: $(tail -3 "$WORK/log")"
 connects() { curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | awk '$1 == "orderq_broker_connects_total" { print $2 }'; }
