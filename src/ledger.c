@@ -85,3 +85,94 @@ int oq_ledger_unclaim(struct oq_db *db, const char *handler, const char *effect_
     }
     return 0;
 }
+
+struct lease_row {
+    char state[16];
+    int live;
+    int found;
+};
+
+static int on_lease_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct lease_row *r = ctx;
+    if (n >= 2) {
+        snprintf(r->state, sizeof(r->state), "%s", v[0] ? v[0] : "");
+        r->live = v[1] != NULL && strcmp(v[1], "1") == 0;
+        r->found = 1;
+    }
+    return 0;
+}
+
+int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner, int64_t lease_ms,
+                    enum oq_lease *out, char *err, size_t errlen)
+{
+    uint64_t inserted = 0;
+    struct oq_db_param p[] = {
+        OQ_STR(c->handler),    OQ_STR(c->effect_key), OQ_STR(c->event_identifier),
+        OQ_STR(c->event_code), OQ_STR(owner),         OQ_INT(lease_ms * 1000)};
+    if (oq_db_execute(db,
+                      "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                      " event_code, owner, state, lease_until) VALUES (?, ?, ?, ?, ?, 'sending',"
+                      " NOW(6) + INTERVAL ? MICROSECOND)",
+                      p, 6, &inserted) != 0)
+        goto fail;
+    if (inserted == 1) {
+        *out = OQ_LEASE_NEW;
+        return 0;
+    }
+    struct lease_row row = {"", 0, 0};
+    if (oq_db_query_rows(db,
+                         "SELECT state, lease_until > NOW(6) FROM event_ledger"
+                         " WHERE handler = ? AND effect_key = ?",
+                         p, 2, on_lease_row, &row) != 0)
+        goto fail;
+    if (!row.found || strcmp(row.state, "done") == 0 || strcmp(row.state, "sent") == 0)
+        *out = OQ_LEASE_DONE; /* not found: pruned between the two statements */
+    else if (strcmp(row.state, "sending") == 0)
+        *out = row.live ? OQ_LEASE_HELD : OQ_LEASE_EXPIRED;
+    else
+        *out = OQ_LEASE_UNKNOWN;
+    return 0;
+fail:
+    snprintf(err, errlen, "leasing %s/%s: %s", c->handler, c->effect_key, oq_db_error(db));
+    return OQ_EDB;
+}
+
+int oq_ledger_take_over(struct oq_db *db, const char *handler, const char *effect_key,
+                        const char *owner, int64_t lease_ms, char *err, size_t errlen)
+{
+    uint64_t changed = 0;
+    struct oq_db_param p[] = {OQ_STR(owner), OQ_INT(lease_ms * 1000), OQ_STR(handler),
+                              OQ_STR(effect_key)};
+    if (oq_db_execute(db,
+                      "UPDATE event_ledger SET owner = ?, lease_until = NOW(6) + INTERVAL ?"
+                      " MICROSECOND, attempts = attempts + 1 WHERE handler = ? AND effect_key = ?"
+                      " AND state = 'sending' AND lease_until <= NOW(6)",
+                      p, 4, &changed) != 0) {
+        snprintf(err, errlen, "taking over %s/%s: %s", handler, effect_key, oq_db_error(db));
+        return OQ_EDB;
+    }
+    return changed == 1 ? 0 : OQ_ENOTFOUND;
+}
+
+int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_key,
+                     const char *owner, const char *state, const char *result, char *err,
+                     size_t errlen)
+{
+    uint64_t changed = 0;
+    struct oq_db_param p[] = {OQ_STR(state), OQ_STR(result), OQ_STR(handler), OQ_STR(effect_key),
+                              OQ_STR(owner)};
+    if (strcmp(state, "sent") != 0 && strcmp(state, "unknown") != 0) {
+        snprintf(err, errlen, "a lease finishes as sent or unknown, not %s", state);
+        return OQ_EINVAL;
+    }
+    if (oq_db_execute(db,
+                      "UPDATE event_ledger SET state = ?, result = ?, executed_at = NOW(6),"
+                      " lease_until = NULL WHERE handler = ? AND effect_key = ? AND owner = ?"
+                      " AND state = 'sending'",
+                      p, 5, &changed) != 0) {
+        snprintf(err, errlen, "finishing %s/%s: %s", handler, effect_key, oq_db_error(db));
+        return OQ_EDB;
+    }
+    return changed == 1 ? 0 : OQ_ENOTFOUND;
+}

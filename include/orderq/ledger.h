@@ -13,6 +13,7 @@
 #define ORDERQ_LEDGER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "orderq/common.h"
 
@@ -39,5 +40,34 @@ OQ_WUR int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim 
  * failed). Returns 0 or OQ_EDB. */
 OQ_WUR int oq_ledger_unclaim(struct oq_db *db, const char *handler, const char *effect_key,
                              char *err, size_t errlen);
+
+/* ---- effects outside the database (SMTP, HTTP): claim, lease, finish ---- */
+
+enum oq_lease {
+    OQ_LEASE_NEW = 0, /* claimed now as `sending`: do the effect, then finish */
+    OQ_LEASE_DONE,    /* `done` or `sent` already: ack, count a duplicate */
+    OQ_LEASE_HELD,    /* `sending` with a live lease: another process is at it */
+    OQ_LEASE_EXPIRED, /* `sending`, lease run out: the outcome is unknown */
+    OQ_LEASE_UNKNOWN, /* marked `unknown`: a person decides */
+};
+
+/* Claim c as `sending`, owned by owner until lease_ms from now, in its own
+ * statement (commit it before the call it protects). When the row exists,
+ * *out says in which state. Returns 0 or OQ_EDB. */
+OQ_WUR int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner,
+                           int64_t lease_ms, enum oq_lease *out, char *err, size_t errlen);
+
+/* Take over an expired `sending` lease (the "resend" policy): owner and a
+ * new lease, attempts + 1. Returns 0, OQ_ENOTFOUND (not sending, or the
+ * lease is live) or OQ_EDB. */
+OQ_WUR int oq_ledger_take_over(struct oq_db *db, const char *handler, const char *effect_key,
+                               const char *owner, int64_t lease_ms, char *err, size_t errlen);
+
+/* Finish owner's `sending` row as `sent` or `unknown` with result text.
+ * Returns 0, OQ_ENOTFOUND (not ours any more: the lease was taken over) or
+ * OQ_EDB. */
+OQ_WUR int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_key,
+                            const char *owner, const char *state, const char *result, char *err,
+                            size_t errlen);
 
 #endif

@@ -1,0 +1,112 @@
+/* test_ledger.c - the ledger against a real MariaDB: claims, duplicates, leases
+ *
+ * Run by ledger.sh, which makes a database, migrates it and sets
+ * ORDERQ_MYSQL_URL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orderq/db.h"
+#include "orderq/ledger.h"
+
+static char err[512];
+
+static int setup(void **state)
+{
+    struct oq_db *db = NULL;
+    const char *url = getenv("ORDERQ_MYSQL_URL");
+    if (url == NULL || oq_db_open(url, 5000, 0, &db, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cannot reach MySQL: %s\n", err);
+        return -1; /* a failure, not a skip */
+    }
+    *state = db;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    oq_db_close(*state);
+    return 0;
+}
+
+static struct oq_claim claim(const char *key)
+{
+    return (struct oq_claim){"test", key, key, "order.processing", "r", 0};
+}
+
+static void claims_and_duplicates(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_claim c[] = {claim("a"), claim("b"), claim("a")};
+    assert_int_equal(oq_ledger_claim(db, "me", c, 3, err, sizeof(err)), 0);
+    assert_int_equal(c[0].claimed, 1);
+    assert_int_equal(c[1].claimed, 1);
+    assert_int_equal(c[2].claimed, 0); /* the same key twice in one batch: once */
+    struct oq_claim again[] = {claim("b"), claim("c")};
+    assert_int_equal(oq_ledger_claim(db, "other", again, 2, err, sizeof(err)), 0);
+    assert_int_equal(again[0].claimed, 0); /* a duplicate from an earlier batch */
+    assert_int_equal(again[1].claimed, 1);
+    assert_int_equal(oq_ledger_unclaim(db, "test", "c", err, sizeof(err)), 0);
+    struct oq_claim after[] = {claim("c")};
+    assert_int_equal(oq_ledger_claim(db, "other", after, 1, err, sizeof(err)), 0);
+    assert_int_equal(after[0].claimed, 1); /* withdrawn claims can be made again */
+}
+
+static void lease_then_sent(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_claim c = claim("mail-1");
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &c, "p1", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_HELD); /* p1 is sending: p2 backs off */
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-1", "p2", 60000, err, sizeof(err)),
+                     OQ_ENOTFOUND); /* a live lease is not taken over */
+    assert_int_equal(
+        oq_ledger_finish(db, "test", "mail-1", "p1", "sent", "250 OK", err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_DONE);
+    assert_int_equal(oq_ledger_finish(db, "test", "mail-1", "p1", "sent", "x", err, sizeof(err)),
+                     OQ_ENOTFOUND); /* only a sending row finishes */
+}
+
+static void expired_lease_is_ambiguous(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_claim c = claim("mail-2");
+    enum oq_lease l;
+    struct timespec wait = {0, 50 * 1000000L};
+    assert_int_equal(oq_ledger_lease(db, &c, "p1", 1, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    nanosleep(&wait, NULL);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_EXPIRED);
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p2", 60000, err, sizeof(err)), 0);
+    /* p1 woke up late: its lease is gone, it must not mark the row */
+    assert_int_equal(oq_ledger_finish(db, "test", "mail-2", "p1", "sent", "x", err, sizeof(err)),
+                     OQ_ENOTFOUND);
+    assert_int_equal(oq_ledger_finish(db, "test", "mail-2", "p2", "unknown", "timeout after DATA",
+                                      err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_ledger_lease(db, &c, "p3", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_UNKNOWN);
+    assert_int_equal(oq_ledger_finish(db, "test", "mail-2", "p2", "done", "x", err, sizeof(err)),
+                     OQ_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(claims_and_duplicates),
+        cmocka_unit_test(lease_then_sent),
+        cmocka_unit_test(expired_lease_is_ambiguous),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
