@@ -2,11 +2,7 @@
 # crash.sh - kill -9 the consumer three times while 20,000 events flow,
 # restarting it each time: every effect exactly once, nothing left unacked
 source "$(dirname "$0")/lib.sh"
-need_mysql
-need_rabbitmq
-oq migrate >/dev/null 2>&1
-oq topology declare --create-shop-exchange >/dev/null
-load_test_rule
+setup_consumer_test
 
 start=9500000000
 gen_events 20000 --start "$start" >"$WORK/events.jsonl"
@@ -30,10 +26,7 @@ wait "$publisher" || fail "publish failed: $(cat "$WORK/publish.out")"
 note "a last consumer drains the rest"
 start_consumer survivor
 wait_ledger 20000 120 || fail "only $(ledger_rows) of 20000 processed"
-wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM outbox WHERE published_at IS NULL\")\" = 0 ]" \
-    || fail "outbox not drained"
-wait_for 60 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.order.processing\" {print \$2}')\" = 0 ]" \
-    || fail "left in the queue: $(queue_depth orderq.order.processing)"
+wait_drained
 expect_exactly_once 20000 "$start"
 expect_eq "0 0" "$(queue_depth orderq.order.processing)" "ready and unacked at the end"
 kill -TERM "$consumer_pid"

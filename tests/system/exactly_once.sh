@@ -3,11 +3,7 @@
 # many consumers compete: 20 copies of one event; 10,000 events with 10 %
 # sent twice, to two and then three consumers
 source "$(dirname "$0")/lib.sh"
-need_mysql
-need_rabbitmq
-oq migrate >/dev/null 2>&1
-oq topology declare --create-shop-exchange >/dev/null
-load_test_rule
+setup_consumer_test
 v=$(urlenc "$VHOST")
 
 note "the same event 20 times, each with another message_id: one ledger row, one coupon, one mail event"
@@ -48,10 +44,7 @@ for consumers in 2 3; do
     done
     oq publish "$WORK/events.jsonl" >/dev/null
     wait_ledger 10000 120 || fail "only $(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger') of 10000 processed"
-    wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM outbox WHERE published_at IS NULL\")\" = 0 ]" \
-        || fail "outbox not drained"
-    wait_for 60 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.order.processing\" {print \$2}')\" = 0 ]" \
-        || fail "messages left: $(queue_depth orderq.order.processing)"
+        wait_drained
     expect_exactly_once 10000 "$start"
     owners=$(sql "$DB" -e 'SELECT COUNT(DISTINCT owner) FROM event_ledger')
     [ "$owners" -ge 2 ] || fail "only $owners consumer(s) did any work"

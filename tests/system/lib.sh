@@ -134,3 +134,22 @@ expect_exactly_once() {
     expect_eq "$n" "$(sql "$DB" -e "SELECT COUNT(*) FROM coupon WHERE CAST(order_id AS UNSIGNED) BETWEEN $start AND $start + $n - 1")" "coupons of the expected orders"
     expect_eq "$n" "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_code = 'coupon.email'")" "coupon.email outbox events"
 }
+
+# The start of every consumer test: a database and vhost of its own,
+# migrated and declared, with the test rule loaded.
+setup_consumer_test() {
+    need_mysql
+    need_rabbitmq
+    oq migrate >/dev/null 2>&1
+    oq topology declare --create-shop-exchange >/dev/null
+    load_test_rule
+}
+
+# Wait until the outbox is relayed and orderq.order.processing is empty,
+# unacked included (real-time figures, not the management API's).
+wait_drained() {
+    wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM outbox WHERE published_at IS NULL\")\" = 0 ]" \
+        || fail "outbox not drained"
+    wait_for 60 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.order.processing\" {print \$2}')\" = 0 ]" \
+        || fail "left in orderq.order.processing (ready, unacked): $(queue_depth orderq.order.processing)"
+}

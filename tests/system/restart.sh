@@ -3,12 +3,8 @@
 # works through 30,000 events: it recovers by itself and every effect
 # happens exactly once. Runs alone (RUN_SERIAL): it stops shared servers.
 source "$(dirname "$0")/lib.sh"
-need_mysql
-need_rabbitmq
+setup_consumer_test
 top=$(cd "$(dirname "$0")/../.." && pwd)
-oq migrate >/dev/null 2>&1
-oq topology declare --create-shop-exchange >/dev/null
-load_test_rule
 # Whatever happens below, leave both servers running for the next test.
 CLEANUP+=("bash -c 'source $top/deploy/local/lib.sh; oq_start_mariadb; oq_start_rabbitmq' >/dev/null 2>&1")
 
@@ -42,10 +38,7 @@ grep -q 'MySQL is back' "$WORK/steady.log" || fail "no MySQL reconnect logged"
 
 note "draining"
 wait_ledger 30000 180 || fail "only $(ledger_rows) of 30000 processed"
-wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM outbox WHERE published_at IS NULL\")\" = 0 ]" \
-    || fail "outbox not drained"
-wait_for 60 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.order.processing\" {print \$2}')\" = 0 ]" \
-    || fail "left in the queue: $(queue_depth orderq.order.processing)"
+wait_drained
 expect_exactly_once 30000 "$start"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
