@@ -103,11 +103,17 @@ load_test_rule() {
 
 gen_events() { "$PY" "$(dirname "${BASH_SOURCE[0]}")/gen_events.py" "$@"; }
 
-# Real-time queue depth (the management API's figures lag by seconds):
-# "ready unacked" for queue $1 of the test vhost.
-queue_depth() {
-    rabbitmqctl -q list_queues -p "$VHOST" name messages_ready messages_unacknowledged 2>/dev/null |
-        awk -v q="$1" '$1 == q { print $2, $3 }'
+# Messages ready in queue $1 of the test vhost, asked of the queue itself
+# (a passive queue.declare): exact, where the management API and
+# rabbitmqctl report quorum queue figures seconds late. Call it when no
+# consumer holds unacked messages, and it says what is left.
+queue_ready() {
+    "$PY" - "$VHOST" "$1" <<'PY'
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    print(conn.channel().queue_declare(sys.argv[2], passive=True).method.message_count)
+PY
 }
 
 # Start `orderq consume` in the background; its pid goes into $consumer_pid.
@@ -145,11 +151,17 @@ setup_consumer_test() {
     load_test_rule
 }
 
-# Wait until the outbox is relayed and orderq.order.processing is empty,
-# unacked included (real-time figures, not the management API's).
+# Wait until the outbox is relayed.
 wait_drained() {
     wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM outbox WHERE published_at IS NULL\")\" = 0 ]" \
         || fail "outbox not drained"
-    wait_for 60 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.order.processing\" {print \$2}')\" = 0 ]" \
-        || fail "left in orderq.order.processing (ready, unacked): $(queue_depth orderq.order.processing)"
+}
+
+# ready_is QUEUE N: exactly N messages ready (for wait_for).
+ready_is() { [ "$(queue_ready "$1")" = "$2" ]; }
+
+# After the consumers stopped: nothing may be left in the work queue.
+expect_queue_empty() {
+    wait_for 10 ready_is orderq.order.processing 0 ||
+        fail "left in orderq.order.processing: $(queue_ready orderq.order.processing)"
 }

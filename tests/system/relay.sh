@@ -27,8 +27,8 @@ wait "$r2" || fail "relay 2: $(cat "$WORK/r2.err")"
 total=$(cat "$WORK/r1.out" "$WORK/r2.out" | awk '{ s += $2 } END { print s }')
 expect_eq 3000 "$total" "rows published by the two relays together"
 expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL')" "rows left unpublished"
-wait_for 20 bash -c "[ \"\$(rabbitmqctl -q list_queues -p $VHOST name messages 2>/dev/null | awk '\$1 == \"orderq.coupon.email\" {print \$2}')\" = 3000 ]" \
-    || fail "orderq.coupon.email holds $(queue_depth orderq.coupon.email), expected 3000: a row was published twice or lost"
+wait_for 20 ready_is orderq.coupon.email 3000 \
+    || fail "orderq.coupon.email holds $(queue_ready orderq.coupon.email), expected 3000: a row was published twice or lost"
 msg=$(mgmt POST "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/get" '{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}')
 "$PY" -c '
 import json, sys

@@ -42,3 +42,4 @@ wait_drained
 expect_exactly_once 30000 "$start"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
+expect_queue_empty
