@@ -129,6 +129,13 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
     }
     if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
         goto fail;
+    if (mysql_stmt_param_count(st) != n) { /* a bug in the caller: say so, run nothing */
+        db->err_no = 0;
+        snprintf(db->err, sizeof(db->err), "statement has %lu placeholders, %zu values given",
+                 mysql_stmt_param_count(st), n);
+        mysql_stmt_close(st);
+        return NULL;
+    }
     if (n > 0) {
         if ((bind = calloc(n, sizeof(*bind))) == NULL) {
             db->err_no = 0;

@@ -9,6 +9,7 @@ struct printer {
     int json;
     int rows;
     const char *const *names; /* column names, for JSON */
+    unsigned numeric;         /* bit i: column i is a number in JSON */
 };
 
 static int print_row(void *ctx, const char *const *v, unsigned n)
@@ -20,6 +21,8 @@ static int print_row(void *ctx, const char *const *v, unsigned n)
             printf("%s\"%s\": ", i ? ", " : "", p->names[i]);
             if (v[i] == NULL)
                 fputs("null", stdout);
+            else if (p->numeric & (1u << i))
+                fputs(v[i], stdout);
             else
                 oq_json_fputs(stdout, v[i]);
         }
@@ -37,7 +40,7 @@ static int show(struct oq_db *db, const char *id, int json)
     static const char *const names[] = {
         "handler", "effect_key",  "event_identifier", "event_code", "state",      "attempts",
         "owner",   "lease_until", "result",           "created_at", "executed_at"};
-    struct printer p = {json, 0, names};
+    struct printer p = {json, 0, names, 1u << 5}; /* attempts */
     struct oq_db_param prm[] = {OQ_STR(id), OQ_STR(id)};
     if (!json) {
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -63,7 +66,7 @@ static int show(struct oq_db *db, const char *id, int json)
 static int stats(struct oq_db *db, int json)
 {
     static const char *const names[] = {"handler", "state", "total", "last_hour", "last_day"};
-    struct printer p = {json, 0, names};
+    struct printer p = {json, 0, names, 7u << 2}; /* the three counts */
     if (!json)
         printf("%-20s %-20s %-20s %-20s %s\n", "HANDLER", "STATE", "TOTAL", "LAST HOUR",
                "LAST DAY");

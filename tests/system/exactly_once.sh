@@ -23,7 +23,8 @@ expect_eq "9100000000_processing_1_14" "$(sql "$DB" -e "SELECT event_identifier 
 note "orderq ledger shows the one row, and counts it"
 out=$(oq ledger show 9100000000_processing --json)
 expect_eq "coupon_rules done coupons for rules 14 one" "$(json 'd[0]["handler"] + " " + d[0]["state"] + " " + d[0]["result"] + " " + d[0]["owner"]' <<<"$out")" "ledger show"
-expect_eq 1 "$(oq ledger stats --json | json 'sum(int(r["total"]) for r in d)')" "ledger stats"
+expect_eq 1 "$(oq ledger stats --json | json 'sum(r["total"] for r in d)')" "ledger stats"
+expect_eq 1 "$(oq ledger show 9100000000_processing --json | json 'd[0]["attempts"]')" "attempts is a number"
 try oq ledger show no-such-event
 expect_eq 1 "$rc" "ledger show of an unknown event"
 kill -TERM "$consumer_pid"
