@@ -20,6 +20,7 @@
 #include "orderq/log.h"
 #include "orderq/metrics.h"
 #include "orderq/publish.h"
+#include "orderq/retry.h"
 #include "orderq/topology.h"
 
 #define CONSUME_CHANNEL 1
@@ -76,7 +77,7 @@ struct delivery {
     char result[OQ_RESULT_LEN];
     enum outcome outcome;
     char reason[512];
-    const char *error_class;
+    enum oq_error_class error_class;
     int db_failures;   /* lost connections while committed alone */
     uint64_t dead_seq; /* confirm sequence of its dead letter; 0 before */
 };
@@ -151,7 +152,7 @@ static char *bytes_dup(amqp_bytes_t b)
     return s;
 }
 
-static void set_dead(struct delivery *d, const char *error_class, const char *reason)
+static void set_dead(struct delivery *d, enum oq_error_class error_class, const char *reason)
 {
     d->outcome = DEAD;
     d->error_class = error_class;
@@ -223,21 +224,21 @@ static void prepare_batch(struct worker *w, struct batch *bt)
             continue; /* decided, or planned on an earlier try */
         if (d->ev.root == NULL &&
             oq_event_decode(d->body, d->len, d->message_id, &d->ev, err, sizeof(err)) != 0) {
-            set_dead(d, "bad_input", err);
+            set_dead(d, OQ_ERR_BAD_INPUT, err);
             continue;
         }
         const struct oq_handler *h =
             oq_handler_find(w->handlers, w->n_handlers, d->ev.canonical_code);
         if (h == NULL) {
             snprintf(err, sizeof(err), "no handler for event code \"%s\"", d->ev.code);
-            set_dead(d, "unknown_event", err);
+            set_dead(d, OQ_ERR_UNKNOWN_EVENT, err);
             continue;
         }
         d->effect_key[0] = '\0';
         int rc = h->prepare(h->state, &d->ev, &d->plan, d->effect_key, sizeof(d->effect_key),
                             d->result, sizeof(d->result), err, sizeof(err));
         if (rc == OQ_EINVAL) {
-            set_dead(d, "permanent", err);
+            set_dead(d, OQ_ERR_PERMANENT, err);
             continue;
         }
         if (rc != 0) {
@@ -319,7 +320,7 @@ static int commit_one_by_one(struct worker *w, struct batch *bt, char *err, size
         enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
         if (cls == OQ_DB_RETRY || (cls == OQ_DB_GONE && ++bt->d[i].db_failures < 3))
             return OQ_EDB;
-        set_dead(&bt->d[i], "permanent", err);
+        set_dead(&bt->d[i], OQ_ERR_PERMANENT, err);
         if (cls == OQ_DB_GONE)
             return OQ_EDB; /* reconnect before the rest */
     }
@@ -497,8 +498,10 @@ static int publish_dead(struct pipeline *pl, struct delivery *d)
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     amqp_table_entry_t h[10];
     int nh = 0;
-    h[nh++] = hdr_str("x-orderq-error-class", d->error_class);
-    h[nh++] = hdr_str("x-orderq-last-error", d->reason);
+    char error[256];
+    oq_cut_utf8(d->reason, error, sizeof(error)); /* headers stay small */
+    h[nh++] = hdr_str("x-orderq-error-class", oq_error_class_name(d->error_class));
+    h[nh++] = hdr_str("x-orderq-last-error", error);
     h[nh++] = hdr_str("x-orderq-queue", d->queue);
     h[nh++] = hdr_str("x-orderq-original-exchange", d->exchange);
     h[nh++] = hdr_str("x-orderq-original-routing-key", d->routing_key);
@@ -562,7 +565,8 @@ static int advance(struct pipeline *pl)
             if (d->outcome != DEAD || d->dead_seq != 0)
                 continue;
             struct oq_log_fields f = {d->queue, d->ev.identifier, d->tag, 0};
-            oq_log(OQ_LOG_WARN, &f, "dead-lettered (%s): %s", d->error_class, d->reason);
+            oq_log(OQ_LOG_WARN, &f, "dead-lettered (%s): %s", oq_error_class_name(d->error_class),
+                   d->reason);
             int rc = publish_dead(pl, d);
             if (rc == OQ_ETIMEOUT)
                 return 0; /* window full: go on when confirms come */

@@ -1,0 +1,101 @@
+/* test_retry.c - backoff tiers, attempts, fingerprints, cut header values */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "orderq/config.h"
+#include "orderq/retry.h"
+
+static void tiers_follow_attempts(void **state)
+{
+    (void)state;
+    struct oq_config *cfg = oq_config_new();
+    struct oq_retry_decision d;
+    /* defaults: 1s,5s,30s,2m,10m,1h and 8 attempts */
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 1, &d);
+    assert_true(d.retry);
+    assert_int_equal(d.delay_ms, 1000);
+    assert_string_equal(d.tier_name, "1s");
+    assert_int_equal(d.next_attempt, 2);
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 3, &d);
+    assert_string_equal(d.tier_name, "30s");
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 6, &d);
+    assert_string_equal(d.tier_name, "1h");
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 7, &d); /* past the last tier: it repeats */
+    assert_true(d.retry);
+    assert_string_equal(d.tier_name, "1h");
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 8, &d); /* the 8th attempt was the last */
+    assert_false(d.retry);
+    oq_config_free(cfg);
+}
+
+static void only_transient_failures_come_back(void **state)
+{
+    (void)state;
+    struct oq_config *cfg = oq_config_new();
+    struct oq_retry_decision d;
+    const enum oq_error_class parked[] = {OQ_ERR_PERMANENT, OQ_ERR_BAD_INPUT, OQ_ERR_UNKNOWN_EVENT,
+                                          OQ_ERR_AMBIGUOUS};
+    for (size_t i = 0; i < sizeof(parked) / sizeof(parked[0]); i++) {
+        oq_retry_decide(cfg, parked[i], 1, &d);
+        assert_false(d.retry);
+    }
+    char err[256];
+    assert_int_equal(
+        oq_config_set(cfg, "retry_tiers", "100ms,200ms", OQ_SRC_FLAG, "-", err, sizeof(err)), 0);
+    assert_int_equal(oq_config_set(cfg, "max_attempts", "3", OQ_SRC_FLAG, "-", err, sizeof(err)),
+                     0);
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 2, &d);
+    assert_string_equal(d.tier_name, "200ms");
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 3, &d);
+    assert_false(d.retry);
+    assert_string_equal(oq_error_class_name(OQ_ERR_BAD_INPUT), "bad_input");
+    oq_config_free(cfg);
+}
+
+static void fingerprints_group_alike_errors(void **state)
+{
+    (void)state;
+    char a[128], b[128], c[128];
+    oq_error_fingerprint(OQ_ERR_PERMANENT, "order 9200000217 not found (HTTP 404)", a, sizeof(a));
+    oq_error_fingerprint(OQ_ERR_PERMANENT, "order 9200000218 not found (HTTP 404)", b, sizeof(b));
+    assert_string_equal(a, b);
+    assert_string_equal(a, "permanent: order # not found (HTTP #)");
+    oq_error_fingerprint(OQ_ERR_BAD_INPUT, "amount \"1.999\" has more than 2 decimal places", c,
+                         sizeof(c));
+    assert_string_equal(c, "bad_input: amount ? has more than # decimal places");
+    oq_error_fingerprint(OQ_ERR_TRANSIENT, "SMTP 451   4.7.1  try   later ", c, sizeof(c));
+    assert_string_equal(c, "transient: SMTP # # try later");
+    oq_error_fingerprint(OQ_ERR_PERMANENT, "user 3f2a9c1e-aa01-4b7e-9d3a-1234567890ab gone", c,
+                         sizeof(c));
+    assert_string_equal(c, "permanent: user # gone");
+    oq_error_fingerprint(OQ_ERR_TRANSIENT, "x", c, 8);
+    assert_true(strlen(c) <= 7);
+}
+
+static void cut_on_utf8_boundaries(void **state)
+{
+    (void)state;
+    char out[12];
+    oq_cut_utf8("short", out, sizeof(out));
+    assert_string_equal(out, "short");
+    oq_cut_utf8("\xe4\xb8\xad\xe6\x96\x87\xe4\xb8\xad\xe6\x96\x87", out,
+                sizeof(out));                                /* 12 bytes */
+    assert_string_equal(out, "\xe4\xb8\xad\xe6\x96\x87..."); /* two whole characters + ... */
+    oq_cut_utf8("abcdefghijklmnop", out, sizeof(out));
+    assert_string_equal(out, "abcdefgh...");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tiers_follow_attempts),
+        cmocka_unit_test(only_transient_failures_come_back),
+        cmocka_unit_test(fingerprints_group_alike_errors),
+        cmocka_unit_test(cut_on_utf8_boundaries),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
