@@ -22,11 +22,6 @@ struct oq_broker {
 
 #define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
-static struct timeval ms_to_timeval(int64_t ms)
-{
-    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-}
-
 static void describe_reply(amqp_rpc_reply_t r, const char *what, char *buf, size_t len, int *code)
 {
     *code = 0;
@@ -110,7 +105,7 @@ static amqp_socket_t *open_socket(struct oq_broker *b, const struct oq_amqp_url 
                                   int64_t timeout_ms, char *err, size_t errlen)
 {
     amqp_socket_t *sock = NULL;
-    struct timeval tv = ms_to_timeval(timeout_ms);
+    struct timeval tv = oq_ms_to_timeval(timeout_ms);
     if (u->ssl) {
         sock = amqp_ssl_socket_new(b->conn);
         if (sock != NULL && access(CA_BUNDLE, R_OK) == 0 &&
@@ -155,7 +150,7 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
     snprintf(b->vhost, sizeof(b->vhost), "%s", u.vhost);
     if (open_socket(b, &u, cfg->connect_timeout_ms, err, errlen) == NULL)
         goto out;
-    struct timeval tv = ms_to_timeval(cfg->connect_timeout_ms);
+    struct timeval tv = oq_ms_to_timeval(cfg->connect_timeout_ms);
     amqp_set_handshake_timeout(b->conn, &tv);
     amqp_set_rpc_timeout(b->conn, &tv);
 

@@ -1,5 +1,11 @@
-/* common.c - text for orderq's error codes; JSON strings for --json output */
+/* common.c - error texts, clocks and backoff, whole-file reads, JSON strings */
 #include "orderq/common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <string.h>
+#include <time.h>
 
 const char *oq_strerror(int err)
 {
@@ -48,4 +54,86 @@ void oq_json_fputs(FILE *out, const char *s)
             fputc(c, out);
     }
     fputc('"', out);
+}
+
+int64_t oq_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct timeval oq_ms_to_timeval(int64_t ms)
+{
+    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+}
+
+void oq_nap(int64_t ms, volatile sig_atomic_t *stop)
+{
+    while (ms > 0 && !(stop && *stop)) {
+        int64_t step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+int64_t oq_backoff_ms(int failures)
+{
+    int64_t base = 500;
+    for (int i = 1; i < failures && base < 30000; i++)
+        base *= 2;
+    if (base > 30000)
+        base = 30000;
+    unsigned r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (unsigned)oq_now_ms();
+    return base / 2 + (int64_t)(r % (unsigned)(base / 2 + 1));
+}
+
+int oq_read_file(const char *path, size_t max, char **text, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, used = 0;
+    int rc = OQ_EIO;
+    *text = NULL;
+    *len = 0;
+    if (f == NULL)
+        return OQ_EIO;
+    for (;;) {
+        if (used + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > max + 8192) {
+                errno = EFBIG;
+                goto out;
+            }
+            char *grown = realloc(buf, cap);
+            if (grown == NULL) {
+                errno = ENOMEM;
+                goto out;
+            }
+            buf = grown;
+        }
+        size_t n = fread(buf + used, 1, cap - used - 1, f);
+        used += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f))
+        goto out;
+    if (used > max) {
+        errno = EFBIG;
+        goto out;
+    }
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    if (f != stdin)
+        fclose(f);
+    return rc;
 }

@@ -655,56 +655,18 @@ static const yajl_callbacks file_callbacks = {
     on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
 };
 
-static int read_whole_file(const char *path, unsigned char **text, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    size_t cap = 0, used = 0;
-    int rc = OQ_EIO;
-    if (f == NULL)
-        return OQ_EIO;
-    for (;;) {
-        if (used + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (1u << 24)) {
-                errno = EFBIG; /* a config file of 16 MiB is a mistake */
-                goto out;
-            }
-            unsigned char *grown = realloc(buf, cap + 1);
-            if (grown == NULL)
-                goto out;
-            buf = grown;
-        }
-        size_t n = fread(buf + used, 1, cap - used, f);
-        used += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f))
-        goto out;
-    buf[used] = '\0';
-    *text = buf;
-    *len = used;
-    buf = NULL;
-    rc = 0;
-out:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
 int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size_t errlen)
 {
-    unsigned char *text = NULL;
+    char *text = NULL;
     size_t len = 0;
     int rc = OQ_ECONFIG;
     struct file_parse fp = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
 
-    if (read_whole_file(path, &text, &len) != 0) {
+    if (oq_read_file(path, 1u << 24, &text, &len) != 0) { /* a 16 MiB config is a mistake */
         snprintf(err, errlen, "config file %s: cannot read it: %s", path, strerror(errno));
         return OQ_EIO;
     }
-    fp.text = text;
+    fp.text = (const unsigned char *)text;
     fp.len = len;
     if (strspn((const char *)text, " \t\r\n") == len) {
         snprintf(err, errlen, "%s: empty file; expected a JSON object of settings", path);
@@ -716,7 +678,7 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
         goto out;
     }
     yajl_config(fp.yh, yajl_allow_comments, 1);
-    yajl_status st = yajl_parse(fp.yh, text, len);
+    yajl_status st = yajl_parse(fp.yh, (const unsigned char *)text, len);
     if (st == yajl_status_ok) {
         fp.at_eof = 1;
         st = yajl_complete_parse(fp.yh);
@@ -725,7 +687,7 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
         goto out;
     if (st != yajl_status_ok) {
         char where[256];
-        unsigned char *msg = yajl_get_error(fp.yh, 0, text, len);
+        unsigned char *msg = yajl_get_error(fp.yh, 0, (const unsigned char *)text, len);
         fp.key = NULL;
         file_where(&fp, where, sizeof(where));
         size_t n = msg ? strcspn((char *)msg, "\n") : 0; /* yajl ends it with a newline */

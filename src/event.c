@@ -6,6 +6,8 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "orderq/json.h"
+
 const struct oq_event_route oq_event_routes[] = {
     {"order.processing", {"add_order_to_queue", NULL}},
     {"coupon.email", {"send_coupon_code_by_email", NULL}},
@@ -194,19 +196,11 @@ static int check_shape(const unsigned char *body, size_t len, char *err, size_t 
     return rc;
 }
 
-static yajl_val member(yajl_val obj, const char *key)
-{
-    for (size_t i = 0; i < obj->u.object.len; i++)
-        if (strcmp(obj->u.object.keys[i], key) == 0)
-            return obj->u.object.values[i];
-    return NULL;
-}
-
 /* A required (or optional) string field; *out is a copy. */
 static int string_field(yajl_val root, const char *key, int required, size_t max, char **out,
                         char *err, size_t errlen)
 {
-    yajl_val v = member(root, key);
+    yajl_val v = oq_json_member(root, key);
     *out = NULL;
     if (v == NULL) {
         if (!required)
@@ -281,7 +275,7 @@ int oq_event_decode(const void *body, size_t len, const char *message_id, struct
             goto out;
         }
     }
-    ev->data = member(ev->root, "event_data");
+    ev->data = oq_json_member(ev->root, "event_data");
     if (ev->data == NULL || !YAJL_IS_OBJECT(ev->data)) {
         snprintf(err, errlen, ev->data ? "event_data must be an object" : "event_data is missing");
         rc = OQ_EINVAL;

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <yajl/yajl_gen.h>
 
+#include "orderq/json.h"
 #include "orderq/config.h"
 #include "orderq/db.h"
 #include "orderq/event.h"
@@ -57,17 +58,6 @@ static void free_plan(void *p)
     free(plan);
 }
 
-static void gstr(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void gkv(yajl_gen g, const char *k, const char *v)
-{
-    gstr(g, k);
-    gstr(g, v);
-}
-
 /* The coupon.email envelope for one coupon (the seed's second event). */
 static char *email_envelope(const struct oq_order *o, const struct coupon *c,
                             const char *expires_iso, const char *created_iso, int64_t days)
@@ -85,28 +75,28 @@ static char *email_envelope(const struct oq_order *o, const struct coupon *c,
     snprintf(rule, sizeof(rule), "%lld", (long long)c->rule_id);
     snprintf(promo, sizeof(promo), "%lld", (long long)c->promo_id);
     yajl_gen_map_open(g);
-    gkv(g, "event_code", "coupon.email");
-    gkv(g, "event_identifier", c->email_event_id);
-    gkv(g, "created_at", created_iso);
-    gstr(g, "event_data");
+    oq_json_gen_kv(g, "event_code", "coupon.email");
+    oq_json_gen_kv(g, "event_identifier", c->email_event_id);
+    oq_json_gen_kv(g, "created_at", created_iso);
+    oq_json_gen_str(g, "event_data");
     yajl_gen_map_open(g);
-    gkv(g, "order_id", o->order_id);
-    gkv(g, "order_status", o->order_status);
-    gkv(g, "promo_id", promo);
-    gkv(g, "promo_rule_id", rule);
-    gkv(g, "coupon_code", c->code);
-    gkv(g, "discount_type", c->discount_type == OQ_DISCOUNT_FIXED ? "fixed" : "percent");
-    gkv(g, "discount", amount);
-    gkv(g, "currency", c->currency);
-    gkv(g, "expires_at", expires_iso);
-    gstr(g, "valid_days");
+    oq_json_gen_kv(g, "order_id", o->order_id);
+    oq_json_gen_kv(g, "order_status", o->order_status);
+    oq_json_gen_kv(g, "promo_id", promo);
+    oq_json_gen_kv(g, "promo_rule_id", rule);
+    oq_json_gen_kv(g, "coupon_code", c->code);
+    oq_json_gen_kv(g, "discount_type", c->discount_type == OQ_DISCOUNT_FIXED ? "fixed" : "percent");
+    oq_json_gen_kv(g, "discount", amount);
+    oq_json_gen_kv(g, "currency", c->currency);
+    oq_json_gen_kv(g, "expires_at", expires_iso);
+    oq_json_gen_str(g, "valid_days");
     yajl_gen_integer(g, days);
-    gstr(g, "customer");
+    oq_json_gen_str(g, "customer");
     yajl_gen_map_open(g);
     if (o->customer_email)
-        gkv(g, "email", o->customer_email);
+        oq_json_gen_kv(g, "email", o->customer_email);
     if (o->customer_name)
-        gkv(g, "name", o->customer_name);
+        oq_json_gen_kv(g, "name", o->customer_name);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);

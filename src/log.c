@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
 
+#include "orderq/json.h"
 #include "orderq/event.h" /* oq_utf8_valid */
 
 int oq_log_threshold = OQ_LOG_INFO;
@@ -53,11 +54,6 @@ static void timestamp(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-static void gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
 static void write_json(int level, const struct oq_log_fields *f, const char *ts, const char *msg)
 {
     const unsigned char *buf = NULL;
@@ -66,27 +62,27 @@ static void write_json(int level, const struct oq_log_fields *f, const char *ts,
     if (g == NULL)
         return;
     yajl_gen_map_open(g);
-    gen_str(g, "ts");
-    gen_str(g, ts);
-    gen_str(g, "level");
-    gen_str(g, level_names[level]);
-    gen_str(g, "msg");
-    gen_str(g, msg);
+    oq_json_gen_str(g, "ts");
+    oq_json_gen_str(g, ts);
+    oq_json_gen_str(g, "level");
+    oq_json_gen_str(g, level_names[level]);
+    oq_json_gen_str(g, "msg");
+    oq_json_gen_str(g, msg);
     if (f != NULL) {
         if (f->queue) {
-            gen_str(g, "queue");
-            gen_str(g, f->queue);
+            oq_json_gen_str(g, "queue");
+            oq_json_gen_str(g, f->queue);
         }
         if (f->event_identifier) {
-            gen_str(g, "event_identifier");
-            gen_str(g, f->event_identifier);
+            oq_json_gen_str(g, "event_identifier");
+            oq_json_gen_str(g, f->event_identifier);
         }
         if (f->delivery_tag) {
-            gen_str(g, "delivery_tag");
+            oq_json_gen_str(g, "delivery_tag");
             yajl_gen_integer(g, (long long)f->delivery_tag);
         }
         if (f->attempt) {
-            gen_str(g, "attempt");
+            oq_json_gen_str(g, "attempt");
             yajl_gen_integer(g, f->attempt);
         }
     }

@@ -35,13 +35,6 @@ static void sha256_hex(const char *text, size_t len, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Applied rows as (version, checksum, applied_at, applied_by, name). */
 static int read_applied(struct oq_db *db, MYSQL_RES **res, char *err, size_t errlen)
 {
@@ -112,7 +105,7 @@ static int apply_one(struct oq_db *db, const struct oq_migration *m, const char 
                      char *err, size_t errlen)
 {
     char sum[65];
-    int64_t started = now_ms();
+    int64_t started = oq_now_ms();
     oq_info("applying migration %04d_%s", m->version, m->name);
     if (oq_db_exec_script(db, m->sql, m->len) != 0) {
         snprintf(err, errlen,
@@ -123,7 +116,7 @@ static int apply_one(struct oq_db *db, const struct oq_migration *m, const char 
     }
     sha256_hex(m->sql, m->len, sum);
     struct oq_db_param p[] = {OQ_INT(m->version), OQ_STR(m->name), OQ_STR(sum), OQ_STR(applied_by),
-                              OQ_INT(now_ms() - started)};
+                              OQ_INT(oq_now_ms() - started)};
     if (oq_db_execute(db,
                       "INSERT INTO schema_migrations (version, name, checksum, applied_at,"
                       " applied_by, duration_ms) VALUES (?, ?, ?, UTC_TIMESTAMP(6), ?, ?)",

@@ -27,36 +27,6 @@
 #define PUBLISH_CHANNEL 2
 #define DEAD_WINDOW     1024
 
-int64_t oq_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void oq_nap(int64_t ms, volatile sig_atomic_t *stop)
-{
-    while (ms > 0 && !(stop && *stop)) {
-        int64_t step = ms < 50 ? ms : 50;
-        struct timespec ts = {0, (long)step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-}
-
-int64_t oq_backoff_ms(int failures)
-{
-    int64_t base = 500;
-    for (int i = 1; i < failures && base < 30000; i++)
-        base *= 2;
-    if (base > 30000)
-        base = 30000;
-    unsigned r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (unsigned)oq_now_ms();
-    return base / 2 + (int64_t)(r % (unsigned)(base / 2 + 1));
-}
-
 enum outcome {
     PENDING = 0,
     DONE,      /* effect committed now */
@@ -115,6 +85,7 @@ struct pipeline {
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     int requeue_streak;           /* batches in a row that had to requeue */
+    char host[128], pid[24];      /* for the dead letters' headers */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -493,9 +464,6 @@ static amqp_table_entry_t hdr_str(const char *key, const char *value)
 /* Publish d, byte for byte, to the dead-letter exchange with why. */
 static int publish_dead(struct pipeline *pl, struct delivery *d)
 {
-    char host[128] = "?", pid[24];
-    gethostname(host, sizeof(host) - 1);
-    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     amqp_table_entry_t h[10];
     int nh = 0;
     char error[256];
@@ -505,8 +473,8 @@ static int publish_dead(struct pipeline *pl, struct delivery *d)
     h[nh++] = hdr_str("x-orderq-queue", d->queue);
     h[nh++] = hdr_str("x-orderq-original-exchange", d->exchange);
     h[nh++] = hdr_str("x-orderq-original-routing-key", d->routing_key);
-    h[nh++] = hdr_str("x-orderq-host", host);
-    h[nh++] = hdr_str("x-orderq-pid", pid);
+    h[nh++] = hdr_str("x-orderq-host", pl->host);
+    h[nh++] = hdr_str("x-orderq-pid", pl->pid);
     h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
     /* Its confirm sequence, so a return (no queue took it) finds it. */
     h[nh].key = amqp_cstring_bytes("x-orderq-dl-seq");
@@ -781,7 +749,7 @@ static int serve(struct pipeline *pl, struct consumers *c)
             int64_t left = open_deadline - oq_now_ms();
             wait_ms = left < 0 ? 0 : (left < wait_ms ? left : wait_ms);
         }
-        struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)((wait_ms % 1000) * 1000)};
+        struct timeval tv = oq_ms_to_timeval(wait_ms);
         amqp_frame_t frame;
         amqp_maybe_release_buffers(conn);
         int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
@@ -870,6 +838,9 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     pl.wake_relay = wake_relay;
     pl.relay = relay;
     atomic_init(&pl.gen, 1);
+    if (gethostname(pl.host, sizeof(pl.host) - 1) != 0)
+        snprintf(pl.host, sizeof(pl.host), "?");
+    snprintf(pl.pid, sizeof(pl.pid), "%ld", (long)getpid());
     if (oq_topology_plan(cfg, &pl.topology) != 0 || start_workers(&pl) != 0) {
         oq_topology_free(pl.topology);
         snprintf(err, errlen, "out of memory starting the database workers");

@@ -135,22 +135,15 @@ static int handle_frame(struct oq_publisher *p, const amqp_frame_t *frame)
     return oq_publisher_handle_frame(p, frame) < 0 ? OQ_EBROKER : 0;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int oq_publisher_wait(struct oq_publisher *p, int64_t timeout_ms)
 {
     amqp_connection_state_t conn = oq_broker_conn(p->b);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = oq_now_ms() + timeout_ms;
     while (oq_publisher_in_flight(p) > 0) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - oq_now_ms();
         if (left <= 0)
             return OQ_ETIMEOUT;
-        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
+        struct timeval tv = oq_ms_to_timeval(left);
         amqp_frame_t frame;
         int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
         if (status == AMQP_STATUS_TIMEOUT)

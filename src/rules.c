@@ -8,18 +8,9 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "orderq/json.h"
 #include "orderq/db.h"
 #include "orderq/money.h"
-
-static yajl_val member(yajl_val obj, const char *key)
-{
-    if (!YAJL_IS_OBJECT(obj))
-        return NULL;
-    for (size_t i = 0; i < obj->u.object.len; i++)
-        if (strcmp(obj->u.object.keys[i], key) == 0)
-            return obj->u.object.values[i];
-    return NULL;
-}
 
 /* The text of an amount given as a JSON string ("19.99") or number (19.99). */
 static const char *amount_text(yajl_val v)
@@ -72,7 +63,7 @@ static int parse_coupon(yajl_val c, struct oq_rule *r, const char **field, char 
         return OQ_EINVAL;
     }
     *field = "coupon.discount_type";
-    v = member(c, "discount_type");
+    v = oq_json_member(c, "discount_type");
     if (YAJL_IS_STRING(v) && strcmp(v->u.string, "fixed") == 0)
         r->discount_type = OQ_DISCOUNT_FIXED;
     else if (YAJL_IS_STRING(v) && strcmp(v->u.string, "percent") == 0)
@@ -84,7 +75,7 @@ static int parse_coupon(yajl_val c, struct oq_rule *r, const char **field, char 
     *field = "coupon.discount";
     /* a percentage keeps two decimals: "12.5" percent is 1250 */
     int exponent = r->discount_type == OQ_DISCOUNT_FIXED ? r->exponent : 2;
-    if (parse_amount(member(c, "discount"), exponent, &r->discount, why, whylen) != 0)
+    if (parse_amount(oq_json_member(c, "discount"), exponent, &r->discount, why, whylen) != 0)
         return OQ_EINVAL;
     if (r->discount == 0 || (r->discount_type == OQ_DISCOUNT_PERCENT && r->discount > 10000)) {
         snprintf(why, whylen,
@@ -93,14 +84,14 @@ static int parse_coupon(yajl_val c, struct oq_rule *r, const char **field, char 
         return OQ_EINVAL;
     }
     *field = "coupon.valid_days";
-    if (parse_whole(member(c, "valid_days"), 1, &r->valid_days, why, whylen) != 0)
+    if (parse_whole(oq_json_member(c, "valid_days"), 1, &r->valid_days, why, whylen) != 0)
         return OQ_EINVAL;
     if (r->valid_days > 3650) {
         snprintf(why, whylen, "expected at most 3650 days");
         return OQ_EINVAL;
     }
     *field = "coupon.code_prefix";
-    v = member(c, "code_prefix");
+    v = oq_json_member(c, "code_prefix");
     if (v != NULL && (!YAJL_IS_STRING(v) || !valid_prefix(v->u.string))) {
         snprintf(why, whylen, "expected up to %d letters, digits, '-' or '_'", OQ_CODE_PREFIX_MAX);
         return OQ_EINVAL;
@@ -146,13 +137,13 @@ static int parse_rule(yajl_val o, struct oq_rule *r, const char **field, char *w
         return OQ_EINVAL;
     }
     *field = "rule_id";
-    if (parse_whole(member(o, "rule_id"), 1, &r->rule_id, why, whylen) != 0)
+    if (parse_whole(oq_json_member(o, "rule_id"), 1, &r->rule_id, why, whylen) != 0)
         return OQ_EINVAL;
     *field = "promo_id";
-    if (parse_whole(member(o, "promo_id"), 0, &r->promo_id, why, whylen) != 0)
+    if (parse_whole(oq_json_member(o, "promo_id"), 0, &r->promo_id, why, whylen) != 0)
         return OQ_EINVAL;
     *field = "name";
-    v = member(o, "name");
+    v = oq_json_member(o, "name");
     if (!YAJL_IS_STRING(v) || v->u.string[0] == '\0' || strlen(v->u.string) > 191) {
         snprintf(why, whylen, "expected a name of 1 to 191 bytes");
         return OQ_EINVAL;
@@ -160,7 +151,7 @@ static int parse_rule(yajl_val o, struct oq_rule *r, const char **field, char *w
     if ((r->name = strdup(v->u.string)) == NULL)
         return OQ_ENOMEM;
     *field = "currency";
-    v = member(o, "currency");
+    v = oq_json_member(o, "currency");
     r->exponent = YAJL_IS_STRING(v) ? oq_currency_exponent(v->u.string) : -1;
     if (r->exponent < 0) {
         snprintf(why, whylen, "expected an ISO 4217 code such as \"USD\"");
@@ -168,12 +159,12 @@ static int parse_rule(yajl_val o, struct oq_rule *r, const char **field, char *w
     }
     memcpy(r->currency, v->u.string, 4);
     *field = "skus";
-    if ((rc = parse_skus(member(o, "skus"), r, why, whylen)) != 0)
+    if ((rc = parse_skus(oq_json_member(o, "skus"), r, why, whylen)) != 0)
         return rc;
     *field = "threshold";
-    if (parse_amount(member(o, "threshold"), r->exponent, &r->threshold, why, whylen) != 0)
+    if (parse_amount(oq_json_member(o, "threshold"), r->exponent, &r->threshold, why, whylen) != 0)
         return OQ_EINVAL;
-    return parse_coupon(member(o, "coupon"), r, field, why, whylen);
+    return parse_coupon(oq_json_member(o, "coupon"), r, field, why, whylen);
 }
 
 int oq_rules_parse(const char *json, size_t len, struct oq_rule **rules, size_t *n, char *err,
@@ -256,7 +247,7 @@ void oq_rules_free(struct oq_rule *rules, size_t n)
 /* A string field, or a number's text (order ids often come as numbers). */
 static const char *text_field(yajl_val obj, const char *key)
 {
-    yajl_val v = member(obj, key);
+    yajl_val v = oq_json_member(obj, key);
     if (YAJL_IS_STRING(v) && v->u.string[0] != '\0')
         return v->u.string;
     if (YAJL_IS_INTEGER(v))
@@ -267,7 +258,7 @@ static const char *text_field(yajl_val obj, const char *key)
 static int parse_item(yajl_val it, int exponent, struct oq_order_item *item, char *why,
                       size_t whylen)
 {
-    yajl_val qty = member(it, "qty"), orig = member(it, "original_price");
+    yajl_val qty = oq_json_member(it, "qty"), orig = oq_json_member(it, "original_price");
     if (!YAJL_IS_OBJECT(it) || (item->sku = text_field(it, "sku")) == NULL) {
         snprintf(why, whylen, "expected an object with a sku");
         return OQ_EINVAL;
@@ -279,7 +270,8 @@ static int parse_item(yajl_val it, int exponent, struct oq_order_item *item, cha
         return OQ_EINVAL;
     }
     char inner[200];
-    if (parse_amount(member(it, "price"), exponent, &item->price, inner, sizeof(inner)) != 0) {
+    if (parse_amount(oq_json_member(it, "price"), exponent, &item->price, inner, sizeof(inner)) !=
+        0) {
         snprintf(why, whylen, "price: %s", inner);
         return OQ_EINVAL;
     }
@@ -311,10 +303,10 @@ int oq_order_parse(yajl_val data, struct oq_order *o, char *err, size_t errlen)
         snprintf(err, errlen, "event_data.currency: expected an ISO 4217 code such as \"USD\"");
         return OQ_EINVAL;
     }
-    yajl_val customer = member(data, "customer");
+    yajl_val customer = oq_json_member(data, "customer");
     o->customer_email = text_field(customer, "email");
     o->customer_name = text_field(customer, "name");
-    yajl_val items = member(data, "items");
+    yajl_val items = oq_json_member(data, "items");
     if (items == NULL || YAJL_IS_NULL(items))
         return 0;
     if (!YAJL_IS_ARRAY(items)) {

@@ -8,6 +8,7 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "orderq/json.h"
 #include "orderq/broker.h"
 #include "orderq/config.h"
 #include "orderq/log.h"
@@ -317,18 +318,13 @@ int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t, int cr
 
 /* ---- export as definitions ------------------------------------------------- */
 
-static void gstr(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
 static void gen_args(yajl_gen g, const struct oq_topo_arg *args, size_t n)
 {
     yajl_gen_map_open(g);
     for (size_t i = 0; i < n; i++) {
-        gstr(g, args[i].key);
+        oq_json_gen_str(g, args[i].key);
         if (args[i].str != NULL)
-            gstr(g, args[i].str);
+            oq_json_gen_str(g, args[i].str);
         else
             yajl_gen_integer(g, args[i].num);
     }
@@ -345,60 +341,60 @@ int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost
     yajl_gen_config(g, yajl_gen_beautify, 1);
     yajl_gen_config(g, yajl_gen_indent_string, "  ");
     yajl_gen_map_open(g);
-    gstr(g, "exchanges");
+    oq_json_gen_str(g, "exchanges");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < t->n_exchanges; i++) {
         yajl_gen_map_open(g);
-        gstr(g, "name");
-        gstr(g, t->exchanges[i].name);
-        gstr(g, "vhost");
-        gstr(g, vhost);
-        gstr(g, "type");
-        gstr(g, t->exchanges[i].type);
-        gstr(g, "durable");
+        oq_json_gen_str(g, "name");
+        oq_json_gen_str(g, t->exchanges[i].name);
+        oq_json_gen_str(g, "vhost");
+        oq_json_gen_str(g, vhost);
+        oq_json_gen_str(g, "type");
+        oq_json_gen_str(g, t->exchanges[i].type);
+        oq_json_gen_str(g, "durable");
         yajl_gen_bool(g, 1);
-        gstr(g, "auto_delete");
+        oq_json_gen_str(g, "auto_delete");
         yajl_gen_bool(g, 0);
-        gstr(g, "internal");
+        oq_json_gen_str(g, "internal");
         yajl_gen_bool(g, 0);
-        gstr(g, "arguments");
+        oq_json_gen_str(g, "arguments");
         gen_args(g, NULL, 0);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gstr(g, "queues");
+    oq_json_gen_str(g, "queues");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < t->n_queues; i++) {
         yajl_gen_map_open(g);
-        gstr(g, "name");
-        gstr(g, t->queues[i].name);
-        gstr(g, "vhost");
-        gstr(g, vhost);
-        gstr(g, "durable");
+        oq_json_gen_str(g, "name");
+        oq_json_gen_str(g, t->queues[i].name);
+        oq_json_gen_str(g, "vhost");
+        oq_json_gen_str(g, vhost);
+        oq_json_gen_str(g, "durable");
         yajl_gen_bool(g, 1);
-        gstr(g, "auto_delete");
+        oq_json_gen_str(g, "auto_delete");
         yajl_gen_bool(g, 0);
-        gstr(g, "arguments");
+        oq_json_gen_str(g, "arguments");
         gen_args(g, t->queues[i].args, t->queues[i].nargs);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gstr(g, "bindings");
+    oq_json_gen_str(g, "bindings");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < t->n_bindings; i++) {
         const struct oq_topo_binding *b = &t->bindings[i];
         yajl_gen_map_open(g);
-        gstr(g, "source");
-        gstr(g, b->exchange);
-        gstr(g, "vhost");
-        gstr(g, vhost);
-        gstr(g, "destination");
-        gstr(g, b->queue);
-        gstr(g, "destination_type");
-        gstr(g, "queue");
-        gstr(g, "routing_key");
-        gstr(g, b->routing_key);
-        gstr(g, "arguments");
+        oq_json_gen_str(g, "source");
+        oq_json_gen_str(g, b->exchange);
+        oq_json_gen_str(g, "vhost");
+        oq_json_gen_str(g, vhost);
+        oq_json_gen_str(g, "destination");
+        oq_json_gen_str(g, b->queue);
+        oq_json_gen_str(g, "destination_type");
+        oq_json_gen_str(g, "queue");
+        oq_json_gen_str(g, "routing_key");
+        oq_json_gen_str(g, b->routing_key);
+        oq_json_gen_str(g, "arguments");
         gen_args(g, b->args, b->nargs);
         yajl_gen_map_close(g);
     }
@@ -565,12 +561,6 @@ static const char *text_of(yajl_val v)
     return YAJL_IS_STRING(v) ? v->u.string : "";
 }
 
-static yajl_val member(yajl_val obj, const char *key)
-{
-    const char *p[] = {key, NULL};
-    return obj ? yajl_tree_get(obj, p, yajl_t_any) : NULL;
-}
-
 /* Arguments as compact JSON text, for people: {"x-queue-type":"quorum"}. */
 static void args_text_plan(const struct oq_topo_arg *a, size_t n, char *buf, size_t len)
 {
@@ -617,7 +607,7 @@ static int args_equal(const struct oq_topo_arg *a, size_t n, yajl_val obj)
     if (actual_n != n)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        yajl_val v = member(obj, a[i].key);
+        yajl_val v = oq_json_member(obj, a[i].key);
         if (a[i].str != NULL) {
             if (!YAJL_IS_STRING(v) || strcmp(text_of(v), a[i].str) != 0)
                 return 0;
@@ -650,17 +640,17 @@ static void differ(struct report *r, const char *kind, const char *name, const c
     if (g == NULL)
         return;
     yajl_gen_map_open(g);
-    gstr(g, "kind");
-    gstr(g, kind);
-    gstr(g, "name");
-    gstr(g, name);
-    gstr(g, "problem");
-    gstr(g, problem);
+    oq_json_gen_str(g, "kind");
+    oq_json_gen_str(g, kind);
+    oq_json_gen_str(g, "name");
+    oq_json_gen_str(g, name);
+    oq_json_gen_str(g, "problem");
+    oq_json_gen_str(g, problem);
     if (expected != NULL) {
-        gstr(g, "expected");
-        gstr(g, expected);
-        gstr(g, "actual");
-        gstr(g, actual);
+        oq_json_gen_str(g, "expected");
+        oq_json_gen_str(g, expected);
+        oq_json_gen_str(g, "actual");
+        oq_json_gen_str(g, actual);
     }
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &buf, &len);
@@ -684,7 +674,7 @@ static int verify_exchange(struct mgmt *m, const struct oq_topo_exchange *e, str
         differ(r, "exchange", e->name, "missing", NULL, NULL);
         return 0;
     }
-    yajl_val type = member(tree, "type"), durable = member(tree, "durable");
+    yajl_val type = oq_json_member(tree, "type"), durable = oq_json_member(tree, "durable");
     const char *actual = YAJL_IS_STRING(type) ? text_of(type) : "?";
     if (strcmp(actual, e->type) != 0) {
         char want[64], got[64];
@@ -714,14 +704,14 @@ static int verify_queue(struct mgmt *m, const struct oq_topo_queue *q, struct re
         differ(r, "queue", q->name, "missing", NULL, NULL);
         return 0;
     }
-    yajl_val args = member(tree, "arguments");
+    yajl_val args = oq_json_member(tree, "arguments");
     if (!args_equal(q->args, q->nargs, args)) {
         char want[1024], got[1024];
         args_text_plan(q->args, q->nargs, want, sizeof(want));
         args_text_actual(args, got, sizeof(got));
         differ(r, "queue", q->name, "other arguments", want, got);
     }
-    if (!YAJL_IS_TRUE(member(tree, "durable")))
+    if (!YAJL_IS_TRUE(oq_json_member(tree, "durable")))
         differ(r, "queue", q->name, "not durable", "durable", "transient");
     yajl_tree_free(tree);
     return 0;
@@ -745,9 +735,9 @@ static int verify_binding(struct mgmt *m, const struct oq_topo_binding *b, struc
         goto out;
     for (size_t i = 0; YAJL_IS_ARRAY(tree) && i < tree->u.array.len; i++) {
         yajl_val one = tree->u.array.values[i];
-        yajl_val key = member(one, "routing_key");
+        yajl_val key = oq_json_member(one, "routing_key");
         if (YAJL_IS_STRING(key) && strcmp(text_of(key), b->routing_key) == 0 &&
-            args_equal(b->args, b->nargs, member(one, "arguments")))
+            args_equal(b->args, b->nargs, oq_json_member(one, "arguments")))
             found = 1;
     }
     snprintf(name, sizeof(name), "%s -> %s (routing key \"%s\")", b->exchange, b->queue,

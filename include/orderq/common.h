@@ -2,8 +2,11 @@
 #ifndef ORDERQ_COMMON_H
 #define ORDERQ_COMMON_H
 
+#include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/time.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define OQ_WUR          __attribute__((warn_unused_result))
@@ -36,6 +39,25 @@ const char *oq_strerror(int err);
 /* Write s to out as a quoted JSON string, escaping quotes, backslashes and
  * control characters (for the CLI's --json output). */
 void oq_json_fputs(FILE *out, const char *s);
+
+/* Monotonic milliseconds. */
+int64_t oq_now_ms(void);
+
+/* ms as a struct timeval, for librabbitmq's timeouts. */
+struct timeval oq_ms_to_timeval(int64_t ms);
+
+/* Sleep up to ms, returning early once *stop (may be NULL) is set. */
+void oq_nap(int64_t ms, volatile sig_atomic_t *stop);
+
+/* Jittered exponential backoff for the n-th consecutive failure: a random
+ * delay in [base/2, base], base = 500 ms doubling up to 30 s, so many
+ * clients cut off at once do not all come back at once. */
+int64_t oq_backoff_ms(int failures);
+
+/* Read a whole file (path "-": stdin) of at most max bytes into a
+ * NUL-terminated buffer the caller frees. Returns 0, or OQ_EIO with errno
+ * set (EFBIG when larger than max). */
+OQ_WUR int oq_read_file(const char *path, size_t max, char **text, size_t *len);
 
 /* Size of the error buffers passed around (as in hiredis' errstr). */
 #define OQ_ERRLEN 512

@@ -29,14 +29,4 @@ OQ_WUR int oq_pipeline_run(const struct oq_config *cfg, const char *const *queue
                            volatile sig_atomic_t *stop, void (*wake_relay)(void *), void *relay,
                            char *err, size_t errlen);
 
-/* Sleep up to ms, returning early once *stop is set. */
-void oq_nap(int64_t ms, volatile sig_atomic_t *stop);
-
-/* Jittered exponential backoff for the n-th consecutive failure:
- * a random delay in [base/2, base], base = 500 ms doubling up to 30 s. */
-int64_t oq_backoff_ms(int failures);
-
-/* Monotonic milliseconds. */
-int64_t oq_now_ms(void);
-
 #endif

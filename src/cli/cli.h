@@ -63,6 +63,12 @@ int cli_exit_code(int oq_rc);
  * is for the service's own running; command results are plain). */
 void cli_fail(const char *fmt, ...) OQ_PRINTF(1, 2);
 
+/* SIGTERM / SIGINT set cli_stop_signal (to the signal's number); a second
+ * one exits at once (unacked messages simply return to their queues).
+ * SIGPIPE is ignored. For long-running commands. */
+extern volatile sig_atomic_t cli_stop_signal;
+void cli_catch_stop_signals(void);
+
 /* Is stdout a terminal (tables, colours, progress bars)? */
 int cli_stdout_is_tty(void);
 

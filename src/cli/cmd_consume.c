@@ -13,26 +13,6 @@
 #include "orderq/pipeline.h"
 #include "orderq/relay.h"
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-    if (stop_signal != 0)
-        _exit(128 + sig); /* second signal: at once; unacked messages return */
-    stop_signal = sig;
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
 /* The queues to consume: --queue NAMEs (checked), else one per handler. */
 static int pick_queues(struct cli_cmd_ctx *ctx, const char **names, size_t max, size_t *n,
                        char (*built)[256])
@@ -111,7 +91,7 @@ static int run(struct cli_cmd_ctx *ctx)
         return code;
     if ((code = check_schema(ctx->cfg)) != EX_OK)
         return code;
-    install_signals();
+    cli_catch_stop_signals();
     int rc = oq_metrics_start(ctx->cfg->http_addr, &metrics, err, sizeof(err));
     if (rc != 0) {
         cli_fail("consume: %s", err);
@@ -125,12 +105,13 @@ static int run(struct cli_cmd_ctx *ctx)
         oq_metrics_stop(metrics);
         return EX_OSERR;
     }
-    rc = oq_pipeline_run(ctx->cfg, queues, n, &stop_signal, oq_relay_wake, relay, err, sizeof(err));
+    rc = oq_pipeline_run(ctx->cfg, queues, n, &cli_stop_signal, oq_relay_wake, relay, err,
+                         sizeof(err));
     oq_relay_stop(relay);
     if (rc != 0)
         cli_fail("consume: %s", err);
-    else if (stop_signal)
-        oq_info("stopped by signal %d", (int)stop_signal);
+    else if (cli_stop_signal)
+        oq_info("stopped by signal %d", (int)cli_stop_signal);
     oq_metrics_stop(metrics);
     return cli_exit_code(rc);
 }

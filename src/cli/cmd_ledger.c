@@ -35,6 +35,25 @@ static int print_row(void *ctx, const char *const *v, unsigned n)
     return 0;
 }
 
+/* Run a query and print its rows: a table under a header of the column
+ * names, or a JSON array. *rows gets how many. Returns an exit code. */
+static int print_query(struct oq_db *db, const char *what, const char *sql,
+                       const struct oq_db_param *prm, size_t nprm, struct printer *p,
+                       unsigned ncols)
+{
+    if (!p->json)
+        for (unsigned i = 0; i < ncols; i++)
+            printf("%-*s%s", i + 1 < ncols ? 20 : 0, p->names[i], i + 1 < ncols ? " " : "\n");
+    int rc = oq_db_query_rows(db, sql, prm, nprm, print_row, p);
+    if (rc != 0) {
+        cli_fail("ledger %s: %s", what, oq_db_error(db));
+        return cli_exit_code(rc);
+    }
+    if (p->json)
+        fputs(p->rows ? "]\n" : "[]\n", stdout);
+    return EX_OK;
+}
+
 static int show(struct oq_db *db, const char *id, int json)
 {
     static const char *const names[] = {
@@ -42,23 +61,15 @@ static int show(struct oq_db *db, const char *id, int json)
         "owner",   "lease_until", "result",           "created_at", "executed_at"};
     struct printer p = {json, 0, names, 1u << 5}; /* attempts */
     struct oq_db_param prm[] = {OQ_STR(id), OQ_STR(id)};
-    if (!json) {
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-            printf("%-*s%s", i + 1 < 11 ? 20 : 0, names[i], i + 1 < 11 ? " " : "\n");
-    }
-    int rc = oq_db_query_rows(db,
-                              "SELECT handler, effect_key, event_identifier, event_code, state,"
-                              " attempts, owner, lease_until, result, created_at, executed_at"
-                              " FROM event_ledger WHERE event_identifier = ? OR effect_key = ?"
-                              " ORDER BY handler",
-                              prm, 2, print_row, &p);
-    if (rc != 0) {
-        cli_fail("ledger show: %s", oq_db_error(db));
-        return cli_exit_code(rc);
-    }
-    if (json)
-        fputs(p.rows ? "]\n" : "[]\n", stdout);
-    else if (p.rows == 0)
+    int code = print_query(db, "show",
+                           "SELECT handler, effect_key, event_identifier, event_code, state,"
+                           " attempts, owner, lease_until, result, created_at, executed_at"
+                           " FROM event_ledger WHERE event_identifier = ? OR effect_key = ?"
+                           " ORDER BY handler",
+                           prm, 2, &p, 11);
+    if (code != EX_OK)
+        return code;
+    if (!json && p.rows == 0)
         printf("(no ledger row for \"%s\")\n", id);
     return p.rows ? EX_OK : 1;
 }
@@ -67,22 +78,12 @@ static int stats(struct oq_db *db, int json)
 {
     static const char *const names[] = {"handler", "state", "total", "last_hour", "last_day"};
     struct printer p = {json, 0, names, 7u << 2}; /* the three counts */
-    if (!json)
-        printf("%-20s %-20s %-20s %-20s %s\n", "HANDLER", "STATE", "TOTAL", "LAST HOUR",
-               "LAST DAY");
-    int rc = oq_db_query_rows(
-        db,
+    return print_query(
+        db, "stats",
         "SELECT handler, state, COUNT(*),"
         " SUM(created_at >= NOW(6) - INTERVAL 1 HOUR), SUM(created_at >= NOW(6) - INTERVAL 1 DAY)"
         " FROM event_ledger GROUP BY handler, state ORDER BY handler, state",
-        NULL, 0, print_row, &p);
-    if (rc != 0) {
-        cli_fail("ledger stats: %s", oq_db_error(db));
-        return cli_exit_code(rc);
-    }
-    if (json)
-        fputs(p.rows ? "]\n" : "[]\n", stdout);
-    return EX_OK;
+        NULL, 0, &p, 5);
 }
 
 /* Delete finished rows older than the cut-off in chunks of 1000, each its

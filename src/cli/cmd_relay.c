@@ -6,24 +6,13 @@
 #include "orderq/log.h"
 #include "orderq/relay.h"
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-    stop_signal = sig;
-}
-
 static int run(struct cli_cmd_ctx *ctx)
 {
     char err[OQ_ERRLEN];
     long long published = 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    cli_catch_stop_signals();
     int once = cli_opt(ctx, "--once") != NULL;
-    int rc = oq_relay_run(ctx->cfg, &stop_signal, once, &published, err, sizeof(err));
+    int rc = oq_relay_run(ctx->cfg, &cli_stop_signal, once, &published, err, sizeof(err));
     if (rc != 0) {
         cli_fail("relay: %s", err);
         return cli_exit_code(rc);

@@ -8,41 +8,6 @@
 #include "orderq/money.h"
 #include "orderq/rules.h"
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0;
-    *len = 0;
-    if (f == NULL)
-        return NULL;
-    for (;;) {
-        if (*len + 4096 + 1 > cap) {
-            char *grown = realloc(buf, cap = cap * 2 + 8192);
-            if (grown == NULL || cap > (64u << 20)) {
-                free(grown ? grown : buf);
-                buf = NULL;
-                errno = grown ? EFBIG : ENOMEM;
-                break;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + *len, 1, cap - *len - 1, f);
-        *len += n;
-        if (n == 0)
-            break;
-    }
-    if (buf != NULL && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    if (f != stdin)
-        fclose(f);
-    if (buf != NULL)
-        buf[*len] = '\0';
-    return buf;
-}
-
 static void discount_text(const struct oq_rule *r, char *buf, size_t len)
 {
     char amount[40];
@@ -113,8 +78,8 @@ static int run(struct cli_cmd_ctx *ctx)
     }
     if (load) {
         size_t len = 0;
-        char *text = read_file(ctx->pos[1], &len);
-        if (text == NULL) {
+        char *text = NULL;
+        if (oq_read_file(ctx->pos[1], 64u << 20, &text, &len) != 0) {
             cli_fail("rules load: cannot read %s: %s", ctx->pos[1], strerror(errno));
             return EX_NOINPUT;
         }

@@ -16,7 +16,9 @@ all_consuming() { [ "$(consumers_on orderq.order.processing)" = 1 ]; }
 ready() { curl -sf "http://$ORDERQ_HTTP_ADDR/readyz"; }
 
 note "start: a consumer on the queue with a handler, /readyz turns 200"
-"$ORDERQ_BIN" consume --instance-id "test-$$" 2>"$WORK/log" &
+# heartbeats every second: a broker thread that waited on MySQL would be
+# cut off within seconds (see "MySQL blocks" below)
+"$ORDERQ_BIN" consume --instance-id "test-$$" --heartbeat-s 1 2>"$WORK/log" &
 pid=$!
 CLEANUP+=("kill -9 $pid")
 wait_for 20 ready || fail "never ready: $(cat "$WORK/log")"
@@ -56,6 +58,19 @@ wait_for 30 bash -c "[ \"\$(curl -sf http://$ORDERQ_HTTP_ADDR/metrics | awk '\$1
     || fail "did not reconnect: connects_total $(connects): $(tail -5 "$WORK/log")"
 wait_for 10 ready || fail "not ready after reconnect"
 wait_for 30 all_consuming || fail "not consuming after reconnect"
+
+note "MySQL blocks for 8 s: heartbeats keep flowing, the connection stays, the batch waits"
+load_test_rule
+gen_events 200 --start 9300000000 >"$WORK/slow.jsonl"
+mariadb --socket="$SOCK" -uroot "$DB" -e "LOCK TABLES event_ledger WRITE; SELECT SLEEP(8);" >/dev/null &
+locker=$!
+sleep 1
+oq publish "$WORK/slow.jsonl" >/dev/null
+sleep 4 # > 2 heartbeat intervals with the ledger locked
+expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger')" "nothing committed while the ledger is locked"
+wait "$locker"
+wait_ledger 200 30 || fail "the batch did not go through after the lock"
+expect_eq 2 "$(connects)" "broker connects (1 + the reconnect above): none lost to missed heartbeats"
 
 note "SIGTERM: exits 0 promptly"
 kill -TERM "$pid"
