@@ -240,3 +240,51 @@ int oq_broker_last_code(const struct oq_broker *b)
 {
     return b->last_code;
 }
+
+const amqp_field_value_t *oq_amqp_header(const amqp_basic_properties_t *p, const char *key)
+{
+    size_t n = strlen(key);
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return NULL;
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        if (e->key.len == n && memcmp(e->key.bytes, key, n) == 0)
+            return &e->value;
+    }
+    return NULL;
+}
+
+int oq_amqp_field_int(const amqp_field_value_t *v, int64_t *out)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+        *out = v->value.i8;
+        return 0;
+    case AMQP_FIELD_KIND_U8:
+        *out = v->value.u8;
+        return 0;
+    case AMQP_FIELD_KIND_I16:
+        *out = v->value.i16;
+        return 0;
+    case AMQP_FIELD_KIND_U16:
+        *out = v->value.u16;
+        return 0;
+    case AMQP_FIELD_KIND_I32:
+        *out = v->value.i32;
+        return 0;
+    case AMQP_FIELD_KIND_U32:
+        *out = v->value.u32;
+        return 0;
+    case AMQP_FIELD_KIND_I64:
+        *out = v->value.i64;
+        return 0;
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        if (v->value.u64 > INT64_MAX)
+            return OQ_EINVAL;
+        *out = (int64_t)v->value.u64;
+        return 0;
+    default:
+        return OQ_EINVAL;
+    }
+}

@@ -36,6 +36,8 @@ const char *oq_strerror(int err)
         return "interrupted";
     case OQ_EREFUSED:
         return "refused";
+    case OQ_EAGAIN:
+        return "temporary failure";
     default:
         return "unknown error";
     }
@@ -54,6 +56,16 @@ void oq_json_fputs(FILE *out, const char *s)
             fputc(c, out);
     }
     fputc('"', out);
+}
+
+void oq_utc_now_iso(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
 int64_t oq_now_ms(void)

@@ -69,6 +69,13 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
         rc = OQ_EDB;
         goto out;
     }
+    /* Every time orderq writes or compares is UTC, whatever the server's
+     * zone: hosts in several zones share one ledger and dead-letter store. */
+    if (mysql_query(db->my, "SET SESSION time_zone = '+00:00'") != 0) {
+        snprintf(err, errlen, "MySQL: setting time_zone to UTC: %s", mysql_error(db->my));
+        rc = OQ_EDB;
+        goto out;
+    }
     rc = 0;
     *out = db;
     db = NULL;
@@ -147,6 +154,11 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
             switch (params[i].type) {
             case OQ_PARAM_STR:
                 bind[i].buffer_type = MYSQL_TYPE_STRING;
+                bind[i].buffer = (void *)(uintptr_t)params[i].str;
+                bind[i].buffer_length = params[i].len;
+                break;
+            case OQ_PARAM_BLOB: /* bytes, not text: no character set applies */
+                bind[i].buffer_type = MYSQL_TYPE_BLOB;
                 bind[i].buffer = (void *)(uintptr_t)params[i].str;
                 bind[i].buffer_length = params[i].len;
                 break;

@@ -13,6 +13,7 @@ const struct oq_event_route oq_event_routes[] = {
     {"coupon.email", {"send_coupon_code_by_email", NULL}},
     {"invoice.created", {NULL}},
     {"invoice.updated", {NULL}},
+    {"probe", {NULL}}, /* orderq's own drill event (handler_probe.c) */
 };
 const size_t oq_event_route_count = sizeof(oq_event_routes) / sizeof(oq_event_routes[0]);
 

@@ -106,8 +106,9 @@ static char *email_envelope(const struct oq_order *o, const struct coupon *c,
     return out;
 }
 
-static int prepare(void *state, const struct oq_event *ev, void **out, char *effect_key,
-                   size_t keylen, char *result, size_t resultlen, char *err, size_t errlen)
+static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void **out,
+                   char *effect_key, size_t keylen, char *result, size_t resultlen, char *err,
+                   size_t errlen)
 {
     struct coupon_state *st = state;
     struct oq_order order;
@@ -115,6 +116,7 @@ static int prepare(void *state, const struct oq_event *ev, void **out, char *eff
     int rc = oq_order_parse(ev->data, &order, err, errlen);
     (void)effect_key; /* the event_identifier ("<order_id>_<status>") is the key */
     (void)keylen;
+    (void)attempt;
     *out = NULL;
     if (rc != 0)
         return rc;
@@ -401,15 +403,19 @@ int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
 
 int oq_handlers_new(const struct oq_config *cfg, struct oq_handler **handlers, size_t *n)
 {
-    struct oq_handler *list = calloc(1, sizeof(*list));
+    struct oq_handler *list = calloc(2, sizeof(*list));
     *handlers = NULL;
     *n = 0;
     if (list == NULL || oq_handler_coupon_new(cfg, &list[0]) != 0) {
         free(list);
         return OQ_ENOMEM;
     }
+    if (oq_handler_probe_new(&list[1]) != 0) {
+        oq_handlers_free(list, 1);
+        return OQ_ENOMEM;
+    }
     *handlers = list;
-    *n = 1;
+    *n = 2;
     return 0;
 }
 

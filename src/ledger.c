@@ -7,7 +7,7 @@
 
 #include "orderq/db.h"
 
-#define CLAIM_COLUMNS 6
+#define CLAIM_COLUMNS 7
 
 struct returned {
     struct oq_claim *claims;
@@ -34,9 +34,9 @@ int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims
                     char *err, size_t errlen)
 {
     static const char head[] = "INSERT IGNORE INTO event_ledger (handler, effect_key,"
-                               " event_identifier, event_code, owner, result, state, executed_at)"
+                               " event_identifier, event_code, owner, result, attempts, state, executed_at)"
                                " VALUES ";
-    static const char row[] = "(?, ?, ?, ?, ?, ?, 'done', NOW(6))";
+    static const char row[] = "(?, ?, ?, ?, ?, ?, ?, 'done', NOW(6))";
     static const char tail[] = " RETURNING handler, effect_key";
     size_t len = sizeof(head) + n * (sizeof(row) + 1) + sizeof(tail);
     char *sql = malloc(len);
@@ -63,6 +63,7 @@ int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims
         p[i * CLAIM_COLUMNS + 3] = OQ_STR(c->event_code);
         p[i * CLAIM_COLUMNS + 4] = OQ_STR(owner);
         p[i * CLAIM_COLUMNS + 5] = OQ_STR(c->result ? c->result : "");
+        p[i * CLAIM_COLUMNS + 6] = OQ_INT(c->attempts > 0 ? c->attempts : 1);
     }
     snprintf(sql + used, len - used, "%s", tail);
     rc = oq_db_query_rows(db, sql, p, n * CLAIM_COLUMNS, on_returned, &r);

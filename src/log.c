@@ -44,16 +44,6 @@ const char *oq_log_level_name(int level)
     return level_names[level];
 }
 
-static void timestamp(char *buf, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 static void write_json(int level, const struct oq_log_fields *f, const char *ts, const char *msg)
 {
     const unsigned char *buf = NULL;
@@ -130,7 +120,7 @@ void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     scrub_utf8(msg);
-    timestamp(ts, sizeof(ts));
+    oq_utc_now_iso(ts, sizeof(ts));
     if (log_format == 0) {
         write_json(level, f, ts, msg);
         return;

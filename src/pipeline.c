@@ -25,21 +25,25 @@
 
 #define CONSUME_CHANNEL 1
 #define PUBLISH_CHANNEL 2
-#define DEAD_WINDOW     1024
+#define PARK_WINDOW     1024 /* retries and dead letters awaiting their confirm */
 
 enum outcome {
     PENDING = 0,
     DONE,      /* effect committed now */
     DUPLICATE, /* the ledger had it: no effect */
     DEAD,      /* cannot succeed: to the dead-letter exchange, then ack */
-    REQUEUE,   /* try again later: nack with requeue */
+    RETRY,     /* failed for now: to a delay tier, then ack */
+    REQUEUE,   /* not parked (no memory, a publish refused): nack with requeue */
 };
 
 struct delivery {
     uint64_t tag;
     char *queue, *exchange, *routing_key, *message_id, *type;
-    void *body;
-    size_t len;
+    amqp_message_t msg; /* properties and body as delivered, republished as they are */
+    int has_msg;
+    int64_t attempt; /* x-orderq-attempt: 1 on the first delivery */
+    /* Kept across retries in orderq's headers (else the delivery's own). */
+    amqp_bytes_t original_exchange, original_routing_key, first_failed_at;
     struct oq_event ev;
     const struct oq_handler *handler;
     void *plan;
@@ -48,8 +52,9 @@ struct delivery {
     enum outcome outcome;
     char reason[512];
     enum oq_error_class error_class;
+    char tier[32];     /* RETRY: the delay tier's name */
     int db_failures;   /* lost connections while committed alone */
-    uint64_t dead_seq; /* confirm sequence of its dead letter; 0 before */
+    uint64_t park_seq; /* confirm sequence of its retry or dead letter; 0 before */
 };
 
 struct batch {
@@ -59,8 +64,8 @@ struct batch {
     size_t n, cap;
     struct delivery *d;
     int processed; /* set by the worker, under the mutex */
-    size_t dead_pending;
-    int dead_published;
+    size_t park_pending; /* retries and dead letters not yet confirmed */
+    int parked;          /* all of them published */
     int64_t requeue_at; /* a batch with deliveries to requeue waits until then */
 };
 
@@ -97,7 +102,8 @@ static void delivery_clear(struct delivery *d)
     free(d->routing_key);
     free(d->message_id);
     free(d->type);
-    free(d->body);
+    if (d->has_msg)
+        amqp_destroy_message(&d->msg);
     if (d->handler && d->plan)
         d->handler->free_plan(d->plan);
     oq_event_clear(&d->ev);
@@ -123,11 +129,26 @@ static char *bytes_dup(amqp_bytes_t b)
     return s;
 }
 
-static void set_dead(struct delivery *d, enum oq_error_class error_class, const char *reason)
+/* A failed attempt: to the next delay tier when the failure is transient
+ * and attempts are left, else to the dead letters. */
+static void set_failed(const struct oq_config *cfg, struct delivery *d,
+                       enum oq_error_class error_class, const char *reason)
 {
-    d->outcome = DEAD;
+    struct oq_retry_decision next;
+    oq_retry_decide(cfg, error_class, d->attempt, &next);
     d->error_class = error_class;
-    snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    if (next.retry) {
+        d->outcome = RETRY;
+        snprintf(d->tier, sizeof(d->tier), "%s", next.tier_name);
+        snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    } else {
+        d->outcome = DEAD;
+        if (error_class == OQ_ERR_TRANSIENT)
+            snprintf(d->reason, sizeof(d->reason), "gave up after %lld attempts: %s",
+                     (long long)d->attempt, reason);
+        else
+            snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    }
 }
 
 /* ---- the database worker --------------------------------------------------- */
@@ -193,27 +214,26 @@ static void prepare_batch(struct worker *w, struct batch *bt)
         struct delivery *d = &bt->d[i];
         if (d->outcome != PENDING || d->handler != NULL)
             continue; /* decided, or planned on an earlier try */
-        if (d->ev.root == NULL &&
-            oq_event_decode(d->body, d->len, d->message_id, &d->ev, err, sizeof(err)) != 0) {
-            set_dead(d, OQ_ERR_BAD_INPUT, err);
+        if (d->ev.root == NULL && oq_event_decode(d->msg.body.bytes, d->msg.body.len,
+                                                  d->message_id, &d->ev, err, sizeof(err)) != 0) {
+            set_failed(w->pl->cfg, d, OQ_ERR_BAD_INPUT, err);
             continue;
         }
         const struct oq_handler *h =
             oq_handler_find(w->handlers, w->n_handlers, d->ev.canonical_code);
         if (h == NULL) {
             snprintf(err, sizeof(err), "no handler for event code \"%s\"", d->ev.code);
-            set_dead(d, OQ_ERR_UNKNOWN_EVENT, err);
+            set_failed(w->pl->cfg, d, OQ_ERR_UNKNOWN_EVENT, err);
             continue;
         }
         d->effect_key[0] = '\0';
-        int rc = h->prepare(h->state, &d->ev, &d->plan, d->effect_key, sizeof(d->effect_key),
-                            d->result, sizeof(d->result), err, sizeof(err));
-        if (rc == OQ_EINVAL) {
-            set_dead(d, OQ_ERR_PERMANENT, err);
-            continue;
-        }
+        err[0] = '\0';
+        int rc = h->prepare(h->state, &d->ev, d->attempt, &d->plan, d->effect_key,
+                            sizeof(d->effect_key), d->result, sizeof(d->result), err, sizeof(err));
         if (rc != 0) {
-            d->outcome = REQUEUE;
+            if (err[0] == '\0')
+                snprintf(err, sizeof(err), "%s: %s", h->name, oq_strerror(rc));
+            set_failed(w->pl->cfg, d, rc == OQ_EINVAL ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, err);
             continue;
         }
         if (d->effect_key[0] == '\0')
@@ -242,8 +262,12 @@ static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t 
         struct delivery *d = &bt->d[i];
         if (d->outcome != PENDING || d->handler == NULL)
             continue;
-        claims[k] = (struct oq_claim){d->handler->name,     d->effect_key, d->ev.identifier,
-                                      d->ev.canonical_code, d->result,     0};
+        claims[k] = (struct oq_claim){.handler = d->handler->name,
+                                      .effect_key = d->effect_key,
+                                      .event_identifier = d->ev.identifier,
+                                      .event_code = d->ev.canonical_code,
+                                      .result = d->result,
+                                      .attempts = d->attempt};
         who[k++] = d;
     }
     if (k == 0) {
@@ -291,7 +315,7 @@ static int commit_one_by_one(struct worker *w, struct batch *bt, char *err, size
         enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
         if (cls == OQ_DB_RETRY || (cls == OQ_DB_GONE && ++bt->d[i].db_failures < 3))
             return OQ_EDB;
-        set_dead(&bt->d[i], OQ_ERR_PERMANENT, err);
+        set_failed(w->pl->cfg, &bt->d[i], OQ_ERR_PERMANENT, err);
         if (cls == OQ_DB_GONE)
             return OQ_EDB; /* reconnect before the rest */
     }
@@ -418,87 +442,144 @@ static void free_processed_orphans(struct pipeline *pl)
     }
 }
 
-static void on_dead_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+/* The delivery in flight whose retry or dead letter has confirm sequence
+ * seq (and its batch), or NULL. */
+static struct delivery *parked_delivery(struct pipeline *pl, uint64_t seq, struct batch **batch)
 {
-    struct pipeline *pl = ctx;
     for (struct batch *bt = pl->inflight_head; bt; bt = bt->next)
         for (size_t i = 0; i < bt->n; i++)
-            if (bt->d[i].dead_seq == seq) {
-                if (outcome != OQ_CONFIRM_ACK)
-                    bt->d[i].outcome = REQUEUE; /* not parked: it must come back */
-                bt->dead_pending--;
-                return;
+            if (bt->d[i].park_seq == seq) {
+                *batch = bt;
+                return &bt->d[i];
             }
+    return NULL;
 }
 
-/* A dead letter no queue took: it is not parked, so its delivery is
- * requeued (its ack follows; the outcome set here wins). */
-static void on_dead_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+static void on_park_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+{
+    struct batch *bt;
+    struct delivery *d = parked_delivery(ctx, seq, &bt);
+    if (d == NULL)
+        return;
+    if (outcome != OQ_CONFIRM_ACK)
+        d->outcome = REQUEUE; /* not parked: it must come back */
+    bt->park_pending--;
+}
+
+/* A retry or dead letter no queue took: it is not parked, so its delivery
+ * is requeued (its ack follows; the outcome set here wins). */
+static void on_park_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
 {
     struct pipeline *pl = ctx;
-    (void)why;
-    const amqp_table_t *h = &m->properties.headers;
-    for (int i = 0; (m->properties._flags & AMQP_BASIC_HEADERS_FLAG) && i < h->num_entries; i++) {
-        const amqp_table_entry_t *e = &h->entries[i];
-        if (e->key.len == 15 && memcmp(e->key.bytes, "x-orderq-dl-seq", 15) == 0 &&
-            e->value.kind == AMQP_FIELD_KIND_I64) {
-            for (struct batch *bt = pl->inflight_head; bt; bt = bt->next)
-                for (size_t k = 0; k < bt->n; k++)
-                    if (bt->d[k].dead_seq == (uint64_t)e->value.value.i64)
-                        bt->d[k].outcome = REQUEUE;
-        }
-    }
-    oq_error("a dead letter reached no queue: is the queue behind %s declared?",
-             pl->cfg->dead_exchange);
+    const amqp_field_value_t *seq = oq_amqp_header(&m->properties, "x-orderq-seq");
+    int64_t n = 0;
+    struct batch *bt;
+    struct delivery *d =
+        seq && oq_amqp_field_int(seq, &n) == 0 ? parked_delivery(pl, (uint64_t)n, &bt) : NULL;
+    if (d != NULL)
+        d->outcome = REQUEUE;
+    oq_error("%s reached no queue from exchange %.*s: is the topology declared?",
+             d && d->tier[0] ? "a retry" : "a dead letter", (int)why->exchange.len,
+             (const char *)why->exchange.bytes);
 }
 
-static amqp_table_entry_t hdr_str(const char *key, const char *value)
+/* Headers orderq writes afresh on each retry or dead letter, and the
+ * broker's own dead-lettering history: not carried over. */
+static int replaced_header(amqp_bytes_t key)
+{
+    static const char *const prefixes[] = {"x-orderq-", "x-death", "x-first-death-",
+                                           "x-last-death-", "orderq-delay"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+        if (key.len >= n && memcmp(key.bytes, prefixes[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static amqp_table_entry_t hdr_bytes(const char *key, amqp_bytes_t value)
 {
     amqp_table_entry_t e;
     e.key = amqp_cstring_bytes(key);
     e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(value ? value : "");
+    e.value.value.bytes = value;
     return e;
 }
 
-/* Publish d, byte for byte, to the dead-letter exchange with why. */
-static int publish_dead(struct pipeline *pl, struct delivery *d)
+static amqp_table_entry_t hdr_str(const char *key, const char *value)
 {
-    amqp_table_entry_t h[10];
-    int nh = 0;
-    char error[256];
+    return hdr_bytes(key, amqp_cstring_bytes(value ? value : ""));
+}
+
+static amqp_table_entry_t hdr_i64(const char *key, int64_t value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
+    return e;
+}
+
+/* Publish d, body and properties as delivered, with orderq's headers: to
+ * its delay tier (RETRY) or to the dead-letter exchange (DEAD). */
+static int park(struct pipeline *pl, struct delivery *d)
+{
+    const amqp_basic_properties_t *orig = &d->msg.properties;
+    int n_orig = (orig->_flags & AMQP_BASIC_HEADERS_FLAG) ? orig->headers.num_entries : 0;
+    amqp_table_entry_t *h = malloc(((size_t)n_orig + 16) * sizeof(*h));
+    if (h == NULL)
+        return OQ_ENOMEM;
+    int nh = 0, retry = d->outcome == RETRY;
+    for (int i = 0; i < n_orig; i++)
+        if (!replaced_header(orig->headers.entries[i].key))
+            h[nh++] = orig->headers.entries[i];
+    char now[32], error[256];
+    oq_utc_now_iso(now, sizeof(now));
     oq_cut_utf8(d->reason, error, sizeof(error)); /* headers stay small */
+    h[nh++] = hdr_i64("x-orderq-attempt", retry ? d->attempt + 1 : d->attempt);
+    h[nh++] = d->first_failed_at.len ? hdr_bytes("x-orderq-first-failed-at", d->first_failed_at)
+                                     : hdr_str("x-orderq-first-failed-at", now);
+    h[nh++] = hdr_str("x-orderq-last-failed-at", now);
     h[nh++] = hdr_str("x-orderq-error-class", oq_error_class_name(d->error_class));
     h[nh++] = hdr_str("x-orderq-last-error", error);
     h[nh++] = hdr_str("x-orderq-queue", d->queue);
-    h[nh++] = hdr_str("x-orderq-original-exchange", d->exchange);
-    h[nh++] = hdr_str("x-orderq-original-routing-key", d->routing_key);
+    h[nh++] = hdr_bytes("x-orderq-original-exchange", d->original_exchange);
+    h[nh++] = hdr_bytes("x-orderq-original-routing-key", d->original_routing_key);
     h[nh++] = hdr_str("x-orderq-host", pl->host);
     h[nh++] = hdr_str("x-orderq-pid", pl->pid);
     h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
     /* Its confirm sequence, so a return (no queue took it) finds it. */
-    h[nh].key = amqp_cstring_bytes("x-orderq-dl-seq");
-    h[nh].value.kind = AMQP_FIELD_KIND_I64;
-    h[nh++].value.value.i64 = (int64_t)oq_publisher_next_seq(pl->pub);
-    amqp_basic_properties_t p;
-    memset(&p, 0, sizeof(p));
-    p._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    h[nh++] = hdr_i64("x-orderq-seq", (int64_t)oq_publisher_next_seq(pl->pub));
+    if (retry) /* not "x-": a headers exchange ignores those when matching */
+        h[nh++] = hdr_str("orderq-delay", d->tier);
+
+    amqp_basic_properties_t p = *orig;
+    p._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    p._flags &= ~(amqp_flags_t)AMQP_BASIC_EXPIRATION_FLAG; /* parked copies never expire */
     p.delivery_mode = 2;
     p.headers = (amqp_table_t){nh, h};
-    if (d->message_id) {
-        p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        p.message_id = amqp_cstring_bytes(d->message_id);
-    }
-    if (d->type) {
-        p._flags |= AMQP_BASIC_TYPE_FLAG;
-        p.type = amqp_cstring_bytes(d->type);
-    }
+    /* The routing key names the work queue: a delay tier's TTL sends it
+     * back there through the default exchange. */
+    const char *exchange = retry ? pl->cfg->delay_exchange : pl->cfg->dead_exchange;
     uint64_t seq = 0;
-    int rc = oq_publish(pl->pub, pl->cfg->dead_exchange, d->routing_key ? d->routing_key : "", 1,
-                        &p, d->body, d->len, &seq);
+    int rc = oq_publish(pl->pub, exchange, d->queue, 1, &p, d->msg.body.bytes, d->msg.body.len,
+                        &seq);
     if (rc == 0)
-        d->dead_seq = seq;
+        d->park_seq = seq;
+    free(h);
     return rc;
+}
+
+static void log_parked(const struct pipeline *pl, const struct delivery *d)
+{
+    struct oq_log_fields f = {d->queue, d->ev.identifier, d->tag, 0};
+    if (d->outcome == RETRY)
+        oq_log(OQ_LOG_WARN, &f, "attempt %lld of %lld failed (%s), retrying in %s: %s",
+               (long long)d->attempt, (long long)pl->cfg->max_attempts,
+               oq_error_class_name(d->error_class), d->tier, d->reason);
+    else
+        oq_log(OQ_LOG_WARN, &f, "dead-lettered after attempt %lld (%s): %s",
+               (long long)d->attempt, oq_error_class_name(d->error_class), d->reason);
 }
 
 static void count_outcomes(const struct batch *bt)
@@ -514,6 +595,9 @@ static void count_outcomes(const struct batch *bt)
         case DEAD:
             oq_metric_add(OQ_M_DEAD_LETTERED, 1);
             break;
+        case RETRY:
+            oq_metric_add(OQ_M_RETRIED, 1);
+            break;
         default:
             break;
         }
@@ -528,22 +612,24 @@ static int advance(struct pipeline *pl)
         struct batch *bt = pl->inflight_head;
         if (!is_processed(pl, bt))
             return 0;
-        for (size_t i = 0; !bt->dead_published && i < bt->n; i++) {
+        for (size_t i = 0; !bt->parked && i < bt->n; i++) {
             struct delivery *d = &bt->d[i];
-            if (d->outcome != DEAD || d->dead_seq != 0)
+            if ((d->outcome != DEAD && d->outcome != RETRY) || d->park_seq != 0)
                 continue;
-            struct oq_log_fields f = {d->queue, d->ev.identifier, d->tag, 0};
-            oq_log(OQ_LOG_WARN, &f, "dead-lettered (%s): %s", oq_error_class_name(d->error_class),
-                   d->reason);
-            int rc = publish_dead(pl, d);
+            int rc = park(pl, d);
             if (rc == OQ_ETIMEOUT)
                 return 0; /* window full: go on when confirms come */
+            if (rc == OQ_ENOMEM) {
+                d->outcome = REQUEUE;
+                continue;
+            }
             if (rc != 0)
                 return OQ_EBROKER;
-            bt->dead_pending++;
+            log_parked(pl, d);
+            bt->park_pending++;
         }
-        bt->dead_published = 1;
-        if (bt->dead_pending > 0)
+        bt->parked = 1;
+        if (bt->park_pending > 0)
             return 0;
         int all_done = 1;
         for (size_t i = 0; i < bt->n; i++)
@@ -632,6 +718,31 @@ fail:
     return OQ_EBROKER;
 }
 
+static amqp_bytes_t header_text(const amqp_basic_properties_t *p, const char *key,
+                                amqp_bytes_t otherwise)
+{
+    const amqp_field_value_t *v = oq_amqp_header(p, key);
+    if (v != NULL && (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        return v->value.bytes;
+    return otherwise;
+}
+
+/* Where a retried message stands: its attempt and what the first one
+ * recorded. Counted from orderq's own headers, never from x-death (whose
+ * meaning changed in RabbitMQ 3.13). A first delivery is attempt 1. */
+static void read_retry_headers(struct delivery *d)
+{
+    const amqp_basic_properties_t *p = &d->msg.properties;
+    const amqp_field_value_t *attempt = oq_amqp_header(p, "x-orderq-attempt");
+    int64_t n = 0;
+    d->attempt = attempt && oq_amqp_field_int(attempt, &n) == 0 && n >= 1 ? n : 1;
+    d->original_exchange = header_text(p, "x-orderq-original-exchange",
+                                       amqp_cstring_bytes(d->exchange ? d->exchange : ""));
+    d->original_routing_key = header_text(p, "x-orderq-original-routing-key",
+                                          amqp_cstring_bytes(d->routing_key ? d->routing_key : ""));
+    d->first_failed_at = header_text(p, "x-orderq-first-failed-at", amqp_empty_bytes);
+}
+
 /* A delivery: copy what we keep, then its content. Returns 0 or OQ_EBROKER. */
 static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, struct batch **open,
                          int draining)
@@ -668,13 +779,9 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
         d->message_id = bytes_dup(msg.properties.message_id);
     if (msg.properties._flags & AMQP_BASIC_TYPE_FLAG)
         d->type = bytes_dup(msg.properties.type);
-    d->len = msg.body.len;
-    d->body = malloc(d->len ? d->len : 1);
-    if (d->body != NULL)
-        memcpy(d->body, msg.body.bytes, d->len);
-    else
-        d->outcome = REQUEUE;
-    amqp_destroy_message(&msg);
+    d->msg = msg; /* kept whole: a retry or dead letter republishes it */
+    d->has_msg = 1;
+    read_retry_headers(d);
     return 0;
 }
 
@@ -855,9 +962,9 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             rc = OQ_ECONFIG;
             break;
         }
-        struct oq_publisher_callbacks cb = {on_dead_settled, on_dead_returned, &pl};
+        struct oq_publisher_callbacks cb = {on_park_settled, on_park_returned, &pl};
         if (r == 0 &&
-            (r = oq_publisher_new(pl.b, PUBLISH_CHANNEL, DEAD_WINDOW, 0, &cb, &pl.pub)) != 0)
+            (r = oq_publisher_new(pl.b, PUBLISH_CHANNEL, PARK_WINDOW, 0, &cb, &pl.pub)) != 0)
             snprintf(why, sizeof(why), "%s", oq_broker_error(pl.b));
         if (r == 0 && pl.topology != NULL &&
             oq_topology_declare(pl.b, pl.topology, 0, why, sizeof(why)) != 0) {

@@ -75,7 +75,7 @@ static int variable_token(const char *s, size_t *len)
     return digits > 0;
 }
 
-void oq_error_fingerprint(enum oq_error_class cls, const char *error, char *out, size_t outlen)
+void oq_error_fingerprint(const char *error_class, const char *error, char *out, size_t outlen)
 {
     char norm[512];
     size_t o = 0;
@@ -103,6 +103,6 @@ void oq_error_fingerprint(enum oq_error_class cls, const char *error, char *out,
         o--;
     norm[o] = '\0';
     char whole[600];
-    snprintf(whole, sizeof(whole), "%s: %s", oq_error_class_name(cls), norm);
+    snprintf(whole, sizeof(whole), "%s: %s", error_class, norm);
     oq_cut_utf8(whole, out, outlen);
 }

@@ -50,4 +50,11 @@ OQ_WUR int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const ch
 /* The reply code of the last channel-level error (404, 406...), or 0. */
 int oq_broker_last_code(const struct oq_broker *b);
 
+/* The value of header key in p, or NULL. */
+const amqp_field_value_t *oq_amqp_header(const amqp_basic_properties_t *p, const char *key);
+
+/* An integer field of any width as int64. Returns 0, or OQ_EINVAL when v
+ * is not an integer (or a u64 beyond int64). */
+OQ_WUR int oq_amqp_field_int(const amqp_field_value_t *v, int64_t *out);
+
 #endif

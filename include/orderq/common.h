@@ -31,6 +31,7 @@ enum oq_err {
     OQ_ETIMEOUT = -10, /* a deadline passed */
     OQ_EINTR = -11,    /* stopped by a signal */
     OQ_EREFUSED = -12, /* the broker refused one operation (e.g. 403); the connection lives */
+    OQ_EAGAIN = -13,   /* a temporary failure: try again later */
 };
 
 /* Short English name of an OQ_E* code, never NULL. */
@@ -39,6 +40,9 @@ const char *oq_strerror(int err);
 /* Write s to out as a quoted JSON string, escaping quotes, backslashes and
  * control characters (for the CLI's --json output). */
 void oq_json_fputs(FILE *out, const char *s);
+
+/* The wall-clock time as "2026-11-22T21:49:06.123Z" (buf: 32 bytes). */
+void oq_utc_now_iso(char *buf, size_t len);
 
 /* Monotonic milliseconds. */
 int64_t oq_now_ms(void);

@@ -18,7 +18,7 @@ enum oq_db_class {
     OQ_DB_GONE,      /* connection lost or refused: reconnect, then redo */
 };
 
-enum oq_db_param_type { OQ_PARAM_STR, OQ_PARAM_INT, OQ_PARAM_NULL };
+enum oq_db_param_type { OQ_PARAM_STR, OQ_PARAM_INT, OQ_PARAM_NULL, OQ_PARAM_BLOB };
 
 /* One bound parameter; strings are not copied. */
 struct oq_db_param {
@@ -30,6 +30,8 @@ struct oq_db_param {
 
 #define OQ_STR(s) ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
 #define OQ_INT(n) ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
+#define OQ_BLOB(p, n) ((struct oq_db_param){OQ_PARAM_BLOB, (const char *)(p), (n), 0})
+#define OQ_NULL       ((struct oq_db_param){OQ_PARAM_NULL, NULL, 0, 0})
 
 #define OQ_DB_MULTI_STATEMENTS 0x1u /* for migration files only */
 

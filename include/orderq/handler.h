@@ -14,6 +14,7 @@
 #define ORDERQ_HANDLER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "orderq/common.h"
 
@@ -28,12 +29,16 @@ struct oq_handler {
     const char *event_code; /* canonical code it handles */
     void *state;            /* the handler's own (e.g. a rules cache) */
 
-    /* Decide this event's effects. *plan may stay NULL (nothing to do).
-     * effect_key: where to write the ledger key (default: the event's
-     * identifier, left empty). result: a short text for the ledger.
-     * Returns 0, or OQ_EINVAL with the reason in err (permanent). */
-    int (*prepare)(void *state, const struct oq_event *ev, void **plan, char *effect_key,
-                   size_t keylen, char *result, size_t resultlen, char *err, size_t errlen);
+    /* Decide this event's effects. attempt: 1 on the first delivery, n
+     * on the n-th try through the delay tiers. *plan may stay NULL
+     * (nothing to do). effect_key: where to write the ledger key (default:
+     * the event's identifier, left empty). result: a short text for the
+     * ledger. Returns 0; OQ_EINVAL with the reason in err (permanent: the
+     * event is dead-lettered); any other code with the reason in err is
+     * transient: the event comes back through the next delay tier. */
+    int (*prepare)(void *state, const struct oq_event *ev, int64_t attempt, void **plan,
+                   char *effect_key, size_t keylen, char *result, size_t resultlen, char *err,
+                   size_t errlen);
 
     /* Write the plans of claimed events (NULL plans skipped) inside the
      * open transaction. Returns 0 or OQ_EDB (the batch is redone). */
@@ -51,6 +56,10 @@ struct oq_handler {
 
 /* The coupon-rules handler for order.processing (handler_coupon.c). */
 OQ_WUR int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out);
+
+/* The probe handler (handler_probe.c): a synthetic event that fails as
+ * its event_data says, to rehearse retries and dead letters end to end. */
+OQ_WUR int oq_handler_probe_new(struct oq_handler *out);
 
 /* Every handler this build has, for cfg. *n gets how many. Free with
  * oq_handlers_free. Returns 0 or OQ_ENOMEM. */

@@ -26,6 +26,7 @@ struct oq_claim {
     const char *event_identifier;
     const char *event_code;
     const char *result; /* what the effect was, recorded with it */
+    int64_t attempts;   /* the delivery attempt that did it (0: 1) */
     int claimed;        /* out: 1 when this call inserted the row */
 };
 

@@ -17,6 +17,9 @@ enum oq_metric {
     OQ_M_EFFECTS,             /* counter: events whose effects were committed */
     OQ_M_DUPLICATES,          /* counter: deliveries the ledger had seen */
     OQ_M_DEAD_LETTERED,       /* counter: deliveries parked as dead letters */
+    OQ_M_RETRIED,             /* counter: deliveries sent to a delay tier */
+    OQ_M_ARCHIVED,            /* counter: dead letters archived into dead_letter */
+    OQ_M_ARCHIVE_HELD,        /* gauge: dead letters the archiver cannot store (too big, refused) */
     OQ_M_BATCHES,             /* counter: batches settled */
     OQ_M_OUTBOX_PUBLISHED,    /* counter: outbox events published and confirmed */
     OQ_M_CONSUMERS,           /* gauge: queues being consumed */

@@ -41,9 +41,9 @@ struct oq_retry_decision {
 void oq_retry_decide(const struct oq_config *cfg, enum oq_error_class cls, int64_t attempt,
                      struct oq_retry_decision *out);
 
-/* The fingerprint of an error: "<class>: <normalised text>", at most
+/* The fingerprint of an error: "<class name>: <normalised text>", at most
  * outlen - 1 bytes, cut on a UTF-8 boundary. */
-void oq_error_fingerprint(enum oq_error_class cls, const char *error, char *out, size_t outlen);
+void oq_error_fingerprint(const char *error_class, const char *error, char *out, size_t outlen);
 
 /* Copy s into out (outlen bytes with the NUL), cut on a UTF-8 boundary
  * with "..." when it does not fit: for bounded header values. */

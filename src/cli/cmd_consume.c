@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "orderq/handler.h"
 #include "orderq/db.h"
+#include "orderq/deadletter.h"
 #include "orderq/log.h"
 #include "orderq/migrate.h"
 #include "orderq/metrics.h"
@@ -80,6 +81,7 @@ static int run(struct cli_cmd_ctx *ctx)
     size_t n = 0;
     struct oq_metrics_server *metrics = NULL;
     struct oq_relay *relay = NULL;
+    struct oq_archiver *archiver = NULL;
     char err[OQ_ERRLEN * 2];
     int code;
 
@@ -105,8 +107,15 @@ static int run(struct cli_cmd_ctx *ctx)
         oq_metrics_stop(metrics);
         return EX_OSERR;
     }
+    if (cli_opt(ctx, "--no-archive") == NULL && oq_archiver_start(ctx->cfg, &archiver) != 0) {
+        cli_fail("consume: cannot start the dead-letter archiver");
+        oq_relay_stop(relay);
+        oq_metrics_stop(metrics);
+        return EX_OSERR;
+    }
     rc = oq_pipeline_run(ctx->cfg, queues, n, &cli_stop_signal, oq_relay_wake, relay, err,
                          sizeof(err));
+    oq_archiver_stop(archiver);
     oq_relay_stop(relay);
     if (rc != 0)
         cli_fail("consume: %s", err);
@@ -119,6 +128,7 @@ static int run(struct cli_cmd_ctx *ctx)
 static const struct cli_opt opts[] = {
     {"--queue", "NAME", "consume only this queue (default: each queue with a handler)", 1},
     {"--no-relay", NULL, "do not run the outbox relay in this process", 0},
+    {"--no-archive", NULL, "do not archive the dead-letter queue into dead_letter here", 0},
     {NULL, NULL, NULL, 0},
 };
 
@@ -128,10 +138,13 @@ const struct cli_cmd cmd_consume = {
     .usage = "consume [--queue NAME]... [--instance-id ID] [--prefetch N] [--batch-size N]",
     .details =
         "Consumes the work queues of every registered handler (<queue_prefix>.<event_code>;\n"
-        "now: order.processing, the coupon rules) in batches of batch_size deliveries or\n"
-        "batch_window_ms, one MySQL transaction per batch: each effect is claimed in the\n"
-        "ledger first, so however often an event arrives it takes effect once. Acks come\n"
-        "last. Bad input is dead-lettered with a reason. The outbox relay runs inside.\n"
+        "now: order.processing, the coupon rules, and probe, the drill event) in batches of\n"
+        "batch_size deliveries or batch_window_ms, one MySQL transaction per batch: each\n"
+        "effect is claimed in the ledger first, so however often an event arrives it takes\n"
+        "effect once. Acks come last. A transient failure comes back through the delay\n"
+        "tiers (retry_tiers, up to max_attempts); bad input, permanent failures and spent\n"
+        "retries are dead-lettered with a reason. Inside run the outbox relay and the\n"
+        "archiver, which stores the dead-letter queue in dead_letter (`orderq dlq`).\n"
         "Reconnects to RabbitMQ and MySQL with jittered exponential backoff. Serves\n"
         "/metrics, /healthz, /readyz on http_addr. SIGTERM or SIGINT: finish and ack the\n"
         "batches in hand (shutdown_timeout_ms), exit 0; a second signal exits at once.\n",

@@ -26,6 +26,7 @@ on_exit() {
     exit "$rc"
 }
 trap on_exit EXIT
+[ -n "${KEEP_LOGS:-}" ] && CLEANUP+=("cp -r \"$WORK\" /tmp/x/last")
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "--- $*"; }

@@ -37,7 +37,7 @@ static int teardown(void **state)
 
 static struct oq_claim claim(const char *key)
 {
-    return (struct oq_claim){"test", key, key, "order.processing", "r", 0};
+    return (struct oq_claim){"test", key, key, "order.processing", "r", 1, 0};
 }
 
 static void claims_and_duplicates(void **state)

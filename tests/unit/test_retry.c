@@ -60,19 +60,19 @@ static void fingerprints_group_alike_errors(void **state)
 {
     (void)state;
     char a[128], b[128], c[128];
-    oq_error_fingerprint(OQ_ERR_PERMANENT, "order 9200000217 not found (HTTP 404)", a, sizeof(a));
-    oq_error_fingerprint(OQ_ERR_PERMANENT, "order 9200000218 not found (HTTP 404)", b, sizeof(b));
+    oq_error_fingerprint("permanent", "order 9200000217 not found (HTTP 404)", a, sizeof(a));
+    oq_error_fingerprint("permanent", "order 9200000218 not found (HTTP 404)", b, sizeof(b));
     assert_string_equal(a, b);
     assert_string_equal(a, "permanent: order # not found (HTTP #)");
-    oq_error_fingerprint(OQ_ERR_BAD_INPUT, "amount \"1.999\" has more than 2 decimal places", c,
+    oq_error_fingerprint("bad_input", "amount \"1.999\" has more than 2 decimal places", c,
                          sizeof(c));
     assert_string_equal(c, "bad_input: amount ? has more than # decimal places");
-    oq_error_fingerprint(OQ_ERR_TRANSIENT, "SMTP 451   4.7.1  try   later ", c, sizeof(c));
+    oq_error_fingerprint("transient", "SMTP 451   4.7.1  try   later ", c, sizeof(c));
     assert_string_equal(c, "transient: SMTP # # try later");
-    oq_error_fingerprint(OQ_ERR_PERMANENT, "user 3f2a9c1e-aa01-4b7e-9d3a-1234567890ab gone", c,
+    oq_error_fingerprint("permanent", "user 3f2a9c1e-aa01-4b7e-9d3a-1234567890ab gone", c,
                          sizeof(c));
     assert_string_equal(c, "permanent: user # gone");
-    oq_error_fingerprint(OQ_ERR_TRANSIENT, "x", c, 8);
+    oq_error_fingerprint("transient", "x", c, 8);
     assert_true(strlen(c) <= 7);
 }
 

@@ -51,7 +51,7 @@ static void default_plan_has_the_architecture_names(void **state)
     assert_string_equal(t->exchanges[1].type, "headers");
     assert_string_equal(t->exchanges[2].type, "fanout");
     /* 4 work queues, 6 delay tiers, 1 dead-letter queue */
-    assert_int_equal(t->n_queues, 11);
+    assert_int_equal(t->n_queues, 12);
 
     const struct oq_topo_queue *w = queue(t, "orderq.order.processing");
     assert_non_null(w);
@@ -117,7 +117,7 @@ static void classic_queues_and_custom_names(void **state)
     assert_true(bound(t, "magento", "shop1.invoice.created", "invoice.created"));
     assert_non_null(queue(t, "orderq.delay.250ms"));
     assert_int_equal(arg(queue(t, "orderq.delay.3s"), "x-message-ttl")->num, 3000);
-    assert_int_equal(t->n_queues, 4 + 2 + 1);
+    assert_int_equal(t->n_queues, 5 + 2 + 1);
     oq_topology_free(t);
     oq_config_free(cfg);
 }

@@ -1,0 +1,67 @@
+/* deadletter.h - archive the dead-letter queue into the dead_letter table
+ *
+ * `orderq consume` runs an archiver beside the pipeline: it consumes the
+ * dead-letter queue on a connection of its own and acks each letter only
+ * after its row is committed. While MySQL is down letters wait in the
+ * queue; a letter too big to store, or that MySQL refuses, stays there
+ * too (unacked, reported in the log and the orderq_dead_letters_held
+ * gauge), never dropped. A letter delivered twice (a crash between commit
+ * and ack) is one row: its key is a hash of its properties and body.
+ *
+ * Letters orderq parked carry its x-orderq-* headers; letters RabbitMQ
+ * dead-lettered itself (a quorum queue's delivery limit: the message
+ * crashed or hung the consumer each time) are described from x-death.
+ */
+#ifndef ORDERQ_DEADLETTER_H
+#define ORDERQ_DEADLETTER_H
+
+#include <amqp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orderq/common.h"
+
+struct oq_config;
+struct oq_db;
+
+#define OQ_DEAD_LETTER_MAX_BODY (16u << 20) /* bytes archived whole; larger stay queued */
+
+/* One dead_letter row, built from a message of the dead-letter queue. */
+struct oq_dead_letter {
+    char letter_key[65]; /* SHA-256 hex of properties, headers and body */
+    char queue[256], exchange[256], routing_key[256];
+    char event_code[192], event_identifier[192];
+    char *properties_json, *headers_json; /* owned */
+    const void *body;                     /* borrowed from the message */
+    size_t body_size;
+    char error_class[32], error[1024], fingerprint[256];
+    int64_t attempts;
+    char first_failed_at[32], last_failed_at[32]; /* "YYYY-MM-DD HH:MM:SS.fff" UTC or "" */
+    char host[256];
+    int64_t pid; /* 0: unknown */
+};
+
+/* Describe m. Text columns are cut to fit and made valid UTF-8.
+ * Returns 0 or OQ_ENOMEM. */
+OQ_WUR int oq_dead_letter_from_message(const amqp_message_t *m, struct oq_dead_letter *out);
+void oq_dead_letter_clear(struct oq_dead_letter *dl);
+
+/* INSERT IGNORE the row (autocommit). *stored: 1 new, 0 it was there.
+ * Returns 0 or OQ_EDB. */
+OQ_WUR int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int *stored,
+                                char *err, size_t errlen);
+
+/* Properties or headers as JSON (for the table, and for tests). A byte
+ * string that is not UTF-8 becomes {"hex": "..."}. Free the result. */
+char *oq_amqp_properties_json(const amqp_basic_properties_t *p);
+char *oq_amqp_table_json(const amqp_table_t *t);
+
+struct oq_archiver; /* opaque: a thread */
+
+/* Start archiving cfg->dead_queue. Returns 0 or OQ_ENOMEM. */
+OQ_WUR int oq_archiver_start(const struct oq_config *cfg, struct oq_archiver **out);
+
+/* Stop (unacked letters go back to the queue) and free. NULL is fine. */
+void oq_archiver_stop(struct oq_archiver *a);
+
+#endif

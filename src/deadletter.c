@@ -1,0 +1,590 @@
+/* deadletter.c - archive the dead-letter queue into the dead_letter table */
+#include "orderq/deadletter.h"
+
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+#include "orderq/broker.h"
+#include "orderq/config.h"
+#include "orderq/db.h"
+#include "orderq/event.h"
+#include "orderq/log.h"
+#include "orderq/metrics.h"
+#include "orderq/retry.h"
+
+#define ARCHIVE_CHANNEL  1
+#define ARCHIVE_PREFETCH 64
+#define MAX_TABLE_DEPTH  16 /* nesting of headers we render; deeper is "..." */
+
+/* ---- AMQP values as JSON -------------------------------------------------- */
+
+static void gen_bytes(yajl_gen g, amqp_bytes_t b)
+{
+    if (oq_utf8_valid(b.bytes, b.len)) {
+        yajl_gen_string(g, b.bytes, b.len);
+        return;
+    }
+    /* Not text: hex, so the JSON column takes it and nothing is lost. */
+    static const char digits[] = "0123456789abcdef";
+    char *hex = malloc(b.len * 2 + 1);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (const unsigned char *)"hex", 3);
+    if (hex != NULL) {
+        for (size_t i = 0; i < b.len; i++) {
+            hex[2 * i] = digits[((const unsigned char *)b.bytes)[i] >> 4];
+            hex[2 * i + 1] = digits[((const unsigned char *)b.bytes)[i] & 15];
+        }
+        yajl_gen_string(g, (const unsigned char *)hex, b.len * 2);
+    } else {
+        yajl_gen_null(g);
+    }
+    free(hex);
+    yajl_gen_map_close(g);
+}
+
+static void gen_table(yajl_gen g, const amqp_table_t *t, int depth);
+
+static void gen_field(yajl_gen g, const amqp_field_value_t *v, int depth)
+{
+    char num[64];
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        yajl_gen_bool(g, v->value.boolean);
+        return;
+    case AMQP_FIELD_KIND_F32:
+        yajl_gen_double(g, v->value.f32);
+        return;
+    case AMQP_FIELD_KIND_F64:
+        yajl_gen_double(g, v->value.f64);
+        return;
+    case AMQP_FIELD_KIND_DECIMAL: { /* value * 10^-decimals, as written */
+        snprintf(num, sizeof(num), "%" PRIu32 "e-%u", v->value.decimal.value,
+                 (unsigned)v->value.decimal.decimals);
+        yajl_gen_number(g, num, strlen(num));
+        return;
+    }
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        gen_bytes(g, v->value.bytes);
+        return;
+    case AMQP_FIELD_KIND_TABLE:
+        gen_table(g, &v->value.table, depth + 1);
+        return;
+    case AMQP_FIELD_KIND_ARRAY:
+        yajl_gen_array_open(g);
+        for (int i = 0; depth < MAX_TABLE_DEPTH && i < v->value.array.num_entries; i++)
+            gen_field(g, &v->value.array.entries[i], depth + 1);
+        yajl_gen_array_close(g);
+        return;
+    case AMQP_FIELD_KIND_VOID:
+        yajl_gen_null(g);
+        return;
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        snprintf(num, sizeof(num), "%" PRIu64, v->value.u64);
+        yajl_gen_number(g, num, strlen(num));
+        return;
+    default: {
+        int64_t n = 0;
+        if (oq_amqp_field_int(v, &n) == 0)
+            yajl_gen_integer(g, n);
+        else
+            yajl_gen_null(g);
+        return;
+    }
+    }
+}
+
+static void gen_table(yajl_gen g, const amqp_table_t *t, int depth)
+{
+    yajl_gen_map_open(g);
+    for (int i = 0; depth < MAX_TABLE_DEPTH && i < t->num_entries; i++) {
+        gen_bytes(g, t->entries[i].key);
+        gen_field(g, &t->entries[i].value, depth);
+    }
+    yajl_gen_map_close(g);
+}
+
+static char *gen_finish(yajl_gen g)
+{
+    const unsigned char *buf;
+    size_t len;
+    char *out = NULL;
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
+        out = strndup((const char *)buf, len);
+    yajl_gen_free(g);
+    return out;
+}
+
+char *oq_amqp_table_json(const amqp_table_t *t)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return NULL;
+    gen_table(g, t, 0);
+    return gen_finish(g);
+}
+
+static void gen_prop(yajl_gen g, const char *key, amqp_bytes_t value)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    gen_bytes(g, value);
+}
+
+char *oq_amqp_properties_json(const amqp_basic_properties_t *p)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return NULL;
+    amqp_flags_t f = p->_flags;
+    yajl_gen_map_open(g);
+    if (f & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        gen_prop(g, "content_type", p->content_type);
+    if (f & AMQP_BASIC_CONTENT_ENCODING_FLAG)
+        gen_prop(g, "content_encoding", p->content_encoding);
+    if (f & AMQP_BASIC_DELIVERY_MODE_FLAG) {
+        yajl_gen_string(g, (const unsigned char *)"delivery_mode", 13);
+        yajl_gen_integer(g, p->delivery_mode);
+    }
+    if (f & AMQP_BASIC_PRIORITY_FLAG) {
+        yajl_gen_string(g, (const unsigned char *)"priority", 8);
+        yajl_gen_integer(g, p->priority);
+    }
+    if (f & AMQP_BASIC_CORRELATION_ID_FLAG)
+        gen_prop(g, "correlation_id", p->correlation_id);
+    if (f & AMQP_BASIC_REPLY_TO_FLAG)
+        gen_prop(g, "reply_to", p->reply_to);
+    if (f & AMQP_BASIC_EXPIRATION_FLAG)
+        gen_prop(g, "expiration", p->expiration);
+    if (f & AMQP_BASIC_MESSAGE_ID_FLAG)
+        gen_prop(g, "message_id", p->message_id);
+    if (f & AMQP_BASIC_TIMESTAMP_FLAG) {
+        yajl_gen_string(g, (const unsigned char *)"timestamp", 9);
+        yajl_gen_integer(g, (long long)p->timestamp);
+    }
+    if (f & AMQP_BASIC_TYPE_FLAG)
+        gen_prop(g, "type", p->type);
+    if (f & AMQP_BASIC_USER_ID_FLAG)
+        gen_prop(g, "user_id", p->user_id);
+    if (f & AMQP_BASIC_APP_ID_FLAG)
+        gen_prop(g, "app_id", p->app_id);
+    if (f & AMQP_BASIC_CLUSTER_ID_FLAG)
+        gen_prop(g, "cluster_id", p->cluster_id);
+    yajl_gen_map_close(g);
+    return gen_finish(g);
+}
+
+/* ---- one letter's row -------------------------------------------------------- */
+
+/* Copy len bytes of s into out as text a utf8mb4 column takes: a byte that
+ * does not start a valid UTF-8 sequence becomes '?', and the whole is cut
+ * on a character boundary to fit outlen. */
+static void text_column(const void *s, size_t len, char *out, size_t outlen)
+{
+    const unsigned char *p = s;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < outlen;) {
+        size_t n = p[i] < 0x80 ? 1 : p[i] < 0xe0 ? 2 : p[i] < 0xf0 ? 3 : 4;
+        if (i + n > len || !oq_utf8_valid((const char *)p + i, n)) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + n + 1 > outlen)
+            break;
+        memcpy(out + o, p + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+}
+
+static int header_text(const amqp_basic_properties_t *p, const char *key, char *out,
+                       size_t outlen)
+{
+    const amqp_field_value_t *v = oq_amqp_header(p, key);
+    if (v == NULL || (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES))
+        return 0;
+    text_column(v->value.bytes.bytes, v->value.bytes.len, out, outlen);
+    return 1;
+}
+
+/* "2026-11-22T21:49:06.123Z" -> "2026-11-22 21:49:06.123" for DATETIME(6);
+ * "" when it is not such a time. */
+static void iso_to_datetime(const char *iso, char *out, size_t outlen)
+{
+    int y, mo, d, h, mi;
+    double s;
+    out[0] = '\0';
+    if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%lf", &y, &mo, &d, &h, &mi, &s) == 6 && outlen >= 27)
+        snprintf(out, outlen, "%.10s %.15s", iso, iso + 11);
+    char *z = strchr(out, 'Z');
+    if (z != NULL)
+        *z = '\0';
+}
+
+/* The first x-death entry's first routing key: where RabbitMQ's own dead
+ * letters were first published to. */
+static void xdeath_routing_key(const amqp_basic_properties_t *p, char *out, size_t outlen)
+{
+    const amqp_field_value_t *xd = oq_amqp_header(p, "x-death");
+    if (xd == NULL || xd->kind != AMQP_FIELD_KIND_ARRAY || xd->value.array.num_entries == 0 ||
+        xd->value.array.entries[0].kind != AMQP_FIELD_KIND_TABLE)
+        return;
+    const amqp_table_t *death = &xd->value.array.entries[0].value.table;
+    for (int i = 0; i < death->num_entries; i++) {
+        const amqp_table_entry_t *e = &death->entries[i];
+        if (e->key.len == 12 && memcmp(e->key.bytes, "routing-keys", 12) == 0 &&
+            e->value.kind == AMQP_FIELD_KIND_ARRAY && e->value.value.array.num_entries > 0) {
+            const amqp_field_value_t *k = &e->value.value.array.entries[0];
+            if (k->kind == AMQP_FIELD_KIND_UTF8 || k->kind == AMQP_FIELD_KIND_BYTES)
+                text_column(k->value.bytes.bytes, k->value.bytes.len, out, outlen);
+        }
+    }
+}
+
+static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int64_t otherwise)
+{
+    const amqp_field_value_t *v = oq_amqp_header(p, key);
+    int64_t n;
+    if (v != NULL && oq_amqp_field_int(v, &n) == 0)
+        return n;
+    char text[32];
+    if (header_text(p, key, text, sizeof(text)) && sscanf(text, "%" SCNd64, &n) == 1)
+        return n;
+    return otherwise;
+}
+
+/* Why and where: orderq's headers, else RabbitMQ's own (x-first-death-*). */
+static void describe_failure(const amqp_basic_properties_t *p, struct oq_dead_letter *dl)
+{
+    char iso[64];
+    if (header_text(p, "x-orderq-error-class", dl->error_class, sizeof(dl->error_class))) {
+        header_text(p, "x-orderq-last-error", dl->error, sizeof(dl->error));
+        header_text(p, "x-orderq-queue", dl->queue, sizeof(dl->queue));
+        header_text(p, "x-orderq-original-exchange", dl->exchange, sizeof(dl->exchange));
+        header_text(p, "x-orderq-original-routing-key", dl->routing_key, sizeof(dl->routing_key));
+        dl->attempts = header_int(p, "x-orderq-attempt", 1);
+        if (header_text(p, "x-orderq-first-failed-at", iso, sizeof(iso)))
+            iso_to_datetime(iso, dl->first_failed_at, sizeof(dl->first_failed_at));
+        if (header_text(p, "x-orderq-last-failed-at", iso, sizeof(iso)))
+            iso_to_datetime(iso, dl->last_failed_at, sizeof(dl->last_failed_at));
+        header_text(p, "x-orderq-host", dl->host, sizeof(dl->host));
+        dl->pid = header_int(p, "x-orderq-pid", 0);
+        return;
+    }
+    char reason[64] = "";
+    header_text(p, "x-first-death-reason", reason, sizeof(reason));
+    header_text(p, "x-first-death-queue", dl->queue, sizeof(dl->queue));
+    header_text(p, "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
+    xdeath_routing_key(p, dl->routing_key, sizeof(dl->routing_key));
+    /* A quorum queue counts deliveries in x-delivery-count (from 0). */
+    dl->attempts = header_int(p, "x-delivery-count", 0) + 1;
+    if (strcmp(reason, "delivery_limit") == 0) {
+        snprintf(dl->error_class, sizeof(dl->error_class), "delivery_limit");
+        snprintf(dl->error, sizeof(dl->error),
+                 "RabbitMQ dead-lettered it from %s: delivered %lld times without an outcome "
+                 "(the consumer crashed, hung or was cut off each time)",
+                 dl->queue[0] ? dl->queue : "its queue", (long long)dl->attempts);
+    } else {
+        snprintf(dl->error_class, sizeof(dl->error_class), "%s",
+                 reason[0] ? reason : "unknown");
+        snprintf(dl->error, sizeof(dl->error), "RabbitMQ dead-lettered it from %s (reason: %s)",
+                 dl->queue[0] ? dl->queue : "a queue", reason[0] ? reason : "not given");
+    }
+}
+
+/* The event it is about: the AMQP properties, else the body's envelope. */
+static void identify_event(const amqp_message_t *m, struct oq_dead_letter *dl)
+{
+    const amqp_basic_properties_t *p = &m->properties;
+    if (p->_flags & AMQP_BASIC_TYPE_FLAG)
+        text_column(p->type.bytes, p->type.len, dl->event_code, sizeof(dl->event_code));
+    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        text_column(p->message_id.bytes, p->message_id.len, dl->event_identifier,
+                    sizeof(dl->event_identifier));
+    if ((dl->event_code[0] && dl->event_identifier[0]) || m->body.len > (1u << 20))
+        return;
+    struct oq_event ev;
+    char err[256];
+    memset(&ev, 0, sizeof(ev));
+    if (oq_event_decode(m->body.bytes, m->body.len, NULL, &ev, err, sizeof(err)) == 0) {
+        if (!dl->event_code[0])
+            text_column(ev.code, strlen(ev.code), dl->event_code, sizeof(dl->event_code));
+        if (!dl->event_identifier[0])
+            text_column(ev.identifier, strlen(ev.identifier), dl->event_identifier,
+                        sizeof(dl->event_identifier));
+    }
+    oq_event_clear(&ev);
+}
+
+static int letter_key(struct oq_dead_letter *dl)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(c, dl->properties_json, strlen(dl->properties_json) + 1) == 1 &&
+             EVP_DigestUpdate(c, dl->headers_json, strlen(dl->headers_json) + 1) == 1 &&
+             EVP_DigestUpdate(c, dl->body, dl->body_size) == 1 &&
+             EVP_DigestFinal_ex(c, md, &mdlen) == 1;
+    EVP_MD_CTX_free(c);
+    if (!ok)
+        return OQ_ENOMEM;
+    for (unsigned i = 0; i < mdlen && i < 32; i++)
+        snprintf(dl->letter_key + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+int oq_dead_letter_from_message(const amqp_message_t *m, struct oq_dead_letter *dl)
+{
+    static const amqp_table_t no_headers = {0, NULL};
+    const amqp_basic_properties_t *p = &m->properties;
+    memset(dl, 0, sizeof(*dl));
+    dl->properties_json = oq_amqp_properties_json(p);
+    dl->headers_json =
+        oq_amqp_table_json((p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers);
+    dl->body = m->body.bytes;
+    dl->body_size = m->body.len;
+    if (dl->properties_json == NULL || dl->headers_json == NULL || letter_key(dl) != 0) {
+        oq_dead_letter_clear(dl);
+        return OQ_ENOMEM;
+    }
+    describe_failure(p, dl);
+    identify_event(m, dl);
+    oq_error_fingerprint(dl->error_class, dl->error, dl->fingerprint, sizeof(dl->fingerprint));
+    return 0;
+}
+
+void oq_dead_letter_clear(struct oq_dead_letter *dl)
+{
+    free(dl->properties_json);
+    free(dl->headers_json);
+    dl->properties_json = dl->headers_json = NULL;
+}
+
+static struct oq_db_param time_or_null(const char *t)
+{
+    return t[0] ? OQ_STR(t) : OQ_NULL;
+}
+
+int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int *stored,
+                         char *err, size_t errlen)
+{
+    static const char sql[] =
+        "INSERT IGNORE INTO dead_letter (letter_key, queue, exchange_name, routing_key,"
+        " event_code, event_identifier, properties, headers, body, body_size, error_class,"
+        " error, fingerprint, attempts, first_failed_at, last_failed_at, dead_host, dead_pid)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, NOW(6)), ?, ?)";
+    struct oq_db_param p[] = {
+        OQ_STR(dl->letter_key),
+        OQ_STR(dl->queue),
+        OQ_STR(dl->exchange),
+        OQ_STR(dl->routing_key),
+        OQ_STR(dl->event_code),
+        OQ_STR(dl->event_identifier),
+        OQ_STR(dl->properties_json),
+        OQ_STR(dl->headers_json),
+        OQ_BLOB(dl->body, dl->body_size),
+        OQ_INT(dl->body_size),
+        OQ_STR(dl->error_class),
+        OQ_STR(dl->error),
+        OQ_STR(dl->fingerprint),
+        OQ_INT(dl->attempts > 0 ? dl->attempts : 1),
+        time_or_null(dl->first_failed_at),
+        time_or_null(dl->last_failed_at),
+        OQ_STR(dl->host),
+        dl->pid > 0 ? OQ_INT(dl->pid) : OQ_NULL,
+    };
+    uint64_t affected = 0;
+    if (oq_db_execute(db, sql, p, sizeof(p) / sizeof(p[0]), &affected) != 0) {
+        snprintf(err, errlen, "storing a dead letter: %s", oq_db_error(db));
+        return OQ_EDB;
+    }
+    *stored = affected > 0;
+    return 0;
+}
+
+/* ---- the archiver thread ------------------------------------------------------ */
+
+struct oq_archiver {
+    const struct oq_config *cfg;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+    struct oq_db *db;
+    int db_failures;
+    long long max_packet; /* the server's max_allowed_packet */
+    int64_t held;         /* letters left unacked in this connection */
+};
+
+/* Connect to MySQL, waiting with backoff until it answers or we stop. */
+static int archiver_db(struct oq_archiver *a)
+{
+    char err[OQ_ERRLEN];
+    while (a->db == NULL && !a->stop) {
+        if (oq_db_open(a->cfg->mysql_url, a->cfg->connect_timeout_ms, 0, &a->db, err,
+                       sizeof(err)) == 0) {
+            int is_null = 0;
+            if (oq_db_query_int(a->db, "SELECT @@max_allowed_packet", NULL, 0, &a->max_packet,
+                                &is_null) != 0)
+                a->max_packet = 16 << 20;
+            a->db_failures = 0;
+            break;
+        }
+        int64_t wait = oq_backoff_ms(++a->db_failures);
+        oq_error("archiving dead letters: %s; retrying in %lld ms", err, (long long)wait);
+        oq_nap(wait, &a->stop);
+    }
+    return a->db != NULL ? 0 : OQ_EINTR;
+}
+
+static void hold(struct oq_archiver *a, const struct oq_dead_letter *dl, const char *why)
+{
+    a->held++;
+    oq_metric_add(OQ_M_ARCHIVE_HELD, 1);
+    oq_log(OQ_LOG_ERROR, (&(struct oq_log_fields){.queue = a->cfg->dead_queue,
+                                                  .event_identifier = dl->event_identifier}),
+           "a dead letter stays in the queue, not archived: %s (event %s, error: %s)", why,
+           dl->event_code[0] ? dl->event_code : "?", dl->error);
+}
+
+/* Store one letter. 1: stored (ack it), 0: held (leave it), OQ_EINTR. */
+static int archive(struct oq_archiver *a, const amqp_message_t *m)
+{
+    struct oq_dead_letter dl;
+    char why[OQ_ERRLEN];
+    int stored = 0, rc = 0;
+    if (oq_dead_letter_from_message(m, &dl) != 0) {
+        oq_error("archiving a dead letter: out of memory");
+        return 0;
+    }
+    /* Room for the other columns and the protocol's own bytes. */
+    long long room = a->max_packet - 65536;
+    if (dl.body_size > OQ_DEAD_LETTER_MAX_BODY || (long long)dl.body_size > room) {
+        snprintf(why, sizeof(why),
+                 "its body is %zu bytes; at most %u are archived (and MySQL's "
+                 "max_allowed_packet is %lld)",
+                 dl.body_size, OQ_DEAD_LETTER_MAX_BODY, a->max_packet);
+        hold(a, &dl, why);
+        goto out;
+    }
+    for (;;) {
+        if (archiver_db(a) != 0) {
+            rc = OQ_EINTR;
+            break;
+        }
+        if (oq_dead_letter_store(a->db, &dl, &stored, why, sizeof(why)) == 0) {
+            rc = 1;
+            oq_metric_add(OQ_M_ARCHIVED, stored);
+            break;
+        }
+        if (oq_db_classify(oq_db_errno(a->db)) == OQ_DB_OTHER) {
+            hold(a, &dl, why); /* MySQL refuses this row: say so, go on with the others */
+            break;
+        }
+        oq_warn("archiving dead letters: %s", why);
+        oq_db_close(a->db);
+        a->db = NULL;
+        oq_nap(oq_backoff_ms(++a->db_failures), &a->stop);
+    }
+out:
+    oq_dead_letter_clear(&dl);
+    return rc;
+}
+
+/* Consume the dead-letter queue until stopped or the connection breaks. */
+static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
+{
+    amqp_connection_state_t conn = oq_broker_conn(b);
+    amqp_basic_qos(conn, ARCHIVE_CHANNEL, 0, ARCHIVE_PREFETCH, 0);
+    if (oq_broker_check(b, ARCHIVE_CHANNEL, "basic.qos") != 0)
+        return;
+    amqp_basic_consume(conn, ARCHIVE_CHANNEL, amqp_cstring_bytes(a->cfg->dead_queue),
+                       amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    int rc = oq_broker_check(b, ARCHIVE_CHANNEL, "basic.consume");
+    if (rc != 0) {
+        oq_error("archiving dead letters: cannot consume %s: %s", a->cfg->dead_queue,
+                 rc == OQ_ENOTFOUND ? "it does not exist (run `orderq topology declare`)"
+                                    : oq_broker_error(b));
+        return;
+    }
+    while (!a->stop) {
+        struct timeval tv = oq_ms_to_timeval(200);
+        amqp_envelope_t env;
+        amqp_maybe_release_buffers(conn);
+        amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            /* Heartbeats are handled inside; nothing but deliveries comes
+             * on this connection, so anything else (a cancel, a close, a
+             * broken socket) ends it and we reconnect. */
+            oq_warn("archiving dead letters: the broker connection ended; reconnecting");
+            return;
+        }
+        int stored = archive(a, &env.message);
+        uint64_t tag = env.delivery_tag;
+        amqp_destroy_envelope(&env);
+        if (stored < 0)
+            return;
+        if (stored == 1 && amqp_basic_ack(conn, ARCHIVE_CHANNEL, tag, 0) != 0)
+            return;
+    }
+}
+
+static void *archiver_main(void *arg)
+{
+    struct oq_archiver *a = arg;
+    int failures = 0;
+    while (!a->stop) {
+        struct oq_broker *b = NULL;
+        char why[OQ_ERRLEN * 2];
+        if (oq_broker_connect(a->cfg, "archive", &b, why, sizeof(why)) == 0) {
+            failures = 0;
+            oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = a->cfg->dead_queue}),
+                   "archiving dead letters into dead_letter");
+            archive_connection(a, b);
+            oq_broker_drop(b); /* unacked letters go back to the queue */
+            oq_metric_add(OQ_M_ARCHIVE_HELD, -a->held);
+            a->held = 0;
+        } else {
+            oq_error("archiving dead letters: %s", why);
+        }
+        if (!a->stop)
+            oq_nap(oq_backoff_ms(++failures), &a->stop);
+    }
+    oq_db_close(a->db);
+    return NULL;
+}
+
+int oq_archiver_start(const struct oq_config *cfg, struct oq_archiver **out)
+{
+    struct oq_archiver *a = calloc(1, sizeof(*a));
+    *out = NULL;
+    if (a == NULL)
+        return OQ_ENOMEM;
+    a->cfg = cfg;
+    a->max_packet = 16 << 20;
+    if (pthread_create(&a->thread, NULL, archiver_main, a) != 0) {
+        free(a);
+        return OQ_ENOMEM;
+    }
+    *out = a;
+    return 0;
+}
+
+void oq_archiver_stop(struct oq_archiver *a)
+{
+    if (a == NULL)
+        return;
+    a->stop = 1;
+    pthread_join(a->thread, NULL);
+    free(a);
+}
