@@ -171,27 +171,37 @@ static int check_shape(const unsigned char *body, size_t len, char *err, size_t 
     int rc = OQ_EINVAL;
     if (h == NULL)
         return OQ_ENOMEM;
+    size_t blank = 0;
+    while (blank < len && (body[blank] == ' ' || body[blank] == '\t' || body[blank] == '\n' ||
+                           body[blank] == '\r'))
+        blank++;
     yajl_status st = yajl_parse(h, body, len);
+    int truncated = 0;
     if (st == yajl_status_ok)
-        st = yajl_complete_parse(h);
-    if (s.top_not_object)
+        truncated = (st = yajl_complete_parse(h)) != yajl_status_ok;
+    if (blank == len)
+        snprintf(err, errlen, "the body is empty");
+    else if (s.top_not_object)
         snprintf(err, errlen, "the body is JSON but not an object; expected {\"event_code\": ...}");
     else if (s.max_depth_hit)
         snprintf(err, errlen, "the body nests deeper than %d levels", OQ_EVENT_MAX_DEPTH);
     else if (s.nul_in_string)
         snprintf(err, errlen, "a string in the body contains a NUL character (\\u0000)");
+    else if (truncated)
+        snprintf(err, errlen, "the body is not valid JSON: it ends after %zu bytes, inside a value "
+                 "(truncated?)", len);
     else if (st != yajl_status_ok) {
         unsigned char *msg = yajl_get_error(h, 0, body, len);
-        snprintf(err, errlen, "the body is not valid JSON (%s at byte %zu)",
-                 msg ? (const char *)msg : "parse error", yajl_get_bytes_consumed(h));
-        /* yajl's messages end in a newline; keep the reason on one line */
-        for (char *p = err; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
+        char what[128];
+        /* "lexical error: invalid char in json text.\n" -> one clean line */
+        snprintf(what, sizeof(what), "%s", msg ? (const char *)msg : "parse error");
+        size_t n = strlen(what);
+        while (n > 0 && (what[n - 1] == '\n' || what[n - 1] == ' ' || what[n - 1] == '.'))
+            what[--n] = '\0';
+        snprintf(err, errlen, "the body is not valid JSON (%s at byte %zu)", what,
+                 yajl_get_bytes_consumed(h));
         yajl_free_error(h, msg);
-    } else if (len == 0)
-        snprintf(err, errlen, "the body is empty");
-    else
+    } else
         rc = 0;
     yajl_free(h);
     return rc;

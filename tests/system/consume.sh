@@ -23,31 +23,31 @@ pid=$!
 CLEANUP+=("kill -9 $pid")
 wait_for 20 ready || fail "never ready: $(cat "$WORK/log")"
 wait_for 10 all_consuming || fail "not consuming orderq.order.processing"
-curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | grep -q '^orderq_consumers 1$' || fail "metrics do not show 1 consumer"
+curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | grep -q '^orderq_consumers 2$' || fail "metrics do not show 2 consumers (order.processing, probe)"
 curl -sf "http://$ORDERQ_HTTP_ADDR/healthz" >/dev/null || fail "healthz"
 "$PY" -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(c["vhost"]==sys.argv[1] and c["client_properties"].get("connection_name","").startswith("orderq consume test-") for c in d) else 1)' "$VHOST" < <(mgmt GET /api/connections) \
     || fail "the connection is not named after the instance"
 head -1 "$WORK/log" | json 'd["level"] and d["msg"] and d["ts"]' >/dev/null || fail "logs are not JSON lines: $(head -1 "$WORK/log")"
 
-note "bad input is never dropped: it lands in orderq.dead with a reason, then is acked"
+note "bad input is never dropped: it is parked with a reason, archived in dead_letter, then acked"
 mgmt POST "/api/exchanges/$v/shop.events/publish" \
     '{"properties":{"delivery_mode":2,"message_id":"9200000217_processing"},"routing_key":"order.processing","payload":"{\"event_code\":\"order.processing\"}","payload_encoding":"string"}' \
     | grep -q '"routed":true' || fail "test message not routed"
-dead_count() { mgmt GET "/api/queues/$v/orderq.dead" | json 'd.get("messages", 0)'; }
-wait_for 20 bash -c "[ \"\$(curl -s -u $MGMT_AUTH $MGMT/api/queues/$v/orderq.dead | $PY -c 'import json,sys; print(json.load(sys.stdin).get(\"messages\"))')\" = 1 ]" \
+wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM dead_letter')\" = 1 ]" \
     || fail "no dead letter: $(tail -3 "$WORK/log")"
-msg=$(mgmt POST "/api/queues/$v/orderq.dead/get" '{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}')
+row=$(sql -r "$DB" -e "SELECT JSON_OBJECT('class', error_class, 'error', error, 'queue', queue, 'exchange', exchange_name, 'key', routing_key, 'id', event_identifier, 'body', CAST(body AS CHAR), 'headers', headers) FROM dead_letter")
 "$PY" -c '
 import json, sys
-m = json.loads(sys.argv[1])[0]
-h = m["properties"]["headers"]
-assert h["x-orderq-error-class"] == "bad_input", h
-assert h["x-orderq-last-error"] == "event_data is missing", h
-assert h["x-orderq-queue"] == "orderq.order.processing", h
-assert h["x-orderq-original-exchange"] == "shop.events" and h["x-orderq-original-routing-key"] == "order.processing", h
-assert m["payload"] == "{\"event_code\":\"order.processing\"}", m["payload"]  # byte for byte
-' "$msg" || fail "dead letter: $msg"
-grep -q '"dead-lettered (bad_input): event_data is missing"' "$WORK/log" || fail "dead letter not logged"
+r = json.loads(sys.argv[1])
+assert r["class"] == "bad_input" and r["error"] == "event_data is missing", r
+assert r["queue"] == "orderq.order.processing" and r["exchange"] == "shop.events" and r["key"] == "order.processing", r
+assert r["id"] == "9200000217_processing", r
+assert r["body"] == "{\"event_code\":\"order.processing\"}", r["body"]  # byte for byte
+h = r["headers"]
+assert h["x-orderq-error-class"] == "bad_input" and h["x-orderq-attempt"] == 1, h
+' "$row" || fail "dead letter: $row"
+grep -q '"dead-lettered after attempt 1 (bad_input): event_data is missing"' "$WORK/log" || fail "dead letter not logged"
+wait_for 10 ready_is orderq.dead 0 || fail "the archived letter is still in orderq.dead"
 
 note "the broker drops the connection: orderq reconnects and consumes again"
 name=$("$PY" -c 'import json,sys; d=json.load(sys.stdin); print([c["name"] for c in d if c["vhost"]==sys.argv[1] and c["client_properties"].get("connection_name","").startswith("orderq consume")][0])' "$VHOST" < <(mgmt GET /api/connections))
@@ -97,7 +97,7 @@ mgmt PUT "/api/permissions/$v/guest" '{"configure":"^$","write":".*","read":".*"
 "$ORDERQ_BIN" consume 2>"$WORK/log3" &
 pid3=$!
 CLEANUP+=("kill -9 $pid3")
-wait_for 20 grep -q '"connected; consuming 1 queue' "$WORK/log3" || fail "did not consume: $(cat "$WORK/log3")"
+wait_for 20 grep -q '"connected; consuming 2 queues' "$WORK/log3" || fail "did not consume: $(cat "$WORK/log3")"
 grep -q 'redeclaring the topology: .*ACCESS_REFUSED' "$WORK/log3" || fail "no warning about the refused declare: $(cat "$WORK/log3")"
 kill -TERM "$pid3"
 wait "$pid3" || fail "SIGTERM exit code"
