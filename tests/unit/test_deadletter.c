@@ -1,0 +1,149 @@
+/* test_deadletter.c - a dead-letter queue message described as a dead_letter row */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "orderq/deadletter.h"
+
+static amqp_table_entry_t text(const char *key, const char *value)
+{
+    amqp_table_entry_t e = {amqp_cstring_bytes(key), {AMQP_FIELD_KIND_UTF8, {0}}};
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+static amqp_table_entry_t number(const char *key, int64_t value)
+{
+    amqp_table_entry_t e = {amqp_cstring_bytes(key), {AMQP_FIELD_KIND_I64, {0}}};
+    e.value.value.i64 = value;
+    return e;
+}
+
+static amqp_message_t message(amqp_table_entry_t *h, int n, const char *body)
+{
+    amqp_message_t m;
+    memset(&m, 0, sizeof(m));
+    m.properties._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+                          AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    m.properties.headers = (amqp_table_t){n, h};
+    m.properties.message_id = amqp_cstring_bytes("9200000217_processing");
+    m.properties.type = amqp_cstring_bytes("order.processing");
+    m.properties.delivery_mode = 2;
+    m.body = amqp_cstring_bytes(body);
+    return m;
+}
+
+static void orderq_headers_describe_the_failure(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {
+        number("x-orderq-attempt", 8),
+        text("x-orderq-first-failed-at", "2026-11-22T10:00:00.125Z"),
+        text("x-orderq-last-failed-at", "2026-11-22T11:02:03.500Z"),
+        text("x-orderq-error-class", "transient"),
+        text("x-orderq-last-error", "gave up after 8 attempts: SMTP 421 for order 9200000217"),
+        text("x-orderq-queue", "orderq.order.processing"),
+        text("x-orderq-original-exchange", "shop.events"),
+        text("x-orderq-original-routing-key", "order.processing"),
+        text("x-orderq-host", "web-1"),
+        text("x-orderq-pid", "4242"),
+        text("x-shop", "kept as it came"),
+    };
+    amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{\"event_code\": \"order.processing\"}");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
+    assert_string_equal(dl.error_class, "transient");
+    assert_string_equal(dl.error, "gave up after 8 attempts: SMTP 421 for order 9200000217");
+    assert_string_equal(dl.fingerprint,
+                        "transient: gave up after # attempts: SMTP # for order #");
+    assert_int_equal(dl.attempts, 8);
+    assert_string_equal(dl.queue, "orderq.order.processing");
+    assert_string_equal(dl.exchange, "shop.events");
+    assert_string_equal(dl.routing_key, "order.processing");
+    assert_string_equal(dl.first_failed_at, "2026-11-22 10:00:00.125");
+    assert_string_equal(dl.last_failed_at, "2026-11-22 11:02:03.500");
+    assert_string_equal(dl.host, "web-1");
+    assert_int_equal(dl.pid, 4242);
+    assert_string_equal(dl.event_code, "order.processing");
+    assert_string_equal(dl.event_identifier, "9200000217_processing");
+    assert_non_null(strstr(dl.headers_json, "\"x-shop\":\"kept as it came\""));
+    assert_non_null(strstr(dl.headers_json, "\"x-orderq-attempt\":8"));
+    assert_non_null(strstr(dl.properties_json, "\"delivery_mode\":2"));
+    assert_int_equal(strlen(dl.letter_key), 64);
+
+    /* The same message again is the same letter; another body is not. */
+    struct oq_dead_letter again, other;
+    assert_int_equal(oq_dead_letter_from_message(&m, &again), 0);
+    assert_string_equal(again.letter_key, dl.letter_key);
+    m.body = amqp_cstring_bytes("{}");
+    assert_int_equal(oq_dead_letter_from_message(&m, &other), 0);
+    assert_string_not_equal(other.letter_key, dl.letter_key);
+    oq_dead_letter_clear(&dl);
+    oq_dead_letter_clear(&again);
+    oq_dead_letter_clear(&other);
+}
+
+/* A quorum queue's delivery limit: RabbitMQ dead-lettered it itself. */
+static void the_brokers_own_dead_letters_are_explained(void **state)
+{
+    (void)state;
+    amqp_field_value_t key = {AMQP_FIELD_KIND_UTF8, {0}};
+    key.value.bytes = amqp_cstring_bytes("order.processing");
+    amqp_table_entry_t death_entries[] = {{amqp_cstring_bytes("routing-keys"),
+                                           {AMQP_FIELD_KIND_ARRAY, {0}}}};
+    death_entries[0].value.value.array = (amqp_array_t){1, &key};
+    amqp_field_value_t death = {AMQP_FIELD_KIND_TABLE, {0}};
+    death.value.table = (amqp_table_t){1, death_entries};
+    amqp_table_entry_t h[] = {
+        text("x-first-death-reason", "delivery_limit"),
+        text("x-first-death-queue", "orderq.order.processing"),
+        text("x-first-death-exchange", "shop.events"),
+        number("x-delivery-count", 20),
+        {amqp_cstring_bytes("x-death"), {AMQP_FIELD_KIND_ARRAY, {0}}},
+    };
+    h[4].value.value.array = (amqp_array_t){1, &death};
+    amqp_message_t m = message(h, 5, "{}");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
+    assert_string_equal(dl.error_class, "delivery_limit");
+    assert_non_null(strstr(dl.error, "delivered 21 times without an outcome"));
+    assert_string_equal(dl.queue, "orderq.order.processing");
+    assert_string_equal(dl.exchange, "shop.events");
+    assert_string_equal(dl.routing_key, "order.processing");
+    assert_int_equal(dl.attempts, 21);
+    assert_string_equal(dl.first_failed_at, "");
+    oq_dead_letter_clear(&dl);
+}
+
+/* Bytes that are not UTF-8 never break the row: text columns get '?',
+ * the headers' JSON gets them as hex. */
+static void binary_values_are_stored_safely(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {text("x-orderq-error-class", "bad_input"),
+                              text("x-orderq-last-error", "bad \xff\xfe bytes"),
+                              text("x-blob", "\x01\xff")};
+    amqp_message_t m = message(h, 3, "\xff\x00\x01");
+    m.body.len = 3;
+    m.properties.message_id = amqp_cstring_bytes("id-\xc3\x28");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
+    assert_string_equal(dl.error, "bad ?? bytes");
+    assert_string_equal(dl.event_identifier, "id-?(");
+    assert_non_null(strstr(dl.headers_json, "\"x-blob\":{\"hex\":\"01ff\"}"));
+    assert_int_equal(dl.body_size, 3);
+    oq_dead_letter_clear(&dl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(orderq_headers_describe_the_failure),
+        cmocka_unit_test(the_brokers_own_dead_letters_are_explained),
+        cmocka_unit_test(binary_values_are_stored_safely),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
