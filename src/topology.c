@@ -688,6 +688,19 @@ static int verify_exchange(struct mgmt *m, const struct oq_topo_exchange *e, str
     return 0;
 }
 
+/* The safety net for a message that crashes the consumer before it can be
+ * routed: a quorum work queue needs a delivery limit, from its arguments
+ * or from a policy. Queues planned without one pass. */
+static int has_delivery_limit(const struct oq_topo_queue *q, yajl_val actual)
+{
+    int planned = 0;
+    for (size_t i = 0; i < q->nargs; i++)
+        planned |= strcmp(q->args[i].key, "x-delivery-limit") == 0;
+    yajl_val policy = oq_json_member(actual, "effective_policy_definition");
+    return !planned || oq_json_member(oq_json_member(actual, "arguments"), "x-delivery-limit") ||
+           oq_json_member(policy, "delivery-limit");
+}
+
 static int verify_queue(struct mgmt *m, const struct oq_topo_queue *q, struct report *r, char *err,
                         size_t errlen)
 {
@@ -711,6 +724,10 @@ static int verify_queue(struct mgmt *m, const struct oq_topo_queue *q, struct re
         args_text_actual(args, got, sizeof(got));
         differ(r, "queue", q->name, "other arguments", want, got);
     }
+    if (!has_delivery_limit(q, tree))
+        differ(r, "queue", q->name, "no delivery limit",
+               "x-delivery-limit (a message that crashes every consumer is dead-lettered)",
+               "none, in arguments or policy: such a message is redelivered forever");
     if (!YAJL_IS_TRUE(oq_json_member(tree, "durable")))
         differ(r, "queue", q->name, "not durable", "durable", "transient");
     yajl_tree_free(tree);

@@ -30,7 +30,7 @@ expect_contains "--create-shop-exchange" "$out" "missing shop exchange"
 
 note "declare, then declare again: nothing changes"
 oq topology declare --create-shop-exchange >"$WORK/declare1"
-expect_contains "declared on vhost $VHOST: 3 exchanges, 11 queues, 13 bindings" "$(cat "$WORK/declare1")" "declare output"
+expect_contains "declared on vhost $VHOST: 3 exchanges, 12 queues, 14 bindings" "$(cat "$WORK/declare1")" "declare output"
 snapshot >"$WORK/snap1"
 oq topology declare >"$WORK/declare2" # the shop exchange now exists: passive check passes
 snapshot >"$WORK/snap2"
@@ -62,6 +62,7 @@ expect_eq 1 "$rc" "verify exit code with a difference"
 expect_contains "queue orderq.invoice.updated: other arguments" "$out" "verify report"
 expect_contains 'expected: {"x-queue-type":"quorum","x-delivery-limit":20' "$out" "verify report"
 expect_contains 'actual:   {"x-max-length":10,"x-queue-type":"classic"}' "$out" "verify report"
+expect_contains "queue orderq.invoice.updated: no delivery limit" "$out" "verify names the missing safety net"
 expect_contains "binding shop.events -> orderq.invoice.updated" "$out" "the deleted queue's binding is missing"
 json_out=$(oq topology verify --json || true)
 expect_eq "queue other arguments" "$(head -1 <<<"$json_out" | json 'd["kind"] + " " + d["problem"]')" "verify --json"
