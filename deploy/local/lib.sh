@@ -143,7 +143,8 @@ oq_start_mariadb() {
         # setsid -f: the server outlives this script and its terminal, and
         # no process of ours lingers holding our stdout (a CI pipe would then
         # never reach end of file).
-        (cd / && exec setsid -f nohup mariadbd --user=mysql </dev/null >"$log" 2>&1)
+        # max_allowed_packet: dead letters up to 16 MiB are archived whole.
+        (cd / && exec setsid -f nohup mariadbd --user=mysql --max-allowed-packet=64M </dev/null >"$log" 2>&1)
         if ! oq_wait 60 oq_mariadb_ping; then
             oq_say "failed"
             oq_err "MariaDB did not answer on $OQ_MARIADB_SOCKET within 60 s"
@@ -156,6 +157,8 @@ oq_start_mariadb() {
         oq_err "root cannot log in to MariaDB over $OQ_MARIADB_SOCKET (unix_socket auth expected)"
         return 1
     fi
+    # Also on a server we reused: dead letters up to 16 MiB fit in a packet.
+    mariadb -uroot --socket="$OQ_MARIADB_SOCKET" -e 'SET GLOBAL max_allowed_packet = 67108864'
 }
 
 # oq_create_database NAME

@@ -83,3 +83,20 @@ expect_eq "$((3 + n_bad))" "$(( $(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledge
     "messages in = effects + dead letters"
 expect_queue_empty
 wait_for 10 ready_is orderq.dead 0 || fail "left in orderq.dead: $(queue_ready orderq.dead)"
+
+note "a dead letter over 16 MiB is not archived: it stays in orderq.dead, reported"
+"$PY" - "$VHOST" <<'PY'
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("shop.events", "order.processing", b"y" * ((16 << 20) + 1),
+                     pika.BasicProperties(delivery_mode=2, correlation_id="huge"), mandatory=True)
+PY
+wait_for 60 grep -q 'a dead letter stays in the queue, not archived: its body is 16777217 bytes' "$WORK/bad.log" \
+    || fail "the huge letter was not reported: $(tail -3 "$WORK/bad.log")"
+expect_eq "$n_bad" "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters (the huge one not among them)"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not stop cleanly"
+wait_for 10 ready_is orderq.dead 1 || fail "the huge letter is not back in orderq.dead: $(queue_ready orderq.dead)"
