@@ -8,6 +8,7 @@
 #include "orderq/config.h"
 
 #define CLI_MAX_ARGS 32
+#define CLI_MAX_OPTS 24 /* options one command may define (dlq has 17) */
 
 struct cli_cmd_ctx;
 
@@ -38,8 +39,8 @@ struct cli_cmd_ctx {
     const char *pos[CLI_MAX_ARGS]; /* positional arguments */
     int npos;
     /* values of the command's options, by index in cmd->opts */
-    const char *val[16][CLI_MAX_ARGS];
-    int nval[16];
+    const char *val[CLI_MAX_OPTS][CLI_MAX_ARGS];
+    int nval[CLI_MAX_OPTS];
 };
 
 /* Did the user give option `name`? Its (last) value, or "" for a switch;
@@ -73,6 +74,6 @@ void cli_catch_stop_signals(void);
 int cli_stdout_is_tty(void);
 
 extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_rules,
-    cmd_publish, cmd_relay, cmd_ledger, cmd_version;
+    cmd_publish, cmd_relay, cmd_ledger, cmd_version, cmd_dlq;
 
 #endif

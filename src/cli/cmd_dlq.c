@@ -1,0 +1,1928 @@
+/* cmd_dlq.c - `orderq dlq list|show|stats|replay|purge`: the dead-letter store
+ *
+ * The operator's side of the dead_letter table (sql/0005_dead_letter.sql):
+ * find what failed and why, send it back once the cause is fixed, clear it.
+ * Every filter is a statement parameter. Replay publishes one letter at a
+ * time, mandatory, with a publisher confirm, and marks it replayed only
+ * after the broker confirmed it and a queue took it. A crash between the
+ * confirm and the mark sends that one letter again on the next replay; the
+ * consumer's ledger makes the second copy a duplicate without effect.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <yajl/yajl_parse.h>
+
+#include "cli.h"
+#include "orderq/broker.h"
+#include "orderq/db.h"
+#include "orderq/json.h"
+#include "orderq/publish.h"
+#include "orderq/retry.h"
+#include "orderq/url.h"
+
+/* Which subcommands an option belongs to. */
+enum { S_LIST = 1, S_SHOW = 2, S_STATS = 4, S_REPLAY = 8, S_PURGE = 16 };
+#define S_FILTERS (S_LIST | S_STATS | S_REPLAY | S_PURGE)
+
+#define PAGE_SIZE          100 /* letters (with bodies) read at a time by replay */
+#define PURGE_CHUNK        1000
+#define CONFIRM_TIMEOUT_MS 30000
+#define MAX_REASONS        1000 /* failures kept for the summary; the rest are counted */
+#define ERROR_LIKE_MAX     1024 /* the error column's width */
+
+/* ---- options --------------------------------------------------------------- */
+
+static const struct cli_opt opts[] = {
+    {"--json", NULL, "print JSON (list, show, stats, replay, purge)", 0},
+    {"--queue", "Q", "only letters that failed in work queue Q", 0},
+    {"--event-code", "C", "only letters of event code C", 0},
+    {"--event-id", "ID", "only letters of event_identifier ID", 0},
+    {"--error-like", "TEXT", "only letters whose error contains TEXT", 0},
+    {"--fingerprint", "F", "only letters of fingerprint F (see `dlq stats`)", 0},
+    {"--since", "T", "only letters dead at or after T (2026-11-22, ...T10:00:00Z, 2h, 7d)", 0},
+    {"--until", "T", "only letters dead before T", 0},
+    {"--replayed", NULL, "only letters replayed at least once", 0},
+    {"--limit", "N", "list: at most N letters (default 50); replay: at most N", 0},
+    {"--id", "N", "replay, purge: letter N", 1},
+    {"--all", NULL, "replay, purge: every letter (instead of --id or filters)", 0},
+    {"--dry-run", NULL, "replay, purge: say what would happen, change nothing", 0},
+    {"--rate", "N", "replay: at most N letters a second (default: as fast as confirmed)", 0},
+    {"--to-queue", "Q", "replay: to queue Q through the default exchange", 0},
+    {"--as", "NAME", "replay: who replays, kept in replayed_by (default: login name)", 0},
+    {"--yes", NULL, "purge: do not ask", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+/* By index in opts. */
+static const unsigned opt_subs[] = {
+    S_LIST | S_SHOW | S_STATS | S_REPLAY | S_PURGE,
+    S_FILTERS,
+    S_FILTERS,
+    S_FILTERS,
+    S_FILTERS,
+    S_FILTERS,
+    S_FILTERS,
+    S_FILTERS,
+    S_FILTERS,
+    S_LIST | S_REPLAY,
+    S_REPLAY | S_PURGE,
+    S_REPLAY | S_PURGE,
+    S_REPLAY | S_PURGE,
+    S_REPLAY,
+    S_REPLAY,
+    S_REPLAY,
+    S_PURGE,
+};
+
+_Static_assert(sizeof(opts) / sizeof(opts[0]) - 1 == sizeof(opt_subs) / sizeof(opt_subs[0]),
+               "one opt_subs entry per option");
+_Static_assert(sizeof(opts) / sizeof(opts[0]) - 1 <= CLI_MAX_OPTS, "cli_cmd_ctx holds them all");
+
+static int usage_fail(const char *sub, const char *fmt, ...) OQ_PRINTF(2, 3);
+
+static int usage_fail(const char *sub, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "orderq: dlq%s%s: %s\nTry 'orderq dlq --help'.\n", sub[0] ? " " : "", sub, msg);
+    return EX_USAGE;
+}
+
+/* A whole number in [min, max]. */
+static int parse_count(const char *text, long long min, long long max, long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0 || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* ---- filters ---------------------------------------------------------------- */
+
+enum bound_kind { BOUND_NONE, BOUND_DB_CLOCK, BOUND_UTC, BOUND_AGO };
+
+struct bound {
+    enum bound_kind kind;
+    char at[48]; /* "2026-11-22 10:00:00.000000" */
+    long long ago_us;
+};
+
+struct filter {
+    const char *queue, *event_code, *event_id, *fingerprint;
+    char error_like[2 * ERROR_LIKE_MAX + 8]; /* "%text%", escaped; "" when not given */
+    struct bound since, until;
+    long long ids[CLI_MAX_ARGS];
+    int nids, replayed, all;
+};
+
+/* Exactly n digits at *p, advanced past them. */
+static int take_digits(const char **p, int n, int *value)
+{
+    *value = 0;
+    for (int i = 0; i < n; i++, (*p)++) {
+        if (**p < '0' || **p > '9')
+            return -1;
+        *value = *value * 10 + (**p - '0');
+    }
+    return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* 2026-11-22, 2026-11-22T10:00, 2026-11-22 10:00:00.5, each with an
+ * optional Z (UTC; without it the time is on the database's clock, the one
+ * dead_at is shown in). */
+static int parse_datetime(const char *text, struct bound *b)
+{
+    const char *p = text;
+    int y, mo, d, h = 0, mi = 0, s = 0, us = 0;
+    if (take_digits(&p, 4, &y) || *p++ != '-' || take_digits(&p, 2, &mo) || *p++ != '-' ||
+        take_digits(&p, 2, &d))
+        return -1;
+    if (*p == 'T' || *p == ' ') {
+        p++;
+        if (take_digits(&p, 2, &h) || *p++ != ':' || take_digits(&p, 2, &mi))
+            return -1;
+        if (*p == ':' && (p++, take_digits(&p, 2, &s)))
+            return -1;
+        if (*p == '.') {
+            int scale = 100000, digits = 0;
+            for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+                if (digits < 6) {
+                    us += (*p - '0') * scale;
+                    scale /= 10;
+                }
+            if (digits == 0)
+                return -1;
+        }
+    }
+    b->kind = BOUND_DB_CLOCK;
+    if (*p == 'Z') {
+        b->kind = BOUND_UTC;
+        p++;
+    }
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        s > 59)
+        return -1;
+    snprintf(b->at, sizeof(b->at), "%04d-%02d-%02d %02d:%02d:%02d.%06d", y, mo, d, h, mi, s, us);
+    return 0;
+}
+
+/* A date/time, or a duration meaning "that long ago" (30m, 2h, 7d). */
+static int parse_bound(const char *sub, const char *name, const char *text, struct bound *b)
+{
+    int64_t ms = 0;
+    size_t len = strlen(text);
+    if (len > 1 && text[0] >= '0' && text[0] <= '9' && text[len - 1] >= 'a' &&
+        text[len - 1] <= 'z' && strchr(text, '-') == NULL && oq_duration_parse(text, &ms) == 0) {
+        b->kind = BOUND_AGO;
+        b->ago_us = (long long)ms * 1000;
+        return 0;
+    }
+    if (parse_datetime(text, b) == 0)
+        return 0;
+    return usage_fail(sub,
+                      "%s: expected a date/time (2026-11-22, 2026-11-22T10:00:00Z) or how long "
+                      "ago (30m, 2h, 7d), got \"%s\"",
+                      name, text);
+}
+
+/* "%text%" for LIKE, with the user's own % and _ matching themselves. '!'
+ * is the escape character: '\' would depend on the server's sql_mode. */
+static void like_pattern(const char *text, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[n++] = '%';
+    for (const char *p = text; *p && n + 4 < outlen; p++) {
+        if (*p == '%' || *p == '_' || *p == '!')
+            out[n++] = '!';
+        out[n++] = *p;
+    }
+    out[n++] = '%';
+    out[n] = '\0';
+}
+
+static int parse_ids(struct cli_cmd_ctx *ctx, const char *sub, struct filter *f)
+{
+    const char **ids = NULL;
+    f->nids = cli_opt_all(ctx, "--id", &ids);
+    for (int i = 0; i < f->nids; i++)
+        if (parse_count(ids[i], 1, INT64_MAX, &f->ids[i]) != 0)
+            return usage_fail(sub, "--id: expected a letter id (a whole number from 1), got \"%s\"",
+                              ids[i]);
+    return EX_OK;
+}
+
+static int parse_filter(struct cli_cmd_ctx *ctx, const char *sub, struct filter *f)
+{
+    const char *v;
+    int code;
+    memset(f, 0, sizeof(*f));
+    f->queue = cli_opt(ctx, "--queue");
+    f->event_code = cli_opt(ctx, "--event-code");
+    f->event_id = cli_opt(ctx, "--event-id");
+    f->fingerprint = cli_opt(ctx, "--fingerprint");
+    f->replayed = cli_opt(ctx, "--replayed") != NULL;
+    f->all = cli_opt(ctx, "--all") != NULL;
+    if ((v = cli_opt(ctx, "--error-like")) != NULL) {
+        if (*v == '\0' || strlen(v) > ERROR_LIKE_MAX)
+            return usage_fail(sub, "--error-like: expected 1 to %d characters of the error text",
+                              ERROR_LIKE_MAX);
+        like_pattern(v, f->error_like, sizeof(f->error_like));
+    }
+    if ((v = cli_opt(ctx, "--since")) != NULL && (code = parse_bound(sub, "--since", v, &f->since)))
+        return code;
+    if ((v = cli_opt(ctx, "--until")) != NULL && (code = parse_bound(sub, "--until", v, &f->until)))
+        return code;
+    return parse_ids(ctx, sub, f);
+}
+
+/* Any selection at all (replay and purge refuse to act on nothing said)? */
+static int filter_selects(const struct filter *f)
+{
+    return f->queue || f->event_code || f->event_id || f->fingerprint || f->error_like[0] ||
+           f->since.kind || f->until.kind || f->replayed || f->nids > 0;
+}
+
+/* ---- WHERE clauses: fixed SQL text, the values as parameters ---------------- */
+
+struct where {
+    char sql[2048];
+    size_t len;
+    struct oq_db_param p[CLI_MAX_ARGS + 16];
+    size_t n;
+};
+
+static void where_add(struct where *w, const char *clause)
+{
+    int n = snprintf(w->sql + w->len, sizeof(w->sql) - w->len, "%s%s", w->len ? " AND " : " WHERE ",
+                     clause);
+    if (n > 0 && (size_t)n < sizeof(w->sql) - w->len)
+        w->len += (size_t)n; /* the clauses are ours and short: it always fits */
+}
+
+static void where_param(struct where *w, const char *clause, struct oq_db_param p)
+{
+    where_add(w, clause);
+    w->p[w->n++] = p;
+}
+
+static void where_bound(struct where *w, const struct bound *b, int lower)
+{
+    switch (b->kind) {
+    case BOUND_DB_CLOCK:
+        where_param(w, lower ? "dead_at >= ?" : "dead_at < ?", OQ_STR(b->at));
+        break;
+    case BOUND_UTC:
+        where_param(w,
+                    lower ? "dead_at >= CONVERT_TZ(?, '+00:00', @@session.time_zone)"
+                          : "dead_at < CONVERT_TZ(?, '+00:00', @@session.time_zone)",
+                    OQ_STR(b->at));
+        break;
+    case BOUND_AGO:
+        where_param(w,
+                    lower ? "dead_at >= NOW(6) - INTERVAL ? MICROSECOND"
+                          : "dead_at < NOW(6) - INTERVAL ? MICROSECOND",
+                    OQ_INT(b->ago_us));
+        break;
+    case BOUND_NONE:
+        break;
+    }
+}
+
+static void where_ids(struct where *w, const struct filter *f)
+{
+    char clause[16 + 2 * CLI_MAX_ARGS] = "id IN (";
+    size_t len = strlen(clause);
+    for (int i = 0; i < f->nids; i++) {
+        clause[len++] = i ? ',' : '?';
+        if (i)
+            clause[len++] = '?';
+        w->p[w->n++] = OQ_INT(f->ids[i]);
+    }
+    clause[len++] = ')';
+    clause[len] = '\0';
+    where_add(w, clause);
+}
+
+static void where_from_filter(struct where *w, const struct filter *f)
+{
+    memset(w, 0, sizeof(*w));
+    if (f->queue)
+        where_param(w, "queue = ?", OQ_STR(f->queue));
+    if (f->event_code)
+        where_param(w, "event_code = ?", OQ_STR(f->event_code));
+    if (f->event_id)
+        where_param(w, "event_identifier = ?", OQ_STR(f->event_id));
+    if (f->fingerprint)
+        where_param(w, "fingerprint = ?", OQ_STR(f->fingerprint));
+    if (f->error_like[0])
+        where_param(w, "error LIKE ? ESCAPE '!'", OQ_STR(f->error_like));
+    where_bound(w, &f->since, 1);
+    where_bound(w, &f->until, 0);
+    if (f->replayed)
+        where_add(w, "replay_count > 0");
+    if (f->nids > 0)
+        where_ids(w, f);
+}
+
+/* ---- output helpers ----------------------------------------------------------- */
+
+/* Characters on screen (UTF-8 continuation bytes take no room). */
+static size_t display_width(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static size_t terminal_columns(void)
+{
+    struct winsize ws;
+    long long cols = 0;
+    const char *env = getenv("COLUMNS");
+    if (cli_stdout_is_tty() && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    if (env != NULL && parse_count(env, 40, 10000, &cols) == 0)
+        return (size_t)cols;
+    return 160;
+}
+
+/* A table buffered to size its columns. */
+struct table {
+    const char *const *head;
+    unsigned cols;
+    char **cell; /* rows x cols */
+    size_t rows, cap;
+};
+
+/* Copy one row in; control characters (a newline in an error) become spaces
+ * so that a row stays one line. Returns 0 or OQ_ENOMEM. */
+static int table_add(struct table *t, const char *const *v)
+{
+    if (t->rows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        char **cell = realloc(t->cell, cap * t->cols * sizeof(*cell));
+        if (cell == NULL)
+            return OQ_ENOMEM;
+        t->cell = cell;
+        t->cap = cap;
+    }
+    char **row = &t->cell[t->rows * t->cols];
+    for (unsigned c = 0; c < t->cols; c++) {
+        row[c] = strdup(v[c] ? v[c] : "-");
+        if (row[c] == NULL) {
+            while (c-- > 0)
+                free(row[c]);
+            return OQ_ENOMEM;
+        }
+        for (char *p = row[c]; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+    }
+    t->rows++;
+    return 0;
+}
+
+static void table_free(struct table *t)
+{
+    for (size_t i = 0; i < t->rows * t->cols; i++)
+        free(t->cell[i]);
+    free(t->cell);
+    t->cell = NULL;
+    t->rows = t->cap = 0;
+}
+
+static void put_padded(const char *s, size_t width, int last)
+{
+    fputs(s, stdout);
+    if (last) {
+        fputc('\n', stdout);
+        return;
+    }
+    for (size_t w = display_width(s); w < width + 2; w++)
+        fputc(' ', stdout);
+}
+
+/* Print with aligned columns; column `squeeze` (or -1) is cut so that a row
+ * fits the terminal. */
+static void table_print(const struct table *t, int squeeze)
+{
+    size_t width[32] = {0}, used = 0;
+    for (unsigned c = 0; c < t->cols; c++) {
+        width[c] = display_width(t->head[c]);
+        for (size_t r = 0; r < t->rows; r++) {
+            size_t w = display_width(t->cell[r * t->cols + c]);
+            width[c] = w > width[c] ? w : width[c];
+        }
+        used += width[c] + 2;
+    }
+    if (squeeze >= 0) {
+        size_t cols = terminal_columns(), others = used - width[squeeze] - 2;
+        size_t room = cols > others + 12 ? cols - others - 2 : 10;
+        width[squeeze] = width[squeeze] < room ? width[squeeze] : room;
+    }
+    for (unsigned c = 0; c < t->cols; c++)
+        put_padded(t->head[c], width[c], c + 1 == t->cols);
+    for (size_t r = 0; r < t->rows; r++)
+        for (unsigned c = 0; c < t->cols; c++) {
+            const char *s = t->cell[r * t->cols + c];
+            char cut[2048];
+            if ((int)c == squeeze && display_width(s) > width[c]) {
+                oq_cut_utf8(s, cut, width[c] + 1 < sizeof(cut) ? width[c] + 1 : sizeof(cut));
+                s = cut;
+            }
+            put_padded(s, width[c], c + 1 == t->cols);
+        }
+}
+
+/* A row's fields as JSON members: numbers (bit i of numeric) bare, the
+ * rest as strings, NULL as null. first: no comma before the first one. */
+static void json_fields(const char *const *names, const char *const *v, unsigned n,
+                        unsigned numeric, int first)
+{
+    for (unsigned i = 0; i < n; i++) {
+        printf("%s\"%s\": ", first && i == 0 ? "" : ", ", names[i]);
+        if (v[i] == NULL)
+            fputs("null", stdout);
+        else if (numeric & (1u << i))
+            fputs(v[i], stdout);
+        else
+            oq_json_fputs(stdout, v[i]);
+    }
+}
+
+static void json_object(const char *const *names, const char *const *v, unsigned n,
+                        unsigned numeric)
+{
+    fputc('{', stdout);
+    json_fields(names, v, n, numeric, 1);
+    fputc('}', stdout);
+}
+
+/* ---- JSON pretty-printing: yajl's parser feeding yajl_gen (json_reformat) ---- */
+
+static int rf_null(void *g)
+{
+    return yajl_gen_null(g) == yajl_gen_status_ok;
+}
+static int rf_boolean(void *g, int b)
+{
+    return yajl_gen_bool(g, b) == yajl_gen_status_ok;
+}
+static int rf_number(void *g, const char *s, size_t len)
+{
+    return yajl_gen_number(g, s, len) == yajl_gen_status_ok; /* its text kept as it was */
+}
+static int rf_string(void *g, const unsigned char *s, size_t len)
+{
+    return yajl_gen_string(g, s, len) == yajl_gen_status_ok;
+}
+static int rf_start_map(void *g)
+{
+    return yajl_gen_map_open(g) == yajl_gen_status_ok;
+}
+static int rf_end_map(void *g)
+{
+    return yajl_gen_map_close(g) == yajl_gen_status_ok;
+}
+static int rf_start_array(void *g)
+{
+    return yajl_gen_array_open(g) == yajl_gen_status_ok;
+}
+static int rf_end_array(void *g)
+{
+    return yajl_gen_array_close(g) == yajl_gen_status_ok;
+}
+
+static const yajl_callbacks reformat_callbacks = {
+    rf_null,      rf_boolean, NULL,       NULL,           rf_number,    rf_string,
+    rf_start_map, rf_string,  rf_end_map, rf_start_array, rf_end_array,
+};
+
+/* Write JSON text to out (NULL: only check it), pretty (4-space indent) or
+ * compact. Returns 0, or -1 (nothing written) when it is not one JSON value. */
+static int json_reformat(const char *text, size_t len, int pretty, FILE *out)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_handle h = NULL;
+    int rc = -1;
+    if (g == NULL)
+        return -1;
+    yajl_gen_config(g, yajl_gen_beautify, pretty);
+    yajl_gen_config(g, yajl_gen_indent_string, "    ");
+    h = yajl_alloc(&reformat_callbacks, NULL, g);
+    if (h == NULL)
+        goto out;
+    if (yajl_parse(h, (const unsigned char *)text, len) != yajl_status_ok ||
+        yajl_complete_parse(h) != yajl_status_ok)
+        goto out;
+    const unsigned char *buf = NULL;
+    size_t buflen = 0;
+    yajl_gen_get_buf(g, &buf, &buflen);
+    while (buflen > 0 && buf[buflen - 1] == '\n')
+        buflen--;
+    if (out != NULL)
+        fwrite(buf, 1, buflen, out);
+    rc = 0;
+out:
+    if (h != NULL)
+        yajl_free(h);
+    yajl_gen_free(g);
+    return rc;
+}
+
+/* Valid UTF-8 (no overlong forms, no surrogates) without NUL bytes? */
+static int is_utf8_text(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned cp;
+        if (c == 0)
+            return 0;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 3, cp = c & 0x07;
+        else
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+static void hex_dump(const unsigned char *s, size_t len)
+{
+    for (size_t off = 0; off < len; off += 16) {
+        printf("%08zx  ", off);
+        for (size_t i = 0; i < 16; i++) {
+            if (off + i < len)
+                printf("%02x ", s[off + i]);
+            else
+                fputs("   ", stdout);
+            if (i == 7)
+                fputc(' ', stdout);
+        }
+        fputs(" |", stdout);
+        for (size_t i = 0; i < 16 && off + i < len; i++)
+            fputc(s[off + i] >= 0x20 && s[off + i] < 0x7f ? s[off + i] : '.', stdout);
+        fputs("|\n", stdout);
+    }
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* HEX(body) back into bytes: the row reader hands over NUL-terminated
+ * text, which a binary body is not. The caller frees *out. */
+static int hex_decode(const char *hex, unsigned char **out, size_t *len)
+{
+    size_t n = strlen(hex);
+    *out = NULL;
+    *len = 0;
+    if (n % 2 != 0)
+        return OQ_EINVAL;
+    unsigned char *b = malloc(n / 2 + 1);
+    if (b == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(b);
+            return OQ_EINVAL;
+        }
+        b[i] = (unsigned char)(hi << 4 | lo);
+    }
+    b[n / 2] = '\0';
+    *out = b;
+    *len = n / 2;
+    return 0;
+}
+
+/* ---- what every subcommand shares ------------------------------------------- */
+
+struct dlq {
+    struct cli_cmd_ctx *ctx;
+    const char *sub;
+    struct oq_db *db;
+    struct filter f;
+    int json;
+};
+
+static int db_fail(const struct dlq *d, const char *what)
+{
+    cli_fail("dlq %s: %s: %s", d->sub, what, oq_db_error(d->db));
+    return EX_UNAVAILABLE;
+}
+
+/* Up to 16 columns of one row, copied (the row reader's are borrowed). */
+struct row_copy {
+    char *v[16];
+    unsigned n;
+    int found;
+};
+
+static int copy_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct row_copy *rc = ctx;
+    rc->found = 1;
+    rc->n = n < 16 ? n : 16;
+    for (unsigned i = 0; i < rc->n; i++)
+        if (v[i] != NULL && (rc->v[i] = strdup(v[i])) == NULL)
+            return 1;
+    return 1; /* one row is all we want */
+}
+
+static void row_copy_clear(struct row_copy *rc)
+{
+    for (unsigned i = 0; i < rc->n; i++)
+        free(rc->v[i]);
+    memset(rc, 0, sizeof(*rc));
+}
+
+/* ---- list ---------------------------------------------------------------------- */
+
+static const char *const list_names[] = {
+    "id",          "dead_at",          "queue",        "exchange_name", "routing_key",
+    "event_code",  "event_identifier", "attempts",     "error_class",   "error",
+    "fingerprint", "body_size",        "replay_count", "replayed_at",   "replayed_by"};
+#define LIST_NUMERIC ((1u << 0) | (1u << 7) | (1u << 11) | (1u << 12))
+
+struct list_out {
+    int json, rows;
+    struct table t;
+};
+
+static int list_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct list_out *o = ctx;
+    if (o->json) {
+        fputs(o->rows++ ? ",\n " : "[", stdout);
+        json_object(list_names, v, n, LIST_NUMERIC);
+        return 0;
+    }
+    char dead_at[20];
+    snprintf(dead_at, sizeof(dead_at), "%s", v[1] ? v[1] : "-"); /* to the second */
+    const char *cells[] = {v[0], dead_at, v[2], v[5], v[6], v[7], v[8], v[9], v[12]};
+    o->rows++;
+    return table_add(&o->t, cells) != 0;
+}
+
+static int dlq_list(struct dlq *d)
+{
+    static const char *const head[] = {"ID",       "DEAD_AT",     "QUEUE", "EVENT_CODE", "EVENT_ID",
+                                       "ATTEMPTS", "ERROR_CLASS", "ERROR", "REPLAYS"};
+    const char *limit_text = cli_opt(d->ctx, "--limit");
+    long long limit = 50;
+    struct where w;
+    char sql[3072];
+    struct list_out o = {d->json, 0, {head, 9, NULL, 0, 0}};
+
+    if (limit_text && parse_count(limit_text, 1, 1000000, &limit) != 0)
+        return usage_fail(d->sub, "--limit: expected a whole number from 1 to 1000000, got \"%s\"",
+                          limit_text);
+    where_from_filter(&w, &d->f);
+    w.p[w.n++] = OQ_INT(limit);
+    snprintf(sql, sizeof(sql),
+             "SELECT id, dead_at, queue, exchange_name, routing_key, event_code, event_identifier,"
+             " attempts, error_class, error, fingerprint, body_size, replay_count, replayed_at,"
+             " replayed_by FROM dead_letter%s ORDER BY dead_at DESC, id DESC LIMIT ?",
+             w.sql);
+    if (oq_db_query_rows(d->db, sql, w.p, w.n, list_row, &o) != 0) {
+        table_free(&o.t);
+        return db_fail(d, "reading dead letters");
+    }
+    if (o.json)
+        fputs(o.rows ? "]\n" : "[]\n", stdout);
+    else if (o.rows == 0)
+        puts("(no dead letters match)");
+    else
+        table_print(&o.t, 7);
+    if (!o.json && o.rows == limit)
+        fprintf(stderr, "(the newest %lld shown; --limit N for more)\n", limit);
+    table_free(&o.t);
+    return EX_OK;
+}
+
+/* ---- show ----------------------------------------------------------------------- */
+
+/* Two reads, as the row reader takes at most 16 columns. */
+static const char *const show_names_a[] = {
+    "id",         "letter_key",       "queue",          "exchange_name", "routing_key",
+    "event_code", "event_identifier", "error_class",    "error",         "fingerprint",
+    "attempts",   "first_failed_at",  "last_failed_at", "dead_at",       "dead_host",
+    "dead_pid"};
+#define SHOW_NUMERIC_A ((1u << 0) | (1u << 10) | (1u << 15))
+static const char *const show_names_b[] = {"replay_count", "replayed_at", "replayed_by",
+                                           "body_size"};
+#define SHOW_NUMERIC_B ((1u << 0) | (1u << 3))
+
+enum body_kind { BODY_JSON, BODY_TEXT, BODY_BINARY };
+
+static enum body_kind body_kind_of(const unsigned char *body, size_t len)
+{
+    if (!is_utf8_text(body, len))
+        return BODY_BINARY;
+    return len > 0 && json_reformat((const char *)body, len, 0, NULL) == 0 ? BODY_JSON : BODY_TEXT;
+}
+
+static void show_json_field(const char *name, const char *text)
+{
+    printf(", \"%s\": ", name);
+    if (text == NULL || json_reformat(text, strlen(text), 0, stdout) != 0)
+        oq_json_fputs(stdout, text ? text : ""); /* not JSON after all: keep it as text */
+}
+
+static void show_as_json(const struct row_copy *a, const struct row_copy *b,
+                         const unsigned char *body, size_t len, enum body_kind kind)
+{
+    static const char *const kinds[] = {"json", "text", "binary"};
+    fputc('{', stdout);
+    json_fields(show_names_a, (const char *const *)a->v, a->n, SHOW_NUMERIC_A, 1);
+    json_fields(show_names_b, (const char *const *)b->v, 4, SHOW_NUMERIC_B, 0);
+    show_json_field("properties", b->v[4]);
+    show_json_field("headers", b->v[5]);
+    printf(", \"body_kind\": \"%s\", ", kinds[kind]);
+    if (kind == BODY_BINARY) {
+        fputs("\"body_hex\": ", stdout);
+        oq_json_fputs(stdout, b->v[6]);
+    } else {
+        fputs("\"body\": ", stdout);
+        oq_json_fputs(stdout, (const char *)body); /* UTF-8 without NULs: whole */
+    }
+    (void)len;
+    fputs("}\n", stdout);
+}
+
+static void show_as_text(const struct row_copy *a, const struct row_copy *b,
+                         const unsigned char *body, size_t len, enum body_kind kind)
+{
+    for (unsigned i = 0; i < a->n; i++)
+        printf("%-18s%s\n", show_names_a[i], a->v[i] ? a->v[i] : "-");
+    for (unsigned i = 0; i < 3; i++)
+        printf("%-18s%s\n", show_names_b[i], b->v[i] && b->v[i][0] ? b->v[i] : "-");
+    printf("%-18s", "properties");
+    if (json_reformat(b->v[4], strlen(b->v[4]), 0, stdout) != 0)
+        fputs(b->v[4], stdout);
+    fputs("\n\nheaders:\n", stdout);
+    if (json_reformat(b->v[5], strlen(b->v[5]), 1, stdout) != 0)
+        fputs(b->v[5], stdout);
+    static const char *const kinds[] = {"JSON", "text", "binary, as a hex dump"};
+    printf("\n\nbody: %zu bytes%s%s\n", len, len ? ", " : "", len ? kinds[kind] : "");
+    if (kind == BODY_BINARY)
+        hex_dump(body, len);
+    else if (kind == BODY_JSON && json_reformat((const char *)body, len, 1, stdout) == 0)
+        fputc('\n', stdout);
+    else {
+        fwrite(body, 1, len, stdout);
+        if (len > 0 && body[len - 1] != '\n')
+            fputc('\n', stdout);
+    }
+}
+
+static int dlq_show(struct dlq *d)
+{
+    long long id = 0;
+    struct row_copy a = {0}, b = {0};
+    unsigned char *body = NULL;
+    size_t len = 0;
+    int code = EX_OK;
+
+    if (parse_count(d->ctx->pos[1], 1, INT64_MAX, &id) != 0)
+        return usage_fail(d->sub, "expected a letter id (a whole number from 1), got \"%s\"",
+                          d->ctx->pos[1]);
+    struct oq_db_param p[] = {OQ_INT(id)};
+    int rc = oq_db_query_rows(
+        d->db,
+        "SELECT id, letter_key, queue, exchange_name, routing_key, event_code, event_identifier,"
+        " error_class, error, fingerprint, attempts, first_failed_at, last_failed_at, dead_at,"
+        " dead_host, dead_pid FROM dead_letter WHERE id = ?",
+        p, 1, copy_row, &a);
+    if (rc == 0 || rc == OQ_EINTR)
+        rc = oq_db_query_rows(d->db,
+                              "SELECT replay_count, replayed_at, replayed_by, body_size,"
+                              " properties, headers, HEX(body) FROM dead_letter WHERE id = ?",
+                              p, 1, copy_row, &b);
+    if (rc != 0 && rc != OQ_EINTR) {
+        code = db_fail(d, "reading the letter");
+        goto out;
+    }
+    if (!a.found || !b.found || b.n < 7 || b.v[4] == NULL || b.v[5] == NULL || b.v[6] == NULL) {
+        cli_fail("dlq show: no dead letter %lld", id);
+        code = 1;
+        goto out;
+    }
+    if (hex_decode(b.v[6], &body, &len) != 0) {
+        cli_fail("dlq show: letter %lld: the body could not be read", id);
+        code = EX_SOFTWARE;
+        goto out;
+    }
+    enum body_kind kind = body_kind_of(body, len);
+    if (d->json)
+        show_as_json(&a, &b, body, len, kind);
+    else
+        show_as_text(&a, &b, body, len, kind);
+out:
+    free(body);
+    row_copy_clear(&a);
+    row_copy_clear(&b);
+    return code;
+}
+
+/* ---- stats ---------------------------------------------------------------------- */
+
+/* GROUP_CONCAT's separator for queue names: a byte no queue name holds. */
+#define QUEUE_SEP '\x1f'
+
+struct stats_out {
+    int json, rows;
+    struct table t;
+};
+
+static void json_queue_array(const char *joined)
+{
+    fputc('[', stdout);
+    for (const char *p = joined; p && *p;) {
+        const char *end = strchr(p, QUEUE_SEP);
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)len, p);
+        if (p != joined)
+            fputs(", ", stdout);
+        oq_json_fputs(stdout, name);
+        p = end ? end + 1 : NULL;
+    }
+    fputc(']', stdout);
+}
+
+/* fingerprint, error_class, count, oldest, newest, queues */
+static int fingerprint_row(void *ctx, const char *const *v, unsigned n)
+{
+    static const char *const names[] = {"fingerprint", "error_class", "count", "oldest", "newest"};
+    struct stats_out *o = ctx;
+    (void)n;
+    if (o->json) {
+        fputs(o->rows++ ? ",\n  {" : "\n  {", stdout);
+        json_fields(names, v, 5, 1u << 2, 1);
+        fputs(", \"queues\": ", stdout);
+        json_queue_array(v[5]);
+        fputc('}', stdout);
+        return 0;
+    }
+    char queues[1024];
+    snprintf(queues, sizeof(queues), "%s", v[5] ? v[5] : "");
+    for (char *p = queues; *p; p++)
+        if (*p == QUEUE_SEP)
+            *p = ',';
+    const char *cells[] = {v[2], v[1], v[3], v[4], queues, v[0]};
+    o->rows++;
+    return table_add(&o->t, cells) != 0;
+}
+
+/* queue, count, replayed, oldest, newest */
+static int queue_row(void *ctx, const char *const *v, unsigned n)
+{
+    static const char *const names[] = {"queue", "count", "replayed", "oldest", "newest"};
+    struct stats_out *o = ctx;
+    if (o->json) {
+        fputs(o->rows++ ? ",\n  " : "\n  ", stdout);
+        json_object(names, v, n, (1u << 1) | (1u << 2));
+        return 0;
+    }
+    const char *cells[] = {v[1], v[2], v[3], v[4], v[0]};
+    o->rows++;
+    return table_add(&o->t, cells) != 0;
+}
+
+static int stats_group(struct dlq *d, const struct where *w, const char *title, const char *sql_fmt,
+                       const char *const *head, unsigned cols, oq_db_row_fn on_row)
+{
+    struct stats_out o = {d->json, 0, {head, cols, NULL, 0, 0}};
+    char sql[3072];
+    snprintf(sql, sizeof(sql), sql_fmt, w->sql);
+    if (d->json)
+        printf(",\n \"%s\": [", title);
+    if (oq_db_query_rows(d->db, sql, w->p, w->n, on_row, &o) != 0) {
+        table_free(&o.t);
+        return db_fail(d, "counting dead letters");
+    }
+    if (d->json)
+        fputs(o.rows ? "\n ]" : "]", stdout);
+    else if (o.rows > 0) {
+        printf("\nby %s:\n", title + 3);
+        table_print(&o.t, (int)cols - 1);
+    }
+    table_free(&o.t);
+    return EX_OK;
+}
+
+static int dlq_stats(struct dlq *d)
+{
+    static const char *const names[] = {"total", "replayed", "body_bytes", "oldest", "newest"};
+    static const char *const fp_head[] = {"COUNT",  "ERROR_CLASS", "OLDEST",
+                                          "NEWEST", "QUEUES",      "FINGERPRINT"};
+    static const char *const queue_head[] = {"COUNT", "REPLAYED", "OLDEST", "NEWEST", "QUEUE"};
+    struct where w;
+    struct row_copy tot = {0};
+    char sql[3072];
+    int code;
+
+    where_from_filter(&w, &d->f);
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(*), COALESCE(SUM(replay_count > 0), 0), COALESCE(SUM(body_size), 0),"
+             " DATE_FORMAT(MIN(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s'),"
+             " DATE_FORMAT(MAX(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s') FROM dead_letter%s",
+             w.sql);
+    int rc = oq_db_query_rows(d->db, sql, w.p, w.n, copy_row, &tot);
+    if ((rc != 0 && rc != OQ_EINTR) || tot.n < 5) {
+        row_copy_clear(&tot);
+        return db_fail(d, "counting dead letters");
+    }
+    if (d->json) {
+        fputc('{', stdout);
+        json_fields(names, (const char *const *)tot.v, 5, 7u, 1);
+    } else {
+        printf("%s dead letters, %s of them replayed, %s bytes of bodies", tot.v[0], tot.v[1],
+               tot.v[2]);
+        if (tot.v[3] != NULL)
+            printf("; oldest %s, newest %s", tot.v[3], tot.v[4]);
+        fputc('\n', stdout);
+    }
+    code = stats_group(d, &w, "by_fingerprint",
+                       "SELECT fingerprint, error_class, COUNT(*),"
+                       " DATE_FORMAT(MIN(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s'),"
+                       " DATE_FORMAT(MAX(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s'),"
+                       " GROUP_CONCAT(DISTINCT queue ORDER BY queue SEPARATOR '\x1f')"
+                       " FROM dead_letter%s GROUP BY fingerprint, error_class"
+                       " ORDER BY COUNT(*) DESC, fingerprint",
+                       fp_head, 6, fingerprint_row);
+    if (code == EX_OK)
+        code = stats_group(d, &w, "by_queue",
+                           "SELECT queue, COUNT(*), SUM(replay_count > 0),"
+                           " DATE_FORMAT(MIN(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s'),"
+                           " DATE_FORMAT(MAX(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s')"
+                           " FROM dead_letter%s GROUP BY queue ORDER BY COUNT(*) DESC, queue",
+                           queue_head, 5, queue_row);
+    if (code == EX_OK && d->json)
+        fputs("\n}\n", stdout);
+    row_copy_clear(&tot);
+    return code;
+}
+
+/* ---- which letters replay and purge act on ------------------------------------ */
+
+static int check_selection(const struct dlq *d)
+{
+    if (d->f.all && filter_selects(&d->f))
+        return usage_fail(d->sub, "--all means every letter: give it without --id or filters");
+    if (!d->f.all && !filter_selects(&d->f))
+        return usage_fail(d->sub, "say which letters: --id N, filters (--queue, --fingerprint, "
+                                  "--since, ...) or --all");
+    return EX_OK;
+}
+
+/* How many letters match, and the highest id among them: later work stops
+ * there, so letters archived meanwhile (a replayed letter failing again
+ * comes back as a new row) are not taken in the same run. */
+static int selection_size(struct dlq *d, const struct where *w, long long *count, long long *max_id)
+{
+    struct row_copy rc = {0};
+    char sql[3072];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM dead_letter%s", w->sql);
+    int r = oq_db_query_rows(d->db, sql, w->p, w->n, copy_row, &rc);
+    if ((r != 0 && r != OQ_EINTR) || rc.n < 2 || rc.v[0] == NULL || rc.v[1] == NULL) {
+        row_copy_clear(&rc);
+        return db_fail(d, "counting dead letters");
+    }
+    *count = strtoll(rc.v[0], NULL, 10);
+    *max_id = strtoll(rc.v[1], NULL, 10);
+    row_copy_clear(&rc);
+    return EX_OK;
+}
+
+/* ---- replay ---------------------------------------------------------------------- */
+
+struct letter {
+    long long id;
+    char *exchange, *routing_key, *queue, *event_code, *event_id, *properties, *headers, *body_hex;
+};
+
+struct page {
+    struct letter l[PAGE_SIZE];
+    size_t n;
+};
+
+struct reason {
+    long long id;
+    char *why;
+};
+
+struct reasons {
+    struct reason v[MAX_REASONS];
+    size_t n;
+};
+
+struct replay {
+    struct dlq *d;
+    struct where w;
+    long long max_id, total, limit, rate;
+    const char *to_queue, *as;
+    char *amqp_user; /* a stored user_id is kept only when it is ours */
+    struct oq_broker *b;
+    struct oq_publisher *pub;
+    char known_exchanges[16][256]; /* checked to exist */
+    size_t nknown;
+    /* the letter in flight */
+    int acked, returned;
+    char return_text[256];
+    /* the tally */
+    long long replayed, failed, skipped;
+    struct reasons *failures, *skips;
+    int64_t start_ms, drawn_ms;
+};
+
+static int page_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct page *pg = ctx;
+    if (n < 9 || pg->n == PAGE_SIZE)
+        return 0;
+    struct letter *l = &pg->l[pg->n++];
+    char **field[] = {&l->exchange, &l->routing_key, &l->queue,   &l->event_code,
+                      &l->event_id, &l->properties,  &l->headers, &l->body_hex};
+    memset(l, 0, sizeof(*l));
+    l->id = strtoll(v[0], NULL, 10);
+    for (unsigned i = 0; i < 8; i++)
+        if ((*field[i] = strdup(v[i + 1] ? v[i + 1] : "")) == NULL)
+            return 1;
+    return 0;
+}
+
+static void page_clear(struct page *pg)
+{
+    for (size_t i = 0; i < pg->n; i++) {
+        struct letter *l = &pg->l[i];
+        char *field[] = {l->exchange, l->routing_key, l->queue,   l->event_code,
+                         l->event_id, l->properties,  l->headers, l->body_hex};
+        for (unsigned k = 0; k < 8; k++)
+            free(field[k]);
+    }
+    pg->n = 0;
+}
+
+/* The next letters after id `after`, in id order. */
+static int fetch_page(struct replay *r, long long after, int with_body, struct page *pg)
+{
+    struct where w = r->w;
+    char sql[3072];
+    page_clear(pg);
+    where_param(&w, "id > ?", OQ_INT(after));
+    where_param(&w, "id <= ?", OQ_INT(r->max_id));
+    w.p[w.n++] = OQ_INT(PAGE_SIZE);
+    snprintf(sql, sizeof(sql),
+             "SELECT id, exchange_name, routing_key, queue, event_code, event_identifier,"
+             " properties, headers, %s FROM dead_letter%s ORDER BY id LIMIT ?",
+             with_body ? "HEX(body)" : "''", w.sql);
+    int rc = oq_db_query_rows(r->d->db, sql, w.p, w.n, page_row, pg);
+    return rc == 0 ? EX_OK : db_fail(r->d, "reading dead letters");
+}
+
+/* Where a letter goes: --to-queue, else where it was first published, else
+ * straight to the queue it failed in. */
+static void destination(const struct replay *r, const struct letter *l, const char **exchange,
+                        const char **routing_key)
+{
+    *exchange = "";
+    if (r->to_queue != NULL)
+        *routing_key = r->to_queue;
+    else if (l->exchange[0] != '\0') {
+        *exchange = l->exchange;
+        *routing_key = l->routing_key;
+    } else
+        *routing_key = l->routing_key[0] ? l->routing_key : l->queue;
+}
+
+static void add_reason(struct reasons *rs, long long id, const char *why)
+{
+    if (rs->n == MAX_REASONS)
+        return; /* the summary says how many in all */
+    rs->v[rs->n].id = id;
+    rs->v[rs->n].why = strdup(why);
+    if (rs->v[rs->n].why != NULL)
+        rs->n++;
+}
+
+static void reasons_free(struct reasons *rs)
+{
+    for (size_t i = 0; rs && i < rs->n; i++)
+        free(rs->v[i].why);
+    free(rs);
+}
+
+/* Headers orderq sets on the way to the dead-letter queue: dropped, so the
+ * replayed letter starts again at attempt 1 with no old delay tier. */
+static int header_is_orderqs(const char *name)
+{
+    static const char *const prefixes[] = {"x-orderq-", "x-death", "x-first-death-",
+                                           "x-last-death-"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return strcmp(name, "orderq-delay") == 0;
+}
+
+static int json_to_table(amqp_pool_t *pool, yajl_val obj, int depth, amqp_table_t *out);
+
+/* One header value back into an AMQP field, as the archiver wrote it:
+ * strings (bytes too) as strings, integers as numbers, tables as objects. */
+static int json_to_field(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_value_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (YAJL_IS_STRING(v)) {
+        out->kind = AMQP_FIELD_KIND_UTF8;
+        out->value.bytes = amqp_cstring_bytes(v->u.string);
+    } else if (YAJL_IS_INTEGER(v)) {
+        out->kind = AMQP_FIELD_KIND_I64;
+        out->value.i64 = YAJL_GET_INTEGER(v);
+    } else if (YAJL_IS_DOUBLE(v)) {
+        out->kind = AMQP_FIELD_KIND_F64;
+        out->value.f64 = YAJL_GET_DOUBLE(v);
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        out->kind = AMQP_FIELD_KIND_BOOLEAN;
+        out->value.boolean = YAJL_IS_TRUE(v);
+    } else if (YAJL_IS_OBJECT(v)) {
+        out->kind = AMQP_FIELD_KIND_TABLE;
+        return json_to_table(pool, v, depth + 1, &out->value.table);
+    } else if (YAJL_IS_ARRAY(v)) {
+        size_t n = v->u.array.len;
+        out->kind = AMQP_FIELD_KIND_ARRAY;
+        out->value.array.num_entries = (int)n;
+        out->value.array.entries = amqp_pool_alloc(pool, (n ? n : 1) * sizeof(amqp_field_value_t));
+        if (out->value.array.entries == NULL)
+            return OQ_ENOMEM;
+        for (size_t i = 0; i < n; i++)
+            if (json_to_field(pool, v->u.array.values[i], depth + 1,
+                              &out->value.array.entries[i]) != 0)
+                return OQ_EINVAL;
+    } else {
+        out->kind = AMQP_FIELD_KIND_VOID;
+    }
+    return 0;
+}
+
+/* depth 0: the letter's own headers, with orderq's dropped and one slot
+ * kept free for x-orderq-replay-of. */
+static int json_to_table(amqp_pool_t *pool, yajl_val obj, int depth, amqp_table_t *out)
+{
+    size_t n = YAJL_IS_OBJECT(obj) ? obj->u.object.len : 0;
+    out->num_entries = 0;
+    if (depth > 32)
+        return OQ_EINVAL; /* no real header nests this deep */
+    out->entries = amqp_pool_alloc(pool, (n + 1) * sizeof(amqp_table_entry_t));
+    if (out->entries == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *key = obj->u.object.keys[i];
+        if (depth == 0 && header_is_orderqs(key))
+            continue;
+        amqp_table_entry_t *e = &out->entries[out->num_entries];
+        e->key = amqp_cstring_bytes(key);
+        if (json_to_field(pool, obj->u.object.values[i], depth, &e->value) != 0)
+            return OQ_EINVAL;
+        out->num_entries++;
+    }
+    return 0;
+}
+
+struct prop_text {
+    const char *name;
+    amqp_flags_t flag;
+    size_t offset;
+};
+
+static const struct prop_text prop_texts[] = {
+    {"content_type", AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type)},
+    {"content_encoding", AMQP_BASIC_CONTENT_ENCODING_FLAG,
+     offsetof(amqp_basic_properties_t, content_encoding)},
+    {"correlation_id", AMQP_BASIC_CORRELATION_ID_FLAG,
+     offsetof(amqp_basic_properties_t, correlation_id)},
+    {"reply_to", AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to)},
+    {"expiration", AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration)},
+    {"message_id", AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id)},
+    {"type", AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type)},
+    {"user_id", AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id)},
+    {"app_id", AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id)},
+};
+
+/* The stored properties back, except a user_id other than the user we
+ * connect as: RabbitMQ refuses such a publish (and closes the channel). */
+static void restore_properties(const struct replay *r, yajl_val props, amqp_basic_properties_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    for (size_t i = 0; i < sizeof(prop_texts) / sizeof(prop_texts[0]); i++) {
+        yajl_val v = oq_json_member(props, prop_texts[i].name);
+        if (!YAJL_IS_STRING(v))
+            continue;
+        if (prop_texts[i].flag == AMQP_BASIC_USER_ID_FLAG &&
+            (r->amqp_user == NULL || strcmp(r->amqp_user, v->u.string) != 0))
+            continue;
+        p->_flags |= prop_texts[i].flag;
+        *(amqp_bytes_t *)(void *)((char *)p + prop_texts[i].offset) =
+            amqp_cstring_bytes(v->u.string);
+    }
+    yajl_val mode = oq_json_member(props, "delivery_mode");
+    yajl_val prio = oq_json_member(props, "priority");
+    yajl_val ts = oq_json_member(props, "timestamp");
+    if (YAJL_IS_INTEGER(mode) && YAJL_GET_INTEGER(mode) >= 0 && YAJL_GET_INTEGER(mode) <= 255) {
+        p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        p->delivery_mode = (uint8_t)YAJL_GET_INTEGER(mode);
+    }
+    if (YAJL_IS_INTEGER(prio) && YAJL_GET_INTEGER(prio) >= 0 && YAJL_GET_INTEGER(prio) <= 255) {
+        p->_flags |= AMQP_BASIC_PRIORITY_FLAG;
+        p->priority = (uint8_t)YAJL_GET_INTEGER(prio);
+    }
+    if (YAJL_IS_INTEGER(ts) && YAJL_GET_INTEGER(ts) >= 0) {
+        p->_flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+        p->timestamp = (uint64_t)YAJL_GET_INTEGER(ts);
+    }
+}
+
+static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+{
+    struct replay *r = ctx;
+    (void)seq; /* one letter in flight at a time: it is this one */
+    r->acked = outcome == OQ_CONFIRM_ACK;
+}
+
+static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+{
+    struct replay *r = ctx;
+    (void)m;
+    r->returned = 1;
+    snprintf(r->return_text, sizeof(r->return_text), "%u %.*s", why->reply_code,
+             (int)why->reply_text.len, (const char *)why->reply_text.bytes);
+}
+
+static void replay_disconnect(struct replay *r)
+{
+    oq_publisher_free(r->pub);
+    r->pub = NULL;
+    oq_broker_close(r->b);
+    r->b = NULL;
+}
+
+/* Channel 1 for the passive exchange checks (a 404 closes the channel it
+ * happens on, and oq_broker_check opens it again); channel 2 publishes in
+ * confirm mode, one letter in flight. */
+static int replay_connect(struct replay *r, char *err, size_t errlen)
+{
+    struct oq_publisher_callbacks cb = {on_settled, on_returned, r};
+    r->nknown = 0;
+    int rc = oq_broker_connect(r->d->ctx->cfg, "dlq-replay", &r->b, err, errlen);
+    if (rc == 0 && (rc = oq_publisher_new(r->b, 2, 1, 1, &cb, &r->pub)) != 0)
+        snprintf(err, errlen, "%s", oq_broker_error(r->b));
+    return rc;
+}
+
+/* Does the exchange exist? 1 yes, 0 no (why says so), < 0 the connection
+ * failed. The default exchange always does. */
+static int exchange_exists(struct replay *r, const char *name, char *why, size_t whylen)
+{
+    if (name[0] == '\0')
+        return 1;
+    for (size_t i = 0; i < r->nknown; i++)
+        if (strcmp(r->known_exchanges[i], name) == 0)
+            return 1;
+    amqp_exchange_declare(oq_broker_conn(r->b), 1, amqp_cstring_bytes(name),
+                          amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
+    int rc = oq_broker_check(r->b, 1, "exchange.declare (passive)");
+    if (rc == 0) {
+        if (r->nknown < sizeof(r->known_exchanges) / sizeof(r->known_exchanges[0]))
+            snprintf(r->known_exchanges[r->nknown++], sizeof(r->known_exchanges[0]), "%s", name);
+        return 1;
+    }
+    if (rc == OQ_ENOTFOUND)
+        snprintf(why, whylen, "exchange \"%s\" does not exist", name);
+    else
+        snprintf(why, whylen, "checking exchange \"%s\": %s", name, oq_broker_error(r->b));
+    return rc == OQ_EBROKER ? -1 : 0;
+}
+
+/* Publish and wait for the broker's word. Returns 0 with why empty (taken
+ * by a queue) or saying why not, or OQ_EBROKER: the connection cannot be
+ * trusted any more (why says so). */
+static int publish_letter(struct replay *r, const char *exchange, const char *routing_key,
+                          const amqp_basic_properties_t *props, const unsigned char *body,
+                          size_t len, char *why, size_t whylen)
+{
+    r->acked = r->returned = 0;
+    why[0] = '\0';
+    int rc = oq_publish(r->pub, exchange, routing_key, 1, props, body, len, NULL);
+    if (rc == 0)
+        rc = oq_publisher_wait(r->pub, CONFIRM_TIMEOUT_MS);
+    if (rc == OQ_ETIMEOUT) {
+        /* its confirm may still come, and be taken for the next letter's */
+        snprintf(why, whylen, "no confirm from the broker within %d s", CONFIRM_TIMEOUT_MS / 1000);
+        return OQ_EBROKER;
+    }
+    if (rc != 0) {
+        snprintf(why, whylen, "the broker connection failed: %s",
+                 oq_broker_error(r->b)[0] ? oq_broker_error(r->b) : "connection lost");
+        return OQ_EBROKER;
+    }
+    if (r->returned)
+        snprintf(why, whylen, "no queue took it (%s; exchange \"%s\", routing key \"%s\")",
+                 r->return_text, exchange, routing_key);
+    else if (!r->acked)
+        snprintf(why, whylen, "the broker refused it (nack)");
+    return 0;
+}
+
+static int mark_replayed(struct replay *r, long long id)
+{
+    struct oq_db_param p[] = {OQ_STR(r->as), OQ_INT(id)};
+    return oq_db_execute(r->d->db,
+                         "UPDATE dead_letter SET replay_count = replay_count + 1,"
+                         " replayed_at = NOW(6), replayed_by = ? WHERE id = ?",
+                         p, 2, NULL);
+}
+
+enum outcome { REPLAYED, FAILED, SKIPPED, FATAL };
+
+/* Everything a letter needs before it can go: its body, properties and
+ * headers parsed back, the place it goes. */
+struct outgoing {
+    unsigned char *body;
+    size_t len;
+    yajl_val props, headers;
+    amqp_basic_properties_t p;
+    amqp_table_entry_t *replay_of;
+    const char *exchange, *routing_key;
+};
+
+static void outgoing_clear(struct outgoing *o)
+{
+    free(o->body);
+    yajl_tree_free(o->props);
+    yajl_tree_free(o->headers);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Returns 0, or SKIPPED with why filled in. */
+static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
+                          struct outgoing *o, char *why, size_t whylen)
+{
+    memset(o, 0, sizeof(*o));
+    destination(r, l, &o->exchange, &o->routing_key);
+    if (o->exchange[0] == '\0' && o->routing_key[0] == '\0') {
+        snprintf(why, whylen, "it names no exchange, routing key or queue (use --to-queue)");
+        return SKIPPED;
+    }
+    if (hex_decode(l->body_hex, &o->body, &o->len) != 0) {
+        snprintf(why, whylen, "its body could not be read back");
+        return SKIPPED;
+    }
+    o->props = yajl_tree_parse(l->properties, NULL, 0);
+    o->headers = yajl_tree_parse(l->headers, NULL, 0);
+    if (!YAJL_IS_OBJECT(o->props) || !YAJL_IS_OBJECT(o->headers)) {
+        snprintf(why, whylen, "its stored properties or headers are not JSON objects");
+        return SKIPPED;
+    }
+    restore_properties(r, o->props, &o->p);
+    o->p._flags |= AMQP_BASIC_HEADERS_FLAG;
+    if (json_to_table(pool, o->headers, 0, &o->p.headers) != 0) {
+        snprintf(why, whylen, "its stored headers cannot be sent again");
+        return SKIPPED;
+    }
+    o->replay_of = &o->p.headers.entries[o->p.headers.num_entries++];
+    o->replay_of->key = amqp_cstring_bytes("x-orderq-replay-of");
+    o->replay_of->value.kind = AMQP_FIELD_KIND_I64;
+    o->replay_of->value.value.i64 = l->id;
+    return 0;
+}
+
+/* Replay one letter. FATAL stops the run (why says why). */
+static enum outcome replay_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
+                                  char *why, size_t whylen)
+{
+    struct outgoing o;
+    enum outcome result = FAILED;
+    if (prepare_letter(r, l, pool, &o, why, whylen) != 0) {
+        result = SKIPPED;
+        goto out;
+    }
+    int exists = exchange_exists(r, o.exchange, why, whylen);
+    if (exists < 0 || (exists > 0 && publish_letter(r, o.exchange, o.routing_key, &o.p, o.body,
+                                                    o.len, why, whylen) != 0)) {
+        /* the connection is gone or unsure: this letter failed, the next
+         * ones get a new connection */
+        char err[OQ_ERRLEN];
+        replay_disconnect(r);
+        if (replay_connect(r, err, sizeof(err)) != 0) {
+            snprintf(why + strlen(why), whylen - strlen(why), "; reconnecting: %s", err);
+            result = FATAL;
+        }
+        goto out;
+    }
+    if (exists == 0 || why[0] != '\0')
+        goto out;
+    if (mark_replayed(r, l->id) != 0) {
+        snprintf(why, whylen,
+                 "the broker took it, but marking it replayed failed: %s (its replay_count is "
+                 "behind by one)",
+                 oq_db_error(r->d->db));
+        result = FATAL;
+        goto out;
+    }
+    result = REPLAYED;
+out:
+    outgoing_clear(&o);
+    return result;
+}
+
+static void progress_draw(struct replay *r, int final)
+{
+    int64_t now = oq_now_ms();
+    if (!final && now - r->drawn_ms < 100)
+        return;
+    r->drawn_ms = now;
+    long long done = r->replayed + r->failed + r->skipped;
+    double secs = (double)(now - r->start_ms) / 1000.0;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    int filled = r->total > 0 ? (int)(24 * done / r->total) : 24;
+    char bar[25], eta[32] = "-";
+    for (int i = 0; i < 24; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[24] = '\0';
+    if (rate > 0) {
+        long long left = (long long)((double)(r->total - done) / rate);
+        snprintf(eta, sizeof(eta), "%lldm%02llds", left / 60, left % 60);
+    }
+    fprintf(stderr, "\r[%s] %lld/%lld  %.1f/s  ETA %s   %s", bar, done, r->total, rate, eta,
+            final ? "\n" : "");
+}
+
+/* --rate: letter n goes no earlier than n / rate seconds after the start. */
+static void pace(const struct replay *r, long long n)
+{
+    if (r->rate <= 0)
+        return;
+    int64_t due = r->start_ms + (int64_t)(n * 1000 / r->rate);
+    int64_t now = oq_now_ms();
+    if (due > now)
+        oq_nap(due - now, &cli_stop_signal);
+}
+
+/* Work through the selection page by page. Returns an exit code. */
+static int replay_all(struct replay *r)
+{
+    struct page *pg = calloc(1, sizeof(*pg));
+    amqp_pool_t pool;
+    char why[1024];
+    long long after = 0, done = 0;
+    int tty = isatty(STDERR_FILENO) && r->total > 0, code = EX_OK;
+
+    if (pg == NULL)
+        return EX_OSERR;
+    init_amqp_pool(&pool, 4096);
+    r->start_ms = oq_now_ms();
+    while (code == EX_OK && !cli_stop_signal && done < r->total) {
+        if ((code = fetch_page(r, after, 1, pg)) != EX_OK || pg->n == 0)
+            break;
+        for (size_t i = 0; i < pg->n && !cli_stop_signal && done < r->total; i++, done++) {
+            const struct letter *l = &pg->l[i];
+            pace(r, done);
+            if (cli_stop_signal)
+                break;
+            recycle_amqp_pool(&pool);
+            enum outcome o = replay_letter(r, l, &pool, why, sizeof(why));
+            after = l->id;
+            if (o == REPLAYED)
+                r->replayed++;
+            else if (o == SKIPPED) {
+                r->skipped++;
+                add_reason(r->skips, l->id, why);
+            } else {
+                r->failed++;
+                add_reason(r->failures, l->id, why);
+            }
+            if (o == FATAL) {
+                cli_fail("dlq replay: letter %lld: %s", l->id, why);
+                code = EX_UNAVAILABLE;
+                break;
+            }
+            if (tty)
+                progress_draw(r, 0);
+        }
+    }
+    if (tty)
+        progress_draw(r, 1);
+    page_clear(pg);
+    free(pg);
+    empty_amqp_pool(&pool);
+    return code;
+}
+
+static void print_reasons_json(const char *name, const struct reasons *rs)
+{
+    printf(", \"%s\": [", name);
+    for (size_t i = 0; i < rs->n; i++) {
+        printf("%s{\"id\": %lld, \"reason\": ", i ? ", " : "", rs->v[i].id);
+        oq_json_fputs(stdout, rs->v[i].why);
+        fputc('}', stdout);
+    }
+    fputc(']', stdout);
+}
+
+static void print_reasons_text(const char *what, const struct reasons *rs, long long count)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        printf("  letter %lld %s: %s\n", rs->v[i].id, what, rs->v[i].why);
+    if (count > (long long)rs->n)
+        printf("  ... and %lld more %s\n", count - (long long)rs->n, what);
+}
+
+static void replay_summary(const struct replay *r)
+{
+    if (r->d->json) {
+        printf("{\"selected\": %lld, \"replayed\": %lld, \"failed\": %lld, \"skipped\": %lld, "
+               "\"interrupted\": %s",
+               r->total, r->replayed, r->failed, r->skipped, cli_stop_signal ? "true" : "false");
+        print_reasons_json("failures", r->failures);
+        print_reasons_json("skips", r->skips);
+        fputs("}\n", stdout);
+        return;
+    }
+    printf("replayed %lld of %lld dead letters, failed %lld, skipped %lld\n", r->replayed, r->total,
+           r->failed, r->skipped);
+    print_reasons_text("failed", r->failures, r->failed);
+    print_reasons_text("skipped", r->skips, r->skipped);
+    if (cli_stop_signal)
+        printf("stopped by signal %d: the rest were not replayed\n", (int)cli_stop_signal);
+}
+
+/* --dry-run: what would go where, from the same pages, without bodies. */
+static int replay_dry_run(struct replay *r)
+{
+    static const char *const head[] = {"ID",       "QUEUE",       "EVENT_CODE",
+                                       "EVENT_ID", "TO_EXCHANGE", "ROUTING_KEY"};
+    static const char *const names[] = {"id",       "queue",      "event_code", "event_identifier",
+                                        "exchange", "routing_key"};
+    struct table t = {head, 6, NULL, 0, 0};
+    struct page *pg = calloc(1, sizeof(*pg));
+    long long after = 0, done = 0;
+    int code = EX_OK;
+    if (pg == NULL)
+        return EX_OSERR;
+    if (r->d->json)
+        printf("{\"dry_run\": true, \"would_replay\": %lld, \"letters\": [", r->total);
+    while (code == EX_OK && done < r->total) {
+        if ((code = fetch_page(r, after, 0, pg)) != EX_OK || pg->n == 0)
+            break;
+        for (size_t i = 0; i < pg->n && done < r->total; i++, done++) {
+            const struct letter *l = &pg->l[i];
+            const char *exchange, *routing_key;
+            char id[24];
+            destination(r, l, &exchange, &routing_key);
+            snprintf(id, sizeof(id), "%lld", l->id);
+            const char *cells[] = {id,
+                                   l->queue,
+                                   l->event_code,
+                                   l->event_id,
+                                   exchange[0] ? exchange : "(default)",
+                                   routing_key};
+            after = l->id;
+            if (r->d->json) {
+                cells[4] = exchange;
+                fputs(done ? ",\n " : "\n ", stdout);
+                json_object(names, cells, 6, 1u);
+            } else if (table_add(&t, cells) != 0)
+                code = EX_OSERR;
+        }
+    }
+    if (r->d->json)
+        fputs("]}\n", stdout);
+    else if (code == EX_OK) {
+        if (t.rows > 0)
+            table_print(&t, -1);
+        printf("would replay %lld dead letters (dry run: nothing sent, nothing changed)\n",
+               r->total);
+    }
+    table_free(&t);
+    page_clear(pg);
+    free(pg);
+    return code;
+}
+
+/* Who replays, for replayed_by: --as, else the login name. */
+static const char *login_name(void)
+{
+    const char *name = getlogin();
+    if (name != NULL && *name != '\0')
+        return name;
+    const struct passwd *pw = getpwuid(geteuid());
+    if (pw != NULL && pw->pw_name != NULL && *pw->pw_name != '\0')
+        return pw->pw_name;
+    name = getenv("USER");
+    return name != NULL && *name != '\0' ? name : "unknown";
+}
+
+static int replay_options(struct dlq *d, struct replay *r)
+{
+    const char *v;
+    r->limit = INT64_MAX;
+    if ((v = cli_opt(d->ctx, "--limit")) != NULL && parse_count(v, 1, INT64_MAX, &r->limit) != 0)
+        return usage_fail(d->sub, "--limit: expected a whole number from 1, got \"%s\"", v);
+    if ((v = cli_opt(d->ctx, "--rate")) != NULL && parse_count(v, 1, 1000000, &r->rate) != 0)
+        return usage_fail(d->sub,
+                          "--rate: expected letters a second, a whole number from 1 to 1000000, "
+                          "got \"%s\"",
+                          v);
+    r->to_queue = cli_opt(d->ctx, "--to-queue");
+    if (r->to_queue != NULL && (r->to_queue[0] == '\0' || strlen(r->to_queue) > 255))
+        return usage_fail(d->sub, "--to-queue: expected a queue name of 1 to 255 bytes");
+    r->as = cli_opt(d->ctx, "--as") ? cli_opt(d->ctx, "--as") : login_name();
+    if (r->as[0] == '\0' || strlen(r->as) > 191)
+        return usage_fail(d->sub, "--as: expected a name of 1 to 191 bytes, got \"%s\"", r->as);
+    return EX_OK;
+}
+
+static char *amqp_user_of(const char *url)
+{
+    struct oq_amqp_url u;
+    char err[OQ_ERRLEN];
+    char *user = NULL;
+    if (oq_amqp_url_parse(url, &u, err, sizeof(err)) != 0)
+        return NULL;
+    if (u.user != NULL)
+        user = strdup(u.user);
+    oq_amqp_url_clear(&u);
+    return user;
+}
+
+static int dlq_replay(struct dlq *d)
+{
+    struct replay r;
+    char err[OQ_ERRLEN];
+    long long count = 0;
+    int code;
+
+    memset(&r, 0, sizeof(r));
+    r.d = d;
+    if ((code = check_selection(d)) != EX_OK || (code = replay_options(d, &r)) != EX_OK)
+        return code;
+    where_from_filter(&r.w, &d->f);
+    if ((code = selection_size(d, &r.w, &count, &r.max_id)) != EX_OK)
+        return code;
+    r.total = count < r.limit ? count : r.limit;
+    if (cli_opt(d->ctx, "--dry-run") != NULL)
+        return replay_dry_run(&r);
+    r.failures = calloc(1, sizeof(*r.failures));
+    r.skips = calloc(1, sizeof(*r.skips));
+    r.amqp_user = amqp_user_of(d->ctx->cfg->amqp_url);
+    if (r.failures == NULL || r.skips == NULL) {
+        code = EX_OSERR;
+        goto out;
+    }
+    if (r.total > 0) {
+        int rc = replay_connect(&r, err, sizeof(err));
+        if (rc != 0) {
+            cli_fail("dlq replay: %s", err);
+            code = cli_exit_code(rc);
+            goto out;
+        }
+    }
+    cli_catch_stop_signals();
+    code = replay_all(&r);
+    replay_summary(&r);
+    if (code == EX_OK && cli_stop_signal)
+        code = 128 + (int)cli_stop_signal;
+    else if (code == EX_OK && r.failed > 0)
+        code = EX_UNAVAILABLE;
+    else if (code == EX_OK && r.skipped > 0)
+        code = EX_DATAERR;
+out:
+    replay_disconnect(&r);
+    free(r.amqp_user);
+    reasons_free(r.failures);
+    reasons_free(r.skips);
+    return code;
+}
+
+/* ---- purge ------------------------------------------------------------------------ */
+
+/* Ask on the terminal; only "y" or "yes" agrees. */
+static int confirmed(long long n)
+{
+    char answer[16] = "";
+    fprintf(stderr, "Delete %lld dead letters? [y/N] ", n);
+    fflush(stderr);
+    if (fgets(answer, sizeof(answer), stdin) == NULL)
+        return 0;
+    answer[strcspn(answer, "\r\n")] = '\0';
+    return strcmp(answer, "y") == 0 || strcmp(answer, "Y") == 0 || strcmp(answer, "yes") == 0;
+}
+
+/* Delete in chunks, each its own short statement, so the table is never
+ * locked for long; stop at the highest id counted, so nothing archived
+ * after the question is deleted. */
+static int delete_chunks(struct dlq *d, const struct where *sel, long long max_id,
+                         long long *deleted)
+{
+    struct where w = *sel;
+    char sql[3072];
+    uint64_t n = 0;
+    int tty = isatty(STDERR_FILENO);
+    where_param(&w, "id <= ?", OQ_INT(max_id));
+    snprintf(sql, sizeof(sql), "DELETE FROM dead_letter%s ORDER BY id LIMIT %d", w.sql,
+             PURGE_CHUNK);
+    do {
+        if (oq_db_execute(d->db, sql, w.p, w.n, &n) != 0) {
+            if (tty)
+                fputc('\n', stderr);
+            cli_fail("dlq purge: %s (%lld deleted before)", oq_db_error(d->db), *deleted);
+            return EX_UNAVAILABLE;
+        }
+        *deleted += (long long)n;
+        if (tty)
+            fprintf(stderr, "\rdeleted %lld", *deleted);
+    } while (n > 0 && !cli_stop_signal);
+    if (tty)
+        fputc('\n', stderr);
+    return EX_OK;
+}
+
+static int dlq_purge(struct dlq *d)
+{
+    struct where w;
+    long long count = 0, max_id = 0, deleted = 0;
+    int code;
+
+    if ((code = check_selection(d)) != EX_OK)
+        return code;
+    where_from_filter(&w, &d->f);
+    if ((code = selection_size(d, &w, &count, &max_id)) != EX_OK)
+        return code;
+    if (cli_opt(d->ctx, "--dry-run") != NULL) {
+        printf(d->json ? "{\"dry_run\": true, \"would_delete\": %lld}\n"
+                       : "would delete %lld dead letters (dry run: nothing changed)\n",
+               count);
+        return EX_OK;
+    }
+    if (count > 0 && cli_opt(d->ctx, "--yes") == NULL) {
+        if (!isatty(STDIN_FILENO)) {
+            cli_fail("dlq purge: %lld dead letters match; refusing to delete them without --yes "
+                     "(stdin is not a terminal to ask on)",
+                     count);
+            return EX_USAGE;
+        }
+        if (!confirmed(count)) {
+            fputs("nothing deleted\n", stderr);
+            return 1;
+        }
+    }
+    cli_catch_stop_signals();
+    if (count > 0 && (code = delete_chunks(d, &w, max_id, &deleted)) != EX_OK)
+        return code;
+    printf(d->json ? "{\"deleted\": %lld}\n" : "deleted %lld dead letters\n", deleted);
+    return cli_stop_signal ? 128 + (int)cli_stop_signal : EX_OK;
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+struct sub {
+    const char *name;
+    unsigned bit;
+    int npos; /* with the subcommand's own name */
+    int (*run)(struct dlq *d);
+};
+
+static const struct sub subs[] = {
+    {"list", S_LIST, 1, dlq_list},    {"show", S_SHOW, 2, dlq_show},
+    {"stats", S_STATS, 1, dlq_stats}, {"replay", S_REPLAY, 1, dlq_replay},
+    {"purge", S_PURGE, 1, dlq_purge},
+};
+
+/* Each option given must be one of this subcommand's. */
+static int check_options(const struct cli_cmd_ctx *ctx, const struct sub *s)
+{
+    for (int i = 0; opts[i].name != NULL; i++)
+        if (ctx->nval[i] > 0 && !(opt_subs[i] & s->bit))
+            return usage_fail(s->name, "%s is not an option of %s", opts[i].name, s->name);
+    return EX_OK;
+}
+
+static int run(struct cli_cmd_ctx *ctx)
+{
+    struct dlq d;
+    const struct sub *s = NULL;
+    char err[OQ_ERRLEN];
+    int code;
+
+    for (size_t i = 0; ctx->npos > 0 && i < sizeof(subs) / sizeof(subs[0]); i++)
+        if (strcmp(ctx->pos[0], subs[i].name) == 0)
+            s = &subs[i];
+    if (s == NULL)
+        return usage_fail("", "expected list, show ID, stats, replay or purge%s%s%s",
+                          ctx->npos ? ", got \"" : "", ctx->npos ? ctx->pos[0] : "",
+                          ctx->npos ? "\"" : "");
+    if (ctx->npos != s->npos)
+        return s->npos == 2 ? usage_fail(s->name, "expected one letter id: dlq show ID")
+                            : usage_fail(s->name, "unexpected argument \"%s\"", ctx->pos[1]);
+    memset(&d, 0, sizeof(d));
+    d.ctx = ctx;
+    d.sub = s->name;
+    d.json = cli_opt(ctx, "--json") != NULL;
+    if ((code = check_options(ctx, s)) != EX_OK || (code = parse_filter(ctx, s->name, &d.f)))
+        return code;
+    int rc =
+        oq_db_open(ctx->cfg->mysql_url, ctx->cfg->connect_timeout_ms, 0, &d.db, err, sizeof(err));
+    if (rc != 0) {
+        cli_fail("dlq %s: %s", s->name, err);
+        return cli_exit_code(rc);
+    }
+    code = s->run(&d);
+    oq_db_close(d.db);
+    return code;
+}
+
+static void extra_help(FILE *out)
+{
+    fputs("Examples (the 3 a.m. recipe; docs/dlq.md has more):\n"
+          "  orderq dlq stats                                 what is failing, by fingerprint\n"
+          "  orderq dlq list --fingerprint 'permanent: ...'   those letters, newest first\n"
+          "  orderq dlq show 1234                             one letter: error, headers, body\n"
+          "  orderq dlq replay --fingerprint '...' --dry-run  what would go, where\n"
+          "  orderq dlq replay --fingerprint '...' --rate 50  after the fix: send them back\n"
+          "  orderq dlq purge --replayed --until 30d --yes    clear what was dealt with\n",
+          out);
+}
+
+const struct cli_cmd cmd_dlq = {
+    .name = "dlq",
+    .summary = "Search, replay and purge the dead-letter store",
+    .usage = "dlq list [FILTERS] [--limit N] | dlq show ID | dlq stats [FILTERS] |\n"
+             "              dlq replay (--id N... | FILTERS | --all) [--dry-run] [--rate N]"
+             " [--to-queue Q] [--as NAME] |\n"
+             "              dlq purge (--id N... | FILTERS | --all) [--dry-run] [--yes]",
+    .details =
+        "list    letters newest first (ID, when, queue, event, attempts, error, replays)\n"
+        "show    one letter: every column, its headers, its body (JSON pretty-printed, text\n"
+        "        as it is, anything else as a hex dump); exit 1 when there is no such letter\n"
+        "stats   counts by fingerprint (one problem, one fingerprint) and by queue\n"
+        "replay  publish letters again, in id order, each confirmed by the broker and taken\n"
+        "        by a queue before it is marked replayed (replay_count, replayed_at/_by).\n"
+        "        Properties, headers and body as stored, but orderq's own headers (x-orderq-*,\n"
+        "        x-death..., orderq-delay) are dropped so attempts start again at 1, and\n"
+        "        x-orderq-replay-of = the letter id is added. Exit 69 when any failed (each\n"
+        "        is listed, none of those is marked), 65 when any was skipped, 128+n on a\n"
+        "        signal (the letter in flight is finished first)\n"
+        "purge   delete letters, 1000 at a time; asks first unless --yes (and refuses\n"
+        "        without --yes when stdin is not a terminal)\n"
+        "\n"
+        "FILTERS (all must match): --queue, --event-code, --event-id, --error-like,\n"
+        "--fingerprint, --since, --until, --replayed. Times without Z are on the database's\n"
+        "clock, the one dead_at is shown in; --until is exclusive.\n",
+    .opts = opts,
+    .run = run,
+    .extra_help = extra_help,
+};
