@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "orderq/config.h"
 #include "orderq/db.h"
 #include "orderq/event.h"
+#include "orderq/json.h"
 #include "orderq/log.h"
 #include "orderq/metrics.h"
 #include "orderq/retry.h"
@@ -409,6 +411,166 @@ int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int 
     }
     *stored = affected > 0;
     return 0;
+}
+
+/* ---- a stored letter's properties and headers, to publish again ------------ */
+
+int oq_header_is_orderqs(amqp_bytes_t key)
+{
+    static const char *const prefixes[] = {"x-orderq-", "x-death", "x-first-death-",
+                                           "x-last-death-", "orderq-delay"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+        if (key.len >= n && memcmp(key.bytes, prefixes[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* {"hex": "01ff"}, as gen_bytes wrote bytes that are not UTF-8. */
+static int hex_object_bytes(amqp_pool_t *pool, yajl_val v, amqp_bytes_t *out)
+{
+    yajl_val hex = oq_json_member(v, "hex");
+    if (!YAJL_IS_OBJECT(v) || v->u.object.len != 1 || !YAJL_IS_STRING(hex))
+        return 0;
+    const char *s = YAJL_GET_STRING(hex);
+    size_t n = strlen(s) / 2;
+    unsigned char *b = amqp_pool_alloc(pool, n ? n : 1);
+    if (b == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned byte;
+        if (sscanf(s + 2 * i, "%2x", &byte) != 1)
+            return 0;
+        b[i] = (unsigned char)byte;
+    }
+    out->bytes = b;
+    out->len = n;
+    return 1;
+}
+
+static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare,
+                           amqp_table_t *out);
+
+static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_value_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (YAJL_IS_STRING(v)) {
+        out->kind = AMQP_FIELD_KIND_UTF8;
+        out->value.bytes = amqp_cstring_bytes(v->u.string);
+    } else if (YAJL_IS_INTEGER(v)) {
+        out->kind = AMQP_FIELD_KIND_I64;
+        out->value.i64 = YAJL_GET_INTEGER(v);
+    } else if (YAJL_IS_DOUBLE(v)) {
+        out->kind = AMQP_FIELD_KIND_F64;
+        out->value.f64 = YAJL_GET_DOUBLE(v);
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        out->kind = AMQP_FIELD_KIND_BOOLEAN;
+        out->value.boolean = YAJL_IS_TRUE(v);
+    } else if (hex_object_bytes(pool, v, &out->value.bytes)) {
+        out->kind = AMQP_FIELD_KIND_BYTES;
+    } else if (YAJL_IS_OBJECT(v)) {
+        out->kind = AMQP_FIELD_KIND_TABLE;
+        return table_from_json(pool, v, depth + 1, 0, &out->value.table);
+    } else if (YAJL_IS_ARRAY(v)) {
+        size_t n = v->u.array.len;
+        out->kind = AMQP_FIELD_KIND_ARRAY;
+        out->value.array.entries = amqp_pool_alloc(pool, (n ? n : 1) * sizeof(amqp_field_value_t));
+        if (out->value.array.entries == NULL)
+            return OQ_ENOMEM;
+        out->value.array.num_entries = (int)n;
+        for (size_t i = 0; i < n; i++) {
+            int rc = field_from_json(pool, v->u.array.values[i], depth + 1,
+                                     &out->value.array.entries[i]);
+            if (rc != 0)
+                return rc;
+        }
+    } else {
+        out->kind = AMQP_FIELD_KIND_VOID;
+    }
+    return 0;
+}
+
+/* depth 0: the letter's own headers, orderq's dropped, spare slots kept. */
+static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare,
+                           amqp_table_t *out)
+{
+    size_t n = YAJL_IS_OBJECT(obj) ? obj->u.object.len : 0;
+    out->num_entries = 0;
+    if (depth > MAX_TABLE_DEPTH)
+        return OQ_EINVAL;
+    out->entries = amqp_pool_alloc(pool, (n + (size_t)spare + 1) * sizeof(amqp_table_entry_t));
+    if (out->entries == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        amqp_bytes_t key = amqp_cstring_bytes(obj->u.object.keys[i]);
+        if (depth == 0 && oq_header_is_orderqs(key))
+            continue;
+        amqp_table_entry_t *e = &out->entries[out->num_entries];
+        e->key = key;
+        int rc = field_from_json(pool, obj->u.object.values[i], depth, &e->value);
+        if (rc != 0)
+            return rc;
+        out->num_entries++;
+    }
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    amqp_flags_t flag;
+    size_t offset;
+} text_props[] = {
+    {"content_type", AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type)},
+    {"content_encoding", AMQP_BASIC_CONTENT_ENCODING_FLAG,
+     offsetof(amqp_basic_properties_t, content_encoding)},
+    {"correlation_id", AMQP_BASIC_CORRELATION_ID_FLAG,
+     offsetof(amqp_basic_properties_t, correlation_id)},
+    {"reply_to", AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to)},
+    {"expiration", AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration)},
+    {"message_id", AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id)},
+    {"type", AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type)},
+    {"user_id", AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id)},
+    {"app_id", AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id)},
+    {"cluster_id", AMQP_BASIC_CLUSTER_ID_FLAG, offsetof(amqp_basic_properties_t, cluster_id)},
+};
+
+/* An octet property (delivery_mode, priority) when the JSON holds one. */
+static int octet_prop(yajl_val props, const char *name, uint8_t *out)
+{
+    yajl_val v = oq_json_member(props, name);
+    if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0 || YAJL_GET_INTEGER(v) > 255)
+        return 0;
+    *out = (uint8_t)YAJL_GET_INTEGER(v);
+    return 1;
+}
+
+int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char *amqp_user,
+                              int spare, amqp_pool_t *pool, amqp_basic_properties_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    for (size_t i = 0; i < sizeof(text_props) / sizeof(text_props[0]); i++) {
+        yajl_val v = oq_json_member(properties, text_props[i].name);
+        if (!YAJL_IS_STRING(v))
+            continue;
+        if (text_props[i].flag == AMQP_BASIC_USER_ID_FLAG &&
+            (amqp_user == NULL || strcmp(amqp_user, v->u.string) != 0))
+            continue;
+        p->_flags |= text_props[i].flag;
+        *(amqp_bytes_t *)(void *)((char *)p + text_props[i].offset) =
+            amqp_cstring_bytes(v->u.string);
+    }
+    if (octet_prop(properties, "delivery_mode", &p->delivery_mode))
+        p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    if (octet_prop(properties, "priority", &p->priority))
+        p->_flags |= AMQP_BASIC_PRIORITY_FLAG;
+    yajl_val ts = oq_json_member(properties, "timestamp");
+    if (YAJL_IS_INTEGER(ts) && YAJL_GET_INTEGER(ts) >= 0) {
+        p->_flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+        p->timestamp = (uint64_t)YAJL_GET_INTEGER(ts);
+    }
+    p->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    return table_from_json(pool, headers, 0, spare, &p->headers);
 }
 
 /* ---- the archiver thread ------------------------------------------------------ */

@@ -14,6 +14,7 @@
 #include "orderq/broker.h"
 #include "orderq/config.h"
 #include "orderq/db.h"
+#include "orderq/deadletter.h"
 #include "orderq/event.h"
 #include "orderq/handler.h"
 #include "orderq/ledger.h"
@@ -483,20 +484,6 @@ static void on_park_returned(void *ctx, const amqp_basic_return_t *why, const am
              (const char *)why->exchange.bytes);
 }
 
-/* Headers orderq writes afresh on each retry or dead letter, and the
- * broker's own dead-lettering history: not carried over. */
-static int replaced_header(amqp_bytes_t key)
-{
-    static const char *const prefixes[] = {"x-orderq-", "x-death", "x-first-death-",
-                                           "x-last-death-", "orderq-delay"};
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        size_t n = strlen(prefixes[i]);
-        if (key.len >= n && memcmp(key.bytes, prefixes[i], n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static amqp_table_entry_t hdr_bytes(const char *key, amqp_bytes_t value)
 {
     amqp_table_entry_t e;
@@ -531,7 +518,7 @@ static int park(struct pipeline *pl, struct delivery *d)
         return OQ_ENOMEM;
     int nh = 0, retry = d->outcome == RETRY;
     for (int i = 0; i < n_orig; i++)
-        if (!replaced_header(orig->headers.entries[i].key))
+        if (!oq_header_is_orderqs(orig->headers.entries[i].key))
             h[nh++] = orig->headers.entries[i];
     char now[32], error[256];
     oq_utc_now_iso(now, sizeof(now));

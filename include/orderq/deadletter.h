@@ -18,6 +18,7 @@
 #include <amqp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <yajl/yajl_tree.h>
 
 #include "orderq/common.h"
 
@@ -55,6 +56,20 @@ OQ_WUR int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *d
  * string that is not UTF-8 becomes {"hex": "..."}. Free the result. */
 char *oq_amqp_properties_json(const amqp_basic_properties_t *p);
 char *oq_amqp_table_json(const amqp_table_t *t);
+
+/* Is key one of the headers orderq writes afresh on each retry or dead
+ * letter (x-orderq-*, orderq-delay), or RabbitMQ's dead-lettering history
+ * (x-death, x-first-death-*, x-last-death-*)? Those are not carried over. */
+int oq_header_is_orderqs(amqp_bytes_t key);
+
+/* A stored letter's properties and headers (as oq_amqp_properties_json and
+ * oq_amqp_table_json wrote them), ready to publish again: orderq's own
+ * headers dropped so attempts start again, `spare` free header entries at
+ * the end for the caller. user_id is kept only when it is amqp_user
+ * (RabbitMQ refuses to relay another's). Strings point into the trees;
+ * tables come from pool. Returns 0, OQ_EINVAL or OQ_ENOMEM. */
+OQ_WUR int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char *amqp_user,
+                                     int spare, amqp_pool_t *pool, amqp_basic_properties_t *out);
 
 struct oq_archiver; /* opaque: a thread */
 

@@ -20,6 +20,8 @@
 #include "cli.h"
 #include "orderq/broker.h"
 #include "orderq/db.h"
+#include "orderq/deadletter.h"
+#include "orderq/event.h"
 #include "orderq/json.h"
 #include "orderq/publish.h"
 #include "orderq/retry.h"
@@ -549,40 +551,6 @@ out:
     return rc;
 }
 
-/* Valid UTF-8 (no overlong forms, no surrogates) without NUL bytes? */
-static int is_utf8_text(const unsigned char *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        unsigned char c = s[i];
-        size_t n;
-        unsigned cp;
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-            n = 2, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-            n = 3, cp = c & 0x07;
-        else
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 static void hex_dump(const unsigned char *s, size_t len)
 {
     for (size_t off = 0; off < len; off += 16) {
@@ -761,7 +729,7 @@ enum body_kind { BODY_JSON, BODY_TEXT, BODY_BINARY };
 
 static enum body_kind body_kind_of(const unsigned char *body, size_t len)
 {
-    if (!is_utf8_text(body, len))
+    if (!oq_utf8_valid((const char *)body, len))
         return BODY_BINARY;
     return len > 0 && json_reformat((const char *)body, len, 0, NULL) == 0 ? BODY_JSON : BODY_TEXT;
 }
@@ -1158,134 +1126,6 @@ static void reasons_free(struct reasons *rs)
     free(rs);
 }
 
-/* Headers orderq sets on the way to the dead-letter queue: dropped, so the
- * replayed letter starts again at attempt 1 with no old delay tier. */
-static int header_is_orderqs(const char *name)
-{
-    static const char *const prefixes[] = {"x-orderq-", "x-death", "x-first-death-",
-                                           "x-last-death-"};
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return strcmp(name, "orderq-delay") == 0;
-}
-
-static int json_to_table(amqp_pool_t *pool, yajl_val obj, int depth, amqp_table_t *out);
-
-/* One header value back into an AMQP field, as the archiver wrote it:
- * strings (bytes too) as strings, integers as numbers, tables as objects. */
-static int json_to_field(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_value_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (YAJL_IS_STRING(v)) {
-        out->kind = AMQP_FIELD_KIND_UTF8;
-        out->value.bytes = amqp_cstring_bytes(v->u.string);
-    } else if (YAJL_IS_INTEGER(v)) {
-        out->kind = AMQP_FIELD_KIND_I64;
-        out->value.i64 = YAJL_GET_INTEGER(v);
-    } else if (YAJL_IS_DOUBLE(v)) {
-        out->kind = AMQP_FIELD_KIND_F64;
-        out->value.f64 = YAJL_GET_DOUBLE(v);
-    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
-        out->kind = AMQP_FIELD_KIND_BOOLEAN;
-        out->value.boolean = YAJL_IS_TRUE(v);
-    } else if (YAJL_IS_OBJECT(v)) {
-        out->kind = AMQP_FIELD_KIND_TABLE;
-        return json_to_table(pool, v, depth + 1, &out->value.table);
-    } else if (YAJL_IS_ARRAY(v)) {
-        size_t n = v->u.array.len;
-        out->kind = AMQP_FIELD_KIND_ARRAY;
-        out->value.array.num_entries = (int)n;
-        out->value.array.entries = amqp_pool_alloc(pool, (n ? n : 1) * sizeof(amqp_field_value_t));
-        if (out->value.array.entries == NULL)
-            return OQ_ENOMEM;
-        for (size_t i = 0; i < n; i++)
-            if (json_to_field(pool, v->u.array.values[i], depth + 1,
-                              &out->value.array.entries[i]) != 0)
-                return OQ_EINVAL;
-    } else {
-        out->kind = AMQP_FIELD_KIND_VOID;
-    }
-    return 0;
-}
-
-/* depth 0: the letter's own headers, with orderq's dropped and one slot
- * kept free for x-orderq-replay-of. */
-static int json_to_table(amqp_pool_t *pool, yajl_val obj, int depth, amqp_table_t *out)
-{
-    size_t n = YAJL_IS_OBJECT(obj) ? obj->u.object.len : 0;
-    out->num_entries = 0;
-    if (depth > 32)
-        return OQ_EINVAL; /* no real header nests this deep */
-    out->entries = amqp_pool_alloc(pool, (n + 1) * sizeof(amqp_table_entry_t));
-    if (out->entries == NULL)
-        return OQ_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        const char *key = obj->u.object.keys[i];
-        if (depth == 0 && header_is_orderqs(key))
-            continue;
-        amqp_table_entry_t *e = &out->entries[out->num_entries];
-        e->key = amqp_cstring_bytes(key);
-        if (json_to_field(pool, obj->u.object.values[i], depth, &e->value) != 0)
-            return OQ_EINVAL;
-        out->num_entries++;
-    }
-    return 0;
-}
-
-struct prop_text {
-    const char *name;
-    amqp_flags_t flag;
-    size_t offset;
-};
-
-static const struct prop_text prop_texts[] = {
-    {"content_type", AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type)},
-    {"content_encoding", AMQP_BASIC_CONTENT_ENCODING_FLAG,
-     offsetof(amqp_basic_properties_t, content_encoding)},
-    {"correlation_id", AMQP_BASIC_CORRELATION_ID_FLAG,
-     offsetof(amqp_basic_properties_t, correlation_id)},
-    {"reply_to", AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to)},
-    {"expiration", AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration)},
-    {"message_id", AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id)},
-    {"type", AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type)},
-    {"user_id", AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id)},
-    {"app_id", AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id)},
-};
-
-/* The stored properties back, except a user_id other than the user we
- * connect as: RabbitMQ refuses such a publish (and closes the channel). */
-static void restore_properties(const struct replay *r, yajl_val props, amqp_basic_properties_t *p)
-{
-    memset(p, 0, sizeof(*p));
-    for (size_t i = 0; i < sizeof(prop_texts) / sizeof(prop_texts[0]); i++) {
-        yajl_val v = oq_json_member(props, prop_texts[i].name);
-        if (!YAJL_IS_STRING(v))
-            continue;
-        if (prop_texts[i].flag == AMQP_BASIC_USER_ID_FLAG &&
-            (r->amqp_user == NULL || strcmp(r->amqp_user, v->u.string) != 0))
-            continue;
-        p->_flags |= prop_texts[i].flag;
-        *(amqp_bytes_t *)(void *)((char *)p + prop_texts[i].offset) =
-            amqp_cstring_bytes(v->u.string);
-    }
-    yajl_val mode = oq_json_member(props, "delivery_mode");
-    yajl_val prio = oq_json_member(props, "priority");
-    yajl_val ts = oq_json_member(props, "timestamp");
-    if (YAJL_IS_INTEGER(mode) && YAJL_GET_INTEGER(mode) >= 0 && YAJL_GET_INTEGER(mode) <= 255) {
-        p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-        p->delivery_mode = (uint8_t)YAJL_GET_INTEGER(mode);
-    }
-    if (YAJL_IS_INTEGER(prio) && YAJL_GET_INTEGER(prio) >= 0 && YAJL_GET_INTEGER(prio) <= 255) {
-        p->_flags |= AMQP_BASIC_PRIORITY_FLAG;
-        p->priority = (uint8_t)YAJL_GET_INTEGER(prio);
-    }
-    if (YAJL_IS_INTEGER(ts) && YAJL_GET_INTEGER(ts) >= 0) {
-        p->_flags |= AMQP_BASIC_TIMESTAMP_FLAG;
-        p->timestamp = (uint64_t)YAJL_GET_INTEGER(ts);
-    }
-}
-
 static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
 {
     struct replay *r = ctx;
@@ -1427,9 +1267,7 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
         snprintf(why, whylen, "its stored properties or headers are not JSON objects");
         return SKIPPED;
     }
-    restore_properties(r, o->props, &o->p);
-    o->p._flags |= AMQP_BASIC_HEADERS_FLAG;
-    if (json_to_table(pool, o->headers, 0, &o->p.headers) != 0) {
+    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 1, pool, &o->p) != 0) {
         snprintf(why, whylen, "its stored headers cannot be sent again");
         return SKIPPED;
     }
