@@ -207,8 +207,7 @@ static void text_column(const void *s, size_t len, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-static int header_text(const amqp_basic_properties_t *p, const char *key, char *out,
-                       size_t outlen)
+static int header_text(const amqp_basic_properties_t *p, const char *key, char *out, size_t outlen)
 {
     const amqp_field_value_t *v = oq_amqp_header(p, key);
     if (v == NULL || (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES))
@@ -295,8 +294,7 @@ static void describe_failure(const amqp_basic_properties_t *p, struct oq_dead_le
                  "(the consumer crashed, hung or was cut off each time)",
                  dl->queue[0] ? dl->queue : "its queue", (long long)dl->attempts);
     } else {
-        snprintf(dl->error_class, sizeof(dl->error_class), "%s",
-                 reason[0] ? reason : "unknown");
+        snprintf(dl->error_class, sizeof(dl->error_class), "%s", reason[0] ? reason : "unknown");
         snprintf(dl->error, sizeof(dl->error), "RabbitMQ dead-lettered it from %s (reason: %s)",
                  dl->queue[0] ? dl->queue : "a queue", reason[0] ? reason : "not given");
     }
@@ -376,8 +374,8 @@ static struct oq_db_param time_or_null(const char *t)
     return t[0] ? OQ_STR(t) : OQ_NULL;
 }
 
-int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int *stored,
-                         char *err, size_t errlen)
+int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int *stored, char *err,
+                         size_t errlen)
 {
     static const char sql[] =
         "INSERT IGNORE INTO dead_letter (letter_key, queue, exchange_name, routing_key,"
@@ -492,8 +490,7 @@ static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_
 }
 
 /* depth 0: the letter's own headers, orderq's dropped, spare slots kept. */
-static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare,
-                           amqp_table_t *out)
+static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare, amqp_table_t *out)
 {
     size_t n = YAJL_IS_OBJECT(obj) ? obj->u.object.len : 0;
     out->num_entries = 0;
@@ -610,8 +607,9 @@ static void hold(struct oq_archiver *a, const struct oq_dead_letter *dl, const c
 {
     a->held++;
     oq_metric_add(OQ_M_ARCHIVE_HELD, 1);
-    oq_log(OQ_LOG_ERROR, (&(struct oq_log_fields){.queue = a->cfg->dead_queue,
-                                                  .event_identifier = dl->event_identifier}),
+    oq_log(OQ_LOG_ERROR,
+           (&(struct oq_log_fields){.queue = a->cfg->dead_queue,
+                                    .event_identifier = dl->event_identifier}),
            "a dead letter stays in the queue, not archived: %s (event %s, error: %s)", why,
            dl->event_code[0] ? dl->event_code : "?", dl->error);
 }

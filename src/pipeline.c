@@ -64,10 +64,10 @@ struct batch {
     uint64_t gen;            /* connection generation its tags belong to */
     size_t n, cap;
     struct delivery *d;
-    int processed; /* set by the worker, under the mutex */
+    int processed;       /* set by the worker, under the mutex */
     size_t park_pending; /* retries and dead letters not yet confirmed */
     int parked;          /* all of them published */
-    int64_t requeue_at; /* a batch with deliveries to requeue waits until then */
+    int64_t requeue_at;  /* a batch with deliveries to requeue waits until then */
 };
 
 struct pipeline {
@@ -215,8 +215,8 @@ static void prepare_batch(struct worker *w, struct batch *bt)
         struct delivery *d = &bt->d[i];
         if (d->outcome != PENDING || d->handler != NULL)
             continue; /* decided, or planned on an earlier try */
-        if (d->ev.root == NULL && oq_event_decode(d->msg.body.bytes, d->msg.body.len,
-                                                  d->message_id, &d->ev, err, sizeof(err)) != 0) {
+        if (d->ev.root == NULL && oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id,
+                                                  &d->ev, err, sizeof(err)) != 0) {
             set_failed(w->pl->cfg, d, OQ_ERR_BAD_INPUT, err);
             continue;
         }
@@ -549,8 +549,8 @@ static int park(struct pipeline *pl, struct delivery *d)
      * back there through the default exchange. */
     const char *exchange = retry ? pl->cfg->delay_exchange : pl->cfg->dead_exchange;
     uint64_t seq = 0;
-    int rc = oq_publish(pl->pub, exchange, d->queue, 1, &p, d->msg.body.bytes, d->msg.body.len,
-                        &seq);
+    int rc =
+        oq_publish(pl->pub, exchange, d->queue, 1, &p, d->msg.body.bytes, d->msg.body.len, &seq);
     if (rc == 0)
         d->park_seq = seq;
     free(h);
@@ -565,8 +565,8 @@ static void log_parked(const struct pipeline *pl, const struct delivery *d)
                (long long)d->attempt, (long long)pl->cfg->max_attempts,
                oq_error_class_name(d->error_class), d->tier, d->reason);
     else
-        oq_log(OQ_LOG_WARN, &f, "dead-lettered after attempt %lld (%s): %s",
-               (long long)d->attempt, oq_error_class_name(d->error_class), d->reason);
+        oq_log(OQ_LOG_WARN, &f, "dead-lettered after attempt %lld (%s): %s", (long long)d->attempt,
+               oq_error_class_name(d->error_class), d->reason);
 }
 
 static void count_outcomes(const struct batch *bt)

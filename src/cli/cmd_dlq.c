@@ -9,8 +9,6 @@
  * consumer's ledger makes the second copy a duplicate without effect.
  */
 #include <errno.h>
-#include <pwd.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,24 +16,17 @@
 #include <yajl/yajl_parse.h>
 
 #include "cli.h"
-#include "orderq/broker.h"
+#include "dlq.h"
 #include "orderq/db.h"
-#include "orderq/deadletter.h"
 #include "orderq/event.h"
 #include "orderq/json.h"
-#include "orderq/publish.h"
 #include "orderq/retry.h"
-#include "orderq/url.h"
 
 /* Which subcommands an option belongs to. */
 enum { S_LIST = 1, S_SHOW = 2, S_STATS = 4, S_REPLAY = 8, S_PURGE = 16 };
 #define S_FILTERS (S_LIST | S_STATS | S_REPLAY | S_PURGE)
 
-#define PAGE_SIZE          100 /* letters (with bodies) read at a time by replay */
-#define PURGE_CHUNK        1000
-#define CONFIRM_TIMEOUT_MS 30000
-#define MAX_REASONS        1000 /* failures kept for the summary; the rest are counted */
-#define ERROR_LIKE_MAX     1024 /* the error column's width */
+#define PURGE_CHUNK 1000
 
 /* ---- options --------------------------------------------------------------- */
 
@@ -85,9 +76,7 @@ _Static_assert(sizeof(opts) / sizeof(opts[0]) - 1 == sizeof(opt_subs) / sizeof(o
                "one opt_subs entry per option");
 _Static_assert(sizeof(opts) / sizeof(opts[0]) - 1 <= CLI_MAX_OPTS, "cli_cmd_ctx holds them all");
 
-static int usage_fail(const char *sub, const char *fmt, ...) OQ_PRINTF(2, 3);
-
-static int usage_fail(const char *sub, const char *fmt, ...)
+int dlq_usage_fail(const char *sub, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -99,7 +88,7 @@ static int usage_fail(const char *sub, const char *fmt, ...)
 }
 
 /* A whole number in [min, max]. */
-static int parse_count(const char *text, long long min, long long max, long long *out)
+int dlq_parse_count(const char *text, long long min, long long max, long long *out)
 {
     char *end = NULL;
     errno = 0;
@@ -111,22 +100,6 @@ static int parse_count(const char *text, long long min, long long max, long long
 }
 
 /* ---- filters ---------------------------------------------------------------- */
-
-enum bound_kind { BOUND_NONE, BOUND_DB_CLOCK, BOUND_UTC, BOUND_AGO };
-
-struct bound {
-    enum bound_kind kind;
-    char at[48]; /* "2026-11-22 10:00:00.000000" */
-    long long ago_us;
-};
-
-struct filter {
-    const char *queue, *event_code, *event_id, *fingerprint;
-    char error_like[2 * ERROR_LIKE_MAX + 8]; /* "%text%", escaped; "" when not given */
-    struct bound since, until;
-    long long ids[CLI_MAX_ARGS];
-    int nids, replayed, all;
-};
 
 /* Exactly n digits at *p, advanced past them. */
 static int take_digits(const char **p, int n, int *value)
@@ -199,10 +172,10 @@ static int parse_bound(const char *sub, const char *name, const char *text, stru
     }
     if (parse_datetime(text, b) == 0)
         return 0;
-    return usage_fail(sub,
-                      "%s: expected a date/time (2026-11-22, 2026-11-22T10:00:00Z) or how long "
-                      "ago (30m, 2h, 7d), got \"%s\"",
-                      name, text);
+    return dlq_usage_fail(sub,
+                          "%s: expected a date/time (2026-11-22, 2026-11-22T10:00:00Z) or how long "
+                          "ago (30m, 2h, 7d), got \"%s\"",
+                          name, text);
 }
 
 /* "%text%" for LIKE, with the user's own % and _ matching themselves. '!'
@@ -225,9 +198,9 @@ static int parse_ids(struct cli_cmd_ctx *ctx, const char *sub, struct filter *f)
     const char **ids = NULL;
     f->nids = cli_opt_all(ctx, "--id", &ids);
     for (int i = 0; i < f->nids; i++)
-        if (parse_count(ids[i], 1, INT64_MAX, &f->ids[i]) != 0)
-            return usage_fail(sub, "--id: expected a letter id (a whole number from 1), got \"%s\"",
-                              ids[i]);
+        if (dlq_parse_count(ids[i], 1, INT64_MAX, &f->ids[i]) != 0)
+            return dlq_usage_fail(
+                sub, "--id: expected a letter id (a whole number from 1), got \"%s\"", ids[i]);
     return EX_OK;
 }
 
@@ -244,8 +217,8 @@ static int parse_filter(struct cli_cmd_ctx *ctx, const char *sub, struct filter 
     f->all = cli_opt(ctx, "--all") != NULL;
     if ((v = cli_opt(ctx, "--error-like")) != NULL) {
         if (*v == '\0' || strlen(v) > ERROR_LIKE_MAX)
-            return usage_fail(sub, "--error-like: expected 1 to %d characters of the error text",
-                              ERROR_LIKE_MAX);
+            return dlq_usage_fail(
+                sub, "--error-like: expected 1 to %d characters of the error text", ERROR_LIKE_MAX);
         like_pattern(v, f->error_like, sizeof(f->error_like));
     }
     if ((v = cli_opt(ctx, "--since")) != NULL && (code = parse_bound(sub, "--since", v, &f->since)))
@@ -264,13 +237,6 @@ static int filter_selects(const struct filter *f)
 
 /* ---- WHERE clauses: fixed SQL text, the values as parameters ---------------- */
 
-struct where {
-    char sql[2048];
-    size_t len;
-    struct oq_db_param p[CLI_MAX_ARGS + 16];
-    size_t n;
-};
-
 static void where_add(struct where *w, const char *clause)
 {
     int n = snprintf(w->sql + w->len, sizeof(w->sql) - w->len, "%s%s", w->len ? " AND " : " WHERE ",
@@ -279,7 +245,7 @@ static void where_add(struct where *w, const char *clause)
         w->len += (size_t)n; /* the clauses are ours and short: it always fits */
 }
 
-static void where_param(struct where *w, const char *clause, struct oq_db_param p)
+void dlq_where_param(struct where *w, const char *clause, struct oq_db_param p)
 {
     where_add(w, clause);
     w->p[w->n++] = p;
@@ -289,19 +255,19 @@ static void where_bound(struct where *w, const struct bound *b, int lower)
 {
     switch (b->kind) {
     case BOUND_DB_CLOCK:
-        where_param(w, lower ? "dead_at >= ?" : "dead_at < ?", OQ_STR(b->at));
+        dlq_where_param(w, lower ? "dead_at >= ?" : "dead_at < ?", OQ_STR(b->at));
         break;
     case BOUND_UTC:
-        where_param(w,
-                    lower ? "dead_at >= CONVERT_TZ(?, '+00:00', @@session.time_zone)"
-                          : "dead_at < CONVERT_TZ(?, '+00:00', @@session.time_zone)",
-                    OQ_STR(b->at));
+        dlq_where_param(w,
+                        lower ? "dead_at >= CONVERT_TZ(?, '+00:00', @@session.time_zone)"
+                              : "dead_at < CONVERT_TZ(?, '+00:00', @@session.time_zone)",
+                        OQ_STR(b->at));
         break;
     case BOUND_AGO:
-        where_param(w,
-                    lower ? "dead_at >= NOW(6) - INTERVAL ? MICROSECOND"
-                          : "dead_at < NOW(6) - INTERVAL ? MICROSECOND",
-                    OQ_INT(b->ago_us));
+        dlq_where_param(w,
+                        lower ? "dead_at >= NOW(6) - INTERVAL ? MICROSECOND"
+                              : "dead_at < NOW(6) - INTERVAL ? MICROSECOND",
+                        OQ_INT(b->ago_us));
         break;
     case BOUND_NONE:
         break;
@@ -323,19 +289,19 @@ static void where_ids(struct where *w, const struct filter *f)
     where_add(w, clause);
 }
 
-static void where_from_filter(struct where *w, const struct filter *f)
+void dlq_where_from_filter(struct where *w, const struct filter *f)
 {
     memset(w, 0, sizeof(*w));
     if (f->queue)
-        where_param(w, "queue = ?", OQ_STR(f->queue));
+        dlq_where_param(w, "queue = ?", OQ_STR(f->queue));
     if (f->event_code)
-        where_param(w, "event_code = ?", OQ_STR(f->event_code));
+        dlq_where_param(w, "event_code = ?", OQ_STR(f->event_code));
     if (f->event_id)
-        where_param(w, "event_identifier = ?", OQ_STR(f->event_id));
+        dlq_where_param(w, "event_identifier = ?", OQ_STR(f->event_id));
     if (f->fingerprint)
-        where_param(w, "fingerprint = ?", OQ_STR(f->fingerprint));
+        dlq_where_param(w, "fingerprint = ?", OQ_STR(f->fingerprint));
     if (f->error_like[0])
-        where_param(w, "error LIKE ? ESCAPE '!'", OQ_STR(f->error_like));
+        dlq_where_param(w, "error LIKE ? ESCAPE '!'", OQ_STR(f->error_like));
     where_bound(w, &f->since, 1);
     where_bound(w, &f->until, 0);
     if (f->replayed)
@@ -362,22 +328,14 @@ static size_t terminal_columns(void)
     const char *env = getenv("COLUMNS");
     if (cli_stdout_is_tty() && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
         return ws.ws_col;
-    if (env != NULL && parse_count(env, 40, 10000, &cols) == 0)
+    if (env != NULL && dlq_parse_count(env, 40, 10000, &cols) == 0)
         return (size_t)cols;
     return 160;
 }
 
-/* A table buffered to size its columns. */
-struct table {
-    const char *const *head;
-    unsigned cols;
-    char **cell; /* rows x cols */
-    size_t rows, cap;
-};
-
 /* Copy one row in; control characters (a newline in an error) become spaces
  * so that a row stays one line. Returns 0 or OQ_ENOMEM. */
-static int table_add(struct table *t, const char *const *v)
+int dlq_table_add(struct table *t, const char *const *v)
 {
     if (t->rows == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
@@ -403,7 +361,7 @@ static int table_add(struct table *t, const char *const *v)
     return 0;
 }
 
-static void table_free(struct table *t)
+void dlq_table_free(struct table *t)
 {
     for (size_t i = 0; i < t->rows * t->cols; i++)
         free(t->cell[i]);
@@ -425,7 +383,7 @@ static void put_padded(const char *s, size_t width, int last)
 
 /* Print with aligned columns; column `squeeze` (or -1) is cut so that a row
  * fits the terminal. */
-static void table_print(const struct table *t, int squeeze)
+void dlq_table_print(const struct table *t, int squeeze)
 {
     size_t width[32] = {0}, used = 0;
     for (unsigned c = 0; c < t->cols; c++) {
@@ -471,8 +429,7 @@ static void json_fields(const char *const *names, const char *const *v, unsigned
     }
 }
 
-static void json_object(const char *const *names, const char *const *v, unsigned n,
-                        unsigned numeric)
+void dlq_json_object(const char *const *names, const char *const *v, unsigned n, unsigned numeric)
 {
     fputc('{', stdout);
     json_fields(names, v, n, numeric, 1);
@@ -583,7 +540,7 @@ static int hex_value(char c)
 
 /* HEX(body) back into bytes: the row reader hands over NUL-terminated
  * text, which a binary body is not. The caller frees *out. */
-static int hex_decode(const char *hex, unsigned char **out, size_t *len)
+int dlq_hex_decode(const char *hex, unsigned char **out, size_t *len)
 {
     size_t n = strlen(hex);
     *out = NULL;
@@ -609,15 +566,7 @@ static int hex_decode(const char *hex, unsigned char **out, size_t *len)
 
 /* ---- what every subcommand shares ------------------------------------------- */
 
-struct dlq {
-    struct cli_cmd_ctx *ctx;
-    const char *sub;
-    struct oq_db *db;
-    struct filter f;
-    int json;
-};
-
-static int db_fail(const struct dlq *d, const char *what)
+int dlq_db_fail(const struct dlq *d, const char *what)
 {
     cli_fail("dlq %s: %s: %s", d->sub, what, oq_db_error(d->db));
     return EX_UNAVAILABLE;
@@ -666,14 +615,14 @@ static int list_row(void *ctx, const char *const *v, unsigned n)
     struct list_out *o = ctx;
     if (o->json) {
         fputs(o->rows++ ? ",\n " : "[", stdout);
-        json_object(list_names, v, n, LIST_NUMERIC);
+        dlq_json_object(list_names, v, n, LIST_NUMERIC);
         return 0;
     }
     char dead_at[20];
     snprintf(dead_at, sizeof(dead_at), "%s", v[1] ? v[1] : "-"); /* to the second */
     const char *cells[] = {v[0], dead_at, v[2], v[5], v[6], v[7], v[8], v[9], v[12]};
     o->rows++;
-    return table_add(&o->t, cells) != 0;
+    return dlq_table_add(&o->t, cells) != 0;
 }
 
 static int dlq_list(struct dlq *d)
@@ -686,10 +635,10 @@ static int dlq_list(struct dlq *d)
     char sql[3072];
     struct list_out o = {d->json, 0, {head, 9, NULL, 0, 0}};
 
-    if (limit_text && parse_count(limit_text, 1, 1000000, &limit) != 0)
-        return usage_fail(d->sub, "--limit: expected a whole number from 1 to 1000000, got \"%s\"",
-                          limit_text);
-    where_from_filter(&w, &d->f);
+    if (limit_text && dlq_parse_count(limit_text, 1, 1000000, &limit) != 0)
+        return dlq_usage_fail(
+            d->sub, "--limit: expected a whole number from 1 to 1000000, got \"%s\"", limit_text);
+    dlq_where_from_filter(&w, &d->f);
     w.p[w.n++] = OQ_INT(limit);
     snprintf(sql, sizeof(sql),
              "SELECT id, dead_at, queue, exchange_name, routing_key, event_code, event_identifier,"
@@ -697,18 +646,18 @@ static int dlq_list(struct dlq *d)
              " replayed_by FROM dead_letter%s ORDER BY dead_at DESC, id DESC LIMIT ?",
              w.sql);
     if (oq_db_query_rows(d->db, sql, w.p, w.n, list_row, &o) != 0) {
-        table_free(&o.t);
-        return db_fail(d, "reading dead letters");
+        dlq_table_free(&o.t);
+        return dlq_db_fail(d, "reading dead letters");
     }
     if (o.json)
         fputs(o.rows ? "]\n" : "[]\n", stdout);
     else if (o.rows == 0)
         puts("(no dead letters match)");
     else
-        table_print(&o.t, 7);
+        dlq_table_print(&o.t, 7);
     if (!o.json && o.rows == limit)
         fprintf(stderr, "(the newest %lld shown; --limit N for more)\n", limit);
-    table_free(&o.t);
+    dlq_table_free(&o.t);
     return EX_OK;
 }
 
@@ -796,9 +745,9 @@ static int dlq_show(struct dlq *d)
     size_t len = 0;
     int code = EX_OK;
 
-    if (parse_count(d->ctx->pos[1], 1, INT64_MAX, &id) != 0)
-        return usage_fail(d->sub, "expected a letter id (a whole number from 1), got \"%s\"",
-                          d->ctx->pos[1]);
+    if (dlq_parse_count(d->ctx->pos[1], 1, INT64_MAX, &id) != 0)
+        return dlq_usage_fail(d->sub, "expected a letter id (a whole number from 1), got \"%s\"",
+                              d->ctx->pos[1]);
     struct oq_db_param p[] = {OQ_INT(id)};
     int rc = oq_db_query_rows(
         d->db,
@@ -812,7 +761,7 @@ static int dlq_show(struct dlq *d)
                               " properties, headers, HEX(body) FROM dead_letter WHERE id = ?",
                               p, 1, copy_row, &b);
     if (rc != 0 && rc != OQ_EINTR) {
-        code = db_fail(d, "reading the letter");
+        code = dlq_db_fail(d, "reading the letter");
         goto out;
     }
     if (!a.found || !b.found || b.n < 7 || b.v[4] == NULL || b.v[5] == NULL || b.v[6] == NULL) {
@@ -820,7 +769,7 @@ static int dlq_show(struct dlq *d)
         code = 1;
         goto out;
     }
-    if (hex_decode(b.v[6], &body, &len) != 0) {
+    if (dlq_hex_decode(b.v[6], &body, &len) != 0) {
         cli_fail("dlq show: letter %lld: the body could not be read", id);
         code = EX_SOFTWARE;
         goto out;
@@ -884,7 +833,7 @@ static int fingerprint_row(void *ctx, const char *const *v, unsigned n)
             *p = ',';
     const char *cells[] = {v[2], v[1], v[3], v[4], queues, v[0]};
     o->rows++;
-    return table_add(&o->t, cells) != 0;
+    return dlq_table_add(&o->t, cells) != 0;
 }
 
 /* queue, count, replayed, oldest, newest */
@@ -894,12 +843,12 @@ static int queue_row(void *ctx, const char *const *v, unsigned n)
     struct stats_out *o = ctx;
     if (o->json) {
         fputs(o->rows++ ? ",\n  " : "\n  ", stdout);
-        json_object(names, v, n, (1u << 1) | (1u << 2));
+        dlq_json_object(names, v, n, (1u << 1) | (1u << 2));
         return 0;
     }
     const char *cells[] = {v[1], v[2], v[3], v[4], v[0]};
     o->rows++;
-    return table_add(&o->t, cells) != 0;
+    return dlq_table_add(&o->t, cells) != 0;
 }
 
 static int stats_group(struct dlq *d, const struct where *w, const char *title, const char *sql_fmt,
@@ -911,16 +860,16 @@ static int stats_group(struct dlq *d, const struct where *w, const char *title, 
     if (d->json)
         printf(",\n \"%s\": [", title);
     if (oq_db_query_rows(d->db, sql, w->p, w->n, on_row, &o) != 0) {
-        table_free(&o.t);
-        return db_fail(d, "counting dead letters");
+        dlq_table_free(&o.t);
+        return dlq_db_fail(d, "counting dead letters");
     }
     if (d->json)
         fputs(o.rows ? "\n ]" : "]", stdout);
     else if (o.rows > 0) {
         printf("\nby %s:\n", title + 3);
-        table_print(&o.t, (int)cols - 1);
+        dlq_table_print(&o.t, (int)cols - 1);
     }
-    table_free(&o.t);
+    dlq_table_free(&o.t);
     return EX_OK;
 }
 
@@ -935,7 +884,7 @@ static int dlq_stats(struct dlq *d)
     char sql[3072];
     int code;
 
-    where_from_filter(&w, &d->f);
+    dlq_where_from_filter(&w, &d->f);
     snprintf(sql, sizeof(sql),
              "SELECT COUNT(*), COALESCE(SUM(replay_count > 0), 0), COALESCE(SUM(body_size), 0),"
              " DATE_FORMAT(MIN(dead_at), '%%Y-%%m-%%d %%H:%%i:%%s'),"
@@ -944,7 +893,7 @@ static int dlq_stats(struct dlq *d)
     int rc = oq_db_query_rows(d->db, sql, w.p, w.n, copy_row, &tot);
     if ((rc != 0 && rc != OQ_EINTR) || tot.n < 5) {
         row_copy_clear(&tot);
-        return db_fail(d, "counting dead letters");
+        return dlq_db_fail(d, "counting dead letters");
     }
     if (d->json) {
         fputc('{', stdout);
@@ -979,20 +928,20 @@ static int dlq_stats(struct dlq *d)
 
 /* ---- which letters replay and purge act on ------------------------------------ */
 
-static int check_selection(const struct dlq *d)
+int dlq_check_selection(const struct dlq *d)
 {
     if (d->f.all && filter_selects(&d->f))
-        return usage_fail(d->sub, "--all means every letter: give it without --id or filters");
+        return dlq_usage_fail(d->sub, "--all means every letter: give it without --id or filters");
     if (!d->f.all && !filter_selects(&d->f))
-        return usage_fail(d->sub, "say which letters: --id N, filters (--queue, --fingerprint, "
-                                  "--since, ...) or --all");
+        return dlq_usage_fail(d->sub, "say which letters: --id N, filters (--queue, --fingerprint, "
+                                      "--since, ...) or --all");
     return EX_OK;
 }
 
 /* How many letters match, and the highest id among them: later work stops
  * there, so letters archived meanwhile (a replayed letter failing again
  * comes back as a new row) are not taken in the same run. */
-static int selection_size(struct dlq *d, const struct where *w, long long *count, long long *max_id)
+int dlq_selection_size(struct dlq *d, const struct where *w, long long *count, long long *max_id)
 {
     struct row_copy rc = {0};
     char sql[3072];
@@ -1000,590 +949,12 @@ static int selection_size(struct dlq *d, const struct where *w, long long *count
     int r = oq_db_query_rows(d->db, sql, w->p, w->n, copy_row, &rc);
     if ((r != 0 && r != OQ_EINTR) || rc.n < 2 || rc.v[0] == NULL || rc.v[1] == NULL) {
         row_copy_clear(&rc);
-        return db_fail(d, "counting dead letters");
+        return dlq_db_fail(d, "counting dead letters");
     }
     *count = strtoll(rc.v[0], NULL, 10);
     *max_id = strtoll(rc.v[1], NULL, 10);
     row_copy_clear(&rc);
     return EX_OK;
-}
-
-/* ---- replay ---------------------------------------------------------------------- */
-
-struct letter {
-    long long id;
-    char *exchange, *routing_key, *queue, *event_code, *event_id, *properties, *headers, *body_hex;
-};
-
-struct page {
-    struct letter l[PAGE_SIZE];
-    size_t n;
-};
-
-struct reason {
-    long long id;
-    char *why;
-};
-
-struct reasons {
-    struct reason v[MAX_REASONS];
-    size_t n;
-};
-
-struct replay {
-    struct dlq *d;
-    struct where w;
-    long long max_id, total, limit, rate;
-    const char *to_queue, *as;
-    char *amqp_user; /* a stored user_id is kept only when it is ours */
-    struct oq_broker *b;
-    struct oq_publisher *pub;
-    char known_exchanges[16][256]; /* checked to exist */
-    size_t nknown;
-    /* the letter in flight */
-    int acked, returned;
-    char return_text[256];
-    /* the tally */
-    long long replayed, failed, skipped;
-    struct reasons *failures, *skips;
-    int64_t start_ms, drawn_ms;
-};
-
-static int page_row(void *ctx, const char *const *v, unsigned n)
-{
-    struct page *pg = ctx;
-    if (n < 9 || pg->n == PAGE_SIZE)
-        return 0;
-    struct letter *l = &pg->l[pg->n++];
-    char **field[] = {&l->exchange, &l->routing_key, &l->queue,   &l->event_code,
-                      &l->event_id, &l->properties,  &l->headers, &l->body_hex};
-    memset(l, 0, sizeof(*l));
-    l->id = strtoll(v[0], NULL, 10);
-    for (unsigned i = 0; i < 8; i++)
-        if ((*field[i] = strdup(v[i + 1] ? v[i + 1] : "")) == NULL)
-            return 1;
-    return 0;
-}
-
-static void page_clear(struct page *pg)
-{
-    for (size_t i = 0; i < pg->n; i++) {
-        struct letter *l = &pg->l[i];
-        char *field[] = {l->exchange, l->routing_key, l->queue,   l->event_code,
-                         l->event_id, l->properties,  l->headers, l->body_hex};
-        for (unsigned k = 0; k < 8; k++)
-            free(field[k]);
-    }
-    pg->n = 0;
-}
-
-/* The next letters after id `after`, in id order. */
-static int fetch_page(struct replay *r, long long after, int with_body, struct page *pg)
-{
-    struct where w = r->w;
-    char sql[3072];
-    page_clear(pg);
-    where_param(&w, "id > ?", OQ_INT(after));
-    where_param(&w, "id <= ?", OQ_INT(r->max_id));
-    w.p[w.n++] = OQ_INT(PAGE_SIZE);
-    snprintf(sql, sizeof(sql),
-             "SELECT id, exchange_name, routing_key, queue, event_code, event_identifier,"
-             " properties, headers, %s FROM dead_letter%s ORDER BY id LIMIT ?",
-             with_body ? "HEX(body)" : "''", w.sql);
-    int rc = oq_db_query_rows(r->d->db, sql, w.p, w.n, page_row, pg);
-    return rc == 0 ? EX_OK : db_fail(r->d, "reading dead letters");
-}
-
-/* Where a letter goes: --to-queue, else where it was first published, else
- * straight to the queue it failed in. */
-static void destination(const struct replay *r, const struct letter *l, const char **exchange,
-                        const char **routing_key)
-{
-    *exchange = "";
-    if (r->to_queue != NULL)
-        *routing_key = r->to_queue;
-    else if (l->exchange[0] != '\0') {
-        *exchange = l->exchange;
-        *routing_key = l->routing_key;
-    } else
-        *routing_key = l->routing_key[0] ? l->routing_key : l->queue;
-}
-
-static void add_reason(struct reasons *rs, long long id, const char *why)
-{
-    if (rs->n == MAX_REASONS)
-        return; /* the summary says how many in all */
-    rs->v[rs->n].id = id;
-    rs->v[rs->n].why = strdup(why);
-    if (rs->v[rs->n].why != NULL)
-        rs->n++;
-}
-
-static void reasons_free(struct reasons *rs)
-{
-    for (size_t i = 0; rs && i < rs->n; i++)
-        free(rs->v[i].why);
-    free(rs);
-}
-
-static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
-{
-    struct replay *r = ctx;
-    (void)seq; /* one letter in flight at a time: it is this one */
-    r->acked = outcome == OQ_CONFIRM_ACK;
-}
-
-static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
-{
-    struct replay *r = ctx;
-    (void)m;
-    r->returned = 1;
-    snprintf(r->return_text, sizeof(r->return_text), "%u %.*s", why->reply_code,
-             (int)why->reply_text.len, (const char *)why->reply_text.bytes);
-}
-
-static void replay_disconnect(struct replay *r)
-{
-    oq_publisher_free(r->pub);
-    r->pub = NULL;
-    oq_broker_close(r->b);
-    r->b = NULL;
-}
-
-/* Channel 1 for the passive exchange checks (a 404 closes the channel it
- * happens on, and oq_broker_check opens it again); channel 2 publishes in
- * confirm mode, one letter in flight. */
-static int replay_connect(struct replay *r, char *err, size_t errlen)
-{
-    struct oq_publisher_callbacks cb = {on_settled, on_returned, r};
-    r->nknown = 0;
-    int rc = oq_broker_connect(r->d->ctx->cfg, "dlq-replay", &r->b, err, errlen);
-    if (rc == 0 && (rc = oq_publisher_new(r->b, 2, 1, 1, &cb, &r->pub)) != 0)
-        snprintf(err, errlen, "%s", oq_broker_error(r->b));
-    return rc;
-}
-
-/* Does the exchange exist? 1 yes, 0 no (why says so), < 0 the connection
- * failed. The default exchange always does. */
-static int exchange_exists(struct replay *r, const char *name, char *why, size_t whylen)
-{
-    if (name[0] == '\0')
-        return 1;
-    for (size_t i = 0; i < r->nknown; i++)
-        if (strcmp(r->known_exchanges[i], name) == 0)
-            return 1;
-    amqp_exchange_declare(oq_broker_conn(r->b), 1, amqp_cstring_bytes(name),
-                          amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
-    int rc = oq_broker_check(r->b, 1, "exchange.declare (passive)");
-    if (rc == 0) {
-        if (r->nknown < sizeof(r->known_exchanges) / sizeof(r->known_exchanges[0]))
-            snprintf(r->known_exchanges[r->nknown++], sizeof(r->known_exchanges[0]), "%s", name);
-        return 1;
-    }
-    if (rc == OQ_ENOTFOUND)
-        snprintf(why, whylen, "exchange \"%s\" does not exist", name);
-    else
-        snprintf(why, whylen, "checking exchange \"%s\": %s", name, oq_broker_error(r->b));
-    return rc == OQ_EBROKER ? -1 : 0;
-}
-
-/* Publish and wait for the broker's word. Returns 0 with why empty (taken
- * by a queue) or saying why not, or OQ_EBROKER: the connection cannot be
- * trusted any more (why says so). */
-static int publish_letter(struct replay *r, const char *exchange, const char *routing_key,
-                          const amqp_basic_properties_t *props, const unsigned char *body,
-                          size_t len, char *why, size_t whylen)
-{
-    r->acked = r->returned = 0;
-    why[0] = '\0';
-    int rc = oq_publish(r->pub, exchange, routing_key, 1, props, body, len, NULL);
-    if (rc == 0)
-        rc = oq_publisher_wait(r->pub, CONFIRM_TIMEOUT_MS);
-    if (rc == OQ_ETIMEOUT) {
-        /* its confirm may still come, and be taken for the next letter's */
-        snprintf(why, whylen, "no confirm from the broker within %d s", CONFIRM_TIMEOUT_MS / 1000);
-        return OQ_EBROKER;
-    }
-    if (rc != 0) {
-        snprintf(why, whylen, "the broker connection failed: %s",
-                 oq_broker_error(r->b)[0] ? oq_broker_error(r->b) : "connection lost");
-        return OQ_EBROKER;
-    }
-    if (r->returned)
-        snprintf(why, whylen, "no queue took it (%s; exchange \"%s\", routing key \"%s\")",
-                 r->return_text, exchange, routing_key);
-    else if (!r->acked)
-        snprintf(why, whylen, "the broker refused it (nack)");
-    return 0;
-}
-
-static int mark_replayed(struct replay *r, long long id)
-{
-    struct oq_db_param p[] = {OQ_STR(r->as), OQ_INT(id)};
-    return oq_db_execute(r->d->db,
-                         "UPDATE dead_letter SET replay_count = replay_count + 1,"
-                         " replayed_at = NOW(6), replayed_by = ? WHERE id = ?",
-                         p, 2, NULL);
-}
-
-enum outcome { REPLAYED, FAILED, SKIPPED, FATAL };
-
-/* Everything a letter needs before it can go: its body, properties and
- * headers parsed back, the place it goes. */
-struct outgoing {
-    unsigned char *body;
-    size_t len;
-    yajl_val props, headers;
-    amqp_basic_properties_t p;
-    amqp_table_entry_t *replay_of;
-    const char *exchange, *routing_key;
-};
-
-static void outgoing_clear(struct outgoing *o)
-{
-    free(o->body);
-    yajl_tree_free(o->props);
-    yajl_tree_free(o->headers);
-    memset(o, 0, sizeof(*o));
-}
-
-/* Returns 0, or SKIPPED with why filled in. */
-static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
-                          struct outgoing *o, char *why, size_t whylen)
-{
-    memset(o, 0, sizeof(*o));
-    destination(r, l, &o->exchange, &o->routing_key);
-    if (o->exchange[0] == '\0' && o->routing_key[0] == '\0') {
-        snprintf(why, whylen, "it names no exchange, routing key or queue (use --to-queue)");
-        return SKIPPED;
-    }
-    if (hex_decode(l->body_hex, &o->body, &o->len) != 0) {
-        snprintf(why, whylen, "its body could not be read back");
-        return SKIPPED;
-    }
-    o->props = yajl_tree_parse(l->properties, NULL, 0);
-    o->headers = yajl_tree_parse(l->headers, NULL, 0);
-    if (!YAJL_IS_OBJECT(o->props) || !YAJL_IS_OBJECT(o->headers)) {
-        snprintf(why, whylen, "its stored properties or headers are not JSON objects");
-        return SKIPPED;
-    }
-    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 1, pool, &o->p) != 0) {
-        snprintf(why, whylen, "its stored headers cannot be sent again");
-        return SKIPPED;
-    }
-    o->replay_of = &o->p.headers.entries[o->p.headers.num_entries++];
-    o->replay_of->key = amqp_cstring_bytes("x-orderq-replay-of");
-    o->replay_of->value.kind = AMQP_FIELD_KIND_I64;
-    o->replay_of->value.value.i64 = l->id;
-    return 0;
-}
-
-/* Replay one letter. FATAL stops the run (why says why). */
-static enum outcome replay_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
-                                  char *why, size_t whylen)
-{
-    struct outgoing o;
-    enum outcome result = FAILED;
-    if (prepare_letter(r, l, pool, &o, why, whylen) != 0) {
-        result = SKIPPED;
-        goto out;
-    }
-    int exists = exchange_exists(r, o.exchange, why, whylen);
-    if (exists < 0 || (exists > 0 && publish_letter(r, o.exchange, o.routing_key, &o.p, o.body,
-                                                    o.len, why, whylen) != 0)) {
-        /* the connection is gone or unsure: this letter failed, the next
-         * ones get a new connection */
-        char err[OQ_ERRLEN];
-        replay_disconnect(r);
-        if (replay_connect(r, err, sizeof(err)) != 0) {
-            snprintf(why + strlen(why), whylen - strlen(why), "; reconnecting: %s", err);
-            result = FATAL;
-        }
-        goto out;
-    }
-    if (exists == 0 || why[0] != '\0')
-        goto out;
-    if (mark_replayed(r, l->id) != 0) {
-        snprintf(why, whylen,
-                 "the broker took it, but marking it replayed failed: %s (its replay_count is "
-                 "behind by one)",
-                 oq_db_error(r->d->db));
-        result = FATAL;
-        goto out;
-    }
-    result = REPLAYED;
-out:
-    outgoing_clear(&o);
-    return result;
-}
-
-static void progress_draw(struct replay *r, int final)
-{
-    int64_t now = oq_now_ms();
-    if (!final && now - r->drawn_ms < 100)
-        return;
-    r->drawn_ms = now;
-    long long done = r->replayed + r->failed + r->skipped;
-    double secs = (double)(now - r->start_ms) / 1000.0;
-    double rate = secs > 0 ? (double)done / secs : 0;
-    int filled = r->total > 0 ? (int)(24 * done / r->total) : 24;
-    char bar[25], eta[32] = "-";
-    for (int i = 0; i < 24; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[24] = '\0';
-    if (rate > 0) {
-        long long left = (long long)((double)(r->total - done) / rate);
-        snprintf(eta, sizeof(eta), "%lldm%02llds", left / 60, left % 60);
-    }
-    fprintf(stderr, "\r[%s] %lld/%lld  %.1f/s  ETA %s   %s", bar, done, r->total, rate, eta,
-            final ? "\n" : "");
-}
-
-/* --rate: letter n goes no earlier than n / rate seconds after the start. */
-static void pace(const struct replay *r, long long n)
-{
-    if (r->rate <= 0)
-        return;
-    int64_t due = r->start_ms + (int64_t)(n * 1000 / r->rate);
-    int64_t now = oq_now_ms();
-    if (due > now)
-        oq_nap(due - now, &cli_stop_signal);
-}
-
-/* Work through the selection page by page. Returns an exit code. */
-static int replay_all(struct replay *r)
-{
-    struct page *pg = calloc(1, sizeof(*pg));
-    amqp_pool_t pool;
-    char why[1024];
-    long long after = 0, done = 0;
-    int tty = isatty(STDERR_FILENO) && r->total > 0, code = EX_OK;
-
-    if (pg == NULL)
-        return EX_OSERR;
-    init_amqp_pool(&pool, 4096);
-    r->start_ms = oq_now_ms();
-    while (code == EX_OK && !cli_stop_signal && done < r->total) {
-        if ((code = fetch_page(r, after, 1, pg)) != EX_OK || pg->n == 0)
-            break;
-        for (size_t i = 0; i < pg->n && !cli_stop_signal && done < r->total; i++, done++) {
-            const struct letter *l = &pg->l[i];
-            pace(r, done);
-            if (cli_stop_signal)
-                break;
-            recycle_amqp_pool(&pool);
-            enum outcome o = replay_letter(r, l, &pool, why, sizeof(why));
-            after = l->id;
-            if (o == REPLAYED)
-                r->replayed++;
-            else if (o == SKIPPED) {
-                r->skipped++;
-                add_reason(r->skips, l->id, why);
-            } else {
-                r->failed++;
-                add_reason(r->failures, l->id, why);
-            }
-            if (o == FATAL) {
-                cli_fail("dlq replay: letter %lld: %s", l->id, why);
-                code = EX_UNAVAILABLE;
-                break;
-            }
-            if (tty)
-                progress_draw(r, 0);
-        }
-    }
-    if (tty)
-        progress_draw(r, 1);
-    page_clear(pg);
-    free(pg);
-    empty_amqp_pool(&pool);
-    return code;
-}
-
-static void print_reasons_json(const char *name, const struct reasons *rs)
-{
-    printf(", \"%s\": [", name);
-    for (size_t i = 0; i < rs->n; i++) {
-        printf("%s{\"id\": %lld, \"reason\": ", i ? ", " : "", rs->v[i].id);
-        oq_json_fputs(stdout, rs->v[i].why);
-        fputc('}', stdout);
-    }
-    fputc(']', stdout);
-}
-
-static void print_reasons_text(const char *what, const struct reasons *rs, long long count)
-{
-    for (size_t i = 0; i < rs->n; i++)
-        printf("  letter %lld %s: %s\n", rs->v[i].id, what, rs->v[i].why);
-    if (count > (long long)rs->n)
-        printf("  ... and %lld more %s\n", count - (long long)rs->n, what);
-}
-
-static void replay_summary(const struct replay *r)
-{
-    if (r->d->json) {
-        printf("{\"selected\": %lld, \"replayed\": %lld, \"failed\": %lld, \"skipped\": %lld, "
-               "\"interrupted\": %s",
-               r->total, r->replayed, r->failed, r->skipped, cli_stop_signal ? "true" : "false");
-        print_reasons_json("failures", r->failures);
-        print_reasons_json("skips", r->skips);
-        fputs("}\n", stdout);
-        return;
-    }
-    printf("replayed %lld of %lld dead letters, failed %lld, skipped %lld\n", r->replayed, r->total,
-           r->failed, r->skipped);
-    print_reasons_text("failed", r->failures, r->failed);
-    print_reasons_text("skipped", r->skips, r->skipped);
-    if (cli_stop_signal)
-        printf("stopped by signal %d: the rest were not replayed\n", (int)cli_stop_signal);
-}
-
-/* --dry-run: what would go where, from the same pages, without bodies. */
-static int replay_dry_run(struct replay *r)
-{
-    static const char *const head[] = {"ID",       "QUEUE",       "EVENT_CODE",
-                                       "EVENT_ID", "TO_EXCHANGE", "ROUTING_KEY"};
-    static const char *const names[] = {"id",       "queue",      "event_code", "event_identifier",
-                                        "exchange", "routing_key"};
-    struct table t = {head, 6, NULL, 0, 0};
-    struct page *pg = calloc(1, sizeof(*pg));
-    long long after = 0, done = 0;
-    int code = EX_OK;
-    if (pg == NULL)
-        return EX_OSERR;
-    if (r->d->json)
-        printf("{\"dry_run\": true, \"would_replay\": %lld, \"letters\": [", r->total);
-    while (code == EX_OK && done < r->total) {
-        if ((code = fetch_page(r, after, 0, pg)) != EX_OK || pg->n == 0)
-            break;
-        for (size_t i = 0; i < pg->n && done < r->total; i++, done++) {
-            const struct letter *l = &pg->l[i];
-            const char *exchange, *routing_key;
-            char id[24];
-            destination(r, l, &exchange, &routing_key);
-            snprintf(id, sizeof(id), "%lld", l->id);
-            const char *cells[] = {id,
-                                   l->queue,
-                                   l->event_code,
-                                   l->event_id,
-                                   exchange[0] ? exchange : "(default)",
-                                   routing_key};
-            after = l->id;
-            if (r->d->json) {
-                cells[4] = exchange;
-                fputs(done ? ",\n " : "\n ", stdout);
-                json_object(names, cells, 6, 1u);
-            } else if (table_add(&t, cells) != 0)
-                code = EX_OSERR;
-        }
-    }
-    if (r->d->json)
-        fputs("]}\n", stdout);
-    else if (code == EX_OK) {
-        if (t.rows > 0)
-            table_print(&t, -1);
-        printf("would replay %lld dead letters (dry run: nothing sent, nothing changed)\n",
-               r->total);
-    }
-    table_free(&t);
-    page_clear(pg);
-    free(pg);
-    return code;
-}
-
-/* Who replays, for replayed_by: --as, else the login name. */
-static const char *login_name(void)
-{
-    const char *name = getlogin();
-    if (name != NULL && *name != '\0')
-        return name;
-    const struct passwd *pw = getpwuid(geteuid());
-    if (pw != NULL && pw->pw_name != NULL && *pw->pw_name != '\0')
-        return pw->pw_name;
-    name = getenv("USER");
-    return name != NULL && *name != '\0' ? name : "unknown";
-}
-
-static int replay_options(struct dlq *d, struct replay *r)
-{
-    const char *v;
-    r->limit = INT64_MAX;
-    if ((v = cli_opt(d->ctx, "--limit")) != NULL && parse_count(v, 1, INT64_MAX, &r->limit) != 0)
-        return usage_fail(d->sub, "--limit: expected a whole number from 1, got \"%s\"", v);
-    if ((v = cli_opt(d->ctx, "--rate")) != NULL && parse_count(v, 1, 1000000, &r->rate) != 0)
-        return usage_fail(d->sub,
-                          "--rate: expected letters a second, a whole number from 1 to 1000000, "
-                          "got \"%s\"",
-                          v);
-    r->to_queue = cli_opt(d->ctx, "--to-queue");
-    if (r->to_queue != NULL && (r->to_queue[0] == '\0' || strlen(r->to_queue) > 255))
-        return usage_fail(d->sub, "--to-queue: expected a queue name of 1 to 255 bytes");
-    r->as = cli_opt(d->ctx, "--as") ? cli_opt(d->ctx, "--as") : login_name();
-    if (r->as[0] == '\0' || strlen(r->as) > 191)
-        return usage_fail(d->sub, "--as: expected a name of 1 to 191 bytes, got \"%s\"", r->as);
-    return EX_OK;
-}
-
-static char *amqp_user_of(const char *url)
-{
-    struct oq_amqp_url u;
-    char err[OQ_ERRLEN];
-    char *user = NULL;
-    if (oq_amqp_url_parse(url, &u, err, sizeof(err)) != 0)
-        return NULL;
-    if (u.user != NULL)
-        user = strdup(u.user);
-    oq_amqp_url_clear(&u);
-    return user;
-}
-
-static int dlq_replay(struct dlq *d)
-{
-    struct replay r;
-    char err[OQ_ERRLEN];
-    long long count = 0;
-    int code;
-
-    memset(&r, 0, sizeof(r));
-    r.d = d;
-    if ((code = check_selection(d)) != EX_OK || (code = replay_options(d, &r)) != EX_OK)
-        return code;
-    where_from_filter(&r.w, &d->f);
-    if ((code = selection_size(d, &r.w, &count, &r.max_id)) != EX_OK)
-        return code;
-    r.total = count < r.limit ? count : r.limit;
-    if (cli_opt(d->ctx, "--dry-run") != NULL)
-        return replay_dry_run(&r);
-    r.failures = calloc(1, sizeof(*r.failures));
-    r.skips = calloc(1, sizeof(*r.skips));
-    r.amqp_user = amqp_user_of(d->ctx->cfg->amqp_url);
-    if (r.failures == NULL || r.skips == NULL) {
-        code = EX_OSERR;
-        goto out;
-    }
-    if (r.total > 0) {
-        int rc = replay_connect(&r, err, sizeof(err));
-        if (rc != 0) {
-            cli_fail("dlq replay: %s", err);
-            code = cli_exit_code(rc);
-            goto out;
-        }
-    }
-    cli_catch_stop_signals();
-    code = replay_all(&r);
-    replay_summary(&r);
-    if (code == EX_OK && cli_stop_signal)
-        code = 128 + (int)cli_stop_signal;
-    else if (code == EX_OK && r.failed > 0)
-        code = EX_UNAVAILABLE;
-    else if (code == EX_OK && r.skipped > 0)
-        code = EX_DATAERR;
-out:
-    replay_disconnect(&r);
-    free(r.amqp_user);
-    reasons_free(r.failures);
-    reasons_free(r.skips);
-    return code;
 }
 
 /* ---- purge ------------------------------------------------------------------------ */
@@ -1610,7 +981,7 @@ static int delete_chunks(struct dlq *d, const struct where *sel, long long max_i
     char sql[3072];
     uint64_t n = 0;
     int tty = isatty(STDERR_FILENO);
-    where_param(&w, "id <= ?", OQ_INT(max_id));
+    dlq_where_param(&w, "id <= ?", OQ_INT(max_id));
     snprintf(sql, sizeof(sql), "DELETE FROM dead_letter%s ORDER BY id LIMIT %d", w.sql,
              PURGE_CHUNK);
     do {
@@ -1635,10 +1006,10 @@ static int dlq_purge(struct dlq *d)
     long long count = 0, max_id = 0, deleted = 0;
     int code;
 
-    if ((code = check_selection(d)) != EX_OK)
+    if ((code = dlq_check_selection(d)) != EX_OK)
         return code;
-    where_from_filter(&w, &d->f);
-    if ((code = selection_size(d, &w, &count, &max_id)) != EX_OK)
+    dlq_where_from_filter(&w, &d->f);
+    if ((code = dlq_selection_size(d, &w, &count, &max_id)) != EX_OK)
         return code;
     if (cli_opt(d->ctx, "--dry-run") != NULL) {
         printf(d->json ? "{\"dry_run\": true, \"would_delete\": %lld}\n"
@@ -1685,7 +1056,7 @@ static int check_options(const struct cli_cmd_ctx *ctx, const struct sub *s)
 {
     for (int i = 0; opts[i].name != NULL; i++)
         if (ctx->nval[i] > 0 && !(opt_subs[i] & s->bit))
-            return usage_fail(s->name, "%s is not an option of %s", opts[i].name, s->name);
+            return dlq_usage_fail(s->name, "%s is not an option of %s", opts[i].name, s->name);
     return EX_OK;
 }
 
@@ -1700,12 +1071,12 @@ static int run(struct cli_cmd_ctx *ctx)
         if (strcmp(ctx->pos[0], subs[i].name) == 0)
             s = &subs[i];
     if (s == NULL)
-        return usage_fail("", "expected list, show ID, stats, replay or purge%s%s%s",
-                          ctx->npos ? ", got \"" : "", ctx->npos ? ctx->pos[0] : "",
-                          ctx->npos ? "\"" : "");
+        return dlq_usage_fail("", "expected list, show ID, stats, replay or purge%s%s%s",
+                              ctx->npos ? ", got \"" : "", ctx->npos ? ctx->pos[0] : "",
+                              ctx->npos ? "\"" : "");
     if (ctx->npos != s->npos)
-        return s->npos == 2 ? usage_fail(s->name, "expected one letter id: dlq show ID")
-                            : usage_fail(s->name, "unexpected argument \"%s\"", ctx->pos[1]);
+        return s->npos == 2 ? dlq_usage_fail(s->name, "expected one letter id: dlq show ID")
+                            : dlq_usage_fail(s->name, "unexpected argument \"%s\"", ctx->pos[1]);
     memset(&d, 0, sizeof(d));
     d.ctx = ctx;
     d.sub = s->name;

@@ -53,13 +53,13 @@ static void orderq_headers_describe_the_failure(void **state)
         text("x-orderq-pid", "4242"),
         text("x-shop", "kept as it came"),
     };
-    amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{\"event_code\": \"order.processing\"}");
+    amqp_message_t m =
+        message(h, sizeof(h) / sizeof(h[0]), "{\"event_code\": \"order.processing\"}");
     struct oq_dead_letter dl;
     assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
     assert_string_equal(dl.error_class, "transient");
     assert_string_equal(dl.error, "gave up after 8 attempts: SMTP 421 for order 9200000217");
-    assert_string_equal(dl.fingerprint,
-                        "transient: gave up after # attempts: SMTP # for order #");
+    assert_string_equal(dl.fingerprint, "transient: gave up after # attempts: SMTP # for order #");
     assert_int_equal(dl.attempts, 8);
     assert_string_equal(dl.queue, "orderq.order.processing");
     assert_string_equal(dl.exchange, "shop.events");
@@ -93,8 +93,8 @@ static void the_brokers_own_dead_letters_are_explained(void **state)
     (void)state;
     amqp_field_value_t key = {AMQP_FIELD_KIND_UTF8, {0}};
     key.value.bytes = amqp_cstring_bytes("order.processing");
-    amqp_table_entry_t death_entries[] = {{amqp_cstring_bytes("routing-keys"),
-                                           {AMQP_FIELD_KIND_ARRAY, {0}}}};
+    amqp_table_entry_t death_entries[] = {
+        {amqp_cstring_bytes("routing-keys"), {AMQP_FIELD_KIND_ARRAY, {0}}}};
     death_entries[0].value.value.array = (amqp_array_t){1, &key};
     amqp_field_value_t death = {AMQP_FIELD_KIND_TABLE, {0}};
     death.value.table = (amqp_table_t){1, death_entries};

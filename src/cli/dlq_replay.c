@@ -1,0 +1,599 @@
+/* dlq_replay.c - `orderq dlq replay`: send letters back, each confirmed before it is marked
+ *
+ * One letter at a time, mandatory, with a publisher confirm; marked
+ * replayed only after the broker confirmed it and a queue took it. A crash
+ * between the confirm and the mark sends that letter again on the next
+ * replay; the consumer's ledger makes the second copy a duplicate.
+ */
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dlq.h"
+#include "orderq/broker.h"
+#include "orderq/deadletter.h"
+#include "orderq/publish.h"
+#include "orderq/url.h"
+
+#define PAGE_SIZE          100 /* letters (with bodies) read at a time by replay */
+#define CONFIRM_TIMEOUT_MS 30000
+#define MAX_REASONS        1000 /* failures kept for the summary; the rest are counted */
+/* ---- replay ---------------------------------------------------------------------- */
+
+struct letter {
+    long long id;
+    char *exchange, *routing_key, *queue, *event_code, *event_id, *properties, *headers, *body_hex;
+};
+
+struct page {
+    struct letter l[PAGE_SIZE];
+    size_t n;
+};
+
+struct reason {
+    long long id;
+    char *why;
+};
+
+struct reasons {
+    struct reason v[MAX_REASONS];
+    size_t n;
+};
+
+struct replay {
+    struct dlq *d;
+    struct where w;
+    long long max_id, total, limit, rate;
+    const char *to_queue, *as;
+    char *amqp_user; /* a stored user_id is kept only when it is ours */
+    struct oq_broker *b;
+    struct oq_publisher *pub;
+    char known_exchanges[16][256]; /* checked to exist */
+    size_t nknown;
+    /* the letter in flight */
+    int acked, returned;
+    char return_text[256];
+    /* the tally */
+    long long replayed, failed, skipped;
+    struct reasons *failures, *skips;
+    int64_t start_ms, drawn_ms;
+};
+
+static int page_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct page *pg = ctx;
+    if (n < 9 || pg->n == PAGE_SIZE)
+        return 0;
+    struct letter *l = &pg->l[pg->n++];
+    char **field[] = {&l->exchange, &l->routing_key, &l->queue,   &l->event_code,
+                      &l->event_id, &l->properties,  &l->headers, &l->body_hex};
+    memset(l, 0, sizeof(*l));
+    l->id = strtoll(v[0], NULL, 10);
+    for (unsigned i = 0; i < 8; i++)
+        if ((*field[i] = strdup(v[i + 1] ? v[i + 1] : "")) == NULL)
+            return 1;
+    return 0;
+}
+
+static void page_clear(struct page *pg)
+{
+    for (size_t i = 0; i < pg->n; i++) {
+        struct letter *l = &pg->l[i];
+        char *field[] = {l->exchange, l->routing_key, l->queue,   l->event_code,
+                         l->event_id, l->properties,  l->headers, l->body_hex};
+        for (unsigned k = 0; k < 8; k++)
+            free(field[k]);
+    }
+    pg->n = 0;
+}
+
+/* The next letters after id `after`, in id order. */
+static int fetch_page(struct replay *r, long long after, int with_body, struct page *pg)
+{
+    struct where w = r->w;
+    char sql[3072];
+    page_clear(pg);
+    dlq_where_param(&w, "id > ?", OQ_INT(after));
+    dlq_where_param(&w, "id <= ?", OQ_INT(r->max_id));
+    w.p[w.n++] = OQ_INT(PAGE_SIZE);
+    snprintf(sql, sizeof(sql),
+             "SELECT id, exchange_name, routing_key, queue, event_code, event_identifier,"
+             " properties, headers, %s FROM dead_letter%s ORDER BY id LIMIT ?",
+             with_body ? "HEX(body)" : "''", w.sql);
+    int rc = oq_db_query_rows(r->d->db, sql, w.p, w.n, page_row, pg);
+    return rc == 0 ? EX_OK : dlq_db_fail(r->d, "reading dead letters");
+}
+
+/* Where a letter goes: --to-queue, else where it was first published, else
+ * straight to the queue it failed in. */
+static void destination(const struct replay *r, const struct letter *l, const char **exchange,
+                        const char **routing_key)
+{
+    *exchange = "";
+    if (r->to_queue != NULL)
+        *routing_key = r->to_queue;
+    else if (l->exchange[0] != '\0') {
+        *exchange = l->exchange;
+        *routing_key = l->routing_key;
+    } else
+        *routing_key = l->routing_key[0] ? l->routing_key : l->queue;
+}
+
+static void add_reason(struct reasons *rs, long long id, const char *why)
+{
+    if (rs->n == MAX_REASONS)
+        return; /* the summary says how many in all */
+    rs->v[rs->n].id = id;
+    rs->v[rs->n].why = strdup(why);
+    if (rs->v[rs->n].why != NULL)
+        rs->n++;
+}
+
+static void reasons_free(struct reasons *rs)
+{
+    for (size_t i = 0; rs && i < rs->n; i++)
+        free(rs->v[i].why);
+    free(rs);
+}
+
+static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+{
+    struct replay *r = ctx;
+    (void)seq; /* one letter in flight at a time: it is this one */
+    r->acked = outcome == OQ_CONFIRM_ACK;
+}
+
+static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+{
+    struct replay *r = ctx;
+    (void)m;
+    r->returned = 1;
+    snprintf(r->return_text, sizeof(r->return_text), "%u %.*s", why->reply_code,
+             (int)why->reply_text.len, (const char *)why->reply_text.bytes);
+}
+
+static void replay_disconnect(struct replay *r)
+{
+    oq_publisher_free(r->pub);
+    r->pub = NULL;
+    oq_broker_close(r->b);
+    r->b = NULL;
+}
+
+/* Channel 1 for the passive exchange checks (a 404 closes the channel it
+ * happens on, and oq_broker_check opens it again); channel 2 publishes in
+ * confirm mode, one letter in flight. */
+static int replay_connect(struct replay *r, char *err, size_t errlen)
+{
+    struct oq_publisher_callbacks cb = {on_settled, on_returned, r};
+    r->nknown = 0;
+    int rc = oq_broker_connect(r->d->ctx->cfg, "dlq-replay", &r->b, err, errlen);
+    if (rc == 0 && (rc = oq_publisher_new(r->b, 2, 1, 1, &cb, &r->pub)) != 0)
+        snprintf(err, errlen, "%s", oq_broker_error(r->b));
+    return rc;
+}
+
+/* Does the exchange exist? 1 yes, 0 no (why says so), < 0 the connection
+ * failed. The default exchange always does. */
+static int exchange_exists(struct replay *r, const char *name, char *why, size_t whylen)
+{
+    if (name[0] == '\0')
+        return 1;
+    for (size_t i = 0; i < r->nknown; i++)
+        if (strcmp(r->known_exchanges[i], name) == 0)
+            return 1;
+    amqp_exchange_declare(oq_broker_conn(r->b), 1, amqp_cstring_bytes(name),
+                          amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
+    int rc = oq_broker_check(r->b, 1, "exchange.declare (passive)");
+    if (rc == 0) {
+        if (r->nknown < sizeof(r->known_exchanges) / sizeof(r->known_exchanges[0]))
+            snprintf(r->known_exchanges[r->nknown++], sizeof(r->known_exchanges[0]), "%s", name);
+        return 1;
+    }
+    if (rc == OQ_ENOTFOUND)
+        snprintf(why, whylen, "exchange \"%s\" does not exist", name);
+    else
+        snprintf(why, whylen, "checking exchange \"%s\": %s", name, oq_broker_error(r->b));
+    return rc == OQ_EBROKER ? -1 : 0;
+}
+
+/* Publish and wait for the broker's word. Returns 0 with why empty (taken
+ * by a queue) or saying why not, or OQ_EBROKER: the connection cannot be
+ * trusted any more (why says so). */
+static int publish_letter(struct replay *r, const char *exchange, const char *routing_key,
+                          const amqp_basic_properties_t *props, const unsigned char *body,
+                          size_t len, char *why, size_t whylen)
+{
+    r->acked = r->returned = 0;
+    why[0] = '\0';
+    int rc = oq_publish(r->pub, exchange, routing_key, 1, props, body, len, NULL);
+    if (rc == 0)
+        rc = oq_publisher_wait(r->pub, CONFIRM_TIMEOUT_MS);
+    if (rc == OQ_ETIMEOUT) {
+        /* its confirm may still come, and be taken for the next letter's */
+        snprintf(why, whylen, "no confirm from the broker within %d s", CONFIRM_TIMEOUT_MS / 1000);
+        return OQ_EBROKER;
+    }
+    if (rc != 0) {
+        snprintf(why, whylen, "the broker connection failed: %s",
+                 oq_broker_error(r->b)[0] ? oq_broker_error(r->b) : "connection lost");
+        return OQ_EBROKER;
+    }
+    if (r->returned)
+        snprintf(why, whylen, "no queue took it (%s; exchange \"%s\", routing key \"%s\")",
+                 r->return_text, exchange, routing_key);
+    else if (!r->acked)
+        snprintf(why, whylen, "the broker refused it (nack)");
+    return 0;
+}
+
+static int mark_replayed(struct replay *r, long long id)
+{
+    struct oq_db_param p[] = {OQ_STR(r->as), OQ_INT(id)};
+    return oq_db_execute(r->d->db,
+                         "UPDATE dead_letter SET replay_count = replay_count + 1,"
+                         " replayed_at = NOW(6), replayed_by = ? WHERE id = ?",
+                         p, 2, NULL);
+}
+
+enum outcome { REPLAYED, FAILED, SKIPPED, FATAL };
+
+/* Everything a letter needs before it can go: its body, properties and
+ * headers parsed back, the place it goes. */
+struct outgoing {
+    unsigned char *body;
+    size_t len;
+    yajl_val props, headers;
+    amqp_basic_properties_t p;
+    amqp_table_entry_t *replay_of;
+    const char *exchange, *routing_key;
+};
+
+static void outgoing_clear(struct outgoing *o)
+{
+    free(o->body);
+    yajl_tree_free(o->props);
+    yajl_tree_free(o->headers);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Returns 0, or SKIPPED with why filled in. */
+static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
+                          struct outgoing *o, char *why, size_t whylen)
+{
+    memset(o, 0, sizeof(*o));
+    destination(r, l, &o->exchange, &o->routing_key);
+    if (o->exchange[0] == '\0' && o->routing_key[0] == '\0') {
+        snprintf(why, whylen, "it names no exchange, routing key or queue (use --to-queue)");
+        return SKIPPED;
+    }
+    if (dlq_hex_decode(l->body_hex, &o->body, &o->len) != 0) {
+        snprintf(why, whylen, "its body could not be read back");
+        return SKIPPED;
+    }
+    o->props = yajl_tree_parse(l->properties, NULL, 0);
+    o->headers = yajl_tree_parse(l->headers, NULL, 0);
+    if (!YAJL_IS_OBJECT(o->props) || !YAJL_IS_OBJECT(o->headers)) {
+        snprintf(why, whylen, "its stored properties or headers are not JSON objects");
+        return SKIPPED;
+    }
+    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 1, pool, &o->p) != 0) {
+        snprintf(why, whylen, "its stored headers cannot be sent again");
+        return SKIPPED;
+    }
+    o->replay_of = &o->p.headers.entries[o->p.headers.num_entries++];
+    o->replay_of->key = amqp_cstring_bytes("x-orderq-replay-of");
+    o->replay_of->value.kind = AMQP_FIELD_KIND_I64;
+    o->replay_of->value.value.i64 = l->id;
+    return 0;
+}
+
+/* Replay one letter. FATAL stops the run (why says why). */
+static enum outcome replay_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
+                                  char *why, size_t whylen)
+{
+    struct outgoing o;
+    enum outcome result = FAILED;
+    if (prepare_letter(r, l, pool, &o, why, whylen) != 0) {
+        result = SKIPPED;
+        goto out;
+    }
+    int exists = exchange_exists(r, o.exchange, why, whylen);
+    if (exists < 0 || (exists > 0 && publish_letter(r, o.exchange, o.routing_key, &o.p, o.body,
+                                                    o.len, why, whylen) != 0)) {
+        /* the connection is gone or unsure: this letter failed, the next
+         * ones get a new connection */
+        char err[OQ_ERRLEN];
+        replay_disconnect(r);
+        if (replay_connect(r, err, sizeof(err)) != 0) {
+            snprintf(why + strlen(why), whylen - strlen(why), "; reconnecting: %s", err);
+            result = FATAL;
+        }
+        goto out;
+    }
+    if (exists == 0 || why[0] != '\0')
+        goto out;
+    if (mark_replayed(r, l->id) != 0) {
+        snprintf(why, whylen,
+                 "the broker took it, but marking it replayed failed: %s (its replay_count is "
+                 "behind by one)",
+                 oq_db_error(r->d->db));
+        result = FATAL;
+        goto out;
+    }
+    result = REPLAYED;
+out:
+    outgoing_clear(&o);
+    return result;
+}
+
+static void progress_draw(struct replay *r, int final)
+{
+    int64_t now = oq_now_ms();
+    if (!final && now - r->drawn_ms < 100)
+        return;
+    r->drawn_ms = now;
+    long long done = r->replayed + r->failed + r->skipped;
+    double secs = (double)(now - r->start_ms) / 1000.0;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    int filled = r->total > 0 ? (int)(24 * done / r->total) : 24;
+    char bar[25], eta[32] = "-";
+    for (int i = 0; i < 24; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[24] = '\0';
+    if (rate > 0) {
+        long long left = (long long)((double)(r->total - done) / rate);
+        snprintf(eta, sizeof(eta), "%lldm%02llds", left / 60, left % 60);
+    }
+    fprintf(stderr, "\r[%s] %lld/%lld  %.1f/s  ETA %s   %s", bar, done, r->total, rate, eta,
+            final ? "\n" : "");
+}
+
+/* --rate: letter n goes no earlier than n / rate seconds after the start. */
+static void pace(const struct replay *r, long long n)
+{
+    if (r->rate <= 0)
+        return;
+    int64_t due = r->start_ms + (int64_t)(n * 1000 / r->rate);
+    int64_t now = oq_now_ms();
+    if (due > now)
+        oq_nap(due - now, &cli_stop_signal);
+}
+
+/* Work through the selection page by page. Returns an exit code. */
+static int replay_all(struct replay *r)
+{
+    struct page *pg = calloc(1, sizeof(*pg));
+    amqp_pool_t pool;
+    char why[1024];
+    long long after = 0, done = 0;
+    int tty = isatty(STDERR_FILENO) && r->total > 0, code = EX_OK;
+
+    if (pg == NULL)
+        return EX_OSERR;
+    init_amqp_pool(&pool, 4096);
+    r->start_ms = oq_now_ms();
+    while (code == EX_OK && !cli_stop_signal && done < r->total) {
+        if ((code = fetch_page(r, after, 1, pg)) != EX_OK || pg->n == 0)
+            break;
+        for (size_t i = 0; i < pg->n && !cli_stop_signal && done < r->total; i++, done++) {
+            const struct letter *l = &pg->l[i];
+            pace(r, done);
+            if (cli_stop_signal)
+                break;
+            recycle_amqp_pool(&pool);
+            enum outcome o = replay_letter(r, l, &pool, why, sizeof(why));
+            after = l->id;
+            if (o == REPLAYED)
+                r->replayed++;
+            else if (o == SKIPPED) {
+                r->skipped++;
+                add_reason(r->skips, l->id, why);
+            } else {
+                r->failed++;
+                add_reason(r->failures, l->id, why);
+            }
+            if (o == FATAL) {
+                cli_fail("dlq replay: letter %lld: %s", l->id, why);
+                code = EX_UNAVAILABLE;
+                break;
+            }
+            if (tty)
+                progress_draw(r, 0);
+        }
+    }
+    if (tty)
+        progress_draw(r, 1);
+    page_clear(pg);
+    free(pg);
+    empty_amqp_pool(&pool);
+    return code;
+}
+
+static void print_reasons_json(const char *name, const struct reasons *rs)
+{
+    printf(", \"%s\": [", name);
+    for (size_t i = 0; i < rs->n; i++) {
+        printf("%s{\"id\": %lld, \"reason\": ", i ? ", " : "", rs->v[i].id);
+        oq_json_fputs(stdout, rs->v[i].why);
+        fputc('}', stdout);
+    }
+    fputc(']', stdout);
+}
+
+static void print_reasons_text(const char *what, const struct reasons *rs, long long count)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        printf("  letter %lld %s: %s\n", rs->v[i].id, what, rs->v[i].why);
+    if (count > (long long)rs->n)
+        printf("  ... and %lld more %s\n", count - (long long)rs->n, what);
+}
+
+static void replay_summary(const struct replay *r)
+{
+    if (r->d->json) {
+        printf("{\"selected\": %lld, \"replayed\": %lld, \"failed\": %lld, \"skipped\": %lld, "
+               "\"interrupted\": %s",
+               r->total, r->replayed, r->failed, r->skipped, cli_stop_signal ? "true" : "false");
+        print_reasons_json("failures", r->failures);
+        print_reasons_json("skips", r->skips);
+        fputs("}\n", stdout);
+        return;
+    }
+    printf("replayed %lld of %lld dead letters, failed %lld, skipped %lld\n", r->replayed, r->total,
+           r->failed, r->skipped);
+    print_reasons_text("failed", r->failures, r->failed);
+    print_reasons_text("skipped", r->skips, r->skipped);
+    if (cli_stop_signal)
+        printf("stopped by signal %d: the rest were not replayed\n", (int)cli_stop_signal);
+}
+
+/* --dry-run: what would go where, from the same pages, without bodies. */
+static int replay_dry_run(struct replay *r)
+{
+    static const char *const head[] = {"ID",       "QUEUE",       "EVENT_CODE",
+                                       "EVENT_ID", "TO_EXCHANGE", "ROUTING_KEY"};
+    static const char *const names[] = {"id",       "queue",      "event_code", "event_identifier",
+                                        "exchange", "routing_key"};
+    struct table t = {head, 6, NULL, 0, 0};
+    struct page *pg = calloc(1, sizeof(*pg));
+    long long after = 0, done = 0;
+    int code = EX_OK;
+    if (pg == NULL)
+        return EX_OSERR;
+    if (r->d->json)
+        printf("{\"dry_run\": true, \"would_replay\": %lld, \"letters\": [", r->total);
+    while (code == EX_OK && done < r->total) {
+        if ((code = fetch_page(r, after, 0, pg)) != EX_OK || pg->n == 0)
+            break;
+        for (size_t i = 0; i < pg->n && done < r->total; i++, done++) {
+            const struct letter *l = &pg->l[i];
+            const char *exchange, *routing_key;
+            char id[24];
+            destination(r, l, &exchange, &routing_key);
+            snprintf(id, sizeof(id), "%lld", l->id);
+            const char *cells[] = {id,
+                                   l->queue,
+                                   l->event_code,
+                                   l->event_id,
+                                   exchange[0] ? exchange : "(default)",
+                                   routing_key};
+            after = l->id;
+            if (r->d->json) {
+                cells[4] = exchange;
+                fputs(done ? ",\n " : "\n ", stdout);
+                dlq_json_object(names, cells, 6, 1u);
+            } else if (dlq_table_add(&t, cells) != 0)
+                code = EX_OSERR;
+        }
+    }
+    if (r->d->json)
+        fputs("]}\n", stdout);
+    else if (code == EX_OK) {
+        if (t.rows > 0)
+            dlq_table_print(&t, -1);
+        printf("would replay %lld dead letters (dry run: nothing sent, nothing changed)\n",
+               r->total);
+    }
+    dlq_table_free(&t);
+    page_clear(pg);
+    free(pg);
+    return code;
+}
+
+/* Who replays, for replayed_by: --as, else the login name. */
+static const char *login_name(void)
+{
+    const char *name = getlogin();
+    if (name != NULL && *name != '\0')
+        return name;
+    const struct passwd *pw = getpwuid(geteuid());
+    if (pw != NULL && pw->pw_name != NULL && *pw->pw_name != '\0')
+        return pw->pw_name;
+    name = getenv("USER");
+    return name != NULL && *name != '\0' ? name : "unknown";
+}
+
+static int replay_options(struct dlq *d, struct replay *r)
+{
+    const char *v;
+    r->limit = INT64_MAX;
+    if ((v = cli_opt(d->ctx, "--limit")) != NULL &&
+        dlq_parse_count(v, 1, INT64_MAX, &r->limit) != 0)
+        return dlq_usage_fail(d->sub, "--limit: expected a whole number from 1, got \"%s\"", v);
+    if ((v = cli_opt(d->ctx, "--rate")) != NULL && dlq_parse_count(v, 1, 1000000, &r->rate) != 0)
+        return dlq_usage_fail(
+            d->sub,
+            "--rate: expected letters a second, a whole number from 1 to 1000000, "
+            "got \"%s\"",
+            v);
+    r->to_queue = cli_opt(d->ctx, "--to-queue");
+    if (r->to_queue != NULL && (r->to_queue[0] == '\0' || strlen(r->to_queue) > 255))
+        return dlq_usage_fail(d->sub, "--to-queue: expected a queue name of 1 to 255 bytes");
+    r->as = cli_opt(d->ctx, "--as") ? cli_opt(d->ctx, "--as") : login_name();
+    if (r->as[0] == '\0' || strlen(r->as) > 191)
+        return dlq_usage_fail(d->sub, "--as: expected a name of 1 to 191 bytes, got \"%s\"", r->as);
+    return EX_OK;
+}
+
+static char *amqp_user_of(const char *url)
+{
+    struct oq_amqp_url u;
+    char err[OQ_ERRLEN];
+    char *user = NULL;
+    if (oq_amqp_url_parse(url, &u, err, sizeof(err)) != 0)
+        return NULL;
+    if (u.user != NULL)
+        user = strdup(u.user);
+    oq_amqp_url_clear(&u);
+    return user;
+}
+
+int dlq_replay(struct dlq *d)
+{
+    struct replay r;
+    char err[OQ_ERRLEN];
+    long long count = 0;
+    int code;
+
+    memset(&r, 0, sizeof(r));
+    r.d = d;
+    if ((code = dlq_check_selection(d)) != EX_OK || (code = replay_options(d, &r)) != EX_OK)
+        return code;
+    dlq_where_from_filter(&r.w, &d->f);
+    if ((code = dlq_selection_size(d, &r.w, &count, &r.max_id)) != EX_OK)
+        return code;
+    r.total = count < r.limit ? count : r.limit;
+    if (cli_opt(d->ctx, "--dry-run") != NULL)
+        return replay_dry_run(&r);
+    r.failures = calloc(1, sizeof(*r.failures));
+    r.skips = calloc(1, sizeof(*r.skips));
+    r.amqp_user = amqp_user_of(d->ctx->cfg->amqp_url);
+    if (r.failures == NULL || r.skips == NULL) {
+        code = EX_OSERR;
+        goto out;
+    }
+    if (r.total > 0) {
+        int rc = replay_connect(&r, err, sizeof(err));
+        if (rc != 0) {
+            cli_fail("dlq replay: %s", err);
+            code = cli_exit_code(rc);
+            goto out;
+        }
+    }
+    cli_catch_stop_signals();
+    code = replay_all(&r);
+    replay_summary(&r);
+    if (code == EX_OK && cli_stop_signal)
+        code = 128 + (int)cli_stop_signal;
+    else if (code == EX_OK && r.failed > 0)
+        code = EX_UNAVAILABLE;
+    else if (code == EX_OK && r.skipped > 0)
+        code = EX_DATAERR;
+out:
+    replay_disconnect(&r);
+    free(r.amqp_user);
+    reasons_free(r.failures);
+    reasons_free(r.skips);
+    return code;
+}
