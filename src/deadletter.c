@@ -582,20 +582,26 @@ struct oq_archiver {
     int64_t held;         /* letters left unacked in this connection */
 };
 
+/* One try to connect to MySQL. Returns 0 or OQ_EDB (err says why). */
+static int archiver_db_open(struct oq_archiver *a, char *err, size_t errlen)
+{
+    if (oq_db_open(a->cfg->mysql_url, a->cfg->connect_timeout_ms, 0, &a->db, err, errlen) != 0)
+        return OQ_EDB;
+    int is_null = 0;
+    if (oq_db_query_int(a->db, "SELECT @@max_allowed_packet", NULL, 0, &a->max_packet, &is_null) !=
+        0)
+        a->max_packet = 16 << 20;
+    a->db_failures = 0;
+    return 0;
+}
+
 /* Connect to MySQL, waiting with backoff until it answers or we stop. */
 static int archiver_db(struct oq_archiver *a)
 {
     char err[OQ_ERRLEN];
     while (a->db == NULL && !a->stop) {
-        if (oq_db_open(a->cfg->mysql_url, a->cfg->connect_timeout_ms, 0, &a->db, err,
-                       sizeof(err)) == 0) {
-            int is_null = 0;
-            if (oq_db_query_int(a->db, "SELECT @@max_allowed_packet", NULL, 0, &a->max_packet,
-                                &is_null) != 0)
-                a->max_packet = 16 << 20;
-            a->db_failures = 0;
+        if (archiver_db_open(a, err, sizeof(err)) == 0)
             break;
-        }
         int64_t wait = oq_backoff_ms(++a->db_failures);
         oq_error("archiving dead letters: %s; retrying in %lld ms", err, (long long)wait);
         oq_nap(wait, &a->stop);
@@ -614,7 +620,25 @@ static void hold(struct oq_archiver *a, const struct oq_dead_letter *dl, const c
            dl->event_code[0] ? dl->event_code : "?", dl->error);
 }
 
-/* Store one letter. 1: stored (ack it), 0: held (leave it), OQ_EINTR. */
+/* Store dl. An idle connection the server closed gets one new one at
+ * once; a->db is NULL after when MySQL cannot be reached. 0 or OQ_EDB. */
+static int store(struct oq_archiver *a, const struct oq_dead_letter *dl, int *stored, char *why,
+                 size_t whylen)
+{
+    for (int tries = 0;; tries++) {
+        if (oq_dead_letter_store(a->db, dl, stored, why, whylen) == 0)
+            return 0;
+        if (oq_db_classify(oq_db_errno(a->db)) != OQ_DB_GONE)
+            return OQ_EDB;
+        oq_db_close(a->db);
+        a->db = NULL;
+        if (tries > 0 || archiver_db_open(a, why, whylen) != 0)
+            return OQ_EDB;
+    }
+}
+
+/* Store one letter. 1: stored (ack it), 0: held (leave it), OQ_EDB:
+ * MySQL is gone (leave it, and every letter, in the queue till it is back). */
 static int archive(struct oq_archiver *a, const amqp_message_t *m)
 {
     struct oq_dead_letter dl;
@@ -634,24 +658,17 @@ static int archive(struct oq_archiver *a, const amqp_message_t *m)
         hold(a, &dl, why);
         goto out;
     }
-    for (;;) {
-        if (archiver_db(a) != 0) {
-            rc = OQ_EINTR;
-            break;
-        }
-        if (oq_dead_letter_store(a->db, &dl, &stored, why, sizeof(why)) == 0) {
-            rc = 1;
-            oq_metric_add(OQ_M_ARCHIVED, stored);
-            break;
-        }
-        if (oq_db_classify(oq_db_errno(a->db)) == OQ_DB_OTHER) {
-            hold(a, &dl, why); /* MySQL refuses this row: say so, go on with the others */
-            break;
-        }
-        oq_warn("archiving dead letters: %s", why);
+    if (store(a, &dl, &stored, why, sizeof(why)) == 0) {
+        rc = 1;
+        oq_metric_add(OQ_M_ARCHIVED, stored);
+    } else if (a->db != NULL && oq_db_classify(oq_db_errno(a->db)) == OQ_DB_OTHER) {
+        hold(a, &dl, why); /* MySQL refuses this row: say so, go on with the others */
+    } else {
+        oq_warn("archiving dead letters: %s; they wait in %s until MySQL is back", why,
+                a->cfg->dead_queue);
         oq_db_close(a->db);
         a->db = NULL;
-        oq_nap(oq_backoff_ms(++a->db_failures), &a->stop);
+        rc = OQ_EDB;
     }
 out:
     oq_dead_letter_clear(&dl);
@@ -693,7 +710,7 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
         uint64_t tag = env.delivery_tag;
         amqp_destroy_envelope(&env);
         if (stored < 0)
-            return;
+            return; /* MySQL is gone: give every unacked letter back */
         if (stored == 1 && amqp_basic_ack(conn, ARCHIVE_CHANNEL, tag, 0) != 0)
             return;
     }
@@ -703,7 +720,9 @@ static void *archiver_main(void *arg)
 {
     struct oq_archiver *a = arg;
     int failures = 0;
-    while (!a->stop) {
+    /* MySQL first: without it a letter cannot be stored, and one held
+     * unacked meanwhile would keep the broker connection waiting. */
+    while (!a->stop && archiver_db(a) == 0) {
         struct oq_broker *b = NULL;
         char why[OQ_ERRLEN * 2];
         if (oq_broker_connect(a->cfg, "archive", &b, why, sizeof(why)) == 0) {
@@ -717,7 +736,7 @@ static void *archiver_main(void *arg)
         } else {
             oq_error("archiving dead letters: %s", why);
         }
-        if (!a->stop)
+        if (!a->stop && a->db != NULL) /* a lost MySQL waits in archiver_db */
             oq_nap(oq_backoff_ms(++failures), &a->stop);
     }
     oq_db_close(a->db);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # restart.sh - RabbitMQ restarted, then MariaDB restarted, while a consumer
 # works through 30,000 events: it recovers by itself and every effect
-# happens exactly once. Runs alone (RUN_SERIAL): it stops shared servers.
+# happens exactly once; a dead letter arriving while MariaDB is down waits
+# in orderq.dead and is archived once it is back. Runs alone (RUN_SERIAL):
+# it stops shared servers.
 source "$(dirname "$0")/lib.sh"
 setup_consumer_test
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,10 +33,17 @@ grep -q 'reconnecting in' "$WORK/steady.log" || fail "no reconnect logged"
 
 note "MariaDB restarts at $(ledger_rows) rows"
 mariadb-admin --socket="$SOCK" shutdown
-sleep 2
+mgmt POST "/api/exchanges/$(urlenc "$VHOST")/orderq.dead/publish" \
+    '{"properties":{"delivery_mode":2,"message_id":"while-down","headers":{"x-orderq-error-class":"permanent","x-orderq-last-error":"parked while MySQL was down"}},"routing_key":"","payload":"{}","payload_encoding":"string"}' \
+    | grep -q '"routed":true' || fail "dead letter not routed"
+sleep 3
+wait_for 20 ready_is orderq.dead 1 || fail "the dead letter is not waiting in orderq.dead: $(queue_ready orderq.dead)"
 bash -c "source '$top/deploy/local/lib.sh'; oq_start_mariadb" >/dev/null
 progress_past 2000 || fail "no progress after the MariaDB restart: $(tail -5 "$WORK/steady.log")"
 grep -q 'MySQL is back' "$WORK/steady.log" || fail "no MySQL reconnect logged"
+wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT error FROM dead_letter WHERE event_identifier = 'while-down'\")\" = 'parked while MySQL was down' ]" \
+    || fail "the dead letter was not archived after MariaDB came back: $(grep -i 'dead letter' "$WORK/steady.log" | tail -3)"
+wait_for 10 ready_is orderq.dead 0 || fail "left in orderq.dead: $(queue_ready orderq.dead)"
 
 note "draining"
 wait_ledger 30000 180 || fail "only $(ledger_rows) of 30000 processed"
