@@ -280,7 +280,7 @@ static void describe_failure(const amqp_basic_properties_t *p, struct oq_dead_le
         dl->pid = header_int(p, "x-orderq-pid", 0);
         return;
     }
-    char reason[64] = "";
+    char reason[32] = ""; /* "delivery_limit", "rejected", "expired", "maxlen" */
     header_text(p, "x-first-death-reason", reason, sizeof(reason));
     header_text(p, "x-first-death-queue", dl->queue, sizeof(dl->queue));
     header_text(p, "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
