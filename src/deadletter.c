@@ -263,7 +263,8 @@ static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int
 }
 
 /* Why and where: orderq's headers, else RabbitMQ's own (x-first-death-*). */
-static void describe_failure(const amqp_basic_properties_t *p, struct oq_dead_letter *dl)
+static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_limit,
+                             struct oq_dead_letter *dl)
 {
     char iso[64];
     if (header_text(p, "x-orderq-error-class", dl->error_class, sizeof(dl->error_class))) {
@@ -285,8 +286,9 @@ static void describe_failure(const amqp_basic_properties_t *p, struct oq_dead_le
     header_text(p, "x-first-death-queue", dl->queue, sizeof(dl->queue));
     header_text(p, "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
     xdeath_routing_key(p, dl->routing_key, sizeof(dl->routing_key));
-    /* A quorum queue counts deliveries in x-delivery-count (from 0). */
-    dl->attempts = header_int(p, "x-delivery-count", 0) + 1;
+    /* RabbitMQ 3.10 does not say how often it delivered the letter; the
+     * limit was run out, so it was delivered limit + 1 times. */
+    dl->attempts = header_int(p, "x-delivery-count", delivery_limit) + 1;
     if (strcmp(reason, "delivery_limit") == 0) {
         snprintf(dl->error_class, sizeof(dl->error_class), "delivery_limit");
         snprintf(dl->error, sizeof(dl->error),
@@ -342,7 +344,8 @@ static int letter_key(struct oq_dead_letter *dl)
     return 0;
 }
 
-int oq_dead_letter_from_message(const amqp_message_t *m, struct oq_dead_letter *dl)
+int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
+                                struct oq_dead_letter *dl)
 {
     static const amqp_table_t no_headers = {0, NULL};
     const amqp_basic_properties_t *p = &m->properties;
@@ -356,7 +359,7 @@ int oq_dead_letter_from_message(const amqp_message_t *m, struct oq_dead_letter *
         oq_dead_letter_clear(dl);
         return OQ_ENOMEM;
     }
-    describe_failure(p, dl);
+    describe_failure(p, delivery_limit, dl);
     identify_event(m, dl);
     oq_error_fingerprint(dl->error_class, dl->error, dl->fingerprint, sizeof(dl->fingerprint));
     return 0;
@@ -644,7 +647,7 @@ static int archive(struct oq_archiver *a, const amqp_message_t *m)
     struct oq_dead_letter dl;
     char why[OQ_ERRLEN];
     int stored = 0, rc = 0;
-    if (oq_dead_letter_from_message(m, &dl) != 0) {
+    if (oq_dead_letter_from_message(m, a->cfg->delivery_limit, &dl) != 0) {
         oq_error("archiving a dead letter: out of memory");
         return 0;
     }

@@ -43,8 +43,11 @@ struct oq_dead_letter {
 };
 
 /* Describe m. Text columns are cut to fit and made valid UTF-8.
+ * delivery_limit: the work queues' x-delivery-limit, for a letter RabbitMQ
+ * dead-lettered when it ran out (it does not say how often it delivered).
  * Returns 0 or OQ_ENOMEM. */
-OQ_WUR int oq_dead_letter_from_message(const amqp_message_t *m, struct oq_dead_letter *out);
+OQ_WUR int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
+                                       struct oq_dead_letter *out);
 void oq_dead_letter_clear(struct oq_dead_letter *dl);
 
 /* INSERT IGNORE the row (autocommit). *stored: 1 new, 0 it was there.

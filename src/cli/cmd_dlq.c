@@ -121,8 +121,7 @@ static int days_in_month(int y, int m)
 }
 
 /* 2026-11-22, 2026-11-22T10:00, 2026-11-22 10:00:00.5, each with an
- * optional Z (UTC; without it the time is on the database's clock, the one
- * dead_at is shown in). */
+ * optional Z. orderq's sessions run in UTC, so both mean UTC. */
 static int parse_datetime(const char *text, struct bound *b)
 {
     const char *p = text;
@@ -1129,8 +1128,8 @@ const struct cli_cmd cmd_dlq = {
         "        without --yes when stdin is not a terminal)\n"
         "\n"
         "FILTERS (all must match): --queue, --event-code, --event-id, --error-like,\n"
-        "--fingerprint, --since, --until, --replayed. Times without Z are on the database's\n"
-        "clock, the one dead_at is shown in; --until is exclusive.\n",
+        "--fingerprint, --since, --until, --replayed. Times are UTC, as dead_at is shown\n"
+        "(orderq's MySQL sessions run in UTC); a trailing Z is allowed; --until is exclusive.\n",
     .opts = opts,
     .run = run,
     .extra_help = extra_help,

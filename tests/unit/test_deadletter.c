@@ -56,7 +56,7 @@ static void orderq_headers_describe_the_failure(void **state)
     amqp_message_t m =
         message(h, sizeof(h) / sizeof(h[0]), "{\"event_code\": \"order.processing\"}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
     assert_string_equal(dl.error_class, "transient");
     assert_string_equal(dl.error, "gave up after 8 attempts: SMTP 421 for order 9200000217");
     assert_string_equal(dl.fingerprint, "transient: gave up after # attempts: SMTP # for order #");
@@ -77,10 +77,10 @@ static void orderq_headers_describe_the_failure(void **state)
 
     /* The same message again is the same letter; another body is not. */
     struct oq_dead_letter again, other;
-    assert_int_equal(oq_dead_letter_from_message(&m, &again), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &again), 0);
     assert_string_equal(again.letter_key, dl.letter_key);
     m.body = amqp_cstring_bytes("{}");
-    assert_int_equal(oq_dead_letter_from_message(&m, &other), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &other), 0);
     assert_string_not_equal(other.letter_key, dl.letter_key);
     oq_dead_letter_clear(&dl);
     oq_dead_letter_clear(&again);
@@ -108,7 +108,7 @@ static void the_brokers_own_dead_letters_are_explained(void **state)
     h[4].value.value.array = (amqp_array_t){1, &death};
     amqp_message_t m = message(h, 5, "{}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
     assert_string_equal(dl.error_class, "delivery_limit");
     assert_non_null(strstr(dl.error, "delivered 21 times without an outcome"));
     assert_string_equal(dl.queue, "orderq.order.processing");
@@ -131,7 +131,7 @@ static void binary_values_are_stored_safely(void **state)
     m.body.len = 3;
     m.properties.message_id = amqp_cstring_bytes("id-\xc3\x28");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
     assert_string_equal(dl.error, "bad ?? bytes");
     assert_string_equal(dl.event_identifier, "id-?(");
     assert_non_null(strstr(dl.headers_json, "\"x-blob\":{\"hex\":\"01ff\"}"));
