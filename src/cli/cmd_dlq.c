@@ -2,11 +2,7 @@
  *
  * The operator's side of the dead_letter table (sql/0005_dead_letter.sql):
  * find what failed and why, send it back once the cause is fixed, clear it.
- * Every filter is a statement parameter. Replay publishes one letter at a
- * time, mandatory, with a publisher confirm, and marks it replayed only
- * after the broker confirmed it and a queue took it. A crash between the
- * confirm and the mark sends that one letter again on the next replay; the
- * consumer's ledger makes the second copy a duplicate without effect.
+ * Every filter is a statement parameter. Replay is in dlq_replay.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -1123,7 +1119,7 @@ const struct cli_cmd cmd_dlq = {
         "        x-death..., orderq-delay) are dropped so attempts start again at 1, and\n"
         "        x-orderq-replay-of = the letter id is added. Exit 69 when any failed (each\n"
         "        is listed, none of those is marked), 65 when any was skipped, 128+n on a\n"
-        "        signal (the letter in flight is finished first)\n"
+        "        signal (the letters in flight are settled first)\n"
         "purge   delete letters, 1000 at a time; asks first unless --yes (and refuses\n"
         "        without --yes when stdin is not a terminal)\n"
         "\n"

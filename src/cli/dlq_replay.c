@@ -1,9 +1,10 @@
 /* dlq_replay.c - `orderq dlq replay`: send letters back, each confirmed before it is marked
  *
- * One letter at a time, mandatory, with a publisher confirm; marked
- * replayed only after the broker confirmed it and a queue took it. A crash
- * between the confirm and the mark sends that letter again on the next
- * replay; the consumer's ledger makes the second copy a duplicate.
+ * A page of letters at a time: each published mandatory with a publisher
+ * confirm (all of the page in flight together), then the ones the broker
+ * confirmed and a queue took are marked replayed in one statement. A crash
+ * between the confirms and the mark sends those letters again on the next
+ * replay; the consumer's ledger makes the second copies duplicates.
  */
 #include <pwd.h>
 #include <stdlib.h>
@@ -40,6 +41,17 @@ struct reasons {
     size_t n;
 };
 
+/* What became of each letter of a page on its way. */
+enum fate { PUBLISHED, CONFIRMED, REPLAYED, FAILED, SKIPPED };
+
+struct flight {
+    const struct page *pg;
+    enum fate fate[PAGE_SIZE];
+    uint64_t seq[PAGE_SIZE];
+    char why[PAGE_SIZE][512];
+    size_t n; /* letters of pg handled so far */
+};
+
 struct replay {
     struct dlq *d;
     struct where w;
@@ -50,9 +62,7 @@ struct replay {
     struct oq_publisher *pub;
     char known_exchanges[16][256]; /* checked to exist */
     size_t nknown;
-    /* the letter in flight */
-    int acked, returned;
-    char return_text[256];
+    struct flight *flight; /* the page on its way */
     /* the tally */
     long long replayed, failed, skipped;
     struct reasons *failures, *skips;
@@ -136,20 +146,47 @@ static void reasons_free(struct reasons *rs)
     free(rs);
 }
 
+/* The letter of the page in flight that has confirm sequence seq, or -1. */
+static int flight_index_by_seq(const struct flight *f, uint64_t seq)
+{
+    for (size_t i = 0; f != NULL && i < f->n; i++)
+        if (f->fate[i] == PUBLISHED && f->seq[i] == seq)
+            return (int)i;
+    return -1;
+}
+
 static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
 {
     struct replay *r = ctx;
-    (void)seq; /* one letter in flight at a time: it is this one */
-    r->acked = outcome == OQ_CONFIRM_ACK;
+    int i = flight_index_by_seq(r->flight, seq);
+    if (i < 0)
+        return;
+    if (r->flight->why[i][0] != '\0') /* returned: no queue took it */
+        r->flight->fate[i] = FAILED;
+    else if (outcome == OQ_CONFIRM_ACK)
+        r->flight->fate[i] = CONFIRMED;
+    else {
+        r->flight->fate[i] = FAILED;
+        snprintf(r->flight->why[i], sizeof(r->flight->why[i]), "the broker refused it (nack)");
+    }
 }
 
+/* A letter no queue took comes back before its ack: found by the
+ * x-orderq-replay-of header every replayed letter carries. */
 static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
 {
     struct replay *r = ctx;
-    (void)m;
-    r->returned = 1;
-    snprintf(r->return_text, sizeof(r->return_text), "%u %.*s", why->reply_code,
-             (int)why->reply_text.len, (const char *)why->reply_text.bytes);
+    const amqp_field_value_t *v = oq_amqp_header(&m->properties, "x-orderq-replay-of");
+    int64_t id = 0;
+    if (r->flight == NULL || v == NULL || oq_amqp_field_int(v, &id) != 0)
+        return;
+    for (size_t i = 0; i < r->flight->n; i++)
+        if (r->flight->pg->l[i].id == id && r->flight->fate[i] == PUBLISHED)
+            snprintf(r->flight->why[i], sizeof(r->flight->why[i]),
+                     "no queue took it (%u %.*s; exchange \"%.*s\", routing key \"%.*s\")",
+                     why->reply_code, (int)why->reply_text.len, (const char *)why->reply_text.bytes,
+                     (int)why->exchange.len, (const char *)why->exchange.bytes,
+                     (int)why->routing_key.len, (const char *)why->routing_key.bytes);
 }
 
 static void replay_disconnect(struct replay *r)
@@ -162,13 +199,13 @@ static void replay_disconnect(struct replay *r)
 
 /* Channel 1 for the passive exchange checks (a 404 closes the channel it
  * happens on, and oq_broker_check opens it again); channel 2 publishes in
- * confirm mode, one letter in flight. */
+ * confirm mode, a page of letters in flight. */
 static int replay_connect(struct replay *r, char *err, size_t errlen)
 {
     struct oq_publisher_callbacks cb = {on_settled, on_returned, r};
     r->nknown = 0;
     int rc = oq_broker_connect(r->d->ctx->cfg, "dlq-replay", &r->b, err, errlen);
-    if (rc == 0 && (rc = oq_publisher_new(r->b, 2, 1, 1, &cb, &r->pub)) != 0)
+    if (rc == 0 && (rc = oq_publisher_new(r->b, 2, PAGE_SIZE, 1, &cb, &r->pub)) != 0)
         snprintf(err, errlen, "%s", oq_broker_error(r->b));
     return rc;
 }
@@ -196,47 +233,6 @@ static int exchange_exists(struct replay *r, const char *name, char *why, size_t
         snprintf(why, whylen, "checking exchange \"%s\": %s", name, oq_broker_error(r->b));
     return rc == OQ_EBROKER ? -1 : 0;
 }
-
-/* Publish and wait for the broker's word. Returns 0 with why empty (taken
- * by a queue) or saying why not, or OQ_EBROKER: the connection cannot be
- * trusted any more (why says so). */
-static int publish_letter(struct replay *r, const char *exchange, const char *routing_key,
-                          const amqp_basic_properties_t *props, const unsigned char *body,
-                          size_t len, char *why, size_t whylen)
-{
-    r->acked = r->returned = 0;
-    why[0] = '\0';
-    int rc = oq_publish(r->pub, exchange, routing_key, 1, props, body, len, NULL);
-    if (rc == 0)
-        rc = oq_publisher_wait(r->pub, CONFIRM_TIMEOUT_MS);
-    if (rc == OQ_ETIMEOUT) {
-        /* its confirm may still come, and be taken for the next letter's */
-        snprintf(why, whylen, "no confirm from the broker within %d s", CONFIRM_TIMEOUT_MS / 1000);
-        return OQ_EBROKER;
-    }
-    if (rc != 0) {
-        snprintf(why, whylen, "the broker connection failed: %s",
-                 oq_broker_error(r->b)[0] ? oq_broker_error(r->b) : "connection lost");
-        return OQ_EBROKER;
-    }
-    if (r->returned)
-        snprintf(why, whylen, "no queue took it (%s; exchange \"%s\", routing key \"%s\")",
-                 r->return_text, exchange, routing_key);
-    else if (!r->acked)
-        snprintf(why, whylen, "the broker refused it (nack)");
-    return 0;
-}
-
-static int mark_replayed(struct replay *r, long long id)
-{
-    struct oq_db_param p[] = {OQ_STR(r->as), OQ_INT(id)};
-    return oq_db_execute(r->d->db,
-                         "UPDATE dead_letter SET replay_count = replay_count + 1,"
-                         " replayed_at = NOW(6), replayed_by = ? WHERE id = ?",
-                         p, 2, NULL);
-}
-
-enum outcome { REPLAYED, FAILED, SKIPPED, FATAL };
 
 /* Everything a letter needs before it can go: its body, properties and
  * headers parsed back, the place it goes. */
@@ -288,43 +284,154 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
     return 0;
 }
 
-/* Replay one letter. FATAL stops the run (why says why). */
-static enum outcome replay_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
-                                  char *why, size_t whylen)
+static void progress_draw(struct replay *r, int final);
+static void pace(const struct replay *r, long long n);
+
+/* Publish letter i of the page (no waiting). Returns 0, or OQ_EBROKER when
+ * the connection failed (the letter is FAILED, why says why). */
+static int send_letter(struct replay *r, struct flight *f, size_t i, amqp_pool_t *pool)
 {
+    const struct letter *l = &f->pg->l[i];
     struct outgoing o;
-    enum outcome result = FAILED;
+    char *why = f->why[i];
+    size_t whylen = sizeof(f->why[i]);
+    int rc = 0;
+    why[0] = '\0';
+    f->fate[i] = FAILED;
     if (prepare_letter(r, l, pool, &o, why, whylen) != 0) {
-        result = SKIPPED;
+        f->fate[i] = SKIPPED;
         goto out;
     }
     int exists = exchange_exists(r, o.exchange, why, whylen);
-    if (exists < 0 || (exists > 0 && publish_letter(r, o.exchange, o.routing_key, &o.p, o.body,
-                                                    o.len, why, whylen) != 0)) {
-        /* the connection is gone or unsure: this letter failed, the next
-         * ones get a new connection */
+    if (exists < 0) {
+        rc = OQ_EBROKER;
+        goto out;
+    }
+    if (exists == 0)
+        goto out;
+    if (oq_publish(r->pub, o.exchange, o.routing_key, 1, &o.p, o.body, o.len, &f->seq[i]) != 0) {
+        snprintf(why, whylen, "the broker connection failed: %s",
+                 oq_broker_error(r->b)[0] ? oq_broker_error(r->b) : "connection lost");
+        rc = OQ_EBROKER;
+        goto out;
+    }
+    f->fate[i] = PUBLISHED;
+out:
+    outgoing_clear(&o);
+    return rc;
+}
+
+/* Mark the confirmed letters of the page replayed, in one statement.
+ * Returns 0 or OQ_EDB. */
+static int mark_replayed(struct replay *r, struct flight *f)
+{
+    struct oq_db_param p[PAGE_SIZE + 1];
+    char sql[256 + PAGE_SIZE * 3];
+    size_t n = 0, used;
+    p[n++] = OQ_STR(r->as);
+    used = (size_t)snprintf(sql, sizeof(sql),
+                            "UPDATE dead_letter SET replay_count = replay_count + 1,"
+                            " replayed_at = NOW(6), replayed_by = ? WHERE id IN (");
+    for (size_t i = 0; i < f->n; i++)
+        if (f->fate[i] == CONFIRMED) {
+            p[n++] = OQ_INT(f->pg->l[i].id);
+            used += (size_t)snprintf(sql + used, sizeof(sql) - used, "%s?", n > 2 ? "," : "");
+        }
+    snprintf(sql + used, sizeof(sql) - used, ")");
+    if (n == 1)
+        return 0;
+    if (oq_db_execute(r->d->db, sql, p, n, NULL) != 0)
+        return OQ_EDB;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->fate[i] == CONFIRMED)
+            f->fate[i] = REPLAYED;
+    return 0;
+}
+
+/* Count the page's fates; a letter still PUBLISHED got no word (connection
+ * lost or no confirm in time): failed, not marked. */
+static void tally(struct replay *r, struct flight *f, const char *unsettled)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        long long id = f->pg->l[i].id;
+        switch (f->fate[i]) {
+        case REPLAYED:
+            r->replayed++;
+            break;
+        case SKIPPED:
+            r->skipped++;
+            add_reason(r->skips, id, f->why[i]);
+            break;
+        case CONFIRMED: /* marking failed */
+            snprintf(f->why[i], sizeof(f->why[i]),
+                     "the broker took it, but marking it replayed failed");
+            r->failed++;
+            add_reason(r->failures, id, f->why[i]);
+            break;
+        case PUBLISHED:
+            snprintf(f->why[i], sizeof(f->why[i]), "%s", unsettled);
+            /* fall through */
+        case FAILED:
+            r->failed++;
+            add_reason(r->failures, id, f->why[i]);
+            break;
+        }
+    }
+}
+
+/* Replay a page: publish each letter (paced), wait for the confirms, mark
+ * the confirmed ones. *done counts letters handled, *after is the id of
+ * the last. Returns EX_OK, or an exit code that stops the run (said). */
+static int replay_page(struct replay *r, const struct page *pg, amqp_pool_t *pool, long long *done,
+                       long long *after, int tty)
+{
+    struct flight *f = calloc(1, sizeof(*f));
+    const char *unsettled = "the broker connection failed before its confirm";
+    int code = EX_OK, lost = 0;
+    if (f == NULL)
+        return EX_OSERR;
+    f->pg = pg;
+    r->flight = f;
+    recycle_amqp_pool(pool);
+    for (; f->n < pg->n && !cli_stop_signal && *done < r->total; (*done)++) {
+        pace(r, *done);
+        if (cli_stop_signal)
+            break;
+        f->n++;
+        *after = pg->l[f->n - 1].id;
+        if (send_letter(r, f, f->n - 1, pool) != 0) {
+            lost = 1;
+            (*done)++;
+            break;
+        }
+        if (tty)
+            progress_draw(r, 0);
+    }
+    if (!lost) {
+        int rc = oq_publisher_wait(r->pub, CONFIRM_TIMEOUT_MS);
+        if (rc == OQ_ETIMEOUT)
+            unsettled = "no confirm from the broker within 30 s";
+        lost = rc != 0;
+    }
+    if (f->n > 0 && mark_replayed(r, f) != 0) {
+        cli_fail("dlq replay: the broker took letters %lld..%lld, but marking them replayed "
+                 "failed: %s (their replay_count is behind by one)",
+                 pg->l[0].id, pg->l[f->n - 1].id, oq_db_error(r->d->db));
+        code = EX_UNAVAILABLE;
+    }
+    tally(r, f, unsettled);
+    r->flight = NULL;
+    if (code == EX_OK && lost) {
+        /* the connection is gone or unsure: the next page gets a new one */
         char err[OQ_ERRLEN];
         replay_disconnect(r);
         if (replay_connect(r, err, sizeof(err)) != 0) {
-            snprintf(why + strlen(why), whylen - strlen(why), "; reconnecting: %s", err);
-            result = FATAL;
+            cli_fail("dlq replay: reconnecting to RabbitMQ: %s", err);
+            code = EX_UNAVAILABLE;
         }
-        goto out;
     }
-    if (exists == 0 || why[0] != '\0')
-        goto out;
-    if (mark_replayed(r, l->id) != 0) {
-        snprintf(why, whylen,
-                 "the broker took it, but marking it replayed failed: %s (its replay_count is "
-                 "behind by one)",
-                 oq_db_error(r->d->db));
-        result = FATAL;
-        goto out;
-    }
-    result = REPLAYED;
-out:
-    outgoing_clear(&o);
-    return result;
+    free(f);
+    return code;
 }
 
 static void progress_draw(struct replay *r, int final)
@@ -365,8 +472,7 @@ static int replay_all(struct replay *r)
 {
     struct page *pg = calloc(1, sizeof(*pg));
     amqp_pool_t pool;
-    char why[1024];
-    long long after = 0, done = 0;
+    long long done = 0, after = 0;
     int tty = isatty(STDERR_FILENO) && r->total > 0, code = EX_OK;
 
     if (pg == NULL)
@@ -376,31 +482,7 @@ static int replay_all(struct replay *r)
     while (code == EX_OK && !cli_stop_signal && done < r->total) {
         if ((code = fetch_page(r, after, 1, pg)) != EX_OK || pg->n == 0)
             break;
-        for (size_t i = 0; i < pg->n && !cli_stop_signal && done < r->total; i++, done++) {
-            const struct letter *l = &pg->l[i];
-            pace(r, done);
-            if (cli_stop_signal)
-                break;
-            recycle_amqp_pool(&pool);
-            enum outcome o = replay_letter(r, l, &pool, why, sizeof(why));
-            after = l->id;
-            if (o == REPLAYED)
-                r->replayed++;
-            else if (o == SKIPPED) {
-                r->skipped++;
-                add_reason(r->skips, l->id, why);
-            } else {
-                r->failed++;
-                add_reason(r->failures, l->id, why);
-            }
-            if (o == FATAL) {
-                cli_fail("dlq replay: letter %lld: %s", l->id, why);
-                code = EX_UNAVAILABLE;
-                break;
-            }
-            if (tty)
-                progress_draw(r, 0);
-        }
+        code = replay_page(r, pg, &pool, &done, &after, tty);
     }
     if (tty)
         progress_draw(r, 1);
