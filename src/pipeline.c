@@ -514,8 +514,10 @@ static int park(struct pipeline *pl, struct delivery *d)
     const amqp_basic_properties_t *orig = &d->msg.properties;
     int n_orig = (orig->_flags & AMQP_BASIC_HEADERS_FLAG) ? orig->headers.num_entries : 0;
     amqp_table_entry_t *h = malloc(((size_t)n_orig + 16) * sizeof(*h));
-    if (h == NULL)
+    if (h == NULL || d->queue == NULL) { /* out of memory: requeued instead */
+        free(h);
         return OQ_ENOMEM;
+    }
     int nh = 0, retry = d->outcome == RETRY;
     for (int i = 0; i < n_orig; i++)
         if (!oq_header_is_orderqs(orig->headers.entries[i].key))
