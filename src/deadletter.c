@@ -5,7 +5,6 @@
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
