@@ -1,0 +1,83 @@
+/* mailer.h - the parts of a customer mail that must be right before anything is sent
+ *
+ * Mail headers are built only from checked values: a CR or LF in any of
+ * them, or an address that is not a plausible mailbox, is a permanent
+ * error (never a header injection). Text that is not plain ASCII is
+ * encoded per RFC 2047. The Message-ID is derived from the handler and the
+ * effect key, so the same mail sent again carries the same id and a
+ * receiving system can tell. Templates are files with {{name}}
+ * placeholders, checked against the names a handler provides when they
+ * are loaded; values are HTML-escaped in HTML parts.
+ *
+ * (Sending through libcurl's SMTP and MIME builds on these; issue 5.)
+ */
+#ifndef ORDERQ_MAILER_H
+#define ORDERQ_MAILER_H
+
+#include <stddef.h>
+
+#include "orderq/common.h"
+#include "orderq/retry.h"
+
+/* A header value: 0, or OQ_EINVAL (why says so) when it holds a CR, LF or
+ * other control character but tab. */
+OQ_WUR int oq_mail_header_check(const char *value, char *why, size_t whylen);
+
+/* A plausible mailbox: local@domain, at most 254 bytes (local part 64),
+ * no spaces, controls, quotes or <>,;:\ anywhere, a domain of dot-separated
+ * labels of letters, digits and hyphens (or UTF-8). 0, or OQ_EINVAL. */
+OQ_WUR int oq_mail_address_check(const char *address, char *why, size_t whylen);
+
+/* text as a header value: itself when it is printable ASCII, else RFC 2047
+ * encoded-words ("=?UTF-8?B?...?="), each at most 75 bytes, never splitting
+ * a UTF-8 character, separated by CRLF SP (folded). Returns 0, OQ_EINVAL
+ * (text is not UTF-8 or holds a control character) or OQ_ENOMEM; *out is
+ * the caller's to free. */
+OQ_WUR int oq_mail_encode_header(const char *text, char **out);
+
+/* "Display Name <address>", the name encoded when it needs to be. */
+OQ_WUR int oq_mail_mailbox(const char *name, const char *address, char **out, char *why,
+                           size_t whylen);
+
+/* <SHA-256(handler NUL effect_key), 32 hex digits>.<handler>@<domain>: the
+ * same for every send of one effect. out: at least 128 bytes. */
+void oq_mail_message_id(const char *handler, const char *effect_key, const char *domain, char *out,
+                        size_t outlen);
+
+/* ---- templates ----------------------------------------------------------- */
+
+struct oq_template; /* opaque */
+
+/* Load a template file. Every {{name}} in it must be one of names[0..n)
+ * (what the handler fills in), else OQ_EINVAL naming the placeholder and
+ * the line. Returns 0, OQ_EIO (cannot read) or OQ_EINVAL. */
+OQ_WUR int oq_template_load(const char *path, const char *const *names, size_t n,
+                            struct oq_template **out, char *err, size_t errlen);
+
+/* The same from text in memory (tests, built-in defaults). */
+OQ_WUR int oq_template_parse(const char *text, const char *what, const char *const *names, size_t n,
+                             struct oq_template **out, char *err, size_t errlen);
+
+/* Fill in values[i] for names[i] (the names given at load). html: escape
+ * & < > " ' in values. *out is the caller's to free. 0 or OQ_ENOMEM. */
+OQ_WUR int oq_template_render(const struct oq_template *t, const char *const *values, int html,
+                              char **out);
+void oq_template_free(struct oq_template *t);
+
+/* ---- SMTP outcomes -------------------------------------------------------- */
+
+/* What a failed or finished SMTP send means. curl_code: libcurl's result
+ * (0 = CURLE_OK); smtp_code: the last reply code (0 when none);
+ * data_sent: the whole message, final "." included, went out.
+ *   OK        250 after the data: sent
+ *   transient 4xx, connection failures, timeouts before the data was sent
+ *   permanent 5xx (a bad address, a rejected message)
+ *   ambiguous the data went out and no reply came: it may have been sent */
+enum oq_smtp_outcome { OQ_SMTP_SENT = 0, OQ_SMTP_TRANSIENT, OQ_SMTP_PERMANENT, OQ_SMTP_AMBIGUOUS };
+
+enum oq_smtp_outcome oq_smtp_classify(int curl_code, long smtp_code, int data_sent);
+
+/* The error class a failed send is parked or retried with. */
+enum oq_error_class oq_smtp_error_class(enum oq_smtp_outcome outcome);
+
+#endif

@@ -1,0 +1,378 @@
+/* mailer.c - checked headers, RFC 2047, Message-IDs, templates, SMTP outcomes */
+#include "orderq/mailer.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/event.h"
+
+#define ENCODED_WORD_BYTES 45 /* raw bytes per "=?UTF-8?B?...?=": 60 base64 chars, 72 in all */
+
+int oq_mail_header_check(const char *value, char *why, size_t whylen)
+{
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
+            snprintf(why, whylen, "a header value holds a %s (byte %zu)",
+                     *p == '\r'   ? "CR"
+                     : *p == '\n' ? "LF"
+                                  : "control character",
+                     (size_t)(p - (const unsigned char *)value));
+            return OQ_EINVAL;
+        }
+    return 0;
+}
+
+static int domain_ok(const char *d)
+{
+    size_t label = 0;
+    int labels = 1;
+    if (*d == '\0' || *d == '.' || *d == '-')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)d; *p; p++) {
+        if (*p == '.') {
+            if (label == 0 || p[-1] == '-')
+                return 0;
+            label = 0;
+            labels++;
+            continue;
+        }
+        /* letters, digits, hyphens; bytes >= 0x80: an internationalised name */
+        if (!(*p >= 0x80 || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '-'))
+            return 0;
+        if (++label > 63)
+            return 0;
+    }
+    return label > 0 && labels >= 2;
+}
+
+int oq_mail_address_check(const char *address, char *why, size_t whylen)
+{
+    size_t n = strlen(address);
+    const char *at = strrchr(address, '@');
+    if (n == 0 || n > 254 || !oq_utf8_valid(address, n)) {
+        snprintf(why, whylen, "address \"%.64s\" is empty, longer than 254 bytes or not UTF-8",
+                 address);
+        return OQ_EINVAL;
+    }
+    for (const unsigned char *p = (const unsigned char *)address; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || strchr("\"<>(),;:\\[]", *p) != NULL) {
+            snprintf(why, whylen,
+                     "address \"%.64s\" holds a space, control or one of \"<>(),;:\\[]", address);
+            return OQ_EINVAL;
+        }
+    if (at == NULL || at == address || (size_t)(at - address) > 64 || strchr(address, '@') != at ||
+        !domain_ok(at + 1) || address[0] == '.' || at[-1] == '.' || strstr(address, "..")) {
+        snprintf(why, whylen, "address \"%.64s\" is not a mailbox (local@domain.tld)", address);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+static int printable_ascii(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Length of the UTF-8 sequence led by c. */
+static size_t utf8_len(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+}
+
+int oq_mail_encode_header(const char *text, char **out)
+{
+    size_t n = strlen(text);
+    char why[128];
+    *out = NULL;
+    if (!oq_utf8_valid(text, n) || oq_mail_header_check(text, why, sizeof(why)) != 0)
+        return OQ_EINVAL;
+    if (printable_ascii(text))
+        return (*out = strdup(text)) != NULL ? 0 : OQ_ENOMEM;
+    /* Each word: 12 bytes of frame, 4/3 of its bytes in base64, 3 of folding. */
+    size_t cap = (n / ENCODED_WORD_BYTES + 1) * (12 + 60 + 3) + 1, used = 0;
+    char *s = malloc(cap);
+    if (s == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < n;) {
+        size_t take = 0;
+        while (i + take < n && take + utf8_len((unsigned char)text[i + take]) <= ENCODED_WORD_BYTES)
+            take += utf8_len((unsigned char)text[i + take]);
+        used += (size_t)snprintf(s + used, cap - used, "%s=?UTF-8?B?", i > 0 ? "\r\n " : "");
+        used += (size_t)EVP_EncodeBlock((unsigned char *)s + used, (const unsigned char *)text + i,
+                                        (int)take);
+        used += (size_t)snprintf(s + used, cap - used, "?=");
+        i += take;
+    }
+    *out = s;
+    return 0;
+}
+
+int oq_mail_mailbox(const char *name, const char *address, char **out, char *why, size_t whylen)
+{
+    char *encoded = NULL;
+    *out = NULL;
+    if (oq_mail_address_check(address, why, whylen) != 0)
+        return OQ_EINVAL;
+    if (name == NULL || name[0] == '\0')
+        return (*out = strdup(address)) != NULL ? 0 : OQ_ENOMEM;
+    int rc = oq_mail_encode_header(name, &encoded);
+    if (rc == OQ_EINVAL) {
+        snprintf(why, whylen, "the display name for %s is not UTF-8 or holds a control character",
+                 address);
+        return rc;
+    }
+    if (rc != 0)
+        return rc;
+    /* An ASCII name is quoted (it may hold commas); encoded-words are not. */
+    int quote = printable_ascii(name);
+    size_t len = strlen(encoded) * 2 + strlen(address) + 8;
+    char *s = malloc(len);
+    if (s == NULL) {
+        free(encoded);
+        return OQ_ENOMEM;
+    }
+    size_t used = 0;
+    if (quote) {
+        s[used++] = '"';
+        for (const char *p = encoded; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                s[used++] = '\\';
+            s[used++] = *p;
+        }
+        s[used++] = '"';
+    } else {
+        used += (size_t)snprintf(s, len, "%s", encoded);
+    }
+    snprintf(s + used, len - used, " <%s>", address);
+    free(encoded);
+    *out = s;
+    return 0;
+}
+
+void oq_mail_message_id(const char *handler, const char *effect_key, const char *domain, char *out,
+                        size_t outlen)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char hex[33] = "";
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(c, handler, strlen(handler) + 1) == 1 &&
+        EVP_DigestUpdate(c, effect_key, strlen(effect_key)) == 1 &&
+        EVP_DigestFinal_ex(c, md, &mdlen) == 1)
+        for (unsigned i = 0; i < 16 && i < mdlen; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    EVP_MD_CTX_free(c);
+    snprintf(out, outlen, "<%s.%s@%s>", hex, handler, domain);
+}
+
+/* ---- templates ------------------------------------------------------------ */
+
+struct segment {
+    size_t from, len; /* literal text in t->text, or */
+    int slot;         /* >= 0: the value of names[slot] */
+};
+
+struct oq_template {
+    char *text;
+    struct segment *seg;
+    size_t n, n_slots;
+};
+
+void oq_template_free(struct oq_template *t)
+{
+    if (t == NULL)
+        return;
+    free(t->text);
+    free(t->seg);
+    free(t);
+}
+
+static int add_segment(struct oq_template *t, size_t from, size_t len, int slot, size_t *cap)
+{
+    if (t->n == *cap) {
+        size_t grown = *cap ? *cap * 2 : 16;
+        struct segment *s = realloc(t->seg, grown * sizeof(*s));
+        if (s == NULL)
+            return OQ_ENOMEM;
+        t->seg = s;
+        *cap = grown;
+    }
+    t->seg[t->n++] = (struct segment){from, len, slot};
+    return 0;
+}
+
+static size_t line_of(const char *text, size_t at)
+{
+    size_t line = 1;
+    for (size_t i = 0; i < at; i++)
+        line += text[i] == '\n';
+    return line;
+}
+
+int oq_template_parse(const char *text, const char *what, const char *const *names, size_t n,
+                      struct oq_template **out, char *err, size_t errlen)
+{
+    struct oq_template *t = calloc(1, sizeof(*t));
+    size_t cap = 0, i = 0, lit = 0;
+    int rc = OQ_ENOMEM;
+    *out = NULL;
+    if (t == NULL || (t->text = strdup(text)) == NULL) {
+        snprintf(err, errlen, "out of memory loading %s", what);
+        goto fail;
+    }
+    t->n_slots = n;
+    while (t->text[i] != '\0') {
+        if (t->text[i] != '{' || t->text[i + 1] != '{') {
+            i++;
+            continue;
+        }
+        char *end = strstr(t->text + i + 2, "}}");
+        if (end == NULL) {
+            snprintf(err, errlen, "%s, line %zu: \"{{\" without \"}}\"", what, line_of(text, i));
+            rc = OQ_EINVAL;
+            goto fail;
+        }
+        size_t a = i + 2, b = (size_t)(end - t->text);
+        while (a < b && t->text[a] == ' ')
+            a++;
+        while (b > a && t->text[b - 1] == ' ')
+            b--;
+        int slot = -1;
+        for (size_t k = 0; k < n && slot < 0; k++)
+            if (strlen(names[k]) == b - a && memcmp(names[k], t->text + a, b - a) == 0)
+                slot = (int)k;
+        if (slot < 0) {
+            snprintf(err, errlen, "%s, line %zu: unknown placeholder {{%.*s}}", what,
+                     line_of(text, i), (int)(b - a), t->text + a);
+            rc = OQ_EINVAL;
+            goto fail;
+        }
+        if ((i > lit && add_segment(t, lit, i - lit, -1, &cap) != 0) ||
+            add_segment(t, 0, 0, slot, &cap) != 0) {
+            snprintf(err, errlen, "out of memory loading %s", what);
+            goto fail;
+        }
+        i = lit = (size_t)(end - t->text) + 2;
+    }
+    if (i > lit && add_segment(t, lit, i - lit, -1, &cap) != 0) {
+        snprintf(err, errlen, "out of memory loading %s", what);
+        goto fail;
+    }
+    *out = t;
+    return 0;
+fail:
+    oq_template_free(t);
+    return rc;
+}
+
+int oq_template_load(const char *path, const char *const *names, size_t n, struct oq_template **out,
+                     char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    if (oq_read_file(path, 1u << 20, &text, &len) != 0) {
+        snprintf(err, errlen, "cannot read template %s", path);
+        return OQ_EIO;
+    }
+    int rc = oq_template_parse(text, path, names, n, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+/* The HTML entity for c, or NULL when c stands for itself. */
+static const char *html_entity(char c)
+{
+    switch (c) {
+    case '&':
+        return "&amp;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '"':
+        return "&#34;";
+    case '\'':
+        return "&#39;";
+    default:
+        return NULL;
+    }
+}
+
+/* Write v (escaped for HTML when html) to out, or only measure it when
+ * out is NULL. Returns the bytes. */
+static size_t put_value(char *out, const char *v, int html)
+{
+    size_t o = 0;
+    for (; *v; v++) {
+        const char *rep = html ? html_entity(*v) : NULL;
+        size_t n = rep ? strlen(rep) : 1;
+        if (out != NULL)
+            memcpy(out + o, rep ? rep : v, n);
+        o += n;
+    }
+    return o;
+}
+
+static const char *value_of(const struct oq_template *t, const char *const *values, size_t i)
+{
+    const char *v = values[t->seg[i].slot];
+    return v != NULL ? v : "";
+}
+
+int oq_template_render(const struct oq_template *t, const char *const *values, int html, char **out)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < t->n; i++)
+        len += t->seg[i].slot < 0 ? t->seg[i].len : put_value(NULL, value_of(t, values, i), html);
+    char *s = malloc(len);
+    size_t o = 0;
+    if ((*out = s) == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct segment *g = &t->seg[i];
+        if (g->slot < 0) {
+            memcpy(s + o, t->text + g->from, g->len);
+            o += g->len;
+        } else {
+            o += put_value(s + o, value_of(t, values, i), html);
+        }
+    }
+    s[o] = '\0';
+    return 0;
+}
+
+/* ---- SMTP outcomes ---------------------------------------------------------- */
+
+enum oq_smtp_outcome oq_smtp_classify(int curl_code, long smtp_code, int data_sent)
+{
+    if (curl_code == CURLE_OK)
+        return OQ_SMTP_SENT;
+    if (smtp_code >= 500 && smtp_code < 600)
+        return OQ_SMTP_PERMANENT;
+    if (smtp_code >= 400 && smtp_code < 500)
+        return OQ_SMTP_TRANSIENT;
+    /* No failure reply. Before the final "." nothing was delivered; after
+     * it the server may have queued the mail and we never heard. */
+    return data_sent ? OQ_SMTP_AMBIGUOUS : OQ_SMTP_TRANSIENT;
+}
+
+enum oq_error_class oq_smtp_error_class(enum oq_smtp_outcome outcome)
+{
+    switch (outcome) {
+    case OQ_SMTP_PERMANENT:
+        return OQ_ERR_PERMANENT;
+    case OQ_SMTP_AMBIGUOUS:
+        return OQ_ERR_AMBIGUOUS;
+    default:
+        return OQ_ERR_TRANSIENT;
+    }
+}
