@@ -11,6 +11,7 @@
 
 #include "orderq/event.h" /* the work queues' event codes */
 #include "orderq/log.h"
+#include "orderq/mailer.h"
 #include "orderq/url.h"
 
 enum setting_type {
@@ -93,6 +94,18 @@ static int check_alphabet(const char *v, char *why, size_t len)
     return bad ? OQ_EINVAL : 0;
 }
 
+/* Goes into a protocol line (SMTP AUTH): no control characters. */
+static int check_printable(const char *v, char *why, size_t len)
+{
+    return oq_mail_header_check(v, why, len);
+}
+
+static int check_mailbox(const char *v, char *why, size_t len)
+{
+    char name[256], address[256];
+    return oq_mail_parse_mailbox(v, name, sizeof(name), address, sizeof(address), why, len);
+}
+
 /* Stored as the ledger's owner (VARCHAR(191)) and in the connection name. */
 static int check_instance_id(const char *v, char *why, size_t len)
 {
@@ -148,6 +161,18 @@ static const struct setting settings[] = {
      "MariaDB/MySQL holding the ledger (query: socket=PATH, ssl=required)"},
     {"smtp_url", T_STRING, "smtp://127.0.0.1:1025", 0, 0, NULL, URL | NONEMPTY, check_smtp_url,
      OFF(smtp_url), "SMTP server for customer mail (smtp:// or smtps://)"},
+    {"smtp_tls", T_ENUM, "opportunistic", 0, 0, "opportunistic|required|off", 0, NULL,
+     OFF(smtp_tls), "STARTTLS on smtp:// (smtps:// is always TLS): when offered, always, or never"},
+    {"smtp_user", T_STRING, "", 0, 0, NULL, 0, check_printable, OFF(smtp_user),
+     "SMTP AUTH user (empty: no AUTH, or the user in smtp_url)"},
+    {"smtp_password", T_STRING, "", 0, 0, NULL, SECRET, NULL, OFF(smtp_password),
+     "SMTP AUTH password; better ORDERQ_SMTP_PASSWORD or smtp_password_file"},
+    {"smtp_password_file", T_STRING, "", 0, 0, NULL, 0, NULL, OFF(smtp_password_file),
+     "file holding the SMTP AUTH password (its first line)"},
+    {"smtp_from", T_STRING, "orderq <noreply@orderq.localdomain>", 0, 0, NULL, NONEMPTY,
+     check_mailbox, OFF(smtp_from), "sender of customer mail: \"Name <address>\" or an address"},
+    {"smtp_timeout_ms", T_DURATION, "30s", 1000, 600000, NULL, 0, NULL, OFF(smtp_timeout_ms),
+     "longest an SMTP send may take, connect to the final reply"},
     {"http_addr", T_STRING, "127.0.0.1:9464", 0, 0, NULL, 0, check_hostport, OFF(http_addr),
      "host:port for /metrics, /healthz and /readyz (empty: off)"},
     {"instance_id", T_STRING, "", 0, 0, NULL, 0, check_instance_id, OFF(instance_id),

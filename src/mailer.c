@@ -72,6 +72,38 @@ int oq_mail_address_check(const char *address, char *why, size_t whylen)
     return 0;
 }
 
+int oq_mail_parse_mailbox(const char *text, char *name, size_t namelen, char *address,
+                          size_t addresslen, char *why, size_t whylen)
+{
+    const char *lt = strrchr(text, '<');
+    size_t n = strlen(text);
+    if (oq_mail_header_check(text, why, whylen) != 0)
+        return OQ_EINVAL;
+    if (lt == NULL) { /* a bare address */
+        snprintf(name, namelen, "%s", "");
+        if (n >= addresslen) {
+            snprintf(why, whylen, "the address is longer than %zu bytes", addresslen - 1);
+            return OQ_EINVAL;
+        }
+        snprintf(address, addresslen, "%s", text);
+        return oq_mail_address_check(address, why, whylen);
+    }
+    if (n == 0 || text[n - 1] != '>') {
+        snprintf(why, whylen, "expected \"Name <address>\" or an address, got \"%.64s\"", text);
+        return OQ_EINVAL;
+    }
+    size_t alen = n - (size_t)(lt - text) - 2, nlen = (size_t)(lt - text);
+    while (nlen > 0 && text[nlen - 1] == ' ')
+        nlen--;
+    if (alen >= addresslen || nlen >= namelen) {
+        snprintf(why, whylen, "the name or the address is too long");
+        return OQ_EINVAL;
+    }
+    snprintf(name, namelen, "%.*s", (int)nlen, text);
+    snprintf(address, addresslen, "%.*s", (int)alen, lt + 1);
+    return oq_mail_address_check(address, why, whylen);
+}
+
 static int printable_ascii(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)

@@ -17,6 +17,7 @@
 #define OQ_MAX_RETRY_TIERS 16
 
 enum oq_queue_type { OQ_QUEUE_QUORUM = 0, OQ_QUEUE_CLASSIC = 1 };
+enum oq_smtp_tls { OQ_SMTP_TLS_OPPORTUNISTIC = 0, OQ_SMTP_TLS_REQUIRED = 1, OQ_SMTP_TLS_OFF = 2 };
 enum oq_log_format { OQ_LOG_FORMAT_JSON = 0, OQ_LOG_FORMAT_TEXT = 1 };
 
 /* The effective configuration. Read it freely; change it only through
@@ -26,6 +27,12 @@ struct oq_config {
     char *amqp_mgmt_url;
     char *mysql_url;
     char *smtp_url;
+    int smtp_tls; /* enum oq_smtp_tls */
+    char *smtp_user;
+    char *smtp_password; /* secret */
+    char *smtp_password_file;
+    char *smtp_from;
+    int64_t smtp_timeout_ms;
     char *http_addr;
     char *instance_id; /* "" until oq_config_finish() fills in host:pid */
     char *shop_exchange;

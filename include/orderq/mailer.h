@@ -9,7 +9,9 @@
  * placeholders, checked against the names a handler provides when they
  * are loaded; values are HTML-escaped in HTML parts.
  *
- * (Sending through libcurl's SMTP and MIME builds on these; issue 5.)
+ * A mailer sends through libcurl's SMTP with its MIME API: multipart/
+ * alternative, a plain-text and an HTML part, each quoted-printable. One
+ * mailer per thread; it keeps its connection between messages.
  */
 #ifndef ORDERQ_MAILER_H
 #define ORDERQ_MAILER_H
@@ -35,6 +37,11 @@ OQ_WUR int oq_mail_address_check(const char *address, char *why, size_t whylen);
  * the caller's to free. */
 OQ_WUR int oq_mail_encode_header(const char *text, char **out);
 
+/* Split "Display Name <address>" (or a bare address) as written in the
+ * settings, and check both. 0, or OQ_EINVAL (why says what is wrong). */
+OQ_WUR int oq_mail_parse_mailbox(const char *text, char *name, size_t namelen, char *address,
+                                 size_t addresslen, char *why, size_t whylen);
+
 /* "Display Name <address>", the name encoded when it needs to be. */
 OQ_WUR int oq_mail_mailbox(const char *name, const char *address, char **out, char *why,
                            size_t whylen);
@@ -43,6 +50,48 @@ OQ_WUR int oq_mail_mailbox(const char *name, const char *address, char **out, ch
  * same for every send of one effect. out: at least 128 bytes. */
 void oq_mail_message_id(const char *handler, const char *effect_key, const char *domain, char *out,
                         size_t outlen);
+
+/* ---- SMTP outcomes -------------------------------------------------------- */
+
+/* What a failed or finished SMTP send means. curl_code: libcurl's result
+ * (0 = CURLE_OK); smtp_code: the last reply code (0 when none);
+ * data_sent: the whole message, final "." included, went out.
+ *   OK        250 after the data: sent
+ *   transient 4xx, connection failures, timeouts before the data was sent
+ *   permanent 5xx (a bad address, a rejected message)
+ *   ambiguous the data went out and no reply came: it may have been sent */
+enum oq_smtp_outcome { OQ_SMTP_SENT = 0, OQ_SMTP_TRANSIENT, OQ_SMTP_PERMANENT, OQ_SMTP_AMBIGUOUS };
+
+enum oq_smtp_outcome oq_smtp_classify(int curl_code, long smtp_code, int data_sent);
+
+/* The error class a failed send is parked or retried with. */
+enum oq_error_class oq_smtp_error_class(enum oq_smtp_outcome outcome);
+
+/* ---- sending ------------------------------------------------------------- */
+
+struct oq_config;
+struct oq_mailer; /* opaque: one curl handle and its connection */
+
+/* One mail. Every string is checked by oq_mailer_send. */
+struct oq_mail {
+    const char *to_name; /* may be NULL */
+    const char *to_address;
+    const char *subject;
+    const char *text, *html;
+    const char *handler, *effect_key; /* for the Message-ID */
+    const char *event;                /* X-Orderq-Event: the event identifier */
+};
+
+/* From cfg's smtp_* settings (the password from smtp_password or the first
+ * line of smtp_password_file). Returns 0, OQ_ECONFIG or OQ_ENOMEM. */
+OQ_WUR int oq_mailer_new(const struct oq_config *cfg, struct oq_mailer **out, char *err,
+                         size_t errlen);
+void oq_mailer_free(struct oq_mailer *m);
+
+/* Send mail. reply gets the server's last reply line, or why it could not
+ * be sent (a bad address or header: OQ_SMTP_PERMANENT, nothing sent). */
+enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *mail, char *reply,
+                                    size_t replylen);
 
 /* ---- templates ----------------------------------------------------------- */
 
@@ -63,21 +112,5 @@ OQ_WUR int oq_template_parse(const char *text, const char *what, const char *con
 OQ_WUR int oq_template_render(const struct oq_template *t, const char *const *values, int html,
                               char **out);
 void oq_template_free(struct oq_template *t);
-
-/* ---- SMTP outcomes -------------------------------------------------------- */
-
-/* What a failed or finished SMTP send means. curl_code: libcurl's result
- * (0 = CURLE_OK); smtp_code: the last reply code (0 when none);
- * data_sent: the whole message, final "." included, went out.
- *   OK        250 after the data: sent
- *   transient 4xx, connection failures, timeouts before the data was sent
- *   permanent 5xx (a bad address, a rejected message)
- *   ambiguous the data went out and no reply came: it may have been sent */
-enum oq_smtp_outcome { OQ_SMTP_SENT = 0, OQ_SMTP_TRANSIENT, OQ_SMTP_PERMANENT, OQ_SMTP_AMBIGUOUS };
-
-enum oq_smtp_outcome oq_smtp_classify(int curl_code, long smtp_code, int data_sent);
-
-/* The error class a failed send is parked or retried with. */
-enum oq_error_class oq_smtp_error_class(enum oq_smtp_outcome outcome);
 
 #endif

@@ -74,6 +74,6 @@ void cli_catch_stop_signals(void);
 int cli_stdout_is_tty(void);
 
 extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_rules,
-    cmd_publish, cmd_relay, cmd_ledger, cmd_version, cmd_dlq;
+    cmd_publish, cmd_relay, cmd_ledger, cmd_version, cmd_dlq, cmd_mail;
 
 #endif

@@ -1,0 +1,272 @@
+/* mailer_smtp.c - send one checked mail through libcurl's SMTP and MIME API */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orderq/config.h"
+#include "orderq/mailer.h"
+
+struct oq_mailer {
+    const struct oq_config *cfg;
+    CURL *curl;
+    char from_name[256], from_address[256];
+    const char *domain; /* of from_address: the Message-IDs' right side */
+    char *password;     /* NULL: no AUTH password */
+    /* per send */
+    char reply[512];   /* the server's last reply line */
+    char refusal[512]; /* its last 4xx or 5xx line (a QUIT's 221 follows it) */
+    int data_sent;     /* the whole message went out */
+};
+
+/* The first line of path, for the password; NULL on failure (err says). */
+static char *read_secret_file(const char *path, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (oq_read_file(path, 4096, &text, &len) != 0) {
+        snprintf(err, errlen, "config: smtp_password_file: cannot read %s", path);
+        return NULL;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    return text;
+}
+
+int oq_mailer_new(const struct oq_config *cfg, struct oq_mailer **out, char *err, size_t errlen)
+{
+    struct oq_mailer *m = calloc(1, sizeof(*m));
+    char why[256];
+    *out = NULL;
+    if (m == NULL || (m->curl = curl_easy_init()) == NULL) {
+        free(m);
+        snprintf(err, errlen, "out of memory starting the mailer");
+        return OQ_ENOMEM;
+    }
+    m->cfg = cfg;
+    if (oq_mail_parse_mailbox(cfg->smtp_from, m->from_name, sizeof(m->from_name), m->from_address,
+                              sizeof(m->from_address), why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "config: smtp_from: %s", why);
+        oq_mailer_free(m);
+        return OQ_ECONFIG;
+    }
+    m->domain = strrchr(m->from_address, '@') + 1;
+    if (cfg->smtp_password[0] != '\0')
+        m->password = strdup(cfg->smtp_password);
+    else if (cfg->smtp_password_file[0] != '\0' &&
+             (m->password = read_secret_file(cfg->smtp_password_file, err, errlen)) == NULL) {
+        oq_mailer_free(m);
+        return OQ_ECONFIG;
+    }
+    *out = m;
+    return 0;
+}
+
+void oq_mailer_free(struct oq_mailer *m)
+{
+    if (m == NULL)
+        return;
+    curl_easy_cleanup(m->curl);
+    if (m->password != NULL)
+        memset(m->password, 0, strlen(m->password));
+    free(m->password);
+    free(m);
+}
+
+/* The server's reply lines: keep the last one, and the last refusal. */
+static int on_debug(CURL *c, curl_infotype type, char *data, size_t size, void *ctx)
+{
+    struct oq_mailer *m = ctx;
+    (void)c;
+    if (type != CURLINFO_HEADER_IN || size == 0)
+        return 0;
+    while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+        size--;
+    snprintf(m->reply, sizeof(m->reply), "%.*s", (int)size, data);
+    if (data[0] == '4' || data[0] == '5')
+        snprintf(m->refusal, sizeof(m->refusal), "%s", m->reply);
+    return 0;
+}
+
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct oq_mailer *m = ctx;
+    (void)dltotal;
+    (void)dlnow;
+    m->data_sent = ultotal > 0 && ulnow >= ultotal;
+    return 0;
+}
+
+/* A header line "Name: value" appended to *list. */
+static int add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    if (line == NULL)
+        return OQ_ENOMEM;
+    snprintf(line, n, "%s: %s", name, value);
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    free(line);
+    if (grown == NULL)
+        return OQ_ENOMEM;
+    *list = grown;
+    return 0;
+}
+
+static curl_mimepart *add_text_part(curl_mime *mime, const char *data, const char *type)
+{
+    curl_mimepart *part = curl_mime_addpart(mime);
+    if (part == NULL || curl_mime_data(part, data, CURL_ZERO_TERMINATED) != CURLE_OK ||
+        curl_mime_type(part, type) != CURLE_OK ||
+        curl_mime_encoder(part, "quoted-printable") != CURLE_OK)
+        return NULL;
+    return part;
+}
+
+/* text with every line ending CRLF: quoted-printable keeps those as line
+ * breaks (a bare LF would be sent as "=0A"). */
+static char *crlf_lines(const char *text)
+{
+    size_t n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\n' && (p == text || p[-1] != '\r') ? 2 : 1;
+    char *s = malloc(n + 1), *o = s;
+    for (const char *p = text; s != NULL && *p; p++) {
+        if (*p == '\n' && (p == text || p[-1] != '\r'))
+            *o++ = '\r';
+        *o++ = *p;
+    }
+    if (s != NULL)
+        *o = '\0';
+    return s;
+}
+
+/* multipart/alternative: text, then HTML (the last is preferred). The
+ * Content-Type header given with the mail makes it the top level. */
+static curl_mime *build_body(CURL *curl, const struct oq_mail *mail)
+{
+    curl_mime *alt = curl_mime_init(curl);
+    char *text = crlf_lines(mail->text), *html = crlf_lines(mail->html);
+    int ok = alt != NULL && text != NULL && html != NULL &&
+             add_text_part(alt, text, "text/plain; charset=utf-8") != NULL &&
+             add_text_part(alt, html, "text/html; charset=utf-8") != NULL;
+    free(text); /* curl_mime_data copied them */
+    free(html);
+    if (!ok) {
+        curl_mime_free(alt);
+        return NULL;
+    }
+    return alt;
+}
+
+/* Every header the mail carries, each value checked first. */
+static int build_headers(struct oq_mailer *m, const struct oq_mail *mail, struct curl_slist **list,
+                         char *why, size_t whylen)
+{
+    char *from = NULL, *to = NULL, *subject = NULL, id[160], date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    int rc = OQ_EINVAL;
+    if (oq_mail_header_check(mail->event ? mail->event : "", why, whylen) != 0 ||
+        oq_mail_mailbox(m->from_name, m->from_address, &from, why, whylen) != 0 ||
+        oq_mail_mailbox(mail->to_name, mail->to_address, &to, why, whylen) != 0)
+        goto out;
+    if (oq_mail_encode_header(mail->subject, &subject) != 0) {
+        snprintf(why, whylen, "the subject is not UTF-8 or holds a control character");
+        goto out;
+    }
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    oq_mail_message_id(mail->handler, mail->effect_key, m->domain, id, sizeof(id));
+    rc = OQ_ENOMEM;
+    if (add_header(list, "Date", date) != 0 || add_header(list, "From", from) != 0 ||
+        add_header(list, "To", to) != 0 || add_header(list, "Subject", subject) != 0 ||
+        add_header(list, "Message-ID", id) != 0 ||
+        add_header(list, "Content-Type", "multipart/alternative") != 0 ||
+        (mail->event && add_header(list, "X-Orderq-Event", mail->event) != 0))
+        goto out;
+    rc = 0;
+out:
+    free(from);
+    free(to);
+    free(subject);
+    return rc;
+}
+
+static long use_ssl(const struct oq_config *cfg)
+{
+    switch (cfg->smtp_tls) {
+    case OQ_SMTP_TLS_REQUIRED:
+        return CURLUSESSL_ALL;
+    case OQ_SMTP_TLS_OFF:
+        return CURLUSESSL_NONE;
+    default:
+        return CURLUSESSL_TRY;
+    }
+}
+
+enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *mail, char *reply,
+                                    size_t replylen)
+{
+    struct curl_slist *headers = NULL, *rcpt = NULL;
+    curl_mime *mime = NULL;
+    char envelope_from[300], envelope_to[300];
+    enum oq_smtp_outcome outcome = OQ_SMTP_PERMANENT;
+    CURL *c = m->curl;
+    curl_easy_reset(c); /* keeps the connection, drops the last mail's options */
+    int rc = build_headers(m, mail, &headers, reply, replylen);
+    if (rc != 0) {
+        if (rc == OQ_ENOMEM)
+            snprintf(reply, replylen, "out of memory building the mail");
+        outcome = rc == OQ_ENOMEM ? OQ_SMTP_TRANSIENT : OQ_SMTP_PERMANENT;
+        goto out;
+    }
+    snprintf(envelope_from, sizeof(envelope_from), "<%s>", m->from_address);
+    snprintf(envelope_to, sizeof(envelope_to), "<%s>", mail->to_address);
+    if ((rcpt = curl_slist_append(NULL, envelope_to)) == NULL ||
+        (mime = build_body(m->curl, mail)) == NULL) {
+        snprintf(reply, replylen, "out of memory building the mail");
+        outcome = OQ_SMTP_TRANSIENT;
+        goto out;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, m->cfg->smtp_url);
+    curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl(m->cfg));
+    if (m->cfg->smtp_user[0] != '\0')
+        curl_easy_setopt(c, CURLOPT_USERNAME, m->cfg->smtp_user);
+    if (m->password != NULL)
+        curl_easy_setopt(c, CURLOPT_PASSWORD, m->password);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, envelope_from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)m->cfg->smtp_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)m->cfg->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* for on_debug: replies only, nothing logged */
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, m);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, m);
+    m->reply[0] = m->refusal[0] = '\0';
+    m->data_sent = 0;
+    CURLcode res = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (m->refusal[0] != '\0') /* the refusal decides, not a QUIT's reply after it */
+        code = strtol(m->refusal, NULL, 10);
+    outcome = oq_smtp_classify((int)res, code, m->data_sent);
+    if (res == CURLE_OK)
+        snprintf(reply, replylen, "%s", m->reply);
+    else if (m->refusal[0] != '\0')
+        snprintf(reply, replylen, "%s", m->refusal);
+    else
+        snprintf(reply, replylen, "%s%s%s", curl_easy_strerror(res), m->reply[0] ? " after " : "",
+                 m->reply);
+out:
+    curl_mime_free(mime);
+    curl_slist_free_all(headers);
+    curl_slist_free_all(rcpt);
+    return outcome;
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""smtp_fixture.py - a tiny SMTP server that fails on purpose, for the system tests.
+
+usage: smtp_fixture.py --port-file PATH --mode MODE
+  rcpt-451         answers RCPT TO with 451 (try again later)
+  rcpt-550         answers RCPT TO with 550 (no such mailbox)
+  hang-after-data  takes the whole message, final "." included, then never answers
+Listens on 127.0.0.1, a free port written to --port-file; one client at a time;
+exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
+"""
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+
+
+def serve(conn, mode):
+    f = conn.makefile("rb")
+    conn.sendall(b"220 fixture ESMTP\r\n")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        verb = line[:4].upper()
+        if verb in (b"EHLO", b"HELO"):
+            conn.sendall(b"250-fixture\r\n250 8BITMIME\r\n")
+        elif verb == b"MAIL":
+            conn.sendall(b"250 ok\r\n")
+        elif verb == b"RCPT":
+            if mode == "rcpt-451":
+                conn.sendall(b"451 4.3.0 mailbox busy, try later\r\n")
+            elif mode == "rcpt-550":
+                conn.sendall(b"550 5.1.1 no such mailbox\r\n")
+            else:
+                conn.sendall(b"250 ok\r\n")
+        elif verb == b"DATA":
+            conn.sendall(b"354 go ahead\r\n")
+            while f.readline() not in (b".\r\n", b""):
+                pass
+            if mode == "hang-after-data":
+                time.sleep(3600)  # the message is in; the reply never comes
+            conn.sendall(b"250 queued\r\n")
+        elif verb == b"QUIT":
+            conn.sendall(b"221 bye\r\n")
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--mode", required=True, choices=["rcpt-451", "rcpt-550", "hang-after-data"])
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    with open(args.port_file + ".tmp", "w") as out:
+        out.write(str(srv.getsockname()[1]))
+    os.rename(args.port_file + ".tmp", args.port_file)
+    while True:
+        conn, _ = srv.accept()
+        try:
+            serve(conn, args.mode)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+if __name__ == "__main__":
+    main()
