@@ -94,6 +94,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     struct oq_mailer *m = ctx;
     (void)dltotal;
     (void)dlnow;
+    /* base64 parts keep the size known, so ultotal is the whole message */
     m->data_sent = ultotal > 0 && ulnow >= ultotal;
     return 0;
 }
@@ -118,14 +119,12 @@ static curl_mimepart *add_text_part(curl_mime *mime, const char *data, const cha
 {
     curl_mimepart *part = curl_mime_addpart(mime);
     if (part == NULL || curl_mime_data(part, data, CURL_ZERO_TERMINATED) != CURLE_OK ||
-        curl_mime_type(part, type) != CURLE_OK ||
-        curl_mime_encoder(part, "quoted-printable") != CURLE_OK)
+        curl_mime_type(part, type) != CURLE_OK || curl_mime_encoder(part, "base64") != CURLE_OK)
         return NULL;
     return part;
 }
 
-/* text with every line ending CRLF: quoted-printable keeps those as line
- * breaks (a bare LF would be sent as "=0A"). */
+/* text with every line ending CRLF, the canonical form of a text part. */
 static char *crlf_lines(const char *text)
 {
     size_t n = 0;
