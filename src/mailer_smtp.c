@@ -240,6 +240,10 @@ enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *m
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)m->cfg->smtp_timeout_ms);
+    /* The wait for the reply to the final "." is bounded by this one alone
+     * (120 s by default); curl 7.88 takes whole seconds. */
+    curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT,
+                     (long)((m->cfg->smtp_timeout_ms + 999) / 1000));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)m->cfg->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* for on_debug: replies only, nothing logged */
