@@ -1,8 +1,8 @@
 -- coupon_queue: the Magento 1 event queue table from ../shared/seeds/001_*
 -- (the coupon_queue design), kept exactly as the seed gives it so a shop's
 -- existing table and this one are the same. Not an orderq migration: a shop
--- already has it. `orderq relay --legacy-table coupon_queue` (issue 5, to
--- come) will move its rows with is_executed = 0 to the broker.
+-- already has it. `orderq relay --legacy-table coupon_queue` (see
+-- docs/legacy.md) moves its rows with is_executed = 0 to the broker.
 -- event_data is PHP serialize() of an array (see include/orderq/phpser.h).
 -- The '0000-00-00' default needs a sql_mode without NO_ZERO_DATE (MariaDB's
 -- default has none).

@@ -255,3 +255,31 @@ void cli_free(struct cli_cmd_ctx *ctx)
     oq_config_free(ctx->cfg);
     ctx->cfg = NULL;
 }
+
+void cli_progress_start(struct cli_progress *p, long long total)
+{
+    p->total = total;
+    p->start_ms = oq_now_ms();
+    p->drawn_ms = 0;
+}
+
+void cli_progress_draw(struct cli_progress *p, long long done, int final)
+{
+    int64_t now = oq_now_ms();
+    if (!final && now - p->drawn_ms < 100)
+        return;
+    p->drawn_ms = now;
+    double secs = (double)(now - p->start_ms) / 1000.0;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    int filled = p->total > 0 ? (int)(24 * (done < p->total ? done : p->total) / p->total) : 24;
+    char bar[25], eta[32] = "-";
+    for (int i = 0; i < 24; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[24] = '\0';
+    if (rate > 0 && done < p->total) {
+        long long left = (long long)((double)(p->total - done) / rate);
+        snprintf(eta, sizeof(eta), "%lldm%02llds", left / 60, left % 60);
+    }
+    fprintf(stderr, "\r[%s] %lld/%lld  %.1f/s  ETA %s   %s", bar, done, p->total, rate, eta,
+            final ? "\n" : "");
+}

@@ -73,6 +73,16 @@ void cli_catch_stop_signals(void);
 /* Is stdout a terminal (tables, colours, progress bars)? */
 int cli_stdout_is_tty(void);
 
+/* A progress bar on stderr: "[####....] done/total  rate/s  ETA". Draw as
+ * often as you like (it redraws at most every 100 ms); final ends the line.
+ * Callers draw only when stderr is a terminal. */
+struct cli_progress {
+    long long total;
+    int64_t start_ms, drawn_ms;
+};
+void cli_progress_start(struct cli_progress *p, long long total);
+void cli_progress_draw(struct cli_progress *p, long long done, int final);
+
 extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_rules,
     cmd_publish, cmd_relay, cmd_ledger, cmd_version, cmd_dlq, cmd_mail;
 

@@ -66,7 +66,8 @@ struct replay {
     /* the tally */
     long long replayed, failed, skipped;
     struct reasons *failures, *skips;
-    int64_t start_ms, drawn_ms;
+    int64_t start_ms;
+    struct cli_progress bar;
 };
 
 static int page_row(void *ctx, const char *const *v, unsigned n)
@@ -284,7 +285,6 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
     return 0;
 }
 
-static void progress_draw(struct replay *r, int final);
 static void pace(const struct replay *r, long long n);
 
 /* Publish letter i of the page (no waiting). Returns 0, or OQ_EBROKER when
@@ -405,7 +405,7 @@ static int replay_page(struct replay *r, const struct page *pg, amqp_pool_t *poo
             break;
         }
         if (tty)
-            progress_draw(r, 0);
+            cli_progress_draw(&r->bar, r->replayed + r->failed + r->skipped, 0);
     }
     if (!lost) {
         int rc = oq_publisher_wait(r->pub, CONFIRM_TIMEOUT_MS);
@@ -434,28 +434,6 @@ static int replay_page(struct replay *r, const struct page *pg, amqp_pool_t *poo
     return code;
 }
 
-static void progress_draw(struct replay *r, int final)
-{
-    int64_t now = oq_now_ms();
-    if (!final && now - r->drawn_ms < 100)
-        return;
-    r->drawn_ms = now;
-    long long done = r->replayed + r->failed + r->skipped;
-    double secs = (double)(now - r->start_ms) / 1000.0;
-    double rate = secs > 0 ? (double)done / secs : 0;
-    int filled = r->total > 0 ? (int)(24 * done / r->total) : 24;
-    char bar[25], eta[32] = "-";
-    for (int i = 0; i < 24; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[24] = '\0';
-    if (rate > 0) {
-        long long left = (long long)((double)(r->total - done) / rate);
-        snprintf(eta, sizeof(eta), "%lldm%02llds", left / 60, left % 60);
-    }
-    fprintf(stderr, "\r[%s] %lld/%lld  %.1f/s  ETA %s   %s", bar, done, r->total, rate, eta,
-            final ? "\n" : "");
-}
-
 /* --rate: letter n goes no earlier than n / rate seconds after the start. */
 static void pace(const struct replay *r, long long n)
 {
@@ -479,13 +457,14 @@ static int replay_all(struct replay *r)
         return EX_OSERR;
     init_amqp_pool(&pool, 4096);
     r->start_ms = oq_now_ms();
+    cli_progress_start(&r->bar, r->total);
     while (code == EX_OK && !cli_stop_signal && done < r->total) {
         if ((code = fetch_page(r, after, 1, pg)) != EX_OK || pg->n == 0)
             break;
         code = replay_page(r, pg, &pool, &done, &after, tty);
     }
     if (tty)
-        progress_draw(r, 1);
+        cli_progress_draw(&r->bar, r->replayed + r->failed + r->skipped, 1);
     page_clear(pg);
     free(pg);
     empty_amqp_pool(&pool);
