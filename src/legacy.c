@@ -285,6 +285,13 @@ int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile
         if (n == 0 && progress->total == 0 && count_waiting(br, &progress->total) != 0) {
             snprintf(err, errlen, "the legacy table %s: %s", br->table, oq_db_error(br->db));
             n = OQ_EDB;
+            if (oq_db_errno(br->db) == 1146) { /* ER_NO_SUCH_TABLE: a wrong name, not an outage */
+                snprintf(err, errlen,
+                         "--legacy-table: there is no table %s in the database of mysql_url",
+                         br->table);
+                rc = OQ_ECONFIG;
+                break;
+            }
         }
         while (n >= 0 && !*stop && (n = bridge_batch(br, progress, err, errlen)) == LEGACY_BATCH)
             ;

@@ -83,3 +83,6 @@ note "a table name that is not one is refused"
 try oq relay --legacy-table 'coupon_queue; DROP TABLE x' --once
 expect_eq 64 "$rc" "exit code for a bad table name"
 expect_contains "is not a table name" "$out" "message"
+try oq relay --legacy-table no_such_table --once
+expect_eq 78 "$rc" "exit code for a table that does not exist"
+expect_contains "there is no table \`no_such_table\`" "$out" "message"
