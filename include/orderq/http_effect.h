@@ -1,0 +1,38 @@
+/* http_effect.h - what an HTTP effect's answer means: webhooks and the shop API
+ *
+ * Both call out over libcurl and must decide, from the transfer's result
+ * and the status, whether the effect is done, worth trying again later, or
+ * never going to work; a receiver may also say when to come back
+ * (Retry-After). Webhook bodies are signed so the receiver can check they
+ * came from us: X-Orderq-Signature: sha256=<hex HMAC-SHA256(secret, body)>.
+ */
+#ifndef ORDERQ_HTTP_EFFECT_H
+#define ORDERQ_HTTP_EFFECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "orderq/common.h"
+
+enum oq_http_outcome {
+    OQ_HTTP_DONE,      /* 2xx */
+    OQ_HTTP_TRANSIENT, /* no answer (connect, timeout, reset), 408, 429, 5xx */
+    OQ_HTTP_PERMANENT, /* any other status: 3xx (redirects are not followed), 4xx */
+};
+
+/* curl_code: the transfer's CURLcode; status: the HTTP status, 0 if none came. */
+enum oq_http_outcome oq_http_classify(int curl_code, long status);
+
+/* Retry-After (RFC 9110: delay-seconds or an HTTP-date) as milliseconds
+ * from now, capped at max_ms; -1 when value is NULL or not understood.
+ * A date in the past is 0. */
+int64_t oq_http_retry_after_ms(const char *value, time_t now, int64_t max_ms);
+
+#define OQ_SIGNATURE_LEN (7 + 64 + 1) /* "sha256=" + 64 hex digits + NUL */
+
+/* out = "sha256=<hex HMAC-SHA256(secret, body)>". Returns 0 or OQ_ENOMEM. */
+OQ_WUR int oq_http_signature(const char *secret, const void *body, size_t len,
+                             char out[OQ_SIGNATURE_LEN]);
+
+#endif

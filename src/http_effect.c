@@ -1,0 +1,61 @@
+/* http_effect.c - HTTP answers classified, Retry-After read, bodies signed */
+#include "orderq/http_effect.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum oq_http_outcome oq_http_classify(int curl_code, long status)
+{
+    if (curl_code != CURLE_OK || status == 0)
+        return OQ_HTTP_TRANSIENT; /* never heard back: nothing says it cannot work */
+    if (status >= 200 && status < 300)
+        return OQ_HTTP_DONE;
+    if (status == 408 || status == 429 || status >= 500)
+        return OQ_HTTP_TRANSIENT;
+    return OQ_HTTP_PERMANENT;
+}
+
+int64_t oq_http_retry_after_ms(const char *value, time_t now, int64_t max_ms)
+{
+    if (value == NULL)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (*value >= '0' && *value <= '9') {
+        char *end;
+        errno = 0;
+        unsigned long long secs = strtoull(value, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+            end++;
+        if (*end != '\0')
+            return -1;
+        if (errno == ERANGE || secs > (unsigned long long)(max_ms / 1000))
+            return max_ms;
+        return (int64_t)secs * 1000;
+    }
+    time_t when = curl_getdate(value, NULL); /* RFC 1123, 850 and asctime forms */
+    if (when == -1)
+        return -1;
+    if (when <= now)
+        return 0;
+    int64_t ms = (int64_t)(when - now) * 1000;
+    return ms > max_ms ? max_ms : ms;
+}
+
+int oq_http_signature(const char *secret, const void *body, size_t len, char out[OQ_SIGNATURE_LEN])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned maclen = 0;
+    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), body, len, mac, &maclen) == NULL ||
+        maclen != 32)
+        return OQ_ENOMEM;
+    memcpy(out, "sha256=", 7);
+    for (unsigned i = 0; i < maclen; i++)
+        snprintf(out + 7 + 2 * i, 3, "%02x", mac[i]);
+    return 0;
+}

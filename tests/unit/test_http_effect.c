@@ -1,0 +1,89 @@
+/* test_http_effect.c - HTTP answers classified, Retry-After read, webhook bodies signed */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <string.h>
+
+#include "orderq/http_effect.h"
+
+static void statuses_are_classified(void **state)
+{
+    (void)state;
+    static const struct {
+        int curl_code;
+        long status;
+        enum oq_http_outcome want;
+    } cases[] = {
+        {CURLE_OK, 200, OQ_HTTP_DONE},
+        {CURLE_OK, 201, OQ_HTTP_DONE},
+        {CURLE_OK, 204, OQ_HTTP_DONE},
+        {CURLE_OK, 301, OQ_HTTP_PERMANENT}, /* redirects are not followed */
+        {CURLE_OK, 400, OQ_HTTP_PERMANENT},
+        {CURLE_OK, 401, OQ_HTTP_PERMANENT},
+        {CURLE_OK, 404, OQ_HTTP_PERMANENT},
+        {CURLE_OK, 409, OQ_HTTP_PERMANENT},
+        {CURLE_OK, 422, OQ_HTTP_PERMANENT},
+        {CURLE_OK, 408, OQ_HTTP_TRANSIENT},
+        {CURLE_OK, 429, OQ_HTTP_TRANSIENT},
+        {CURLE_OK, 500, OQ_HTTP_TRANSIENT},
+        {CURLE_OK, 502, OQ_HTTP_TRANSIENT},
+        {CURLE_OK, 503, OQ_HTTP_TRANSIENT},
+        {CURLE_OK, 0, OQ_HTTP_TRANSIENT},
+        {CURLE_COULDNT_CONNECT, 0, OQ_HTTP_TRANSIENT},
+        {CURLE_OPERATION_TIMEDOUT, 0, OQ_HTTP_TRANSIENT},
+        {CURLE_RECV_ERROR, 200, OQ_HTTP_TRANSIENT}, /* cut off while reading the 200 */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum oq_http_outcome got = oq_http_classify(cases[i].curl_code, cases[i].status);
+        if (got != cases[i].want)
+            fail_msg("curl %d status %ld: got %d, want %d", cases[i].curl_code, cases[i].status,
+                     got, cases[i].want);
+    }
+}
+
+static void retry_after_is_read(void **state)
+{
+    (void)state;
+    const time_t now = 1445412480; /* Wed, 21 Oct 2015 07:28:00 GMT */
+    const int64_t cap = 3600 * 1000;
+    assert_int_equal(oq_http_retry_after_ms(NULL, now, cap), -1);
+    assert_int_equal(oq_http_retry_after_ms("120", now, cap), 120000);
+    assert_int_equal(oq_http_retry_after_ms(" 0", now, cap), 0);
+    assert_int_equal(oq_http_retry_after_ms("5\r\n", now, cap), 5000);
+    assert_int_equal(oq_http_retry_after_ms("999999999999999999999999", now, cap), cap);
+    assert_int_equal(oq_http_retry_after_ms("86400", now, cap), cap);
+    assert_int_equal(oq_http_retry_after_ms("Wed, 21 Oct 2015 07:30:00 GMT", now, cap), 120000);
+    assert_int_equal(oq_http_retry_after_ms("Wed, 21 Oct 2015 07:00:00 GMT", now, cap), 0);
+    assert_int_equal(oq_http_retry_after_ms("12abc", now, cap), -1);
+    assert_int_equal(oq_http_retry_after_ms("-5", now, cap), -1);
+    assert_int_equal(oq_http_retry_after_ms("soon", now, cap), -1);
+}
+
+static void bodies_are_signed(void **state)
+{
+    (void)state;
+    char sig[OQ_SIGNATURE_LEN];
+    /* RFC 4231 test case 2 */
+    const char *data = "what do ya want for nothing?";
+    assert_int_equal(oq_http_signature("Jefe", data, strlen(data), sig), 0);
+    assert_string_equal(sig,
+                        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    /* the body's bytes, NUL included, not a C string */
+    char a[OQ_SIGNATURE_LEN], b[OQ_SIGNATURE_LEN];
+    assert_int_equal(oq_http_signature("k", "x\0y", 3, a), 0);
+    assert_int_equal(oq_http_signature("k", "x", 1, b), 0);
+    assert_string_not_equal(a, b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(statuses_are_classified),
+        cmocka_unit_test(retry_after_is_read),
+        cmocka_unit_test(bodies_are_signed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
