@@ -114,3 +114,27 @@ void oq_money_format(int64_t minor, int exponent, char *buf, size_t buflen)
         snprintf(buf, buflen, "%s%llu.%0*llu", minor < 0 ? "-" : "",
                  (unsigned long long)(mag / scale), exponent, (unsigned long long)(mag % scale));
 }
+
+void oq_money_display(int64_t minor, const char *currency, char *buf, size_t buflen)
+{
+    static const struct {
+        const char *code, *symbol;
+    } symbols[] = {{"USD", "$"}, {"EUR", "\xe2\x82\xac"}, {"GBP", "\xc2\xa3"}, {"JPY", "\xc2\xa5"}};
+    char plain[48], grouped[64], prefix[8];
+    int exponent = oq_currency_exponent(currency);
+    oq_money_format(minor, exponent < 0 ? 2 : exponent, plain, sizeof(plain));
+    const char *digits = plain[0] == '-' ? plain + 1 : plain;
+    size_t whole = strcspn(digits, "."), g = 0;
+    for (size_t i = 0; i < whole; i++) {
+        if (i > 0 && (whole - i) % 3 == 0)
+            grouped[g++] = ',';
+        grouped[g++] = digits[i];
+    }
+    snprintf(grouped + g, sizeof(grouped) - g, "%s", digits + whole);
+    snprintf(prefix, sizeof(prefix), "%.3s ", exponent < 0 ? "" : currency);
+    for (size_t i = 0; exponent >= 0 && i < sizeof(symbols) / sizeof(symbols[0]); i++)
+        if (strcmp(symbols[i].code, currency) == 0)
+            snprintf(prefix, sizeof(prefix), "%s", symbols[i].symbol);
+    snprintf(buf, buflen, "%s%s%s", plain[0] == '-' ? "-" : "", exponent < 0 ? "" : prefix,
+             grouped);
+}

@@ -13,25 +13,6 @@
 #include "orderq/money.h"
 
 /* The text of an amount given as a JSON string ("19.99") or number (19.99). */
-static const char *amount_text(yajl_val v)
-{
-    if (YAJL_IS_STRING(v))
-        return v->u.string;
-    if (YAJL_IS_NUMBER(v))
-        return v->u.number.r;
-    return NULL;
-}
-
-static int parse_amount(yajl_val v, int exponent, int64_t *out, char *why, size_t whylen)
-{
-    const char *text = amount_text(v);
-    if (text == NULL) {
-        snprintf(why, whylen, "expected an amount such as \"19.99\"");
-        return OQ_EINVAL;
-    }
-    return oq_money_parse(text, strlen(text), exponent, out, why, whylen);
-}
-
 /* A whole number >= min from a JSON integer. */
 static int parse_whole(yajl_val v, int64_t min, int64_t *out, char *why, size_t whylen)
 {
@@ -75,7 +56,7 @@ static int parse_coupon(yajl_val c, struct oq_rule *r, const char **field, char 
     *field = "coupon.discount";
     /* a percentage keeps two decimals: "12.5" percent is 1250 */
     int exponent = r->discount_type == OQ_DISCOUNT_FIXED ? r->exponent : 2;
-    if (parse_amount(oq_json_member(c, "discount"), exponent, &r->discount, why, whylen) != 0)
+    if (oq_json_amount(oq_json_member(c, "discount"), exponent, &r->discount, why, whylen) != 0)
         return OQ_EINVAL;
     if (r->discount == 0 || (r->discount_type == OQ_DISCOUNT_PERCENT && r->discount > 10000)) {
         snprintf(why, whylen,
@@ -162,7 +143,8 @@ static int parse_rule(yajl_val o, struct oq_rule *r, const char **field, char *w
     if ((rc = parse_skus(oq_json_member(o, "skus"), r, why, whylen)) != 0)
         return rc;
     *field = "threshold";
-    if (parse_amount(oq_json_member(o, "threshold"), r->exponent, &r->threshold, why, whylen) != 0)
+    if (oq_json_amount(oq_json_member(o, "threshold"), r->exponent, &r->threshold, why, whylen) !=
+        0)
         return OQ_EINVAL;
     return parse_coupon(oq_json_member(o, "coupon"), r, field, why, whylen);
 }
@@ -244,40 +226,29 @@ void oq_rules_free(struct oq_rule *rules, size_t n)
     free(rules);
 }
 
-/* A string field, or a number's text (order ids often come as numbers). */
-static const char *text_field(yajl_val obj, const char *key)
-{
-    yajl_val v = oq_json_member(obj, key);
-    if (YAJL_IS_STRING(v) && v->u.string[0] != '\0')
-        return v->u.string;
-    if (YAJL_IS_INTEGER(v))
-        return v->u.number.r;
-    return NULL;
-}
-
 static int parse_item(yajl_val it, int exponent, struct oq_order_item *item, char *why,
                       size_t whylen)
 {
     yajl_val qty = oq_json_member(it, "qty"), orig = oq_json_member(it, "original_price");
-    if (!YAJL_IS_OBJECT(it) || (item->sku = text_field(it, "sku")) == NULL) {
+    if (!YAJL_IS_OBJECT(it) || (item->sku = oq_json_text(it, "sku")) == NULL) {
         snprintf(why, whylen, "expected an object with a sku");
         return OQ_EINVAL;
     }
     /* "2", 2 and Magento's "2.0000" are two; "1.5" is not a count */
-    const char *qtext = amount_text(qty);
+    const char *qtext = oq_json_number_text(qty);
     if (qtext == NULL || oq_money_parse(qtext, strlen(qtext), 0, &item->qty, why, whylen) != 0) {
         snprintf(why, whylen, "qty: expected a whole number such as 2");
         return OQ_EINVAL;
     }
     char inner[200];
-    if (parse_amount(oq_json_member(it, "price"), exponent, &item->price, inner, sizeof(inner)) !=
+    if (oq_json_amount(oq_json_member(it, "price"), exponent, &item->price, inner, sizeof(inner)) !=
         0) {
         snprintf(why, whylen, "price: %s", inner);
         return OQ_EINVAL;
     }
     item->original_price = item->price;
     if (orig != NULL && !YAJL_IS_NULL(orig) &&
-        parse_amount(orig, exponent, &item->original_price, inner, sizeof(inner)) != 0) {
+        oq_json_amount(orig, exponent, &item->original_price, inner, sizeof(inner)) != 0) {
         snprintf(why, whylen, "original_price: %s", inner);
         return OQ_EINVAL;
     }
@@ -288,24 +259,24 @@ int oq_order_parse(yajl_val data, struct oq_order *o, char *err, size_t errlen)
 {
     char why[300];
     memset(o, 0, sizeof(*o));
-    if ((o->order_id = text_field(data, "order_id")) == NULL || strlen(o->order_id) > 64) {
+    if ((o->order_id = oq_json_text(data, "order_id")) == NULL || strlen(o->order_id) > 64) {
         snprintf(err, errlen, "event_data.order_id is missing (or longer than 64 bytes)");
         return OQ_EINVAL;
     }
-    if ((o->order_status = text_field(data, "order_status")) == NULL ||
+    if ((o->order_status = oq_json_text(data, "order_status")) == NULL ||
         strlen(o->order_status) > 64) {
         snprintf(err, errlen, "event_data.order_status is missing (or longer than 64 bytes)");
         return OQ_EINVAL;
     }
-    o->currency = text_field(data, "currency");
+    o->currency = oq_json_text(data, "currency");
     int exponent = o->currency ? oq_currency_exponent(o->currency) : -1;
     if (exponent < 0) {
         snprintf(err, errlen, "event_data.currency: expected an ISO 4217 code such as \"USD\"");
         return OQ_EINVAL;
     }
     yajl_val customer = oq_json_member(data, "customer");
-    o->customer_email = text_field(customer, "email");
-    o->customer_name = text_field(customer, "name");
+    o->customer_email = oq_json_text(customer, "email");
+    o->customer_name = oq_json_text(customer, "name");
     yajl_val items = oq_json_member(data, "items");
     if (items == NULL || YAJL_IS_NULL(items))
         return 0;

@@ -2,11 +2,24 @@
 #ifndef ORDERQ_JSON_H
 #define ORDERQ_JSON_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 /* obj[key], or NULL when obj is not an object or has no such key. */
 yajl_val oq_json_member(yajl_val obj, const char *key);
+
+/* obj[key] as text when it is a non-empty string or an integer (ids often
+ * come as numbers), else NULL. */
+const char *oq_json_text(yajl_val obj, const char *key);
+
+/* A string's text or a number's as written ("19.99", 19.99), else NULL. */
+const char *oq_json_number_text(yajl_val v);
+
+/* An amount of money as minor units with `exponent` decimals (see
+ * oq_money_parse). Returns 0 or OQ_EINVAL with why. */
+int oq_json_amount(yajl_val v, int exponent, int64_t *out, char *why, size_t whylen);
 
 /* Generate a NUL-terminated string. */
 void oq_json_gen_str(yajl_gen g, const char *s);

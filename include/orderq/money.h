@@ -28,6 +28,11 @@ OQ_WUR int oq_money_parse(const char *text, size_t len, int exponent, int64_t *m
 /* minor units as decimal text: (1999, 2) -> "19.99", (-5, 2) -> "-0.05". */
 void oq_money_format(int64_t minor, int exponent, char *buf, size_t buflen);
 
+/* minor units for people: the symbol where it is unambiguous ("$1,234.56"
+ * USD, "€69.80" EUR, "£5.00" GBP, "¥1,200" JPY), else the code ("CHF
+ * 12.50"); thousands grouped with ",", "." before the decimals, "-" first. */
+void oq_money_display(int64_t minor, const char *currency, char *buf, size_t buflen);
+
 /* *out = a * b, or OQ_EINVAL on overflow. */
 OQ_WUR int oq_money_mul(int64_t a, int64_t b, int64_t *out);
 /* *sum += a, or OQ_EINVAL on overflow. */

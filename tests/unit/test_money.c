@@ -100,6 +100,40 @@ static void currencies(void **state)
     assert_int_equal(oq_currency_exponent(NULL), -1);
 }
 
+static void display(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t minor;
+        const char *currency, *want;
+    } cases[] = {
+        {6980, "USD", "$69.80"},
+        {123456, "USD", "$1,234.56"},
+        {100000000, "USD", "$1,000,000.00"},
+        {5, "USD", "$0.05"},
+        {-500, "USD", "-$5.00"},
+        {6980, "EUR",
+         "\xe2\x82\xac"
+         "69.80"},
+        {500, "GBP",
+         "\xc2\xa3"
+         "5.00"},
+        {1200, "JPY",
+         "\xc2\xa5"
+         "1,200"},
+        {1250, "KWD", "KWD 1.250"},
+        {1250, "CHF", "CHF 12.50"},
+        {999, "CHF", "CHF 9.99"},
+        {INT64_MIN, "USD", "-$92,233,720,368,547,758.08"},
+        {1250, "usd", "12.50"}, /* not a currency code: the number alone */
+    };
+    char buf[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        oq_money_display(cases[i].minor, cases[i].currency, buf, sizeof(buf));
+        assert_string_equal(buf, cases[i].want);
+    }
+}
+
 static void arithmetic_overflow(void **state)
 {
     (void)state;
@@ -114,9 +148,13 @@ static void arithmetic_overflow(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(good_amounts),        cmocka_unit_test(bad_amounts),
-        cmocka_unit_test(length_is_respected), cmocka_unit_test(formatting),
-        cmocka_unit_test(currencies),          cmocka_unit_test(arithmetic_overflow),
+        cmocka_unit_test(good_amounts),
+        cmocka_unit_test(bad_amounts),
+        cmocka_unit_test(length_is_respected),
+        cmocka_unit_test(formatting),
+        cmocka_unit_test(currencies),
+        cmocka_unit_test(arithmetic_overflow),
+        cmocka_unit_test(display),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
