@@ -210,6 +210,7 @@ void oq_mail_message_id(const char *handler, const char *effect_key, const char 
 struct segment {
     size_t from, len; /* literal text in t->text, or */
     int slot;         /* >= 0: the value of names[slot] */
+    int raw;          /* the name ends in "_html": the handler escaped it already */
 };
 
 struct oq_template {
@@ -227,7 +228,8 @@ void oq_template_free(struct oq_template *t)
     free(t);
 }
 
-static int add_segment(struct oq_template *t, size_t from, size_t len, int slot, size_t *cap)
+static int add_segment(struct oq_template *t, size_t from, size_t len, int slot, int raw,
+                       size_t *cap)
 {
     if (t->n == *cap) {
         size_t grown = *cap ? *cap * 2 : 16;
@@ -237,7 +239,7 @@ static int add_segment(struct oq_template *t, size_t from, size_t len, int slot,
         t->seg = s;
         *cap = grown;
     }
-    t->seg[t->n++] = (struct segment){from, len, slot};
+    t->seg[t->n++] = (struct segment){from, len, slot, raw};
     return 0;
 }
 
@@ -287,14 +289,15 @@ int oq_template_parse(const char *text, const char *what, const char *const *nam
             rc = OQ_EINVAL;
             goto fail;
         }
-        if ((i > lit && add_segment(t, lit, i - lit, -1, &cap) != 0) ||
-            add_segment(t, 0, 0, slot, &cap) != 0) {
+        if ((i > lit && add_segment(t, lit, i - lit, -1, 0, &cap) != 0) ||
+            add_segment(t, 0, 0, slot, b - a > 5 && memcmp(t->text + b - 5, "_html", 5) == 0,
+                        &cap) != 0) {
             snprintf(err, errlen, "out of memory loading %s", what);
             goto fail;
         }
         i = lit = (size_t)(end - t->text) + 2;
     }
-    if (i > lit && add_segment(t, lit, i - lit, -1, &cap) != 0) {
+    if (i > lit && add_segment(t, lit, i - lit, -1, 0, &cap) != 0) {
         snprintf(err, errlen, "out of memory loading %s", what);
         goto fail;
     }
@@ -364,7 +367,8 @@ int oq_template_render(const struct oq_template *t, const char *const *values, i
 {
     size_t len = 1;
     for (size_t i = 0; i < t->n; i++)
-        len += t->seg[i].slot < 0 ? t->seg[i].len : put_value(NULL, value_of(t, values, i), html);
+        len += t->seg[i].slot < 0 ? t->seg[i].len
+                                  : put_value(NULL, value_of(t, values, i), html && !t->seg[i].raw);
     char *s = malloc(len);
     size_t o = 0;
     if ((*out = s) == NULL)
@@ -375,10 +379,19 @@ int oq_template_render(const struct oq_template *t, const char *const *values, i
             memcpy(s + o, t->text + g->from, g->len);
             o += g->len;
         } else {
-            o += put_value(s + o, value_of(t, values, i), html);
+            o += put_value(s + o, value_of(t, values, i), html && !g->raw);
         }
     }
     s[o] = '\0';
+    return 0;
+}
+
+int oq_html_escape(const char *text, char **out)
+{
+    size_t len = put_value(NULL, text, 1);
+    if ((*out = malloc(len + 1)) == NULL)
+        return OQ_ENOMEM;
+    (*out)[put_value(*out, text, 1)] = '\0';
     return 0;
 }
 

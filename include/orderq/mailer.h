@@ -108,9 +108,15 @@ OQ_WUR int oq_template_parse(const char *text, const char *what, const char *con
                              struct oq_template **out, char *err, size_t errlen);
 
 /* Fill in values[i] for names[i] (the names given at load). html: escape
- * & < > " ' in values. *out is the caller's to free. 0 or OQ_ENOMEM. */
+ * & < > " ' in values, except those of names ending in "_html", which the
+ * handler built from escaped parts itself (an invoice's rows). *out is the
+ * caller's to free. 0 or OQ_ENOMEM. */
 OQ_WUR int oq_template_render(const struct oq_template *t, const char *const *values, int html,
                               char **out);
 void oq_template_free(struct oq_template *t);
+
+/* text with & < > " ' as HTML entities; *out is the caller's to free.
+ * 0 or OQ_ENOMEM. */
+OQ_WUR int oq_html_escape(const char *text, char **out);
 
 #endif

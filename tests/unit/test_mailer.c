@@ -177,6 +177,28 @@ static void templates_fill_in_and_escape(void **state)
     oq_template_free(t);
 }
 
+static void html_built_by_the_handler_is_not_escaped_twice(void **state)
+{
+    (void)state;
+    static const char *const inv_names[] = {"customer_name", "lines_html"};
+    struct oq_template *t = NULL;
+    char err[256], *out = NULL, *escaped = NULL;
+    assert_int_equal(oq_template_parse("<p>{{customer_name}}</p><table>{{ lines_html }}</table>",
+                                       "invoice.html", inv_names, 2, &t, err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_html_escape("Mug <Big> & \"Co\"", &escaped), 0);
+    assert_string_equal(escaped, "Mug &lt;Big&gt; &amp; &#34;Co&#34;");
+    char row[128];
+    snprintf(row, sizeof(row), "<tr><td>%s</td></tr>", escaped);
+    const char *values[] = {"<script>", row};
+    assert_int_equal(oq_template_render(t, values, 1, &out), 0);
+    assert_string_equal(out, "<p>&lt;script&gt;</p><table><tr><td>Mug &lt;Big&gt; &amp; "
+                             "&#34;Co&#34;</td></tr></table>");
+    free(out);
+    free(escaped);
+    oq_template_free(t);
+}
+
 static void a_placeholder_no_one_fills_is_a_load_error(void **state)
 {
     (void)state;
@@ -222,6 +244,7 @@ int main(void)
         cmocka_unit_test(mailboxes_quote_or_encode_the_name),
         cmocka_unit_test(message_ids_are_the_same_for_one_effect),
         cmocka_unit_test(templates_fill_in_and_escape),
+        cmocka_unit_test(html_built_by_the_handler_is_not_escaped_twice),
         cmocka_unit_test(a_placeholder_no_one_fills_is_a_load_error),
         cmocka_unit_test(smtp_replies_are_classified),
     };
