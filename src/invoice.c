@@ -1,0 +1,218 @@
+/* invoice.c - an invoice event's data read and checked, and its lines for the mail */
+#include "orderq/invoice.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/json.h"
+#include "orderq/mailer.h"
+#include "orderq/money.h"
+
+static int missing(char *err, size_t errlen, const char *field, const char *what)
+{
+    snprintf(err, errlen, "event_data.%s: %s", field, what);
+    return OQ_EINVAL;
+}
+
+/* A required text field of at most max bytes. */
+static int text_of(yajl_val obj, const char *key, const char *field, size_t max, const char **out,
+                   char *err, size_t errlen)
+{
+    *out = oq_json_text(obj, key);
+    if (*out == NULL)
+        return missing(err, errlen, field, "missing or empty");
+    if (strlen(*out) > max) {
+        snprintf(err, errlen, "event_data.%s: longer than %zu bytes", field, max);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+static int amount_of(yajl_val obj, const char *key, int exponent, int required, int64_t *out,
+                     char *err, size_t errlen)
+{
+    char why[200];
+    yajl_val v = oq_json_member(obj, key);
+    *out = 0;
+    if ((v == NULL || YAJL_IS_NULL(v)) && !required)
+        return 0;
+    if (oq_json_amount(v, exponent, out, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "event_data.totals.%s: %s", key, why);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+static int item_of(yajl_val it, int exponent, struct oq_invoice_item *item, char *why,
+                   size_t whylen)
+{
+    const char *qty = oq_json_number_text(oq_json_member(it, "qty"));
+    if (!YAJL_IS_OBJECT(it) || (item->sku = oq_json_text(it, "sku")) == NULL) {
+        snprintf(why, whylen, "expected an object with a sku");
+        return OQ_EINVAL;
+    }
+    item->name = oq_json_text(it, "name");
+    if (item->name == NULL)
+        item->name = item->sku;
+    /* "2", 2 and Magento's "2.0000" are two; "1.5" is not a count */
+    if (qty == NULL || oq_money_parse(qty, strlen(qty), 0, &item->qty, why, whylen) != 0) {
+        snprintf(why, whylen, "qty: expected a whole number such as 2");
+        return OQ_EINVAL;
+    }
+    char inner[200];
+    if (oq_json_amount(oq_json_member(it, "price"), exponent, &item->price, inner, sizeof(inner)) !=
+        0) {
+        snprintf(why, whylen, "price: %s", inner);
+        return OQ_EINVAL;
+    }
+    if (oq_money_mul(item->qty, item->price, &item->line_total) != 0) {
+        snprintf(why, whylen, "qty x price is too large");
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+int oq_invoice_parse(yajl_val data, struct oq_invoice *inv, char *err, size_t errlen)
+{
+    char why[300];
+    int rc;
+    memset(inv, 0, sizeof(*inv));
+    yajl_val customer = oq_json_member(data, "customer"), totals = oq_json_member(data, "totals"),
+             items = oq_json_member(data, "items");
+    if ((rc = text_of(data, "invoice_id", "invoice_id", 64, &inv->invoice_id, err, errlen)) != 0 ||
+        (rc = text_of(data, "order_id", "order_id", 64, &inv->order_id, err, errlen)) != 0 ||
+        (rc = text_of(customer, "email", "customer.email", 254, &inv->customer_email, err,
+                      errlen)) != 0)
+        return rc;
+    inv->increment_id = oq_json_text(data, "increment_id");
+    if (inv->increment_id == NULL)
+        inv->increment_id = inv->invoice_id;
+    inv->customer_name = oq_json_text(customer, "name");
+    inv->currency = oq_json_text(data, "currency");
+    int exponent = inv->currency ? oq_currency_exponent(inv->currency) : -1;
+    if (exponent < 0)
+        return missing(err, errlen, "currency", "expected an ISO 4217 code such as \"USD\"");
+    if (!YAJL_IS_OBJECT(totals))
+        return missing(err, errlen, "totals", "expected an object with subtotal and grand_total");
+    if ((rc = amount_of(totals, "subtotal", exponent, 1, &inv->subtotal, err, errlen)) != 0 ||
+        (rc = amount_of(totals, "tax", exponent, 0, &inv->tax, err, errlen)) != 0 ||
+        (rc = amount_of(totals, "shipping", exponent, 0, &inv->shipping, err, errlen)) != 0 ||
+        (rc = amount_of(totals, "grand_total", exponent, 1, &inv->grand_total, err, errlen)) != 0)
+        return rc;
+    if (!YAJL_IS_ARRAY(items) || items->u.array.len == 0)
+        return missing(err, errlen, "items", "expected a non-empty array of lines");
+    if (items->u.array.len > OQ_INVOICE_MAX_ITEMS) {
+        snprintf(err, errlen, "event_data.items: more than %d lines", OQ_INVOICE_MAX_ITEMS);
+        return OQ_EINVAL;
+    }
+    if ((inv->items = calloc(items->u.array.len, sizeof(*inv->items))) == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < items->u.array.len; i++) {
+        if (item_of(items->u.array.values[i], exponent, &inv->items[i], why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "event_data.items[%zu]: %s", i, why);
+            oq_invoice_clear(inv);
+            return OQ_EINVAL;
+        }
+        inv->n_items++;
+    }
+    return 0;
+}
+
+void oq_invoice_clear(struct oq_invoice *inv)
+{
+    if (inv == NULL)
+        return;
+    free(inv->items);
+    memset(inv, 0, sizeof(*inv));
+}
+
+/* A growing string: appends, remembering a failed allocation. */
+struct text {
+    char *s;
+    size_t len, cap;
+    int failed;
+};
+
+static void append(struct text *t, const char *s)
+{
+    size_t n = strlen(s);
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *grown = realloc(t->s, cap);
+        if (grown == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->s = grown;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, s, n + 1);
+    t->len += n;
+}
+
+static int finish(struct text *t, char **out)
+{
+    if (t->s == NULL && !t->failed)
+        append(t, "");
+    if (t->failed) {
+        free(t->s);
+        *out = NULL;
+        return OQ_ENOMEM;
+    }
+    *out = t->s;
+    return 0;
+}
+
+int oq_invoice_lines_text(const struct oq_invoice *inv, char **out)
+{
+    struct text t = {0};
+    char line[1024], price[64], total[64];
+    for (size_t i = 0; i < inv->n_items; i++) {
+        const struct oq_invoice_item *it = &inv->items[i];
+        oq_money_display(it->price, inv->currency, price, sizeof(price));
+        oq_money_display(it->line_total, inv->currency, total, sizeof(total));
+        if (strcmp(it->name, it->sku) == 0)
+            snprintf(line, sizeof(line), "%lld x %s  %s  %s\n", (long long)it->qty, it->name, price,
+                     total);
+        else
+            snprintf(line, sizeof(line), "%lld x %s (%s)  %s  %s\n", (long long)it->qty, it->name,
+                     it->sku, price, total);
+        append(&t, line);
+    }
+    return finish(&t, out);
+}
+
+int oq_invoice_lines_html(const struct oq_invoice *inv, char **out)
+{
+    struct text t = {0};
+    char qty[32], price[64], total[64];
+    for (size_t i = 0; i < inv->n_items && !t.failed; i++) {
+        const struct oq_invoice_item *it = &inv->items[i];
+        char *name = NULL, *sku = NULL;
+        if (oq_html_escape(it->name, &name) != 0 || oq_html_escape(it->sku, &sku) != 0) {
+            free(name);
+            t.failed = 1;
+            break;
+        }
+        snprintf(qty, sizeof(qty), "%lld", (long long)it->qty);
+        oq_money_display(it->price, inv->currency, price, sizeof(price));
+        oq_money_display(it->line_total, inv->currency, total, sizeof(total));
+        append(&t, "<tr><td>");
+        append(&t, name);
+        append(&t, "<br><small>");
+        append(&t, sku);
+        append(&t, "</small></td><td align=\"right\">");
+        append(&t, qty);
+        append(&t, "</td><td align=\"right\">");
+        append(&t, price); /* symbols and digits: nothing to escape */
+        append(&t, "</td><td align=\"right\">");
+        append(&t, total);
+        append(&t, "</td></tr>\n");
+        free(name);
+        free(sku);
+    }
+    return finish(&t, out);
+}
