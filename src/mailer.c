@@ -386,6 +386,12 @@ int oq_template_render(const struct oq_template *t, const char *const *values, i
     return 0;
 }
 
+const char *const oq_coupon_mail_names[OQ_COUPON_MAIL_SLOTS] = {
+    "customer_name", "coupon_code", "discount", "expires_on", "order_number"};
+const char *const oq_invoice_mail_names[OQ_INVOICE_MAIL_SLOTS] = {
+    "customer_name", "invoice_number", "order_number", "lines",      "lines_html",
+    "subtotal",      "shipping",       "tax",          "grand_total"};
+
 int oq_html_escape(const char *text, char **out)
 {
     size_t len = put_value(NULL, text, 1);

@@ -115,6 +115,15 @@ OQ_WUR int oq_template_render(const struct oq_template *t, const char *const *va
                               char **out);
 void oq_template_free(struct oq_template *t);
 
+/* The placeholders the shipped templates (templates/) and their overrides
+ * may use, for the coupon mail and the invoice mail. */
+#define OQ_COUPON_MAIL_SLOTS 5 /* customer_name coupon_code discount expires_on order_number */
+#define OQ_INVOICE_MAIL_SLOTS                                                                      \
+    9 /* customer_name invoice_number order_number lines lines_html                                \
+         subtotal shipping tax grand_total */
+extern const char *const oq_coupon_mail_names[OQ_COUPON_MAIL_SLOTS];
+extern const char *const oq_invoice_mail_names[OQ_INVOICE_MAIL_SLOTS];
+
 /* text with & < > " ' as HTML entities; *out is the caller's to free.
  * 0 or OQ_ENOMEM. */
 OQ_WUR int oq_html_escape(const char *text, char **out);

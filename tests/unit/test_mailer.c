@@ -199,6 +199,30 @@ static void html_built_by_the_handler_is_not_escaped_twice(void **state)
     oq_template_free(t);
 }
 
+/* The templates shipped in templates/ load with the names the handlers fill. */
+static void shipped_templates_load(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        const char *const *names;
+        size_t n;
+    } files[] = {
+        {"coupon.txt", oq_coupon_mail_names, OQ_COUPON_MAIL_SLOTS},
+        {"coupon.html", oq_coupon_mail_names, OQ_COUPON_MAIL_SLOTS},
+        {"invoice.txt", oq_invoice_mail_names, OQ_INVOICE_MAIL_SLOTS},
+        {"invoice.html", oq_invoice_mail_names, OQ_INVOICE_MAIL_SLOTS},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[1024], err[512];
+        struct oq_template *t = NULL;
+        snprintf(path, sizeof(path), "%s/templates/%s", ORDERQ_SOURCE_DIR, files[i].file);
+        if (oq_template_load(path, files[i].names, files[i].n, &t, err, sizeof(err)) != 0)
+            fail_msg("%s", err);
+        oq_template_free(t);
+    }
+}
+
 static void a_placeholder_no_one_fills_is_a_load_error(void **state)
 {
     (void)state;
@@ -245,6 +269,7 @@ int main(void)
         cmocka_unit_test(message_ids_are_the_same_for_one_effect),
         cmocka_unit_test(templates_fill_in_and_escape),
         cmocka_unit_test(html_built_by_the_handler_is_not_escaped_twice),
+        cmocka_unit_test(shipped_templates_load),
         cmocka_unit_test(a_placeholder_no_one_fills_is_a_load_error),
         cmocka_unit_test(smtp_replies_are_classified),
     };
