@@ -149,3 +149,15 @@ out:
         fclose(f);
     return rc;
 }
+
+char *oq_read_secret_file(const char *setting, const char *path, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (oq_read_file(path, 4096, &text, &len) != 0) {
+        snprintf(err, errlen, "config: %s: cannot read %s", setting, path);
+        return NULL;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    return text;
+}

@@ -71,6 +71,12 @@ static int check_http_url(const char *v, char *why, size_t len)
     return oq_url_check_scheme(v, "http,https", why, len);
 }
 
+/* Empty turns the feature off. */
+static int check_optional_http_url(const char *v, char *why, size_t len)
+{
+    return *v == '\0' ? 0 : check_http_url(v, why, len);
+}
+
 static int check_hostport(const char *v, char *why, size_t len)
 {
     char *host = NULL;
@@ -173,6 +179,14 @@ static const struct setting settings[] = {
      check_mailbox, OFF(smtp_from), "sender of customer mail: \"Name <address>\" or an address"},
     {"smtp_timeout_ms", T_DURATION, "30s", 1000, 600000, NULL, 0, NULL, OFF(smtp_timeout_ms),
      "longest an SMTP send may take, connect to the final reply"},
+    {"shop_api_url", T_STRING, "", 0, 0, NULL, URL, check_optional_http_url, OFF(shop_api_url),
+     "the shop's REST API base (Magento style: {base}/rest/V1/orders/{id}); empty: no look-ups"},
+    {"shop_api_token", T_STRING, "", 0, 0, NULL, SECRET, check_printable, OFF(shop_api_token),
+     "bearer token for the shop API; better ORDERQ_SHOP_API_TOKEN or shop_api_token_file"},
+    {"shop_api_token_file", T_STRING, "", 0, 0, NULL, 0, NULL, OFF(shop_api_token_file),
+     "file holding the shop API token (its first line)"},
+    {"shop_api_timeout_ms", T_DURATION, "10s", 500, 120000, NULL, 0, NULL, OFF(shop_api_timeout_ms),
+     "longest a shop API request may take, connect to last byte"},
     {"http_addr", T_STRING, "127.0.0.1:9464", 0, 0, NULL, 0, check_hostport, OFF(http_addr),
      "host:port for /metrics, /healthz and /readyz (empty: off)"},
     {"instance_id", T_STRING, "", 0, 0, NULL, 0, check_instance_id, OFF(instance_id),

@@ -20,19 +20,6 @@ struct oq_mailer {
     int data_sent;     /* the whole message went out */
 };
 
-/* The first line of path, for the password; NULL on failure (err says). */
-static char *read_secret_file(const char *path, char *err, size_t errlen)
-{
-    char *text = NULL;
-    size_t len = 0;
-    if (oq_read_file(path, 4096, &text, &len) != 0) {
-        snprintf(err, errlen, "config: smtp_password_file: cannot read %s", path);
-        return NULL;
-    }
-    text[strcspn(text, "\r\n")] = '\0';
-    return text;
-}
-
 int oq_mailer_new(const struct oq_config *cfg, struct oq_mailer **out, char *err, size_t errlen)
 {
     struct oq_mailer *m = calloc(1, sizeof(*m));
@@ -54,7 +41,8 @@ int oq_mailer_new(const struct oq_config *cfg, struct oq_mailer **out, char *err
     if (cfg->smtp_password[0] != '\0')
         m->password = strdup(cfg->smtp_password);
     else if (cfg->smtp_password_file[0] != '\0' &&
-             (m->password = read_secret_file(cfg->smtp_password_file, err, errlen)) == NULL) {
+             (m->password = oq_read_secret_file("smtp_password_file", cfg->smtp_password_file, err,
+                                                errlen)) == NULL) {
         oq_mailer_free(m);
         return OQ_ECONFIG;
     }

@@ -63,6 +63,11 @@ int64_t oq_backoff_ms(int failures);
  * set (EFBIG when larger than max). */
 OQ_WUR int oq_read_file(const char *path, size_t max, char **text, size_t *len);
 
+/* The first line of the file named by setting (a mounted secret: a
+ * password, a token); NULL with err naming the setting when it cannot be
+ * read. The caller frees it. */
+char *oq_read_secret_file(const char *setting, const char *path, char *err, size_t errlen);
+
 /* Size of the error buffers passed around (as in hiredis' errstr). */
 #define OQ_ERRLEN 512
 

@@ -33,6 +33,10 @@ struct oq_config {
     char *smtp_password_file;
     char *smtp_from;
     int64_t smtp_timeout_ms;
+    char *shop_api_url;   /* "" when there is no shop API */
+    char *shop_api_token; /* secret */
+    char *shop_api_token_file;
+    int64_t shop_api_timeout_ms;
     char *http_addr;
     char *instance_id; /* "" until oq_config_finish() fills in host:pid */
     char *shop_exchange;

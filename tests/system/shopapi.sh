@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# shopapi.sh - `orderq shop order`: an order looked up in a Magento-style REST
+# API (a fixture server started here): the bearer token sent, the answer
+# turned into event_data, and every failure classified.
+source "$(dirname "$0")/lib.sh"
+
+cat >"$WORK/script.json" <<'JSON'
+{
+  "GET /rest/V1/orders/9200000217": [{"status": 200, "body": {
+      "entity_id": 217, "increment_id": "9200000217", "status": "processing",
+      "order_currency_code": "USD", "customer_email": "ann@example.com",
+      "customer_firstname": "Ann", "customer_lastname": "Lee",
+      "items": [
+        {"item_id": 1, "sku": "MUG-1", "qty_ordered": 2, "price": 25, "original_price": 25, "parent_item_id": null},
+        {"item_id": 2, "sku": "TEE-RED-M", "qty_ordered": 1, "price": 19.9, "original_price": 24.9},
+        {"item_id": 3, "sku": "TEE-RED-M-child", "qty_ordered": 1, "price": 0, "parent_item_id": 2}
+      ]}}],
+  "GET /rest/V1/orders/flaky": [{"status": 503}, {"status": 200, "body": {
+      "order_currency_code": "EUR", "customer_email": "bo@example.com", "items": []}}],
+  "GET /rest/V1/orders/limited": [{"status": 429, "headers": {"Retry-After": "7"}}],
+  "GET /rest/V1/orders/garbled": [{"status": 200, "raw": "<html>maintenance</html>"}],
+  "GET /rest/V1/orders/no-items": [{"status": 200, "body": {"order_currency_code": "USD"}}],
+  "GET /rest/V1/orders/slow": [{"status": 200, "delay_s": 5, "body": {}}],
+  "GET /rest/V1/orders/a%2Fb": [{"status": 401}]
+}
+JSON
+"$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
+CLEANUP+=("kill $!")
+wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
+export ORDERQ_SHOP_API_URL="http://127.0.0.1:$(cat "$WORK/port")/" ORDERQ_SHOP_API_TOKEN=tok-123
+
+note "an order is found and turned into event_data; the token is sent as a bearer"
+try oq shop order 9200000217 --json
+expect_eq 0 "$rc" "exit code"
+"$PY" -c '
+import json, sys
+d = json.loads(sys.argv[1])
+assert d["outcome"] == "found", d
+assert d["event_data"] == {"order_id": "9200000217", "currency": "USD", "order_status": "processing",
+    "customer": {"email": "ann@example.com", "name": "Ann Lee"},
+    "items": [{"sku": "MUG-1", "qty": "2", "price": "25", "original_price": "25"},
+              {"sku": "TEE-RED-M", "qty": "1", "price": "19.9", "original_price": "24.9"}]}, d
+' "$out" || fail "the order as event_data: $out"
+expect_eq "Bearer tok-123" "$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["headers"]["Authorization"])' "$WORK/requests.log")" "Authorization header"
+expect_eq "" "$(oq config show 2>&1 | grep -F tok-123 || true)" "the token printed by config show"
+
+note "failures are classified"
+try oq shop order flaky --json
+expect_eq 75 "$rc" "exit code on 503"
+expect_contains "HTTP 503" "$out" "reason on 503"
+try oq shop order flaky --json
+expect_eq 0 "$rc" "the same order once the shop is back"
+try oq shop order limited --json
+expect_eq 75 "$rc" "exit code on 429"
+try oq shop order nosuch --json
+expect_eq 65 "$rc" "exit code on 404"
+expect_contains "(no such order)" "$out" "reason on 404"
+try oq shop order garbled --json
+expect_eq 65 "$rc" "exit code on an answer that is not JSON"
+expect_contains "is not a JSON object" "$out" "reason on garbage"
+try oq shop order no-items --json
+expect_eq 65 "$rc" "exit code on an order without items"
+expect_contains "has no items array" "$out" "reason on no items"
+try oq shop order a/b --json
+expect_eq 65 "$rc" "exit code on 401 (the id escaped into one path segment)"
+try env ORDERQ_SHOP_API_TIMEOUT_MS=1s "$ORDERQ_BIN" shop order slow --json
+expect_eq 75 "$rc" "exit code on a timeout"
+expect_contains "Timeout" "$out" "reason on a timeout"
+try env ORDERQ_SHOP_API_URL="http://127.0.0.1:$(free_port)" "$ORDERQ_BIN" shop order 1 --json
+expect_eq 75 "$rc" "exit code on a closed port"
+try env ORDERQ_SHOP_API_URL= "$ORDERQ_BIN" shop order 1
+expect_eq 78 "$rc" "exit code without shop_api_url"
+expect_contains "shop_api_url is empty" "$out" "reason without shop_api_url"
