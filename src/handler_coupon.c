@@ -16,6 +16,7 @@
 #include "orderq/log.h"
 #include "orderq/money.h"
 #include "orderq/rules.h"
+#include "orderq/shopapi.h"
 
 #define RULES_REFRESH_S 5 /* rule changes reach a running consumer this fast */
 
@@ -25,6 +26,7 @@ struct coupon_state {
     time_t loaded_at;
     int64_t code_length;
     char *alphabet;
+    struct oq_shopapi *shop; /* NULL without shop_api_url; one per database worker */
 };
 
 /* One coupon to issue: everything its rows need, copied out of the event. */
@@ -106,6 +108,57 @@ static char *email_envelope(const struct oq_order *o, const struct coupon *c,
     return out;
 }
 
+/* The event lacks its items or the customer's e-mail: take them from the
+ * shop's API. *tree holds the answer the borrowed strings point into.
+ * Returns 0, OQ_EINVAL (permanent) or OQ_EHTTP (transient), err says. */
+static int fill_from_shop(struct coupon_state *st, struct oq_order *order, yajl_val *tree,
+                          char *err, size_t errlen)
+{
+    char why[OQ_ERRLEN], *json = NULL;
+    struct oq_order api;
+    if (st->shop == NULL) {
+        if (order->has_items)
+            return 0; /* no e-mail and nowhere to ask: the coupon is kept without one */
+        snprintf(err, errlen,
+                 "event_data.items is missing and shop_api_url is not set to look order %s up",
+                 order->order_id);
+        return OQ_EINVAL;
+    }
+    enum oq_http_outcome outcome =
+        oq_shopapi_order(st->shop, order->order_id, &json, why, sizeof(why));
+    if (outcome != OQ_HTTP_DONE) {
+        snprintf(err, errlen, "%s", why);
+        return outcome == OQ_HTTP_TRANSIENT ? OQ_EHTTP : OQ_EINVAL;
+    }
+    *tree = yajl_tree_parse(json, NULL, 0);
+    free(json);
+    if (*tree == NULL)
+        return OQ_ENOMEM;
+    if (oq_order_parse(*tree, &api, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "shop API: order %s: %s", order->order_id, why);
+        return OQ_EINVAL;
+    }
+    if (strcmp(api.currency, order->currency) != 0) {
+        snprintf(err, errlen, "shop API: order %s is in %s, the event says %s", order->order_id,
+                 api.currency, order->currency);
+        oq_order_clear(&api);
+        return OQ_EINVAL;
+    }
+    if (!order->has_items) {
+        order->items = api.items; /* moved: freed with order */
+        order->n_items = api.n_items;
+        order->has_items = 1;
+        api.items = NULL;
+    }
+    if (order->customer_email == NULL) {
+        order->customer_email = api.customer_email;
+        if (order->customer_name == NULL)
+            order->customer_name = api.customer_name;
+    }
+    oq_order_clear(&api);
+    return 0;
+}
+
 static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void **out,
                    char *effect_key, size_t keylen, char *result, size_t resultlen, char *err,
                    size_t errlen)
@@ -118,15 +171,12 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
     (void)keylen;
     (void)attempt;
     *out = NULL;
+    yajl_val shop_answer = NULL;
     if (rc != 0)
         return rc;
-    if (!order.has_items) {
-        snprintf(err, errlen,
-                 "event_data.items is missing: the order's items are needed to "
-                 "apply the coupon rules");
-        rc = OQ_EINVAL;
+    if ((!order.has_items || order.customer_email == NULL) &&
+        (rc = fill_from_shop(st, &order, &shop_answer, err, errlen)) != 0)
         goto out;
-    }
     plan = calloc(1, sizeof(*plan) + st->n_rules * sizeof(struct coupon));
     if (plan == NULL) {
         rc = OQ_ENOMEM;
@@ -192,6 +242,7 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
 out:
     free_plan(plan);
     oq_order_clear(&order);
+    yajl_tree_free(shop_answer);
     return rc;
 }
 
@@ -377,6 +428,7 @@ static void free_state(void *state)
         return;
     oq_rules_free(st->rules, st->n_rules);
     free(st->alphabet);
+    oq_shopapi_free(st->shop);
     free(st);
 }
 
@@ -388,6 +440,13 @@ int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
         return OQ_ENOMEM;
     }
     st->code_length = cfg->coupon_code_length;
+    char err[OQ_ERRLEN];
+    int rc = cfg->shop_api_url[0] != '\0' ? oq_shopapi_new(cfg, &st->shop, err, sizeof(err)) : 0;
+    if (rc != 0) {
+        oq_error("coupon rules: %s", err); /* e.g. shop_api_token_file cannot be read */
+        free_state(st);
+        return rc;
+    }
     *out = (struct oq_handler){
         .name = "coupon_rules",
         .event_code = "order.processing",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shopapi.sh - `orderq shop order`: an order looked up in a Magento-style REST
 # API (a fixture server started here): the bearer token sent, the answer
-# turned into event_data, and every failure classified.
+# turned into event_data, and every failure classified. Then the consumer:
+# an order.processing event without items is completed from the API.
 source "$(dirname "$0")/lib.sh"
 
 cat >"$WORK/script.json" <<'JSON'
@@ -21,7 +22,15 @@ cat >"$WORK/script.json" <<'JSON'
   "GET /rest/V1/orders/garbled": [{"status": 200, "raw": "<html>maintenance</html>"}],
   "GET /rest/V1/orders/no-items": [{"status": 200, "body": {"order_currency_code": "USD"}}],
   "GET /rest/V1/orders/slow": [{"status": 200, "delay_s": 5, "body": {}}],
-  "GET /rest/V1/orders/a%2Fb": [{"status": 401}]
+  "GET /rest/V1/orders/a%2Fb": [{"status": 401}],
+  "GET /rest/V1/orders/7001": [{"status": 200, "body": {"status": "processing", "order_currency_code": "USD",
+      "customer_email": "cy@example.com", "customer_firstname": "Cy",
+      "items": [{"sku": "MUG-1", "qty_ordered": 3, "price": 25, "original_price": 25}]}}],
+  "GET /rest/V1/orders/7002": [{"status": 503}, {"status": 200, "body": {"status": "processing",
+      "order_currency_code": "USD", "customer_email": "di@example.com",
+      "items": [{"sku": "MUG-1", "qty_ordered": "4.0000", "price": "25.0000", "original_price": "25.0000"}]}}],
+  "GET /rest/V1/orders/7004": [{"status": 200, "body": {"status": "processing", "order_currency_code": "EUR",
+      "items": [{"sku": "MUG-1", "qty_ordered": 3, "price": 25}]}}]
 }
 JSON
 "$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
@@ -71,3 +80,19 @@ expect_eq 75 "$rc" "exit code on a closed port"
 try env ORDERQ_SHOP_API_URL= "$ORDERQ_BIN" shop order 1
 expect_eq 78 "$rc" "exit code without shop_api_url"
 expect_contains "shop_api_url is empty" "$out" "reason without shop_api_url"
+
+note "the consumer completes an order event without items from the shop API"
+export ORDERQ_RETRY_TIERS=1s ORDERQ_MAX_ATTEMPTS=3
+setup_consumer_test
+start_consumer shop
+order() { printf '{"event_code":"order.processing","event_identifier":"%s_processing","event_data":{"order_id":"%s","order_status":"processing","currency":"USD"}}\n' "$1" "$1"; }
+{ order 7001; order 7002; order 7003; order 7004; } | oq publish - >/dev/null
+settled() { [ "$(sql "$DB" -e 'SELECT (SELECT COUNT(*) FROM event_ledger) + (SELECT COUNT(*) FROM dead_letter)')" = 4 ]; }
+wait_for 30 settled || fail "not every order was settled: $(sql "$DB" -e 'SELECT effect_key FROM event_ledger; SELECT event_identifier, error FROM dead_letter')"
+expect_eq "7001 cy@example.com" "$(sql "$DB" -e "SELECT CONCAT(order_id, ' ', customer_email) FROM coupon WHERE order_id = '7001'")" "coupon from the API's items and e-mail"
+expect_eq "7002 di@example.com" "$(sql "$DB" -e "SELECT CONCAT(order_id, ' ', customer_email) FROM coupon WHERE order_id = '7002'")" "coupon after a 503 and a retry"
+expect_eq 2 "$(sql "$DB" -e "SELECT attempts FROM event_ledger WHERE effect_key = '7002_processing'")" "attempts for the order behind a 503"
+expect_contains "HTTP 404 for order 7003" "$(sql "$DB" -e "SELECT CONCAT(error_class, ' ', error) FROM dead_letter WHERE event_identifier = '7003_processing'")" "an order the shop does not know"
+expect_contains "permanent" "$(sql "$DB" -e "SELECT error_class FROM dead_letter WHERE event_identifier = '7003_processing'")" "its class"
+expect_contains "order 7004 is in EUR, the event says USD" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = '7004_processing'")" "a currency that disagrees"
+expect_eq 2 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons in all"
