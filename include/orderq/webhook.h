@@ -1,0 +1,39 @@
+/* webhook.h - which events are POSTed where: the webhooks file
+ *
+ *   [{"event_code": "order.shipped", "url": "https://erp.example/hooks/orders",
+ *     "timeout_ms": 5000, "secret_env": "ERP_HOOK_SECRET"}]
+ *
+ * Each entry sends every event of event_code to url as JSON, with
+ * Idempotency-Key (the effect key), X-Orderq-Event and, with a secret,
+ * X-Orderq-Signature (see http_effect.h). The secret comes from the
+ * environment variable named by secret_env, or from the file named by
+ * secret_file (its first line); never from the webhooks file itself, which
+ * is configuration and gets copied around. timeout_ms defaults to 5000.
+ */
+#ifndef ORDERQ_WEBHOOK_H
+#define ORDERQ_WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orderq/common.h"
+
+struct oq_webhook {
+    char *event_code;
+    char *url;
+    int64_t timeout_ms;
+    char *secret; /* NULL: bodies are not signed */
+};
+
+/* Read and check json (len bytes; what names it in errors). Every fault is
+ * OQ_EINVAL naming the entry and field. Free with oq_webhooks_free. */
+OQ_WUR int oq_webhooks_parse(const char *json, size_t len, const char *what,
+                             struct oq_webhook **hooks, size_t *n, char *err, size_t errlen);
+
+/* The same from a file; OQ_EIO when it cannot be read. */
+OQ_WUR int oq_webhooks_load(const char *path, struct oq_webhook **hooks, size_t *n, char *err,
+                            size_t errlen);
+
+void oq_webhooks_free(struct oq_webhook *hooks, size_t n);
+
+#endif

@@ -1,0 +1,108 @@
+/* test_webhook.c - the webhooks file: good entries, secrets from env or file, every fault named */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orderq/webhook.h"
+
+static int parse(const char *json, struct oq_webhook **hooks, size_t *n, char *err, size_t errlen)
+{
+    return oq_webhooks_parse(json, strlen(json), "webhooks.json", hooks, n, err, errlen);
+}
+
+static void good_entries_are_read(void **state)
+{
+    (void)state;
+    struct oq_webhook *h = NULL;
+    size_t n = 0;
+    char err[512], path[] = "/tmp/orderq-test-secret-XXXXXX", json[1024];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "from-file\nsecond line\n", 22), 22);
+    close(fd);
+    setenv("ORDERQ_TEST_HOOK_SECRET", "from-env", 1);
+    snprintf(json, sizeof(json),
+             "[{\"event_code\": \"order.shipped\", \"url\": \"https://erp.example/hooks\","
+             "  \"timeout_ms\": 2500, \"secret_env\": \"ORDERQ_TEST_HOOK_SECRET\"},"
+             " {\"event_code\": \"order.shipped\", \"url\": \"http://127.0.0.1:8080/b\","
+             "  \"secret_file\": \"%s\"},"
+             " {\"event_code\": \"invoice.created\", \"url\": \"http://127.0.0.1:8080/c\"}]",
+             path);
+    assert_int_equal(parse(json, &h, &n, err, sizeof(err)), 0);
+    unlink(path);
+    assert_int_equal(n, 3);
+    assert_string_equal(h[0].event_code, "order.shipped");
+    assert_string_equal(h[0].url, "https://erp.example/hooks");
+    assert_int_equal(h[0].timeout_ms, 2500);
+    assert_string_equal(h[0].secret, "from-env");
+    assert_int_equal(h[1].timeout_ms, 5000);
+    assert_string_equal(h[1].secret, "from-file");
+    assert_null(h[2].secret);
+    oq_webhooks_free(h, n);
+
+    assert_int_equal(parse("[]", &h, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    oq_webhooks_free(h, n);
+}
+
+static void faults_are_named(void **state)
+{
+    (void)state;
+    unsetenv("ORDERQ_TEST_UNSET");
+    static const struct {
+        const char *json, *why;
+    } cases[] = {
+        {"{}", "webhooks.json: expected a JSON array of webhooks"},
+        {"[", "webhooks.json: expected a JSON array of webhooks: "},
+        {"[1]", "webhook 1: expected an object"},
+        {"[{\"url\": \"http://a.example/\"}]", "webhook 1: event_code: missing"},
+        {"[{\"event_code\": \"a b\", \"url\": \"http://a.example/\"}]", "webhook 1: event_code:"},
+        {"[{\"event_code\": \"x\"}]", "webhook 1: url: missing"},
+        {"[{\"event_code\": \"x\", \"url\": \"ftp://a.example/\"}]", "webhook 1: url: expected"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"timeout_ms\": 5}]",
+         "webhook 1: timeout_ms: expected a whole number from 100 to 120000"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"timeout_ms\": \"5s\"}]",
+         "webhook 1: timeout_ms"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"secret\": \"s3cr3t\"}]",
+         "webhook 1: secret: not here"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"secret_env\": "
+         "\"ORDERQ_TEST_UNSET\"}]",
+         "webhook 1: secret_env: the environment variable ORDERQ_TEST_UNSET is not set"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"secret_file\": "
+         "\"/nonexistent/secret\"}]",
+         "webhook 1: config: secret_file: cannot read /nonexistent/secret"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"secret_env\": \"A\", "
+         "\"secret_file\": \"/b\"}]",
+         "webhook 1: secret_env and secret_file: give one of them"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"uri\": \"x\"}]",
+         "webhook 1: unknown field \"uri\""},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\"},"
+         " {\"event_code\": \"x\", \"url\": \"http://a.example/\"}]",
+         "webhook 2: the same event_code and url as webhook 1"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct oq_webhook *h = (struct oq_webhook *)1;
+        size_t n = 99;
+        char err[512] = "";
+        int rc = parse(cases[i].json, &h, &n, err, sizeof(err));
+        if (rc != OQ_EINVAL || strstr(err, cases[i].why) == NULL)
+            fail_msg("case %zu: rc %d, err [%s], want [%s]", i, rc, err, cases[i].why);
+        assert_null(h);
+        assert_int_equal(n, 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(good_entries_are_read),
+        cmocka_unit_test(faults_are_named),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
