@@ -187,6 +187,8 @@ static const struct setting settings[] = {
      "file holding the shop API token (its first line)"},
     {"shop_api_timeout_ms", T_DURATION, "10s", 500, 120000, NULL, 0, NULL, OFF(shop_api_timeout_ms),
      "longest a shop API request may take, connect to last byte"},
+    {"webhooks_file", T_STRING, "", 0, 0, NULL, 0, NULL, OFF(webhooks_file),
+     "JSON file mapping event codes to webhook endpoints (docs/webhooks.md); empty: none"},
     {"http_addr", T_STRING, "127.0.0.1:9464", 0, 0, NULL, 0, check_hostport, OFF(http_addr),
      "host:port for /metrics, /healthz and /readyz (empty: off)"},
     {"instance_id", T_STRING, "", 0, 0, NULL, 0, check_instance_id, OFF(instance_id),

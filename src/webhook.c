@@ -1,9 +1,12 @@
 /* webhook.c - the webhooks file: event codes mapped to endpoints, checked at load */
 #include "orderq/webhook.h"
 
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <yajl/yajl_tree.h>
 
 #include "orderq/config.h"
@@ -172,4 +175,114 @@ int oq_webhooks_load(const char *path, struct oq_webhook **hooks, size_t *n, cha
     int rc = oq_webhooks_parse(text, len, path, hooks, n, err, errlen);
     free(text);
     return rc;
+}
+
+/* ---- sending --------------------------------------------------------------- */
+
+#define MAX_RETRY_AFTER_MS (3600 * 1000)
+
+struct oq_webhook_sender {
+    CURL *curl;
+    char retry_after[128]; /* the answer's Retry-After, "" if none */
+};
+
+int oq_webhook_sender_new(struct oq_webhook_sender **out)
+{
+    struct oq_webhook_sender *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->curl = curl_easy_init()) == NULL) {
+        free(s);
+        *out = NULL;
+        return OQ_ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+void oq_webhook_sender_free(struct oq_webhook_sender *s)
+{
+    if (s == NULL)
+        return;
+    curl_easy_cleanup(s->curl);
+    free(s);
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ctx)
+{
+    struct oq_webhook_sender *s = ctx;
+    size_t len = size * n, end = len;
+    while (end > 12 && (line[end - 1] == '\r' || line[end - 1] == '\n'))
+        end--;
+    if (end > 12 && strncasecmp(line, "Retry-After:", 12) == 0)
+        snprintf(s->retry_after, sizeof(s->retry_after), "%.*s", (int)(end - 12), line + 12);
+    return len;
+}
+
+static size_t discard_body(char *data, size_t size, size_t n, void *ctx)
+{
+    (void)data;
+    (void)ctx;
+    return size * n; /* the status says it all; the body may be large or HTML */
+}
+
+/* Append "Name: value" to *list; 0, OQ_EINVAL (a CR or LF: no header
+ * injection through an event identifier) or OQ_ENOMEM. */
+static int header(struct curl_slist **list, const char *name, const char *value)
+{
+    char line[600];
+    if (strpbrk(value, "\r\n") != NULL)
+        return OQ_EINVAL;
+    snprintf(line, sizeof(line), "%s: %s", name, value);
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    if (grown == NULL)
+        return OQ_ENOMEM;
+    *list = grown;
+    return 0;
+}
+
+enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct oq_webhook *h,
+                                     const char *event_code, const char *effect_key,
+                                     const char *body, size_t len, long *status,
+                                     int64_t *retry_after_ms, char *why, size_t whylen)
+{
+    struct curl_slist *headers = NULL;
+    char signature[OQ_SIGNATURE_LEN];
+    CURL *c = s->curl;
+    *status = 0;
+    *retry_after_ms = -1;
+    s->retry_after[0] = '\0';
+    int rc = 0;
+    if ((rc = header(&headers, "Content-Type", "application/json")) != 0 ||
+        (rc = header(&headers, "Idempotency-Key", effect_key)) != 0 ||
+        (rc = header(&headers, "X-Orderq-Event", event_code)) != 0 ||
+        (rc = header(&headers, "Expect", "")) != 0 || /* no 100-continue round trip */
+        (h->secret != NULL && ((rc = oq_http_signature(h->secret, body, len, signature)) != 0 ||
+                               (rc = header(&headers, "X-Orderq-Signature", signature)) != 0))) {
+        curl_slist_free_all(headers);
+        snprintf(why, whylen, "%s",
+                 rc == OQ_EINVAL ? "the effect key or event code holds a CR or LF"
+                                 : "out of memory building the webhook request");
+        return rc == OQ_EINVAL ? OQ_HTTP_PERMANENT : OQ_HTTP_TRANSIENT;
+    }
+    curl_easy_reset(c); /* keeps the connections */
+    curl_easy_setopt(c, CURLOPT_URL, h->url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+    CURLcode res = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(headers);
+    enum oq_http_outcome outcome = oq_http_classify((int)res, *status);
+    if (s->retry_after[0] != '\0')
+        *retry_after_ms = oq_http_retry_after_ms(s->retry_after, time(NULL), MAX_RETRY_AFTER_MS);
+    if (res != CURLE_OK)
+        snprintf(why, whylen, "webhook %s: %s", h->url, curl_easy_strerror(res));
+    else
+        snprintf(why, whylen, "webhook %s: HTTP %ld", h->url, *status);
+    return outcome;
 }

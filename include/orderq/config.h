@@ -37,6 +37,7 @@ struct oq_config {
     char *shop_api_token; /* secret */
     char *shop_api_token_file;
     int64_t shop_api_timeout_ms;
+    char *webhooks_file; /* "" when there are no webhooks */
     char *http_addr;
     char *instance_id; /* "" until oq_config_finish() fills in host:pid */
     char *shop_exchange;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "orderq/common.h"
+#include "orderq/http_effect.h"
 
 struct oq_webhook {
     char *event_code;
@@ -35,5 +36,23 @@ OQ_WUR int oq_webhooks_load(const char *path, struct oq_webhook **hooks, size_t 
                             size_t errlen);
 
 void oq_webhooks_free(struct oq_webhook *hooks, size_t n);
+
+/* ---- sending ------------------------------------------------------------- */
+
+struct oq_webhook_sender; /* opaque: one curl handle, its connections kept */
+
+OQ_WUR int oq_webhook_sender_new(struct oq_webhook_sender **out);
+void oq_webhook_sender_free(struct oq_webhook_sender *s);
+
+/* POST body (JSON, len bytes) to h->url with Content-Type application/json,
+ * Idempotency-Key: effect_key, X-Orderq-Event: event_code and, when h has a
+ * secret, X-Orderq-Signature. Returns the outcome (http_effect.h); *status
+ * gets the HTTP status (0 if none), *retry_after_ms the receiver's
+ * Retry-After (-1 if none); why says what happened, for the ledger or the
+ * dead letter. */
+enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct oq_webhook *h,
+                                     const char *event_code, const char *effect_key,
+                                     const char *body, size_t len, long *status,
+                                     int64_t *retry_after_ms, char *why, size_t whylen);
 
 #endif

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# webhook.sh - `orderq webhook test`: an event POSTed to its endpoints with
+# Idempotency-Key, X-Orderq-Event and an HMAC signature the receiver can
+# check; 503 twice then 200 carries the same key each time; Retry-After read;
+# 4xx permanent; a bad webhooks file named.
+source "$(dirname "$0")/lib.sh"
+
+cat >"$WORK/script.json" <<'JSON'
+{
+  "POST /hooks/orders": [{"status": 503}, {"status": 503, "headers": {"Retry-After": "7"}}, {"status": 200}],
+  "POST /hooks/rejects": [{"status": 422}],
+  "POST /hooks/limits": [{"status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}}]
+}
+JSON
+"$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
+CLEANUP+=("kill $!")
+wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
+base="http://127.0.0.1:$(cat "$WORK/port")"
+export ORDERQ_TEST_HOOK_SECRET=whsec-42
+cat >"$WORK/webhooks.json" <<JSON
+[{"event_code": "order.shipped", "url": "$base/hooks/orders", "timeout_ms": 2000, "secret_env": "ORDERQ_TEST_HOOK_SECRET"},
+ {"event_code": "order.refunded", "url": "$base/hooks/rejects"},
+ {"event_code": "order.limited", "url": "$base/hooks/limits"}]
+JSON
+export ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json"
+
+note "503, 503 with Retry-After, then 200: one key, signed each time"
+try oq webhook test order.shipped --id ship-77 --json
+expect_eq 75 "$rc" "exit code on 503"
+expect_eq transient "$(json 'd["outcome"]' <<<"$out")" "outcome on 503"
+try oq webhook test order.shipped --id ship-77 --json
+expect_eq 7000 "$(json 'd["retry_after_ms"]' <<<"$out")" "Retry-After in seconds"
+try oq webhook test order.shipped --id ship-77 --json
+expect_eq 0 "$rc" "exit code on 200"
+expect_eq "done 200" "$(json 'd["outcome"] + " " + str(d["status"])' <<<"$out")" "outcome on 200"
+"$PY" - "$WORK/requests.log" <<'PY' || fail "the requests as the receiver saw them: $(cat "$WORK/requests.log")"
+import hashlib, hmac, json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(reqs) == 3, reqs
+for r in reqs:
+    h = {k.lower(): v for k, v in r["headers"].items()}
+    assert r["method"] == "POST" and r["path"] == "/hooks/orders", r
+    assert h["idempotency-key"] == "ship-77", h
+    assert h["x-orderq-event"] == "order.shipped", h
+    assert h["content-type"] == "application/json", h
+    want = "sha256=" + hmac.new(b"whsec-42", r["body"].encode(), hashlib.sha256).hexdigest()
+    assert h["x-orderq-signature"] == want, (h["x-orderq-signature"], want)
+    body = json.loads(r["body"])
+    assert body["event_code"] == "order.shipped" and body["event_identifier"] == "ship-77", body
+PY
+
+note "4xx is permanent; an HTTP-date Retry-After is capped at an hour"
+try oq webhook test order.refunded --json
+expect_eq 65 "$rc" "exit code on 422"
+expect_eq "permanent false" "$(json 'd["outcome"] + " " + str(d["signed"]).lower()' <<<"$out")" "outcome on 422, unsigned"
+try oq webhook test order.limited --json
+expect_eq "transient 3600000" "$(json 'd["outcome"] + " " + str(d["retry_after_ms"])' <<<"$out")" "429 with a far date"
+
+note "no endpoint, a closed port, a bad file"
+try oq webhook test order.unknown
+expect_eq 65 "$rc" "exit code for an event code with no webhook"
+expect_contains "no webhook in" "$out" "message"
+printf '[{"event_code": "order.shipped", "url": "http://127.0.0.1:%s/x"}]' "$(free_port)" >"$WORK/closed.json"
+try env ORDERQ_WEBHOOKS_FILE="$WORK/closed.json" "$ORDERQ_BIN" webhook test order.shipped --json
+expect_eq transient "$(json 'd["outcome"]' <<<"$out")" "outcome on a closed port"
+printf '[{"event_code": "order.shipped", "url": "http://x.example/", "secret": "inline"}]' >"$WORK/bad.json"
+try env ORDERQ_WEBHOOKS_FILE="$WORK/bad.json" "$ORDERQ_BIN" webhook test order.shipped
+expect_eq 78 "$rc" "exit code for an inline secret"
+expect_contains "webhook 1: secret: not here" "$out" "message"
+try env ORDERQ_WEBHOOKS_FILE= "$ORDERQ_BIN" webhook test order.shipped
+expect_eq 78 "$rc" "exit code without webhooks_file"
