@@ -150,14 +150,31 @@ out:
     return rc;
 }
 
-char *oq_read_secret_file(const char *setting, const char *path, char *err, size_t errlen)
+int oq_secret_load(const char *value, const char *file_setting, const char *path, char **out,
+                   char *err, size_t errlen)
 {
-    char *text = NULL;
     size_t len = 0;
-    if (oq_read_file(path, 4096, &text, &len) != 0) {
-        snprintf(err, errlen, "config: %s: cannot read %s", setting, path);
-        return NULL;
+    *out = NULL;
+    if (value != NULL && value[0] != '\0') {
+        if ((*out = strdup(value)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return OQ_ENOMEM;
+        }
+        return 0;
     }
-    text[strcspn(text, "\r\n")] = '\0';
-    return text;
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    if (oq_read_file(path, 4096, out, &len) != 0) {
+        snprintf(err, errlen, "config: %s: cannot read %s", file_setting, path);
+        return OQ_ECONFIG;
+    }
+    (*out)[strcspn(*out, "\r\n")] = '\0';
+    return 0;
+}
+
+void oq_secret_free(char *secret)
+{
+    if (secret != NULL)
+        memset(secret, 0, strlen(secret));
+    free(secret);
 }

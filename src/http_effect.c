@@ -47,6 +47,41 @@ int64_t oq_http_retry_after_ms(const char *value, time_t now, int64_t max_ms)
     return ms > max_ms ? max_ms : ms;
 }
 
+size_t oq_http_collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct oq_http_body *body = userdata;
+    size_t n = size * nmemb;
+    if (body->len + n > body->max) {
+        body->too_big = 1;
+        return 0;
+    }
+    char *grown = realloc(body->data, body->len + n + 1);
+    if (grown == NULL)
+        return 0;
+    memcpy(grown + body->len, ptr, n);
+    body->data = grown;
+    body->len += n;
+    body->data[body->len] = '\0';
+    return n;
+}
+
+int oq_http_header_add(struct curl_slist **list, const char *name, const char *value)
+{
+    if (strpbrk(value, "\r\n") != NULL)
+        return OQ_EINVAL;
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    if (line == NULL)
+        return OQ_ENOMEM;
+    snprintf(line, n, "%s: %s", name, value);
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    free(line);
+    if (grown == NULL)
+        return OQ_ENOMEM;
+    *list = grown;
+    return 0;
+}
+
 int oq_http_signature(const char *secret, const void *body, size_t len, char out[OQ_SIGNATURE_LEN])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];

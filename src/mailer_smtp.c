@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "orderq/config.h"
+#include "orderq/http_effect.h"
 #include "orderq/mailer.h"
 
 struct oq_mailer {
@@ -38,13 +39,11 @@ int oq_mailer_new(const struct oq_config *cfg, struct oq_mailer **out, char *err
         return OQ_ECONFIG;
     }
     m->domain = strrchr(m->from_address, '@') + 1;
-    if (cfg->smtp_password[0] != '\0')
-        m->password = strdup(cfg->smtp_password);
-    else if (cfg->smtp_password_file[0] != '\0' &&
-             (m->password = oq_read_secret_file("smtp_password_file", cfg->smtp_password_file, err,
-                                                errlen)) == NULL) {
+    int rc = oq_secret_load(cfg->smtp_password, "smtp_password_file", cfg->smtp_password_file,
+                            &m->password, err, errlen);
+    if (rc != 0) {
         oq_mailer_free(m);
-        return OQ_ECONFIG;
+        return rc;
     }
     *out = m;
     return 0;
@@ -55,9 +54,7 @@ void oq_mailer_free(struct oq_mailer *m)
     if (m == NULL)
         return;
     curl_easy_cleanup(m->curl);
-    if (m->password != NULL)
-        memset(m->password, 0, strlen(m->password));
-    free(m->password);
+    oq_secret_free(m->password);
     free(m);
 }
 
@@ -84,22 +81,6 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     (void)dlnow;
     /* base64 parts keep the size known, so ultotal is the whole message */
     m->data_sent = ultotal > 0 && ulnow >= ultotal;
-    return 0;
-}
-
-/* A header line "Name: value" appended to *list. */
-static int add_header(struct curl_slist **list, const char *name, const char *value)
-{
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
-    if (line == NULL)
-        return OQ_ENOMEM;
-    snprintf(line, n, "%s: %s", name, value);
-    struct curl_slist *grown = curl_slist_append(*list, line);
-    free(line);
-    if (grown == NULL)
-        return OQ_ENOMEM;
-    *list = grown;
     return 0;
 }
 
@@ -167,11 +148,12 @@ static int build_headers(struct oq_mailer *m, const struct oq_mail *mail, struct
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
     oq_mail_message_id(mail->handler, mail->effect_key, m->domain, id, sizeof(id));
     rc = OQ_ENOMEM;
-    if (add_header(list, "Date", date) != 0 || add_header(list, "From", from) != 0 ||
-        add_header(list, "To", to) != 0 || add_header(list, "Subject", subject) != 0 ||
-        add_header(list, "Message-ID", id) != 0 ||
-        add_header(list, "Content-Type", "multipart/alternative") != 0 ||
-        (mail->event && add_header(list, "X-Orderq-Event", mail->event) != 0))
+    if (oq_http_header_add(list, "Date", date) != 0 ||
+        oq_http_header_add(list, "From", from) != 0 || oq_http_header_add(list, "To", to) != 0 ||
+        oq_http_header_add(list, "Subject", subject) != 0 ||
+        oq_http_header_add(list, "Message-ID", id) != 0 ||
+        oq_http_header_add(list, "Content-Type", "multipart/alternative") != 0 ||
+        (mail->event && oq_http_header_add(list, "X-Orderq-Event", mail->event) != 0))
         goto out;
     rc = 0;
 out:

@@ -17,9 +17,6 @@ struct oq_shopapi {
     const struct oq_config *cfg;
     CURL *curl;
     char *token; /* NULL: no Authorization header */
-    char *body;  /* the answer being read */
-    size_t len, cap;
-    int too_big;
 };
 
 int oq_shopapi_new(const struct oq_config *cfg, struct oq_shopapi **out, char *err, size_t errlen)
@@ -37,13 +34,11 @@ int oq_shopapi_new(const struct oq_config *cfg, struct oq_shopapi **out, char *e
         return OQ_ENOMEM;
     }
     api->cfg = cfg;
-    if (cfg->shop_api_token[0] != '\0')
-        api->token = strdup(cfg->shop_api_token);
-    else if (cfg->shop_api_token_file[0] != '\0' &&
-             (api->token = oq_read_secret_file("shop_api_token_file", cfg->shop_api_token_file, err,
-                                               errlen)) == NULL) {
+    int rc = oq_secret_load(cfg->shop_api_token, "shop_api_token_file", cfg->shop_api_token_file,
+                            &api->token, err, errlen);
+    if (rc != 0) {
         oq_shopapi_free(api);
-        return OQ_ECONFIG;
+        return rc;
     }
     *out = api;
     return 0;
@@ -54,33 +49,8 @@ void oq_shopapi_free(struct oq_shopapi *api)
     if (api == NULL)
         return;
     curl_easy_cleanup(api->curl);
-    if (api->token != NULL)
-        memset(api->token, 0, strlen(api->token));
-    free(api->token);
-    free(api->body);
+    oq_secret_free(api->token);
     free(api);
-}
-
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
-{
-    struct oq_shopapi *api = ctx;
-    size_t len = size * n;
-    if (api->len + len > MAX_ANSWER) {
-        api->too_big = 1;
-        return 0; /* curl stops with CURLE_WRITE_ERROR */
-    }
-    if (api->len + len + 1 > api->cap) {
-        size_t cap = (api->len + len + 1) * 2;
-        char *grown = realloc(api->body, cap);
-        if (grown == NULL)
-            return 0;
-        api->body = grown;
-        api->cap = cap;
-    }
-    memcpy(api->body + api->len, data, len);
-    api->len += len;
-    api->body[api->len] = '\0';
-    return len;
 }
 
 /* {base}/rest/V1/orders/{order_id, escaped}; NULL when out of memory. */
@@ -104,21 +74,19 @@ static char *order_url(struct oq_shopapi *api, const char *order_id)
 enum oq_http_outcome oq_shopapi_order(struct oq_shopapi *api, const char *order_id,
                                       char **event_data, char *why, size_t whylen)
 {
-    struct curl_slist *headers = NULL, *h;
-    char auth[4200];
+    struct curl_slist *headers = NULL;
+    struct oq_http_body body = {.max = MAX_ANSWER};
     long status = 0;
     enum oq_http_outcome outcome = OQ_HTTP_TRANSIENT;
-    char *url = order_url(api, order_id);
+    char *url = order_url(api, order_id), *auth = NULL;
     *event_data = NULL;
-    api->len = 0;
-    api->too_big = 0;
-    if (url == NULL || (headers = curl_slist_append(NULL, "Accept: application/json")) == NULL)
-        goto oom;
-    if (api->token != NULL) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", api->token);
-        if ((h = curl_slist_append(headers, auth)) == NULL)
-            goto oom;
-        headers = h;
+    if (api->token != NULL && asprintf(&auth, "Bearer %s", api->token) < 0)
+        auth = NULL;
+    if (url == NULL || (api->token != NULL && auth == NULL) ||
+        oq_http_header_add(&headers, "Accept", "application/json") != 0 ||
+        (auth != NULL && oq_http_header_add(&headers, "Authorization", auth) != 0)) {
+        snprintf(why, whylen, "out of memory asking the shop API (or a CR/LF in the token)");
+        goto out;
     }
     CURL *c = api->curl;
     curl_easy_reset(c); /* keeps the connection */
@@ -128,11 +96,11 @@ enum oq_http_outcome oq_shopapi_order(struct oq_shopapi *api, const char *order_
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)api->cfg->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, api);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, oq_http_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     CURLcode res = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (api->too_big) {
+    if (body.too_big) {
         snprintf(why, whylen, "shop API: the answer for order %s is over %u bytes", order_id,
                  MAX_ANSWER);
         outcome = OQ_HTTP_PERMANENT;
@@ -142,15 +110,13 @@ enum oq_http_outcome oq_shopapi_order(struct oq_shopapi *api, const char *order_
         else
             snprintf(why, whylen, "shop API: HTTP %ld for order %s%s", status, order_id,
                      status == 404 ? " (no such order)" : "");
-    } else if (oq_shopapi_order_to_event_data(api->body ? api->body : "", api->len, order_id,
+    } else if (oq_shopapi_order_to_event_data(body.data ? body.data : "", body.len, order_id,
                                               event_data, why, whylen) != 0) {
         outcome = OQ_HTTP_PERMANENT;
     }
-    goto out;
-oom:
-    snprintf(why, whylen, "out of memory asking the shop API");
 out:
-    memset(auth, 0, sizeof(auth));
+    oq_secret_free(auth);
+    free(body.data);
     curl_slist_free_all(headers);
     free(url);
     return outcome;

@@ -8,6 +8,7 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "orderq/http_effect.h"
 #include "orderq/json.h"
 #include "orderq/broker.h"
 #include "orderq/config.h"
@@ -408,27 +409,6 @@ int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost
 
 /* ---- verify against the management API ------------------------------------ */
 
-struct http_body {
-    char *data;
-    size_t len;
-};
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct http_body *body = userdata;
-    size_t n = size * nmemb;
-    if (body->len + n > (16u << 20))
-        return 0; /* no sane answer is this big */
-    char *grown = realloc(body->data, body->len + n + 1);
-    if (grown == NULL)
-        return 0;
-    memcpy(grown + body->len, ptr, n);
-    body->data = grown;
-    body->len += n;
-    body->data[body->len] = '\0';
-    return n;
-}
-
 struct mgmt {
     CURL *curl;
     char *base; /* ends without '/' */
@@ -440,14 +420,14 @@ struct mgmt {
 static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tree, char *err,
                     size_t errlen)
 {
-    struct http_body body = {NULL, 0};
+    struct oq_http_body body = {.max = 16u << 20}; /* no sane answer is this big */
     char *url = joined(m->base, "", path);
     int rc = OQ_EHTTP;
     *tree = NULL;
     if (url == NULL)
         return OQ_ENOMEM;
     curl_easy_setopt(m->curl, CURLOPT_URL, url);
-    curl_easy_setopt(m->curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(m->curl, CURLOPT_WRITEFUNCTION, oq_http_collect);
     curl_easy_setopt(m->curl, CURLOPT_WRITEDATA, &body);
     CURLcode cc = curl_easy_perform(m->curl);
     if (cc != CURLE_OK) {

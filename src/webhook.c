@@ -22,9 +22,7 @@ void oq_webhooks_free(struct oq_webhook *hooks, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(hooks[i].event_code);
         free(hooks[i].url);
-        if (hooks[i].secret != NULL)
-            memset(hooks[i].secret, 0, strlen(hooks[i].secret));
-        free(hooks[i].secret);
+        oq_secret_free(hooks[i].secret);
     }
     free(hooks);
 }
@@ -50,22 +48,16 @@ static int read_secret(yajl_val e, struct oq_webhook *h, char *why, size_t whyle
                      YAJL_IS_STRING(env) ? env->u.string : "(not a string)");
             return OQ_EINVAL;
         }
-        h->secret = strdup(value);
-    } else if (file != NULL) {
-        if (!YAJL_IS_STRING(file) ||
-            (h->secret = oq_read_secret_file("secret_file", file->u.string, why, whylen)) == NULL) {
-            if (!YAJL_IS_STRING(file))
-                snprintf(why, whylen, "secret_file: expected a path");
-            return OQ_EINVAL;
-        }
-    } else {
+        return oq_secret_load(value, NULL, NULL, &h->secret, why, whylen);
+    }
+    if (file == NULL)
         return 0;
+    if (!YAJL_IS_STRING(file)) {
+        snprintf(why, whylen, "secret_file: expected a path");
+        return OQ_EINVAL;
     }
-    if (h->secret == NULL) {
-        snprintf(why, whylen, "out of memory");
-        return OQ_ENOMEM;
-    }
-    return 0;
+    int rc = oq_secret_load(NULL, "secret_file", file->u.string, &h->secret, why, whylen);
+    return rc == OQ_ECONFIG ? OQ_EINVAL : rc; /* a fault of this file, like the others */
 }
 
 static int parse_entry(yajl_val e, struct oq_webhook *h, char *why, size_t whylen)
@@ -224,21 +216,6 @@ static size_t discard_body(char *data, size_t size, size_t n, void *ctx)
     return size * n; /* the status says it all; the body may be large or HTML */
 }
 
-/* Append "Name: value" to *list; 0, OQ_EINVAL (a CR or LF: no header
- * injection through an event identifier) or OQ_ENOMEM. */
-static int header(struct curl_slist **list, const char *name, const char *value)
-{
-    char line[600];
-    if (strpbrk(value, "\r\n") != NULL)
-        return OQ_EINVAL;
-    snprintf(line, sizeof(line), "%s: %s", name, value);
-    struct curl_slist *grown = curl_slist_append(*list, line);
-    if (grown == NULL)
-        return OQ_ENOMEM;
-    *list = grown;
-    return 0;
-}
-
 enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct oq_webhook *h,
                                      const char *event_code, const char *effect_key,
                                      const char *body, size_t len, long *status,
@@ -251,12 +228,13 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
     *retry_after_ms = -1;
     s->retry_after[0] = '\0';
     int rc = 0;
-    if ((rc = header(&headers, "Content-Type", "application/json")) != 0 ||
-        (rc = header(&headers, "Idempotency-Key", effect_key)) != 0 ||
-        (rc = header(&headers, "X-Orderq-Event", event_code)) != 0 ||
-        (rc = header(&headers, "Expect", "")) != 0 || /* no 100-continue round trip */
-        (h->secret != NULL && ((rc = oq_http_signature(h->secret, body, len, signature)) != 0 ||
-                               (rc = header(&headers, "X-Orderq-Signature", signature)) != 0))) {
+    if ((rc = oq_http_header_add(&headers, "Content-Type", "application/json")) != 0 ||
+        (rc = oq_http_header_add(&headers, "Idempotency-Key", effect_key)) != 0 ||
+        (rc = oq_http_header_add(&headers, "X-Orderq-Event", event_code)) != 0 ||
+        (rc = oq_http_header_add(&headers, "Expect", "")) != 0 || /* no 100-continue round trip */
+        (h->secret != NULL &&
+         ((rc = oq_http_signature(h->secret, body, len, signature)) != 0 ||
+          (rc = oq_http_header_add(&headers, "X-Orderq-Signature", signature)) != 0))) {
         curl_slist_free_all(headers);
         snprintf(why, whylen, "%s",
                  rc == OQ_EINVAL ? "the effect key or event code holds a CR or LF"

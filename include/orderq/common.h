@@ -63,10 +63,13 @@ int64_t oq_backoff_ms(int failures);
  * set (EFBIG when larger than max). */
 OQ_WUR int oq_read_file(const char *path, size_t max, char **text, size_t *len);
 
-/* The first line of the file named by setting (a mounted secret: a
- * password, a token); NULL with err naming the setting when it cannot be
- * read. The caller frees it. */
-char *oq_read_secret_file(const char *setting, const char *path, char *err, size_t errlen);
+/* A secret (a password, a token): value when it is set, else the first line
+ * of the file at path (a mounted secret); *out stays NULL when neither is
+ * set. Returns 0, OQ_ENOMEM, or OQ_ECONFIG with err naming file_setting.
+ * Free with oq_secret_free, which wipes it first. */
+OQ_WUR int oq_secret_load(const char *value, const char *file_setting, const char *path, char **out,
+                          char *err, size_t errlen);
+void oq_secret_free(char *secret);
 
 /* Size of the error buffers passed around (as in hiredis' errstr). */
 #define OQ_ERRLEN 512

@@ -29,6 +29,24 @@ enum oq_http_outcome oq_http_classify(int curl_code, long status);
  * A date in the past is 0. */
 int64_t oq_http_retry_after_ms(const char *value, time_t now, int64_t max_ms);
 
+/* ---- libcurl plumbing shared by every HTTP client in orderq ---------------- */
+
+/* A response body: CURLOPT_WRITEFUNCTION oq_http_collect, CURLOPT_WRITEDATA
+ * a struct oq_http_body with max set. data is NUL-terminated; an answer
+ * over max bytes stops the transfer (CURLE_WRITE_ERROR) with too_big set. */
+struct oq_http_body {
+    char *data;
+    size_t len, max;
+    int too_big;
+};
+size_t oq_http_collect(char *ptr, size_t size, size_t nmemb, void *body);
+
+struct curl_slist;
+
+/* Append "name: value" to *list. Returns 0, OQ_EINVAL (value holds CR or
+ * LF: never a header injected through data) or OQ_ENOMEM. */
+OQ_WUR int oq_http_header_add(struct curl_slist **list, const char *name, const char *value);
+
 #define OQ_SIGNATURE_LEN (7 + 64 + 1) /* "sha256=" + 64 hex digits + NUL */
 
 /* out = "sha256=<hex HMAC-SHA256(secret, body)>". Returns 0 or OQ_ENOMEM. */

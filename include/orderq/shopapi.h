@@ -4,7 +4,8 @@
  * "Authorization: Bearer <shop_api_token>". The answer is turned into the
  * envelope's event_data shape
  *
- *   {"order_id": ..., "currency": ..., "order_status": ..., "customer": {"email": ..., "name": ...},
+ *   {"order_id": ..., "currency": ..., "order_status": ...,
+ *    "customer": {"email": ..., "name": ...},
  *    "items": [{"sku": ..., "qty": ..., "price": ..., "original_price": ...}]}
  *
  * (child lines of configurable products, which carry parent_item_id, are
