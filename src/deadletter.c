@@ -112,24 +112,13 @@ static void gen_table(yajl_gen g, const amqp_table_t *t, int depth)
     yajl_gen_map_close(g);
 }
 
-static char *gen_finish(yajl_gen g)
-{
-    const unsigned char *buf;
-    size_t len;
-    char *out = NULL;
-    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
-        out = strndup((const char *)buf, len);
-    yajl_gen_free(g);
-    return out;
-}
-
 char *oq_amqp_table_json(const amqp_table_t *t)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g == NULL)
         return NULL;
     gen_table(g, t, 0);
-    return gen_finish(g);
+    return oq_json_gen_finish(g);
 }
 
 static void gen_prop(yajl_gen g, const char *key, amqp_bytes_t value)
@@ -178,7 +167,7 @@ char *oq_amqp_properties_json(const amqp_basic_properties_t *p)
     if (f & AMQP_BASIC_CLUSTER_ID_FLAG)
         gen_prop(g, "cluster_id", p->cluster_id);
     yajl_gen_map_close(g);
-    return gen_finish(g);
+    return oq_json_gen_finish(g);
 }
 
 /* ---- one letter's row -------------------------------------------------------- */

@@ -65,9 +65,6 @@ static char *email_envelope(const struct oq_order *o, const struct coupon *c,
                             const char *expires_iso, const char *created_iso, int64_t days)
 {
     char amount[48], rule[24], promo[24];
-    const unsigned char *buf = NULL;
-    size_t len = 0;
-    char *out = NULL;
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g == NULL)
         return NULL;
@@ -102,10 +99,7 @@ static char *email_envelope(const struct oq_order *o, const struct coupon *c,
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
-        out = strndup((const char *)buf, len);
-    yajl_gen_free(g);
-    return out;
+    return oq_json_gen_finish(g);
 }
 
 /* The event lacks its items or the customer's e-mail: take them from the

@@ -2,6 +2,7 @@
 #include "orderq/json.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "orderq/common.h"
@@ -55,4 +56,15 @@ int oq_json_amount(yajl_val v, int exponent, int64_t *out, char *why, size_t why
         return OQ_EINVAL;
     }
     return oq_money_parse(text, strlen(text), exponent, out, why, whylen);
+}
+
+char *oq_json_gen_finish(yajl_gen g)
+{
+    const unsigned char *buf;
+    size_t len;
+    char *out = NULL;
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
+        out = strndup((const char *)buf, len);
+    yajl_gen_free(g);
+    return out;
 }

@@ -1,6 +1,7 @@
 /* legacy.c - relay a Magento coupon_queue table to the broker, row by row once */
 #include "orderq/legacy.h"
 
+#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +10,16 @@
 #include "orderq/broker.h"
 #include "orderq/config.h"
 #include "orderq/db.h"
+#include "orderq/json.h"
 #include "orderq/log.h"
 #include "orderq/phpser.h"
 #include "orderq/publish.h"
 
 #define LEGACY_BATCH 200
 #define REASON_MAX   255 /* execute_result is varchar(255) */
+
+/* Rows waiting: not executed, and not given up by us with a reason. */
+#define WAITING "is_executed = 0 AND COALESCE(execute_result, '') NOT LIKE 'orderq: %%'"
 
 struct row {
     long long id;
@@ -53,17 +58,11 @@ static void rows_clear(struct bridge *br)
     br->n = 0;
 }
 
-static void gen_text(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
 /* The JSON envelope for one row, or NULL with the reason in r->reason. */
 static char *envelope(struct row *r, const char *identifier, const char *data,
                       const char *created_at)
 {
     char why[200] = "";
-    char *out = NULL;
     if (r->event_code[0] == '\0' || identifier[0] == '\0') {
         snprintf(r->reason, sizeof(r->reason), "orderq: the row has no %s",
                  r->event_code[0] == '\0' ? "event_code" : "event_identifier");
@@ -73,26 +72,22 @@ static char *envelope(struct row *r, const char *identifier, const char *data,
     if (g == NULL)
         return NULL;
     yajl_gen_map_open(g);
-    gen_text(g, "event_code");
-    gen_text(g, r->event_code);
-    gen_text(g, "event_identifier");
-    gen_text(g, identifier);
+    oq_json_gen_str(g, "event_code");
+    oq_json_gen_str(g, r->event_code);
+    oq_json_gen_str(g, "event_identifier");
+    oq_json_gen_str(g, identifier);
     if (strncmp(created_at, "0000", 4) != 0) { /* the column's zero default: no time */
-        gen_text(g, "created_at");
-        gen_text(g, created_at);
+        oq_json_gen_str(g, "created_at");
+        oq_json_gen_str(g, created_at);
     }
-    gen_text(g, "event_data");
+    oq_json_gen_str(g, "event_data");
     if (oq_phpser_to_json(data, strlen(data), g, why, sizeof(why)) != 0) {
         snprintf(r->reason, sizeof(r->reason), "orderq: %s", why);
-    } else {
-        const unsigned char *buf;
-        size_t len;
-        yajl_gen_map_close(g);
-        if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
-            out = strndup((const char *)buf, len);
+        yajl_gen_free(g);
+        return NULL;
     }
-    yajl_gen_free(g);
-    return out;
+    yajl_gen_map_close(g);
+    return oq_json_gen_finish(g);
 }
 
 /* columns: id, event_code, event_identifier, event_data, created_at */
@@ -121,13 +116,11 @@ static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
 static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
 {
     struct bridge *br = ctx;
-    const amqp_table_t *h = &m->properties.headers;
-    for (int i = 0; (m->properties._flags & AMQP_BASIC_HEADERS_FLAG) && i < h->num_entries; i++)
-        if (h->entries[i].key.len == 18 &&
-            memcmp(h->entries[i].key.bytes, "x-orderq-legacy-id", 18) == 0)
-            for (size_t k = 0; k < br->n; k++)
-                if (br->rows[k].id == h->entries[i].value.value.i64)
-                    br->rows[k].returned = 1;
+    const amqp_field_value_t *v = oq_amqp_header(&m->properties, "x-orderq-legacy-id");
+    int64_t id;
+    for (size_t k = 0; v != NULL && oq_amqp_field_int(v, &id) == 0 && k < br->n; k++)
+        if (br->rows[k].id == id)
+            br->rows[k].returned = 1;
     oq_warn("legacy bridge: an event reached no queue (routing key %.*s)",
             (int)why->routing_key.len, (const char *)why->routing_key.bytes);
 }
@@ -219,6 +212,20 @@ static int mark_rows(struct bridge *br, long long *published, long long *refused
     return 0;
 }
 
+/* A statement on the table failed: roll back and say why. A table that
+ * does not exist is a wrong --legacy-table, not an outage to wait out. */
+static long db_failed(struct bridge *br, char *err, size_t errlen)
+{
+    unsigned code = oq_db_errno(br->db);
+    snprintf(err, errlen, "the legacy table %s: %s", br->table, oq_db_error(br->db));
+    oq_db_rollback(br->db);
+    if (code != ER_NO_SUCH_TABLE)
+        return OQ_EDB;
+    snprintf(err, errlen, "--legacy-table: there is no table %s in the database of mysql_url",
+             br->table);
+    return OQ_ECONFIG;
+}
+
 /* One round over up to LEGACY_BATCH rows. Returns the rows handled (>= 0)
  * or an OQ_E* code with err set. */
 static long bridge_batch(struct bridge *br, struct oq_legacy_progress *pr, char *err, size_t errlen)
@@ -228,13 +235,12 @@ static long bridge_batch(struct bridge *br, struct oq_legacy_progress *pr, char 
     rows_clear(br);
     snprintf(sql, sizeof(sql),
              "SELECT id, event_code, event_identifier, event_data,"
-             " DATE_FORMAT(created_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ') FROM %s"
-             " WHERE is_executed = 0 AND COALESCE(execute_result, '') NOT LIKE 'orderq: %%'"
+             " DATE_FORMAT(created_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ') FROM %s WHERE " WAITING
              " ORDER BY id LIMIT %d FOR UPDATE SKIP LOCKED",
              br->table, LEGACY_BATCH);
     if (oq_db_exec(br->db, "START TRANSACTION") != 0 ||
         oq_db_query_rows(br->db, sql, NULL, 0, on_row, br) != 0)
-        goto db_fail;
+        return db_failed(br, err, errlen);
     if (br->n == 0) {
         oq_db_rollback(br->db);
         return 0;
@@ -246,27 +252,22 @@ static long bridge_batch(struct bridge *br, struct oq_legacy_progress *pr, char 
         return OQ_EBROKER;
     }
     if (mark_rows(br, &published, &refused) != 0 || oq_db_exec(br->db, "COMMIT") != 0)
-        goto db_fail; /* published, not marked: published again, the ledger drops it */
+        return db_failed(br, err, errlen); /* published, not marked: again later, deduped */
     pr->published += published;
     pr->refused += refused;
     if (pr->update != NULL)
         pr->update(pr, 0);
     return (long)(published + refused);
-db_fail:
-    snprintf(err, errlen, "the legacy table %s: %s", br->table, oq_db_error(br->db));
-    oq_db_rollback(br->db);
-    return OQ_EDB;
 }
 
-static int count_waiting(struct bridge *br, long long *total)
+/* The rows waiting now: the progress bar's total. */
+static long count_waiting(struct bridge *br, long long *total, char *err, size_t errlen)
 {
     char sql[200];
     int is_null;
-    snprintf(sql, sizeof(sql),
-             "SELECT COUNT(*) FROM %s WHERE is_executed = 0 AND"
-             " COALESCE(execute_result, '') NOT LIKE 'orderq: %%'",
-             br->table);
-    return oq_db_query_int(br->db, sql, NULL, 0, total, &is_null);
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s WHERE " WAITING, br->table);
+    return oq_db_query_int(br->db, sql, NULL, 0, total, &is_null) == 0 ? 0
+                                                                       : db_failed(br, err, errlen);
 }
 
 int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile sig_atomic_t *stop,
@@ -280,34 +281,24 @@ int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile
     }
     br->cfg = cfg;
     snprintf(br->table, sizeof(br->table), "`%s`", table);
+    int counted = progress->update == NULL; /* the total only matters to a progress bar */
     while (!*stop) {
         long n = bridge_open(br, err, errlen);
-        if (n == 0 && progress->total == 0 && count_waiting(br, &progress->total) != 0) {
-            snprintf(err, errlen, "the legacy table %s: %s", br->table, oq_db_error(br->db));
-            n = OQ_EDB;
-            if (oq_db_errno(br->db) == 1146) { /* ER_NO_SUCH_TABLE: a wrong name, not an outage */
-                snprintf(err, errlen,
-                         "--legacy-table: there is no table %s in the database of mysql_url",
-                         br->table);
-                rc = OQ_ECONFIG;
-                break;
-            }
-        }
+        if (n == 0 && !counted)
+            counted = (n = count_waiting(br, &progress->total, err, errlen)) == 0;
         while (n >= 0 && !*stop && (n = bridge_batch(br, progress, err, errlen)) == LEGACY_BATCH)
             ;
+        if (n == OQ_ECONFIG || (once && n < 0)) {
+            rc = (int)n;
+            break;
+        }
+        if (n >= 0 && once)
+            break;
         if (n < 0) {
             oq_error("legacy bridge: %s", err);
             bridge_close(br);
-            if (once) {
-                rc = (int)n;
-                break;
-            }
-            br->failures++;
-        } else {
-            br->failures = 0;
-            if (once && n < LEGACY_BATCH)
-                break;
         }
+        br->failures = n < 0 ? br->failures + 1 : 0;
         oq_nap(n < 0 ? oq_backoff_ms(br->failures) : 1000, stop);
     }
     if (progress->update != NULL)

@@ -77,13 +77,11 @@ static void on_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
 static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
 {
     struct rows *rs = ctx;
-    const amqp_table_t *h = &m->properties.headers;
-    for (int i = 0; (m->properties._flags & AMQP_BASIC_HEADERS_FLAG) && i < h->num_entries; i++)
-        if (h->entries[i].key.len == 18 &&
-            memcmp(h->entries[i].key.bytes, "x-orderq-outbox-id", 18) == 0)
-            for (size_t k = 0; k < rs->n; k++)
-                if (rs->r[k].id == h->entries[i].value.value.i64)
-                    rs->r[k].returned = 1;
+    const amqp_field_value_t *v = oq_amqp_header(&m->properties, "x-orderq-outbox-id");
+    int64_t id;
+    for (size_t k = 0; v != NULL && oq_amqp_field_int(v, &id) == 0 && k < rs->n; k++)
+        if (rs->r[k].id == id)
+            rs->r[k].returned = 1;
     oq_warn("an outbox event reached no queue (routing key %.*s); it stays in the outbox",
             (int)why->routing_key.len, (const char *)why->routing_key.bytes);
 }

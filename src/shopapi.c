@@ -203,13 +203,6 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
     }
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
-    const unsigned char *buf;
-    size_t n;
-    int rc = OQ_ENOMEM;
-    if (yajl_gen_get_buf(g, &buf, &n) == yajl_gen_status_ok &&
-        (*event_data = strndup((const char *)buf, n)) != NULL)
-        rc = 0;
-    yajl_gen_free(g);
     yajl_tree_free(doc);
-    return rc;
+    return (*event_data = oq_json_gen_finish(g)) != NULL ? 0 : OQ_ENOMEM;
 }

@@ -21,6 +21,10 @@ const char *oq_json_number_text(yajl_val v);
  * oq_money_parse). Returns 0 or OQ_EINVAL with why. */
 int oq_json_amount(yajl_val v, int exponent, int64_t *out, char *why, size_t whylen);
 
+/* What g generated, as a NUL-terminated copy (NULL when out of memory or g
+ * is not complete); g is freed either way. */
+char *oq_json_gen_finish(yajl_gen g);
+
 /* Generate a NUL-terminated string. */
 void oq_json_gen_str(yajl_gen g, const char *s);
 

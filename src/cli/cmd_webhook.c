@@ -15,9 +15,6 @@ static const char *const outcome_names[] = {"done", "transient", "permanent"};
 static char *test_event(const char *code, const char *id)
 {
     char now[32];
-    const unsigned char *buf;
-    size_t len;
-    char *out = NULL;
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g == NULL)
         return NULL;
@@ -32,10 +29,7 @@ static char *test_event(const char *code, const char *id)
     yajl_gen_bool(g, 1);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok)
-        out = strndup((const char *)buf, len);
-    yajl_gen_free(g);
-    return out;
+    return oq_json_gen_finish(g);
 }
 
 static int run(struct cli_cmd_ctx *ctx)
