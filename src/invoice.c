@@ -8,6 +8,7 @@
 #include "orderq/json.h"
 #include "orderq/mailer.h"
 #include "orderq/money.h"
+#include "orderq/rules.h"
 
 static int missing(char *err, size_t errlen, const char *field, const char *what)
 {
@@ -47,25 +48,15 @@ static int amount_of(yajl_val obj, const char *key, int exponent, int required, 
 static int item_of(yajl_val it, int exponent, struct oq_invoice_item *item, char *why,
                    size_t whylen)
 {
-    const char *qty = oq_json_number_text(oq_json_member(it, "qty"));
-    if (!YAJL_IS_OBJECT(it) || (item->sku = oq_json_text(it, "sku")) == NULL) {
-        snprintf(why, whylen, "expected an object with a sku");
+    struct oq_order_item line;
+    if (oq_order_item_parse(it, exponent, &line, why, whylen) != 0)
         return OQ_EINVAL;
-    }
+    item->sku = line.sku;
+    item->qty = line.qty;
+    item->price = line.price;
     item->name = oq_json_text(it, "name");
     if (item->name == NULL)
         item->name = item->sku;
-    /* "2", 2 and Magento's "2.0000" are two; "1.5" is not a count */
-    if (qty == NULL || oq_money_parse(qty, strlen(qty), 0, &item->qty, why, whylen) != 0) {
-        snprintf(why, whylen, "qty: expected a whole number such as 2");
-        return OQ_EINVAL;
-    }
-    char inner[200];
-    if (oq_json_amount(oq_json_member(it, "price"), exponent, &item->price, inner, sizeof(inner)) !=
-        0) {
-        snprintf(why, whylen, "price: %s", inner);
-        return OQ_EINVAL;
-    }
     if (oq_money_mul(item->qty, item->price, &item->line_total) != 0) {
         snprintf(why, whylen, "qty x price is too large");
         return OQ_EINVAL;
@@ -127,92 +118,63 @@ void oq_invoice_clear(struct oq_invoice *inv)
     memset(inv, 0, sizeof(*inv));
 }
 
-/* A growing string: appends, remembering a failed allocation. */
-struct text {
-    char *s;
-    size_t len, cap;
-    int failed;
-};
-
-static void append(struct text *t, const char *s)
+/* The stream's text into *out; 0, or OQ_ENOMEM when any write failed. */
+static int close_text(FILE *f, char **text, char **out)
 {
-    size_t n = strlen(s);
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->len + n + 1) * 2;
-        char *grown = realloc(t->s, cap);
-        if (grown == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->s = grown;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n + 1);
-    t->len += n;
-}
-
-static int finish(struct text *t, char **out)
-{
-    if (t->s == NULL && !t->failed)
-        append(t, "");
-    if (t->failed) {
-        free(t->s);
+    int failed = ferror(f);
+    if (fclose(f) != 0 || failed) {
+        free(*text);
         *out = NULL;
         return OQ_ENOMEM;
     }
-    *out = t->s;
+    *out = *text;
     return 0;
 }
 
 int oq_invoice_lines_text(const struct oq_invoice *inv, char **out)
 {
-    struct text t = {0};
-    char line[1024], price[64], total[64];
+    char *text = NULL, price[64], total[64];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return OQ_ENOMEM;
     for (size_t i = 0; i < inv->n_items; i++) {
         const struct oq_invoice_item *it = &inv->items[i];
         oq_money_display(it->price, inv->currency, price, sizeof(price));
         oq_money_display(it->line_total, inv->currency, total, sizeof(total));
-        if (strcmp(it->name, it->sku) == 0)
-            snprintf(line, sizeof(line), "%lld x %s  %s  %s\n", (long long)it->qty, it->name, price,
-                     total);
-        else
-            snprintf(line, sizeof(line), "%lld x %s (%s)  %s  %s\n", (long long)it->qty, it->name,
-                     it->sku, price, total);
-        append(&t, line);
+        fprintf(f, "%lld x %s", (long long)it->qty, it->name);
+        if (strcmp(it->name, it->sku) != 0)
+            fprintf(f, " (%s)", it->sku);
+        fprintf(f, "  %s  %s\n", price, total);
     }
-    return finish(&t, out);
+    return close_text(f, &text, out);
 }
 
 int oq_invoice_lines_html(const struct oq_invoice *inv, char **out)
 {
-    struct text t = {0};
-    char qty[32], price[64], total[64];
-    for (size_t i = 0; i < inv->n_items && !t.failed; i++) {
+    char *text = NULL, price[64], total[64];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < inv->n_items; i++) {
         const struct oq_invoice_item *it = &inv->items[i];
         char *name = NULL, *sku = NULL;
         if (oq_html_escape(it->name, &name) != 0 || oq_html_escape(it->sku, &sku) != 0) {
             free(name);
-            t.failed = 1;
-            break;
+            fclose(f);
+            free(text);
+            return OQ_ENOMEM;
         }
-        snprintf(qty, sizeof(qty), "%lld", (long long)it->qty);
         oq_money_display(it->price, inv->currency, price, sizeof(price));
         oq_money_display(it->line_total, inv->currency, total, sizeof(total));
-        append(&t, "<tr><td>");
-        append(&t, name);
-        append(&t, "<br><small>");
-        append(&t, sku);
-        append(&t, "</small></td><td align=\"right\">");
-        append(&t, qty);
-        append(&t, "</td><td align=\"right\">");
-        append(&t, price); /* symbols and digits: nothing to escape */
-        append(&t, "</td><td align=\"right\">");
-        append(&t, total);
-        append(&t, "</td></tr>\n");
+        /* amounts are symbols and digits: nothing to escape */
+        fprintf(f,
+                "<tr><td>%s<br><small>%s</small></td><td align=\"right\">%lld</td>"
+                "<td align=\"right\">%s</td><td align=\"right\">%s</td></tr>\n",
+                name, sku, (long long)it->qty, price, total);
         free(name);
         free(sku);
     }
-    return finish(&t, out);
+    return close_text(f, &text, out);
 }

@@ -226,8 +226,8 @@ void oq_rules_free(struct oq_rule *rules, size_t n)
     free(rules);
 }
 
-static int parse_item(yajl_val it, int exponent, struct oq_order_item *item, char *why,
-                      size_t whylen)
+int oq_order_item_parse(yajl_val it, int exponent, struct oq_order_item *item, char *why,
+                        size_t whylen)
 {
     yajl_val qty = oq_json_member(it, "qty"), orig = oq_json_member(it, "original_price");
     if (!YAJL_IS_OBJECT(it) || (item->sku = oq_json_text(it, "sku")) == NULL) {
@@ -289,7 +289,8 @@ int oq_order_parse(yajl_val data, struct oq_order *o, char *err, size_t errlen)
     if (o->items == NULL)
         return OQ_ENOMEM;
     for (size_t i = 0; i < items->u.array.len; i++) {
-        if (parse_item(items->u.array.values[i], exponent, &o->items[i], why, sizeof(why)) != 0) {
+        if (oq_order_item_parse(items->u.array.values[i], exponent, &o->items[i], why,
+                                sizeof(why)) != 0) {
             snprintf(err, errlen, "event_data.items[%zu]: %s", i, why);
             oq_order_clear(o);
             return OQ_EINVAL;

@@ -65,6 +65,12 @@ struct oq_order {
     int has_items; /* the event carried an items array */
 };
 
+/* One line of an order or an invoice: {"sku", "qty" (a whole number: 2,
+ * "2", "2.0000"), "price", "original_price" (optional)} in the currency of
+ * `exponent`. Returns 0 or OQ_EINVAL with the reason in why. */
+OQ_WUR int oq_order_item_parse(yajl_val it, int exponent, struct oq_order_item *item, char *why,
+                               size_t whylen);
+
 /* Read an order from event_data. Missing order_id / order_status /
  * currency, bad money, bad quantities: OQ_EINVAL with the reason (a
  * permanent error). An absent items array is not an error here: has_items
