@@ -79,6 +79,13 @@ expect_eq 0 "$(sql "$DB" -e "SELECT COUNT(*) FROM coupon_queue WHERE event_ident
 wait_for 20 ready_is orderq.coupon.email 3001 \
     || fail "orderq.coupon.email holds $(queue_ready orderq.coupon.email), expected 3001: a row was published twice or lost"
 
+note "a backlog on a terminal shows a progress bar"
+sed "s/'b\([0-9]\)/'t\1/g" "$WORK/rows.sql" | sql "$DB" # the same 3000 rows, new identifiers
+script -qec "$ORDERQ_BIN relay --legacy-table coupon_queue --once" /dev/null >"$WORK/tty.out" 2>&1 \
+    || fail "relay on a terminal: $(cat "$WORK/tty.out")"
+expect_contains "[########################] 3000/3000" "$(tr '\r' '\n' <"$WORK/tty.out")" "the finished bar"
+expect_contains "published 3000 rows of coupon_queue" "$(cat "$WORK/tty.out")" "summary on a terminal"
+
 note "a table name that is not one is refused"
 try oq relay --legacy-table 'coupon_queue; DROP TABLE x' --once
 expect_eq 64 "$rc" "exit code for a bad table name"

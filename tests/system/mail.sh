@@ -59,7 +59,11 @@ try env ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" "$ORDERQ_BIN" mail test --to "
 expect_eq 65 "$rc" "exit code on 550"
 expect_eq permanent "$(json 'd["outcome"]' <<<"$out")" "outcome on 550"
 fixture hang-after-data
+started=$SECONDS
 try env ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TIMEOUT_MS=2s "$ORDERQ_BIN" mail test --to "$to" --json
+# smtp_timeout_ms bounds the wait for the reply to the final "." too (curl's
+# own limit there is 120 s): a generous bound, not a speed test
+[ $((SECONDS - started)) -lt 30 ] || fail "smtp_timeout_ms=2s: the send gave up only after $((SECONDS - started)) s"
 expect_eq 75 "$rc" "exit code when the reply to the data never comes"
 expect_eq ambiguous "$(json 'd["outcome"]' <<<"$out")" "outcome when the reply never comes"
 closed=$(free_port)

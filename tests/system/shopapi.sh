@@ -33,6 +33,12 @@ cat >"$WORK/script.json" <<'JSON'
       "items": [{"sku": "MUG-1", "qty_ordered": 3, "price": 25}]}}]
 }
 JSON
+"$PY" - "$WORK/script.json" <<'PY' # an answer over the 8 MiB cap
+import json, sys
+script = json.load(open(sys.argv[1]))
+script["GET /rest/V1/orders/huge"] = [{"status": 200, "raw": "[" + "1," * (9 << 19) + "1]"}]
+json.dump(script, open(sys.argv[1], "w"))
+PY
 "$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
 CLEANUP+=("kill $!")
 wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
@@ -67,6 +73,9 @@ expect_contains "(no such order)" "$out" "reason on 404"
 try oq shop order garbled --json
 expect_eq 65 "$rc" "exit code on an answer that is not JSON"
 expect_contains "is not a JSON object" "$out" "reason on garbage"
+try oq shop order huge --json
+expect_eq 65 "$rc" "exit code on an answer over 8 MiB"
+expect_contains "is over 8388608 bytes" "$out" "reason on a huge answer"
 try oq shop order no-items --json
 expect_eq 65 "$rc" "exit code on an order without items"
 expect_contains "has no items array" "$out" "reason on no items"

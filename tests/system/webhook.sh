@@ -56,6 +56,13 @@ expect_eq "permanent false" "$(json 'd["outcome"] + " " + str(d["signed"]).lower
 try oq webhook test order.limited --json
 expect_eq "transient 3600000" "$(json 'd["outcome"] + " " + str(d["retry_after_ms"])' <<<"$out")" "429 with a far date"
 
+note "a CR or LF in the key is refused, nothing sent"
+sent=$(wc -l <"$WORK/requests.log")
+try oq webhook test order.shipped --id $'k1\r\nX-Injected: 1' --json
+expect_eq 65 "$rc" "exit code for a key with CR LF"
+expect_contains "holds a CR or LF" "$out" "reason"
+expect_eq "$sent" "$(wc -l <"$WORK/requests.log")" "requests after the refused one"
+
 note "no endpoint, a closed port, a bad file"
 try oq webhook test order.unknown
 expect_eq 65 "$rc" "exit code for an event code with no webhook"
