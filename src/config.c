@@ -179,6 +179,19 @@ static const struct setting settings[] = {
      check_mailbox, OFF(smtp_from), "sender of customer mail: \"Name <address>\" or an address"},
     {"smtp_timeout_ms", T_DURATION, "30s", 1000, 600000, NULL, 0, NULL, OFF(smtp_timeout_ms),
      "longest an SMTP send may take, connect to the final reply"},
+    {"template_dir", T_STRING, ORDERQ_TEMPLATE_DIR, 0, 0, NULL, NONEMPTY, NULL, OFF(template_dir),
+     "directory holding coupon.txt, coupon.html, invoice.txt, invoice.html"},
+    {"ambiguous_mail", T_ENUM, "park", 0, 0, "park|resend", 0, NULL, OFF(ambiguous_mail),
+     "a mail whose outcome is unknown: park it for a person (dead letter, class ambiguous) "
+     "or send it again with the same Message-ID (docs/mail.md)"},
+    {"ambiguous_webhook", T_ENUM, "resend", 0, 0, "park|resend", 0, NULL,
+     OFF(ambiguous_webhook),
+     "a webhook call whose outcome is unknown: send again with the same Idempotency-Key, or park"},
+    {"effect_workers", T_INT, "8", 1, 64, NULL, 0, NULL, OFF(effect_workers),
+     "threads sending mail and webhooks, each with its own MySQL connection"},
+    {"effect_lease_ms", T_DURATION, "10m", 1000, 86400000, NULL, 0, NULL, OFF(effect_lease_ms),
+     "how long a claimed send is another process' before its outcome counts as unknown; "
+     "longer than smtp_timeout_ms and any webhook timeout_ms"},
     {"shop_api_url", T_STRING, "", 0, 0, NULL, URL, check_optional_http_url, OFF(shop_api_url),
      "the shop's REST API base (Magento style: {base}/rest/V1/orders/{id}); empty: no look-ups"},
     {"shop_api_token", T_STRING, "", 0, 0, NULL, SECRET, check_printable, OFF(shop_api_token),
@@ -856,6 +869,14 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
                  "prefetch, or a batch could never fill",
                  origin_of(cfg, "batch_size"), (long long)cfg->batch_size,
                  origin_of(cfg, "prefetch"), (long long)cfg->prefetch);
+        return OQ_ECONFIG;
+    }
+    if (cfg->effect_lease_ms <= cfg->smtp_timeout_ms) {
+        snprintf(err, errlen,
+                 "effect_lease_ms (%s) is %lld but smtp_timeout_ms (%s) is %lld; expected a "
+                 "lease longer than a send may take, or a slow send would look abandoned",
+                 origin_of(cfg, "effect_lease_ms"), (long long)cfg->effect_lease_ms,
+                 origin_of(cfg, "smtp_timeout_ms"), (long long)cfg->smtp_timeout_ms);
         return OQ_ECONFIG;
     }
     if (check_name_collisions(cfg, err, errlen) != 0)

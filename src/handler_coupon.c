@@ -453,38 +453,3 @@ int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
     };
     return 0;
 }
-
-int oq_handlers_new(const struct oq_config *cfg, struct oq_handler **handlers, size_t *n)
-{
-    struct oq_handler *list = calloc(2, sizeof(*list));
-    *handlers = NULL;
-    *n = 0;
-    if (list == NULL || oq_handler_coupon_new(cfg, &list[0]) != 0) {
-        free(list);
-        return OQ_ENOMEM;
-    }
-    if (oq_handler_probe_new(&list[1]) != 0) {
-        oq_handlers_free(list, 1);
-        return OQ_ENOMEM;
-    }
-    *handlers = list;
-    *n = 2;
-    return 0;
-}
-
-void oq_handlers_free(struct oq_handler *handlers, size_t n)
-{
-    for (size_t i = 0; handlers && i < n; i++)
-        if (handlers[i].free_state)
-            handlers[i].free_state(handlers[i].state);
-    free(handlers);
-}
-
-const struct oq_handler *oq_handler_find(const struct oq_handler *handlers, size_t n,
-                                         const char *event_code)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(handlers[i].event_code, event_code) == 0)
-            return &handlers[i];
-    return NULL;
-}

@@ -140,20 +140,36 @@ fail:
 }
 
 int oq_ledger_take_over(struct oq_db *db, const char *handler, const char *effect_key,
-                        const char *owner, int64_t lease_ms, char *err, size_t errlen)
+                        const char *owner, int64_t lease_ms, int from_unknown, char *err,
+                        size_t errlen)
 {
     uint64_t changed = 0;
     struct oq_db_param p[] = {OQ_STR(owner), OQ_INT(lease_ms * 1000), OQ_STR(handler),
-                              OQ_STR(effect_key)};
+                              OQ_STR(effect_key), OQ_INT(from_unknown != 0)};
     if (oq_db_execute(db,
-                      "UPDATE event_ledger SET owner = ?, lease_until = NOW(6) + INTERVAL ?"
-                      " MICROSECOND, attempts = attempts + 1 WHERE handler = ? AND effect_key = ?"
-                      " AND state = 'sending' AND lease_until <= NOW(6)",
-                      p, 4, &changed) != 0) {
+                      "UPDATE event_ledger SET owner = ?, state = 'sending', lease_until = NOW(6)"
+                      " + INTERVAL ? MICROSECOND, attempts = attempts + 1 WHERE handler = ? AND"
+                      " effect_key = ? AND ((state = 'sending' AND lease_until <= NOW(6))"
+                      " OR (state = 'unknown' AND ? = 1))",
+                      p, 5, &changed) != 0) {
         snprintf(err, errlen, "taking over %s/%s: %s", handler, effect_key, oq_db_error(db));
         return OQ_EDB;
     }
     return changed == 1 ? 0 : OQ_ENOTFOUND;
+}
+
+int oq_ledger_release(struct oq_db *db, const char *handler, const char *effect_key,
+                      const char *owner, char *err, size_t errlen)
+{
+    struct oq_db_param p[] = {OQ_STR(handler), OQ_STR(effect_key), OQ_STR(owner)};
+    if (oq_db_execute(db,
+                      "DELETE FROM event_ledger WHERE handler = ? AND effect_key = ? AND owner = ?"
+                      " AND state = 'sending'",
+                      p, 3, NULL) != 0) {
+        snprintf(err, errlen, "releasing %s/%s: %s", handler, effect_key, oq_db_error(db));
+        return OQ_EDB;
+    }
+    return 0;
 }
 
 int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_key,

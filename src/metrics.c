@@ -38,6 +38,12 @@ static const struct {
     [OQ_M_BATCHES] = {"orderq_batches_total", "counter", "Batches committed and acked."},
     [OQ_M_OUTBOX_PUBLISHED] = {"orderq_outbox_published_total", "counter",
                                "Outbox events published and confirmed."},
+    [OQ_M_SENDS] = {"orderq_sends_total", "counter",
+                    "Mails and webhook calls the peer accepted (ledger state sent)."},
+    [OQ_M_SEND_FAILURES] = {"orderq_send_failures_total", "counter",
+                            "Mails and webhook calls that failed (retried or dead-lettered)."},
+    [OQ_M_AMBIGUOUS] = {"orderq_sends_ambiguous_total", "counter",
+                        "Sends whose outcome is unknown (an expired lease, no reply)."},
     [OQ_M_CONSUMERS] = {"orderq_consumers", "gauge", "Queues being consumed now."},
     [OQ_M_READY] = {"orderq_ready", "gauge", "1 when connected and consuming."},
 };

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "orderq/config.h"
 #include "orderq/db.h"
 #include "orderq/deadletter.h"
+#include "orderq/effects.h"
 #include "orderq/event.h"
 #include "orderq/handler.h"
 #include "orderq/ledger.h"
@@ -42,7 +44,8 @@ struct delivery {
     char *queue, *exchange, *routing_key, *message_id, *type;
     amqp_message_t msg; /* properties and body as delivered, republished as they are */
     int has_msg;
-    int64_t attempt; /* x-orderq-attempt: 1 on the first delivery */
+    int64_t attempt;  /* x-orderq-attempt: 1 on the first delivery */
+    int force_resend; /* x-orderq-force-resend: a person said "send it again" */
     /* Kept across retries in orderq's headers (else the delivery's own). */
     amqp_bytes_t original_exchange, original_routing_key, first_failed_at;
     struct oq_event ev;
@@ -56,6 +59,7 @@ struct delivery {
     char tier[32];     /* RETRY: the delay tier's name */
     int db_failures;   /* lost connections while committed alone */
     uint64_t park_seq; /* confirm sequence of its retry or dead letter; 0 before */
+    struct oq_effect_job job; /* a handler with perform: on an effect worker */
 };
 
 struct batch {
@@ -65,6 +69,7 @@ struct batch {
     size_t n, cap;
     struct delivery *d;
     int processed;       /* set by the worker, under the mutex */
+    size_t effects_left; /* jobs on effect workers; under the mutex */
     size_t park_pending; /* retries and dead letters not yet confirmed */
     int parked;          /* all of them published */
     int64_t requeue_at;  /* a batch with deliveries to requeue waits until then */
@@ -78,6 +83,7 @@ struct pipeline {
 
     struct worker *workers;
     size_t n_workers;
+    struct oq_effect_pool *effects;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct batch *todo_head, *todo_tail;
@@ -132,11 +138,13 @@ static char *bytes_dup(amqp_bytes_t b)
 
 /* A failed attempt: to the next delay tier when the failure is transient
  * and attempts are left, else to the dead letters. */
-static void set_failed(const struct oq_config *cfg, struct delivery *d,
-                       enum oq_error_class error_class, const char *reason)
+static void set_failed_after(const struct oq_config *cfg, struct delivery *d,
+                             enum oq_error_class error_class, const char *reason,
+                             int64_t min_delay_ms)
 {
     struct oq_retry_decision next;
     oq_retry_decide(cfg, error_class, d->attempt, &next);
+    oq_retry_wait_at_least(cfg, min_delay_ms, &next);
     d->error_class = error_class;
     if (next.retry) {
         d->outcome = RETRY;
@@ -150,6 +158,12 @@ static void set_failed(const struct oq_config *cfg, struct delivery *d,
         else
             snprintf(d->reason, sizeof(d->reason), "%s", reason);
     }
+}
+
+static void set_failed(const struct oq_config *cfg, struct delivery *d,
+                       enum oq_error_class error_class, const char *reason)
+{
+    set_failed_after(cfg, d, error_class, reason, -1);
 }
 
 /* ---- the database worker --------------------------------------------------- */
@@ -207,6 +221,15 @@ static void drop_db(struct worker *w)
     w->db = NULL;
 }
 
+/* A work queue's name without "<queue_prefix>.", or NULL. */
+static const char *queue_suffix(const struct pipeline *pl, const char *queue)
+{
+    size_t n = strlen(pl->cfg->queue_prefix);
+    if (queue == NULL || strncmp(queue, pl->cfg->queue_prefix, n) != 0 || queue[n] != '.')
+        return NULL;
+    return queue + n + 1;
+}
+
 /* Decode, find the handler and plan every delivery: no database needed. */
 static void prepare_batch(struct worker *w, struct batch *bt)
 {
@@ -221,7 +244,8 @@ static void prepare_batch(struct worker *w, struct batch *bt)
             continue;
         }
         const struct oq_handler *h =
-            oq_handler_find(w->handlers, w->n_handlers, d->ev.canonical_code);
+            oq_handler_find(w->handlers, w->n_handlers, queue_suffix(w->pl, d->queue),
+                            d->ev.canonical_code);
         if (h == NULL) {
             snprintf(err, sizeof(err), "no handler for event code \"%s\"", d->ev.code);
             set_failed(w->pl->cfg, d, OQ_ERR_UNKNOWN_EVENT, err);
@@ -261,8 +285,8 @@ static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t 
     }
     for (size_t i = from; i < to; i++) {
         struct delivery *d = &bt->d[i];
-        if (d->outcome != PENDING || d->handler == NULL)
-            continue;
+        if (d->outcome != PENDING || d->handler == NULL || d->handler->perform != NULL)
+            continue; /* decided, or an effect outside the database */
         claims[k] = (struct oq_claim){.handler = d->handler->name,
                                       .effect_key = d->effect_key,
                                       .event_identifier = d->ev.identifier,
@@ -359,6 +383,70 @@ static void process_batch(struct worker *w, struct batch *bt)
     }
 }
 
+/* Hand the batch's outside effects to the effect workers; the batch is
+ * processed when the last of them finishes (or now, when it has none).
+ * Two deliveries of one effect in a batch make one job: the second is a
+ * duplicate, as two claims of one key in a transaction are. */
+static void start_effects(struct worker *w, struct batch *bt)
+{
+    struct pipeline *pl = w->pl;
+    size_t jobs = 0;
+    for (size_t i = 0; i < bt->n && !stale(pl, bt); i++) {
+        struct delivery *d = &bt->d[i];
+        if (d->outcome != PENDING || d->handler == NULL || d->handler->perform == NULL)
+            continue;
+        for (size_t j = 0; j < i && d->outcome == PENDING; j++)
+            if (bt->d[j].job.owner != NULL && strcmp(bt->d[j].effect_key, d->effect_key) == 0 &&
+                strcmp(bt->d[j].handler->name, d->handler->name) == 0)
+                d->outcome = DUPLICATE;
+        if (d->outcome != PENDING)
+            continue;
+        d->job = (struct oq_effect_job){
+            .handler_index = (size_t)(d->handler - w->handlers),
+            .plan = d->plan,
+            .effect = {d->handler->name, d->effect_key, d->ev.identifier, d->ev.canonical_code},
+            .attempt = d->attempt,
+            .force_resend = d->force_resend,
+            .owner = bt,
+        };
+        jobs++;
+    }
+    pthread_mutex_lock(&pl->mu);
+    bt->effects_left = jobs;
+    bt->processed = jobs == 0;
+    pthread_mutex_unlock(&pl->mu);
+    for (size_t i = 0; i < bt->n && jobs > 0; i++)
+        if (bt->d[i].job.owner != NULL && bt->d[i].outcome == PENDING) {
+            oq_effect_pool_submit(pl->effects, &bt->d[i].job);
+            jobs--;
+        }
+}
+
+static int effect_cancelled(const struct oq_effect_job *job, void *ctx)
+{
+    return stale(ctx, job->owner);
+}
+
+/* On an effect worker: the job's outcome becomes its delivery's. */
+static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
+{
+    struct pipeline *pl = ctx;
+    struct batch *bt = job->owner;
+    struct delivery *d = (struct delivery *)((char *)job - offsetof(struct delivery, job));
+    if (ran) {
+        if (job->result == OQ_JOB_DONE)
+            d->outcome = DONE;
+        else if (job->result == OQ_JOB_DUPLICATE)
+            d->outcome = DUPLICATE;
+        else
+            set_failed_after(pl->cfg, d, job->error_class, job->reason, job->retry_after_ms);
+    }
+    pthread_mutex_lock(&pl->mu);
+    if (--bt->effects_left == 0)
+        bt->processed = 1;
+    pthread_mutex_unlock(&pl->mu);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -381,9 +469,7 @@ static void *worker_main(void *arg)
             process_batch(w, bt);
         if (pl->wake_relay != NULL)
             pl->wake_relay(pl->relay);
-        pthread_mutex_lock(&pl->mu);
-        bt->processed = 1;
-        pthread_mutex_unlock(&pl->mu);
+        start_effects(w, bt);
     }
     drop_db(w);
     return NULL;
@@ -539,6 +625,8 @@ static int park(struct pipeline *pl, struct delivery *d)
     h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
     /* Its confirm sequence, so a return (no queue took it) finds it. */
     h[nh++] = hdr_i64("x-orderq-seq", (int64_t)oq_publisher_next_seq(pl->pub));
+    if (retry && d->force_resend) /* the person's word holds for the retries */
+        h[nh++] = hdr_i64("x-orderq-force-resend", 1);
     if (retry) /* not "x-": a headers exchange ignores those when matching */
         h[nh++] = hdr_str("orderq-delay", d->tier);
 
@@ -730,6 +818,8 @@ static void read_retry_headers(struct delivery *d)
     d->original_routing_key = header_text(p, "x-orderq-original-routing-key",
                                           amqp_cstring_bytes(d->routing_key ? d->routing_key : ""));
     d->first_failed_at = header_text(p, "x-orderq-first-failed-at", amqp_empty_bytes);
+    const amqp_field_value_t *force = oq_amqp_header(p, "x-orderq-force-resend");
+    d->force_resend = force != NULL && oq_amqp_field_int(force, &n) == 0 && n == 1;
 }
 
 /* A delivery: copy what we keep, then its content. Returns 0 or OQ_EBROKER. */
@@ -881,6 +971,8 @@ static void stop_workers(struct pipeline *pl)
     pthread_mutex_unlock(&pl->mu);
     for (size_t i = 0; i < pl->n_workers; i++)
         pthread_join(pl->workers[i].thread, NULL);
+    oq_effect_pool_stop(pl->effects); /* after the workers: they submit to it */
+    pl->effects = NULL;
     pl->todo_head = pl->todo_tail = NULL; /* each is also in flight or an orphan */
     orphan_inflight(pl);
     while (pl->orphans != NULL) {
@@ -896,11 +988,19 @@ static void stop_workers(struct pipeline *pl)
     pthread_mutex_destroy(&pl->mu);
 }
 
-/* Start cfg->db_workers workers; on failure stop those started. */
-static int start_workers(struct pipeline *pl)
+/* Start the effect workers and cfg->db_workers database workers; on
+ * failure stop those started. Returns 0, OQ_ENOMEM or OQ_ECONFIG. */
+static int start_workers(struct pipeline *pl, char *err, size_t errlen)
 {
     pthread_mutex_init(&pl->mu, NULL);
     pthread_cond_init(&pl->cv, NULL);
+    struct oq_effect_hooks hooks = {effect_cancelled, effect_finished, pl};
+    int rc = oq_effect_pool_start(pl->cfg, &hooks, &pl->effects, err, errlen);
+    if (rc != 0) {
+        stop_workers(pl);
+        return rc;
+    }
+    snprintf(err, errlen, "out of memory starting the database workers");
     pl->workers = calloc((size_t)pl->cfg->db_workers, sizeof(*pl->workers));
     if (pl->workers == NULL) {
         stop_workers(pl);
@@ -909,11 +1009,11 @@ static int start_workers(struct pipeline *pl)
     for (size_t i = 0; i < (size_t)pl->cfg->db_workers; i++) {
         struct worker *w = &pl->workers[i];
         w->pl = pl;
-        if (oq_handlers_new(pl->cfg, &w->handlers, &w->n_handlers) != 0 ||
+        if ((rc = oq_handlers_new(pl->cfg, &w->handlers, &w->n_handlers, err, errlen)) != 0 ||
             pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             oq_handlers_free(w->handlers, w->n_handlers);
             stop_workers(pl);
-            return OQ_ENOMEM;
+            return rc != 0 ? rc : OQ_ENOMEM;
         }
         pl->n_workers++;
     }
@@ -937,10 +1037,11 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     if (gethostname(pl.host, sizeof(pl.host) - 1) != 0)
         snprintf(pl.host, sizeof(pl.host), "?");
     snprintf(pl.pid, sizeof(pl.pid), "%ld", (long)getpid());
-    if (oq_topology_plan(cfg, &pl.topology) != 0 || start_workers(&pl) != 0) {
+    if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
+        return rc;
+    if ((rc = start_workers(&pl, err, errlen)) != 0) {
         oq_topology_free(pl.topology);
-        snprintf(err, errlen, "out of memory starting the database workers");
-        return OQ_ENOMEM;
+        return rc;
     }
     rc = 0;
     while (!*stop) {

@@ -40,6 +40,17 @@ void oq_retry_decide(const struct oq_config *cfg, enum oq_error_class cls, int64
     oq_duration_format(out->delay_ms, out->tier_name, sizeof(out->tier_name));
 }
 
+void oq_retry_wait_at_least(const struct oq_config *cfg, int64_t min_delay_ms,
+                            struct oq_retry_decision *d)
+{
+    if (!d->retry || min_delay_ms <= d->delay_ms)
+        return;
+    while (d->tier + 1 < cfg->n_retry_tiers && cfg->retry_tiers_ms[d->tier] < min_delay_ms)
+        d->tier++;
+    d->delay_ms = cfg->retry_tiers_ms[d->tier];
+    oq_duration_format(d->delay_ms, d->tier_name, sizeof(d->tier_name));
+}
+
 /* Length of the UTF-8 sequence starting with byte c (1 for a stray byte). */
 static size_t utf8_len(unsigned char c)
 {

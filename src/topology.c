@@ -3,6 +3,7 @@
 
 #include <amqp.h>
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
@@ -14,6 +15,7 @@
 #include "orderq/config.h"
 #include "orderq/log.h"
 #include "orderq/url.h"
+#include "orderq/webhook.h"
 
 /* ---- plan ---------------------------------------------------------------- */
 
@@ -114,19 +116,46 @@ static void dead_letter_args(const struct oq_config *cfg, struct oq_topo_queue *
     }
 }
 
+static struct oq_topo_queue *add_work_queue(const struct oq_config *cfg, struct oq_topology *t,
+                                            const char *suffix, const char *event_code)
+{
+    struct oq_topo_queue *q = add_queue(t, joined(cfg->queue_prefix, ".", suffix), event_code);
+    if (q == NULL)
+        return NULL;
+    queue_type_args(cfg, q);
+    if (cfg->queue_type == OQ_QUEUE_QUORUM)
+        arg_num(q, "x-delivery-limit", cfg->delivery_limit);
+    dead_letter_args(cfg, q, cfg->dead_exchange);
+    return q;
+}
+
+/* <prefix>.webhook, bound to every event code in webhooks_file. */
+static int plan_webhook_queue(const struct oq_config *cfg, struct oq_topology *t, char *err,
+                              size_t errlen)
+{
+    struct oq_webhook *hooks = NULL;
+    size_t n = 0;
+    if (cfg->webhooks_file[0] == '\0')
+        return 0;
+    int rc = oq_webhooks_load(cfg->webhooks_file, &hooks, &n, err, errlen);
+    if (rc != 0)
+        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
+    struct oq_topo_queue *q = add_work_queue(cfg, t, "webhook", NULL);
+    rc = q == NULL ? OQ_ENOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (add_binding(t, cfg->shop_exchange, t->queues[t->n_queues - 1].name,
+                        hooks[i].event_code) == NULL)
+            rc = OQ_ENOMEM;
+    oq_webhooks_free(hooks, n);
+    return rc;
+}
+
 static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t)
 {
     for (size_t i = 0; i < oq_event_route_count; i++) {
         const struct oq_event_route *r = &oq_event_routes[i];
-        struct oq_topo_queue *q =
-            add_queue(t, joined(cfg->queue_prefix, ".", r->event_code), r->event_code);
-        if (q == NULL)
-            return OQ_ENOMEM;
-        queue_type_args(cfg, q);
-        if (cfg->queue_type == OQ_QUEUE_QUORUM)
-            arg_num(q, "x-delivery-limit", cfg->delivery_limit);
-        dead_letter_args(cfg, q, cfg->dead_exchange);
-        if (add_binding(t, cfg->shop_exchange, q->name, r->event_code) == NULL)
+        struct oq_topo_queue *q = add_work_queue(cfg, t, r->event_code, r->event_code);
+        if (q == NULL || add_binding(t, cfg->shop_exchange, q->name, r->event_code) == NULL)
             return OQ_ENOMEM;
         for (size_t a = 0; r->aliases[a] != NULL; a++)
             if (add_binding(t, cfg->shop_exchange, t->queues[t->n_queues - 1].name,
@@ -161,9 +190,11 @@ static int plan_delay_tiers(const struct oq_config *cfg, struct oq_topology *t)
     return 0;
 }
 
-int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out)
+int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out, char *err,
+                     size_t errlen)
 {
     int rc = OQ_ENOMEM;
+    snprintf(err, errlen, "out of memory planning the topology");
     struct oq_topology *t = calloc(1, sizeof(*t));
     *out = NULL;
     if (t == NULL)
@@ -172,7 +203,8 @@ int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out)
         add_exchange(t, cfg->delay_exchange, "headers", 0) != 0 ||
         add_exchange(t, cfg->dead_exchange, "fanout", 0) != 0)
         goto out;
-    if ((rc = plan_work_queues(cfg, t)) != 0 || (rc = plan_delay_tiers(cfg, t)) != 0)
+    if ((rc = plan_work_queues(cfg, t)) != 0 ||
+        (rc = plan_webhook_queue(cfg, t, err, errlen)) != 0 || (rc = plan_delay_tiers(cfg, t)) != 0)
         goto out;
     rc = OQ_ENOMEM;
     struct oq_topo_queue *dead = add_queue(t, strdup(cfg->dead_queue), NULL);

@@ -134,10 +134,13 @@ int oq_webhooks_parse(const char *json, size_t len, const char *what, struct oq_
             goto fail;
         }
         for (size_t k = 0; k < i; k++)
-            if (strcmp((*hooks)[k].event_code, h->event_code) == 0 &&
-                strcmp((*hooks)[k].url, h->url) == 0) {
-                snprintf(err, errlen, "%s: webhook %zu: the same event_code and url as webhook %zu",
-                         what, i + 1, k + 1);
+            if (strcmp((*hooks)[k].event_code, h->event_code) == 0) {
+                /* One delivery, one ledger row, one call: fan out with a
+                 * second orderq queue or at the receiver. */
+                snprintf(err, errlen,
+                         "%s: webhook %zu: event_code \"%s\" has an endpoint already (webhook "
+                         "%zu); expected one endpoint per event code",
+                         what, i + 1, h->event_code, k + 1);
                 rc = OQ_EINVAL;
                 goto fail;
             }

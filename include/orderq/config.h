@@ -33,6 +33,11 @@ struct oq_config {
     char *smtp_password_file;
     char *smtp_from;
     int64_t smtp_timeout_ms;
+    char *template_dir;
+    int ambiguous_mail;    /* enum oq_ambiguous_policy (handler.h) */
+    int ambiguous_webhook; /* enum oq_ambiguous_policy */
+    int64_t effect_workers;
+    int64_t effect_lease_ms;
     char *shop_api_url;   /* "" when there is no shop API */
     char *shop_api_token; /* secret */
     char *shop_api_token_file;

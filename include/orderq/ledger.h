@@ -58,11 +58,18 @@ enum oq_lease {
 OQ_WUR int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner,
                            int64_t lease_ms, enum oq_lease *out, char *err, size_t errlen);
 
-/* Take over an expired `sending` lease (the "resend" policy): owner and a
- * new lease, attempts + 1. Returns 0, OQ_ENOTFOUND (not sending, or the
- * lease is live) or OQ_EDB. */
+/* Take over an expired `sending` lease (the "resend" policy), or with
+ * from_unknown a row marked `unknown` (a person said "send it again"):
+ * state `sending`, owner and a new lease, attempts + 1. Returns 0,
+ * OQ_ENOTFOUND (in another state, or the lease is live) or OQ_EDB. */
 OQ_WUR int oq_ledger_take_over(struct oq_db *db, const char *handler, const char *effect_key,
-                               const char *owner, int64_t lease_ms, char *err, size_t errlen);
+                               const char *owner, int64_t lease_ms, int from_unknown, char *err,
+                               size_t errlen);
+
+/* Give up owner's `sending` claim: the call failed and did nothing, so the
+ * next attempt may claim it afresh. Returns 0 or OQ_EDB. */
+OQ_WUR int oq_ledger_release(struct oq_db *db, const char *handler, const char *effect_key,
+                             const char *owner, char *err, size_t errlen);
 
 /* Finish owner's `sending` row as `sent` or `unknown` with result text.
  * Returns 0, OQ_ENOTFOUND (not ours any more: the lease was taken over) or

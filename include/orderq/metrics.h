@@ -22,6 +22,9 @@ enum oq_metric {
     OQ_M_ARCHIVE_HELD,        /* gauge: dead letters the archiver cannot store (too big, refused) */
     OQ_M_BATCHES,             /* counter: batches settled */
     OQ_M_OUTBOX_PUBLISHED,    /* counter: outbox events published and confirmed */
+    OQ_M_SENDS,               /* counter: mails and webhook calls the peer accepted */
+    OQ_M_SEND_FAILURES,       /* counter: mails and webhook calls that failed */
+    OQ_M_AMBIGUOUS,           /* counter: sends whose outcome is unknown */
     OQ_M_CONSUMERS,           /* gauge: queues being consumed */
     OQ_M_READY,               /* gauge: 1 when connected and consuming */
     OQ_M_COUNT

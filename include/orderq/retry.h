@@ -41,6 +41,12 @@ struct oq_retry_decision {
 void oq_retry_decide(const struct oq_config *cfg, enum oq_error_class cls, int64_t attempt,
                      struct oq_retry_decision *out);
 
+/* A peer asked us to wait min_delay_ms (Retry-After; -1: no wish): move
+ * a retry d to the first tier at least that long (the last tier when none
+ * is). Attempts are counted as before. */
+void oq_retry_wait_at_least(const struct oq_config *cfg, int64_t min_delay_ms,
+                            struct oq_retry_decision *d);
+
 /* The fingerprint of an error: "<class name>: <normalised text>", at most
  * outlen - 1 bytes, cut on a UTF-8 boundary. */
 void oq_error_fingerprint(const char *error_class, const char *error, char *out, size_t outlen);

@@ -59,8 +59,11 @@ struct oq_topology {
     size_t n_strings;
 };
 
-/* Build the plan for cfg. Returns 0 or OQ_ENOMEM. */
-OQ_WUR int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out);
+/* Build the plan for cfg (with a <prefix>.webhook queue when webhooks_file
+ * is set). Returns 0, OQ_ENOMEM, or OQ_ECONFIG / OQ_EIO when the webhooks
+ * file is wrong or unreadable; err says. */
+OQ_WUR int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out, char *err,
+                            size_t errlen);
 void oq_topology_free(struct oq_topology *t);
 
 /* Declare everything in the plan; running it twice changes nothing. The

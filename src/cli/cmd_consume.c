@@ -38,10 +38,15 @@ static int pick_queues(struct cli_cmd_ctx *ctx, const char **names, size_t max, 
         return EX_OK;
     struct oq_handler *handlers = NULL;
     size_t nh = 0;
-    if (oq_handlers_new(ctx->cfg, &handlers, &nh) != 0)
-        return EX_OSERR;
+    char err[OQ_ERRLEN];
+    int rc = oq_handlers_new(ctx->cfg, &handlers, &nh, err, sizeof(err));
+    if (rc != 0) {
+        cli_fail("consume: %s", err);
+        return cli_exit_code(rc);
+    }
     for (size_t i = 0; i < nh && *n < max; i++) {
-        snprintf(built[*n], 256, "%s.%s", ctx->cfg->queue_prefix, handlers[i].event_code);
+        snprintf(built[*n], 256, "%s.%s", ctx->cfg->queue_prefix,
+                 handlers[i].queue ? handlers[i].queue : handlers[i].event_code);
         names[*n] = built[*n];
         (*n)++;
     }

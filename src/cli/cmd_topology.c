@@ -75,9 +75,11 @@ static int run(struct cli_cmd_ctx *ctx)
         cli_print_cmd_help(ctx->cmd, stderr);
         return EX_USAGE;
     }
-    if (oq_topology_plan(ctx->cfg, &t) != 0) {
-        cli_fail("out of memory");
-        return EX_OSERR;
+    char err[OQ_ERRLEN];
+    int rc = oq_topology_plan(ctx->cfg, &t, err, sizeof(err));
+    if (rc != 0) {
+        cli_fail("topology: %s", err);
+        return cli_exit_code(rc);
     }
     if (strcmp(sub, "declare") == 0) {
         code = declare(ctx, t);

@@ -67,7 +67,7 @@ static void lease_then_sent(void **state)
     assert_int_equal(l, OQ_LEASE_NEW);
     assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
     assert_int_equal(l, OQ_LEASE_HELD); /* p1 is sending: p2 backs off */
-    assert_int_equal(oq_ledger_take_over(db, "test", "mail-1", "p2", 60000, err, sizeof(err)),
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-1", "p2", 60000, 1, err, sizeof(err)),
                      OQ_ENOTFOUND); /* a live lease is not taken over */
     assert_int_equal(
         oq_ledger_finish(db, "test", "mail-1", "p1", "sent", "250 OK", err, sizeof(err)), 0);
@@ -88,7 +88,7 @@ static void expired_lease_is_ambiguous(void **state)
     nanosleep(&wait, NULL);
     assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
     assert_int_equal(l, OQ_LEASE_EXPIRED);
-    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p2", 60000, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p2", 60000, 0, err, sizeof(err)), 0);
     /* p1 woke up late: its lease is gone, it must not mark the row */
     assert_int_equal(oq_ledger_finish(db, "test", "mail-2", "p1", "sent", "x", err, sizeof(err)),
                      OQ_ENOTFOUND);
@@ -99,6 +99,29 @@ static void expired_lease_is_ambiguous(void **state)
     assert_int_equal(l, OQ_LEASE_UNKNOWN);
     assert_int_equal(oq_ledger_finish(db, "test", "mail-2", "p2", "done", "x", err, sizeof(err)),
                      OQ_EINVAL);
+    /* unknown stays unknown until a person says "send again" */
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p3", 60000, 0, err, sizeof(err)),
+                     OQ_ENOTFOUND);
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p3", 60000, 1, err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_ledger_lease(db, &c, "p4", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_HELD);
+}
+
+static void failed_send_is_released(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_claim c = claim("mail-3");
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &c, "p1", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    /* only the owner releases */
+    assert_int_equal(oq_ledger_release(db, "test", "mail-3", "p2", err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_HELD);
+    assert_int_equal(oq_ledger_release(db, "test", "mail-3", "p1", err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW); /* the next attempt claims it afresh */
 }
 
 int main(void)
@@ -107,6 +130,7 @@ int main(void)
         cmocka_unit_test(claims_and_duplicates),
         cmocka_unit_test(lease_then_sent),
         cmocka_unit_test(expired_lease_is_ambiguous),
+        cmocka_unit_test(failed_send_is_released),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -43,7 +43,7 @@ static void default_plan_has_the_architecture_names(void **state)
     (void)state;
     struct oq_config *cfg = oq_config_new();
     struct oq_topology *t = NULL;
-    assert_int_equal(oq_topology_plan(cfg, &t), 0);
+    assert_int_equal(oq_topology_plan(cfg, &t, err, sizeof(err)), 0);
     assert_int_equal(t->n_exchanges, 3);
     assert_string_equal(t->exchanges[0].name, "shop.events");
     assert_string_equal(t->exchanges[0].type, "topic");
@@ -107,7 +107,7 @@ static void classic_queues_and_custom_names(void **state)
     assert_int_equal(oq_config_set(cfg, "shop_exchange", "magento", OQ_SRC_FLAG, "-", err,
                                    sizeof(err)),
                      0);
-    assert_int_equal(oq_topology_plan(cfg, &t), 0);
+    assert_int_equal(oq_topology_plan(cfg, &t, err, sizeof(err)), 0);
     const struct oq_topo_queue *w = queue(t, "shop1.invoice.created");
     assert_non_null(w);
     assert_string_equal(arg(w, "x-queue-type")->str, "classic");
@@ -129,7 +129,7 @@ static void definitions_are_json_with_every_part(void **state)
     struct oq_topology *t = NULL;
     char *out = NULL;
     size_t len = 0;
-    assert_int_equal(oq_topology_plan(cfg, &t), 0);
+    assert_int_equal(oq_topology_plan(cfg, &t, err, sizeof(err)), 0);
     FILE *f = open_memstream(&out, &len);
     assert_int_equal(oq_topology_write_definitions(t, "shop/prod", f), 0);
     fclose(f);

@@ -30,7 +30,7 @@ static void good_entries_are_read(void **state)
     snprintf(json, sizeof(json),
              "[{\"event_code\": \"order.shipped\", \"url\": \"https://erp.example/hooks\","
              "  \"timeout_ms\": 2500, \"secret_env\": \"ORDERQ_TEST_HOOK_SECRET\"},"
-             " {\"event_code\": \"order.shipped\", \"url\": \"http://127.0.0.1:8080/b\","
+             " {\"event_code\": \"order.refunded\", \"url\": \"http://127.0.0.1:8080/b\","
              "  \"secret_file\": \"%s\"},"
              " {\"event_code\": \"invoice.created\", \"url\": \"http://127.0.0.1:8080/c\"}]",
              path);
@@ -83,8 +83,8 @@ static void faults_are_named(void **state)
         {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"uri\": \"x\"}]",
          "webhook 1: unknown field \"uri\""},
         {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\"},"
-         " {\"event_code\": \"x\", \"url\": \"http://a.example/\"}]",
-         "webhook 2: the same event_code and url as webhook 1"},
+         " {\"event_code\": \"x\", \"url\": \"http://b.example/\"}]",
+         "webhook 2: event_code \"x\" has an endpoint already (webhook 1)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct oq_webhook *h = (struct oq_webhook *)1;

@@ -1,0 +1,361 @@
+/* effects.c - the effect workers: lease, perform, finish */
+#include "orderq/effects.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/config.h"
+#include "orderq/db.h"
+#include "orderq/ledger.h"
+#include "orderq/log.h"
+#include "orderq/metrics.h"
+
+struct effect_worker {
+    struct oq_effect_pool *pool;
+    pthread_t thread;
+    struct oq_db *db;
+    int db_failures;
+    struct oq_handler *handlers; /* its own: its own curl handles */
+    size_t n_handlers;
+    char owner[256]; /* instance id and worker: a lease is one thread's */
+};
+
+struct oq_effect_pool {
+    const struct oq_config *cfg;
+    struct oq_effect_hooks hooks;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct oq_effect_job *head, *tail;
+    int exiting;
+    struct effect_worker *workers;
+    size_t n_workers;
+    int kill_after_send; /* ORDERQ_FAULT=kill-after-send: the system tests' crash */
+};
+
+static int exiting(struct oq_effect_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int e = p->exiting;
+    pthread_mutex_unlock(&p->mu);
+    return e;
+}
+
+/* ---- ledger steps, waiting out a MySQL that is away ----------------------- */
+
+enum step { LEASE, TAKE_OVER, TAKE_OVER_UNKNOWN, FINISH_SENT, FINISH_UNKNOWN, RELEASE };
+
+static int run_step(struct effect_worker *w, const struct oq_effect_job *job, enum step step,
+                    const char *result, enum oq_lease *lease, char *err, size_t errlen)
+{
+    const struct oq_effect *e = &job->effect;
+    int64_t lease_ms = w->pool->cfg->effect_lease_ms;
+    switch (step) {
+    case LEASE: {
+        struct oq_claim c = {.handler = e->handler,
+                             .effect_key = e->effect_key,
+                             .event_identifier = e->event_identifier,
+                             .event_code = e->event_code};
+        return oq_ledger_lease(w->db, &c, w->owner, lease_ms, lease, err, errlen);
+    }
+    case TAKE_OVER:
+    case TAKE_OVER_UNKNOWN:
+        return oq_ledger_take_over(w->db, e->handler, e->effect_key, w->owner, lease_ms,
+                                   step == TAKE_OVER_UNKNOWN, err, errlen);
+    case FINISH_SENT:
+    case FINISH_UNKNOWN:
+        return oq_ledger_finish(w->db, e->handler, e->effect_key, w->owner,
+                                step == FINISH_SENT ? "sent" : "unknown", result, err, errlen);
+    case RELEASE:
+        return oq_ledger_release(w->db, e->handler, e->effect_key, w->owner, err, errlen);
+    }
+    return OQ_EINVAL;
+}
+
+/* One ledger statement, reconnecting with backoff while MySQL is away.
+ * Before the outside call (must = 0) it gives up once the job is
+ * cancelled; after it (must = 1) it keeps trying until the pool stops, so
+ * a sent mail is recorded. Returns run_step's answer, or OQ_EINTR (gave
+ * up), or OQ_EDB after three errors that are not about the connection. */
+static int ledger_step(struct effect_worker *w, const struct oq_effect_job *job, enum step step,
+                       int must, const char *result, enum oq_lease *lease)
+{
+    struct oq_effect_pool *p = w->pool;
+    char err[OQ_ERRLEN];
+    int other_errors = 0;
+    for (;;) {
+        int cancelled = must ? exiting(p) : p->hooks.cancelled(job, p->hooks.ctx);
+        if (w->db == NULL) {
+            if (cancelled)
+                return OQ_EINTR;
+            if (oq_db_open(p->cfg->mysql_url, p->cfg->connect_timeout_ms, 0, &w->db, err,
+                           sizeof(err)) != 0) {
+                int64_t wait = oq_backoff_ms(++w->db_failures);
+                oq_error("effect worker: %s; retrying in %lld ms", err, (long long)wait);
+                oq_nap(wait, NULL);
+                continue;
+            }
+            w->db_failures = 0;
+        }
+        int rc = run_step(w, job, step, result, lease, err, sizeof(err));
+        if (rc != OQ_EDB)
+            return rc;
+        enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
+        oq_warn("effect worker: %s", err);
+        if (cls == OQ_DB_GONE) {
+            oq_db_close(w->db);
+            w->db = NULL;
+        } else if (cls != OQ_DB_RETRY && ++other_errors >= 3) {
+            return OQ_EDB;
+        }
+        if (cancelled)
+            return OQ_EINTR; /* one more try was made */
+        oq_nap(oq_backoff_ms(++w->db_failures), NULL);
+    }
+}
+
+/* ---- one job ---------------------------------------------------------------- */
+
+static void fail(struct oq_effect_job *job, enum oq_error_class cls, const char *fmt, ...)
+    OQ_PRINTF(3, 4);
+
+static void fail(struct oq_effect_job *job, enum oq_error_class cls, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->reason, sizeof(job->reason), fmt, ap);
+    va_end(ap);
+    job->result = OQ_JOB_FAILED;
+    job->error_class = cls;
+}
+
+static void log_job(int level, const struct oq_effect_job *job, const char *what, const char *text)
+{
+    oq_log(level,
+           (&(struct oq_log_fields){.event_identifier = job->effect.event_identifier,
+                                    .attempt = job->attempt}),
+           "%s %s/%s: %s", what, job->effect.handler, job->effect.effect_key, text);
+}
+
+/* The outside call, then its outcome committed. The lease is ours. */
+static void send_once(struct effect_worker *w, struct oq_effect_job *job,
+                      const struct oq_handler *h)
+{
+    char result[OQ_RESULT_LEN] = "";
+    int64_t retry_after = -1;
+    enum oq_effect_outcome outcome =
+        h->perform(h->state, job->plan, &job->effect, result, sizeof(result), &retry_after);
+    if (outcome == OQ_EFFECT_DONE && w->pool->kill_after_send)
+        raise(SIGKILL); /* the crash the lease protocol is for: sent, not recorded */
+    job->retry_after_ms = retry_after;
+    switch (outcome) {
+    case OQ_EFFECT_DONE: {
+        int rc = ledger_step(w, job, FINISH_SENT, 1, result, NULL);
+        if (rc == OQ_ENOTFOUND)
+            log_job(OQ_LOG_WARN, job, "sent, but the lease had run out and was taken over:",
+                    "effect_lease_ms is shorter than a send takes");
+        else if (rc != 0)
+            log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
+        oq_metric_add(OQ_M_SENDS, 1);
+        job->result = OQ_JOB_DONE;
+        snprintf(job->reason, sizeof(job->reason), "%s", result);
+        return;
+    }
+    case OQ_EFFECT_AMBIGUOUS:
+        oq_metric_add(OQ_M_AMBIGUOUS, 1);
+        if (h->ambiguous == OQ_AMBIGUOUS_PARK) {
+            (void)ledger_step(w, job, FINISH_UNKNOWN, 1, result, NULL);
+            fail(job, OQ_ERR_AMBIGUOUS,
+                 "%s; it may have been done: ledger state unknown (send again: orderq dlq "
+                 "replay --force-resend)",
+                 result);
+            return;
+        }
+        (void)ledger_step(w, job, RELEASE, 1, NULL, NULL);
+        fail(job, OQ_ERR_TRANSIENT, "%s; sending again with the same key", result);
+        return;
+    case OQ_EFFECT_TRANSIENT:
+    case OQ_EFFECT_PERMANENT:
+        oq_metric_add(OQ_M_SEND_FAILURES, 1);
+        (void)ledger_step(w, job, RELEASE, 1, NULL, NULL);
+        fail(job, outcome == OQ_EFFECT_PERMANENT ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
+             result);
+        return;
+    }
+}
+
+/* A lease that ran out while its owner was sending: that owner died or
+ * hung, so whether the effect happened is unknown. */
+static void expired(struct effect_worker *w, struct oq_effect_job *job,
+                    const struct oq_handler *h)
+{
+    oq_metric_add(OQ_M_AMBIGUOUS, 1);
+    int rc = ledger_step(w, job, TAKE_OVER, 0, NULL, NULL);
+    if (rc == OQ_ENOTFOUND) { /* another consumer took it over first */
+        fail(job, OQ_ERR_TRANSIENT, "%s/%s: another consumer took over its expired lease",
+             job->effect.handler, job->effect.effect_key);
+        return;
+    }
+    if (rc != 0) {
+        fail(job, OQ_ERR_TRANSIENT, "%s/%s: the ledger could not be updated",
+             job->effect.handler, job->effect.effect_key);
+        return;
+    }
+    if (job->force_resend || h->ambiguous == OQ_AMBIGUOUS_RESEND) {
+        log_job(OQ_LOG_WARN, job, "sending again", "an earlier send's lease expired unfinished");
+        send_once(w, job, h);
+        return;
+    }
+    const char *why = "an earlier send's lease expired before it recorded an outcome (the "
+                      "process died or hung mid-send)";
+    (void)ledger_step(w, job, FINISH_UNKNOWN, 1, why, NULL);
+    fail(job, OQ_ERR_AMBIGUOUS,
+         "%s; it may have been done: ledger state unknown (send again: orderq dlq replay "
+         "--force-resend)",
+         why);
+}
+
+static void run_job(struct effect_worker *w, struct oq_effect_job *job)
+{
+    const struct oq_handler *h = &w->handlers[job->handler_index];
+    enum oq_lease lease = OQ_LEASE_NEW;
+    job->retry_after_ms = -1;
+    int rc = ledger_step(w, job, LEASE, 0, NULL, &lease);
+    if (rc != 0) {
+        fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not claim it in the ledger", job->effect.handler,
+             job->effect.effect_key);
+        return;
+    }
+    switch (lease) {
+    case OQ_LEASE_NEW:
+        send_once(w, job, h);
+        return;
+    case OQ_LEASE_DONE:
+        job->result = OQ_JOB_DUPLICATE;
+        return;
+    case OQ_LEASE_HELD:
+        fail(job, OQ_ERR_TRANSIENT, "%s/%s is being sent by another consumer (its lease is live)",
+             job->effect.handler, job->effect.effect_key);
+        return;
+    case OQ_LEASE_EXPIRED:
+        expired(w, job, h);
+        return;
+    case OQ_LEASE_UNKNOWN:
+        if (!job->force_resend) {
+            fail(job, OQ_ERR_AMBIGUOUS,
+                 "%s/%s: an earlier send's outcome is unknown (ledger state unknown); a person "
+                 "decides: orderq dlq replay --force-resend",
+                 job->effect.handler, job->effect.effect_key);
+            return;
+        }
+        if ((rc = ledger_step(w, job, TAKE_OVER_UNKNOWN, 0, NULL, NULL)) != 0) {
+            fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not take it over in the ledger",
+                 job->effect.handler, job->effect.effect_key);
+            return;
+        }
+        log_job(OQ_LOG_WARN, job, "sending again", "forced by a replay (--force-resend)");
+        send_once(w, job, h);
+        return;
+    }
+}
+
+/* ---- the pool ---------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    struct effect_worker *w = arg;
+    struct oq_effect_pool *p = w->pool;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->head == NULL && !p->exiting)
+            pthread_cond_wait(&p->cv, &p->mu);
+        struct oq_effect_job *job = p->head;
+        if (job != NULL) {
+            p->head = job->next;
+            if (p->head == NULL)
+                p->tail = NULL;
+        }
+        int stop = p->exiting;
+        pthread_mutex_unlock(&p->mu);
+        if (job == NULL)
+            break;
+        int ran = !stop && !p->hooks.cancelled(job, p->hooks.ctx);
+        if (ran)
+            run_job(w, job);
+        p->hooks.finished(job, ran, p->hooks.ctx);
+    }
+    oq_db_close(w->db);
+    w->db = NULL;
+    return NULL;
+}
+
+void oq_effect_pool_submit(struct oq_effect_pool *p, struct oq_effect_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->tail)
+        p->tail->next = job;
+    else
+        p->head = job;
+    p->tail = job;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void oq_effect_pool_stop(struct oq_effect_pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->exiting = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < p->n_workers; i++)
+        pthread_join(p->workers[i].thread, NULL);
+    for (size_t i = 0; i < (size_t)p->cfg->effect_workers && p->workers; i++)
+        oq_handlers_free(p->workers[i].handlers, p->workers[i].n_handlers);
+    free(p->workers);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hooks *hooks,
+                         struct oq_effect_pool **out, char *err, size_t errlen)
+{
+    struct oq_effect_pool *p = calloc(1, sizeof(*p));
+    *out = NULL;
+    if (p == NULL)
+        return OQ_ENOMEM;
+    p->cfg = cfg;
+    p->hooks = *hooks;
+    const char *fault = getenv("ORDERQ_FAULT");
+    p->kill_after_send = fault != NULL && strcmp(fault, "kill-after-send") == 0;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->workers = calloc((size_t)cfg->effect_workers, sizeof(*p->workers));
+    if (p->workers == NULL) {
+        oq_effect_pool_stop(p);
+        return OQ_ENOMEM;
+    }
+    for (size_t i = 0; i < (size_t)cfg->effect_workers; i++) {
+        struct effect_worker *w = &p->workers[i];
+        w->pool = p;
+        snprintf(w->owner, sizeof(w->owner), "%s/effect-%zu", cfg->instance_id, i + 1);
+        int rc = oq_handlers_new(cfg, &w->handlers, &w->n_handlers, err, errlen);
+        if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            snprintf(err, errlen, "cannot start effect worker %zu", i + 1);
+            rc = OQ_ENOMEM;
+        }
+        if (rc != 0) {
+            oq_effect_pool_stop(p);
+            return rc;
+        }
+        p->n_workers++;
+    }
+    *out = p;
+    return 0;
+}

@@ -1,0 +1,135 @@
+/* handler_webhook.c - any event in webhooks_file, POSTed once to its endpoint
+ *
+ * Deliveries come from <queue_prefix>.webhook, bound to every event code
+ * in the file. The body is the event's envelope as JSON; the effect key
+ * (the event identifier) is sent as Idempotency-Key, so a receiver can
+ * drop the copy that a resend after an unknown outcome produces: that is
+ * why ambiguous_webhook defaults to resend.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderq/config.h"
+#include "orderq/event.h"
+#include "orderq/handler.h"
+#include "orderq/json.h"
+#include "orderq/webhook.h"
+
+struct webhook_state {
+    struct oq_webhook *hooks;
+    size_t n;
+    struct oq_webhook_sender *sender; /* used only by the thread owning this state */
+};
+
+struct webhook_plan {
+    size_t hook;
+    char *body;
+};
+
+static void free_plan(void *p)
+{
+    struct webhook_plan *plan = p;
+    if (plan != NULL)
+        free(plan->body);
+    free(plan);
+}
+
+static void free_state(void *p)
+{
+    struct webhook_state *st = p;
+    if (st == NULL)
+        return;
+    oq_webhooks_free(st->hooks, st->n);
+    oq_webhook_sender_free(st->sender);
+    free(st);
+}
+
+static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void **plan,
+                   char *effect_key, size_t keylen, char *result, size_t resultlen, char *err,
+                   size_t errlen)
+{
+    const struct webhook_state *st = state;
+    (void)attempt;
+    (void)effect_key; /* the event identifier */
+    (void)keylen;
+    *plan = NULL;
+    size_t i = 0;
+    while (i < st->n && strcmp(st->hooks[i].event_code, ev->code) != 0 &&
+           strcmp(st->hooks[i].event_code, ev->canonical_code) != 0)
+        i++;
+    if (i == st->n) {
+        snprintf(err, errlen,
+                 "no webhook for event code \"%s\" in webhooks_file (the queue is still bound "
+                 "to it: run `orderq topology declare` after changing the file)",
+                 ev->code);
+        return OQ_EINVAL;
+    }
+    struct webhook_plan *p = calloc(1, sizeof(*p));
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (p == NULL || g == NULL) {
+        free(p);
+        if (g != NULL)
+            yajl_gen_free(g);
+        return OQ_ENOMEM;
+    }
+    oq_json_gen_value(g, ev->root);
+    p->hook = i;
+    if ((p->body = oq_json_gen_finish(g)) == NULL) {
+        free(p);
+        return OQ_ENOMEM;
+    }
+    snprintf(result, resultlen, "POST %s", st->hooks[i].url);
+    *plan = p;
+    return 0;
+}
+
+static enum oq_effect_outcome perform(void *state, const void *p, const struct oq_effect *e,
+                                      char *result, size_t resultlen, int64_t *retry_after_ms)
+{
+    struct webhook_state *st = state;
+    const struct webhook_plan *plan = p;
+    long status = 0;
+    switch (oq_webhook_post(st->sender, &st->hooks[plan->hook], e->event_code, e->effect_key,
+                            plan->body, strlen(plan->body), &status, retry_after_ms, result,
+                            resultlen)) {
+    case OQ_HTTP_DONE:
+        return OQ_EFFECT_DONE;
+    case OQ_HTTP_PERMANENT:
+        return OQ_EFFECT_PERMANENT;
+    case OQ_HTTP_TRANSIENT:
+        break;
+    }
+    return OQ_EFFECT_TRANSIENT;
+}
+
+int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
+                           size_t errlen)
+{
+    struct webhook_state *st = calloc(1, sizeof(*st));
+    char why[OQ_ERRLEN];
+    if (st == NULL)
+        return OQ_ENOMEM;
+    int rc = oq_webhooks_load(cfg->webhooks_file, &st->hooks, &st->n, why, sizeof(why));
+    if (rc != 0) {
+        snprintf(err, errlen, "webhooks_file: %s", why);
+        free_state(st);
+        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
+    }
+    if ((rc = oq_webhook_sender_new(&st->sender)) != 0) {
+        free_state(st);
+        return rc;
+    }
+    *out = (struct oq_handler){
+        .name = "webhook",
+        .event_code = "*",
+        .queue = "webhook",
+        .state = st,
+        .prepare = prepare,
+        .perform = perform,
+        .ambiguous = (enum oq_ambiguous_policy)cfg->ambiguous_webhook,
+        .free_plan = free_plan,
+        .free_state = free_state,
+    };
+    return 0;
+}
