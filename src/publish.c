@@ -171,6 +171,20 @@ static int drain(struct oq_publisher *p)
     return 0;
 }
 
+int oq_publisher_keepalive(struct oq_publisher *p)
+{
+    amqp_connection_state_t conn = oq_broker_conn(p->b);
+    struct timeval zero = {0, 0};
+    amqp_frame_t frame;
+    /* Waiting sends a heartbeat when one is due, and reads the broker's. */
+    int status = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
+    if (status == AMQP_STATUS_TIMEOUT)
+        return 0;
+    if (status != AMQP_STATUS_OK || handle_frame(p, &frame) != 0)
+        return OQ_EBROKER;
+    return drain(p);
+}
+
 int oq_publish(struct oq_publisher *p, const char *exchange, const char *routing_key, int mandatory,
                const amqp_basic_properties_t *props, const void *body, size_t len, uint64_t *seq)
 {

@@ -242,6 +242,11 @@ static long relay_all(struct link *l)
     long total = 0;
     if (link_open(l, err, sizeof(err)) != 0)
         goto fail;
+    if (oq_publisher_keepalive(l->pub) != 0) {
+        snprintf(err, sizeof(err), "the idle broker connection was lost: %s",
+                 oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "closed");
+        goto fail;
+    }
     for (int deadlocks = 0;;) {
         long n = relay_batch(l, err, sizeof(err));
         if (n == OQ_EDB && oq_db_classify(oq_db_errno(l->db)) == OQ_DB_RETRY && deadlocks++ < 10) {
@@ -305,7 +310,14 @@ static void *relay_main(void *arg)
         if (!r->woken && !r->exit) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1; /* poll too: rows from a consumer that died */
+            /* poll too (rows from a consumer that died), and often enough
+             * to keep the idle broker connection's heartbeats going */
+            int64_t ms = r->l.cfg->heartbeat_s > 0 && r->l.cfg->heartbeat_s < 3
+                             ? r->l.cfg->heartbeat_s * 1000 / 3
+                             : 1000;
+            until.tv_nsec += (long)(ms % 1000) * 1000000L;
+            until.tv_sec += (time_t)(ms / 1000) + until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
             pthread_cond_timedwait(&r->cv, &r->mu, &until);
         }
         int leave = r->exit;

@@ -43,6 +43,8 @@ static const struct cli_opt opts[] = {
     {"--rate", "N", "replay: at most N letters a second (default: as fast as confirmed)", 0},
     {"--to-queue", "Q", "replay: to queue Q through the default exchange", 0},
     {"--as", "NAME", "replay: who replays, kept in replayed_by (default: login name)", 0},
+    {"--force-resend", NULL,
+     "replay: send a mail or webhook whose outcome is unknown again (it may arrive twice)", 0},
     {"--yes", NULL, "purge: do not ask", 0},
     {NULL, NULL, NULL, 0},
 };
@@ -62,6 +64,7 @@ static const unsigned opt_subs[] = {
     S_REPLAY | S_PURGE,
     S_REPLAY | S_PURGE,
     S_REPLAY | S_PURGE,
+    S_REPLAY,
     S_REPLAY,
     S_REPLAY,
     S_REPLAY,
@@ -1106,7 +1109,7 @@ const struct cli_cmd cmd_dlq = {
     .summary = "Search, replay and purge the dead-letter store",
     .usage = "dlq list [FILTERS] [--limit N] | dlq show ID | dlq stats [FILTERS] |\n"
              "              dlq replay (--id N... | FILTERS | --all) [--dry-run] [--rate N]"
-             " [--to-queue Q] [--as NAME] |\n"
+             " [--to-queue Q] [--as NAME] [--force-resend] |\n"
              "              dlq purge (--id N... | FILTERS | --all) [--dry-run] [--yes]",
     .details =
         "list    letters newest first (ID, when, queue, event, attempts, error, replays)\n"
@@ -1119,7 +1122,9 @@ const struct cli_cmd cmd_dlq = {
         "        x-death..., orderq-delay) are dropped so attempts start again at 1, and\n"
         "        x-orderq-replay-of = the letter id is added. Exit 69 when any failed (each\n"
         "        is listed, none of those is marked), 65 when any was skipped, 128+n on a\n"
-        "        signal (the letters in flight are settled first)\n"
+        "        signal (the letters in flight are settled first). --force-resend adds\n"
+        "        x-orderq-force-resend: a mail or webhook parked as ambiguous (ledger state\n"
+        "        unknown) is sent again, with the same Message-ID / Idempotency-Key\n"
         "purge   delete letters, 1000 at a time; asks first unless --yes (and refuses\n"
         "        without --yes when stdin is not a terminal)\n"
         "\n"

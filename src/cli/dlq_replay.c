@@ -57,6 +57,7 @@ struct replay {
     struct where w;
     long long max_id, total, limit, rate;
     const char *to_queue, *as;
+    int force_resend;
     char *amqp_user; /* a stored user_id is kept only when it is ours */
     struct oq_broker *b;
     struct oq_publisher *pub;
@@ -274,7 +275,7 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
         snprintf(why, whylen, "its stored properties or headers are not JSON objects");
         return SKIPPED;
     }
-    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 1, pool, &o->p) != 0) {
+    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 2, pool, &o->p) != 0) {
         snprintf(why, whylen, "its stored headers cannot be sent again");
         return SKIPPED;
     }
@@ -282,6 +283,12 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
     o->replay_of->key = amqp_cstring_bytes("x-orderq-replay-of");
     o->replay_of->value.kind = AMQP_FIELD_KIND_I64;
     o->replay_of->value.value.i64 = l->id;
+    if (r->force_resend) { /* a person decided: send what may have gone once more */
+        amqp_table_entry_t *force = &o->p.headers.entries[o->p.headers.num_entries++];
+        force->key = amqp_cstring_bytes("x-orderq-force-resend");
+        force->value.kind = AMQP_FIELD_KIND_I64;
+        force->value.value.i64 = 1;
+    }
     return 0;
 }
 
@@ -591,6 +598,7 @@ static int replay_options(struct dlq *d, struct replay *r)
     r->to_queue = cli_opt(d->ctx, "--to-queue");
     if (r->to_queue != NULL && (r->to_queue[0] == '\0' || strlen(r->to_queue) > 255))
         return dlq_usage_fail(d->sub, "--to-queue: expected a queue name of 1 to 255 bytes");
+    r->force_resend = cli_opt(d->ctx, "--force-resend") != NULL;
     r->as = cli_opt(d->ctx, "--as") ? cli_opt(d->ctx, "--as") : login_name();
     if (r->as[0] == '\0' || strlen(r->as) > 191)
         return dlq_usage_fail(d->sub, "--as: expected a name of 1 to 191 bytes, got \"%s\"", r->as);

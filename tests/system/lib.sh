@@ -118,9 +118,14 @@ PY
 }
 
 # Start `orderq consume` in the background; its pid goes into $consumer_pid.
+# It consumes the queues in $CONSUME_QUEUES (default: the coupon rules and
+# the probe, so tests of those send no mail); CONSUME_QUEUES="" means all.
+CONSUME_QUEUES=${CONSUME_QUEUES-orderq.order.processing orderq.probe}
 start_consumer() {
     local name=$1; shift
-    ORDERQ_HTTP_ADDR="" "$ORDERQ_BIN" consume --instance-id "$name" "$@" 2>>"$WORK/$name.log" &
+    local q queues=()
+    for q in $CONSUME_QUEUES; do queues+=(--queue "$q"); done
+    ORDERQ_HTTP_ADDR="" "$ORDERQ_BIN" consume --instance-id "$name" "${queues[@]}" "$@" 2>>"$WORK/$name.log" &
     consumer_pid=$!
     CLEANUP+=("kill -9 $consumer_pid")
 }
@@ -166,3 +171,10 @@ expect_queue_empty() {
     wait_for 10 ready_is orderq.order.processing 0 ||
         fail "left in orderq.order.processing: $(queue_ready orderq.order.processing)"
 }
+
+# MailDev (deploy/local starts it): the mails to one address, as JSON.
+MAILDEV=${ORDERQ_TEST_MAILDEV:-http://127.0.0.1:1080}
+need_maildev() { curl -sf "$MAILDEV/email" >/dev/null 2>&1 || unreachable "MailDev at $MAILDEV"; }
+mails_to() { curl -sf "$MAILDEV/email" | "$PY" -c 'import json, sys; print(json.dumps([m for m in json.load(sys.stdin) if any(t["address"] == sys.argv[1] for t in m["to"])]))' "$1"; }
+mail_count() { mails_to "$1" | json 'len(d)'; }
+mail_count_is() { [ "$(mail_count "$1")" = "$2" ]; }

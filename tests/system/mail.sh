@@ -5,11 +5,9 @@
 # nothing; 4xx and a closed port are transient, 5xx permanent, a server
 # that takes the data and never answers ambiguous
 source "$(dirname "$0")/lib.sh"
-MAILDEV=${ORDERQ_TEST_MAILDEV:-http://127.0.0.1:1080}
-curl -sf "$MAILDEV/email" >/dev/null 2>&1 || unreachable "MailDev at $MAILDEV"
+need_maildev
 export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
 to="t$$.$RANDOM@mail-test.example"
-mails_to() { curl -sf "$MAILDEV/email" | "$PY" -c 'import json, sys; print(json.dumps([m for m in json.load(sys.stdin) if any(t["address"] == sys.argv[1] for t in m["to"])]))' "$1"; }
 
 note "a mail with a UTF-8 name and subject arrives as sent, twice with the same Message-ID"
 for i in 1 2; do
