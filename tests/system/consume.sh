@@ -97,7 +97,7 @@ mgmt PUT "/api/permissions/$v/guest" '{"configure":"^$","write":".*","read":".*"
 "$ORDERQ_BIN" consume 2>"$WORK/log3" &
 pid3=$!
 CLEANUP+=("kill -9 $pid3")
-wait_for 20 grep -q '"connected; consuming 2 queues' "$WORK/log3" || fail "did not consume: $(cat "$WORK/log3")"
+wait_for 20 grep -q '"connected; consuming 5 queues' "$WORK/log3" || fail "did not consume: $(cat "$WORK/log3")"
 grep -q 'redeclaring the topology: .*ACCESS_REFUSED' "$WORK/log3" || fail "no warning about the refused declare: $(cat "$WORK/log3")"
 kill -TERM "$pid3"
 wait "$pid3" || fail "SIGTERM exit code"

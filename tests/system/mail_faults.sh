@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# mail_faults.sh - mail when things break: the SMTP server down for 20 s
+# (the mail arrives once after it is back); the consumer killed with -9
+# between the send and the commit of `sent` (the default policy parks it as
+# `unknown` and no second mail goes out; `dlq replay --force-resend` sends
+# it again with the same Message-ID, a plain replay then is a duplicate)
+source "$(dirname "$0")/lib.sh"
+need_maildev
+# Short tiers so a 20 s outage is bridged in seconds (declared by setup).
+export ORDERQ_RETRY_TIERS=1s,2s,3s ORDERQ_MAX_ATTEMPTS=40
+setup_consumer_test
+export ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
+CONSUME_QUEUES=orderq.coupon.email
+run="$$$RANDOM"
+coupon_event() { # coupon_event EMAIL CODE: one coupon.email line
+    "$PY" -c '
+import json, sys
+print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] + "_mail",
+  "event_data": {"order_id": "9200000217", "coupon_code": sys.argv[2], "discount_type": "fixed",
+    "discount": "10.00", "currency": "USD", "expires_at": "2027-01-31T00:00:00Z",
+    "customer": {"email": sys.argv[1], "name": "Test"}}}))' "$1" "$2"
+}
+ledger_of() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
+ledger_is() { [ "$(ledger_of "$1")" = "$2" ]; }
+
+note "the SMTP server down for 20 s: the mail waits in the delay tiers, then arrives once"
+eve="eve.$run@mail-faults.example"
+port=$(free_port)
+ORDERQ_SMTP_URL="smtp://127.0.0.1:$port" start_consumer outage
+coupon_event "$eve" "EVE-$run" | oq publish - >/dev/null || fail "publish"
+down_at=$SECONDS
+sleep 20
+expect_eq 0 "$(mail_count "$eve")" "mails while the server is down"
+expect_eq "" "$(ledger_of "EVE-$run")" "no claim is left behind by a failed send"
+grep -q 'retrying in' "$WORK/outage.log" || fail "no retries logged: $(tail -3 "$WORK/outage.log")"
+"$PY" "$(dirname "$0")/tcp_forward.py" --listen "127.0.0.1:$port" --upstream 127.0.0.1:1025 &
+CLEANUP+=("kill $!")
+wait_for 20 mail_count_is "$eve" 1 || fail "after the outage: $(mail_count "$eve") mails; $(tail -3 "$WORK/outage.log")"
+echo "    arrived $((SECONDS - down_at)) s after it was published"
+wait_for 10 ledger_is "EVE-$run" sent || fail "ledger: $(ledger_of "EVE-$run")"
+sleep 3
+expect_eq 1 "$(mail_count "$eve")" "mails after the outage"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
+
+note "kill -9 between the send and the commit of sent: parked as unknown, no second mail"
+export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_TIMEOUT_MS=2s ORDERQ_EFFECT_LEASE_MS=4s
+fay="fay.$run@mail-faults.example"
+ORDERQ_FAULT=kill-after-send start_consumer victim
+victim=$consumer_pid
+coupon_event "$fay" "FAY-$run" | oq publish - >/dev/null || fail "publish"
+set +e; wait "$victim"; code=$?; set -e
+expect_eq 137 "$code" "the victim's exit (SIGKILL after the send)"
+expect_eq 1 "$(mail_count "$fay")" "mails sent by the victim"
+expect_eq sending "$(ledger_of "FAY-$run")" "the victim's claim"
+start_consumer after
+wait_for 40 ledger_is "FAY-$run" unknown || fail "not parked: $(ledger_of "FAY-$run"); $(tail -3 "$WORK/after.log")"
+grep -q 'being sent by another consumer' "$WORK/after.log" || fail "the live lease was not waited for"
+wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE error_class = 'ambiguous' AND event_identifier = 'FAY-${run}_mail'\")\" = 1 ]" \
+    || fail "no ambiguous dead letter: $(sql "$DB" -e 'SELECT id, error_class, error FROM dead_letter')"
+expect_contains "lease expired" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'FAY-${run}_mail'")" "the dead letter's reason"
+sleep 2
+expect_eq 1 "$(mail_count "$fay")" "mails after the redelivery (policy park)"
+
+note "a person decides: dlq replay --force-resend sends it again, with the same Message-ID"
+id=$(sql "$DB" -e "SELECT id FROM dead_letter WHERE event_identifier = 'FAY-${run}_mail'")
+oq dlq replay --id "$id" --force-resend --as tester >/dev/null || fail "replay --force-resend"
+wait_for 20 mail_count_is "$fay" 2 || fail "after --force-resend: $(mail_count "$fay") mails"
+wait_for 10 ledger_is "FAY-$run" sent || fail "ledger after the resend: $(ledger_of "FAY-$run")"
+expect_eq 1 "$(mails_to "$fay" | json 'len(set(m["messageId"] for m in d))')" "Message-IDs of the two sends"
+note "a plain replay of the same letter now: a duplicate, no third mail"
+oq dlq replay --id "$id" --as tester >/dev/null || fail "plain replay"
+wait_for 10 ready_is orderq.coupon.email 0 || fail "the replay was not consumed"
+sleep 2
+expect_eq 2 "$(mail_count "$fay")" "mails after a plain replay"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
