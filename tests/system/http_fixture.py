@@ -6,8 +6,8 @@ The script is JSON: {"GET /rest/V1/orders/1": [{"status": 503}, {"status": 200, 
 Each request to METHOD PATH takes the next answer of its list (the last one
 repeats); an answer may hold "status", "body" (JSON, or "raw" text),
 "headers" and "delay_s". Unknown paths get 404. Each request is appended to
---log as one JSON line: method, path, headers, body. Listens on 127.0.0.1, a
-free port written to --port-file. Standard library only.
+--log as one JSON line: at (epoch seconds), method, path, headers, body.
+Listens on 127.0.0.1, a free port written to --port-file. Standard library only.
 """
 import argparse
 import json
@@ -35,8 +35,9 @@ def main():
             key = f"{self.command} {self.path}"
             with lock:
                 with open(args.log, "a") as log:
-                    log.write(json.dumps({"method": self.command, "path": self.path,
-                                          "headers": dict(self.headers), "body": body}) + "\n")
+                    log.write(json.dumps({"at": time.time(), "method": self.command,
+                                          "path": self.path, "headers": dict(self.headers),
+                                          "body": body}) + "\n")
                 answers = script.get(key)
                 n = served.get(key, 0)
                 served[key] = n + 1

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# webhook_flow.sh - the webhook handler in `orderq consume`: an event code
+# from webhooks_file is bound to <prefix>.webhook; an endpoint answering 503,
+# 503 with Retry-After, then 200 gets three calls with one Idempotency-Key
+# and one accepted (the Retry-After moved the retry to a longer tier); the
+# same event again is a duplicate (no call); a 422 is dead-lettered
+source "$(dirname "$0")/lib.sh"
+cat >"$WORK/script.json" <<'JSON'
+{
+  "POST /hooks/orders": [{"status": 503}, {"status": 503, "headers": {"Retry-After": "2"}}, {"status": 200}],
+  "POST /hooks/rejects": [{"status": 422}]
+}
+JSON
+"$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
+CLEANUP+=("kill $!")
+wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
+base="http://127.0.0.1:$(cat "$WORK/port")"
+export ORDERQ_TEST_HOOK_SECRET=whsec-42
+cat >"$WORK/webhooks.json" <<JSON
+[{"event_code": "order.shipped", "url": "$base/hooks/orders", "timeout_ms": 2000, "secret_env": "ORDERQ_TEST_HOOK_SECRET"},
+ {"event_code": "order.refunded", "url": "$base/hooks/rejects"}]
+JSON
+export ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json"
+setup_consumer_test
+bindings=$(mgmt GET "/api/queues/$(urlenc "$VHOST")/orderq.webhook/bindings" | json '" ".join(sorted(b["routing_key"] for b in d if b["source"]))')
+expect_eq "order.refunded order.shipped" "$bindings" "orderq.webhook's bindings"
+
+CONSUME_QUEUES=orderq.webhook start_consumer hooks
+event() { printf '{"event_code": "%s", "event_identifier": "%s", "event_data": {"order_id": "9200000217", "carrier": "DHL"}}\n' "$1" "$2"; }
+
+note "503, 503 with Retry-After: 2, then 200: one accepted call, one key"
+event order.shipped ship-9200000217 | oq publish - >/dev/null || fail "publish"
+wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT state FROM event_ledger WHERE handler = 'webhook'\")\" = sent ]" \
+    || fail "not sent: $(sql "$DB" -e 'SELECT * FROM event_ledger'); $(tail -3 "$WORK/hooks.log")"
+"$PY" - "$WORK/requests.log" <<'PY' || fail "the calls as the receiver saw them: $(cat "$WORK/requests.log")"
+import hashlib, hmac, json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(reqs) == 3, len(reqs)
+keys = {r["headers"]["Idempotency-Key"] for r in reqs}
+assert keys == {"ship-9200000217"}, keys
+for r in reqs:
+    assert r["headers"]["X-Orderq-Event"] == "order.shipped", r["headers"]
+    sig = hmac.new(b"whsec-42", r["body"].encode(), hashlib.sha256).hexdigest()
+    assert r["headers"]["X-Orderq-Signature"] == "sha256=" + sig, r["headers"]
+    body = json.loads(r["body"])
+    assert body["event_identifier"] == "ship-9200000217" and body["event_data"]["carrier"] == "DHL", body
+gap = reqs[2]["at"] - reqs[1]["at"]
+assert gap >= 1.9, f"the retry after Retry-After: 2 came {gap:.1f} s later"
+PY
+expect_eq 3 "$(grep -c 'orders' "$WORK/requests.log")" "calls"
+
+note "the same event again: a duplicate, no call"
+event order.shipped ship-9200000217 | oq publish - >/dev/null || fail "publish again"
+wait_for 10 ready_is orderq.webhook 0 || fail "not consumed"
+sleep 1
+expect_eq 3 "$(wc -l <"$WORK/requests.log")" "calls after the duplicate"
+
+note "422: permanent, dead-lettered with the status"
+event order.refunded refund-1 | oq publish - >/dev/null || fail "publish the refund"
+wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT error_class FROM dead_letter WHERE event_identifier = 'refund-1'\")\" = permanent ]" \
+    || fail "no dead letter: $(sql "$DB" -e 'SELECT error_class, error FROM dead_letter')"
+expect_contains "422" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'refund-1'")" "the reason"
+expect_eq "" "$(sql "$DB" -e "SELECT state FROM event_ledger WHERE effect_key = 'refund-1'")" "no claim left for a failed call"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
