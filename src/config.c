@@ -184,8 +184,7 @@ static const struct setting settings[] = {
     {"ambiguous_mail", T_ENUM, "park", 0, 0, "park|resend", 0, NULL, OFF(ambiguous_mail),
      "a mail whose outcome is unknown: park it for a person (dead letter, class ambiguous) "
      "or send it again with the same Message-ID (docs/mail.md)"},
-    {"ambiguous_webhook", T_ENUM, "resend", 0, 0, "park|resend", 0, NULL,
-     OFF(ambiguous_webhook),
+    {"ambiguous_webhook", T_ENUM, "resend", 0, 0, "park|resend", 0, NULL, OFF(ambiguous_webhook),
      "a webhook call whose outcome is unknown: send again with the same Idempotency-Key, or park"},
     {"effect_workers", T_INT, "8", 1, 64, NULL, 0, NULL, OFF(effect_workers),
      "threads sending mail and webhooks, each with its own MySQL connection"},

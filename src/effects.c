@@ -189,8 +189,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
 
 /* A lease that ran out while its owner was sending: that owner died or
  * hung, so whether the effect happened is unknown. */
-static void expired(struct effect_worker *w, struct oq_effect_job *job,
-                    const struct oq_handler *h)
+static void expired(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
 {
     oq_metric_add(OQ_M_AMBIGUOUS, 1);
     int rc = ledger_step(w, job, TAKE_OVER, 0, NULL, NULL);
@@ -200,8 +199,8 @@ static void expired(struct effect_worker *w, struct oq_effect_job *job,
         return;
     }
     if (rc != 0) {
-        fail(job, OQ_ERR_TRANSIENT, "%s/%s: the ledger could not be updated",
-             job->effect.handler, job->effect.effect_key);
+        fail(job, OQ_ERR_TRANSIENT, "%s/%s: the ledger could not be updated", job->effect.handler,
+             job->effect.effect_key);
         return;
     }
     if (job->force_resend || h->ambiguous == OQ_AMBIGUOUS_RESEND) {

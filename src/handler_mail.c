@@ -120,7 +120,8 @@ static int discount_text(yajl_val data, char *out, size_t outlen, char *err, siz
         return OQ_EINVAL;
     }
     if (!percent && (currency == NULL || oq_currency_exponent(currency) < 0)) {
-        snprintf(err, errlen, "event_data.currency: expected an ISO 4217 code for a fixed discount");
+        snprintf(err, errlen,
+                 "event_data.currency: expected an ISO 4217 code for a fixed discount");
         return OQ_EINVAL;
     }
     int exponent = percent ? 2 : oq_currency_exponent(currency);
@@ -208,16 +209,16 @@ static int prepare_invoice(void *state, const struct oq_event *ev, int64_t attem
     oq_money_display(inv.shipping, inv.currency, shipping, sizeof(shipping));
     oq_money_display(inv.tax, inv.currency, tax, sizeof(tax));
     oq_money_display(inv.grand_total, inv.currency, total, sizeof(total));
-    const char *values[OQ_INVOICE_MAIL_SLOTS] = {
-        inv.customer_name ? inv.customer_name : inv.customer_email,
-        inv.increment_id,
-        inv.order_id,
-        lines,
-        lines_html,
-        subtotal,
-        shipping,
-        tax,
-        total};
+    const char *values[OQ_INVOICE_MAIL_SLOTS] = {inv.customer_name ? inv.customer_name
+                                                                   : inv.customer_email,
+                                                 inv.increment_id,
+                                                 inv.order_id,
+                                                 lines,
+                                                 lines_html,
+                                                 subtotal,
+                                                 shipping,
+                                                 tax,
+                                                 total};
     snprintf(subject, sizeof(subject), "Invoice %s for your order %s", inv.increment_id,
              inv.order_id);
     snprintf(effect_key, keylen, "invoice:%s", inv.invoice_id);
@@ -278,8 +279,8 @@ static int load_template(const struct oq_config *cfg, const char *file, const ch
     return 0;
 }
 
-static int mail_state_new(const struct oq_config *cfg, enum mail_kind kind,
-                          struct mail_state **out, char *err, size_t errlen)
+static int mail_state_new(const struct oq_config *cfg, enum mail_kind kind, struct mail_state **out,
+                          char *err, size_t errlen)
 {
     struct mail_state *st = calloc(1, sizeof(*st));
     const char *base = kind == COUPON_MAIL ? "coupon" : "invoice";

@@ -33,9 +33,10 @@ static int on_returned(void *ctx, const char *const *v, unsigned cols)
 int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
                     char *err, size_t errlen)
 {
-    static const char head[] = "INSERT IGNORE INTO event_ledger (handler, effect_key,"
-                               " event_identifier, event_code, owner, result, attempts, state, executed_at)"
-                               " VALUES ";
+    static const char head[] =
+        "INSERT IGNORE INTO event_ledger (handler, effect_key,"
+        " event_identifier, event_code, owner, result, attempts, state, executed_at)"
+        " VALUES ";
     static const char row[] = "(?, ?, ?, ?, ?, ?, ?, 'done', NOW(6))";
     static const char tail[] = " RETURNING handler, effect_key";
     size_t len = sizeof(head) + n * (sizeof(row) + 1) + sizeof(tail);

@@ -56,9 +56,9 @@ struct delivery {
     enum outcome outcome;
     char reason[512];
     enum oq_error_class error_class;
-    char tier[32];     /* RETRY: the delay tier's name */
-    int db_failures;   /* lost connections while committed alone */
-    uint64_t park_seq; /* confirm sequence of its retry or dead letter; 0 before */
+    char tier[32];            /* RETRY: the delay tier's name */
+    int db_failures;          /* lost connections while committed alone */
+    uint64_t park_seq;        /* confirm sequence of its retry or dead letter; 0 before */
     struct oq_effect_job job; /* a handler with perform: on an effect worker */
 };
 
@@ -243,9 +243,8 @@ static void prepare_batch(struct worker *w, struct batch *bt)
             set_failed(w->pl->cfg, d, OQ_ERR_BAD_INPUT, err);
             continue;
         }
-        const struct oq_handler *h =
-            oq_handler_find(w->handlers, w->n_handlers, queue_suffix(w->pl, d->queue),
-                            d->ev.canonical_code);
+        const struct oq_handler *h = oq_handler_find(
+            w->handlers, w->n_handlers, queue_suffix(w->pl, d->queue), d->ev.canonical_code);
         if (h == NULL) {
             snprintf(err, sizeof(err), "no handler for event code \"%s\"", d->ev.code);
             set_failed(w->pl->cfg, d, OQ_ERR_UNKNOWN_EVENT, err);

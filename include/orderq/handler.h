@@ -32,10 +32,10 @@ struct oq_event;
 
 /* What perform says about the outside call. */
 enum oq_effect_outcome {
-    OQ_EFFECT_DONE = 0,   /* accepted (SMTP 250, HTTP 2xx) */
-    OQ_EFFECT_TRANSIENT,  /* not done; may work later (SMTP 4xx, HTTP 5xx, no connection) */
-    OQ_EFFECT_PERMANENT,  /* not done; never will (SMTP 5xx, HTTP 4xx) */
-    OQ_EFFECT_AMBIGUOUS,  /* sent, no answer: it may or may not have been done */
+    OQ_EFFECT_DONE = 0,  /* accepted (SMTP 250, HTTP 2xx) */
+    OQ_EFFECT_TRANSIENT, /* not done; may work later (SMTP 4xx, HTTP 5xx, no connection) */
+    OQ_EFFECT_PERMANENT, /* not done; never will (SMTP 5xx, HTTP 4xx) */
+    OQ_EFFECT_AMBIGUOUS, /* sent, no answer: it may or may not have been done */
 };
 
 /* What a handler does when the outcome of a send is unknown: an expired

@@ -88,7 +88,8 @@ static void expired_lease_is_ambiguous(void **state)
     nanosleep(&wait, NULL);
     assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
     assert_int_equal(l, OQ_LEASE_EXPIRED);
-    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p2", 60000, 0, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_take_over(db, "test", "mail-2", "p2", 60000, 0, err, sizeof(err)),
+                     0);
     /* p1 woke up late: its lease is gone, it must not mark the row */
     assert_int_equal(oq_ledger_finish(db, "test", "mail-2", "p1", "sent", "x", err, sizeof(err)),
                      OQ_ENOTFOUND);

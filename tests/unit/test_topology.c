@@ -95,18 +95,14 @@ static void classic_queues_and_custom_names(void **state)
     (void)state;
     struct oq_config *cfg = oq_config_new();
     struct oq_topology *t = NULL;
-    assert_int_equal(oq_config_set(cfg, "queue_type", "classic", OQ_SRC_FLAG, "-", err,
-                                   sizeof(err)),
-                     0);
-    assert_int_equal(oq_config_set(cfg, "queue_prefix", "shop1", OQ_SRC_FLAG, "-", err,
-                                   sizeof(err)),
-                     0);
-    assert_int_equal(oq_config_set(cfg, "retry_tiers", "250ms,3s", OQ_SRC_FLAG, "-", err,
-                                   sizeof(err)),
-                     0);
-    assert_int_equal(oq_config_set(cfg, "shop_exchange", "magento", OQ_SRC_FLAG, "-", err,
-                                   sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_config_set(cfg, "queue_type", "classic", OQ_SRC_FLAG, "-", err, sizeof(err)), 0);
+    assert_int_equal(
+        oq_config_set(cfg, "queue_prefix", "shop1", OQ_SRC_FLAG, "-", err, sizeof(err)), 0);
+    assert_int_equal(
+        oq_config_set(cfg, "retry_tiers", "250ms,3s", OQ_SRC_FLAG, "-", err, sizeof(err)), 0);
+    assert_int_equal(
+        oq_config_set(cfg, "shop_exchange", "magento", OQ_SRC_FLAG, "-", err, sizeof(err)), 0);
     assert_int_equal(oq_topology_plan(cfg, &t, err, sizeof(err)), 0);
     const struct oq_topo_queue *w = queue(t, "shop1.invoice.created");
     assert_non_null(w);
