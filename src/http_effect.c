@@ -55,11 +55,17 @@ size_t oq_http_collect(char *ptr, size_t size, size_t nmemb, void *userdata)
         body->too_big = 1;
         return 0;
     }
-    char *grown = realloc(body->data, body->len + n + 1);
-    if (grown == NULL)
-        return 0;
-    memcpy(grown + body->len, ptr, n);
-    body->data = grown;
+    if (body->len + n + 1 > body->cap) {
+        size_t cap = body->cap ? body->cap : 4096;
+        while (cap < body->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(body->data, cap);
+        if (grown == NULL)
+            return 0;
+        body->data = grown;
+        body->cap = cap;
+    }
+    memcpy(body->data + body->len, ptr, n);
     body->len += n;
     body->data[body->len] = '\0';
     return n;

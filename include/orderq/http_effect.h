@@ -37,6 +37,7 @@ int64_t oq_http_retry_after_ms(const char *value, time_t now, int64_t max_ms);
 struct oq_http_body {
     char *data;
     size_t len, max;
+    size_t cap; /* allocated, grown by doubling: big answers are not copied over and over */
     int too_big;
 };
 size_t oq_http_collect(char *ptr, size_t size, size_t nmemb, void *body);
