@@ -58,7 +58,8 @@ static int run_step(struct effect_worker *w, const struct oq_effect_job *job, en
         struct oq_claim c = {.handler = e->handler,
                              .effect_key = e->effect_key,
                              .event_identifier = e->event_identifier,
-                             .event_code = e->event_code};
+                             .event_code = e->event_code,
+                             .attempts = job->attempt};
         return oq_ledger_lease(w->db, &c, w->owner, lease_ms, lease, err, errlen);
     }
     case TAKE_OVER:

@@ -116,6 +116,16 @@ int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, 
         free_state(st);
         return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
     }
+    for (size_t i = 0; i < st->n; i++)
+        if (st->hooks[i].timeout_ms >= cfg->effect_lease_ms) {
+            snprintf(err, errlen,
+                     "webhooks_file: webhook %zu (%s): timeout_ms %lld is not shorter than "
+                     "effect_lease_ms %lld; a slow call would look abandoned and be sent again",
+                     i + 1, st->hooks[i].event_code, (long long)st->hooks[i].timeout_ms,
+                     (long long)cfg->effect_lease_ms);
+            free_state(st);
+            return OQ_ECONFIG;
+        }
     if ((rc = oq_webhook_sender_new(&st->sender)) != 0) {
         free_state(st);
         return rc;

@@ -111,12 +111,13 @@ int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owne
     uint64_t inserted = 0;
     struct oq_db_param p[] = {
         OQ_STR(c->handler),    OQ_STR(c->effect_key), OQ_STR(c->event_identifier),
-        OQ_STR(c->event_code), OQ_STR(owner),         OQ_INT(lease_ms * 1000)};
+        OQ_STR(c->event_code), OQ_STR(owner),         OQ_INT(lease_ms * 1000),
+        OQ_INT(c->attempts > 0 ? c->attempts : 1)};
     if (oq_db_execute(db,
                       "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
-                      " event_code, owner, state, lease_until) VALUES (?, ?, ?, ?, ?, 'sending',"
-                      " NOW(6) + INTERVAL ? MICROSECOND)",
-                      p, 6, &inserted) != 0)
+                      " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?, ?,"
+                      " 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
+                      p, 7, &inserted) != 0)
         goto fail;
     if (inserted == 1) {
         *out = OQ_LEASE_NEW;

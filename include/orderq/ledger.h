@@ -52,8 +52,9 @@ enum oq_lease {
     OQ_LEASE_UNKNOWN, /* marked `unknown`: a person decides */
 };
 
-/* Claim c as `sending`, owned by owner until lease_ms from now, in its own
- * statement (commit it before the call it protects). When the row exists,
+/* Claim c as `sending`, owned by owner until lease_ms from now, with
+ * c->attempts (the delivery attempt), in its own statement (commit it
+ * before the call it protects). When the row exists,
  * *out says in which state. Returns 0 or OQ_EDB. */
 OQ_WUR int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner,
                            int64_t lease_ms, enum oq_lease *out, char *err, size_t errlen);

@@ -38,6 +38,8 @@ CLEANUP+=("kill $!")
 wait_for 20 mail_count_is "$eve" 1 || fail "after the outage: $(mail_count "$eve") mails; $(tail -3 "$WORK/outage.log")"
 echo "    arrived $((SECONDS - down_at)) s after it was published"
 wait_for 10 ledger_is "EVE-$run" sent || fail "ledger: $(ledger_of "EVE-$run")"
+attempts=$(sql "$DB" -e "SELECT attempts FROM event_ledger WHERE effect_key = 'coupon:EVE-$run'")
+[ "$attempts" -ge 5 ] || fail "the ledger says the mail went out on attempt $attempts (expected the attempt after 20 s of retries)"
 sleep 3
 expect_eq 1 "$(mail_count "$eve")" "mails after the outage"
 kill -TERM "$consumer_pid"

@@ -25,6 +25,11 @@ setup_consumer_test
 bindings=$(mgmt GET "/api/queues/$(urlenc "$VHOST")/orderq.webhook/bindings" | json '" ".join(sorted(b["routing_key"] for b in d if b["source"]))')
 expect_eq "order.refunded order.shipped" "$bindings" "orderq.webhook's bindings"
 
+note "a webhook timeout not shorter than the lease is refused at start"
+try env ORDERQ_EFFECT_LEASE_MS=1500ms ORDERQ_SMTP_TIMEOUT_MS=1s "$ORDERQ_BIN" consume
+expect_eq 78 "$rc" "exit code"
+expect_contains "webhook 1 (order.shipped): timeout_ms 2000 is not shorter than effect_lease_ms 1500" "$out" "message"
+
 CONSUME_QUEUES=orderq.webhook start_consumer hooks
 event() { printf '{"event_code": "%s", "event_identifier": "%s", "event_data": {"order_id": "9200000217", "carrier": "DHL"}}\n' "$1" "$2"; }
 
