@@ -1,0 +1,27 @@
+# bench/lib.sh - what every benchmark starts with: the stack up, a Release
+# build, a vhost and database of its own (orderq-bench, removed at exit),
+# migrated and declared; $bin, $PY, $work, api() and metric() for the rest.
+# Source it after setting $top.
+# shellcheck source=deploy/local/lib.sh
+source "$top/deploy/local/lib.sh"
+oq_setup_stack >/dev/null
+oq_build Release "$top/build/release" >/dev/null
+bin=$top/build/release/orderq
+ack_only=$top/build/release/orderq_bench_ack_only
+PY=/usr/bin/python3
+
+export ORDERQ_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/orderq-bench
+export ORDERQ_MYSQL_URL="mysql://root@localhost/orderq_bench?socket=/run/mysqld/mysqld.sock"
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export ORDERQ_HTTP_ADDR=127.0.0.1:$port
+api() { curl -sS --fail -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} "http://127.0.0.1:15672$2"; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"; api DELETE /api/vhosts/orderq-bench >/dev/null 2>&1 || true' EXIT
+metric() { curl -s "http://$ORDERQ_HTTP_ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+
+api DELETE /api/vhosts/orderq-bench >/dev/null 2>&1 || true
+api PUT /api/vhosts/orderq-bench '{}' >/dev/null
+api PUT /api/permissions/orderq-bench/guest '{"configure":".*","write":".*","read":".*"}' >/dev/null
+mariadb -e 'DROP DATABASE IF EXISTS orderq_bench; CREATE DATABASE orderq_bench CHARACTER SET utf8mb4'
+"$bin" migrate >/dev/null 2>&1
+"$bin" topology declare --create-shop-exchange >/dev/null
