@@ -46,13 +46,48 @@ static int exiting(struct oq_effect_pool *p)
 
 /* ---- ledger steps, waiting out a MySQL that is away ----------------------- */
 
-enum step { LEASE, TAKE_OVER, TAKE_OVER_UNKNOWN, FINISH_SENT, FINISH_UNKNOWN, RELEASE };
+enum step {
+    LEASE,
+    TAKE_OVER,
+    TAKE_OVER_UNKNOWN,
+    FINISH_SENT,
+    FINISH_UNKNOWN,
+    RELEASE,
+    REFRESH, /* the handler's cache (the coupon rules) */
+    COMMIT,  /* an OQ_JOB_PREPARE job's claim and rows, one transaction */
+};
 
-static int run_step(struct effect_worker *w, const struct oq_effect_job *job, enum step step,
+static int commit_prepared(struct effect_worker *w, struct oq_effect_job *job, char *err,
+                           size_t errlen)
+{
+    const struct oq_handler *h = &w->handlers[job->handler_index];
+    struct oq_claim c = {.handler = h->name,
+                         .effect_key = job->prepared_key,
+                         .event_identifier = job->effect.event_identifier,
+                         .event_code = job->effect.event_code,
+                         .result = job->prepared_result,
+                         .attempts = job->attempt};
+    void *plans[1] = {job->prepared_plan};
+    if (oq_db_exec(w->db, "START TRANSACTION") != 0 ||
+        oq_ledger_claim(w->db, w->pool->cfg->instance_id, &c, 1, err, errlen) != 0 ||
+        (c.claimed && h->apply(h->state, w->db, plans, 1, err, errlen) != 0) ||
+        oq_db_exec(w->db, "COMMIT") != 0) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "%s", oq_db_error(w->db));
+        oq_db_rollback(w->db);
+        return OQ_EDB;
+    }
+    job->claimed = c.claimed;
+    return 0;
+}
+
+static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum step step,
                     const char *result, enum oq_lease *lease, char *err, size_t errlen)
 {
     const struct oq_effect *e = &job->effect;
+    const struct oq_handler *h = &w->handlers[job->handler_index];
     int64_t lease_ms = w->pool->cfg->effect_lease_ms;
+    err[0] = '\0';
     switch (step) {
     case LEASE: {
         struct oq_claim c = {.handler = e->handler,
@@ -72,6 +107,10 @@ static int run_step(struct effect_worker *w, const struct oq_effect_job *job, en
                                 step == FINISH_SENT ? "sent" : "unknown", result, err, errlen);
     case RELEASE:
         return oq_ledger_release(w->db, e->handler, e->effect_key, w->owner, err, errlen);
+    case REFRESH:
+        return h->refresh ? h->refresh(h->state, w->db, err, errlen) : 0;
+    case COMMIT:
+        return commit_prepared(w, job, err, errlen);
     }
     return OQ_EINVAL;
 }
@@ -80,8 +119,9 @@ static int run_step(struct effect_worker *w, const struct oq_effect_job *job, en
  * Before the outside call (must = 0) it gives up once the job is
  * cancelled; after it (must = 1) it keeps trying until the pool stops, so
  * a sent mail is recorded. Returns run_step's answer, or OQ_EINTR (gave
- * up), or OQ_EDB after three errors that are not about the connection. */
-static int ledger_step(struct effect_worker *w, const struct oq_effect_job *job, enum step step,
+ * up), or OQ_EDB after three errors that are not about the connection
+ * (the last one in job->reason). */
+static int ledger_step(struct effect_worker *w, struct oq_effect_job *job, enum step step,
                        int must, const char *result, enum oq_lease *lease)
 {
     struct oq_effect_pool *p = w->pool;
@@ -110,6 +150,7 @@ static int ledger_step(struct effect_worker *w, const struct oq_effect_job *job,
             oq_db_close(w->db);
             w->db = NULL;
         } else if (cls != OQ_DB_RETRY && ++other_errors >= 3) {
+            snprintf(job->reason, sizeof(job->reason), "%s", err);
             return OQ_EDB;
         }
         if (cancelled)
@@ -218,11 +259,50 @@ static void expired(struct effect_worker *w, struct oq_effect_job *job, const st
          why);
 }
 
-static void run_job(struct effect_worker *w, struct oq_effect_job *job)
+/* An OQ_JOB_PREPARE job: prepare (which may call out), then commit. */
+static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *job)
 {
     const struct oq_handler *h = &w->handlers[job->handler_index];
-    enum oq_lease lease = OQ_LEASE_NEW;
+    char err[512] = "";
+    if (ledger_step(w, job, REFRESH, 0, NULL, NULL) != 0) {
+        fail(job, OQ_ERR_TRANSIENT, "%s: its cache could not be read from MySQL", h->name);
+        return;
+    }
+    job->prepared_key[0] = '\0';
+    int rc = h->prepare(h->state, job->ev, job->attempt, &job->prepared_plan, job->prepared_key,
+                        sizeof(job->prepared_key), job->prepared_result,
+                        sizeof(job->prepared_result), err, sizeof(err));
+    if (rc != 0) {
+        fail(job, rc == OQ_EINVAL ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
+             err[0] ? err : oq_strerror(rc));
+        return;
+    }
+    if (job->prepared_key[0] == '\0')
+        snprintf(job->prepared_key, sizeof(job->prepared_key), "%s", job->effect.event_identifier);
+    job->effect.effect_key = job->prepared_key;
+    if ((rc = ledger_step(w, job, COMMIT, 0, NULL, NULL)) != 0) {
+        /* three errors of its own: dead-letter it with the reason, as a
+         * database worker does with the one event that fails a batch */
+        char why[sizeof(job->reason)];
+        snprintf(why, sizeof(why), "%s", job->reason);
+        if (rc == OQ_EDB)
+            fail(job, OQ_ERR_PERMANENT, "%s", why);
+        else
+            fail(job, OQ_ERR_TRANSIENT, "%s: MySQL went away before the commit", h->name);
+        return;
+    }
+    job->result = job->claimed ? OQ_JOB_DONE : OQ_JOB_DUPLICATE;
+}
+
+static void run_job(struct effect_worker *w, struct oq_effect_job *job)
+{
     job->retry_after_ms = -1;
+    if (job->kind == OQ_JOB_PREPARE) {
+        prepare_then_commit(w, job);
+        return;
+    }
+    const struct oq_handler *h = &w->handlers[job->handler_index];
+    enum oq_lease lease = OQ_LEASE_NEW;
     int rc = ledger_step(w, job, LEASE, 0, NULL, &lease);
     if (rc != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not claim it in the ledger", job->effect.handler,

@@ -26,7 +26,7 @@ struct coupon_state {
     time_t loaded_at;
     int64_t code_length;
     char *alphabet;
-    struct oq_shopapi *shop; /* NULL without shop_api_url; one per database worker */
+    struct oq_shopapi *shop; /* NULL without shop_api_url; used on effect workers */
 };
 
 /* One coupon to issue: everything its rows need, copied out of the event. */
@@ -151,6 +151,15 @@ static int fill_from_shop(struct coupon_state *st, struct oq_order *order, yajl_
     }
     oq_order_clear(&api);
     return 0;
+}
+
+/* What prepare calls fill_from_shop for: no items or no e-mail. */
+static int prepare_calls_out(void *state, const struct oq_event *ev)
+{
+    const struct coupon_state *st = state;
+    yajl_val items = oq_json_member(ev->data, "items");
+    const char *email = oq_json_text(oq_json_member(ev->data, "customer"), "email");
+    return st->shop != NULL && (items == NULL || YAJL_IS_NULL(items) || email == NULL);
 }
 
 static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void **out,
@@ -448,6 +457,7 @@ int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
         .prepare = prepare,
         .apply = apply,
         .free_plan = free_plan,
+        .prepare_calls_out = prepare_calls_out,
         .refresh = refresh,
         .free_state = free_state,
     };

@@ -46,6 +46,7 @@ struct delivery {
     int has_msg;
     int64_t attempt;  /* x-orderq-attempt: 1 on the first delivery */
     int force_resend; /* x-orderq-force-resend: a person said "send it again" */
+    int calls_out;    /* prepared on an effect worker (its handler must call out) */
     /* Kept across retries in orderq's headers (else the delivery's own). */
     amqp_bytes_t original_exchange, original_routing_key, first_failed_at;
     struct oq_event ev;
@@ -250,6 +251,11 @@ static void prepare_batch(struct worker *w, struct batch *bt)
             set_failed(w->pl->cfg, d, OQ_ERR_UNKNOWN_EVENT, err);
             continue;
         }
+        if (h->prepare_calls_out != NULL && h->prepare_calls_out(h->state, &d->ev)) {
+            d->handler = h; /* prepared and committed by an effect worker */
+            d->calls_out = 1;
+            continue;
+        }
         d->effect_key[0] = '\0';
         err[0] = '\0';
         int rc = h->prepare(h->state, &d->ev, d->attempt, &d->plan, d->effect_key,
@@ -284,8 +290,9 @@ static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t 
     }
     for (size_t i = from; i < to; i++) {
         struct delivery *d = &bt->d[i];
-        if (d->outcome != PENDING || d->handler == NULL || d->handler->perform != NULL)
-            continue; /* decided, or an effect outside the database */
+        if (d->outcome != PENDING || d->handler == NULL || d->handler->perform != NULL ||
+            d->calls_out)
+            continue; /* decided, or for an effect worker */
         claims[k] = (struct oq_claim){.handler = d->handler->name,
                                       .effect_key = d->effect_key,
                                       .event_identifier = d->ev.identifier,
@@ -382,27 +389,32 @@ static void process_batch(struct worker *w, struct batch *bt)
     }
 }
 
-/* Hand the batch's outside effects to the effect workers; the batch is
- * processed when the last of them finishes (or now, when it has none).
- * Two deliveries of one effect in a batch make one job: the second is a
- * duplicate, as two claims of one key in a transaction are. */
+/* Hand the batch's outside effects, and the events whose handler must
+ * call out to prepare them, to the effect workers; the batch is processed
+ * when the last of them finishes (or now, when it has none). Two sends of
+ * one effect in a batch make one job: the second is a duplicate, as two
+ * claims of one key in a transaction are. */
 static void start_effects(struct worker *w, struct batch *bt)
 {
     struct pipeline *pl = w->pl;
     size_t jobs = 0;
     for (size_t i = 0; i < bt->n && !stale(pl, bt); i++) {
         struct delivery *d = &bt->d[i];
-        if (d->outcome != PENDING || d->handler == NULL || d->handler->perform == NULL)
+        int sends = d->handler != NULL && d->handler->perform != NULL;
+        if (d->outcome != PENDING || (!sends && !d->calls_out))
             continue;
-        for (size_t j = 0; j < i && d->outcome == PENDING; j++)
-            if (bt->d[j].job.owner != NULL && strcmp(bt->d[j].effect_key, d->effect_key) == 0 &&
+        for (size_t j = 0; sends && j < i && d->outcome == PENDING; j++)
+            if (bt->d[j].job.owner != NULL && bt->d[j].job.kind == OQ_JOB_SEND &&
+                strcmp(bt->d[j].effect_key, d->effect_key) == 0 &&
                 strcmp(bt->d[j].handler->name, d->handler->name) == 0)
                 d->outcome = DUPLICATE;
         if (d->outcome != PENDING)
             continue;
         d->job = (struct oq_effect_job){
+            .kind = sends ? OQ_JOB_SEND : OQ_JOB_PREPARE,
             .handler_index = (size_t)(d->handler - w->handlers),
             .plan = d->plan,
+            .ev = &d->ev,
             .effect = {d->handler->name, d->effect_key, d->ev.identifier, d->ev.canonical_code},
             .attempt = d->attempt,
             .force_resend = d->force_resend,
@@ -432,6 +444,11 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
     struct pipeline *pl = ctx;
     struct batch *bt = job->owner;
     struct delivery *d = (struct delivery *)((char *)job - offsetof(struct delivery, job));
+    if (job->kind == OQ_JOB_PREPARE) {
+        d->plan = job->prepared_plan; /* freed with the delivery */
+        if (ran && job->result == OQ_JOB_DONE && pl->wake_relay != NULL)
+            pl->wake_relay(pl->relay); /* it may have written outbox rows */
+    }
     if (ran) {
         if (job->result == OQ_JOB_DONE)
             d->outcome = DONE;

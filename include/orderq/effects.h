@@ -13,6 +13,11 @@
  *
  * Only then does the job finish, and the broker thread acks. A lost MySQL
  * connection is waited out with backoff; the message stays unacked.
+ *
+ * A second kind of job prepares an event whose handler must call out to
+ * decide its effects (an order completed from the shop API), then commits
+ * its claim and rows in a transaction of its own: a slow peer holds one
+ * effect worker, never a database worker's batch.
  */
 #ifndef ORDERQ_EFFECTS_H
 #define ORDERQ_EFFECTS_H
@@ -32,16 +37,26 @@ enum oq_job_result {
     OQ_JOB_FAILED,    /* error_class and reason say how */
 };
 
+enum oq_job_kind {
+    OQ_JOB_SEND = 0, /* lease, perform, finish: plan made by prepare */
+    OQ_JOB_PREPARE,  /* prepare ev here, then claim and apply in one transaction */
+};
+
 struct oq_effect_job {
     struct oq_effect_job *next; /* the pool's queue */
-    size_t handler_index;       /* into the list oq_handlers_new makes */
-    const void *plan;           /* made by that handler's prepare */
-    struct oq_effect effect;
+    enum oq_job_kind kind;
+    size_t handler_index;        /* into the list oq_handlers_new makes */
+    const void *plan;            /* OQ_JOB_SEND: made by that handler's prepare */
+    const struct oq_event *ev;   /* OQ_JOB_PREPARE: the event to prepare */
+    struct oq_effect effect;     /* OQ_JOB_PREPARE: effect_key is filled in here */
     int64_t attempt;
     int force_resend; /* a person asked to send again what is `unknown` */
     void *owner;      /* the caller's, for its callbacks */
 
     /* set by the pool before finished is called */
+    void *prepared_plan; /* OQ_JOB_PREPARE: the plan, the caller's to free */
+    char prepared_key[192], prepared_result[OQ_RESULT_LEN];
+    int claimed;
     enum oq_job_result result;
     enum oq_error_class error_class;
     int64_t retry_after_ms; /* -1: no wish */

@@ -88,6 +88,12 @@ struct oq_handler {
 
     void (*free_plan)(void *plan);
 
+    /* 1 when prepare would have to call outside orderq for ev (the coupon
+     * rules completing an order from the shop API). Such an event is
+     * prepared and committed alone on an effect worker, so a slow peer
+     * never holds a database worker's batch. May be NULL. */
+    int (*prepare_calls_out)(void *state, const struct oq_event *ev);
+
     /* Bring cached state up to date (called before each batch; cheap when
      * nothing changed). May be NULL. Returns 0 or OQ_EDB. */
     int (*refresh)(void *state, struct oq_db *db, char *err, size_t errlen);

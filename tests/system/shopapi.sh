@@ -2,7 +2,8 @@
 # shopapi.sh - `orderq shop order`: an order looked up in a Magento-style REST
 # API (a fixture server started here): the bearer token sent, the answer
 # turned into event_data, and every failure classified. Then the consumer:
-# an order.processing event without items is completed from the API.
+# an order.processing event without items is completed from the API, on an
+# effect worker: a slow API does not hold the database workers' batches.
 source "$(dirname "$0")/lib.sh"
 
 cat >"$WORK/script.json" <<'JSON'
@@ -29,6 +30,9 @@ cat >"$WORK/script.json" <<'JSON'
   "GET /rest/V1/orders/7002": [{"status": 503}, {"status": 200, "body": {"status": "processing",
       "order_currency_code": "USD", "customer_email": "di@example.com",
       "items": [{"sku": "MUG-1", "qty_ordered": "4.0000", "price": "25.0000", "original_price": "25.0000"}]}}],
+  "GET /rest/V1/orders/7009": [{"status": 200, "delay_s": 4, "body": {"status": "processing",
+      "order_currency_code": "USD", "customer_email": "ed@example.com",
+      "items": [{"sku": "MUG-1", "qty_ordered": 3, "price": 25, "original_price": 25}]}}],
   "GET /rest/V1/orders/7004": [{"status": 200, "body": {"status": "processing", "order_currency_code": "EUR",
       "items": [{"sku": "MUG-1", "qty_ordered": 3, "price": 25}]}}]
 }
@@ -105,3 +109,13 @@ expect_contains "HTTP 404 for order 7003" "$(sql "$DB" -e "SELECT CONCAT(error_c
 expect_contains "permanent" "$(sql "$DB" -e "SELECT error_class FROM dead_letter WHERE event_identifier = '7003_processing'")" "its class"
 expect_contains "order 7004 is in EUR, the event says USD" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = '7004_processing'")" "a currency that disagrees"
 expect_eq 2 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons in all"
+
+note "a shop API answering after 4 s holds an effect worker, not the batches behind it"
+order 7009 | oq publish - >/dev/null
+sleep 0.5
+printf '{"event_code":"order.processing","event_identifier":"7010_processing","event_data":{"order_id":"7010","order_status":"processing","currency":"USD","customer":{"email":"fi@example.com"},"items":[{"sku":"MUG-1","qty":3,"price":"25.00"}]}}\n' \
+    | oq publish - >/dev/null
+coupon_of() { [ "$(sql "$DB" -e "SELECT COUNT(*) FROM coupon WHERE order_id = '$1'")" = 1 ]; }
+wait_for 2 coupon_of 7010 || fail "the complete order waited for the slow look-up"
+coupon_of 7009 && fail "the slow look-up finished too early to tell"
+wait_for 15 coupon_of 7009 || fail "the slow look-up never committed: $(tail -3 "$WORK/shop.log")"
