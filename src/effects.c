@@ -44,7 +44,7 @@ static int exiting(struct oq_effect_pool *p)
     return e;
 }
 
-/* ---- ledger steps, waiting out a MySQL that is away ----------------------- */
+/* ---- database steps, waiting out a MySQL that is away ----------------------- */
 
 enum step {
     LEASE,
@@ -115,14 +115,14 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
     return OQ_EINVAL;
 }
 
-/* One ledger statement, reconnecting with backoff while MySQL is away.
+/* One database step, reconnecting with backoff while MySQL is away.
  * Before the outside call (must = 0) it gives up once the job is
  * cancelled; after it (must = 1) it keeps trying until the pool stops, so
  * a sent mail is recorded. Returns run_step's answer, or OQ_EINTR (gave
  * up), or OQ_EDB after three errors that are not about the connection
  * (the last one in job->reason). */
-static int ledger_step(struct effect_worker *w, struct oq_effect_job *job, enum step step,
-                       int must, const char *result, enum oq_lease *lease)
+static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step step, int must,
+                   const char *result, enum oq_lease *lease)
 {
     struct oq_effect_pool *p = w->pool;
     char err[OQ_ERRLEN];
@@ -195,7 +195,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
     job->retry_after_ms = retry_after;
     switch (outcome) {
     case OQ_EFFECT_DONE: {
-        int rc = ledger_step(w, job, FINISH_SENT, 1, result, NULL);
+        int rc = db_step(w, job, FINISH_SENT, 1, result, NULL);
         if (rc == OQ_ENOTFOUND)
             log_job(OQ_LOG_WARN, job, "sent, but the lease had run out and was taken over:",
                     "effect_lease_ms is shorter than a send takes");
@@ -203,26 +203,25 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
             log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
         oq_metric_add(OQ_M_SENDS, 1);
         job->result = OQ_JOB_DONE;
-        snprintf(job->reason, sizeof(job->reason), "%s", result);
         return;
     }
     case OQ_EFFECT_AMBIGUOUS:
         oq_metric_add(OQ_M_AMBIGUOUS, 1);
         if (h->ambiguous == OQ_AMBIGUOUS_PARK) {
-            (void)ledger_step(w, job, FINISH_UNKNOWN, 1, result, NULL);
+            (void)db_step(w, job, FINISH_UNKNOWN, 1, result, NULL);
             fail(job, OQ_ERR_AMBIGUOUS,
                  "%s; it may have been done: ledger state unknown (send again: orderq dlq "
                  "replay --force-resend)",
                  result);
             return;
         }
-        (void)ledger_step(w, job, RELEASE, 1, NULL, NULL);
+        (void)db_step(w, job, RELEASE, 1, NULL, NULL);
         fail(job, OQ_ERR_TRANSIENT, "%s; sending again with the same key", result);
         return;
     case OQ_EFFECT_TRANSIENT:
     case OQ_EFFECT_PERMANENT:
         oq_metric_add(OQ_M_SEND_FAILURES, 1);
-        (void)ledger_step(w, job, RELEASE, 1, NULL, NULL);
+        (void)db_step(w, job, RELEASE, 1, NULL, NULL);
         fail(job, outcome == OQ_EFFECT_PERMANENT ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
              result);
         return;
@@ -234,7 +233,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
 static void expired(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
 {
     oq_metric_add(OQ_M_AMBIGUOUS, 1);
-    int rc = ledger_step(w, job, TAKE_OVER, 0, NULL, NULL);
+    int rc = db_step(w, job, TAKE_OVER, 0, NULL, NULL);
     if (rc == OQ_ENOTFOUND) { /* another consumer took it over first */
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: another consumer took over its expired lease",
              job->effect.handler, job->effect.effect_key);
@@ -252,7 +251,7 @@ static void expired(struct effect_worker *w, struct oq_effect_job *job, const st
     }
     const char *why = "an earlier send's lease expired before it recorded an outcome (the "
                       "process died or hung mid-send)";
-    (void)ledger_step(w, job, FINISH_UNKNOWN, 1, why, NULL);
+    (void)db_step(w, job, FINISH_UNKNOWN, 1, why, NULL);
     fail(job, OQ_ERR_AMBIGUOUS,
          "%s; it may have been done: ledger state unknown (send again: orderq dlq replay "
          "--force-resend)",
@@ -264,7 +263,7 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
 {
     const struct oq_handler *h = &w->handlers[job->handler_index];
     char err[512] = "";
-    if (ledger_step(w, job, REFRESH, 0, NULL, NULL) != 0) {
+    if (db_step(w, job, REFRESH, 0, NULL, NULL) != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s: its cache could not be read from MySQL", h->name);
         return;
     }
@@ -280,7 +279,7 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
     if (job->prepared_key[0] == '\0')
         snprintf(job->prepared_key, sizeof(job->prepared_key), "%s", job->effect.event_identifier);
     job->effect.effect_key = job->prepared_key;
-    if ((rc = ledger_step(w, job, COMMIT, 0, NULL, NULL)) != 0) {
+    if ((rc = db_step(w, job, COMMIT, 0, NULL, NULL)) != 0) {
         /* three errors of its own: dead-letter it with the reason, as a
          * database worker does with the one event that fails a batch */
         char why[sizeof(job->reason)];
@@ -303,7 +302,7 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
     }
     const struct oq_handler *h = &w->handlers[job->handler_index];
     enum oq_lease lease = OQ_LEASE_NEW;
-    int rc = ledger_step(w, job, LEASE, 0, NULL, &lease);
+    int rc = db_step(w, job, LEASE, 0, NULL, &lease);
     if (rc != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not claim it in the ledger", job->effect.handler,
              job->effect.effect_key);
@@ -331,7 +330,7 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
                  job->effect.handler, job->effect.effect_key);
             return;
         }
-        if ((rc = ledger_step(w, job, TAKE_OVER_UNKNOWN, 0, NULL, NULL)) != 0) {
+        if ((rc = db_step(w, job, TAKE_OVER_UNKNOWN, 0, NULL, NULL)) != 0) {
             fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not take it over in the ledger",
                  job->effect.handler, job->effect.effect_key);
             return;

@@ -45,10 +45,10 @@ enum oq_job_kind {
 struct oq_effect_job {
     struct oq_effect_job *next; /* the pool's queue */
     enum oq_job_kind kind;
-    size_t handler_index;        /* into the list oq_handlers_new makes */
-    const void *plan;            /* OQ_JOB_SEND: made by that handler's prepare */
-    const struct oq_event *ev;   /* OQ_JOB_PREPARE: the event to prepare */
-    struct oq_effect effect;     /* OQ_JOB_PREPARE: effect_key is filled in here */
+    size_t handler_index;      /* into the list oq_handlers_new makes */
+    const void *plan;          /* OQ_JOB_SEND: made by that handler's prepare */
+    const struct oq_event *ev; /* OQ_JOB_PREPARE: the event to prepare */
+    struct oq_effect effect;   /* OQ_JOB_PREPARE: effect_key is filled in here */
     int64_t attempt;
     int force_resend; /* a person asked to send again what is `unknown` */
     void *owner;      /* the caller's, for its callbacks */
