@@ -426,7 +426,9 @@ static void start_effects(struct worker *w, struct batch *bt)
     bt->effects_left = jobs;
     bt->processed = jobs == 0;
     pthread_mutex_unlock(&pl->mu);
-    for (size_t i = 0; i < bt->n && jobs > 0; i++)
+    /* jobs first: once the last job is in, the batch may finish and be
+     * freed at any moment, so bt is not read again */
+    for (size_t i = 0; jobs > 0 && i < bt->n; i++)
         if (bt->d[i].job.owner != NULL && bt->d[i].outcome == PENDING) {
             oq_effect_pool_submit(pl->effects, &bt->d[i].job);
             jobs--;
