@@ -142,11 +142,14 @@ const struct cli_cmd cmd_consume = {
     .summary = "Run the consumer service (foreground; stops cleanly on SIGTERM or SIGINT)",
     .usage = "consume [--queue NAME]... [--instance-id ID] [--prefetch N] [--batch-size N]",
     .details =
-        "Consumes the work queues of every registered handler (<queue_prefix>.<event_code>;\n"
-        "now: order.processing, the coupon rules, and probe, the drill event) in batches of\n"
-        "batch_size deliveries or batch_window_ms, one MySQL transaction per batch: each\n"
-        "effect is claimed in the ledger first, so however often an event arrives it takes\n"
-        "effect once. Acks come last. A transient failure comes back through the delay\n"
+        "Consumes the work queues of every registered handler (<queue_prefix>.<event_code>:\n"
+        "order.processing (coupon rules), coupon.email, invoice.created, invoice.updated\n"
+        "(customer mail), probe (the drill event), and <queue_prefix>.webhook when\n"
+        "webhooks_file is set) in batches of batch_size deliveries or batch_window_ms, one\n"
+        "MySQL transaction per batch: each effect is claimed in the ledger first, so\n"
+        "however often an event arrives it takes effect once. Mail and webhooks are sent\n"
+        "by effect_workers threads under a lease (docs/mail.md), never on the thread that\n"
+        "talks to RabbitMQ. Acks come last. A transient failure comes back through the delay\n"
         "tiers (retry_tiers, up to max_attempts); bad input, permanent failures and spent\n"
         "retries are dead-lettered with a reason. Inside run the outbox relay and the\n"
         "archiver, which stores the dead-letter queue in dead_letter (`orderq dlq`).\n"
