@@ -188,8 +188,10 @@ static int check_shape(const unsigned char *body, size_t len, char *err, size_t 
     else if (s.nul_in_string)
         snprintf(err, errlen, "a string in the body contains a NUL character (\\u0000)");
     else if (truncated)
-        snprintf(err, errlen, "the body is not valid JSON: it ends after %zu bytes, inside a value "
-                 "(truncated?)", len);
+        snprintf(err, errlen,
+                 "the body is not valid JSON: it ends after %zu bytes, inside a value "
+                 "(truncated?)",
+                 len);
     else if (st != yajl_status_ok) {
         unsigned char *msg = yajl_get_error(h, 0, body, len);
         char what[128];
@@ -253,6 +255,8 @@ int oq_event_decode(const void *body, size_t len, const char *message_id, struct
     text[len] = '\0';
     ev->root = yajl_tree_parse(text, perr, sizeof(perr));
     free(text);
+    ev->body = body;
+    ev->body_len = len;
     if (ev->root == NULL) {
         snprintf(err, errlen, "the body is not valid JSON (%s)", perr);
         return OQ_EINVAL;

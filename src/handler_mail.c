@@ -24,7 +24,6 @@
 enum mail_kind { COUPON_MAIL, INVOICE_MAIL };
 
 struct mail_state {
-    enum mail_kind kind;
     struct oq_template *text, *html;
     struct oq_mailer *mailer; /* one curl handle: used only by the thread owning this state */
 };
@@ -290,7 +289,6 @@ static int mail_state_new(const struct oq_config *cfg, enum mail_kind kind, stru
     int rc;
     if (st == NULL)
         return OQ_ENOMEM;
-    st->kind = kind;
     snprintf(file, sizeof(file), "%s.txt", base);
     if ((rc = load_template(cfg, file, names, n, &st->text, err, errlen)) != 0)
         goto fail;
@@ -306,18 +304,19 @@ fail:
     return rc;
 }
 
-int oq_handler_coupon_mail_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
-                               size_t errlen)
+static int mail_handler_new(const struct oq_config *cfg, enum mail_kind kind, const char *name,
+                            const char *event_code, struct oq_handler *out, char *err,
+                            size_t errlen)
 {
     struct mail_state *st;
-    int rc = mail_state_new(cfg, COUPON_MAIL, &st, err, errlen);
+    int rc = mail_state_new(cfg, kind, &st, err, errlen);
     if (rc != 0)
         return rc;
     *out = (struct oq_handler){
-        .name = "coupon_mail",
-        .event_code = "coupon.email",
+        .name = name,
+        .event_code = event_code,
         .state = st,
-        .prepare = prepare_coupon,
+        .prepare = kind == COUPON_MAIL ? prepare_coupon : prepare_invoice,
         .perform = perform,
         .ambiguous = (enum oq_ambiguous_policy)cfg->ambiguous_mail,
         .free_plan = free_plan,
@@ -326,22 +325,15 @@ int oq_handler_coupon_mail_new(const struct oq_config *cfg, struct oq_handler *o
     return 0;
 }
 
+int oq_handler_coupon_mail_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
+                               size_t errlen)
+{
+    return mail_handler_new(cfg, COUPON_MAIL, "coupon_mail", "coupon.email", out, err, errlen);
+}
+
 int oq_handler_invoice_mail_new(const struct oq_config *cfg, const char *event_code,
                                 struct oq_handler *out, char *err, size_t errlen)
 {
-    struct mail_state *st;
-    int rc = mail_state_new(cfg, INVOICE_MAIL, &st, err, errlen);
-    if (rc != 0)
-        return rc;
-    *out = (struct oq_handler){
-        .name = "invoice_mail", /* both events: one key space, one mail per invoice */
-        .event_code = event_code,
-        .state = st,
-        .prepare = prepare_invoice,
-        .perform = perform,
-        .ambiguous = (enum oq_ambiguous_policy)cfg->ambiguous_mail,
-        .free_plan = free_plan,
-        .free_state = free_state,
-    };
-    return 0;
+    /* both events one ledger name: one key space, one mail per invoice */
+    return mail_handler_new(cfg, INVOICE_MAIL, "invoice_mail", event_code, out, err, errlen);
 }

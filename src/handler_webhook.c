@@ -1,8 +1,8 @@
 /* handler_webhook.c - any event in webhooks_file, POSTed once to its endpoint
  *
  * Deliveries come from <queue_prefix>.webhook, bound to every event code
- * in the file. The body is the event's envelope as JSON; the effect key
- * (the event identifier) is sent as Idempotency-Key, so a receiver can
+ * in the file. The body is the event's envelope as it was published; the
+ * effect key (the event identifier) is sent as Idempotency-Key, so a receiver can
  * drop the copy that a resend after an unknown outcome produces: that is
  * why ambiguous_webhook defaults to resend.
  */
@@ -13,7 +13,6 @@
 #include "orderq/config.h"
 #include "orderq/event.h"
 #include "orderq/handler.h"
-#include "orderq/json.h"
 #include "orderq/webhook.h"
 
 struct webhook_state {
@@ -24,15 +23,13 @@ struct webhook_state {
 
 struct webhook_plan {
     size_t hook;
-    char *body;
+    const char *body; /* the delivery's, which outlives the plan */
+    size_t len;
 };
 
 static void free_plan(void *p)
 {
-    struct webhook_plan *plan = p;
-    if (plan != NULL)
-        free(plan->body);
-    free(plan);
+    free(p);
 }
 
 static void free_state(void *p)
@@ -66,19 +63,11 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
         return OQ_EINVAL;
     }
     struct webhook_plan *p = calloc(1, sizeof(*p));
-    yajl_gen g = yajl_gen_alloc(NULL);
-    if (p == NULL || g == NULL) {
-        free(p);
-        if (g != NULL)
-            yajl_gen_free(g);
+    if (p == NULL)
         return OQ_ENOMEM;
-    }
-    oq_json_gen_value(g, ev->root);
     p->hook = i;
-    if ((p->body = oq_json_gen_finish(g)) == NULL) {
-        free(p);
-        return OQ_ENOMEM;
-    }
+    p->body = ev->body; /* as published: what the signature covers */
+    p->len = ev->body_len;
     snprintf(result, resultlen, "POST %s", st->hooks[i].url);
     *plan = p;
     return 0;
@@ -91,8 +80,7 @@ static enum oq_effect_outcome perform(void *state, const void *p, const struct o
     const struct webhook_plan *plan = p;
     long status = 0;
     switch (oq_webhook_post(st->sender, &st->hooks[plan->hook], e->event_code, e->effect_key,
-                            plan->body, strlen(plan->body), &status, retry_after_ms, result,
-                            resultlen)) {
+                            plan->body, plan->len, &status, retry_after_ms, result, resultlen)) {
     case OQ_HTTP_DONE:
         return OQ_EFFECT_DONE;
     case OQ_HTTP_PERMANENT:

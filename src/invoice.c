@@ -131,50 +131,51 @@ static int close_text(FILE *f, char **text, char **out)
     return 0;
 }
 
-int oq_invoice_lines_text(const struct oq_invoice *inv, char **out)
+/* One row per item, as text or as HTML (names and SKUs escaped; amounts
+ * are symbols and digits: nothing to escape). */
+static int write_lines(const struct oq_invoice *inv, int html, char **out)
 {
     char *text = NULL, price[64], total[64];
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (f == NULL)
         return OQ_ENOMEM;
-    for (size_t i = 0; i < inv->n_items; i++) {
+    int no_memory = 0;
+    for (size_t i = 0; i < inv->n_items && !no_memory; i++) {
         const struct oq_invoice_item *it = &inv->items[i];
         oq_money_display(it->price, inv->currency, price, sizeof(price));
         oq_money_display(it->line_total, inv->currency, total, sizeof(total));
-        fprintf(f, "%lld x %s", (long long)it->qty, it->name);
-        if (strcmp(it->name, it->sku) != 0)
-            fprintf(f, " (%s)", it->sku);
-        fprintf(f, "  %s  %s\n", price, total);
+        if (!html) {
+            fprintf(f, "%lld x %s", (long long)it->qty, it->name);
+            if (strcmp(it->name, it->sku) != 0)
+                fprintf(f, " (%s)", it->sku);
+            fprintf(f, "  %s  %s\n", price, total);
+            continue;
+        }
+        char *name = NULL, *sku = NULL;
+        no_memory = oq_html_escape(it->name, &name) != 0 || oq_html_escape(it->sku, &sku) != 0;
+        if (!no_memory)
+            fprintf(f,
+                    "<tr><td>%s<br><small>%s</small></td><td align=\"right\">%lld</td>"
+                    "<td align=\"right\">%s</td><td align=\"right\">%s</td></tr>\n",
+                    name, sku, (long long)it->qty, price, total);
+        free(name);
+        free(sku);
+    }
+    if (no_memory) {
+        fclose(f);
+        free(text);
+        return OQ_ENOMEM;
     }
     return close_text(f, &text, out);
 }
 
+int oq_invoice_lines_text(const struct oq_invoice *inv, char **out)
+{
+    return write_lines(inv, 0, out);
+}
+
 int oq_invoice_lines_html(const struct oq_invoice *inv, char **out)
 {
-    char *text = NULL, price[64], total[64];
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (f == NULL)
-        return OQ_ENOMEM;
-    for (size_t i = 0; i < inv->n_items; i++) {
-        const struct oq_invoice_item *it = &inv->items[i];
-        char *name = NULL, *sku = NULL;
-        if (oq_html_escape(it->name, &name) != 0 || oq_html_escape(it->sku, &sku) != 0) {
-            free(name);
-            fclose(f);
-            free(text);
-            return OQ_ENOMEM;
-        }
-        oq_money_display(it->price, inv->currency, price, sizeof(price));
-        oq_money_display(it->line_total, inv->currency, total, sizeof(total));
-        /* amounts are symbols and digits: nothing to escape */
-        fprintf(f,
-                "<tr><td>%s<br><small>%s</small></td><td align=\"right\">%lld</td>"
-                "<td align=\"right\">%s</td><td align=\"right\">%s</td></tr>\n",
-                name, sku, (long long)it->qty, price, total);
-        free(name);
-        free(sku);
-    }
-    return close_text(f, &text, out);
+    return write_lines(inv, 1, out);
 }

@@ -68,29 +68,3 @@ char *oq_json_gen_finish(yajl_gen g)
     yajl_gen_free(g);
     return out;
 }
-
-void oq_json_gen_value(yajl_gen g, yajl_val v)
-{
-    if (YAJL_IS_OBJECT(v)) {
-        yajl_gen_map_open(g);
-        for (size_t i = 0; i < v->u.object.len; i++) {
-            oq_json_gen_str(g, v->u.object.keys[i]);
-            oq_json_gen_value(g, v->u.object.values[i]);
-        }
-        yajl_gen_map_close(g);
-    } else if (YAJL_IS_ARRAY(v)) {
-        yajl_gen_array_open(g);
-        for (size_t i = 0; i < v->u.array.len; i++)
-            oq_json_gen_value(g, v->u.array.values[i]);
-        yajl_gen_array_close(g);
-    } else if (YAJL_IS_STRING(v)) {
-        oq_json_gen_str(g, YAJL_GET_STRING(v));
-    } else if (YAJL_IS_NUMBER(v)) {
-        const char *text = oq_json_number_text(v);
-        yajl_gen_number(g, text, strlen(text));
-    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
-        yajl_gen_bool(g, YAJL_IS_TRUE(v));
-    } else {
-        yajl_gen_null(g);
-    }
-}

@@ -39,10 +39,13 @@ struct oq_event {
     char *created_at;           /* NULL when absent */
     yajl_val root;              /* the whole body */
     yajl_val data;              /* event_data: an object inside root */
+    const char *body;           /* the body as decoded: borrowed, the caller's to keep alive */
+    size_t body_len;
 };
 
-/* Decode body (len bytes, not NUL-terminated). message_id (may be NULL) is
- * the AMQP property, used when the body has no event_identifier.
+/* Decode body (len bytes, not NUL-terminated; ev->body points at it, so it
+ * must outlive ev where ev->body is used). message_id (may be NULL) is the
+ * AMQP property, used when the body has no event_identifier.
  * Returns 0; OQ_EINVAL with the reason in err; OQ_ENOMEM. On failure ev is
  * left empty (oq_event_clear is still safe). */
 OQ_WUR int oq_event_decode(const void *body, size_t len, const char *message_id,

@@ -31,7 +31,4 @@ void oq_json_gen_str(yajl_gen g, const char *s);
 /* Generate "key": "value". */
 void oq_json_gen_kv(yajl_gen g, const char *key, const char *value);
 
-/* v (a parsed tree) written to g as it was: numbers as their text. */
-void oq_json_gen_value(yajl_gen g, yajl_val v);
-
 #endif

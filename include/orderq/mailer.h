@@ -10,7 +10,8 @@
  * are loaded; values are HTML-escaped in HTML parts.
  *
  * A mailer sends through libcurl's SMTP with its MIME API: multipart/
- * alternative, a plain-text and an HTML part, each quoted-printable. One
+ * alternative, a plain-text and an HTML part, each base64 (so its size is
+ * known and a send cut after the final "." is told apart). One
  * mailer per thread; it keeps its connection between messages.
  */
 #ifndef ORDERQ_MAILER_H

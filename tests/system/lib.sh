@@ -178,3 +178,13 @@ need_maildev() { curl -sf "$MAILDEV/email" >/dev/null 2>&1 || unreachable "MailD
 mails_to() { curl -sf "$MAILDEV/email" | "$PY" -c 'import json, sys; print(json.dumps([m for m in json.load(sys.stdin) if any(t["address"] == sys.argv[1] for t in m["to"])]))' "$1"; }
 mail_count() { mails_to "$1" | json 'len(d)'; }
 mail_count_is() { [ "$(mail_count "$1")" = "$2" ]; }
+
+# The HTTP fixture (http_fixture.py) answering from $WORK/script.json and
+# logging to $WORK/requests.log; its base URL goes into $base.
+start_http_fixture() {
+    "$PY" "$(dirname "${BASH_SOURCE[0]}")/http_fixture.py" --port-file "$WORK/port" \
+        --script "$WORK/script.json" --log "$WORK/requests.log" &
+    CLEANUP+=("kill $!")
+    wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
+    base="http://127.0.0.1:$(cat "$WORK/port")"
+}

@@ -43,10 +43,8 @@ script = json.load(open(sys.argv[1]))
 script["GET /rest/V1/orders/huge"] = [{"status": 200, "raw": "[" + "1," * (9 << 19) + "1]"}]
 json.dump(script, open(sys.argv[1], "w"))
 PY
-"$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
-CLEANUP+=("kill $!")
-wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
-export ORDERQ_SHOP_API_URL="http://127.0.0.1:$(cat "$WORK/port")/" ORDERQ_SHOP_API_TOKEN=tok-123
+start_http_fixture
+export ORDERQ_SHOP_API_URL="$base/" ORDERQ_SHOP_API_TOKEN=tok-123
 
 note "an order is found and turned into event_data; the token is sent as a bearer"
 try oq shop order 9200000217 --json

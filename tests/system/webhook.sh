@@ -12,10 +12,7 @@ cat >"$WORK/script.json" <<'JSON'
   "POST /hooks/limits": [{"status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}}]
 }
 JSON
-"$PY" "$(dirname "$0")/http_fixture.py" --port-file "$WORK/port" --script "$WORK/script.json" --log "$WORK/requests.log" &
-CLEANUP+=("kill $!")
-wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
-base="http://127.0.0.1:$(cat "$WORK/port")"
+start_http_fixture
 export ORDERQ_TEST_HOOK_SECRET=whsec-42
 cat >"$WORK/webhooks.json" <<JSON
 [{"event_code": "order.shipped", "url": "$base/hooks/orders", "timeout_ms": 2000, "secret_env": "ORDERQ_TEST_HOOK_SECRET"},

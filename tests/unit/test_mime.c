@@ -1,8 +1,8 @@
 /* test_mime.c - the bytes of a coupon mail and an invoice mail, against golden files
  *
- * The mails are built as the handlers build them (shipped templates, the
- * invoice parser, oq_mailer_send) and sent to an SMTP server in a thread of
- * this test on 127.0.0.1, which keeps what came after DATA. Two parts
+ * An event goes through the mail handler itself (prepare renders the
+ * shipped templates, perform sends with oq_mailer) to an SMTP server in a
+ * thread of this test on 127.0.0.1, which keeps what came after DATA. Two parts
  * differ on every run and are normalised before comparing: the MIME
  * boundary curl draws and the Date header. Everything else, headers,
  * RFC 2047 words, the Message-ID, the parts and their encoding, must match
@@ -23,12 +23,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <yajl/yajl_tree.h>
 
 #include "orderq/config.h"
-#include "orderq/invoice.h"
+#include "orderq/event.h"
+#include "orderq/handler.h"
 #include "orderq/mailer.h"
-#include "orderq/money.h"
 
 /* ---- an SMTP server that keeps one message ---------------------------------- */
 
@@ -209,59 +208,60 @@ static char *decoded_part(const char *mail, const char *type)
     return (char *)out;
 }
 
-/* Each part decodes to the rendered text with CRLF line ends. */
-static void expect_parts(const char *mail, const char *text, const char *html)
+/* Every line of a decoded part ends in CRLF, and it holds each of want. */
+static void expect_part(const char *mail, const char *type, const char *const *want, size_t n)
 {
-    char *want_text = replace_all(text, "\n", "\r\n"), *want_html = replace_all(html, "\n", "\r\n");
-    char *got_text = decoded_part(mail, "text/plain"), *got_html = decoded_part(mail, "text/html");
-    assert_string_equal(got_text, want_text);
-    assert_string_equal(got_html, want_html);
-    free(want_text);
-    free(want_html);
-    free(got_text);
-    free(got_html);
+    char *part = decoded_part(mail, type);
+    for (const char *p = strchr(part, '\n'); p != NULL; p = strchr(p + 1, '\n'))
+        if (p == part || p[-1] != '\r')
+            fail_msg("%s: a bare LF at byte %td", type, p - part);
+    for (size_t i = 0; i < n; i++)
+        if (strstr(part, want[i]) == NULL)
+            fail_msg("%s: [%s] not in:\n%s", type, want[i], part);
+    free(part);
 }
 
-/* ---- the mails ------------------------------------------------------------------ */
-
-static char *render(const char *file, const char *const *names, size_t n, const char *const *values,
-                    int html)
-{
-    char path[1024], err[512];
-    struct oq_template *t = NULL;
-    char *out = NULL;
-    snprintf(path, sizeof(path), "%s/templates/%s", ORDERQ_SOURCE_DIR, file);
-    if (oq_template_load(path, names, n, &t, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
-    assert_int_equal(oq_template_render(t, values, html, &out), 0);
-    oq_template_free(t);
-    return out;
-}
-
-/* Send mail through an oq_mailer to a new sink; the sink's copy in out. */
-static void send_to_sink(const struct oq_mail *mail, char *out, size_t outlen)
+/* The mail handler for event_json (code: its event code), made with
+ * settings pointing at a new sink: prepare, perform, and what the sink got
+ * in out. */
+static void send_through_handler(const char *code, const char *event_json, char *out, size_t outlen)
 {
     struct sink s;
     struct oq_config *cfg = oq_config_new();
-    struct oq_mailer *m = NULL;
-    char url[64], err[512], reply[512];
+    struct oq_handler h;
+    struct oq_event ev;
+    void *plan = NULL;
+    char url[64], err[512], key[192] = "", result[OQ_RESULT_LEN], reply[512];
+    int64_t retry_after;
     memset(&s, 0, sizeof(s));
     sink_start(&s);
     snprintf(url, sizeof(url), "smtp://127.0.0.1:%d", s.port);
     assert_non_null(cfg);
+    static const char *const settings[][2] = {{"smtp_tls", "off"},
+                                              {"smtp_from", "Mug Shop <shop@mugs.example>"},
+                                              {"template_dir", ORDERQ_SOURCE_DIR "/templates"}};
     assert_int_equal(oq_config_set(cfg, "smtp_url", url, OQ_SRC_FLAG, "test", err, sizeof(err)), 0);
-    assert_int_equal(oq_config_set(cfg, "smtp_tls", "off", OQ_SRC_FLAG, "test", err, sizeof(err)),
-                     0);
-    assert_int_equal(oq_config_set(cfg, "smtp_from", "Mug Shop <shop@mugs.example>", OQ_SRC_FLAG,
-                                   "test", err, sizeof(err)),
-                     0);
-    assert_int_equal(oq_mailer_new(cfg, &m, err, sizeof(err)), 0);
-    enum oq_smtp_outcome outcome = oq_mailer_send(m, mail, reply, sizeof(reply));
-    if (outcome != OQ_SMTP_SENT)
-        fail_msg("send: outcome %d: %s", (int)outcome, reply);
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+        if (oq_config_set(cfg, settings[i][0], settings[i][1], OQ_SRC_FLAG, "test", err,
+                          sizeof(err)) != 0)
+            fail_msg("%s", err);
+    int rc = strcmp(code, "coupon.email") == 0
+                 ? oq_handler_coupon_mail_new(cfg, &h, err, sizeof(err))
+                 : oq_handler_invoice_mail_new(cfg, code, &h, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("handler: %s", err);
+    if (oq_event_decode(event_json, strlen(event_json), NULL, &ev, err, sizeof(err)) != 0 ||
+        h.prepare(h.state, &ev, 1, &plan, key, sizeof(key), result, sizeof(result), err,
+                  sizeof(err)) != 0)
+        fail_msg("prepare: %s", err);
+    struct oq_effect e = {h.name, key, ev.identifier, ev.canonical_code};
+    if (h.perform(h.state, plan, &e, reply, sizeof(reply), &retry_after) != OQ_EFFECT_DONE)
+        fail_msg("perform: %s", reply);
     assert_non_null(strstr(reply, "250 2.0.0 queued as GOLDEN"));
-    oq_mailer_free(m); /* says QUIT: the sink's thread ends */
+    h.free_plan(plan);
+    h.free_state(h.state); /* its mailer says QUIT: the sink's thread ends */
     sink_stop(&s);
+    oq_event_clear(&ev);
     oq_config_free(cfg);
     snprintf(out, outlen, "%s", s.data);
 }
@@ -270,72 +270,44 @@ static void coupon_mail_bytes(void **state)
 {
     (void)state;
     static char sent[65536];
-    const char *values[OQ_COUPON_MAIL_SLOTS] = {"José Müller", "MUG-7QK2M9XA", "12.5%",
-                                                "2027-01-31", "9200000217"};
-    char *text = render("coupon.txt", oq_coupon_mail_names, OQ_COUPON_MAIL_SLOTS, values, 0);
-    char *html = render("coupon.html", oq_coupon_mail_names, OQ_COUPON_MAIL_SLOTS, values, 1);
-    struct oq_mail mail = {.to_name = "José Müller",
-                           .to_address = "jose@example.com",
-                           .subject = "Your coupon MUG-7QK2M9XA: 12.5% off your next order",
-                           .text = text,
-                           .html = html,
-                           .handler = "coupon_mail",
-                           .effect_key = "coupon:MUG-7QK2M9XA",
-                           .event = "9200000217_processing_1_14"};
-    send_to_sink(&mail, sent, sizeof(sent));
+    send_through_handler(
+        "coupon.email",
+        "{\"event_code\": \"coupon.email\", \"event_identifier\": \"9200000217_processing_1_14\","
+        " \"event_data\": {\"order_id\": \"9200000217\", \"coupon_code\": \"MUG-7QK2M9XA\","
+        " \"discount_type\": \"percent\", \"discount\": \"12.50\", \"currency\": \"USD\","
+        " \"expires_at\": \"2027-01-31T00:00:00Z\","
+        " \"customer\": {\"email\": \"jose@example.com\", \"name\": \"José Müller\"}}}",
+        sent, sizeof(sent));
     expect_golden("coupon.eml", sent);
-    expect_parts(sent, text, html);
     assert_non_null(strstr(sent, "To: =?UTF-8?B?"));
-    free(text);
-    free(html);
+    static const char *const text[] = {"Hello José Müller,", "MUG-7QK2M9XA", "12.5%", "2027-01-31",
+                                       "9200000217"};
+    static const char *const html[] = {"José Müller", "MUG-7QK2M9XA", "12.5%"};
+    expect_part(sent, "text/plain", text, sizeof(text) / sizeof(text[0]));
+    expect_part(sent, "text/html", html, sizeof(html) / sizeof(html[0]));
 }
 
 static void invoice_mail_bytes(void **state)
 {
     (void)state;
     static char sent[65536];
-    static const char data[] =
-        "{\"invoice_id\": \"501\", \"increment_id\": \"INV-000501\", \"order_id\": \"9200000217\","
-        " \"currency\": \"EUR\", \"customer\": {\"email\": \"ann@example.com\", \"name\": \"Ann "
-        "<Lee>\"}, \"items\": [{\"sku\": \"MUG-1\", \"name\": \"Tasse \\\"Blau\\\" & Weiß\","
-        " \"qty\": 2, \"price\": \"30.00\"}, {\"sku\": \"SPOON\", \"qty\": 1, \"price\": "
-        "\"0.00\"}],"
-        " \"totals\": {\"subtotal\": \"60.00\", \"tax\": \"4.80\", \"shipping\": \"5.00\","
-        " \"grand_total\": \"69.80\"}}";
-    char err[512], money[4][48], *lines = NULL, *lines_html = NULL;
-    yajl_val tree = yajl_tree_parse(data, err, sizeof(err));
-    struct oq_invoice inv;
-    assert_non_null(tree);
-    assert_int_equal(oq_invoice_parse(tree, &inv, err, sizeof(err)), 0);
-    assert_int_equal(oq_invoice_lines_text(&inv, &lines), 0);
-    assert_int_equal(oq_invoice_lines_html(&inv, &lines_html), 0);
-    oq_money_display(inv.subtotal, inv.currency, money[0], sizeof(money[0]));
-    oq_money_display(inv.shipping, inv.currency, money[1], sizeof(money[1]));
-    oq_money_display(inv.tax, inv.currency, money[2], sizeof(money[2]));
-    oq_money_display(inv.grand_total, inv.currency, money[3], sizeof(money[3]));
-    const char *values[OQ_INVOICE_MAIL_SLOTS] = {
-        inv.customer_name, inv.increment_id, inv.order_id, lines,   lines_html,
-        money[0],          money[1],         money[2],     money[3]};
-    char *text = render("invoice.txt", oq_invoice_mail_names, OQ_INVOICE_MAIL_SLOTS, values, 0);
-    char *html = render("invoice.html", oq_invoice_mail_names, OQ_INVOICE_MAIL_SLOTS, values, 1);
-    struct oq_mail mail = {.to_name = inv.customer_name,
-                           .to_address = inv.customer_email,
-                           .subject = "Invoice INV-000501 for your order 9200000217",
-                           .text = text,
-                           .html = html,
-                           .handler = "invoice_mail",
-                           .effect_key = "invoice:501",
-                           .event = "invoice_501_created"};
-    send_to_sink(&mail, sent, sizeof(sent));
+    send_through_handler(
+        "invoice.created",
+        "{\"event_code\": \"invoice.created\", \"event_identifier\": \"invoice_501_created\","
+        " \"event_data\": {\"invoice_id\": \"501\", \"increment_id\": \"INV-000501\","
+        " \"order_id\": \"9200000217\", \"currency\": \"EUR\", \"customer\": {\"email\":"
+        " \"ann@example.com\", \"name\": \"Ann <Lee>\"}, \"items\": [{\"sku\": \"MUG-1\","
+        " \"name\": \"Tasse \\\"Blau\\\" & Weiß\", \"qty\": 2, \"price\": \"30.00\"},"
+        " {\"sku\": \"SPOON\", \"qty\": 1, \"price\": \"0.00\"}], \"totals\": {\"subtotal\":"
+        " \"60.00\", \"tax\": \"4.80\", \"shipping\": \"5.00\", \"grand_total\": \"69.80\"}}}",
+        sent, sizeof(sent));
     expect_golden("invoice.eml", sent);
-    expect_parts(sent, text, html);
-    assert_non_null(strstr(html, "Tasse &#34;Blau&#34; &amp; Wei\xc3\x9f"));
-    free(text);
-    free(html);
-    free(lines);
-    free(lines_html);
-    oq_invoice_clear(&inv);
-    yajl_tree_free(tree);
+    static const char *const text[] = {"Hello Ann <Lee>,", "INV-000501",
+                                       "2 x Tasse \"Blau\" & Weiß (MUG-1)", "€60.00", "€69.80"};
+    static const char *const html[] = {"Hello Ann &lt;Lee&gt;,", "Tasse &#34;Blau&#34; &amp; Weiß",
+                                       "€69.80"};
+    expect_part(sent, "text/plain", text, sizeof(text) / sizeof(text[0]));
+    expect_part(sent, "text/html", html, sizeof(html) / sizeof(html[0]));
 }
 
 int main(void)
