@@ -435,7 +435,8 @@ static void free_state(void *state)
     free(st);
 }
 
-int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
+int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
+                          size_t errlen)
 {
     struct coupon_state *st = calloc(1, sizeof(*st));
     if (st == NULL || (st->alphabet = strdup(cfg->coupon_code_alphabet)) == NULL) {
@@ -443,10 +444,9 @@ int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out)
         return OQ_ENOMEM;
     }
     st->code_length = cfg->coupon_code_length;
-    char err[OQ_ERRLEN];
-    int rc = cfg->shop_api_url[0] != '\0' ? oq_shopapi_new(cfg, &st->shop, err, sizeof(err)) : 0;
+    /* e.g. shop_api_token_file cannot be read: err says */
+    int rc = cfg->shop_api_url[0] != '\0' ? oq_shopapi_new(cfg, &st->shop, err, errlen) : 0;
     if (rc != 0) {
-        oq_error("coupon rules: %s", err); /* e.g. shop_api_token_file cannot be read */
         free_state(st);
         return rc;
     }

@@ -19,7 +19,7 @@ int oq_handlers_new(const struct oq_config *cfg, struct oq_handler **handlers, s
     snprintf(err, errlen, "out of memory");
     if (list == NULL)
         return OQ_ENOMEM;
-    if (oq_handler_coupon_new(cfg, &list[k]) != 0)
+    if ((rc = oq_handler_coupon_new(cfg, &list[k], err, errlen)) != 0)
         goto fail;
     k++;
     if ((rc = oq_handler_coupon_mail_new(cfg, &list[k], err, errlen)) != 0)

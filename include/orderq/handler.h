@@ -102,7 +102,8 @@ struct oq_handler {
 };
 
 /* The coupon-rules handler for order.processing (handler_coupon.c). */
-OQ_WUR int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out);
+OQ_WUR int oq_handler_coupon_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
+                                 size_t errlen);
 
 /* The probe handler (handler_probe.c): a synthetic event that fails as
  * its event_data says, to rehearse retries and dead letters end to end. */
