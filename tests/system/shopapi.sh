@@ -91,7 +91,7 @@ expect_eq 75 "$rc" "exit code on a closed port"
 try env ORDERQ_SHOP_API_URL= "$ORDERQ_BIN" shop order 1
 expect_eq 78 "$rc" "exit code without shop_api_url"
 expect_contains "shop_api_url is empty" "$out" "reason without shop_api_url"
-try env ORDERQ_SHOP_API_TOKEN_FILE=/nonexistent/token "$ORDERQ_BIN" consume
+try env ORDERQ_SHOP_API_TOKEN= ORDERQ_SHOP_API_TOKEN_FILE=/nonexistent/token timeout 20 "$ORDERQ_BIN" consume
 expect_eq 78 "$rc" "consume with an unreadable shop_api_token_file"
 expect_contains "shop_api_token_file: cannot read /nonexistent/token" "$out" "the setting named"
 
