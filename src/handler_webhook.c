@@ -22,7 +22,7 @@ struct webhook_state {
 };
 
 struct webhook_plan {
-    size_t hook;
+    size_t hook;      /* index: perform runs on another handler instance (an effect worker's) */
     const char *body; /* the delivery's, which outlives the plan */
     size_t len;
 };
@@ -51,11 +51,10 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
     (void)effect_key; /* the event identifier */
     (void)keylen;
     *plan = NULL;
-    size_t i = 0;
-    while (i < st->n && strcmp(st->hooks[i].event_code, ev->code) != 0 &&
-           strcmp(st->hooks[i].event_code, ev->canonical_code) != 0)
-        i++;
-    if (i == st->n) {
+    const struct oq_webhook *hook = oq_webhook_find(st->hooks, st->n, ev->code);
+    if (hook == NULL) /* listed under the canonical name of an alias */
+        hook = oq_webhook_find(st->hooks, st->n, ev->canonical_code);
+    if (hook == NULL) {
         snprintf(err, errlen,
                  "no webhook for event code \"%s\" in webhooks_file (the queue is still bound "
                  "to it: run `orderq topology declare` after changing the file)",
@@ -65,10 +64,10 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
     struct webhook_plan *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return OQ_ENOMEM;
-    p->hook = i;
+    p->hook = (size_t)(hook - st->hooks);
     p->body = ev->body; /* as published: what the signature covers */
     p->len = ev->body_len;
-    snprintf(result, resultlen, "POST %s", st->hooks[i].url);
+    snprintf(result, resultlen, "POST %s", hook->url);
     *plan = p;
     return 0;
 }

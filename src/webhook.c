@@ -156,6 +156,15 @@ out:
     return rc;
 }
 
+const struct oq_webhook *oq_webhook_find(const struct oq_webhook *hooks, size_t n,
+                                         const char *event_code)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(hooks[i].event_code, event_code) == 0)
+            return &hooks[i];
+    return NULL;
+}
+
 int oq_webhooks_load(const char *path, struct oq_webhook **hooks, size_t *n, char *err,
                      size_t errlen)
 {

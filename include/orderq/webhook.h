@@ -37,6 +37,10 @@ OQ_WUR int oq_webhooks_load(const char *path, struct oq_webhook **hooks, size_t 
 
 void oq_webhooks_free(struct oq_webhook *hooks, size_t n);
 
+/* The endpoint for event_code (there is at most one), or NULL. */
+const struct oq_webhook *oq_webhook_find(const struct oq_webhook *hooks, size_t n,
+                                         const char *event_code);
+
 /* ---- sending ------------------------------------------------------------- */
 
 struct oq_webhook_sender; /* opaque: one curl handle, its connections kept */

@@ -1,4 +1,4 @@
-/* cmd_webhook.c - `orderq webhook test`: POST a test event to the endpoints of an event code */
+/* cmd_webhook.c - `orderq webhook test`: POST a test event to an event code's endpoint */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +36,14 @@ static int run(struct cli_cmd_ctx *ctx)
 {
     struct oq_webhook *hooks = NULL;
     struct oq_webhook_sender *sender = NULL;
-    size_t n = 0, matched = 0;
-    char err[OQ_ERRLEN], id[96];
-    int json = cli_opt(ctx, "--json") != NULL, code = EX_OK;
+    size_t n = 0;
+    char err[OQ_ERRLEN], why[OQ_ERRLEN];
     if (ctx->npos != 2 || strcmp(ctx->pos[0], "test") != 0) {
         fprintf(stderr, "Usage: orderq %s\n", ctx->cmd->usage);
         return EX_USAGE;
     }
     const char *event_code = ctx->pos[1];
+    const char *id = cli_opt(ctx, "--id") ? cli_opt(ctx, "--id") : "orderq-webhook-test";
     if (ctx->cfg->webhooks_file[0] == '\0') {
         cli_fail("webhook: webhooks_file is not set: name the JSON file of webhooks");
         return EX_CONFIG;
@@ -53,8 +53,13 @@ static int run(struct cli_cmd_ctx *ctx)
         cli_fail("webhook: %s", err);
         return rc == OQ_EIO ? EX_NOINPUT : EX_CONFIG;
     }
-    snprintf(id, sizeof(id), "%s",
-             cli_opt(ctx, "--id") ? cli_opt(ctx, "--id") : "orderq-webhook-test");
+    const struct oq_webhook *h = oq_webhook_find(hooks, n, event_code);
+    if (h == NULL) {
+        cli_fail("webhook: no webhook in %s is for event code %s", ctx->cfg->webhooks_file,
+                 event_code);
+        oq_webhooks_free(hooks, n);
+        return EX_DATAERR;
+    }
     char *body = test_event(event_code, id);
     if (body == NULL || oq_webhook_sender_new(&sender) != 0) {
         free(body);
@@ -62,60 +67,43 @@ static int run(struct cli_cmd_ctx *ctx)
         cli_fail("webhook: out of memory");
         return EX_OSERR;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(hooks[i].event_code, event_code) != 0)
-            continue;
-        long status;
-        int64_t retry_after;
-        char why[OQ_ERRLEN];
-        enum oq_http_outcome o =
-            oq_webhook_post(sender, &hooks[i], event_code, id, body, strlen(body), &status,
-                            &retry_after, why, sizeof(why));
-        matched++;
-        if (json) {
-            printf("{\"url\": ");
-            oq_json_fputs(stdout, hooks[i].url);
-            printf(", \"outcome\": \"%s\", \"status\": %ld, \"retry_after_ms\": %lld, "
-                   "\"signed\": %s, \"detail\": ",
-                   outcome_names[o], status, (long long)retry_after,
-                   hooks[i].secret ? "true" : "false");
-            oq_json_fputs(stdout, why);
-            printf("}\n");
-        } else {
-            printf("%-9s %s%s\n", outcome_names[o], why, hooks[i].secret ? " (signed)" : "");
-        }
-        if (o == OQ_HTTP_PERMANENT)
-            code = EX_DATAERR;
-        else if (o == OQ_HTTP_TRANSIENT && code == EX_OK)
-            code = EX_TEMPFAIL;
+    long status;
+    int64_t retry_after;
+    enum oq_http_outcome o = oq_webhook_post(sender, h, event_code, id, body, strlen(body), &status,
+                                             &retry_after, why, sizeof(why));
+    if (cli_opt(ctx, "--json") != NULL) {
+        printf("{\"url\": ");
+        oq_json_fputs(stdout, h->url);
+        printf(", \"outcome\": \"%s\", \"status\": %ld, \"retry_after_ms\": %lld, "
+               "\"signed\": %s, \"detail\": ",
+               outcome_names[o], status, (long long)retry_after, h->secret ? "true" : "false");
+        oq_json_fputs(stdout, why);
+        printf("}\n");
+    } else {
+        printf("%-9s %s%s\n", outcome_names[o], why, h->secret ? " (signed)" : "");
     }
     free(body);
     oq_webhook_sender_free(sender);
     oq_webhooks_free(hooks, n);
-    if (matched == 0) {
-        cli_fail("webhook: no webhook in %s is for event code %s", ctx->cfg->webhooks_file,
-                 event_code);
-        return EX_DATAERR;
-    }
-    return code;
+    return o == OQ_HTTP_DONE ? EX_OK : o == OQ_HTTP_PERMANENT ? EX_DATAERR : EX_TEMPFAIL;
 }
 
 static const struct cli_opt opts[] = {
     {"--id", "KEY", "event identifier and Idempotency-Key (default: orderq-webhook-test)", 0},
-    {"--json", NULL, "one JSON line per endpoint", 0},
+    {"--json", NULL, "print the outcome as one JSON line", 0},
     {NULL, NULL, NULL, 0},
 };
 
 const struct cli_cmd cmd_webhook = {
     .name = "webhook",
-    .summary = "POST a test event to the webhooks of an event code and say what they answered",
+    .summary = "POST a test event to an event code's webhook and say what it answered",
     .usage = "webhook test EVENT_CODE [--id KEY] [--json]",
     .details = "Reads webhooks_file, and POSTs {\"event_code\": EVENT_CODE, \"event_identifier\":\n"
-               "KEY, \"event_data\": {\"test\": true}} to every endpoint listed for EVENT_CODE,\n"
+               "KEY, \"event_data\": {\"test\": true}} to the endpoint listed for EVENT_CODE,\n"
                "the way the webhook handler does (Idempotency-Key, X-Orderq-Event, and\n"
-               "X-Orderq-Signature when the entry has a secret). Prints each outcome: done\n"
+               "X-Orderq-Signature when the entry has a secret). Prints the outcome: done\n"
                "(2xx), transient (no answer, 408, 429, 5xx), permanent (any other status).\n"
-               "Exit 0 all done, 75 some transient, 65 some permanent or none listed.\n",
+               "Exit 0 done, 75 transient, 65 permanent or no endpoint for the code.\n",
     .opts = opts,
     .run = run,
 };
