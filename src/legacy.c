@@ -147,11 +147,8 @@ static int bridge_open(struct bridge *br, char *err, size_t errlen)
             snprintf(err, errlen, "%s", oq_broker_error(br->b));
     }
     /* Between polls the connection is idle: keep its heartbeats going. */
-    if (rc == 0 && oq_publisher_keepalive(br->pub) != 0) {
-        snprintf(err, errlen, "the idle broker connection was lost: %s",
-                 oq_broker_error(br->b)[0] ? oq_broker_error(br->b) : "closed");
-        rc = OQ_EBROKER;
-    }
+    if (rc == 0)
+        rc = oq_publisher_keepalive(br->pub, err, errlen);
     return rc;
 }
 

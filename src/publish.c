@@ -1,6 +1,7 @@
 /* publish.c - publish with publisher confirms on one channel, many in flight */
 #include "orderq/publish.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -171,18 +172,19 @@ static int drain(struct oq_publisher *p)
     return 0;
 }
 
-int oq_publisher_keepalive(struct oq_publisher *p)
+int oq_publisher_keepalive(struct oq_publisher *p, char *err, size_t errlen)
 {
     amqp_connection_state_t conn = oq_broker_conn(p->b);
     struct timeval zero = {0, 0};
     amqp_frame_t frame;
     /* Waiting sends a heartbeat when one is due, and reads the broker's. */
     int status = amqp_simple_wait_frame_noblock(conn, &frame, &zero);
-    if (status == AMQP_STATUS_TIMEOUT)
+    if (status == AMQP_STATUS_TIMEOUT ||
+        (status == AMQP_STATUS_OK && handle_frame(p, &frame) == 0 && drain(p) == 0))
         return 0;
-    if (status != AMQP_STATUS_OK || handle_frame(p, &frame) != 0)
-        return OQ_EBROKER;
-    return drain(p);
+    snprintf(err, errlen, "the idle broker connection was lost: %s",
+             oq_broker_error(p->b)[0] ? oq_broker_error(p->b) : amqp_error_string2(status));
+    return OQ_EBROKER;
 }
 
 int oq_publish(struct oq_publisher *p, const char *exchange, const char *routing_key, int mandatory,

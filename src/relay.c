@@ -242,11 +242,8 @@ static long relay_all(struct link *l)
     long total = 0;
     if (link_open(l, err, sizeof(err)) != 0)
         goto fail;
-    if (oq_publisher_keepalive(l->pub) != 0) {
-        snprintf(err, sizeof(err), "the idle broker connection was lost: %s",
-                 oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "closed");
+    if (oq_publisher_keepalive(l->pub, err, sizeof(err)) != 0)
         goto fail;
-    }
     for (int deadlocks = 0;;) {
         long n = relay_batch(l, err, sizeof(err));
         if (n == OQ_EDB && oq_db_classify(oq_db_errno(l->db)) == OQ_DB_RETRY && deadlocks++ < 10) {

@@ -59,8 +59,8 @@ OQ_WUR int oq_publisher_wait(struct oq_publisher *p, int64_t timeout_ms);
 /* For an idle publisher that reads its own frames: send a heartbeat when
  * one is due and read what arrived, without waiting. Call it more often
  * than heartbeat_s / 2, or the broker drops the idle connection. Returns
- * 0 or OQ_EBROKER (the connection is gone). */
-OQ_WUR int oq_publisher_keepalive(struct oq_publisher *p);
+ * 0 or OQ_EBROKER (the connection is gone; err says so). */
+OQ_WUR int oq_publisher_keepalive(struct oq_publisher *p, char *err, size_t errlen);
 
 /* The sequence number the next oq_publish will get. */
 uint64_t oq_publisher_next_seq(const struct oq_publisher *p);

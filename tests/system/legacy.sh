@@ -86,6 +86,18 @@ script -qec "$ORDERQ_BIN relay --legacy-table coupon_queue --once" /dev/null >"$
 expect_contains "[########################] 3000/3000" "$(tr '\r' '\n' <"$WORK/tty.out")" "the finished bar"
 expect_contains "published 3000 rows of coupon_queue" "$(cat "$WORK/tty.out")" "summary on a terminal"
 
+note "a bridge left running with 1 s heartbeats keeps its idle connection; a late row goes"
+"$ORDERQ_BIN" relay --legacy-table coupon_queue --heartbeat-s 1 2>"$WORK/idle.err" &
+bridge=$!
+CLEANUP+=("kill -9 $bridge")
+sleep 5 # idle: several heartbeat intervals with nothing to publish
+row add_order_to_queue late_1 'a:1:{s:8:"order_id";s:4:"late";}'
+late_published() { [ "$(result late_1)" = "1 1 orderq: published" ]; }
+wait_for 10 late_published || fail "the late row: $(result late_1); $(cat "$WORK/idle.err")"
+kill -TERM "$bridge"
+wait "$bridge" || fail "the bridge's exit code"
+grep -q '"level":"error"' "$WORK/idle.err" && fail "the idle bridge lost its connection: $(cat "$WORK/idle.err")"
+
 note "a table name that is not one is refused"
 try oq relay --legacy-table 'coupon_queue; DROP TABLE x' --once
 expect_eq 64 "$rc" "exit code for a bad table name"
