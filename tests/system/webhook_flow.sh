@@ -2,12 +2,13 @@
 # webhook_flow.sh - the webhook handler in `orderq consume`: an event code
 # from webhooks_file is bound to <prefix>.webhook; an endpoint answering 503,
 # 503 with Retry-After, then 200 gets three calls with one Idempotency-Key
-# and one accepted (the Retry-After moved the retry to a longer tier); the
-# same event again is a duplicate (no call); a 422 is dead-lettered
+# and one accepted (Retry-After: 3 moved the second retry from the 2 s to
+# the 5 s tier); the same event again is a duplicate (no call); a 422 is
+# dead-lettered
 source "$(dirname "$0")/lib.sh"
 cat >"$WORK/script.json" <<'JSON'
 {
-  "POST /hooks/orders": [{"status": 503}, {"status": 503, "headers": {"Retry-After": "2"}}, {"status": 200}],
+  "POST /hooks/orders": [{"status": 503}, {"status": 503, "headers": {"Retry-After": "3"}}, {"status": 200}],
   "POST /hooks/rejects": [{"status": 422}]
 }
 JSON
@@ -18,6 +19,9 @@ cat >"$WORK/webhooks.json" <<JSON
  {"event_code": "order.refunded", "url": "$base/hooks/rejects"}]
 JSON
 export ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json"
+# A second failure would come back after 2 s; Retry-After: 3 must move it
+# to the 5 s tier.
+export ORDERQ_RETRY_TIERS=1s,2s,5s
 setup_consumer_test
 bindings=$(mgmt GET "/api/queues/$(urlenc "$VHOST")/orderq.webhook/bindings" | json '" ".join(sorted(b["routing_key"] for b in d if b["source"]))')
 expect_eq "order.refunded order.shipped" "$bindings" "orderq.webhook's bindings"
@@ -30,7 +34,7 @@ expect_contains "webhook 1 (order.shipped): timeout_ms 2000 is not shorter than 
 CONSUME_QUEUES=orderq.webhook start_consumer hooks
 event() { printf '{"event_code": "%s", "event_identifier": "%s", "event_data": {"order_id": "9200000217", "carrier": "DHL"}}\n' "$1" "$2"; }
 
-note "503, 503 with Retry-After: 2, then 200: one accepted call, one key"
+note "503, 503 with Retry-After: 3, then 200: one accepted call, one key"
 event order.shipped ship-9200000217 | oq publish - >/dev/null || fail "publish"
 wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT state FROM event_ledger WHERE handler = 'webhook'\")\" = sent ]" \
     || fail "not sent: $(sql "$DB" -e 'SELECT * FROM event_ledger'); $(tail -3 "$WORK/hooks.log")"
@@ -47,7 +51,8 @@ for r in reqs:
     body = json.loads(r["body"])
     assert body["event_identifier"] == "ship-9200000217" and body["event_data"]["carrier"] == "DHL", body
 gap = reqs[2]["at"] - reqs[1]["at"]
-assert gap >= 1.9, f"the retry after Retry-After: 2 came {gap:.1f} s later"
+assert reqs[1]["at"] - reqs[0]["at"] < 3, "the first retry should follow the 1 s tier"
+assert gap >= 4.5, f"the retry after Retry-After: 3 came {gap:.1f} s later, not after the 5 s tier"
 PY
 expect_eq 3 "$(grep -c 'orders' "$WORK/requests.log")" "calls"
 

@@ -32,6 +32,30 @@ static void tiers_follow_attempts(void **state)
     oq_config_free(cfg);
 }
 
+/* A peer's Retry-After moves a retry to the first tier at least that long. */
+static void retry_after_picks_a_longer_tier(void **state)
+{
+    (void)state;
+    struct oq_config *cfg = oq_config_new();
+    struct oq_retry_decision d;
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 1, &d);
+    oq_retry_wait_at_least(cfg, -1, &d); /* no wish: as decided */
+    assert_string_equal(d.tier_name, "1s");
+    oq_retry_wait_at_least(cfg, 7000, &d);
+    assert_int_equal(d.delay_ms, 30000);
+    assert_string_equal(d.tier_name, "30s");
+    oq_retry_decide(cfg, OQ_ERR_TRANSIENT, 3, &d);
+    oq_retry_wait_at_least(cfg, 2000, &d); /* shorter than its own tier: kept */
+    assert_string_equal(d.tier_name, "30s");
+    oq_retry_wait_at_least(cfg, 86400000, &d); /* longer than any: the last tier */
+    assert_string_equal(d.tier_name, "1h");
+    assert_int_equal(d.next_attempt, 4); /* attempts counted as before */
+    oq_retry_decide(cfg, OQ_ERR_PERMANENT, 1, &d);
+    oq_retry_wait_at_least(cfg, 7000, &d); /* parked stays parked */
+    assert_false(d.retry);
+    oq_config_free(cfg);
+}
+
 static void only_transient_failures_come_back(void **state)
 {
     (void)state;
@@ -93,6 +117,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tiers_follow_attempts),
+        cmocka_unit_test(retry_after_picks_a_longer_tier),
         cmocka_unit_test(only_transient_failures_come_back),
         cmocka_unit_test(fingerprints_group_alike_errors),
         cmocka_unit_test(cut_on_utf8_boundaries),
