@@ -188,3 +188,13 @@ start_http_fixture() {
     wait_for 10 test -s "$WORK/port" || fail "the HTTP fixture did not start"
     base="http://127.0.0.1:$(cat "$WORK/port")"
 }
+
+# start_smtp_fixture MODE: the failing SMTP server (smtp_fixture.py), its
+# port in $fport.
+start_smtp_fixture() {
+    rm -f "$WORK/smtp-port"
+    "$PY" "$(dirname "${BASH_SOURCE[0]}")/smtp_fixture.py" --port-file "$WORK/smtp-port" --mode "$1" &
+    CLEANUP+=("kill $!")
+    wait_for 10 test -s "$WORK/smtp-port" || fail "the SMTP fixture did not start"
+    fport=$(cat "$WORK/smtp-port")
+}

@@ -40,23 +40,16 @@ expect_eq 2 "$(mails_to "$to" | json 'len(d)')" "mails after the refused ones"
 expect_eq 0 "$(mails_to victim@mail-test.example | json 'len(d)')" "mails to the injected Bcc"
 
 note "SMTP failures are classified"
-fixture() { # fixture MODE: start the failing server, its port in $fport
-    rm -f "$WORK/port"
-    "$PY" "$(dirname "$0")/smtp_fixture.py" --port-file "$WORK/port" --mode "$1" &
-    CLEANUP+=("kill $!")
-    wait_for 10 test -s "$WORK/port" || fail "the SMTP fixture did not start"
-    fport=$(cat "$WORK/port")
-}
-fixture rcpt-451
+start_smtp_fixture rcpt-451
 try env ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" "$ORDERQ_BIN" mail test --to "$to" --json
 expect_eq 75 "$rc" "exit code on 451"
 expect_eq transient "$(json 'd["outcome"]' <<<"$out")" "outcome on 451"
 expect_contains "451 4.3.0 mailbox busy" "$out" "reply on 451"
-fixture rcpt-550
+start_smtp_fixture rcpt-550
 try env ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" "$ORDERQ_BIN" mail test --to "$to" --json
 expect_eq 65 "$rc" "exit code on 550"
 expect_eq permanent "$(json 'd["outcome"]' <<<"$out")" "outcome on 550"
-fixture hang-after-data
+start_smtp_fixture hang-after-data
 started=$SECONDS
 try env ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TIMEOUT_MS=2s "$ORDERQ_BIN" mail test --to "$to" --json
 # smtp_timeout_ms bounds the wait for the reply to the final "." too (curl's

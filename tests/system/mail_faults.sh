@@ -3,7 +3,9 @@
 # (the mail arrives once after it is back); the consumer killed with -9
 # between the send and the commit of `sent` (the default policy parks it as
 # `unknown` and no second mail goes out; `dlq replay --force-resend` sends
-# it again with the same Message-ID, a plain replay then is a duplicate)
+# it again with the same Message-ID, a plain replay then is a duplicate);
+# with ambiguous_mail = resend the next consumer sends it again itself; a
+# server that takes the data and never answers: parked as unknown too)
 source "$(dirname "$0")/lib.sh"
 need_maildev
 # Short tiers so a 20 s outage is bridged in seconds (declared by setup).
@@ -75,5 +77,33 @@ oq dlq replay --id "$id" --as tester >/dev/null || fail "plain replay"
 wait_for 10 ready_is orderq.coupon.email 0 || fail "the replay was not consumed"
 sleep 2
 expect_eq 2 "$(mail_count "$fay")" "mails after a plain replay"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
+
+note "ambiguous_mail = resend: after the same crash the next consumer sends it again, same Message-ID"
+gus="gus.$run@mail-faults.example"
+ORDERQ_AMBIGUOUS_MAIL=resend ORDERQ_FAULT=kill-after-send start_consumer victim2
+victim=$consumer_pid
+coupon_event "$gus" "GUS-$run" | oq publish - >/dev/null || fail "publish"
+set +e; wait "$victim"; code=$?; set -e
+expect_eq 137 "$code" "the second victim's exit"
+expect_eq 1 "$(mail_count "$gus")" "mails sent by the second victim"
+ORDERQ_AMBIGUOUS_MAIL=resend start_consumer resender
+wait_for 40 mail_count_is "$gus" 2 || fail "not sent again: $(ledger_of "GUS-$run"); $(tail -3 "$WORK/resender.log")"
+wait_for 10 ledger_is "GUS-$run" sent || fail "ledger after the resend: $(ledger_of "GUS-$run")"
+expect_eq 1 "$(mails_to "$gus" | json 'len(set(m["messageId"] for m in d))')" "Message-IDs of the two sends"
+expect_eq 0 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = 'GUS-${run}_mail'")" "dead letters under resend"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
+
+note "a server that takes the data and never answers: ambiguous, parked as unknown"
+start_smtp_fixture hang-after-data
+hal="hal.$run@mail-faults.example"
+ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" start_consumer hang
+coupon_event "$hal" "HAL-$run" | oq publish - >/dev/null || fail "publish"
+wait_for 30 ledger_is "HAL-$run" unknown || fail "not parked: $(ledger_of "HAL-$run"); $(tail -3 "$WORK/hang.log")"
+wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT error_class FROM dead_letter WHERE event_identifier = 'HAL-${run}_mail'\")\" = ambiguous ]" \
+    || fail "no ambiguous dead letter: $(sql "$DB" -e "SELECT error_class, error FROM dead_letter WHERE event_identifier = 'HAL-${run}_mail'")"
+expect_contains "it may have been done" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'HAL-${run}_mail'")" "the reason"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
