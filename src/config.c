@@ -825,8 +825,9 @@ static int check_name_collisions(const struct oq_config *cfg, char *err, size_t 
     size_t plen = strlen(cfg->queue_prefix), dlen = strlen(cfg->delay_exchange);
     const char *clash = NULL;
     if (strncmp(cfg->dead_queue, cfg->queue_prefix, plen) == 0 && cfg->dead_queue[plen] == '.')
-        for (size_t i = 0; i < oq_event_route_count; i++)
-            if (strcmp(cfg->dead_queue + plen + 1, oq_event_routes[i].event_code) == 0)
+        for (size_t i = 0; i <= oq_event_route_count; i++)
+            if (strcmp(cfg->dead_queue + plen + 1,
+                       i < oq_event_route_count ? oq_event_routes[i].event_code : "webhook") == 0)
                 clash = "a work queue";
     if (strncmp(cfg->dead_queue, cfg->delay_exchange, dlen) == 0 && cfg->dead_queue[dlen] == '.')
         clash = "a delay tier queue";

@@ -14,6 +14,11 @@ run="$$$RANDOM"
 ann="ann.$run@mail-flow.example"
 ledger_state() { sql "$DB" -e "SELECT CONCAT(state, ' ', attempts) FROM event_ledger WHERE handler = '$1' AND effect_key = '$2'"; }
 
+note "templates are checked at start: a template_dir without them stops consume, naming it"
+try env ORDERQ_TEMPLATE_DIR=/nonexistent timeout 20 "$ORDERQ_BIN" consume
+expect_eq 78 "$rc" "exit code"
+expect_contains "template_dir (/nonexistent): cannot read template /nonexistent/coupon.txt" "$out" "message"
+
 start_consumer flow --heartbeat-s 1
 
 note "an order earns a coupon: one coupon mail with its code"

@@ -304,6 +304,23 @@ static void finish_fills_instance_id_and_checks_batch(void **state)
     assert_non_null(strstr(err, "--prefetch"));
 }
 
+/* A lease no longer than a send may take would make a slow send look
+ * abandoned: refused, naming both settings. */
+static void the_effect_lease_outlasts_a_send(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_set(cfg, "effect_lease_ms", "30s", OQ_SRC_ENV,
+                                   "ORDERQ_EFFECT_LEASE_MS", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "effect_lease_ms (ORDERQ_EFFECT_LEASE_MS)"));
+    assert_non_null(strstr(err, "smtp_timeout_ms (default)"));
+    assert_int_equal(oq_config_set(cfg, "smtp_timeout_ms", "20s", OQ_SRC_FLAG, "--smtp-timeout-ms",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+}
+
 static void broker_names_must_not_collide(void **state)
 {
     struct oq_config *cfg = *state;
@@ -317,6 +334,11 @@ static void broker_names_must_not_collide(void **state)
         oq_config_set(cfg, "dead_exchange", "orderq.dead", OQ_SRC_ENV, "x", err, sizeof(err)), 0);
     assert_int_equal(oq_config_set(cfg, "dead_queue", "orderq.order.processing", OQ_SRC_FLAG,
                                    "--dead-queue", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "a work queue"));
+    assert_int_equal(oq_config_set(cfg, "dead_queue", "orderq.webhook", OQ_SRC_FLAG, "--dead-queue",
+                                   err, sizeof(err)),
                      0);
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
     assert_non_null(strstr(err, "a work queue"));
@@ -349,6 +371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(env_reports_unknown_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_effect_lease_outlasts_a_send, setup, teardown),
         cmocka_unit_test_setup_teardown(broker_names_must_not_collide, setup, teardown),
         cmocka_unit_test(flag_names_map_to_settings),
     };
