@@ -11,14 +11,34 @@
 
 struct oq_db {
     MYSQL *my;
-    unsigned err_no;
+    unsigned err_no; /* of the last call only: cleared when a call starts */
     char err[OQ_ERRLEN];
+    int broken; /* the connection was found dead: every later call fails at once */
 };
 
 static int fail(struct oq_db *db, MYSQL_STMT *st)
 {
     db->err_no = st ? mysql_stmt_errno(st) : mysql_errno(db->my);
     snprintf(db->err, sizeof(db->err), "%s", st ? mysql_stmt_error(st) : mysql_error(db->my));
+    if (db->err_no == 0) /* the client gave no number: never leave a stale class behind */
+        db->err_no = CR_UNKNOWN_ERROR;
+    if (oq_db_classify(db->err_no) == OQ_DB_GONE)
+        db->broken = 1;
+    return OQ_EDB;
+}
+
+/* Every call starts here: the error of an earlier call must not decide
+ * what this one's failure means. A connection once found dead is not
+ * used again, so its caller sees OQ_DB_GONE until it opens a new one. */
+static int begin(struct oq_db *db)
+{
+    db->err[0] = '\0';
+    db->err_no = 0;
+    if (!db->broken)
+        return 0;
+    db->err_no = CR_SERVER_GONE_ERROR;
+    snprintf(db->err, sizeof(db->err),
+             "the MySQL connection was lost earlier; it must be reopened");
     return OQ_EDB;
 }
 
@@ -98,6 +118,8 @@ void oq_db_close(struct oq_db *db)
 
 int oq_db_exec(struct oq_db *db, const char *sql)
 {
+    if (begin(db) != 0)
+        return OQ_EDB;
     if (mysql_real_query(db->my, sql, strlen(sql)) != 0)
         return fail(db, NULL);
     MYSQL_RES *res = mysql_store_result(db->my);
@@ -107,11 +129,14 @@ int oq_db_exec(struct oq_db *db, const char *sql)
 
 void oq_db_rollback(struct oq_db *db)
 {
-    (void)mysql_real_query(db->my, "ROLLBACK", 8);
+    if (!db->broken)
+        (void)mysql_real_query(db->my, "ROLLBACK", 8);
 }
 
 int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len)
 {
+    if (begin(db) != 0)
+        return OQ_EDB;
     if (mysql_real_query(db->my, sql, len) != 0)
         return fail(db, NULL);
     for (;;) {
@@ -129,6 +154,8 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
                                  const struct oq_db_param *params, size_t n)
 {
     MYSQL_BIND *bind = NULL;
+    if (begin(db) != 0)
+        return NULL;
     MYSQL_STMT *st = mysql_stmt_init(db->my);
     if (st == NULL) {
         fail(db, NULL);
@@ -305,11 +332,6 @@ out:
     return rc;
 }
 
-MYSQL *oq_db_handle(struct oq_db *db)
-{
-    return db->my;
-}
-
 const char *oq_db_error(const struct oq_db *db)
 {
     return db->err;
@@ -318,6 +340,11 @@ const char *oq_db_error(const struct oq_db *db)
 unsigned oq_db_errno(const struct oq_db *db)
 {
     return db->err_no;
+}
+
+enum oq_db_class oq_db_last_class(const struct oq_db *db)
+{
+    return oq_db_classify(db->err_no);
 }
 
 enum oq_db_class oq_db_classify(unsigned e)
@@ -332,9 +359,22 @@ enum oq_db_class oq_db_classify(unsigned e)
     case CR_SERVER_LOST:
     case CR_CONNECTION_ERROR:
     case CR_CONN_HOST_ERROR:
+    case CR_COMMANDS_OUT_OF_SYNC:
+    case CR_UNKNOWN_ERROR:
     case ER_CONNECTION_KILLED:
     case ER_SERVER_SHUTDOWN:
+    case ER_NEW_ABORTING_CONNECTION:
+    case 4031: /* ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8): idle past wait_timeout */
         return OQ_DB_GONE;
+    case ER_OPTION_PREVENTS_STATEMENT: /* read_only: a failover under way */
+    case ER_UNKNOWN_COM_ERROR:         /* Galera: "WSREP has not yet prepared node" */
+    case ER_RECORD_FILE_FULL:          /* a table or the disk is full */
+    case ER_DISK_FULL:
+    case ER_QUERY_INTERRUPTED: /* KILL QUERY, or max_statement_time */
+    case ER_CON_COUNT_ERROR:   /* too many connections */
+    case ER_OUT_OF_RESOURCES:
+    case ER_OUTOFMEMORY:
+        return OQ_DB_UNAVAILABLE;
     default:
         return OQ_DB_OTHER;
     }

@@ -619,7 +619,7 @@ static int store(struct oq_archiver *a, const struct oq_dead_letter *dl, int *st
     for (int tries = 0;; tries++) {
         if (oq_dead_letter_store(a->db, dl, stored, why, whylen) == 0)
             return 0;
-        if (oq_db_classify(oq_db_errno(a->db)) != OQ_DB_GONE)
+        if (oq_db_last_class(a->db) != OQ_DB_GONE)
             return OQ_EDB;
         oq_db_close(a->db);
         a->db = NULL;
@@ -652,7 +652,7 @@ static int archive(struct oq_archiver *a, const amqp_message_t *m)
     if (store(a, &dl, &stored, why, sizeof(why)) == 0) {
         rc = 1;
         oq_metric_add(OQ_M_ARCHIVED, stored);
-    } else if (a->db != NULL && oq_db_classify(oq_db_errno(a->db)) == OQ_DB_OTHER) {
+    } else if (a->db != NULL && oq_db_last_class(a->db) == OQ_DB_OTHER) {
         hold(a, &dl, why); /* MySQL refuses this row: say so, go on with the others */
     } else {
         oq_warn("archiving dead letters: %s; they wait in %s until MySQL is back", why,

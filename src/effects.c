@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "orderq/config.h"
 #include "orderq/db.h"
@@ -81,12 +82,34 @@ static int commit_prepared(struct effect_worker *w, struct oq_effect_job *job, c
     return 0;
 }
 
+/* Whether the job's ledger row is ours in state: asked after a step whose
+ * answer was lost with the connection, to learn whether it committed. */
+static int owned(struct effect_worker *w, const struct oq_effect_job *job, const char *state,
+                 char *err, size_t errlen)
+{
+    int yes = 0;
+    if (oq_ledger_is_owned(w->db, job->effect.handler, job->effect.effect_key, w->owner, state,
+                           &yes, err, errlen) != 0)
+        return OQ_EDB;
+    return yes;
+}
+
+/* One step on w's connection. answer_lost: the same step was tried before
+ * and the connection died before its answer came, so it may have
+ * committed; a row found in the state it would have left, owned by this
+ * worker, is taken as its own doing (the lease, take-over or finish
+ * succeeded) instead of another's. */
 static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum step step,
-                    const char *result, enum oq_lease *lease, char *err, size_t errlen)
+                    int answer_lost, const char *result, enum oq_lease *lease, char *err,
+                    size_t errlen)
 {
     const struct oq_effect *e = &job->effect;
     const struct oq_handler *h = &w->handlers[job->handler_index];
     int64_t lease_ms = w->pool->cfg->effect_lease_ms;
+    const char *state = step == FINISH_SENT      ? "sent"
+                        : step == FINISH_UNKNOWN ? "unknown"
+                                                 : "sending";
+    int rc = OQ_EINVAL;
     err[0] = '\0';
     switch (step) {
     case LEASE: {
@@ -95,16 +118,26 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
                              .event_identifier = e->event_identifier,
                              .event_code = e->event_code,
                              .attempts = job->attempt};
-        return oq_ledger_lease(w->db, &c, w->owner, lease_ms, lease, err, errlen);
+        rc = oq_ledger_lease(w->db, &c, w->owner, lease_ms, lease, err, errlen);
+        if (rc == 0 && answer_lost && *lease != OQ_LEASE_NEW) {
+            int mine = owned(w, job, state, err, errlen);
+            if (mine < 0)
+                return mine;
+            if (mine)
+                *lease = OQ_LEASE_NEW;
+        }
+        return rc;
     }
     case TAKE_OVER:
     case TAKE_OVER_UNKNOWN:
-        return oq_ledger_take_over(w->db, e->handler, e->effect_key, w->owner, lease_ms,
-                                   step == TAKE_OVER_UNKNOWN, err, errlen);
+        rc = oq_ledger_take_over(w->db, e->handler, e->effect_key, w->owner, lease_ms,
+                                 step == TAKE_OVER_UNKNOWN, err, errlen);
+        break;
     case FINISH_SENT:
     case FINISH_UNKNOWN:
-        return oq_ledger_finish(w->db, e->handler, e->effect_key, w->owner,
-                                step == FINISH_SENT ? "sent" : "unknown", result, err, errlen);
+        rc = oq_ledger_finish(w->db, e->handler, e->effect_key, w->owner, state, result, err,
+                              errlen);
+        break;
     case RELEASE:
         return oq_ledger_release(w->db, e->handler, e->effect_key, w->owner, err, errlen);
     case REFRESH:
@@ -112,21 +145,27 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
     case COMMIT:
         return commit_prepared(w, job, err, errlen);
     }
-    return OQ_EINVAL;
+    if (rc == OQ_ENOTFOUND && answer_lost) {
+        int mine = owned(w, job, state, err, errlen);
+        if (mine != 0)
+            return mine < 0 ? mine : 0;
+    }
+    return rc;
 }
 
-/* One database step, reconnecting with backoff while MySQL is away.
- * Before the outside call (must = 0) it gives up once the job is
- * cancelled; after it (must = 1) it keeps trying until the pool stops, so
- * a sent mail is recorded. Returns run_step's answer, or OQ_EINTR (gave
- * up), or OQ_EDB after three errors that are not about the connection
- * (the last one in job->reason). */
+/* One database step, reconnecting with backoff while MySQL is away (or
+ * refusing writes: read_only, not ready, disk full). Before the outside
+ * call (must = 0) it gives up once the job is cancelled; after it
+ * (must = 1) it keeps trying until the pool stops, so a sent mail is
+ * recorded. Returns run_step's answer, or OQ_EINTR (gave up), or OQ_EDB
+ * after three errors that are not about the database being away (the last
+ * one in job->reason). */
 static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step step, int must,
                    const char *result, enum oq_lease *lease)
 {
     struct oq_effect_pool *p = w->pool;
     char err[OQ_ERRLEN];
-    int other_errors = 0;
+    int other_errors = 0, waits = 0, answer_lost = 0;
     for (;;) {
         int cancelled = must ? exiting(p) : p->hooks.cancelled(job, p->hooks.ctx);
         if (w->db == NULL) {
@@ -139,14 +178,17 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
                 oq_nap(wait, NULL);
                 continue;
             }
+            if (w->db_failures > 0)
+                oq_info("effect worker: MySQL is back after %d failed attempts", w->db_failures);
             w->db_failures = 0;
         }
-        int rc = run_step(w, job, step, result, lease, err, sizeof(err));
+        int rc = run_step(w, job, step, answer_lost, result, lease, err, sizeof(err));
         if (rc != OQ_EDB)
             return rc;
-        enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
+        enum oq_db_class cls = oq_db_last_class(w->db);
         oq_warn("effect worker: %s", err);
-        if (cls == OQ_DB_GONE) {
+        if (oq_db_class_is_outage(cls)) {
+            answer_lost |= cls == OQ_DB_GONE;
             oq_db_close(w->db);
             w->db = NULL;
         } else if (cls != OQ_DB_RETRY && ++other_errors >= 3) {
@@ -155,7 +197,7 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
         }
         if (cancelled)
             return OQ_EINTR; /* one more try was made */
-        oq_nap(oq_backoff_ms(++w->db_failures), NULL);
+        oq_nap(oq_backoff_ms(++waits), NULL);
     }
 }
 
@@ -413,6 +455,10 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
     p->hooks = *hooks;
     const char *fault = getenv("ORDERQ_FAULT");
     p->kill_after_send = fault != NULL && strcmp(fault, "kill-after-send") == 0;
+    unsigned start_tag = 0;
+    if (getrandom(&start_tag, sizeof(start_tag), 0) != (ssize_t)sizeof(start_tag))
+        start_tag = (unsigned)oq_now_ms();
+    start_tag &= 0xffffffu;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->workers = calloc((size_t)cfg->effect_workers, sizeof(*p->workers));
@@ -423,7 +469,10 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
     for (size_t i = 0; i < (size_t)cfg->effect_workers; i++) {
         struct effect_worker *w = &p->workers[i];
         w->pool = p;
-        snprintf(w->owner, sizeof(w->owner), "%s/effect-%zu", cfg->instance_id, i + 1);
+        /* The start's own tag: a restarted process with the same
+         * instance_id must not take its predecessor's leases for its own. */
+        snprintf(w->owner, sizeof(w->owner), "%s/effect-%zu/%06x", cfg->instance_id, i + 1,
+                 start_tag);
         int rc = oq_handlers_new(cfg, &w->handlers, &w->n_handlers, err, errlen);
         if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             snprintf(err, errlen, "cannot start effect worker %zu", i + 1);

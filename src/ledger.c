@@ -108,37 +108,83 @@ static int on_lease_row(void *ctx, const char *const *v, unsigned n)
 int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner, int64_t lease_ms,
                     enum oq_lease *out, char *err, size_t errlen)
 {
-    uint64_t inserted = 0;
-    struct oq_db_param p[] = {
-        OQ_STR(c->handler),    OQ_STR(c->effect_key), OQ_STR(c->event_identifier),
-        OQ_STR(c->event_code), OQ_STR(owner),         OQ_INT(lease_ms * 1000),
-        OQ_INT(c->attempts > 0 ? c->attempts : 1)};
-    if (oq_db_execute(db,
-                      "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
-                      " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?, ?,"
-                      " 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
-                      p, 7, &inserted) != 0)
-        goto fail;
-    if (inserted == 1) {
-        *out = OQ_LEASE_NEW;
+    struct oq_db_param p[] = {OQ_STR(c->handler),
+                              OQ_STR(c->effect_key),
+                              OQ_STR(c->event_identifier),
+                              OQ_STR(c->event_code),
+                              OQ_STR(owner),
+                              OQ_INT(lease_ms * 1000),
+                              OQ_INT(c->attempts > 0 ? c->attempts : 1)};
+    /* The row another claimer holds may be released (deleted) between the
+     * INSERT and the SELECT: then the claim is tried again, never read as
+     * done. Three rounds of that in a row: report it held, so it comes
+     * back through a delay tier. */
+    for (int round = 0; round < 3; round++) {
+        uint64_t inserted = 0;
+        if (oq_db_execute(db,
+                          "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                          " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?,"
+                          " ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
+                          p, 7, &inserted) != 0)
+            goto fail;
+        if (inserted == 1) {
+            *out = OQ_LEASE_NEW;
+            return 0;
+        }
+        struct lease_row row = {"", 0, 0};
+        if (oq_db_query_rows(db,
+                             "SELECT state, lease_until > NOW(6) FROM event_ledger"
+                             " WHERE handler = ? AND effect_key = ?",
+                             p, 2, on_lease_row, &row) != 0)
+            goto fail;
+        if (!row.found)
+            continue;
+        if (strcmp(row.state, "done") == 0 || strcmp(row.state, "sent") == 0)
+            *out = OQ_LEASE_DONE;
+        else if (strcmp(row.state, "sending") == 0)
+            *out = row.live ? OQ_LEASE_HELD : OQ_LEASE_EXPIRED;
+        else
+            *out = OQ_LEASE_UNKNOWN;
         return 0;
     }
-    struct lease_row row = {"", 0, 0};
-    if (oq_db_query_rows(db,
-                         "SELECT state, lease_until > NOW(6) FROM event_ledger"
-                         " WHERE handler = ? AND effect_key = ?",
-                         p, 2, on_lease_row, &row) != 0)
-        goto fail;
-    if (!row.found || strcmp(row.state, "done") == 0 || strcmp(row.state, "sent") == 0)
-        *out = OQ_LEASE_DONE; /* not found: pruned between the two statements */
-    else if (strcmp(row.state, "sending") == 0)
-        *out = row.live ? OQ_LEASE_HELD : OQ_LEASE_EXPIRED;
-    else
-        *out = OQ_LEASE_UNKNOWN;
+    *out = OQ_LEASE_HELD;
     return 0;
 fail:
     snprintf(err, errlen, "leasing %s/%s: %s", c->handler, c->effect_key, oq_db_error(db));
     return OQ_EDB;
+}
+
+struct owned_row {
+    char state[16];
+    int mine, found;
+};
+
+static int on_owned_row(void *ctx, const char *const *v, unsigned n)
+{
+    struct owned_row *r = ctx;
+    if (n >= 2) {
+        snprintf(r->state, sizeof(r->state), "%s", v[0] ? v[0] : "");
+        r->mine = v[1] != NULL && strcmp(v[1], "1") == 0;
+        r->found = 1;
+    }
+    return 0;
+}
+
+int oq_ledger_is_owned(struct oq_db *db, const char *handler, const char *effect_key,
+                       const char *owner, const char *state, int *owned, char *err, size_t errlen)
+{
+    struct oq_db_param p[] = {OQ_STR(owner), OQ_STR(handler), OQ_STR(effect_key)};
+    struct owned_row row = {"", 0, 0};
+    *owned = 0;
+    if (oq_db_query_rows(db,
+                         "SELECT state, owner = ? FROM event_ledger WHERE handler = ? AND"
+                         " effect_key = ?",
+                         p, 3, on_owned_row, &row) != 0) {
+        snprintf(err, errlen, "reading %s/%s: %s", handler, effect_key, oq_db_error(db));
+        return OQ_EDB;
+    }
+    *owned = row.found && row.mine && strcmp(row.state, state) == 0;
+    return 0;
 }
 
 int oq_ledger_take_over(struct oq_db *db, const char *handler, const char *effect_key,

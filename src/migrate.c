@@ -35,22 +35,62 @@ static void sha256_hex(const char *text, size_t len, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
-/* Applied rows as (version, checksum, applied_at, applied_by, name). */
-static int read_applied(struct oq_db *db, MYSQL_RES **res, char *err, size_t errlen)
+/* One row of schema_migrations. */
+struct applied {
+    int version;
+    char checksum[65];
+    char applied_at[40];
+    char applied_by[128];
+    char name[128];
+};
+
+struct applied_list {
+    struct applied *rows;
+    size_t n;
+    int oom;
+};
+
+static int on_applied(void *ctx, const char *const *v, unsigned cols)
 {
-    if (oq_db_exec(db, create_table_sql) != 0 ||
-        mysql_query(oq_db_handle(db),
-                    "SELECT version, checksum, DATE_FORMAT(applied_at, '%Y-%m-%dT%H:%i:%sZ'),"
-                    " applied_by, name FROM schema_migrations ORDER BY version") != 0) {
-        snprintf(err, errlen, "reading schema_migrations: %s", mysql_error(oq_db_handle(db)));
-        return OQ_EDB;
+    struct applied_list *l = ctx;
+    if (cols < 5 || v[0] == NULL)
+        return 0;
+    struct applied *grown = realloc(l->rows, (l->n + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        l->oom = 1;
+        return 1;
     }
-    *res = mysql_store_result(oq_db_handle(db));
-    if (*res == NULL) {
-        snprintf(err, errlen, "reading schema_migrations: %s", mysql_error(oq_db_handle(db)));
-        return OQ_EDB;
-    }
+    l->rows = grown;
+    struct applied *a = &l->rows[l->n++];
+    a->version = (int)strtol(v[0], NULL, 10);
+    snprintf(a->checksum, sizeof(a->checksum), "%s", v[1] ? v[1] : "");
+    snprintf(a->applied_at, sizeof(a->applied_at), "%s", v[2] ? v[2] : "");
+    snprintf(a->applied_by, sizeof(a->applied_by), "%s", v[3] ? v[3] : "");
+    snprintf(a->name, sizeof(a->name), "%s", v[4] ? v[4] : "");
     return 0;
+}
+
+/* The applied migrations, by version; free l->rows. */
+static int read_applied(struct oq_db *db, struct applied_list *l, char *err, size_t errlen)
+{
+    memset(l, 0, sizeof(*l));
+    int rc = oq_db_exec(db, create_table_sql);
+    if (rc == 0)
+        rc = oq_db_query_rows(db,
+                              "SELECT version, checksum, DATE_FORMAT(applied_at,"
+                              " '%Y-%m-%dT%H:%i:%sZ'), applied_by, name FROM schema_migrations"
+                              " ORDER BY version",
+                              NULL, 0, on_applied, l);
+    if (rc == 0 && !l->oom)
+        return 0;
+    if (l->oom)
+        snprintf(err, errlen, "reading schema_migrations: out of memory");
+    else
+        snprintf(err, errlen, "reading schema_migrations: %s", oq_db_error(db));
+    free(l->rows);
+    l->rows = NULL;
+    l->n = 0;
+    return l->oom ? OQ_ENOMEM : OQ_EDB;
 }
 
 static const struct oq_migration *embedded(int version)
@@ -61,12 +101,10 @@ static const struct oq_migration *embedded(int version)
     return NULL;
 }
 
-static int is_applied(MYSQL_RES *res, int version)
+static int is_applied(const struct applied_list *l, int version)
 {
-    MYSQL_ROW row;
-    mysql_data_seek(res, 0);
-    while ((row = mysql_fetch_row(res)) != NULL)
-        if (strtol(row[0], NULL, 10) == version)
+    for (size_t i = 0; i < l->n; i++)
+        if (l->rows[i].version == version)
             return 1;
     return 0;
 }
@@ -74,22 +112,21 @@ static int is_applied(MYSQL_RES *res, int version)
 /* Refuse to go on over an applied file whose text changed since: its
  * effect and the file no longer agree, and a person must decide. Newer
  * migrations this binary lacks are only worth a warning. */
-static int check_applied(MYSQL_RES *res, char *err, size_t errlen)
+static int check_applied(const struct applied_list *l, char *err, size_t errlen)
 {
-    MYSQL_ROW row;
-    mysql_data_seek(res, 0);
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        int version = (int)strtol(row[0], NULL, 10);
+    for (size_t i = 0; i < l->n; i++) {
+        const struct applied *row = &l->rows[i];
+        int version = row->version;
         const struct oq_migration *m = embedded(version);
         char sum[65];
         if (m == NULL) {
             oq_warn("the database has migration %04d_%s, which this orderq does not know: a "
                     "newer orderq applied it",
-                    version, row[4] ? row[4] : "?");
+                    version, row->name);
             continue;
         }
         sha256_hex(m->sql, m->len, sum);
-        if (strcmp(sum, row[1] ? row[1] : "") != 0) {
+        if (strcmp(sum, row->checksum) != 0) {
             snprintf(err, errlen,
                      "migration %04d_%s was edited after it was applied here (its SHA-256 "
                      "differs); applied migrations must not change: revert the edit and add a "
@@ -133,7 +170,7 @@ int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, 
 {
     long long got = 0;
     int is_null = 0, rc, locked = 0;
-    MYSQL_RES *res = NULL;
+    struct applied_list done = {NULL, 0, 0};
     struct oq_db_param wait[] = {OQ_INT(lock_wait_s)};
 
     *applied = 0;
@@ -150,13 +187,13 @@ int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, 
         return OQ_ETIMEOUT;
     }
     locked = 1;
-    rc = read_applied(db, &res, err, errlen);
+    rc = read_applied(db, &done, err, errlen);
     if (rc == 0)
-        rc = check_applied(res, err, errlen);
+        rc = check_applied(&done, err, errlen);
     if (rc != 0)
         goto out;
     for (size_t i = 0; i < oq_migration_count; i++) {
-        if (is_applied(res, oq_migrations[i].version))
+        if (is_applied(&done, oq_migrations[i].version))
             continue;
         rc = apply_one(db, &oq_migrations[i], applied_by, err, errlen);
         if (rc != 0)
@@ -164,7 +201,7 @@ int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, 
         (*applied)++;
     }
 out:
-    mysql_free_result(res);
+    free(done.rows);
     if (locked &&
         oq_db_query_int(db, "SELECT RELEASE_LOCK(" LOCK_SQL ")", NULL, 0, &got, &is_null) != 0)
         oq_warn("releasing the migration lock: %s", oq_db_error(db));
@@ -180,17 +217,16 @@ static int by_version(const void *a, const void *b)
 int oq_migrate_status(struct oq_db *db, struct oq_migration_status **out, size_t *n, char *err,
                       size_t errlen)
 {
-    MYSQL_RES *res = NULL;
-    MYSQL_ROW row;
+    struct applied_list done;
     struct oq_migration_status *list = NULL;
     size_t count = 0;
-    int rc = read_applied(db, &res, err, errlen);
+    int rc = read_applied(db, &done, err, errlen);
 
     *out = NULL;
     *n = 0;
     if (rc != 0)
         return rc;
-    list = calloc(oq_migration_count + mysql_num_rows(res) + 1, sizeof(*list));
+    list = calloc(oq_migration_count + done.n + 1, sizeof(*list));
     if (list == NULL) {
         rc = OQ_ENOMEM;
         goto out;
@@ -202,8 +238,9 @@ int oq_migrate_status(struct oq_db *db, struct oq_migration_status **out, size_t
         list[count].state = OQ_MIG_PENDING;
         count++;
     }
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        int version = (int)strtol(row[0], NULL, 10);
+    for (size_t r = 0; r < done.n; r++) {
+        const struct applied *row = &done.rows[r];
+        int version = row->version;
         struct oq_migration_status *s = NULL;
         for (size_t i = 0; i < oq_migration_count; i++)
             if (list[i].version == version)
@@ -211,16 +248,16 @@ int oq_migrate_status(struct oq_db *db, struct oq_migration_status **out, size_t
         if (s == NULL) {
             s = &list[count++];
             s->version = version;
-            snprintf(s->name, sizeof(s->name), "%s", row[4] ? row[4] : "");
+            snprintf(s->name, sizeof(s->name), "%s", row->name);
             s->state = OQ_MIG_UNKNOWN;
         } else {
             char sum[65];
             const struct oq_migration *m = &oq_migrations[s - list];
             sha256_hex(m->sql, m->len, sum);
-            s->state = strcmp(sum, row[1] ? row[1] : "") == 0 ? OQ_MIG_APPLIED : OQ_MIG_CHANGED;
+            s->state = strcmp(sum, row->checksum) == 0 ? OQ_MIG_APPLIED : OQ_MIG_CHANGED;
         }
-        snprintf(s->applied_at, sizeof(s->applied_at), "%s", row[2] ? row[2] : "");
-        snprintf(s->applied_by, sizeof(s->applied_by), "%s", row[3] ? row[3] : "");
+        snprintf(s->applied_at, sizeof(s->applied_at), "%s", row->applied_at);
+        snprintf(s->applied_by, sizeof(s->applied_by), "%s", row->applied_by);
     }
     qsort(list, count, sizeof(*list), by_version);
     *out = list;
@@ -228,6 +265,6 @@ int oq_migrate_status(struct oq_db *db, struct oq_migration_status **out, size_t
     list = NULL;
 out:
     free(list);
-    mysql_free_result(res);
+    free(done.rows);
     return rc;
 }

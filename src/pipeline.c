@@ -58,7 +58,6 @@ struct delivery {
     char reason[512];
     enum oq_error_class error_class;
     char tier[32];            /* RETRY: the delay tier's name */
-    int db_failures;          /* lost connections while committed alone */
     uint64_t park_seq;        /* confirm sequence of its retry or dead letter; 0 before */
     struct oq_effect_job job; /* a handler with perform: on an effect worker */
 };
@@ -335,57 +334,94 @@ out:
 
 /* Each planned delivery in its own transaction, so the one that fails is
  * found: it is dead-lettered with the database's reason when the failure is
- * its own (an error, or the server dropping the connection on it thrice).
- * Returns 0, or OQ_EDB to retry (a deadlock, a first lost connection). */
+ * its own. Returns 0, or OQ_EDB to retry: a deadlock, or the database away
+ * (no message is to blame for that, so none is parked for it). */
 static int commit_one_by_one(struct worker *w, struct batch *bt, char *err, size_t errlen)
 {
     for (size_t i = 0; i < bt->n; i++) {
         err[0] = '\0';
         if (commit_range(w, bt, i, i + 1, err, errlen) == 0)
             continue;
-        enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
-        if (cls == OQ_DB_RETRY || (cls == OQ_DB_GONE && ++bt->d[i].db_failures < 3))
+        enum oq_db_class cls = oq_db_last_class(w->db);
+        if (cls == OQ_DB_RETRY || oq_db_class_is_outage(cls))
             return OQ_EDB;
         set_failed(w->pl->cfg, &bt->d[i], OQ_ERR_PERMANENT, err);
-        if (cls == OQ_DB_GONE)
-            return OQ_EDB; /* reconnect before the rest */
     }
     return 0;
 }
 
+/* Bring every handler's cache up to date on w's connection. */
+static int refresh_handlers(struct worker *w, char *err, size_t errlen)
+{
+    for (size_t h = 0; h < w->n_handlers; h++)
+        if (w->handlers[h].refresh &&
+            w->handlers[h].refresh(w->handlers[h].state, w->db, err, errlen) != 0)
+            return OQ_EDB;
+    return 0;
+}
+
+/* A short random pause before redoing a transaction that lost a
+ * deadlock (or, on Galera, a certification conflict): the first redo is
+ * at once, later ones are spread out so the same two writers do not
+ * collide again in step. */
+static int64_t conflict_pause_ms(int conflicts)
+{
+    if (conflicts <= 1)
+        return 0;
+    unsigned r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (unsigned)oq_now_ms();
+    int64_t cap = conflicts > 8 ? 200 : 25LL * conflicts;
+    return 1 + (int64_t)(r % (unsigned)cap);
+}
+
+/* Commit the batch, however long the database is away. Three kinds of
+ * failure, handled apart:
+ *   - an outage (connection lost, read_only, not ready, disk full, query
+ *     killed): reconnect and wait with backoff, for as long as it lasts;
+ *     it spends no attempt and blames no message;
+ *   - a deadlock or lock wait timeout: redo, after a short random pause;
+ *   - anything else: after three, commit the deliveries one by one to find
+ *     the one that causes it, and dead-letter that one. */
 static void process_batch(struct worker *w, struct batch *bt)
 {
     char err[OQ_ERRLEN];
-    int failures = 0;
+    int failures = 0, outages = 0, conflicts = 0;
 
     for (;;) {
         if (ensure_db(w, bt) != 0)
             return; /* stale or stopping: the broker redelivers it */
-        int refreshed = 1;
-        for (size_t h = 0; h < w->n_handlers && refreshed; h++)
-            if (w->handlers[h].refresh &&
-                w->handlers[h].refresh(w->handlers[h].state, w->db, err, sizeof(err)) != 0)
-                refreshed = 0;
-        if (refreshed) {
+        err[0] = '\0';
+        int rc = refresh_handlers(w, err, sizeof(err));
+        if (rc == 0) {
             prepare_batch(w, bt);
             err[0] = '\0';
-            /* After three failures, whatever they were, look for the message
-             * that causes them instead of failing the batch forever. */
-            int rc = failures < 3 ? commit_range(w, bt, 0, bt->n, err, sizeof(err))
-                                  : commit_one_by_one(w, bt, err, sizeof(err));
-            if (rc == 0)
+            rc = failures < 3 ? commit_range(w, bt, 0, bt->n, err, sizeof(err))
+                              : commit_one_by_one(w, bt, err, sizeof(err));
+            if (rc == 0) {
+                if (outages > 0)
+                    oq_info("MySQL takes writes again; batch of %zu committed after %d tries",
+                            bt->n, outages + 1);
                 return;
+            }
         }
-        enum oq_db_class cls = oq_db_classify(oq_db_errno(w->db));
-        oq_warn("batch of %zu: %s", bt->n, err);
-        if (cls == OQ_DB_GONE)
-            drop_db(w);
-        if (cls != OQ_DB_RETRY)
-            failures++;
+        enum oq_db_class cls = oq_db_last_class(w->db);
+        int64_t wait;
+        if (oq_db_class_is_outage(cls)) {
+            wait = oq_backoff_ms(++outages < 4 ? outages : 4); /* at most 4 s: back soon */
+            oq_warn("batch of %zu waits for MySQL (%s); reconnecting in %lld ms", bt->n, err,
+                    (long long)wait);
+            drop_db(w); /* a new connection may reach the new primary */
+        } else if (cls == OQ_DB_RETRY) {
+            wait = conflict_pause_ms(++conflicts);
+            oq_debug("batch of %zu: %s; redoing it", bt->n, err);
+        } else {
+            wait = oq_backoff_ms(++failures);
+            oq_warn("batch of %zu: %s", bt->n, err);
+        }
         if (stale(w->pl, bt))
             return;
-        if (cls != OQ_DB_RETRY)
-            worker_nap(w, bt, oq_backoff_ms(failures));
+        worker_nap(w, bt, wait);
     }
 }
 

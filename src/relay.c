@@ -246,7 +246,7 @@ static long relay_all(struct link *l)
         goto fail;
     for (int deadlocks = 0;;) {
         long n = relay_batch(l, err, sizeof(err));
-        if (n == OQ_EDB && oq_db_classify(oq_db_errno(l->db)) == OQ_DB_RETRY && deadlocks++ < 10) {
+        if (n == OQ_EDB && oq_db_last_class(l->db) == OQ_DB_RETRY && deadlocks++ < 10) {
             /* relays and consumers writing the outbox at once: normal, redo */
             oq_debug("outbox relay: %s; retrying", err);
             continue;

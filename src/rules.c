@@ -415,91 +415,98 @@ fail:
     return OQ_EDB;
 }
 
-static int fetch_skus(struct oq_db *db, struct oq_rule *rules, size_t n, char *err, size_t errlen)
+/* Rows read through db.c, so a failure is classified like any other
+ * (a connection that died while idle is found and reopened). */
+struct rules_read {
+    struct oq_rule *list;
+    size_t count, cap;
+    int oom;
+};
+
+static int on_rule_row(void *ctx, const char *const *row, unsigned cols)
 {
-    MYSQL *my = oq_db_handle(db);
-    MYSQL_ROW row;
-    if (mysql_query(my, "SELECT rule_id, sku FROM coupon_rule_sku ORDER BY rule_id, sku") != 0)
-        goto fail;
-    MYSQL_RES *res = mysql_store_result(my);
-    if (res == NULL)
-        goto fail;
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        long long id = strtoll(row[0], NULL, 10);
-        for (size_t i = 0; i < n; i++) {
-            if (rules[i].rule_id != id)
-                continue;
-            char **grown = realloc(rules[i].skus, (rules[i].n_skus + 1) * sizeof(char *));
-            char *sku = strdup(row[1]);
-            if (grown == NULL || sku == NULL) {
-                if (grown != NULL)
-                    rules[i].skus = grown;
-                free(sku);
-                mysql_free_result(res);
-                snprintf(err, errlen, "out of memory");
-                return OQ_ENOMEM;
-            }
-            rules[i].skus = grown;
-            rules[i].skus[rules[i].n_skus++] = sku;
+    struct rules_read *rd = ctx;
+    if (cols < 9)
+        return 0;
+    if (rd->count == rd->cap) {
+        size_t cap = rd->cap ? rd->cap * 2 : 16;
+        struct oq_rule *grown = realloc(rd->list, cap * sizeof(*grown));
+        if (grown == NULL) {
+            rd->oom = 1;
+            return 1;
         }
+        memset(grown + rd->cap, 0, (cap - rd->cap) * sizeof(*grown));
+        rd->list = grown;
+        rd->cap = cap;
     }
-    mysql_free_result(res);
+    struct oq_rule *r = &rd->list[rd->count++];
+    r->rule_id = strtoll(row[0], NULL, 10);
+    r->promo_id = strtoll(row[1], NULL, 10);
+    r->name = strdup(row[2] ? row[2] : "");
+    snprintf(r->currency, sizeof(r->currency), "%s", row[3] ? row[3] : "");
+    r->exponent = oq_currency_exponent(r->currency);
+    r->threshold = strtoll(row[4], NULL, 10);
+    r->discount_type = strcmp(row[5], "percent") == 0 ? OQ_DISCOUNT_PERCENT : OQ_DISCOUNT_FIXED;
+    r->discount = strtoll(row[6], NULL, 10);
+    r->valid_days = strtoll(row[7], NULL, 10);
+    snprintf(r->code_prefix, sizeof(r->code_prefix), "%s", row[8] ? row[8] : "");
+    rd->oom = r->name == NULL;
+    return rd->oom;
+}
+
+static int on_sku_row(void *ctx, const char *const *row, unsigned cols)
+{
+    struct rules_read *rd = ctx;
+    if (cols < 2 || row[0] == NULL || row[1] == NULL)
+        return 0;
+    long long id = strtoll(row[0], NULL, 10);
+    for (size_t i = 0; i < rd->count; i++) {
+        struct oq_rule *r = &rd->list[i];
+        if (r->rule_id != id)
+            continue;
+        char **grown = realloc(r->skus, (r->n_skus + 1) * sizeof(char *));
+        if (grown != NULL)
+            r->skus = grown;
+        char *sku = grown != NULL ? strdup(row[1]) : NULL;
+        if (sku == NULL) {
+            rd->oom = 1;
+            return 1;
+        }
+        r->skus[r->n_skus++] = sku;
+    }
     return 0;
-fail:
-    snprintf(err, errlen, "reading coupon_rule_sku: %s", mysql_error(my));
-    return OQ_EDB;
 }
 
 int oq_rules_load(struct oq_db *db, struct oq_rule **rules, size_t *n, char *err, size_t errlen)
 {
-    MYSQL *my = oq_db_handle(db);
-    MYSQL_RES *res = NULL;
-    MYSQL_ROW row;
-    struct oq_rule *list = NULL;
-    size_t count = 0;
-    int rc = OQ_EDB;
+    struct rules_read rd = {NULL, 0, 0, 0};
+    const char *what = "coupon_rule";
+    int rc;
 
     *rules = NULL;
     *n = 0;
-    if (mysql_query(my, "SELECT rule_id, promo_id, name, currency, threshold_minor,"
-                        " discount_type, discount_minor, valid_days, code_prefix"
-                        " FROM coupon_rule ORDER BY rule_id") != 0 ||
-        (res = mysql_store_result(my)) == NULL) {
-        snprintf(err, errlen, "reading coupon_rule: %s", mysql_error(my));
-        return OQ_EDB;
+    rc = oq_db_query_rows(db,
+                          "SELECT rule_id, promo_id, name, currency, threshold_minor,"
+                          " discount_type, discount_minor, valid_days, code_prefix"
+                          " FROM coupon_rule ORDER BY rule_id",
+                          NULL, 0, on_rule_row, &rd);
+    if (rc == 0) {
+        what = "coupon_rule_sku";
+        rc = oq_db_query_rows(db, "SELECT rule_id, sku FROM coupon_rule_sku ORDER BY rule_id, sku",
+                              NULL, 0, on_sku_row, &rd);
     }
-    list = calloc(mysql_num_rows(res) + 1, sizeof(*list));
-    if (list == NULL) {
+    if (rd.oom) {
+        snprintf(err, errlen, "out of memory reading %s", what);
         rc = OQ_ENOMEM;
-        goto out;
+    } else if (rc != 0) {
+        snprintf(err, errlen, "reading %s: %s", what, oq_db_error(db));
+        rc = OQ_EDB;
     }
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        struct oq_rule *r = &list[count++];
-        r->rule_id = strtoll(row[0], NULL, 10);
-        r->promo_id = strtoll(row[1], NULL, 10);
-        r->name = strdup(row[2]);
-        snprintf(r->currency, sizeof(r->currency), "%s", row[3]);
-        r->exponent = oq_currency_exponent(r->currency);
-        r->threshold = strtoll(row[4], NULL, 10);
-        r->discount_type = strcmp(row[5], "percent") == 0 ? OQ_DISCOUNT_PERCENT : OQ_DISCOUNT_FIXED;
-        r->discount = strtoll(row[6], NULL, 10);
-        r->valid_days = strtoll(row[7], NULL, 10);
-        snprintf(r->code_prefix, sizeof(r->code_prefix), "%s", row[8]);
-        if (r->name == NULL) {
-            rc = OQ_ENOMEM;
-            goto out;
-        }
+    if (rc != 0) {
+        oq_rules_free(rd.list, rd.count);
+        return rc;
     }
-    rc = fetch_skus(db, list, count, err, errlen);
-    if (rc != 0)
-        goto out;
-    *rules = list;
-    *n = count;
-    list = NULL;
-out:
-    if (rc == OQ_ENOMEM)
-        snprintf(err, errlen, "out of memory");
-    oq_rules_free(list, count);
-    mysql_free_result(res);
-    return rc;
+    *rules = rd.list;
+    *n = rd.count;
+    return 0;
 }

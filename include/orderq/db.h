@@ -13,10 +13,20 @@ struct oq_db; /* opaque: one connection */
 /* What a failure means for the caller. */
 enum oq_db_class {
     OQ_DB_OTHER = 0,
-    OQ_DB_DUPLICATE, /* unique key: the effect is already claimed */
-    OQ_DB_RETRY,     /* deadlock or lock wait timeout: redo the transaction */
-    OQ_DB_GONE,      /* connection lost or refused: reconnect, then redo */
+    OQ_DB_DUPLICATE,   /* unique key: the effect is already claimed */
+    OQ_DB_RETRY,       /* deadlock or lock wait timeout: redo the transaction */
+    OQ_DB_GONE,        /* connection lost or refused: reconnect, then redo */
+    OQ_DB_UNAVAILABLE, /* the server refuses work for now (read_only in a failover, Galera
+                        * not ready, disk full, query killed): wait, reconnect, redo; no
+                        * message is to blame, so none spends an attempt */
 };
+
+/* A failure no message is to blame for: the caller waits, reopens the
+ * connection and tries again, and counts it against no delivery. */
+static inline int oq_db_class_is_outage(enum oq_db_class c)
+{
+    return c == OQ_DB_GONE || c == OQ_DB_UNAVAILABLE;
+}
 
 enum oq_db_param_type { OQ_PARAM_STR, OQ_PARAM_INT, OQ_PARAM_NULL, OQ_PARAM_BLOB };
 
@@ -28,8 +38,8 @@ struct oq_db_param {
     long long num;
 };
 
-#define OQ_STR(s) ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
-#define OQ_INT(n) ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
+#define OQ_STR(s)     ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
+#define OQ_INT(n)     ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
 #define OQ_BLOB(p, n) ((struct oq_db_param){OQ_PARAM_BLOB, (const char *)(p), (n), 0})
 #define OQ_NULL       ((struct oq_db_param){OQ_PARAM_NULL, NULL, 0, 0})
 
@@ -74,9 +84,13 @@ typedef int (*oq_db_row_fn)(void *ctx, const char *const *values, unsigned n);
 OQ_WUR int oq_db_query_rows(struct oq_db *db, const char *sql, const struct oq_db_param *params,
                             size_t n, oq_db_row_fn on_row, void *ctx);
 
-MYSQL *oq_db_handle(struct oq_db *db);
+/* The last call's failure: its text, its number (0 when it succeeded)
+ * and what it means. Every call clears them when it starts. A connection
+ * found dead (OQ_DB_GONE) stays dead: each later call fails at once with
+ * OQ_DB_GONE, so the caller closes it and opens a new one. */
 const char *oq_db_error(const struct oq_db *db);
 unsigned oq_db_errno(const struct oq_db *db);
+enum oq_db_class oq_db_last_class(const struct oq_db *db);
 enum oq_db_class oq_db_classify(unsigned mysql_errno);
 
 #endif

@@ -55,9 +55,20 @@ enum oq_lease {
 /* Claim c as `sending`, owned by owner until lease_ms from now, with
  * c->attempts (the delivery attempt), in its own statement (commit it
  * before the call it protects). When the row exists,
- * *out says in which state. Returns 0 or OQ_EDB. */
+ * *out says in which state; a row that vanishes before it is read (its
+ * holder released it) is claimed again, and after three such rounds
+ * *out is OQ_LEASE_HELD. Returns 0 or OQ_EDB. */
 OQ_WUR int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner,
                            int64_t lease_ms, enum oq_lease *out, char *err, size_t errlen);
+
+/* Whether the row (handler, effect_key) is in state and owned by owner:
+ * how a caller that lost the answer to its own lease, take-over or
+ * finish (the connection died) learns that the statement did commit.
+ * Only meaningful for an owner unique to one thread of one process.
+ * Returns 0 or OQ_EDB. */
+OQ_WUR int oq_ledger_is_owned(struct oq_db *db, const char *handler, const char *effect_key,
+                              const char *owner, const char *state, int *owned, char *err,
+                              size_t errlen);
 
 /* Take over an expired `sending` lease (the "resend" policy), or with
  * from_unknown a row marked `unknown` (a person said "send it again"):
