@@ -314,17 +314,142 @@ static void identify_event(const amqp_message_t *m, struct oq_dead_letter *dl)
     oq_event_clear(&ev);
 }
 
-static int letter_key(struct oq_dead_letter *dl)
+/* ---- the letter's key: a hash of what the letter is, not of its JSON --------- */
+
+struct digest {
+    EVP_MD_CTX *c;
+    int ok;
+};
+
+static void put(struct digest *d, const void *p, size_t n)
 {
+    if (d->ok && n > 0 && EVP_DigestUpdate(d->c, p, n) != 1)
+        d->ok = 0;
+}
+
+/* width bytes of v, least significant first: the same key on any host. */
+static void put_uint(struct digest *d, uint64_t v, unsigned width)
+{
+    unsigned char b[8];
+    for (unsigned i = 0; i < width; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put(d, b, width);
+}
+
+/* Length first, so that no two sequences of strings hash alike. */
+static void put_bytes(struct digest *d, amqp_bytes_t b)
+{
+    put_uint(d, b.len, 8);
+    put(d, b.bytes, b.len);
+}
+
+static void put_table(struct digest *d, const amqp_table_t *t);
+
+/* The kind too: the byte 1 and the long 1 are different headers. */
+static void put_field(struct digest *d, const amqp_field_value_t *v)
+{
+    uint32_t f32;
+    uint64_t f64;
+    put_uint(d, v->kind, 1);
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        put_uint(d, v->value.boolean != 0, 1);
+        break;
+    case AMQP_FIELD_KIND_I8:
+    case AMQP_FIELD_KIND_U8:
+        put_uint(d, v->value.u8, 1);
+        break;
+    case AMQP_FIELD_KIND_I16:
+    case AMQP_FIELD_KIND_U16:
+        put_uint(d, v->value.u16, 2);
+        break;
+    case AMQP_FIELD_KIND_I32:
+    case AMQP_FIELD_KIND_U32:
+        put_uint(d, v->value.u32, 4);
+        break;
+    case AMQP_FIELD_KIND_I64:
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        put_uint(d, v->value.u64, 8);
+        break;
+    case AMQP_FIELD_KIND_F32:
+        memcpy(&f32, &v->value.f32, sizeof(f32));
+        put_uint(d, f32, 4);
+        break;
+    case AMQP_FIELD_KIND_F64:
+        memcpy(&f64, &v->value.f64, sizeof(f64));
+        put_uint(d, f64, 8);
+        break;
+    case AMQP_FIELD_KIND_DECIMAL:
+        put_uint(d, v->value.decimal.decimals, 1);
+        put_uint(d, v->value.decimal.value, 4);
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        put_bytes(d, v->value.bytes);
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        put_uint(d, (uint64_t)v->value.array.num_entries, 4);
+        for (int i = 0; i < v->value.array.num_entries; i++)
+            put_field(d, &v->value.array.entries[i]);
+        break;
+    case AMQP_FIELD_KIND_TABLE:
+        put_table(d, &v->value.table);
+        break;
+    default: /* void */
+        break;
+    }
+}
+
+static void put_table(struct digest *d, const amqp_table_t *t)
+{
+    put_uint(d, (uint64_t)t->num_entries, 4);
+    for (int i = 0; i < t->num_entries; i++) {
+        put_bytes(d, t->entries[i].key);
+        put_field(d, &t->entries[i].value);
+    }
+}
+
+/* SHA-256 of the properties, headers and body as they came, not of their
+ * JSON: the JSON cannot tell some different letters apart (a byte 1 from a
+ * long 1, a byte string from text, tables nested deeper than it renders),
+ * and two letters with one key are one row, the second acked unstored. */
+static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
+{
+    static const char version[] = "orderq dead letter 2";
+    static const amqp_table_t no_headers = {0, NULL};
+    static const struct {
+        amqp_flags_t flag;
+        size_t offset;
+    } text[] = {
+        {AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type)},
+        {AMQP_BASIC_CONTENT_ENCODING_FLAG, offsetof(amqp_basic_properties_t, content_encoding)},
+        {AMQP_BASIC_CORRELATION_ID_FLAG, offsetof(amqp_basic_properties_t, correlation_id)},
+        {AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to)},
+        {AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration)},
+        {AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id)},
+        {AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type)},
+        {AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id)},
+        {AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id)},
+        {AMQP_BASIC_CLUSTER_ID_FLAG, offsetof(amqp_basic_properties_t, cluster_id)},
+    };
+    const amqp_basic_properties_t *p = &m->properties;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    int ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(c, dl->properties_json, strlen(dl->properties_json) + 1) == 1 &&
-             EVP_DigestUpdate(c, dl->headers_json, strlen(dl->headers_json) + 1) == 1 &&
-             EVP_DigestUpdate(c, dl->body, dl->body_size) == 1 &&
-             EVP_DigestFinal_ex(c, md, &mdlen) == 1;
-    EVP_MD_CTX_free(c);
+    struct digest d = {EVP_MD_CTX_new(), 1};
+    d.ok = d.c != NULL && EVP_DigestInit_ex(d.c, EVP_sha256(), NULL) == 1;
+    put(&d, version, sizeof(version));
+    put_uint(&d, p->_flags, 4);
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+        if (p->_flags & text[i].flag)
+            put_bytes(&d, *(const amqp_bytes_t *)(const void *)((const char *)p + text[i].offset));
+    put_uint(&d, (p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p->delivery_mode : 0, 1);
+    put_uint(&d, (p->_flags & AMQP_BASIC_PRIORITY_FLAG) ? p->priority : 0, 1);
+    put_uint(&d, (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? p->timestamp : 0, 8);
+    put_table(&d, (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers);
+    put_bytes(&d, m->body);
+    int ok = d.ok && EVP_DigestFinal_ex(d.c, md, &mdlen) == 1;
+    EVP_MD_CTX_free(d.c);
     if (!ok)
         return OQ_ENOMEM;
     for (unsigned i = 0; i < mdlen && i < 32; i++)
@@ -343,7 +468,7 @@ int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
         oq_amqp_table_json((p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers);
     dl->body = m->body.bytes;
     dl->body_size = m->body.len;
-    if (dl->properties_json == NULL || dl->headers_json == NULL || letter_key(dl) != 0) {
+    if (dl->properties_json == NULL || dl->headers_json == NULL || letter_key(m, dl) != 0) {
         oq_dead_letter_clear(dl);
         return OQ_ENOMEM;
     }

@@ -6,7 +6,9 @@
  * queue; a letter too big to store, or that MySQL refuses, stays there
  * too (unacked, reported in the log and the orderq_dead_letters_held
  * gauge), never dropped. A letter delivered twice (a crash between commit
- * and ack) is one row: its key is a hash of its properties and body.
+ * and ack) is one row: its key is a hash of its properties, headers and
+ * body as they came (not of their JSON, which cannot tell every two
+ * letters apart).
  *
  * Letters orderq parked carry its x-orderq-* headers; letters RabbitMQ
  * dead-lettered itself (a quorum queue's delivery limit: the message

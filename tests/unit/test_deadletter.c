@@ -23,6 +23,15 @@ static amqp_table_entry_t number(const char *key, int64_t value)
     return e;
 }
 
+static amqp_table_entry_t field(amqp_bytes_t key, uint8_t kind)
+{
+    amqp_table_entry_t e;
+    memset(&e, 0, sizeof(e));
+    e.key = key;
+    e.value.kind = kind;
+    return e;
+}
+
 static amqp_message_t message(amqp_table_entry_t *h, int n, const char *body)
 {
     amqp_message_t m;
@@ -206,6 +215,48 @@ static void a_stored_letter_publishes_as_it_came(void **state)
     free(headers_json);
 }
 
+/* The key is over what the letter is, not over its JSON: letters the JSON
+ * cannot tell apart are still two letters. */
+static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {number("n", 1), text("s", "ab")};
+    amqp_message_t m = message(h, 2, "{}");
+    struct oq_dead_letter base, i8, bytes;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &base), 0);
+    h[0].value.kind = AMQP_FIELD_KIND_I8; /* 1 either way in JSON */
+    h[0].value.value.i8 = 1;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &i8), 0);
+    assert_string_equal(i8.headers_json, base.headers_json);
+    assert_string_not_equal(i8.letter_key, base.letter_key);
+    h[0] = number("n", 1);
+    h[1].value.kind = AMQP_FIELD_KIND_BYTES; /* "ab" either way in JSON */
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &bytes), 0);
+    assert_string_equal(bytes.headers_json, base.headers_json);
+    assert_string_not_equal(bytes.letter_key, base.letter_key);
+    assert_string_not_equal(bytes.letter_key, i8.letter_key);
+
+    /* Tables nested deeper than the JSON goes, differing only down there. */
+    amqp_table_entry_t levels[20];
+    for (int i = 0; i < 20; i++) {
+        levels[i] = field(amqp_cstring_bytes("t"), AMQP_FIELD_KIND_TABLE);
+        levels[i].value.value.table = (amqp_table_t){i < 19 ? 1 : 0, &levels[i + 1]};
+    }
+    levels[19] = number("deep", 1);
+    struct oq_dead_letter deep1, deep2;
+    m = message(levels, 1, "{}");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &deep1), 0);
+    levels[19] = number("deep", 2);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &deep2), 0);
+    assert_string_equal(deep1.headers_json, deep2.headers_json);
+    assert_string_not_equal(deep1.letter_key, deep2.letter_key);
+    oq_dead_letter_clear(&base);
+    oq_dead_letter_clear(&i8);
+    oq_dead_letter_clear(&bytes);
+    oq_dead_letter_clear(&deep1);
+    oq_dead_letter_clear(&deep2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +264,7 @@ int main(void)
         cmocka_unit_test(the_brokers_own_dead_letters_are_explained),
         cmocka_unit_test(binary_values_are_stored_safely),
         cmocka_unit_test(a_stored_letter_publishes_as_it_came),
+        cmocka_unit_test(letters_the_json_cannot_tell_apart_keep_their_own_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
