@@ -452,13 +452,23 @@ static void put_field(struct digest *d, const amqp_field_value_t *v)
     }
 }
 
-static void put_table(struct digest *d, const amqp_table_t *t)
+/* skip: a key left out (NULL: none). */
+static void put_entries(struct digest *d, const amqp_table_t *t, const char *skip)
 {
-    put_uint(d, (uint64_t)t->num_entries, 4);
+    size_t skiplen = skip != NULL ? strlen(skip) : 0;
     for (int i = 0; i < t->num_entries; i++) {
-        put_bytes(d, t->entries[i].key);
+        amqp_bytes_t key = t->entries[i].key;
+        if (skip != NULL && key.len == skiplen && memcmp(key.bytes, skip, skiplen) == 0)
+            continue;
+        put_bytes(d, key);
         put_field(d, &t->entries[i].value);
     }
+    put_uint(d, UINT64_MAX, 8); /* the end: no key is that long */
+}
+
+static void put_table(struct digest *d, const amqp_table_t *t)
+{
+    put_entries(d, t, NULL);
 }
 
 /* SHA-256 of the properties, headers and body as they came, not of their
@@ -497,7 +507,11 @@ static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
     put_uint(&d, (p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p->delivery_mode : 0, 1);
     put_uint(&d, (p->_flags & AMQP_BASIC_PRIORITY_FLAG) ? p->priority : 0, 1);
     put_uint(&d, (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? p->timestamp : 0, 8);
-    put_table(&d, (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers);
+    /* A quorum dead queue writes its own x-delivery-count into every
+     * delivery: a letter delivered again (a crash between its commit and
+     * its ack) must keep its key. */
+    put_entries(&d, (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers,
+                "x-delivery-count");
     put_bytes(&d, m->body);
     int ok = d.ok && EVP_DigestFinal_ex(d.c, md, &mdlen) == 1;
     EVP_MD_CTX_free(d.c);

@@ -8,7 +8,7 @@
  * gauge), never dropped. A letter delivered twice (a crash between commit
  * and ack) is one row: its key is a hash of its properties, headers and
  * body as they came (not of their JSON, which cannot tell every two
- * letters apart).
+ * letters apart), the dead queue's own x-delivery-count left out.
  *
  * Letters orderq parked carry its x-orderq-* headers; letters RabbitMQ
  * dead-lettered itself (a quorum queue's delivery limit: the message

@@ -552,6 +552,24 @@ static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
     oq_dead_letter_clear(&deep2);
 }
 
+/* A quorum dead queue counts its deliveries in x-delivery-count: the same
+ * letter delivered again (a crash between its commit and its ack) is still
+ * one letter, one row. */
+static void a_letter_delivered_again_keeps_its_key(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {text("x-orderq-error-class", "bad_input"),
+                              number("x-delivery-count", 0)};
+    amqp_message_t m = message(h, 2, "not JSON");
+    struct oq_dead_letter first, again;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &first), 0);
+    h[1] = number("x-delivery-count", 1);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &again), 0);
+    assert_string_equal(again.letter_key, first.letter_key);
+    oq_dead_letter_clear(&first);
+    oq_dead_letter_clear(&again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +582,7 @@ int main(void)
         cmocka_unit_test(bad_keys_in_nested_tables_and_arrays),
         cmocka_unit_test(stored_headers_replay_the_original_bytes),
         cmocka_unit_test(letters_the_json_cannot_tell_apart_keep_their_own_keys),
+        cmocka_unit_test(a_letter_delivered_again_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
