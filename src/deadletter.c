@@ -2,6 +2,7 @@
 #include "orderq/deadletter.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <pthread.h>
@@ -25,91 +26,136 @@
 
 /* ---- AMQP values as JSON -------------------------------------------------- */
 
-static void gen_bytes(yajl_gen g, amqp_bytes_t b)
+/* Each generator returns 0, or -1 when yajl refused a call: JSON cut short
+ * (every header after the refused one lost) is never stored. */
+static int gen_ok(yajl_gen_status s)
 {
-    if (oq_utf8_valid(b.bytes, b.len)) {
-        yajl_gen_string(g, b.bytes, b.len);
-        return;
-    }
-    /* Not text: hex, so the JSON column takes it and nothing is lost. */
-    static const char digits[] = "0123456789abcdef";
-    char *hex = malloc(b.len * 2 + 1);
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (const unsigned char *)"hex", 3);
-    if (hex != NULL) {
-        for (size_t i = 0; i < b.len; i++) {
-            hex[2 * i] = digits[((const unsigned char *)b.bytes)[i] >> 4];
-            hex[2 * i + 1] = digits[((const unsigned char *)b.bytes)[i] & 15];
-        }
-        yajl_gen_string(g, (const unsigned char *)hex, b.len * 2);
-    } else {
-        yajl_gen_null(g);
-    }
-    free(hex);
-    yajl_gen_map_close(g);
+    return s == yajl_gen_status_ok ? 0 : -1;
 }
 
-static void gen_table(yajl_gen g, const amqp_table_t *t, int depth);
+/* Bytes a JSON string holds and gives back whole: valid UTF-8 without NUL
+ * (oq_utf8_valid refuses NUL; yajl's tree would cut the string there). */
+static int is_text(amqp_bytes_t b)
+{
+    return oq_utf8_valid(b.bytes, b.len);
+}
 
-static void gen_field(yajl_gen g, const amqp_field_value_t *v, int depth)
+/* prefix and b in hex, as one JSON string. */
+static int gen_hex(yajl_gen g, const char *prefix, amqp_bytes_t b)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t plen = strlen(prefix);
+    char *s = malloc(plen + b.len * 2 + 1);
+    if (s == NULL)
+        return -1;
+    memcpy(s, prefix, plen);
+    for (size_t i = 0; i < b.len; i++) {
+        s[plen + 2 * i] = digits[((const unsigned char *)b.bytes)[i] >> 4];
+        s[plen + 2 * i + 1] = digits[((const unsigned char *)b.bytes)[i] & 15];
+    }
+    int rc = gen_ok(yajl_gen_string(g, (const unsigned char *)s, plen + b.len * 2));
+    free(s);
+    return rc;
+}
+
+static int gen_bytes(yajl_gen g, amqp_bytes_t b)
+{
+    if (is_text(b))
+        return gen_ok(yajl_gen_string(g, b.bytes, b.len));
+    /* Not text: hex, so the JSON column takes it and nothing is lost. */
+    if (gen_ok(yajl_gen_map_open(g)) != 0 ||
+        gen_ok(yajl_gen_string(g, (const unsigned char *)"hex", 3)) != 0 || gen_hex(g, "", b) != 0)
+        return -1;
+    return gen_ok(yajl_gen_map_close(g));
+}
+
+static int has_hex_key_prefix(amqp_bytes_t key)
+{
+    size_t n = sizeof(OQ_DEAD_LETTER_HEX_KEY) - 1;
+    return key.len >= n && memcmp(key.bytes, OQ_DEAD_LETTER_HEX_KEY, n) == 0;
+}
+
+/* A JSON key is a string: a key that is not text is written as
+ * OQ_DEAD_LETTER_HEX_KEY and its bytes in hex. So is a text key that
+ * starts with that prefix itself, and (lone_hex) a nested table's only key
+ * when it is "hex", so that neither reads back as something else. */
+static int gen_key(yajl_gen g, amqp_bytes_t key, int lone_hex)
+{
+    int hex_only = lone_hex && key.len == 3 && memcmp(key.bytes, "hex", 3) == 0;
+    if (is_text(key) && !has_hex_key_prefix(key) && !hex_only)
+        return gen_ok(yajl_gen_string(g, key.bytes, key.len));
+    return gen_hex(g, OQ_DEAD_LETTER_HEX_KEY, key);
+}
+
+static int gen_text(yajl_gen g, const char *s)
+{
+    return gen_ok(yajl_gen_string(g, (const unsigned char *)s, strlen(s)));
+}
+
+/* JSON has no NaN or Infinity (yajl refuses them): those become strings. */
+static int gen_double(yajl_gen g, double d)
+{
+    if (isnan(d))
+        return gen_text(g, "NaN");
+    if (isinf(d))
+        return gen_text(g, d > 0 ? "Infinity" : "-Infinity");
+    return gen_ok(yajl_gen_double(g, d));
+}
+
+static int gen_table(yajl_gen g, const amqp_table_t *t, int depth);
+
+static int gen_field(yajl_gen g, const amqp_field_value_t *v, int depth)
 {
     char num[64];
     switch (v->kind) {
     case AMQP_FIELD_KIND_BOOLEAN:
-        yajl_gen_bool(g, v->value.boolean);
-        return;
+        return gen_ok(yajl_gen_bool(g, v->value.boolean));
     case AMQP_FIELD_KIND_F32:
-        yajl_gen_double(g, v->value.f32);
-        return;
+        return gen_double(g, v->value.f32);
     case AMQP_FIELD_KIND_F64:
-        yajl_gen_double(g, v->value.f64);
-        return;
-    case AMQP_FIELD_KIND_DECIMAL: { /* value * 10^-decimals, as written */
+        return gen_double(g, v->value.f64);
+    case AMQP_FIELD_KIND_DECIMAL: /* value * 10^-decimals, as written */
         snprintf(num, sizeof(num), "%" PRIu32 "e-%u", v->value.decimal.value,
                  (unsigned)v->value.decimal.decimals);
-        yajl_gen_number(g, num, strlen(num));
-        return;
-    }
+        return gen_ok(yajl_gen_number(g, num, strlen(num)));
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
-        gen_bytes(g, v->value.bytes);
-        return;
+        return gen_bytes(g, v->value.bytes);
     case AMQP_FIELD_KIND_TABLE:
-        gen_table(g, &v->value.table, depth + 1);
-        return;
+        return gen_table(g, &v->value.table, depth + 1);
     case AMQP_FIELD_KIND_ARRAY:
-        yajl_gen_array_open(g);
+        if (gen_ok(yajl_gen_array_open(g)) != 0)
+            return -1;
         for (int i = 0; depth < MAX_TABLE_DEPTH && i < v->value.array.num_entries; i++)
-            gen_field(g, &v->value.array.entries[i], depth + 1);
-        yajl_gen_array_close(g);
-        return;
+            if (gen_field(g, &v->value.array.entries[i], depth + 1) != 0)
+                return -1;
+        return gen_ok(yajl_gen_array_close(g));
     case AMQP_FIELD_KIND_VOID:
-        yajl_gen_null(g);
-        return;
+        return gen_ok(yajl_gen_null(g));
     case AMQP_FIELD_KIND_U64:
     case AMQP_FIELD_KIND_TIMESTAMP:
         snprintf(num, sizeof(num), "%" PRIu64, v->value.u64);
-        yajl_gen_number(g, num, strlen(num));
-        return;
+        return gen_ok(yajl_gen_number(g, num, strlen(num)));
     default: {
         int64_t n = 0;
         if (oq_amqp_field_int(v, &n) == 0)
-            yajl_gen_integer(g, n);
-        else
-            yajl_gen_null(g);
-        return;
+            return gen_ok(yajl_gen_integer(g, n));
+        return gen_ok(yajl_gen_null(g));
     }
     }
 }
 
-static void gen_table(yajl_gen g, const amqp_table_t *t, int depth)
+/* depth 0: the headers themselves; deeper: a table in a header, where a
+ * lone "hex" key would read back as a byte string. */
+static int gen_table(yajl_gen g, const amqp_table_t *t, int depth)
 {
-    yajl_gen_map_open(g);
-    for (int i = 0; depth < MAX_TABLE_DEPTH && i < t->num_entries; i++) {
-        gen_bytes(g, t->entries[i].key);
-        gen_field(g, &t->entries[i].value, depth);
-    }
-    yajl_gen_map_close(g);
+    if (gen_ok(yajl_gen_map_open(g)) != 0)
+        return -1;
+    for (int i = 0; depth < MAX_TABLE_DEPTH && i < t->num_entries; i++)
+        if (gen_key(g, t->entries[i].key, depth > 0 && t->num_entries == 1) != 0 ||
+            gen_field(g, &t->entries[i].value, depth) != 0)
+            return -1;
+    return gen_ok(yajl_gen_map_close(g));
 }
 
 char *oq_amqp_table_json(const amqp_table_t *t)
@@ -117,14 +163,21 @@ char *oq_amqp_table_json(const amqp_table_t *t)
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g == NULL)
         return NULL;
-    gen_table(g, t, 0);
+    if (gen_table(g, t, 0) != 0) {
+        yajl_gen_free(g);
+        return NULL;
+    }
     return oq_json_gen_finish(g);
 }
 
-static void gen_prop(yajl_gen g, const char *key, amqp_bytes_t value)
+static int gen_prop(yajl_gen g, const char *key, amqp_bytes_t value)
 {
-    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-    gen_bytes(g, value);
+    return gen_text(g, key) != 0 ? -1 : gen_bytes(g, value);
+}
+
+static int gen_prop_int(yajl_gen g, const char *key, long long value)
+{
+    return gen_text(g, key) != 0 ? -1 : gen_ok(yajl_gen_integer(g, value));
 }
 
 char *oq_amqp_properties_json(const amqp_basic_properties_t *p)
@@ -133,40 +186,38 @@ char *oq_amqp_properties_json(const amqp_basic_properties_t *p)
     if (g == NULL)
         return NULL;
     amqp_flags_t f = p->_flags;
-    yajl_gen_map_open(g);
+    int rc = gen_ok(yajl_gen_map_open(g));
     if (f & AMQP_BASIC_CONTENT_TYPE_FLAG)
-        gen_prop(g, "content_type", p->content_type);
+        rc |= gen_prop(g, "content_type", p->content_type);
     if (f & AMQP_BASIC_CONTENT_ENCODING_FLAG)
-        gen_prop(g, "content_encoding", p->content_encoding);
-    if (f & AMQP_BASIC_DELIVERY_MODE_FLAG) {
-        yajl_gen_string(g, (const unsigned char *)"delivery_mode", 13);
-        yajl_gen_integer(g, p->delivery_mode);
-    }
-    if (f & AMQP_BASIC_PRIORITY_FLAG) {
-        yajl_gen_string(g, (const unsigned char *)"priority", 8);
-        yajl_gen_integer(g, p->priority);
-    }
+        rc |= gen_prop(g, "content_encoding", p->content_encoding);
+    if (f & AMQP_BASIC_DELIVERY_MODE_FLAG)
+        rc |= gen_prop_int(g, "delivery_mode", p->delivery_mode);
+    if (f & AMQP_BASIC_PRIORITY_FLAG)
+        rc |= gen_prop_int(g, "priority", p->priority);
     if (f & AMQP_BASIC_CORRELATION_ID_FLAG)
-        gen_prop(g, "correlation_id", p->correlation_id);
+        rc |= gen_prop(g, "correlation_id", p->correlation_id);
     if (f & AMQP_BASIC_REPLY_TO_FLAG)
-        gen_prop(g, "reply_to", p->reply_to);
+        rc |= gen_prop(g, "reply_to", p->reply_to);
     if (f & AMQP_BASIC_EXPIRATION_FLAG)
-        gen_prop(g, "expiration", p->expiration);
+        rc |= gen_prop(g, "expiration", p->expiration);
     if (f & AMQP_BASIC_MESSAGE_ID_FLAG)
-        gen_prop(g, "message_id", p->message_id);
-    if (f & AMQP_BASIC_TIMESTAMP_FLAG) {
-        yajl_gen_string(g, (const unsigned char *)"timestamp", 9);
-        yajl_gen_integer(g, (long long)p->timestamp);
-    }
+        rc |= gen_prop(g, "message_id", p->message_id);
+    if (f & AMQP_BASIC_TIMESTAMP_FLAG)
+        rc |= gen_prop_int(g, "timestamp", (long long)p->timestamp);
     if (f & AMQP_BASIC_TYPE_FLAG)
-        gen_prop(g, "type", p->type);
+        rc |= gen_prop(g, "type", p->type);
     if (f & AMQP_BASIC_USER_ID_FLAG)
-        gen_prop(g, "user_id", p->user_id);
+        rc |= gen_prop(g, "user_id", p->user_id);
     if (f & AMQP_BASIC_APP_ID_FLAG)
-        gen_prop(g, "app_id", p->app_id);
+        rc |= gen_prop(g, "app_id", p->app_id);
     if (f & AMQP_BASIC_CLUSTER_ID_FLAG)
-        gen_prop(g, "cluster_id", p->cluster_id);
-    yajl_gen_map_close(g);
+        rc |= gen_prop(g, "cluster_id", p->cluster_id);
+    rc |= gen_ok(yajl_gen_map_close(g));
+    if (rc != 0) {
+        yajl_gen_free(g);
+        return NULL;
+    }
     return oq_json_gen_finish(g);
 }
 
@@ -314,17 +365,156 @@ static void identify_event(const amqp_message_t *m, struct oq_dead_letter *dl)
     oq_event_clear(&ev);
 }
 
-static int letter_key(struct oq_dead_letter *dl)
+/* ---- the letter's key: a hash of what the letter is, not of its JSON --------- */
+
+struct digest {
+    EVP_MD_CTX *c;
+    int ok;
+};
+
+static void put(struct digest *d, const void *p, size_t n)
 {
+    if (d->ok && n > 0 && EVP_DigestUpdate(d->c, p, n) != 1)
+        d->ok = 0;
+}
+
+/* width bytes of v, least significant first: the same key on any host. */
+static void put_uint(struct digest *d, uint64_t v, unsigned width)
+{
+    unsigned char b[8];
+    for (unsigned i = 0; i < width; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put(d, b, width);
+}
+
+/* Length first, so that no two sequences of strings hash alike. */
+static void put_bytes(struct digest *d, amqp_bytes_t b)
+{
+    put_uint(d, b.len, 8);
+    put(d, b.bytes, b.len);
+}
+
+static void put_table(struct digest *d, const amqp_table_t *t);
+
+/* The kind too: the byte 1 and the long 1 are different headers. */
+static void put_field(struct digest *d, const amqp_field_value_t *v)
+{
+    uint32_t f32;
+    uint64_t f64;
+    put_uint(d, v->kind, 1);
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        put_uint(d, v->value.boolean != 0, 1);
+        break;
+    case AMQP_FIELD_KIND_I8:
+    case AMQP_FIELD_KIND_U8:
+        put_uint(d, v->value.u8, 1);
+        break;
+    case AMQP_FIELD_KIND_I16:
+    case AMQP_FIELD_KIND_U16:
+        put_uint(d, v->value.u16, 2);
+        break;
+    case AMQP_FIELD_KIND_I32:
+    case AMQP_FIELD_KIND_U32:
+        put_uint(d, v->value.u32, 4);
+        break;
+    case AMQP_FIELD_KIND_I64:
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        put_uint(d, v->value.u64, 8);
+        break;
+    case AMQP_FIELD_KIND_F32:
+        memcpy(&f32, &v->value.f32, sizeof(f32));
+        put_uint(d, f32, 4);
+        break;
+    case AMQP_FIELD_KIND_F64:
+        memcpy(&f64, &v->value.f64, sizeof(f64));
+        put_uint(d, f64, 8);
+        break;
+    case AMQP_FIELD_KIND_DECIMAL:
+        put_uint(d, v->value.decimal.decimals, 1);
+        put_uint(d, v->value.decimal.value, 4);
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        put_bytes(d, v->value.bytes);
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        put_uint(d, (uint64_t)v->value.array.num_entries, 4);
+        for (int i = 0; i < v->value.array.num_entries; i++)
+            put_field(d, &v->value.array.entries[i]);
+        break;
+    case AMQP_FIELD_KIND_TABLE:
+        put_table(d, &v->value.table);
+        break;
+    default: /* void */
+        break;
+    }
+}
+
+/* skip: a key left out (NULL: none). */
+static void put_entries(struct digest *d, const amqp_table_t *t, const char *skip)
+{
+    size_t skiplen = skip != NULL ? strlen(skip) : 0;
+    for (int i = 0; i < t->num_entries; i++) {
+        amqp_bytes_t key = t->entries[i].key;
+        if (skip != NULL && key.len == skiplen && memcmp(key.bytes, skip, skiplen) == 0)
+            continue;
+        put_bytes(d, key);
+        put_field(d, &t->entries[i].value);
+    }
+    put_uint(d, UINT64_MAX, 8); /* the end: no key is that long */
+}
+
+static void put_table(struct digest *d, const amqp_table_t *t)
+{
+    put_entries(d, t, NULL);
+}
+
+/* SHA-256 of the properties, headers and body as they came, not of their
+ * JSON: the JSON cannot tell some different letters apart (a byte 1 from a
+ * long 1, a byte string from text, tables nested deeper than it renders),
+ * and two letters with one key are one row, the second acked unstored. */
+static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
+{
+    static const char version[] = "orderq dead letter 2";
+    static const amqp_table_t no_headers = {0, NULL};
+    static const struct {
+        amqp_flags_t flag;
+        size_t offset;
+    } text[] = {
+        {AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type)},
+        {AMQP_BASIC_CONTENT_ENCODING_FLAG, offsetof(amqp_basic_properties_t, content_encoding)},
+        {AMQP_BASIC_CORRELATION_ID_FLAG, offsetof(amqp_basic_properties_t, correlation_id)},
+        {AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to)},
+        {AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration)},
+        {AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id)},
+        {AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type)},
+        {AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id)},
+        {AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id)},
+        {AMQP_BASIC_CLUSTER_ID_FLAG, offsetof(amqp_basic_properties_t, cluster_id)},
+    };
+    const amqp_basic_properties_t *p = &m->properties;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    int ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(c, dl->properties_json, strlen(dl->properties_json) + 1) == 1 &&
-             EVP_DigestUpdate(c, dl->headers_json, strlen(dl->headers_json) + 1) == 1 &&
-             EVP_DigestUpdate(c, dl->body, dl->body_size) == 1 &&
-             EVP_DigestFinal_ex(c, md, &mdlen) == 1;
-    EVP_MD_CTX_free(c);
+    struct digest d = {EVP_MD_CTX_new(), 1};
+    d.ok = d.c != NULL && EVP_DigestInit_ex(d.c, EVP_sha256(), NULL) == 1;
+    put(&d, version, sizeof(version));
+    put_uint(&d, p->_flags, 4);
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+        if (p->_flags & text[i].flag)
+            put_bytes(&d, *(const amqp_bytes_t *)(const void *)((const char *)p + text[i].offset));
+    put_uint(&d, (p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) ? p->delivery_mode : 0, 1);
+    put_uint(&d, (p->_flags & AMQP_BASIC_PRIORITY_FLAG) ? p->priority : 0, 1);
+    put_uint(&d, (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? p->timestamp : 0, 8);
+    /* A quorum dead queue writes its own x-delivery-count into every
+     * delivery: a letter delivered again (a crash between its commit and
+     * its ack) must keep its key. */
+    put_entries(&d, (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers,
+                "x-delivery-count");
+    put_bytes(&d, m->body);
+    int ok = d.ok && EVP_DigestFinal_ex(d.c, md, &mdlen) == 1;
+    EVP_MD_CTX_free(d.c);
     if (!ok)
         return OQ_ENOMEM;
     for (unsigned i = 0; i < mdlen && i < 32; i++)
@@ -343,7 +533,7 @@ int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
         oq_amqp_table_json((p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers);
     dl->body = m->body.bytes;
     dl->body_size = m->body.len;
-    if (dl->properties_json == NULL || dl->headers_json == NULL || letter_key(dl) != 0) {
+    if (dl->properties_json == NULL || dl->headers_json == NULL || letter_key(m, dl) != 0) {
         oq_dead_letter_clear(dl);
         return OQ_ENOMEM;
     }
@@ -416,26 +606,60 @@ int oq_header_is_orderqs(amqp_bytes_t key)
     return 0;
 }
 
-/* {"hex": "01ff"}, as gen_bytes wrote bytes that are not UTF-8. */
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The bytes len hex digits at s stand for, in pool. Returns 1, 0 when s
+ * is not an even number of hex digits, or OQ_ENOMEM. */
+static int unhex(amqp_pool_t *pool, const char *s, size_t len, amqp_bytes_t *out)
+{
+    if (len % 2 != 0)
+        return 0;
+    unsigned char *b = amqp_pool_alloc(pool, len / 2 ? len / 2 : 1);
+    if (b == NULL)
+        return OQ_ENOMEM;
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        b[i] = (unsigned char)(hi << 4 | lo);
+    }
+    out->bytes = b;
+    out->len = len / 2;
+    return 1;
+}
+
+/* {"hex": "01ff"}, as gen_bytes wrote bytes that are not UTF-8. Returns 1,
+ * 0 when v is not such an object, or OQ_ENOMEM. */
 static int hex_object_bytes(amqp_pool_t *pool, yajl_val v, amqp_bytes_t *out)
 {
     yajl_val hex = oq_json_member(v, "hex");
     if (!YAJL_IS_OBJECT(v) || v->u.object.len != 1 || !YAJL_IS_STRING(hex))
         return 0;
-    const char *s = YAJL_GET_STRING(hex);
-    size_t n = strlen(s) / 2;
-    unsigned char *b = amqp_pool_alloc(pool, n ? n : 1);
-    if (b == NULL)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned byte;
-        if (sscanf(s + 2 * i, "%2x", &byte) != 1)
-            return 0;
-        b[i] = (unsigned char)byte;
+    return unhex(pool, hex->u.string, strlen(hex->u.string), out);
+}
+
+/* A key as gen_key wrote it, back to its bytes. A key with the prefix but
+ * no hex after it (stored before keys were encoded) is taken as it is.
+ * Returns 0 or OQ_ENOMEM. */
+static int key_from_json(amqp_pool_t *pool, const char *key, amqp_bytes_t *out)
+{
+    size_t n = sizeof(OQ_DEAD_LETTER_HEX_KEY) - 1;
+    if (strncmp(key, OQ_DEAD_LETTER_HEX_KEY, n) == 0) {
+        int rc = unhex(pool, key + n, strlen(key + n), out);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
     }
-    out->bytes = b;
-    out->len = n;
-    return 1;
+    *out = amqp_cstring_bytes(key);
+    return 0;
 }
 
 static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare,
@@ -443,6 +667,7 @@ static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare
 
 static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_value_t *out)
 {
+    int rc;
     memset(out, 0, sizeof(*out));
     if (YAJL_IS_STRING(v)) {
         out->kind = AMQP_FIELD_KIND_UTF8;
@@ -456,8 +681,9 @@ static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_
     } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
         out->kind = AMQP_FIELD_KIND_BOOLEAN;
         out->value.boolean = YAJL_IS_TRUE(v);
-    } else if (hex_object_bytes(pool, v, &out->value.bytes)) {
+    } else if ((rc = hex_object_bytes(pool, v, &out->value.bytes)) != 0) {
         out->kind = AMQP_FIELD_KIND_BYTES;
+        return rc < 0 ? rc : 0;
     } else if (YAJL_IS_OBJECT(v)) {
         out->kind = AMQP_FIELD_KIND_TABLE;
         return table_from_json(pool, v, depth + 1, 0, &out->value.table);
@@ -469,8 +695,8 @@ static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_
             return OQ_ENOMEM;
         out->value.array.num_entries = (int)n;
         for (size_t i = 0; i < n; i++) {
-            int rc = field_from_json(pool, v->u.array.values[i], depth + 1,
-                                     &out->value.array.entries[i]);
+            rc = field_from_json(pool, v->u.array.values[i], depth + 1,
+                                 &out->value.array.entries[i]);
             if (rc != 0)
                 return rc;
         }
@@ -491,12 +717,15 @@ static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare
     if (out->entries == NULL)
         return OQ_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        amqp_bytes_t key = amqp_cstring_bytes(obj->u.object.keys[i]);
+        amqp_bytes_t key;
+        int rc = key_from_json(pool, obj->u.object.keys[i], &key);
+        if (rc != 0)
+            return rc;
         if (depth == 0 && oq_header_is_orderqs(key))
             continue;
         amqp_table_entry_t *e = &out->entries[out->num_entries];
         e->key = key;
-        int rc = field_from_json(pool, obj->u.object.values[i], depth, &e->value);
+        rc = field_from_json(pool, obj->u.object.values[i], depth, &e->value);
         if (rc != 0)
             return rc;
         out->num_entries++;
@@ -539,14 +768,22 @@ int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char 
     memset(p, 0, sizeof(*p));
     for (size_t i = 0; i < sizeof(text_props) / sizeof(text_props[0]); i++) {
         yajl_val v = oq_json_member(properties, text_props[i].name);
-        if (!YAJL_IS_STRING(v))
-            continue;
+        amqp_bytes_t b;
+        if (YAJL_IS_STRING(v)) {
+            b = amqp_cstring_bytes(v->u.string);
+        } else {
+            int rc = hex_object_bytes(pool, v, &b); /* bytes that are not UTF-8 */
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                continue;
+        }
         if (text_props[i].flag == AMQP_BASIC_USER_ID_FLAG &&
-            (amqp_user == NULL || strcmp(amqp_user, v->u.string) != 0))
+            (amqp_user == NULL || b.len != strlen(amqp_user) ||
+             memcmp(b.bytes, amqp_user, b.len) != 0))
             continue;
         p->_flags |= text_props[i].flag;
-        *(amqp_bytes_t *)(void *)((char *)p + text_props[i].offset) =
-            amqp_cstring_bytes(v->u.string);
+        *(amqp_bytes_t *)(void *)((char *)p + text_props[i].offset) = b;
     }
     if (octet_prop(properties, "delivery_mode", &p->delivery_mode))
         p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;

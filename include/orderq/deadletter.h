@@ -6,7 +6,9 @@
  * queue; a letter too big to store, or that MySQL refuses, stays there
  * too (unacked, reported in the log and the orderq_dead_letters_held
  * gauge), never dropped. A letter delivered twice (a crash between commit
- * and ack) is one row: its key is a hash of its properties and body.
+ * and ack) is one row: its key is a hash of its properties, headers and
+ * body as they came (not of their JSON, which cannot tell every two
+ * letters apart), the dead queue's own x-delivery-count left out.
  *
  * Letters orderq parked carry its x-orderq-* headers; letters RabbitMQ
  * dead-lettered itself (a quorum queue's delivery limit: the message
@@ -55,8 +57,17 @@ void oq_dead_letter_clear(struct oq_dead_letter *dl);
 OQ_WUR int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int *stored,
                                 char *err, size_t errlen);
 
-/* Properties or headers as JSON (for the table, and for tests). A byte
- * string that is not UTF-8 becomes {"hex": "..."}. Free the result. */
+/* A header key stored as this prefix and the key's bytes in hex. */
+#define OQ_DEAD_LETTER_HEX_KEY "@hex:"
+
+/* Properties or headers as JSON (for the table, and for tests), every
+ * byte kept: a byte string that is not UTF-8 (or holds a NUL) becomes
+ * {"hex": "..."}; a key that is not, or that starts with
+ * OQ_DEAD_LETTER_HEX_KEY, or a nested table's only key when it is "hex",
+ * becomes OQ_DEAD_LETTER_HEX_KEY and its bytes in hex (JSON keys are
+ * strings). A float that is NaN or infinite becomes "NaN", "Infinity" or
+ * "-Infinity" (JSON has no such numbers). Free the result; NULL when out
+ * of memory. */
 char *oq_amqp_properties_json(const amqp_basic_properties_t *p);
 char *oq_amqp_table_json(const amqp_table_t *t);
 
@@ -66,7 +77,8 @@ char *oq_amqp_table_json(const amqp_table_t *t);
 int oq_header_is_orderqs(amqp_bytes_t key);
 
 /* A stored letter's properties and headers (as oq_amqp_properties_json and
- * oq_amqp_table_json wrote them), ready to publish again: orderq's own
+ * oq_amqp_table_json wrote them, hex-encoded keys and byte strings back to
+ * their bytes), ready to publish again: orderq's own
  * headers dropped so attempts start again, `spare` free header entries at
  * the end for the caller. user_id is kept only when it is amqp_user
  * (RabbitMQ refuses to relay another's). Strings point into the trees;

@@ -4,10 +4,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderq/broker.h"
 #include "orderq/deadletter.h"
+#include "orderq/json.h"
 
 static amqp_table_entry_t text(const char *key, const char *value)
 {
@@ -20,6 +23,36 @@ static amqp_table_entry_t number(const char *key, int64_t value)
 {
     amqp_table_entry_t e = {amqp_cstring_bytes(key), {AMQP_FIELD_KIND_I64, {0}}};
     e.value.value.i64 = value;
+    return e;
+}
+
+/* A key or string of any bytes, NUL included. */
+static amqp_bytes_t raw(const char *s, size_t len)
+{
+    amqp_bytes_t b = {len, (void *)s};
+    return b;
+}
+
+static amqp_table_entry_t field(amqp_bytes_t key, uint8_t kind)
+{
+    amqp_table_entry_t e;
+    memset(&e, 0, sizeof(e));
+    e.key = key;
+    e.value.kind = kind;
+    return e;
+}
+
+static amqp_table_entry_t f64(const char *key, double value)
+{
+    amqp_table_entry_t e = field(amqp_cstring_bytes(key), AMQP_FIELD_KIND_F64);
+    e.value.value.f64 = value;
+    return e;
+}
+
+static amqp_table_entry_t f32(const char *key, float value)
+{
+    amqp_table_entry_t e = field(amqp_cstring_bytes(key), AMQP_FIELD_KIND_F32);
+    e.value.value.f32 = value;
     return e;
 }
 
@@ -206,6 +239,337 @@ static void a_stored_letter_publishes_as_it_came(void **state)
     free(headers_json);
 }
 
+/* Equal as a replay sends them again: keys and strings byte for byte,
+ * integers of any width by value, a string of either kind by its bytes. */
+static int field_eq(const amqp_field_value_t *a, const amqp_field_value_t *b);
+
+static int bytes_eq(amqp_bytes_t a, amqp_bytes_t b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.bytes, b.bytes, a.len) == 0);
+}
+
+static int is_text(const amqp_field_value_t *v)
+{
+    return v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES;
+}
+
+static int table_eq(const amqp_table_t *a, const amqp_table_t *b)
+{
+    if (a->num_entries != b->num_entries)
+        return 0;
+    for (int i = 0; i < a->num_entries; i++)
+        if (!bytes_eq(a->entries[i].key, b->entries[i].key) ||
+            !field_eq(&a->entries[i].value, &b->entries[i].value))
+            return 0;
+    return 1;
+}
+
+static int field_eq(const amqp_field_value_t *a, const amqp_field_value_t *b)
+{
+    int64_t x, y;
+    if (is_text(a) || is_text(b))
+        return is_text(a) && is_text(b) && bytes_eq(a->value.bytes, b->value.bytes);
+    if (oq_amqp_field_int(a, &x) == 0)
+        return oq_amqp_field_int(b, &y) == 0 && x == y;
+    if (a->kind != b->kind)
+        return 0;
+    switch (a->kind) {
+    case AMQP_FIELD_KIND_TABLE:
+        return table_eq(&a->value.table, &b->value.table);
+    case AMQP_FIELD_KIND_ARRAY:
+        if (a->value.array.num_entries != b->value.array.num_entries)
+            return 0;
+        for (int i = 0; i < a->value.array.num_entries; i++)
+            if (!field_eq(&a->value.array.entries[i], &b->value.array.entries[i]))
+                return 0;
+        return 1;
+    case AMQP_FIELD_KIND_BOOLEAN:
+        return !a->value.boolean == !b->value.boolean;
+    case AMQP_FIELD_KIND_F64:
+        return memcmp(&a->value.f64, &b->value.f64, sizeof(double)) == 0;
+    default:
+        return 1;
+    }
+}
+
+/* The letter's headers JSON, parsed: it must be a JSON object. */
+static yajl_val parsed_headers(const struct oq_dead_letter *dl)
+{
+    char err[256] = "";
+    yajl_val t = yajl_tree_parse(dl->headers_json, err, sizeof(err));
+    if (!YAJL_IS_OBJECT(t))
+        fail_msg("headers are not a JSON object (%s): %s", err, dl->headers_json);
+    return t;
+}
+
+static const char *member_text(yajl_val obj, const char *key)
+{
+    yajl_val v = oq_json_member(obj, key);
+    return YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+}
+
+/* A header key that is not UTF-8 (RabbitMQ takes it) is kept, hex-encoded
+ * under a marked key, with its value; the headers after it (orderq's own
+ * come last) are all still there. */
+static void a_key_that_is_not_utf8_keeps_every_header(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {
+        f64("a", 1.5),
+        text("\xff\xfekey", "one"),
+        number("x-orderq-attempt", 1),
+        text("x-orderq-error-class", "bad_input"),
+        text("x-orderq-last-error", "the body is not valid JSON"),
+        text("x-orderq-queue", "orderq.order.processing"),
+    };
+    amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "not JSON");
+    struct oq_dead_letter dl, two, other_key;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    yajl_val t = parsed_headers(&dl);
+    assert_int_equal(t->u.object.len, 6);
+    assert_string_equal(member_text(t, "@hex:fffe6b6579"), "one");
+    assert_string_equal(member_text(t, "x-orderq-error-class"), "bad_input");
+    assert_string_equal(member_text(t, "x-orderq-queue"), "orderq.order.processing");
+    assert_true(YAJL_IS_INTEGER(oq_json_member(t, "x-orderq-attempt")));
+    assert_string_equal(dl.error_class, "bad_input");
+    assert_string_equal(dl.queue, "orderq.order.processing");
+    yajl_tree_free(t);
+
+    /* Letters that differ only in that header's value, or in its key's
+     * bytes, are different letters: neither may be dropped as the other. */
+    h[1] = text("\xff\xfekey", "two");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &two), 0);
+    assert_string_not_equal(two.letter_key, dl.letter_key);
+    h[1] = text("\xff\xfdkey", "one");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &other_key), 0);
+    assert_string_not_equal(other_key.letter_key, dl.letter_key);
+    assert_string_not_equal(other_key.letter_key, two.letter_key);
+    oq_dead_letter_clear(&dl);
+    oq_dead_letter_clear(&two);
+    oq_dead_letter_clear(&other_key);
+}
+
+/* JSON has no NaN or Infinity: such a float (RabbitMQ refuses them, another
+ * path may not) is stored as a string, and the JSON stays whole. */
+static void nan_and_infinity_become_strings(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {
+        f32("f32-nan", NAN),        f64("f64-nan", NAN),
+        f32("f32-inf", INFINITY),   f64("f64-inf", INFINITY),
+        f32("f32-minf", -INFINITY), f64("f64-minf", -INFINITY),
+        f64("fine", 0.25),          text("x-orderq-error-class", "bad_input"),
+    };
+    amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{}");
+    struct oq_dead_letter dl, as_text;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    yajl_val t = parsed_headers(&dl);
+    assert_int_equal(t->u.object.len, 8);
+    assert_string_equal(member_text(t, "f32-nan"), "NaN");
+    assert_string_equal(member_text(t, "f64-nan"), "NaN");
+    assert_string_equal(member_text(t, "f32-inf"), "Infinity");
+    assert_string_equal(member_text(t, "f64-inf"), "Infinity");
+    assert_string_equal(member_text(t, "f32-minf"), "-Infinity");
+    assert_string_equal(member_text(t, "f64-minf"), "-Infinity");
+    assert_true(YAJL_IS_DOUBLE(oq_json_member(t, "fine")));
+    assert_string_equal(member_text(t, "x-orderq-error-class"), "bad_input");
+    yajl_tree_free(t);
+
+    /* The float and the string "NaN" are different letters. */
+    h[1] = text("f64-nan", "NaN");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &as_text), 0);
+    assert_string_not_equal(as_text.letter_key, dl.letter_key);
+    oq_dead_letter_clear(&dl);
+    oq_dead_letter_clear(&as_text);
+}
+
+/* The same holds inside tables and arrays, at any depth rendered. */
+static void bad_keys_in_nested_tables_and_arrays(void **state)
+{
+    (void)state;
+    amqp_table_entry_t deep[] = {number("k\xc0", 5)};
+    amqp_table_entry_t in_array[] = {text("\xfe", "v")};
+    amqp_field_value_t items[2];
+    memset(items, 0, sizeof(items));
+    items[0].kind = AMQP_FIELD_KIND_TABLE;
+    items[0].value.table = (amqp_table_t){1, in_array};
+    items[1].kind = AMQP_FIELD_KIND_UTF8;
+    items[1].value.bytes = amqp_cstring_bytes("x");
+    amqp_table_entry_t outer[] = {field(amqp_cstring_bytes("\x80"), AMQP_FIELD_KIND_TABLE),
+                                  field(amqp_cstring_bytes("list"), AMQP_FIELD_KIND_ARRAY)};
+    outer[0].value.value.table = (amqp_table_t){1, deep};
+    outer[1].value.value.array = (amqp_array_t){2, items};
+    amqp_table_entry_t h[] = {field(amqp_cstring_bytes("outer"), AMQP_FIELD_KIND_TABLE),
+                              text("x-orderq-error-class", "bad_input")};
+    h[0].value.value.table = (amqp_table_t){2, outer};
+    amqp_message_t m = message(h, 2, "{}");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    yajl_val t = parsed_headers(&dl);
+    const char *p5[] = {"outer", "@hex:80", "@hex:6bc0", NULL};
+    yajl_val five = yajl_tree_get(t, p5, yajl_t_number);
+    assert_non_null(five);
+    assert_int_equal(YAJL_GET_INTEGER(five), 5);
+    const char *plist[] = {"outer", "list", NULL};
+    yajl_val list = yajl_tree_get(t, plist, yajl_t_array);
+    assert_non_null(list);
+    assert_int_equal(list->u.array.len, 2);
+    assert_string_equal(member_text(list->u.array.values[0], "@hex:fe"), "v");
+    assert_string_equal(member_text(t, "x-orderq-error-class"), "bad_input");
+
+    /* And back: the original bytes. */
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    amqp_basic_properties_t p;
+    yajl_val props = yajl_tree_parse("{}", NULL, 0);
+    assert_int_equal(oq_dead_letter_properties(props, t, "guest", 0, &pool, &p), 0);
+    amqp_table_t want = {1, h}; /* x-orderq-error-class is dropped */
+    assert_true(table_eq(&p.headers, &want));
+    empty_amqp_pool(&pool);
+    yajl_tree_free(props);
+    yajl_tree_free(t);
+    oq_dead_letter_clear(&dl);
+}
+
+/* Stored, then read back for a replay: every key and value the letter had
+ * (but orderq's own headers), byte for byte, whatever its bytes were. */
+static void stored_headers_replay_the_original_bytes(void **state)
+{
+    (void)state;
+    char long_bad[255], long_plain[255];
+    memset(long_bad, 0xff, sizeof(long_bad));
+    memset(long_plain, 'k', sizeof(long_plain));
+    amqp_table_entry_t looks_like_hex[] = {text("hex", "01ff")};
+    amqp_table_entry_t inner_literal[] = {text("@hex:zz", "y")};
+    amqp_table_entry_t inner[] = {field(raw("\xff", 1), AMQP_FIELD_KIND_TABLE)};
+    inner[0].value.value.table = (amqp_table_t){1, inner_literal};
+    amqp_table_entry_t nul_key_table[] = {text("", "z")};
+    nul_key_table[0].key = raw("\0", 1);
+    amqp_field_value_t items[2];
+    memset(items, 0, sizeof(items));
+    items[0].kind = AMQP_FIELD_KIND_BYTES;
+    items[0].value.bytes = raw("\xff", 1);
+    items[1].kind = AMQP_FIELD_KIND_TABLE;
+    items[1].value.table = (amqp_table_t){1, nul_key_table};
+
+    amqp_table_entry_t h[] = {
+        text("\xff\xfekey", "one"),
+        field(raw("a\0b", 3), AMQP_FIELD_KIND_I64),
+        text("@hex:41", "a real key that looks like an encoded one"),
+        field(raw(long_bad, sizeof(long_bad)), AMQP_FIELD_KIND_UTF8),
+        field(raw(long_plain, sizeof(long_plain)), AMQP_FIELD_KIND_UTF8),
+        field(amqp_cstring_bytes("x-blob"), AMQP_FIELD_KIND_BYTES),
+        text("x-text-bad", "\xc3\x28"),
+        field(amqp_cstring_bytes("nested"), AMQP_FIELD_KIND_TABLE),
+        field(amqp_cstring_bytes("nested2"), AMQP_FIELD_KIND_TABLE),
+        field(amqp_cstring_bytes("arr"), AMQP_FIELD_KIND_ARRAY),
+        f64("ratio", 0.1),
+        /* orderq's: not sent again, whatever their bytes */
+        number("x-orderq-attempt", 3),
+        text("x-orderq-\xff", "gone"),
+    };
+    h[1].value.value.i64 = 1;
+    h[3].value.value.bytes = amqp_cstring_bytes("long");
+    h[4].value.value.bytes = amqp_cstring_bytes("plain long");
+    h[5].value.value.bytes = raw("\0\x01\xff", 3);
+    h[7].value.value.table = (amqp_table_t){1, looks_like_hex};
+    h[8].value.value.table = (amqp_table_t){1, inner};
+    h[9].value.value.array = (amqp_array_t){2, items};
+    int n = sizeof(h) / sizeof(h[0]);
+    amqp_message_t m = message(h, n, "{}");
+    m.properties._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    m.properties.message_id = raw("id-\xc3\x28", 5);
+    m.properties.correlation_id = raw("c\0d", 3);
+
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    yajl_val headers = parsed_headers(&dl);
+    assert_int_equal(headers->u.object.len, (size_t)n);
+    assert_string_equal(member_text(headers, "@hex:fffe6b6579"), "one");
+    yajl_val props = yajl_tree_parse(dl.properties_json, NULL, 0);
+    assert_true(YAJL_IS_OBJECT(props));
+
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    amqp_basic_properties_t p;
+    assert_int_equal(oq_dead_letter_properties(props, headers, "guest", 1, &pool, &p), 0);
+    amqp_table_t want = {n - 2, h};
+    if (!table_eq(&p.headers, &want))
+        fail_msg("not the original headers; stored as %s", dl.headers_json);
+    const amqp_table_entry_t *nested = entry(&p.headers, "nested");
+    assert_non_null(nested);
+    assert_int_equal(nested->value.kind, AMQP_FIELD_KIND_TABLE); /* not bytes 01 ff */
+    assert_true(p._flags & AMQP_BASIC_MESSAGE_ID_FLAG);
+    assert_true(bytes_eq(p.message_id, m.properties.message_id));
+    assert_true(p._flags & AMQP_BASIC_CORRELATION_ID_FLAG);
+    assert_true(bytes_eq(p.correlation_id, m.properties.correlation_id));
+
+    empty_amqp_pool(&pool);
+    yajl_tree_free(props);
+    yajl_tree_free(headers);
+    oq_dead_letter_clear(&dl);
+}
+
+/* The key is over what the letter is, not over its JSON: letters the JSON
+ * cannot tell apart are still two letters. */
+static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {number("n", 1), text("s", "ab")};
+    amqp_message_t m = message(h, 2, "{}");
+    struct oq_dead_letter base, i8, bytes;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &base), 0);
+    h[0].value.kind = AMQP_FIELD_KIND_I8; /* 1 either way in JSON */
+    h[0].value.value.i8 = 1;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &i8), 0);
+    assert_string_equal(i8.headers_json, base.headers_json);
+    assert_string_not_equal(i8.letter_key, base.letter_key);
+    h[0] = number("n", 1);
+    h[1].value.kind = AMQP_FIELD_KIND_BYTES; /* "ab" either way in JSON */
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &bytes), 0);
+    assert_string_equal(bytes.headers_json, base.headers_json);
+    assert_string_not_equal(bytes.letter_key, base.letter_key);
+    assert_string_not_equal(bytes.letter_key, i8.letter_key);
+
+    /* Tables nested deeper than the JSON goes, differing only down there. */
+    amqp_table_entry_t levels[20];
+    for (int i = 0; i < 20; i++) {
+        levels[i] = field(amqp_cstring_bytes("t"), AMQP_FIELD_KIND_TABLE);
+        levels[i].value.value.table = (amqp_table_t){i < 19 ? 1 : 0, &levels[i + 1]};
+    }
+    levels[19] = number("deep", 1);
+    struct oq_dead_letter deep1, deep2;
+    m = message(levels, 1, "{}");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &deep1), 0);
+    levels[19] = number("deep", 2);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &deep2), 0);
+    assert_string_equal(deep1.headers_json, deep2.headers_json);
+    assert_string_not_equal(deep1.letter_key, deep2.letter_key);
+    oq_dead_letter_clear(&base);
+    oq_dead_letter_clear(&i8);
+    oq_dead_letter_clear(&bytes);
+    oq_dead_letter_clear(&deep1);
+    oq_dead_letter_clear(&deep2);
+}
+
+/* A quorum dead queue counts its deliveries in x-delivery-count: the same
+ * letter delivered again (a crash between its commit and its ack) is still
+ * one letter, one row. */
+static void a_letter_delivered_again_keeps_its_key(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {text("x-orderq-error-class", "bad_input"),
+                              number("x-delivery-count", 0)};
+    amqp_message_t m = message(h, 2, "not JSON");
+    struct oq_dead_letter first, again;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &first), 0);
+    h[1] = number("x-delivery-count", 1);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, &again), 0);
+    assert_string_equal(again.letter_key, first.letter_key);
+    oq_dead_letter_clear(&first);
+    oq_dead_letter_clear(&again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +577,12 @@ int main(void)
         cmocka_unit_test(the_brokers_own_dead_letters_are_explained),
         cmocka_unit_test(binary_values_are_stored_safely),
         cmocka_unit_test(a_stored_letter_publishes_as_it_came),
+        cmocka_unit_test(a_key_that_is_not_utf8_keeps_every_header),
+        cmocka_unit_test(nan_and_infinity_become_strings),
+        cmocka_unit_test(bad_keys_in_nested_tables_and_arrays),
+        cmocka_unit_test(stored_headers_replay_the_original_bytes),
+        cmocka_unit_test(letters_the_json_cannot_tell_apart_keep_their_own_keys),
+        cmocka_unit_test(a_letter_delivered_again_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
