@@ -28,6 +28,7 @@
 
 #define CONSUME_CHANNEL 1
 #define PUBLISH_CHANNEL 2
+#define DECLARE_CHANNEL 3    /* redeclaring a deleted queue: a refusal closes only this one */
 #define PARK_WINDOW     1024 /* retries and dead letters awaiting their confirm */
 
 enum outcome {
@@ -817,6 +818,11 @@ struct consumers {
     const char *const *queues;
     size_t n;
     size_t active;
+    /* Per queue, a consumer the broker cancelled (its queue was deleted):
+     * when to try to consume it again, and how many tries failed. */
+    int64_t *resubscribe_at; /* 0: consuming */
+    int *resubscribe_failures;
+    int declare_channel_open;
 };
 
 static int start_consumers(struct pipeline *pl, struct consumers *c, char *err, size_t errlen)
@@ -826,6 +832,11 @@ static int start_consumers(struct pipeline *pl, struct consumers *c, char *err, 
     if (oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.qos") != 0)
         goto fail;
     c->active = 0;
+    c->declare_channel_open = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        c->resubscribe_at[i] = 0;
+        c->resubscribe_failures[i] = 0;
+    }
     for (size_t i = 0; i < c->n; i++) {
         char what[300];
         snprintf(what, sizeof(what), "basic.consume %s", c->queues[i]);
@@ -918,6 +929,79 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
     return 0;
 }
 
+/* The broker cancelled a consumer (its queue was deleted, or a node that
+ * held it went away): the other queues go on, and this one is consumed
+ * again once it can be, with backoff. The consumer tag is the queue. */
+static void consumer_cancelled(struct consumers *c, const amqp_basic_cancel_t *m)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->resubscribe_at[i] != 0 || strlen(c->queues[i]) != m->consumer_tag.len ||
+            memcmp(c->queues[i], m->consumer_tag.bytes, m->consumer_tag.len) != 0)
+            continue;
+        int64_t wait = oq_backoff_ms(++c->resubscribe_failures[i]);
+        c->resubscribe_at[i] = oq_now_ms() + wait;
+        oq_metric_set(OQ_M_CONSUMERS, (int64_t)--c->active);
+        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = c->queues[i]}),
+               "the broker cancelled the consumer of %s (queue deleted?); consuming it again "
+               "in %lld ms",
+               c->queues[i], (long long)wait);
+        return;
+    }
+}
+
+/* Consume again each cancelled queue whose time has come: redeclare it
+ * and its bindings as the topology says (on a channel of its own, so a
+ * refusal closes only that one), then basic.consume. Returns 0, or
+ * OQ_EBROKER when the connection (or the consuming channel) is lost. */
+static int resubscribe_due(struct pipeline *pl, struct consumers *c)
+{
+    amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    int64_t now = oq_now_ms();
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->resubscribe_at[i] == 0 || now < c->resubscribe_at[i])
+            continue;
+        const char *q = c->queues[i];
+        struct oq_log_fields f = {.queue = q};
+        char why[OQ_ERRLEN] = "";
+        if (!c->declare_channel_open) {
+            amqp_channel_open(conn, DECLARE_CHANNEL);
+            if (oq_broker_check(pl->b, DECLARE_CHANNEL, "channel.open") != 0)
+                return OQ_EBROKER;
+            c->declare_channel_open = 1;
+        }
+        int rc = pl->topology ? oq_topology_declare_queue(pl->b, DECLARE_CHANNEL, pl->topology, q,
+                                                          why, sizeof(why))
+                              : 0;
+        if (rc == OQ_EBROKER)
+            return OQ_EBROKER;
+        if (rc != 0 && rc != OQ_ENOTFOUND)
+            oq_log(OQ_LOG_WARN, &f, "redeclaring %s: %s", q, why);
+        /* Whether the queue is there now (declared, or by someone else):
+         * a 404 on the consuming channel would close it for every queue. */
+        amqp_queue_declare(conn, DECLARE_CHANNEL, amqp_cstring_bytes(q), 1, 0, 0, 0,
+                           amqp_empty_table);
+        rc = oq_broker_check(pl->b, DECLARE_CHANNEL, "queue.declare (passive)");
+        if (rc == OQ_EBROKER)
+            return OQ_EBROKER;
+        if (rc != 0) {
+            int64_t wait = oq_backoff_ms(++c->resubscribe_failures[i]);
+            c->resubscribe_at[i] = now + wait;
+            oq_log(OQ_LOG_WARN, &f, "queue %s is still missing (%s); trying again in %lld ms", q,
+                   oq_broker_error(pl->b), (long long)wait);
+            continue;
+        }
+        amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(q), amqp_cstring_bytes(q), 0,
+                           0, 0, amqp_empty_table);
+        if (oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.consume") != 0)
+            return OQ_EBROKER; /* the consuming channel is gone: start afresh */
+        c->resubscribe_at[i] = 0;
+        c->resubscribe_failures[i] = 0;
+        oq_metric_set(OQ_M_CONSUMERS, (int64_t)++c->active);
+        oq_log(OQ_LOG_INFO, &f, "consuming %s again", q);
+    }
+    return 0;
+}
+
 /* One frame from the broker. Returns 0, or OQ_EBROKER to reconnect. */
 static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consumers *c,
                     struct batch **open, int draining)
@@ -930,13 +1014,9 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consu
     switch (frame->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD:
         return take_delivery(pl, frame->payload.method.decoded, open, draining);
-    case AMQP_BASIC_CANCEL_METHOD: {
-        const amqp_basic_cancel_t *m = frame->payload.method.decoded;
-        oq_warn("the broker cancelled consumer %.*s (queue deleted?)", (int)m->consumer_tag.len,
-                (const char *)m->consumer_tag.bytes);
-        oq_metric_set(OQ_M_CONSUMERS, (int64_t)--c->active);
-        return c->active > 0 ? 0 : OQ_EBROKER;
-    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        consumer_cancelled(c, frame->payload.method.decoded);
+        return 0;
     case AMQP_CHANNEL_CLOSE_METHOD: {
         const amqp_channel_close_t *m = frame->payload.method.decoded;
         oq_error("the broker closed channel %u: %d %.*s", frame->channel, m->reply_code,
@@ -975,7 +1055,8 @@ static int serve(struct pipeline *pl, struct consumers *c)
             draining = 1;
             drain_deadline = oq_now_ms() + pl->cfg->shutdown_timeout_ms;
             for (size_t i = 0; i < c->n; i++)
-                amqp_basic_cancel(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]));
+                if (c->resubscribe_at[i] == 0)
+                    amqp_basic_cancel(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]));
             if (open != NULL) {
                 submit(pl, open);
                 open = NULL;
@@ -1009,6 +1090,8 @@ static int serve(struct pipeline *pl, struct consumers *c)
             open = NULL;
         }
         if ((rc = advance(pl)) != 0)
+            break;
+        if (!draining && (rc = resubscribe_due(pl, c)) != 0)
             break;
         free_processed_orphans(pl);
     }
@@ -1079,7 +1162,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
                     size_t errlen)
 {
     struct pipeline pl;
-    struct consumers c = {queues, n, 0};
+    struct consumers c = {queues, n, 0, NULL, NULL, 0};
     int failures = 0, rc;
 
     memset(&pl, 0, sizeof(pl));
@@ -1091,12 +1174,17 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     if (gethostname(pl.host, sizeof(pl.host) - 1) != 0)
         snprintf(pl.host, sizeof(pl.host), "?");
     snprintf(pl.pid, sizeof(pl.pid), "%ld", (long)getpid());
-    if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
-        return rc;
-    if ((rc = start_workers(&pl, err, errlen)) != 0) {
-        oq_topology_free(pl.topology);
-        return rc;
+    c.resubscribe_at = calloc(n + 1, sizeof(*c.resubscribe_at));
+    c.resubscribe_failures = calloc(n + 1, sizeof(*c.resubscribe_failures));
+    if (c.resubscribe_at == NULL || c.resubscribe_failures == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = OQ_ENOMEM;
+        goto out;
     }
+    if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
+        goto out;
+    if ((rc = start_workers(&pl, err, errlen)) != 0)
+        goto out;
     rc = 0;
     while (!*stop) {
         char why[OQ_ERRLEN * 2] = "";
@@ -1146,6 +1234,9 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         free_processed_orphans(&pl);
     }
     stop_workers(&pl);
+out:
     oq_topology_free(pl.topology);
+    free(c.resubscribe_at);
+    free(c.resubscribe_failures);
     return rc;
 }

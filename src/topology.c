@@ -269,16 +269,17 @@ static void note(int *rc, int this_rc, char *err, size_t errlen, const char *msg
     }
 }
 
-static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *e, int create_shops,
-                            int *rc, char *err, size_t errlen)
+static int declare_exchange(struct oq_broker *b, amqp_channel_t ch,
+                            const struct oq_topo_exchange *e, int create_shops, int *rc, char *err,
+                            size_t errlen)
 {
     char what[300], msg[OQ_ERRLEN + 400];
     int passive = e->shops && !create_shops;
     amqp_connection_state_t c = oq_broker_conn(b);
-    amqp_exchange_declare(c, 1, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type), passive,
+    amqp_exchange_declare(c, ch, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type), passive,
                           1, 0, 0, amqp_empty_table);
     snprintf(what, sizeof(what), "exchange.declare %s", e->name);
-    int r = oq_broker_check(b, 1, what);
+    int r = oq_broker_check(b, ch, what);
     if (r == OQ_ENOTFOUND && passive) {
         snprintf(msg, sizeof(msg),
                  "the shop exchange \"%s\" does not exist on vhost %s: the shop declares it "
@@ -295,15 +296,15 @@ static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *
     return r == OQ_EBROKER ? r : 0; /* only a dead connection stops the run */
 }
 
-static int declare_queue(struct oq_broker *b, const struct oq_topo_queue *q, int *rc, char *err,
-                         size_t errlen)
+static int declare_queue(struct oq_broker *b, amqp_channel_t ch, const struct oq_topo_queue *q,
+                         int *rc, char *err, size_t errlen)
 {
     char what[300], msg[OQ_ERRLEN + 400];
     amqp_table_entry_t e[OQ_TOPO_MAX_ARGS];
-    amqp_queue_declare(oq_broker_conn(b), 1, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
+    amqp_queue_declare(oq_broker_conn(b), ch, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
                        to_table(q->args, q->nargs, e));
     snprintf(what, sizeof(what), "queue.declare %s", q->name);
-    int r = oq_broker_check(b, 1, what);
+    int r = oq_broker_check(b, ch, what);
     if (r == OQ_EMISMATCH) {
         snprintf(msg, sizeof(msg),
                  "queue \"%s\" exists with other arguments (%s); `orderq topology verify` "
@@ -317,36 +318,63 @@ static int declare_queue(struct oq_broker *b, const struct oq_topo_queue *q, int
     return r == OQ_EBROKER ? r : 0;
 }
 
-int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t, int create_shop_exchange,
-                        char *err, size_t errlen)
+/* Bind queue (every queue when NULL) as the plan says, on channel ch. */
+static int declare_bindings(struct oq_broker *b, amqp_channel_t ch, const struct oq_topology *t,
+                            const char *queue, int *rc, char *err, size_t errlen)
 {
-    int rc = 0;
     char what[600];
     amqp_table_entry_t e[2];
-
-    for (size_t i = 0; i < t->n_exchanges; i++)
-        if (declare_exchange(b, &t->exchanges[i], create_shop_exchange, &rc, err, errlen) != 0)
-            return rc;
-    for (size_t i = 0; i < t->n_queues; i++)
-        if (declare_queue(b, &t->queues[i], &rc, err, errlen) != 0)
-            return rc;
-    if (rc != 0)
-        return rc; /* a binding to a missing exchange or queue would only fail again */
     for (size_t i = 0; i < t->n_bindings; i++) {
         const struct oq_topo_binding *bd = &t->bindings[i];
-        amqp_queue_bind(oq_broker_conn(b), 1, amqp_cstring_bytes(bd->queue),
+        if (queue != NULL && strcmp(bd->queue, queue) != 0)
+            continue;
+        amqp_queue_bind(oq_broker_conn(b), ch, amqp_cstring_bytes(bd->queue),
                         amqp_cstring_bytes(bd->exchange), amqp_cstring_bytes(bd->routing_key),
                         to_table(bd->args, bd->nargs, e));
         snprintf(what, sizeof(what), "queue.bind %s -> %s (%s)", bd->exchange, bd->queue,
                  bd->routing_key);
-        int r = oq_broker_check(b, 1, what);
+        int r = oq_broker_check(b, ch, what);
         if (r != 0) {
-            note(&rc, r, err, errlen, oq_broker_error(b));
+            note(rc, r, err, errlen, oq_broker_error(b));
             if (r == OQ_EBROKER)
-                return rc;
+                return r;
         }
     }
+    return 0;
+}
+
+int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t, int create_shop_exchange,
+                        char *err, size_t errlen)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < t->n_exchanges; i++)
+        if (declare_exchange(b, 1, &t->exchanges[i], create_shop_exchange, &rc, err, errlen) != 0)
+            return rc;
+    for (size_t i = 0; i < t->n_queues; i++)
+        if (declare_queue(b, 1, &t->queues[i], &rc, err, errlen) != 0)
+            return rc;
+    if (rc != 0)
+        return rc; /* a binding to a missing exchange or queue would only fail again */
+    (void)declare_bindings(b, 1, t, NULL, &rc, err, errlen);
     return rc;
+}
+
+int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
+                              const struct oq_topology *t, const char *queue, char *err,
+                              size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < t->n_queues; i++) {
+        if (strcmp(t->queues[i].name, queue) != 0)
+            continue;
+        if (declare_queue(b, channel, &t->queues[i], &rc, err, errlen) != 0 || rc != 0)
+            return rc;
+        (void)declare_bindings(b, channel, t, queue, &rc, err, errlen);
+        return rc;
+    }
+    snprintf(err, errlen, "queue %s is not in orderq's topology", queue);
+    return OQ_ENOTFOUND;
 }
 
 /* ---- export as definitions ------------------------------------------------- */

@@ -10,6 +10,7 @@
 #ifndef ORDERQ_TOPOLOGY_H
 #define ORDERQ_TOPOLOGY_H
 
+#include <amqp.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -73,6 +74,14 @@ void oq_topology_free(struct oq_topology *t);
  * exists with other arguments) or OQ_EBROKER. */
 OQ_WUR int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t,
                                int create_shop_exchange, char *err, size_t errlen);
+
+/* Declare one queue of the plan and its bindings again, on channel (open,
+ * and not one that consumes: a refusal closes it). For a work queue the
+ * broker deleted under a running consumer. Returns as oq_topology_declare,
+ * or OQ_ENOTFOUND when the plan has no such queue. */
+OQ_WUR int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
+                                     const struct oq_topology *t, const char *queue, char *err,
+                                     size_t errlen);
 
 /* Compare the plan with what the management API at cfg->amqp_mgmt_url
  * reports for vhost. Each difference is one line (or one JSON object per
