@@ -32,10 +32,12 @@ OQ_WUR int oq_mail_header_check(const char *value, char *why, size_t whylen);
 OQ_WUR int oq_mail_address_check(const char *address, char *why, size_t whylen);
 
 /* text as a header value: itself when it is printable ASCII, else RFC 2047
- * encoded-words ("=?UTF-8?B?...?="), each at most 75 bytes, never splitting
- * a UTF-8 character, separated by CRLF SP (folded). Returns 0, OQ_EINVAL
- * (text is not UTF-8 or holds a control character) or OQ_ENOMEM; *out is
- * the caller's to free. */
+ * encoded-words ("=?UTF-8?B?...?="), each of whole UTF-8 characters and at
+ * most 64 characters, separated by CRLF SP (folded), so that every line
+ * stays within RFC 2047's 76 characters with a header name of up to 12
+ * ("Subject: ") before the first word. Any length is encoded. Returns 0,
+ * OQ_EINVAL (text is not UTF-8 or holds a control character) or
+ * OQ_ENOMEM; *out is the caller's to free. */
 OQ_WUR int oq_mail_encode_header(const char *text, char **out);
 
 /* Split "Display Name <address>" (or a bare address) as written in the
@@ -43,7 +45,10 @@ OQ_WUR int oq_mail_encode_header(const char *text, char **out);
 OQ_WUR int oq_mail_parse_mailbox(const char *text, char *name, size_t namelen, char *address,
                                  size_t addresslen, char *why, size_t whylen);
 
-/* "Display Name <address>", the name encoded when it needs to be. */
+/* "Display Name <address>", the name quoted, or encoded when it needs to
+ * be; after encoded-words the address goes on a folded line of its own
+ * when the line would pass 76 characters. Returns 0, OQ_EINVAL (why says)
+ * or OQ_ENOMEM; *out is the caller's to free. */
 OQ_WUR int oq_mail_mailbox(const char *name, const char *address, char **out, char *why,
                            size_t whylen);
 
