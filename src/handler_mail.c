@@ -56,8 +56,48 @@ static void free_state(void *p)
     free(st);
 }
 
+/* Text from the event that goes into a header: at most max bytes of UTF-8
+ * without control characters, else OQ_EINVAL with what is wrong in err.
+ * Checked here, in prepare, so that such an event is a dead letter before
+ * a lease is taken; at send time it would fail under a `sending` lease. */
+static int header_text_check(const char *what, const char *value, size_t max, char *err,
+                             size_t errlen)
+{
+    char why[128];
+    size_t n = strlen(value);
+    if (n > max) {
+        snprintf(err, errlen,
+                 "%s is %zu bytes; at most %zu are accepted (docs/mail.md, \"Limits\")", what, n,
+                 max);
+        return OQ_EINVAL;
+    }
+    if (!oq_utf8_valid(value, n)) {
+        snprintf(err, errlen, "%s is not UTF-8", what);
+        return OQ_EINVAL;
+    }
+    if (oq_mail_header_check(value, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+/* 0 when a subject snprintf made is whole (n: what it returned), else
+ * OQ_EINVAL saying how long it would have been and what it is made of. */
+static int subject_fits(int n, const char *made_of, char *err, size_t errlen)
+{
+    if (n >= 0 && (size_t)n <= OQ_MAIL_SUBJECT_MAX)
+        return 0;
+    snprintf(err, errlen,
+             "the subject would be %d bytes; at most %d are accepted (it is made of %s; "
+             "docs/mail.md, \"Limits\")",
+             n, OQ_MAIL_SUBJECT_MAX, made_of);
+    return OQ_EINVAL;
+}
+
 /* The plan for a mail to (name, address) with values filled into both
- * templates. Returns 0, OQ_EINVAL (a bad address: err says) or OQ_ENOMEM. */
+ * templates. Returns 0, OQ_EINVAL (a bad address, a name or subject that
+ * cannot be a header: err says) or OQ_ENOMEM. */
 static int render(const struct mail_state *st, const char *name, const char *address,
                   const char *subject, const char *const *values, void **out, char *err,
                   size_t errlen)
@@ -67,6 +107,10 @@ static int render(const struct mail_state *st, const char *name, const char *add
         snprintf(err, errlen, "event_data.customer.email: %s", why);
         return OQ_EINVAL;
     }
+    if ((name != NULL &&
+         header_text_check("event_data.customer.name", name, OQ_MAIL_NAME_MAX, err, errlen) != 0) ||
+        header_text_check("the subject", subject, OQ_MAIL_SUBJECT_MAX, err, errlen) != 0)
+        return OQ_EINVAL;
     struct mail_plan *plan = calloc(1, sizeof(*plan));
     if (plan == NULL)
         return OQ_ENOMEM;
@@ -153,7 +197,7 @@ static int prepare_coupon(void *state, const struct oq_event *ev, int64_t attemp
     const char *code = oq_json_text(ev->data, "coupon_code");
     const char *order = oq_json_text(ev->data, "order_id");
     const char *expires = oq_json_text(ev->data, "expires_at");
-    char discount[64], expires_on[16], subject[256];
+    char discount[64], expires_on[16], subject[OQ_MAIL_SUBJECT_MAX + 1];
     (void)attempt;
     *plan = NULL;
     if (code == NULL || *code == '\0' || strlen(code) > 64) {
@@ -162,6 +206,8 @@ static int prepare_coupon(void *state, const struct oq_event *ev, int64_t attemp
                  "without one (the seed's send_coupon_code_by_email rows) name no coupon to send");
         return OQ_EINVAL;
     }
+    if (header_text_check("event_data.coupon_code", code, 64, err, errlen) != 0)
+        return OQ_EINVAL; /* it goes into the subject */
     if (order == NULL || *order == '\0') {
         snprintf(err, errlen, "event_data.order_id is missing");
         return OQ_EINVAL;
@@ -178,7 +224,10 @@ static int prepare_coupon(void *state, const struct oq_event *ev, int64_t attemp
         return rc;
     const char *values[OQ_COUPON_MAIL_SLOTS] = {name ? name : email, code, discount, expires_on,
                                                 order};
-    snprintf(subject, sizeof(subject), "Your coupon %s: %s off your next order", code, discount);
+    if (subject_fits(snprintf(subject, sizeof(subject), "Your coupon %s: %s off your next order",
+                              code, discount),
+                     "event_data.coupon_code and discount", err, errlen) != 0)
+        return OQ_EINVAL;
     snprintf(effect_key, keylen, "coupon:%s", code);
     snprintf(result, resultlen, "coupon %s mailed to %s", code, email);
     return render(st, name, email, subject, values, plan, err, errlen);
@@ -193,7 +242,7 @@ static int prepare_invoice(void *state, const struct oq_event *ev, int64_t attem
     const struct mail_state *st = state;
     struct oq_invoice inv;
     char *lines = NULL, *lines_html = NULL;
-    char subtotal[48], shipping[48], tax[48], total[48], subject[256];
+    char subtotal[48], shipping[48], tax[48], total[48], subject[OQ_MAIL_SUBJECT_MAX + 1];
     (void)attempt;
     *plan = NULL;
     int rc = oq_invoice_parse(ev->data, &inv, err, errlen);
@@ -218,8 +267,10 @@ static int prepare_invoice(void *state, const struct oq_event *ev, int64_t attem
                                                  shipping,
                                                  tax,
                                                  total};
-    snprintf(subject, sizeof(subject), "Invoice %s for your order %s", inv.increment_id,
-             inv.order_id);
+    if ((rc = subject_fits(snprintf(subject, sizeof(subject), "Invoice %s for your order %s",
+                                    inv.increment_id, inv.order_id),
+                           "event_data.increment_id and order_id", err, errlen)) != 0)
+        goto out;
     snprintf(effect_key, keylen, "invoice:%s", inv.invoice_id);
     snprintf(result, resultlen, "invoice %s mailed to %s", inv.increment_id, inv.customer_email);
     rc = render(st, inv.customer_name, inv.customer_email, subject, values, plan, err, errlen);

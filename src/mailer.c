@@ -9,7 +9,14 @@
 
 #include "orderq/event.h"
 
-#define ENCODED_WORD_BYTES 45 /* raw bytes per "=?UTF-8?B?...?=": 60 base64 chars, 72 in all */
+/* RFC 2047 limits an encoded-word to 75 characters and a line holding one
+ * to 76. A word here carries at most WORD_BYTES bytes of text: 39 bytes are
+ * 52 base64 characters, a word of 64 ("=?UTF-8?B?" and "?=" are 12), which
+ * leaves HEADER_NAME_ROOM for the header's name ("Subject: " is 9) before
+ * the first word and a space before each folded one. */
+#define WORD_BYTES       39
+#define HEADER_NAME_ROOM 12
+#define LINE_MAX_CHARS   76
 
 int oq_mail_header_check(const char *value, char *why, size_t whylen)
 {
@@ -118,6 +125,52 @@ static size_t utf8_len(unsigned char c)
     return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
 }
 
+/* How many bytes of text[i..n) (valid UTF-8) the next encoded-word takes:
+ * whole characters only (RFC 2047 section 5), at most WORD_BYTES, at
+ * least one character. */
+static size_t word_take(const char *text, size_t i, size_t n)
+{
+    size_t take = 0;
+    while (i + take < n) {
+        size_t k = utf8_len((unsigned char)text[i + take]);
+        if (take + k > WORD_BYTES)
+            break;
+        take += k;
+    }
+    return take;
+}
+
+/* Copy n bytes of s to out + o, unless out is NULL (measuring). */
+static size_t put(char *out, size_t o, const char *s, size_t n)
+{
+    if (out != NULL)
+        memcpy(out + o, s, n);
+    return n;
+}
+
+/* Write text (n bytes of valid UTF-8) as encoded-words folded with CRLF
+ * SP into out, or only measure them when out is NULL: the same walk
+ * sizes the buffer and fills it, so the two cannot disagree. Returns the
+ * characters written, without a NUL. */
+static size_t put_words(char *out, const char *text, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t take = word_take(text, i, n), b64 = 4 * ((take + 2) / 3);
+        if (i > 0)
+            o += put(out, o, "\r\n ", 3);
+        o += put(out, o, "=?UTF-8?B?", 10);
+        /* EVP_EncodeBlock also writes a NUL after its b64 characters: the
+         * "?=" and the final NUL that follow have room for it. */
+        if (out != NULL)
+            EVP_EncodeBlock((unsigned char *)out + o, (const unsigned char *)text + i, (int)take);
+        o += b64;
+        o += put(out, o, "?=", 2);
+        i += take;
+    }
+    return o;
+}
+
 int oq_mail_encode_header(const char *text, char **out)
 {
     size_t n = strlen(text);
@@ -127,50 +180,58 @@ int oq_mail_encode_header(const char *text, char **out)
         return OQ_EINVAL;
     if (printable_ascii(text))
         return (*out = strdup(text)) != NULL ? 0 : OQ_ENOMEM;
-    /* Each word: 12 bytes of frame, 4/3 of its bytes in base64, 3 of folding. */
-    size_t cap = (n / ENCODED_WORD_BYTES + 1) * (12 + 60 + 3) + 1, used = 0;
-    char *s = malloc(cap);
+    size_t len = put_words(NULL, text, n);
+    char *s = malloc(len + 1);
     if (s == NULL)
         return OQ_ENOMEM;
-    for (size_t i = 0; i < n;) {
-        size_t take = 0;
-        while (i + take < n && take + utf8_len((unsigned char)text[i + take]) <= ENCODED_WORD_BYTES)
-            take += utf8_len((unsigned char)text[i + take]);
-        used += (size_t)snprintf(s + used, cap - used, "%s=?UTF-8?B?", i > 0 ? "\r\n " : "");
-        used += (size_t)EVP_EncodeBlock((unsigned char *)s + used, (const unsigned char *)text + i,
-                                        (int)take);
-        used += (size_t)snprintf(s + used, cap - used, "?=");
-        i += take;
-    }
+    s[put_words(s, text, n)] = '\0';
     *out = s;
     return 0;
 }
 
+/* Characters on the last line of an encoded value, counting the header
+ * name's room when there is only one line. */
+static size_t last_line(const char *encoded)
+{
+    const char *fold = NULL;
+    for (const char *p = strstr(encoded, "\r\n"); p != NULL; p = strstr(p + 2, "\r\n"))
+        fold = p;
+    return fold != NULL ? strlen(fold + 2) : HEADER_NAME_ROOM + strlen(encoded);
+}
+
 int oq_mail_mailbox(const char *name, const char *address, char **out, char *why, size_t whylen)
 {
-    char *encoded = NULL;
+    char *encoded = NULL, *s = NULL;
+    int rc = OQ_EINVAL;
     *out = NULL;
     if (oq_mail_address_check(address, why, whylen) != 0)
-        return OQ_EINVAL;
-    if (name == NULL || name[0] == '\0')
-        return (*out = strdup(address)) != NULL ? 0 : OQ_ENOMEM;
-    int rc = oq_mail_encode_header(name, &encoded);
-    if (rc == OQ_EINVAL) {
+        goto out;
+    if (name == NULL || name[0] == '\0') {
+        rc = (*out = strdup(address)) != NULL ? 0 : OQ_ENOMEM;
+        goto out;
+    }
+    rc = oq_mail_encode_header(name, &encoded);
+    if (rc == OQ_EINVAL)
         snprintf(why, whylen, "the display name for %s is not UTF-8 or holds a control character",
                  address);
-        return rc;
-    }
     if (rc != 0)
-        return rc;
-    /* An ASCII name is quoted (it may hold commas); encoded-words are not. */
+        goto out;
+    /* An ASCII name is quoted (it may hold commas); encoded-words are not,
+     * and their line stays within 76 characters: the address goes on a
+     * folded line of its own when it would not fit after the last word. */
     int quote = printable_ascii(name);
-    size_t len = strlen(encoded) * 2 + strlen(address) + 8;
-    char *s = malloc(len);
-    if (s == NULL) {
-        free(encoded);
-        return OQ_ENOMEM;
+    const char *sep =
+        !quote && last_line(encoded) + strlen(" <>") + strlen(address) > LINE_MAX_CHARS ? "\r\n <"
+                                                                                        : " <";
+    size_t len = strlen(encoded) + strlen(sep) + strlen(address) + strlen(">") + 1, used = 0;
+    if (quote) {
+        len += 2; /* the quotes */
+        for (const char *p = encoded; *p; p++)
+            len += *p == '"' || *p == '\\';
     }
-    size_t used = 0;
+    rc = OQ_ENOMEM;
+    if ((s = malloc(len)) == NULL)
+        goto out;
     if (quote) {
         s[used++] = '"';
         for (const char *p = encoded; *p; p++) {
@@ -180,12 +241,18 @@ int oq_mail_mailbox(const char *name, const char *address, char **out, char *why
         }
         s[used++] = '"';
     } else {
-        used += (size_t)snprintf(s, len, "%s", encoded);
+        used += put(s, used, encoded, strlen(encoded));
     }
-    snprintf(s + used, len - used, " <%s>", address);
-    free(encoded);
+    used += put(s, used, sep, strlen(sep));
+    used += put(s, used, address, strlen(address));
+    used += put(s, used, ">", 2); /* with its NUL: used + 1 == len */
     *out = s;
-    return 0;
+    s = NULL;
+    rc = 0;
+out:
+    free(encoded);
+    free(s);
+    return rc;
 }
 
 void oq_mail_message_id(const char *handler, const char *effect_key, const char *domain, char *out,

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "orderq/config.h"
-#include "orderq/http_effect.h"
 #include "orderq/mailer.h"
 
 struct oq_mailer {
@@ -128,7 +127,29 @@ static curl_mime *build_body(CURL *curl, const struct oq_mail *mail)
     return alt;
 }
 
-/* Every header the mail carries, each value checked first. */
+/* Append "name: value" to list. value may be folded (CRLF and a space or
+ * tab: the encoded-words of a long subject or name); any other CR or LF is
+ * refused. 0, OQ_EINVAL or OQ_ENOMEM. */
+static int add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    for (const char *p = strpbrk(value, "\r\n"); p != NULL; p = strpbrk(p + 3, "\r\n"))
+        if (p[0] != '\r' || p[1] != '\n' || (p[2] != ' ' && p[2] != '\t'))
+            return OQ_EINVAL;
+    size_t n = strlen(name) + strlen(": ") + strlen(value) + 1;
+    char *line = malloc(n);
+    if (line == NULL)
+        return OQ_ENOMEM;
+    snprintf(line, n, "%s: %s", name, value);
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    free(line);
+    if (grown == NULL)
+        return OQ_ENOMEM;
+    *list = grown;
+    return 0;
+}
+
+/* Every header the mail carries, each value checked first. 0, OQ_EINVAL
+ * (why says which value is wrong) or OQ_ENOMEM. */
 static int build_headers(struct oq_mailer *m, const struct oq_mail *mail, struct curl_slist **list,
                          char *why, size_t whylen)
 {
@@ -137,24 +158,37 @@ static int build_headers(struct oq_mailer *m, const struct oq_mail *mail, struct
     struct tm tm;
     int rc = OQ_EINVAL;
     if (oq_mail_header_check(mail->event ? mail->event : "", why, whylen) != 0 ||
-        oq_mail_mailbox(m->from_name, m->from_address, &from, why, whylen) != 0 ||
-        oq_mail_mailbox(mail->to_name, mail->to_address, &to, why, whylen) != 0)
+        (rc = oq_mail_mailbox(m->from_name, m->from_address, &from, why, whylen)) != 0 ||
+        (rc = oq_mail_mailbox(mail->to_name, mail->to_address, &to, why, whylen)) != 0)
         goto out;
-    if (oq_mail_encode_header(mail->subject, &subject) != 0) {
-        snprintf(why, whylen, "the subject is not UTF-8 or holds a control character");
+    if ((rc = oq_mail_encode_header(mail->subject, &subject)) != 0) {
+        if (rc == OQ_EINVAL)
+            snprintf(why, whylen, "the subject is not UTF-8 or holds a control character");
         goto out;
     }
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
     oq_mail_message_id(mail->handler, mail->effect_key, m->domain, id, sizeof(id));
-    rc = OQ_ENOMEM;
-    if (oq_http_header_add(list, "Date", date) != 0 ||
-        oq_http_header_add(list, "From", from) != 0 || oq_http_header_add(list, "To", to) != 0 ||
-        oq_http_header_add(list, "Subject", subject) != 0 ||
-        oq_http_header_add(list, "Message-ID", id) != 0 ||
-        oq_http_header_add(list, "Content-Type", "multipart/alternative") != 0 ||
-        (mail->event && oq_http_header_add(list, "X-Orderq-Event", mail->event) != 0))
-        goto out;
+    const struct {
+        const char *name, *value;
+    } headers[] = {
+        {"Date", date},
+        {"From", from},
+        {"To", to},
+        {"Subject", subject},
+        {"Message-ID", id},
+        {"Content-Type", "multipart/alternative"},
+        {"X-Orderq-Event", mail->event},
+    };
+    for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+        if (headers[i].value == NULL)
+            continue;
+        if ((rc = add_header(list, headers[i].name, headers[i].value)) != 0) {
+            if (rc == OQ_EINVAL)
+                snprintf(why, whylen, "the %s header holds a CR or LF", headers[i].name);
+            goto out;
+        }
+    }
     rc = 0;
 out:
     free(from);

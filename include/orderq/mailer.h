@@ -22,6 +22,17 @@
 #include "orderq/common.h"
 #include "orderq/retry.h"
 
+/* The longest display name and subject, in bytes, a handler puts in a
+ * mail; a longer one makes the event a dead letter before anything is
+ * claimed or sent. Real names are far shorter: 255 bytes are 127 accented
+ * Latin letters, 85 CJK characters or 63 emoji, the same bound smtp_from's
+ * name has. The handlers' subjects hold a coupon code (at most 64 bytes)
+ * or invoice and order numbers and some 40 bytes of text; 400 bytes leave
+ * room for numbers in any script, while a mail client shows 60 to 80
+ * characters. Both keep the encoded header to a few lines. */
+#define OQ_MAIL_NAME_MAX    255
+#define OQ_MAIL_SUBJECT_MAX 400
+
 /* A header value: 0, or OQ_EINVAL (why says so) when it holds a CR, LF or
  * other control character but tab. */
 OQ_WUR int oq_mail_header_check(const char *value, char *why, size_t whylen);
@@ -32,10 +43,13 @@ OQ_WUR int oq_mail_header_check(const char *value, char *why, size_t whylen);
 OQ_WUR int oq_mail_address_check(const char *address, char *why, size_t whylen);
 
 /* text as a header value: itself when it is printable ASCII, else RFC 2047
- * encoded-words ("=?UTF-8?B?...?="), each at most 75 bytes, never splitting
- * a UTF-8 character, separated by CRLF SP (folded). Returns 0, OQ_EINVAL
- * (text is not UTF-8 or holds a control character) or OQ_ENOMEM; *out is
- * the caller's to free. */
+ * encoded-words ("=?UTF-8?B?...?="), each of whole UTF-8 characters and at
+ * most 64 characters, separated by CRLF SP (folded), so that every line
+ * stays within RFC 2047's 76 characters with a header name of up to 12
+ * ("Subject: ") before the first word. Any length is encoded; the callers
+ * cap what they accept (OQ_MAIL_NAME_MAX, OQ_MAIL_SUBJECT_MAX). Returns 0,
+ * OQ_EINVAL (text is not UTF-8 or holds a control character) or
+ * OQ_ENOMEM; *out is the caller's to free. */
 OQ_WUR int oq_mail_encode_header(const char *text, char **out);
 
 /* Split "Display Name <address>" (or a bare address) as written in the
@@ -43,7 +57,10 @@ OQ_WUR int oq_mail_encode_header(const char *text, char **out);
 OQ_WUR int oq_mail_parse_mailbox(const char *text, char *name, size_t namelen, char *address,
                                  size_t addresslen, char *why, size_t whylen);
 
-/* "Display Name <address>", the name encoded when it needs to be. */
+/* "Display Name <address>", the name quoted, or encoded when it needs to
+ * be; after encoded-words the address goes on a folded line of its own
+ * when the line would pass 76 characters. Returns 0, OQ_EINVAL (why says)
+ * or OQ_ENOMEM; *out is the caller's to free. */
 OQ_WUR int oq_mail_mailbox(const char *name, const char *address, char **out, char *why,
                            size_t whylen);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderq/event.h"
 #include "orderq/mailer.h"
 
 static void header_injection_is_refused(void **state)
@@ -115,6 +116,176 @@ static void non_ascii_headers_are_rfc2047_words(void **state)
     free(out);
 
     assert_int_equal(oq_mail_encode_header("bad \xff utf-8", &out), OQ_EINVAL);
+}
+
+/* ---- RFC 2047 over generated text ------------------------------------------ */
+
+/* One character of each UTF-8 length (index 1..4), a few of each. */
+static const char *const chars_of_len[5][3] = {
+    {"", "", ""},
+    {"a", "?", "="}, /* '?' and '=' delimit encoded-words: they must stay inside base64 */
+    {"\xc3\xa9", "\xc3\x9f", "\xd0\x96"},                         /* é ß Ж */
+    {"\xe2\x82\xac", "\xe4\xb8\xad", "\xef\xbc\x81"},             /* € 中 ！ */
+    {"\xf0\x9f\x98\x80", "\xf0\x9d\x84\x9e", "\xf0\x9f\x8d\xba"}, /* 😀 𝄞 🍺 */
+};
+
+/* The mixes: each says which character length comes at position i. */
+enum mix { ALL2, ALL3, ALL4, CYCLE1234, CYCLE4321, ASCII_THEN_4, RANDOM, N_MIXES };
+
+static size_t length_at(enum mix m, size_t i, uint32_t *seed)
+{
+    switch (m) {
+    case ALL2:
+        return 2;
+    case ALL3:
+        return 3;
+    case ALL4:
+        return 4;
+    case CYCLE1234:
+        return i % 4 + 1;
+    case CYCLE4321:
+        return 4 - i % 4;
+    case ASCII_THEN_4:
+        return i % 7 == 6 ? 4 : 1;
+    default:
+        *seed = *seed * 1103515245u + 12345u; /* the same text on every run */
+        return (*seed >> 16) % 4 + 1;
+    }
+}
+
+/* Exactly len bytes of UTF-8 in the given mix, never pure ASCII: a
+ * character that would not fit is replaced by a shorter one. */
+static char *generated_text(enum mix m, size_t len)
+{
+    char *s = malloc(len + 1);
+    uint32_t seed = (uint32_t)(len * 31 + (size_t)m);
+    size_t o = 0;
+    assert_non_null(s);
+    for (size_t i = 0; o < len; i++) {
+        size_t k = length_at(m, i, &seed);
+        if (k > len - o)
+            k = len - o;
+        if (o == 0 && k == 1 && len >= 2)
+            k = 2; /* one non-ASCII character at least, so the text is encoded */
+        memcpy(s + o, chars_of_len[k][i % 3], k);
+        o += k;
+    }
+    s[o] = '\0';
+    return s;
+}
+
+/* Parse out as encoded-words joined by CRLF SP and nothing else; check
+ * each against RFC 2047 (at most 75 characters, whole characters inside,
+ * every line at most 76 characters with "Subject: " before the first) and
+ * return what they decode to. */
+static char *decode_strictly(const char *out, const char *input)
+{
+    char *text = calloc(1, strlen(out) + 1);
+    size_t o = 0, line = strlen("Subject: ");
+    const char *p = out;
+    assert_non_null(text);
+    for (;;) {
+        if (strncmp(p, "=?UTF-8?B?", 10) != 0)
+            fail_msg("not an encoded-word at byte %zu of the encoding of \"%s\": %s",
+                     (size_t)(p - out), input, out);
+        const char *b64 = p + 10, *end = strstr(b64, "?=");
+        assert_non_null(end);
+        size_t word = (size_t)(end + 2 - p), n64 = (size_t)(end - b64);
+        if (word > 75)
+            fail_msg("an encoded-word of %zu characters (at most 75) for \"%s\"", word, input);
+        if (line + word > 76)
+            fail_msg("a header line of %zu characters (at most 76) for \"%s\"", line + word, input);
+        assert_int_equal(n64 % 4, 0);
+        unsigned char buf[64];
+        int n = EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)n64);
+        assert_true(n >= 0);
+        for (size_t pad = 0; pad < 2 && n64 > pad && b64[n64 - 1 - pad] == '='; pad++)
+            n--; /* EVP_DecodeBlock counts padding as NUL bytes */
+        if (!oq_utf8_valid((const char *)buf, (size_t)n))
+            fail_msg("an encoded-word splits a character of \"%s\": %s", input, out);
+        memcpy(text + o, buf, (size_t)n);
+        o += (size_t)n;
+        p = end + 2;
+        if (*p == '\0')
+            break;
+        if (strncmp(p, "\r\n ", 3) != 0)
+            fail_msg("words not folded with CRLF SP in the encoding of \"%s\": %s", input, out);
+        p += 3;
+        line = 1;
+    }
+    return text;
+}
+
+/* Every length from 1 to 400 bytes, in mixes of 1- to 4-byte characters:
+ * no overflow (ASan watches), every word within RFC 2047, the words give
+ * back the text exactly. */
+static void generated_text_encodes_within_rfc2047_and_back(void **state)
+{
+    (void)state;
+    for (int m = 0; m < N_MIXES; m++)
+        for (size_t len = 1; len <= 400; len++) {
+            char *text = generated_text((enum mix)m, len), *out = NULL;
+            assert_int_equal(strlen(text), len);
+            assert_int_equal(oq_mail_encode_header(text, &out), 0);
+            if (len == 1) { /* ASCII alone stays as it is */
+                assert_string_equal(out, text);
+            } else {
+                char *back = decode_strictly(out, text);
+                if (strcmp(back, text) != 0)
+                    fail_msg("mix %d, %zu bytes: \"%s\" came back as \"%s\"", m, len, text, back);
+                free(back);
+            }
+            free(out);
+            free(text);
+        }
+}
+
+/* The cases of issue 10: a customer name of 111 "é", and the 48-byte
+ * coupon code of €, é, 😀 and ASCII inside the subject. */
+static void issue_10_texts_encode(void **state)
+{
+    (void)state;
+    char name[223], *out = NULL;
+    for (size_t i = 0; i < 111; i++)
+        memcpy(name + 2 * i, "\xc3\xa9", 2);
+    name[222] = '\0';
+    assert_int_equal(oq_mail_encode_header(name, &out), 0);
+    char *back = decode_strictly(out, name);
+    assert_string_equal(back, name);
+    free(back);
+    free(out);
+
+    /* 3 x "€é😀A" (10 bytes each), 😀, €, é, then 9 ASCII: 48 bytes; in the
+     * subject the 😀 starts 42 bytes in, so a word cannot end at 45 */
+    const char *code = "\xe2\x82\xac\xc3\xa9\xf0\x9f\x98\x80"
+                       "A\xe2\x82\xac\xc3\xa9\xf0\x9f\x98\x80"
+                       "A\xe2\x82\xac\xc3\xa9\xf0\x9f\x98\x80"
+                       "A\xf0\x9f\x98\x80\xe2\x82\xac\xc3\xa9"
+                       "-123456xy";
+    char subject[256];
+    assert_int_equal(strlen(code), 48);
+    snprintf(subject, sizeof(subject), "Your coupon %s: $10.00 off your next order", code);
+    assert_int_equal(oq_mail_encode_header(subject, &out), 0);
+    back = decode_strictly(out, subject);
+    assert_string_equal(back, subject);
+    free(back);
+    free(out);
+
+    /* A mailbox with a long encoded name keeps its lines within 76 too. */
+    char why[128];
+    assert_int_equal(oq_mail_mailbox(name, "ann@example.com", &out, why, sizeof(why)), 0);
+    size_t line = strlen("To: ");
+    for (const char *p = out; *p; p++) {
+        if (p[0] == '\r' && p[1] == '\n') {
+            line = 0;
+            p++;
+            continue;
+        }
+        if (++line > 76)
+            fail_msg("a To line over 76 characters: %s", out);
+    }
+    assert_non_null(strstr(out, "<ann@example.com>"));
+    free(out);
 }
 
 static void mailboxes_quote_or_encode_the_name(void **state)
@@ -265,6 +436,8 @@ int main(void)
         cmocka_unit_test(header_injection_is_refused),
         cmocka_unit_test(addresses_must_be_plausible_mailboxes),
         cmocka_unit_test(non_ascii_headers_are_rfc2047_words),
+        cmocka_unit_test(generated_text_encodes_within_rfc2047_and_back),
+        cmocka_unit_test(issue_10_texts_encode),
         cmocka_unit_test(mailboxes_quote_or_encode_the_name),
         cmocka_unit_test(message_ids_are_the_same_for_one_effect),
         cmocka_unit_test(templates_fill_in_and_escape),
