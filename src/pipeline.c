@@ -22,7 +22,7 @@
 #include "orderq/ledger.h"
 #include "orderq/log.h"
 #include "orderq/metrics.h"
-#include "orderq/publish.h"
+#include "orderq/park.h"
 #include "orderq/retry.h"
 #include "orderq/topology.h"
 
@@ -94,11 +94,10 @@ struct pipeline {
     /* broker thread only */
     struct batch *inflight_head, *inflight_tail;
     struct batch *orphans; /* from a lost connection, freed once processed */
-    struct oq_publisher *pub;
+    struct oq_parker *parker; /* retries and dead letters, on a connection of its own */
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     int requeue_streak;           /* batches in a row that had to requeue */
-    char host[128], pid[24];      /* for the dead letters' headers */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -584,8 +583,8 @@ static void free_processed_orphans(struct pipeline *pl)
     }
 }
 
-/* The delivery in flight whose retry or dead letter has confirm sequence
- * seq (and its batch), or NULL. */
+/* The delivery in flight whose retry or dead letter has park number seq
+ * (and its batch), or NULL. */
 static struct delivery *parked_delivery(struct pipeline *pl, uint64_t seq, struct batch **batch)
 {
     for (struct batch *bt = pl->inflight_head; bt; bt = bt->next)
@@ -597,109 +596,35 @@ static struct delivery *parked_delivery(struct pipeline *pl, uint64_t seq, struc
     return NULL;
 }
 
-static void on_park_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+static void on_park_settled(void *ctx, uint64_t seq, int parked)
 {
     struct batch *bt;
     struct delivery *d = parked_delivery(ctx, seq, &bt);
     if (d == NULL)
-        return;
-    if (outcome != OQ_CONFIRM_ACK)
+        return; /* its batch was orphaned by a lost consuming connection */
+    if (!parked)
         d->outcome = REQUEUE; /* not parked: it must come back */
     bt->park_pending--;
 }
 
-/* A retry or dead letter no queue took: it is not parked, so its delivery
- * is requeued (its ack follows; the outcome set here wins). */
-static void on_park_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
-{
-    struct pipeline *pl = ctx;
-    const amqp_field_value_t *seq = oq_amqp_header(&m->properties, "x-orderq-seq");
-    int64_t n = 0;
-    struct batch *bt;
-    struct delivery *d =
-        seq && oq_amqp_field_int(seq, &n) == 0 ? parked_delivery(pl, (uint64_t)n, &bt) : NULL;
-    if (d != NULL)
-        d->outcome = REQUEUE;
-    oq_error("%s reached no queue from exchange %.*s: is the topology declared?",
-             d && d->tier[0] ? "a retry" : "a dead letter", (int)why->exchange.len,
-             (const char *)why->exchange.bytes);
-}
-
-static amqp_table_entry_t hdr_bytes(const char *key, amqp_bytes_t value)
-{
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = value;
-    return e;
-}
-
-static amqp_table_entry_t hdr_str(const char *key, const char *value)
-{
-    return hdr_bytes(key, amqp_cstring_bytes(value ? value : ""));
-}
-
-static amqp_table_entry_t hdr_i64(const char *key, int64_t value)
-{
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_I64;
-    e.value.value.i64 = value;
-    return e;
-}
-
-/* Publish d, body and properties as delivered, with orderq's headers: to
- * its delay tier (RETRY) or to the dead-letter exchange (DEAD). */
+/* Park d: to its delay tier (RETRY) or to the dead letters (DEAD). */
 static int park(struct pipeline *pl, struct delivery *d)
 {
-    const amqp_basic_properties_t *orig = &d->msg.properties;
-    int n_orig = (orig->_flags & AMQP_BASIC_HEADERS_FLAG) ? orig->headers.num_entries : 0;
-    amqp_table_entry_t *h = malloc(((size_t)n_orig + 16) * sizeof(*h));
-    if (h == NULL || d->queue == NULL) { /* out of memory: requeued instead */
-        free(h);
+    if (d->queue == NULL)
         return OQ_ENOMEM;
-    }
-    int nh = 0, retry = d->outcome == RETRY;
-    for (int i = 0; i < n_orig; i++)
-        if (!oq_header_is_orderqs(orig->headers.entries[i].key))
-            h[nh++] = orig->headers.entries[i];
-    char now[32], error[256];
-    oq_utc_now_iso(now, sizeof(now));
-    oq_cut_utf8(d->reason, error, sizeof(error)); /* headers stay small */
-    h[nh++] = hdr_i64("x-orderq-attempt", retry ? d->attempt + 1 : d->attempt);
-    h[nh++] = d->first_failed_at.len ? hdr_bytes("x-orderq-first-failed-at", d->first_failed_at)
-                                     : hdr_str("x-orderq-first-failed-at", now);
-    h[nh++] = hdr_str("x-orderq-last-failed-at", now);
-    h[nh++] = hdr_str("x-orderq-error-class", oq_error_class_name(d->error_class));
-    h[nh++] = hdr_str("x-orderq-last-error", error);
-    h[nh++] = hdr_str("x-orderq-queue", d->queue);
-    h[nh++] = hdr_bytes("x-orderq-original-exchange", d->original_exchange);
-    h[nh++] = hdr_bytes("x-orderq-original-routing-key", d->original_routing_key);
-    h[nh++] = hdr_str("x-orderq-host", pl->host);
-    h[nh++] = hdr_str("x-orderq-pid", pl->pid);
-    h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
-    /* Its confirm sequence, so a return (no queue took it) finds it. */
-    h[nh++] = hdr_i64("x-orderq-seq", (int64_t)oq_publisher_next_seq(pl->pub));
-    if (retry && d->force_resend) /* the person's word holds for the retries */
-        h[nh++] = hdr_i64("x-orderq-force-resend", 1);
-    if (retry) /* not "x-": a headers exchange ignores those when matching */
-        h[nh++] = hdr_str("orderq-delay", d->tier);
-
-    amqp_basic_properties_t p = *orig;
-    p._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    p._flags &= ~(amqp_flags_t)AMQP_BASIC_EXPIRATION_FLAG; /* parked copies never expire */
-    p.delivery_mode = 2;
-    p.headers = (amqp_table_t){nh, h};
-    /* The routing key names the work queue: a delay tier's TTL sends it
-     * back there through the default exchange. */
-    const char *exchange = retry ? pl->cfg->delay_exchange : pl->cfg->dead_exchange;
-    uint64_t seq = 0;
-    int rc =
-        oq_publish(pl->pub, exchange, d->queue, 1, &p, d->msg.body.bytes, d->msg.body.len, &seq);
-    if (rc == 0)
-        d->park_seq = seq;
-    free(h);
-    return rc;
+    struct oq_park what = {
+        .msg = &d->msg,
+        .queue = d->queue,
+        .tier = d->outcome == RETRY ? d->tier : NULL,
+        .attempt = d->attempt,
+        .error_class = d->error_class,
+        .reason = d->reason,
+        .first_failed_at = d->first_failed_at,
+        .original_exchange = d->original_exchange,
+        .original_routing_key = d->original_routing_key,
+        .force_resend = d->force_resend,
+    };
+    return oq_park(pl->parker, &what, &d->park_seq);
 }
 
 static void log_parked(const struct pipeline *pl, const struct delivery *d)
@@ -736,63 +661,95 @@ static void count_outcomes(const struct batch *bt)
     }
 }
 
-/* Settle finished batches at the head, in order. Returns 0 or OQ_EBROKER. */
-static int advance(struct pipeline *pl)
+/* Park a processed batch's retries and dead letters. 1 once every one is
+ * parked and confirmed, 0 while some still wait (the parking connection
+ * is down, blocked by an alarm, or its window is full). */
+static int park_batch(struct pipeline *pl, struct batch *bt)
+{
+    for (size_t i = 0; !bt->parked && i < bt->n; i++) {
+        struct delivery *d = &bt->d[i];
+        if ((d->outcome != DEAD && d->outcome != RETRY) || d->park_seq != 0)
+            continue;
+        int rc = park(pl, d);
+        if (rc == OQ_ETIMEOUT)
+            return 0; /* go on when it can take more */
+        if (rc != 0) {
+            d->outcome = REQUEUE; /* no memory: it comes back instead */
+            continue;
+        }
+        log_parked(pl, d);
+        bt->park_pending++;
+    }
+    bt->parked = 1;
+    return bt->park_pending == 0;
+}
+
+static int needs_requeue(const struct batch *bt)
+{
+    for (size_t i = 0; i < bt->n; i++)
+        if (bt->d[i].outcome == REQUEUE || bt->d[i].outcome == PENDING)
+            return 1;
+    return 0;
+}
+
+/* Ack a settled batch, and nack with requeue what could not be parked.
+ * lowest: no earlier delivery is unacked, so one multiple-ack covers the
+ * batch; else each is acked alone. Returns 0 or OQ_EBROKER. */
+static int settle_batch(struct pipeline *pl, struct batch *bt, int lowest)
 {
     amqp_connection_state_t conn = oq_broker_conn(pl->b);
-    while (pl->inflight_head != NULL) {
-        struct batch *bt = pl->inflight_head;
-        if (!is_processed(pl, bt))
-            return 0;
-        for (size_t i = 0; !bt->parked && i < bt->n; i++) {
-            struct delivery *d = &bt->d[i];
-            if ((d->outcome != DEAD && d->outcome != RETRY) || d->park_seq != 0)
-                continue;
-            int rc = park(pl, d);
-            if (rc == OQ_ETIMEOUT)
-                return 0; /* window full: go on when confirms come */
-            if (rc == OQ_ENOMEM) {
-                d->outcome = REQUEUE;
-                continue;
-            }
-            if (rc != 0)
+    if (lowest && !needs_requeue(bt)) {
+        if (amqp_basic_ack(conn, CONSUME_CHANNEL, bt->d[bt->n - 1].tag, 1) != 0)
+            return OQ_EBROKER;
+    } else {
+        for (size_t i = 0; i < bt->n; i++) {
+            const struct delivery *d = &bt->d[i];
+            int ok = d->outcome != REQUEUE && d->outcome != PENDING;
+            if ((ok ? amqp_basic_ack(conn, CONSUME_CHANNEL, d->tag, 0)
+                    : amqp_basic_nack(conn, CONSUME_CHANNEL, d->tag, 0, 1)) != 0)
                 return OQ_EBROKER;
-            log_parked(pl, d);
-            bt->park_pending++;
         }
-        bt->parked = 1;
-        if (bt->park_pending > 0)
-            return 0;
-        int all_done = 1;
-        for (size_t i = 0; i < bt->n; i++)
-            all_done &= bt->d[i].outcome != REQUEUE && bt->d[i].outcome != PENDING;
-        if (!all_done) {
+    }
+    count_outcomes(bt);
+    oq_metric_add(OQ_M_BATCHES, 1);
+    return 0;
+}
+
+/* Settle the batches that are finished. In order, with one multiple-ack
+ * each, as long as the oldest batch is not held up; once it is (its
+ * retries wait for the parking connection, or its requeue for its
+ * backoff), the batches after it that are finished are acked one delivery
+ * at a time, so a memory alarm or a missing dead-letter queue holds back
+ * only the messages it concerns. Returns 0 or OQ_EBROKER. */
+static int advance(struct pipeline *pl)
+{
+    struct batch **link = &pl->inflight_head, *prev = NULL;
+    int held_up = 0;
+    while (*link != NULL) {
+        struct batch *bt = *link;
+        int ready = is_processed(pl, bt) && park_batch(pl, bt);
+        if (ready && needs_requeue(bt)) {
             /* Requeued at once it would come straight back: wait first,
              * longer each time (a missing dead-letter queue, no memory). */
             if (bt->requeue_at == 0)
                 bt->requeue_at = oq_now_ms() + oq_backoff_ms(++pl->requeue_streak);
-            if (oq_now_ms() < bt->requeue_at)
-                return 0;
-        } else {
+            ready = oq_now_ms() >= bt->requeue_at;
+        } else if (ready) {
             pl->requeue_streak = 0;
         }
-        if (all_done) {
-            if (amqp_basic_ack(conn, CONSUME_CHANNEL, bt->d[bt->n - 1].tag, 1) != 0)
-                return OQ_EBROKER;
-        } else {
-            for (size_t i = 0; i < bt->n; i++) {
-                const struct delivery *d = &bt->d[i];
-                int ok = d->outcome != REQUEUE && d->outcome != PENDING;
-                if ((ok ? amqp_basic_ack(conn, CONSUME_CHANNEL, d->tag, 0)
-                        : amqp_basic_nack(conn, CONSUME_CHANNEL, d->tag, 0, 1)) != 0)
-                    return OQ_EBROKER;
-            }
+        if (!ready) {
+            if (!held_up && !is_processed(pl, bt))
+                return 0; /* the usual case: a worker is still at it */
+            held_up = 1;
+            prev = bt;
+            link = &bt->next;
+            continue;
         }
-        count_outcomes(bt);
-        oq_metric_add(OQ_M_BATCHES, 1);
-        pl->inflight_head = bt->next;
-        if (pl->inflight_head == NULL)
-            pl->inflight_tail = NULL;
+        if (settle_batch(pl, bt, bt == pl->inflight_head) != 0)
+            return OQ_EBROKER;
+        *link = bt->next;
+        if (pl->inflight_tail == bt)
+            pl->inflight_tail = prev;
         batch_free(bt);
     }
     return 0;
@@ -1008,9 +965,6 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consu
 {
     if (frame->frame_type != AMQP_FRAME_METHOD)
         return 0;
-    int mine = oq_publisher_handle_frame(pl->pub, frame);
-    if (mine != 0)
-        return mine < 0 ? OQ_EBROKER : 0;
     switch (frame->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD:
         return take_delivery(pl, frame->payload.method.decoded, open, draining);
@@ -1089,6 +1043,7 @@ static int serve(struct pipeline *pl, struct consumers *c)
             submit(pl, open);
             open = NULL;
         }
+        oq_parker_poll(pl->parker);
         if ((rc = advance(pl)) != 0)
             break;
         if (!draining && (rc = resubscribe_due(pl, c)) != 0)
@@ -1171,12 +1126,13 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     pl.wake_relay = wake_relay;
     pl.relay = relay;
     atomic_init(&pl.gen, 1);
-    if (gethostname(pl.host, sizeof(pl.host) - 1) != 0)
-        snprintf(pl.host, sizeof(pl.host), "?");
-    snprintf(pl.pid, sizeof(pl.pid), "%ld", (long)getpid());
+    char host[128] = "?";
+    if (gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "?");
     c.resubscribe_at = calloc(n + 1, sizeof(*c.resubscribe_at));
     c.resubscribe_failures = calloc(n + 1, sizeof(*c.resubscribe_failures));
-    if (c.resubscribe_at == NULL || c.resubscribe_failures == NULL) {
+    if (c.resubscribe_at == NULL || c.resubscribe_failures == NULL ||
+        oq_parker_new(cfg, host, on_park_settled, &pl, &pl.parker) != 0) {
         snprintf(err, errlen, "out of memory");
         rc = OQ_ENOMEM;
         goto out;
@@ -1194,10 +1150,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             rc = OQ_ECONFIG;
             break;
         }
-        struct oq_publisher_callbacks cb = {on_park_settled, on_park_returned, &pl};
-        if (r == 0 &&
-            (r = oq_publisher_new(pl.b, PUBLISH_CHANNEL, PARK_WINDOW, 0, &cb, &pl.pub)) != 0)
-            snprintf(why, sizeof(why), "%s", oq_broker_error(pl.b));
         if (r == 0 && pl.topology != NULL &&
             oq_topology_declare(pl.b, pl.topology, 0, why, sizeof(why)) != 0) {
             /* e.g. no configure permission: consume what exists */
@@ -1217,8 +1169,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             oq_metric_set(OQ_M_CONSUMERS, 0);
         }
         orphan_inflight(&pl);
-        oq_publisher_free(pl.pub);
-        pl.pub = NULL;
         if (r == 0) {
             oq_broker_close(pl.b);
             pl.b = NULL;
@@ -1235,6 +1185,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     }
     stop_workers(&pl);
 out:
+    oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
     free(c.resubscribe_at);
     free(c.resubscribe_failures);

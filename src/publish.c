@@ -92,6 +92,12 @@ static void settle(struct oq_publisher *p, uint64_t tag, int multiple, enum oq_c
         settle_one(p, seq, outcome);
 }
 
+void oq_publisher_fail_all(struct oq_publisher *p)
+{
+    if (p != NULL)
+        settle(p, p->next_seq - 1, 1, OQ_CONFIRM_NACK);
+}
+
 int oq_publisher_handle_frame(struct oq_publisher *p, const amqp_frame_t *frame)
 {
     amqp_connection_state_t conn = oq_broker_conn(p->b);

@@ -45,6 +45,10 @@ OQ_WUR int oq_publisher_new(struct oq_broker *b, amqp_channel_t channel, size_t 
 OQ_WUR int oq_publisher_handle_frame(struct oq_publisher *p, const amqp_frame_t *frame);
 void oq_publisher_free(struct oq_publisher *p);
 
+/* The connection is gone: report every unsettled message as nacked (its
+ * fate is unknown, so its sender must act as if it was not taken). */
+void oq_publisher_fail_all(struct oq_publisher *p);
+
 /* Publish one message; *seq (may be NULL) gets its sequence number. Waits
  * for confirms first when the window is full. Returns 0 or OQ_EBROKER. */
 OQ_WUR int oq_publish(struct oq_publisher *p, const char *exchange, const char *routing_key,

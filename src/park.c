@@ -1,0 +1,294 @@
+/* park.c - retries and dead letters, republished on a connection of their own */
+#include "orderq/park.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "orderq/broker.h"
+#include "orderq/config.h"
+#include "orderq/deadletter.h"
+#include "orderq/log.h"
+#include "orderq/publish.h"
+
+#define PARK_WINDOW  1024 /* copies awaiting their confirm */
+#define SEND_TIMEOUT 10   /* s: a write the broker stopped reading gives up, not the thread */
+
+struct oq_parker {
+    const struct oq_config *cfg;
+    oq_park_settled_fn settled;
+    void *ctx;
+    char host[128], pid[24]; /* for the copies' headers */
+
+    struct oq_broker *b;
+    struct oq_publisher *pub;
+    uint64_t base;      /* seq = base + the connection's own confirm tag */
+    int blocked;        /* connection.blocked: a memory or disk alarm */
+    int failures;       /* connects in a row that failed */
+    int64_t connect_at; /* next try, when not connected */
+    /* Copies that reached no queue: their ack follows, and must not count
+     * as parked. Few, and only until that ack. */
+    uint64_t *returned;
+    size_t n_returned, cap_returned;
+};
+
+static int take_returned(struct oq_parker *p, uint64_t seq)
+{
+    for (size_t i = 0; i < p->n_returned; i++)
+        if (p->returned[i] == seq) {
+            p->returned[i] = p->returned[--p->n_returned];
+            return 1;
+        }
+    return 0;
+}
+
+static void on_settled(void *ctx, uint64_t tag, enum oq_confirm outcome)
+{
+    struct oq_parker *p = ctx;
+    uint64_t seq = p->base + tag;
+    int returned = take_returned(p, seq);
+    p->settled(p->ctx, seq, outcome == OQ_CONFIRM_ACK && !returned);
+}
+
+/* A copy no queue took (mandatory): it is not parked. */
+static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+{
+    struct oq_parker *p = ctx;
+    const amqp_field_value_t *seq = oq_amqp_header(&m->properties, "x-orderq-seq");
+    const amqp_field_value_t *delay = oq_amqp_header(&m->properties, "orderq-delay");
+    int64_t n = 0;
+    if (seq != NULL && oq_amqp_field_int(seq, &n) == 0) {
+        if (p->n_returned == p->cap_returned) {
+            size_t cap = p->cap_returned ? p->cap_returned * 2 : 16;
+            uint64_t *grown = realloc(p->returned, cap * sizeof(*grown));
+            if (grown != NULL) {
+                p->returned = grown;
+                p->cap_returned = cap;
+            }
+        }
+        if (p->n_returned < p->cap_returned)
+            p->returned[p->n_returned++] = (uint64_t)n;
+    }
+    oq_error("%s reached no queue from exchange %.*s: is the topology declared?",
+             delay ? "a retry" : "a dead letter", (int)why->exchange.len,
+             (const char *)why->exchange.bytes);
+}
+
+/* The connection is gone: every copy in flight is reported unparked (its
+ * delivery comes back), and the next poll connects again. */
+static void lose(struct oq_parker *p, const char *why)
+{
+    if (p->b == NULL)
+        return;
+    oq_error("parking connection lost: %s; %zu retries and dead letters come back", why,
+             oq_parker_in_flight(p));
+    oq_publisher_fail_all(p->pub);
+    p->base += oq_publisher_next_seq(p->pub) - 1;
+    oq_publisher_free(p->pub);
+    p->pub = NULL;
+    oq_broker_drop(p->b);
+    p->b = NULL;
+    p->blocked = 0;
+    p->n_returned = 0;
+    p->connect_at = oq_now_ms() + oq_backoff_ms(++p->failures);
+}
+
+static void connect_now(struct oq_parker *p)
+{
+    char err[OQ_ERRLEN * 2] = "";
+    struct oq_publisher_callbacks cb = {on_settled, on_returned, p};
+    int rc = oq_broker_connect(p->cfg, "park", &p->b, err, sizeof(err));
+    if (rc == 0 && (rc = oq_publisher_new(p->b, 1, PARK_WINDOW, 0, &cb, &p->pub)) != 0)
+        snprintf(err, sizeof(err), "%s", oq_broker_error(p->b));
+    if (rc != 0) {
+        oq_broker_drop(p->b);
+        p->b = NULL;
+        int64_t wait = oq_backoff_ms(++p->failures);
+        p->connect_at = oq_now_ms() + wait;
+        oq_error("parking connection: %s; retrying in %lld ms", err, (long long)wait);
+        return;
+    }
+    /* A blocked broker stops reading: a write must give up in time,
+     * so the consumer's own thread never hangs on it. */
+    struct timeval tv = {SEND_TIMEOUT, 0};
+    int fd = amqp_get_sockfd(oq_broker_conn(p->b));
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (p->failures > 0)
+        oq_info("parking connection back after %d failed attempts", p->failures);
+    p->failures = 0;
+}
+
+void oq_parker_poll(struct oq_parker *p)
+{
+    if (p->b == NULL) {
+        if (oq_now_ms() >= p->connect_at)
+            connect_now(p);
+        return;
+    }
+    amqp_connection_state_t conn = oq_broker_conn(p->b);
+    for (int frames = 0; frames < 4 * PARK_WINDOW; frames++) {
+        struct timeval zero = {0, 0};
+        amqp_frame_t f;
+        /* Also sends a heartbeat when one is due. */
+        int status = amqp_simple_wait_frame_noblock(conn, &f, &zero);
+        if (status == AMQP_STATUS_TIMEOUT)
+            break;
+        if (status != AMQP_STATUS_OK) {
+            lose(p, amqp_error_string2(status));
+            return;
+        }
+        if (f.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        switch (f.payload.method.id) {
+        case AMQP_CONNECTION_BLOCKED_METHOD:
+            p->blocked = 1;
+            oq_warn("the broker blocked publishing (memory or disk alarm): retries and dead "
+                    "letters wait, the rest is acked as usual");
+            continue;
+        case AMQP_CONNECTION_UNBLOCKED_METHOD:
+            p->blocked = 0;
+            oq_info("the broker unblocked publishing: parking again");
+            continue;
+        case AMQP_CONNECTION_CLOSE_METHOD: {
+            amqp_connection_close_ok_t ok = {0};
+            (void)amqp_send_method(conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+            lose(p, "the broker closed it");
+            return;
+        }
+        default:
+            break;
+        }
+        if (oq_publisher_handle_frame(p->pub, &f) < 0) {
+            lose(p, "the broker closed its channel");
+            return;
+        }
+    }
+    amqp_maybe_release_buffers(conn);
+}
+
+static amqp_table_entry_t hdr_bytes(const char *key, amqp_bytes_t value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = value;
+    return e;
+}
+
+static amqp_table_entry_t hdr_str(const char *key, const char *value)
+{
+    return hdr_bytes(key, amqp_cstring_bytes(value ? value : ""));
+}
+
+static amqp_table_entry_t hdr_i64(const char *key, int64_t value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
+    return e;
+}
+
+int oq_park(struct oq_parker *p, const struct oq_park *what, uint64_t *seq)
+{
+    if (p->b == NULL || p->blocked || oq_publisher_in_flight(p->pub) >= PARK_WINDOW)
+        return OQ_ETIMEOUT;
+    const amqp_basic_properties_t *orig = &what->msg->properties;
+    int n_orig = (orig->_flags & AMQP_BASIC_HEADERS_FLAG) ? orig->headers.num_entries : 0;
+    amqp_table_entry_t *h = malloc(((size_t)n_orig + 18) * sizeof(*h));
+    if (h == NULL)
+        return OQ_ENOMEM;
+    int nh = 0, retry = what->tier != NULL;
+    for (int i = 0; i < n_orig; i++)
+        if (!oq_header_is_orderqs(orig->headers.entries[i].key))
+            h[nh++] = orig->headers.entries[i];
+    char now[32], error[256];
+    oq_utc_now_iso(now, sizeof(now));
+    oq_cut_utf8(what->reason, error, sizeof(error)); /* headers stay small */
+    h[nh++] = hdr_i64("x-orderq-attempt", retry ? what->attempt + 1 : what->attempt);
+    h[nh++] = what->first_failed_at.len
+                  ? hdr_bytes("x-orderq-first-failed-at", what->first_failed_at)
+                  : hdr_str("x-orderq-first-failed-at", now);
+    h[nh++] = hdr_str("x-orderq-last-failed-at", now);
+    h[nh++] = hdr_str("x-orderq-error-class", oq_error_class_name(what->error_class));
+    h[nh++] = hdr_str("x-orderq-last-error", error);
+    h[nh++] = hdr_str("x-orderq-queue", what->queue);
+    h[nh++] = hdr_bytes("x-orderq-original-exchange", what->original_exchange);
+    h[nh++] = hdr_bytes("x-orderq-original-routing-key", what->original_routing_key);
+    h[nh++] = hdr_str("x-orderq-host", p->host);
+    h[nh++] = hdr_str("x-orderq-pid", p->pid);
+    h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
+    uint64_t next = p->base + oq_publisher_next_seq(p->pub);
+    /* Its number, so a return (no queue took it) finds it. */
+    h[nh++] = hdr_i64("x-orderq-seq", (int64_t)next);
+    if (retry && what->force_resend) /* the person's word holds for the retries */
+        h[nh++] = hdr_i64("x-orderq-force-resend", 1);
+    /* RabbitMQ checks user_id against the publishing connection's user:
+     * a shop's own user_id would close the channel on every copy. It is
+     * kept as a header instead, from the first delivery on. */
+    amqp_basic_properties_t props = *orig;
+    const amqp_field_value_t *uid = oq_amqp_header(orig, "x-orderq-original-user-id");
+    if (uid != NULL && (uid->kind == AMQP_FIELD_KIND_UTF8 || uid->kind == AMQP_FIELD_KIND_BYTES))
+        h[nh++] = hdr_bytes("x-orderq-original-user-id", uid->value.bytes);
+    else if (orig->_flags & AMQP_BASIC_USER_ID_FLAG)
+        h[nh++] = hdr_bytes("x-orderq-original-user-id", orig->user_id);
+    props._flags &= ~(amqp_flags_t)AMQP_BASIC_USER_ID_FLAG;
+    if (retry) /* not "x-": a headers exchange ignores those when matching */
+        h[nh++] = hdr_str("orderq-delay", what->tier);
+
+    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props._flags &= ~(amqp_flags_t)AMQP_BASIC_EXPIRATION_FLAG; /* parked copies never expire */
+    props.delivery_mode = 2;
+    props.headers = (amqp_table_t){nh, h};
+    /* The routing key names the work queue: a delay tier's TTL sends it
+     * back there through the default exchange. */
+    const char *exchange = retry ? p->cfg->delay_exchange : p->cfg->dead_exchange;
+    uint64_t tag = 0;
+    int rc = oq_publish(p->pub, exchange, what->queue, 1, &props, what->msg->body.bytes,
+                        what->msg->body.len, &tag);
+    free(h);
+    if (rc != 0) {
+        lose(p, "a publish failed");
+        return OQ_ETIMEOUT;
+    }
+    *seq = p->base + tag;
+    return 0;
+}
+
+size_t oq_parker_in_flight(const struct oq_parker *p)
+{
+    return p->pub ? oq_publisher_in_flight(p->pub) : 0;
+}
+
+int oq_parker_new(const struct oq_config *cfg, const char *host, oq_park_settled_fn settled,
+                  void *ctx, struct oq_parker **out)
+{
+    struct oq_parker *p = calloc(1, sizeof(*p));
+    *out = NULL;
+    if (p == NULL)
+        return OQ_ENOMEM;
+    p->cfg = cfg;
+    p->settled = settled;
+    p->ctx = ctx;
+    snprintf(p->host, sizeof(p->host), "%s", host);
+    snprintf(p->pid, sizeof(p->pid), "%ld", (long)getpid());
+    *out = p;
+    return 0;
+}
+
+void oq_parker_free(struct oq_parker *p)
+{
+    if (p == NULL)
+        return;
+    if (p->b != NULL) {
+        oq_publisher_fail_all(p->pub);
+        oq_publisher_free(p->pub);
+        oq_broker_close(p->b);
+    }
+    free(p->returned);
+    free(p);
+}
