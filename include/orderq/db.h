@@ -28,8 +28,8 @@ struct oq_db_param {
     long long num;
 };
 
-#define OQ_STR(s) ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
-#define OQ_INT(n) ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
+#define OQ_STR(s)     ((struct oq_db_param){OQ_PARAM_STR, (s), strlen(s), 0})
+#define OQ_INT(n)     ((struct oq_db_param){OQ_PARAM_INT, NULL, 0, (long long)(n)})
 #define OQ_BLOB(p, n) ((struct oq_db_param){OQ_PARAM_BLOB, (const char *)(p), (n), 0})
 #define OQ_NULL       ((struct oq_db_param){OQ_PARAM_NULL, NULL, 0, 0})
 
@@ -78,5 +78,26 @@ MYSQL *oq_db_handle(struct oq_db *db);
 const char *oq_db_error(const struct oq_db *db);
 unsigned oq_db_errno(const struct oq_db *db);
 enum oq_db_class oq_db_classify(unsigned mysql_errno);
+
+/* ---- INSERT IGNORE: duplicates are an answer, every other warning an error ----
+ *
+ * IGNORE turns a duplicate key into a warning (1062), which is what a claim
+ * wants; but it also turns a value too long for its column, or bytes that
+ * are not utf8mb4, into a warning and writes a cut or '?'-filled row. */
+
+/* Call right after an INSERT IGNORE of rows rows, of which inserted were
+ * written (affected rows, or the rows RETURNING gave), on the same
+ * connection. When it left warnings, reads them (SHOW WARNINGS): any other
+ * than a duplicate key (1062), or more warnings than the rows left out
+ * (rows - inserted), fails it. Returns 0, or OQ_EDB with the first such
+ * warning's code as oq_db_errno() (class OQ_DB_OTHER) and its text in
+ * oq_db_error(). The caller rolls back its transaction. */
+OQ_WUR int oq_db_check_ignored(struct oq_db *db, uint64_t rows, uint64_t inserted);
+
+/* oq_db_execute for an INSERT IGNORE of rows rows, then
+ * oq_db_check_ignored. *inserted (may be NULL) gets the rows written.
+ * Returns 0 or OQ_EDB. */
+OQ_WUR int oq_db_execute_ignore(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                                size_t n, uint64_t rows, uint64_t *inserted);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -125,6 +126,35 @@ static void failed_send_is_released(void **state)
     assert_int_equal(l, OQ_LEASE_NEW); /* the next attempt claims it afresh */
 }
 
+/* oq_db_execute_ignore on a table of its own: duplicates pass; any other
+ * warning fails, also when the server lists none of them (max_error_count
+ * 0 here): the count must then match the rows left out. */
+static void db_ignore_reads_the_warnings(void **state)
+{
+    struct oq_db *db = *state;
+    uint64_t inserted = 0;
+    assert_int_equal(oq_db_exec(db, "CREATE TEMPORARY TABLE t_ignore (k VARCHAR(4) PRIMARY KEY)"
+                                    " CHARSET utf8mb4"),
+                     0);
+    static const char three[] = "INSERT IGNORE INTO t_ignore VALUES (?), (?), (?)";
+    struct oq_db_param dups[] = {OQ_STR("a"), OQ_STR("b"), OQ_STR("a")};
+    assert_int_equal(oq_db_execute_ignore(db, three, dups, 3, 3, &inserted), 0);
+    assert_int_equal(inserted, 2);
+    struct oq_db_param cut[] = {OQ_STR("a"), OQ_STR("toolong"), OQ_STR("c")};
+    assert_int_equal(oq_db_execute_ignore(db, three, cut, 3, 3, &inserted), OQ_EDB);
+    assert_non_null(strstr(oq_db_error(db), "warning 1265")); /* data truncated */
+    assert_int_equal(oq_db_errno(db), 1265);
+    assert_int_equal(oq_db_classify(oq_db_errno(db)), OQ_DB_OTHER);
+    assert_int_equal(oq_db_exec(db, "SET SESSION max_error_count = 0"), 0);
+    struct oq_db_param more[] = {OQ_STR("a"), OQ_STR("b"), OQ_STR("e")};
+    assert_int_equal(oq_db_execute_ignore(db, three, more, 3, 3, &inserted), 0);
+    struct oq_db_param bad[] = {OQ_STR("a"), OQ_STR("f\xc0\x80"), OQ_STR("g")};
+    assert_int_equal(oq_db_execute_ignore(db, three, bad, 3, 3, &inserted), OQ_EDB);
+    assert_non_null(strstr(oq_db_error(db), "not listed"));
+    assert_int_equal(oq_db_exec(db, "SET SESSION max_error_count = DEFAULT"), 0);
+    assert_int_equal(oq_db_exec(db, "DROP TEMPORARY TABLE t_ignore"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +162,7 @@ int main(void)
         cmocka_unit_test(lease_then_sent),
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
+        cmocka_unit_test(db_ignore_reads_the_warnings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
