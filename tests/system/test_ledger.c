@@ -126,6 +126,77 @@ static void failed_send_is_released(void **state)
     assert_int_equal(l, OQ_LEASE_NEW); /* the next attempt claims it afresh */
 }
 
+/* Rows of the test handler whose key starts with prefix. */
+static long long rows_like(struct oq_db *db, const char *prefix)
+{
+    char like[64];
+    long long n = -1;
+    int is_null = 0;
+    snprintf(like, sizeof(like), "%s%%", prefix);
+    struct oq_db_param p[] = {OQ_STR(like)};
+    assert_int_equal(oq_db_query_int(db,
+                                     "SELECT COUNT(*) FROM event_ledger WHERE handler = 'test'"
+                                     " AND effect_key LIKE ?",
+                                     p, 1, &n, &is_null),
+                     0);
+    return n;
+}
+
+/* INSERT IGNORE turns an invalid string or a value too long for its column
+ * into a warning and a mangled row ("bad??id", a cut key): a claim that
+ * draws any warning but a duplicate key fails instead, and its transaction
+ * is rolled back. */
+static void claim_fails_on_a_warning(void **state)
+{
+    struct oq_db *db = *state;
+    char long_key[200];
+    memset(long_key, 'w', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    /* (a surrogate, ED A0 80, MariaDB 10.11 stores as it is, with no
+     * warning: only the event decoder keeps it out) */
+    const char *bad[] = {"wbad\xc0\x80id", "wbig\xf5\x80\x80\x80", long_key};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct oq_claim c[] = {claim("wgood"), claim(bad[i])};
+        err[0] = '\0';
+        assert_int_equal(oq_db_exec(db, "START TRANSACTION"), 0);
+        int rc = oq_ledger_claim(db, "me", c, 2, err, sizeof(err));
+        oq_db_rollback(db);
+        fprintf(stderr, "claim %zu: rc %d: %s\n", i, rc, err);
+        assert_int_equal(rc, OQ_EDB);
+        assert_non_null(strstr(err, "warning 1"));
+        assert_int_equal(rows_like(db, "w"), 0);
+    }
+    /* a duplicate key is the one warning that is an answer, not an error */
+    struct oq_claim once[] = {claim("wdup"), claim("wdup")};
+    assert_int_equal(oq_ledger_claim(db, "me", once, 2, err, sizeof(err)), 0);
+    assert_int_equal(once[0].claimed + once[1].claimed, 1);
+}
+
+/* The same for a lease (its own statement): nothing is left behind, and an
+ * owner too long for its column is refused rather than cut (finish would
+ * then never find the row). */
+static void lease_fails_on_a_warning(void **state)
+{
+    struct oq_db *db = *state;
+    char long_owner[200];
+    memset(long_owner, 'o', sizeof(long_owner) - 1);
+    long_owner[sizeof(long_owner) - 1] = '\0';
+    enum oq_lease l;
+    struct oq_claim bad = claim("lbad\xc0\x80id");
+    err[0] = '\0';
+    int rc = oq_ledger_lease(db, &bad, "p1", 60000, &l, err, sizeof(err));
+    fprintf(stderr, "lease invalid key: rc %d: %s\n", rc, err);
+    assert_int_equal(rc, OQ_EDB);
+    assert_int_equal(rows_like(db, "l"), 0);
+    struct oq_claim c = claim("lowner");
+    err[0] = '\0';
+    rc = oq_ledger_lease(db, &c, long_owner, 60000, &l, err, sizeof(err));
+    fprintf(stderr, "lease long owner: rc %d: %s\n", rc, err);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "owner"));
+    assert_int_equal(rows_like(db, "l"), 0);
+}
+
 /* oq_db_execute_ignore on a table of its own: duplicates pass; any other
  * warning fails, also when the server lists none of them (max_error_count
  * 0 here): the count must then match the rows left out. */
@@ -162,6 +233,8 @@ int main(void)
         cmocka_unit_test(lease_then_sent),
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
+        cmocka_unit_test(claim_fails_on_a_warning),
+        cmocka_unit_test(lease_fails_on_a_warning),
         cmocka_unit_test(db_ignore_reads_the_warnings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
