@@ -9,9 +9,13 @@
 #include "orderq/event.h" /* oq_utf8_valid */
 
 #define CLAIM_COLUMNS 7
+/* Rows per claim statement: MySQL takes at most 65,535 placeholders in one
+ * (a batch_size of 10,000 needs 70,000). A batch of the usual size still
+ * claims in one round trip. */
+#define CLAIM_CHUNK (OQ_DB_MAX_PLACEHOLDERS / CLAIM_COLUMNS)
 
 struct returned {
-    struct oq_claim *claims;
+    struct oq_claim *claims; /* the chunk's */
     size_t n;
     size_t next;     /* RETURNING gives rows in the order inserted: look here first */
     size_t inserted; /* rows returned */
@@ -69,7 +73,7 @@ static int owner_fits(const char *owner, char *err, size_t errlen)
     return 0;
 }
 
-/* One INSERT IGNORE ... RETURNING for claims[0..n). */
+/* One INSERT IGNORE ... RETURNING for claims[0..n), n <= CLAIM_CHUNK. */
 static int claim_chunk(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
                        char *err, size_t errlen)
 {
@@ -117,10 +121,11 @@ out:
 int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
                     char *err, size_t errlen)
 {
-    if (n == 0)
-        return 0;
-    int rc = owner_fits(owner, err, errlen);
-    return rc != 0 ? rc : claim_chunk(db, owner, claims, n, err, errlen);
+    int rc = n > 0 ? owner_fits(owner, err, errlen) : 0;
+    for (size_t at = 0; rc == 0 && at < n; at += CLAIM_CHUNK)
+        rc = claim_chunk(db, owner, claims + at, n - at < CLAIM_CHUNK ? n - at : CLAIM_CHUNK, err,
+                         errlen);
+    return rc;
 }
 
 int oq_ledger_unclaim(struct oq_db *db, const char *handler, const char *effect_key, char *err,

@@ -85,6 +85,10 @@ enum oq_db_class oq_db_classify(unsigned mysql_errno);
  * wants; but it also turns a value too long for its column, or bytes that
  * are not utf8mb4, into a warning and writes a cut or '?'-filled row. */
 
+/* MySQL's limit of placeholders in one prepared statement: multi-row
+ * statements are split to stay under it. */
+#define OQ_DB_MAX_PLACEHOLDERS 65535
+
 /* Call right after an INSERT IGNORE of rows rows, of which inserted were
  * written (affected rows, or the rows RETURNING gave), on the same
  * connection. When it left warnings, reads them (SHOW WARNINGS): any other

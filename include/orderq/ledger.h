@@ -38,7 +38,8 @@ struct oq_claim {
 /* Claim claims[0..n) as `done` rows owned by owner, inside the caller's
  * transaction. A row that exists already is a duplicate (claimed = 0); of
  * two claims with the same key in one call only the first is claimed.
- * A warning other than a duplicate key (a
+ * Claims are written in statements of at most 9,362 rows (MySQL's 65,535
+ * placeholders), so any n works. A warning other than a duplicate key (a
  * value cut to its column, bytes that are not utf8mb4) fails the claim.
  * Returns 0, OQ_EINVAL (owner longer than OQ_LEDGER_OWNER_MAX or not
  * UTF-8) or OQ_EDB (the caller redoes or rolls back the transaction). */

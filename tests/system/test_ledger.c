@@ -197,6 +197,37 @@ static void lease_fails_on_a_warning(void **state)
     assert_int_equal(rows_like(db, "l"), 0);
 }
 
+/* MySQL takes at most 65,535 placeholders in a statement: a batch of
+ * 10,000 claims (7 each) is split, and still claims each key once. */
+static void a_big_batch_is_claimed(void **state)
+{
+    struct oq_db *db = *state;
+    enum { N = 10000 };
+    struct oq_claim *c = calloc(N, sizeof(*c));
+    char(*keys)[16] = calloc(N, sizeof(*keys));
+    assert_non_null(c);
+    assert_non_null(keys);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "big-%zu", i % 9990); /* 10 duplicates */
+        c[i] = claim(keys[i]);
+    }
+    assert_int_equal(oq_db_exec(db, "START TRANSACTION"), 0);
+    int rc = oq_ledger_claim(db, "me", c, N, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "claim of %d: %s\n", N, err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(oq_db_exec(db, "COMMIT"), 0);
+    size_t claimed = 0;
+    for (size_t i = 0; i < N; i++)
+        claimed += (size_t)c[i].claimed;
+    assert_int_equal(claimed, 9990);
+    for (size_t i = 9990; i < N; i++)
+        assert_int_equal(c[i].claimed, 0); /* the repeats, in a later chunk */
+    assert_int_equal(rows_like(db, "big-"), 9990);
+    free(c);
+    free(keys);
+}
+
 /* oq_db_execute_ignore on a table of its own: duplicates pass; any other
  * warning fails, also when the server lists none of them (max_error_count
  * 0 here): the count must then match the rows left out. */
@@ -235,6 +266,7 @@ int main(void)
         cmocka_unit_test(failed_send_is_released),
         cmocka_unit_test(claim_fails_on_a_warning),
         cmocka_unit_test(lease_fails_on_a_warning),
+        cmocka_unit_test(a_big_batch_is_claimed),
         cmocka_unit_test(db_ignore_reads_the_warnings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
