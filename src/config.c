@@ -9,7 +9,8 @@
 #include <unistd.h>
 #include <yajl/yajl_parse.h>
 
-#include "orderq/event.h" /* the work queues' event codes */
+#include "orderq/event.h"  /* the work queues' event codes */
+#include "orderq/ledger.h" /* OQ_LEDGER_OWNER_MAX */
 #include "orderq/log.h"
 #include "orderq/mailer.h"
 #include "orderq/url.h"
@@ -112,7 +113,13 @@ static int check_mailbox(const char *v, char *why, size_t len)
     return oq_mail_parse_mailbox(v, name, sizeof(name), address, sizeof(address), why, len);
 }
 
-/* Stored as the ledger's owner (VARCHAR(191)) and in the connection name. */
+/* Stored as the ledger's owner, VARCHAR(191), and an effect worker's is
+ * instance_id + "/effect-N/<start tag>" with N up to effect_workers' bound
+ * (64) and a 6-digit hex tag: the longest must fit, or the row would be
+ * cut and finish would miss it. */
+#define OWNER_SUFFIX    "/effect-64/ffffff"
+#define INSTANCE_ID_MAX (OQ_LEDGER_OWNER_MAX - (sizeof(OWNER_SUFFIX) - 1))
+
 static int check_instance_id(const char *v, char *why, size_t len)
 {
     size_t n = strlen(v);
@@ -121,8 +128,15 @@ static int check_instance_id(const char *v, char *why, size_t len)
             snprintf(why, len, "expected printable characters only");
             return OQ_EINVAL;
         }
-    if (n > 191) {
-        snprintf(why, len, "expected at most 191 bytes, got %zu", n);
+    if (n > INSTANCE_ID_MAX) {
+        snprintf(why, len,
+                 "expected at most %zu bytes (the ledger's owner column holds 191, with "
+                 "\"" OWNER_SUFFIX "\" added for effect workers), got %zu",
+                 (size_t)INSTANCE_ID_MAX, n);
+        return OQ_EINVAL;
+    }
+    if (!oq_utf8_valid(v, n)) {
+        snprintf(why, len, "expected UTF-8 text (it is stored in the ledger)");
         return OQ_EINVAL;
     }
     return 0;
@@ -853,7 +867,7 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
         if (gethostname(host, sizeof(host) - 1) != 0)
             snprintf(host, sizeof(host), "localhost");
         host[sizeof(host) - 1] = '\0';
-        snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+        snprintf(id, sizeof(id), "%.*s:%ld", (int)(INSTANCE_ID_MAX - 21), host, (long)getpid());
         char *copy = strdup(id);
         if (copy == NULL)
             return OQ_ENOMEM;

@@ -379,3 +379,61 @@ enum oq_db_class oq_db_classify(unsigned e)
         return OQ_DB_OTHER;
     }
 }
+
+/* ---- statements whose IGNORE must not hide anything but duplicates ------- */
+
+int oq_db_check_ignored(struct oq_db *db, uint64_t rows, uint64_t inserted)
+{
+    unsigned count = mysql_warning_count(db->my);
+    uint64_t duplicates = rows > inserted ? rows - inserted : 0;
+    MYSQL_RES *res = NULL;
+    MYSQL_ROW w;
+    int rc = OQ_EDB;
+
+    if (count == 0)
+        return 0;
+    /* The list, not the count: a duplicate key (1062) is the answer IGNORE
+     * is there for; anything else (a string cut to its column, bytes
+     * stored as '?') means the row written is not the row sent. */
+    if (mysql_query(db->my, "SHOW WARNINGS") != 0 || (res = mysql_store_result(db->my)) == NULL) {
+        fail(db, NULL);
+        snprintf(db->err, sizeof(db->err), "reading the warnings of an INSERT IGNORE: %s",
+                 mysql_error(db->my));
+        return OQ_EDB;
+    }
+    while ((w = mysql_fetch_row(res)) != NULL) {
+        unsigned long code = w[1] ? strtoul(w[1], NULL, 10) : 0;
+        if (code == ER_DUP_ENTRY)
+            continue;
+        db->err_no = (unsigned)code;
+        snprintf(db->err, sizeof(db->err), "warning %lu, treated as an error: %s", code,
+                 w[2] ? w[2] : "");
+        goto out;
+    }
+    /* Only duplicates listed: the server lists at most max_error_count
+     * (64 by default), so the count must match the rows left out too. */
+    if (count > duplicates) {
+        db->err_no = 0;
+        snprintf(db->err, sizeof(db->err),
+                 "%u warnings for %llu rows left out as duplicate keys; the others are not "
+                 "listed (max_error_count) and treated as an error",
+                 count, (unsigned long long)duplicates);
+        goto out;
+    }
+    rc = 0;
+out:
+    mysql_free_result(res);
+    return rc;
+}
+
+int oq_db_execute_ignore(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                         size_t n, uint64_t rows, uint64_t *inserted)
+{
+    uint64_t affected = 0;
+    int rc = oq_db_execute(db, sql, params, n, &affected);
+    if (rc == 0)
+        rc = oq_db_check_ignored(db, rows, affected);
+    if (inserted != NULL)
+        *inserted = affected;
+    return rc;
+}

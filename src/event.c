@@ -30,15 +30,16 @@ const char *oq_event_canonical_code(const char *code)
     return code;
 }
 
-int oq_utf8_valid(const char *s, size_t len)
+size_t oq_utf8_prefix(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    const unsigned char *start = (const unsigned char *)s, *p = start, *end = p + len;
     while (p < end) {
+        const unsigned char *at = p;
         unsigned c = *p++;
         size_t more;
         unsigned min;
         if (c == 0)
-            return 0;
+            return (size_t)(at - start);
         if (c < 0x80)
             continue;
         if (c >= 0xc2 && c <= 0xdf) {
@@ -54,19 +55,24 @@ int oq_utf8_valid(const char *s, size_t len)
             min = 0x10000;
             c &= 0x07;
         } else {
-            return 0;
+            return (size_t)(at - start); /* C0, C1 (overlong), a continuation, F5..FF */
         }
         if ((size_t)(end - p) < more)
-            return 0;
+            return (size_t)(at - start);
         for (size_t i = 0; i < more; i++, p++) {
             if ((*p & 0xc0) != 0x80)
-                return 0;
+                return (size_t)(at - start);
             c = (c << 6) | (*p & 0x3fu);
         }
         if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return 0;
+            return (size_t)(at - start);
     }
-    return 1;
+    return len;
+}
+
+int oq_utf8_valid(const char *s, size_t len)
+{
+    return oq_utf8_prefix(s, len) == len;
 }
 
 /* First pass: the shape yajl_tree cannot check for us (depth before it
@@ -209,6 +215,83 @@ static int check_shape(const unsigned char *body, size_t len, char *err, size_t 
     return rc;
 }
 
+/* ---- every string strict UTF-8: the database would store '?' instead ---- */
+
+#define PATH_MAX_LEN 160 /* of a place named in a reason; longer ends in "..." */
+
+/* path + ".key" (or "key" at the top) or "[index]" (key NULL), into out. */
+static void path_join(char *out, size_t outlen, const char *path, const char *key, size_t index)
+{
+    size_t used = strlen(path);
+    int n;
+    if (used >= 3 && strcmp(path + used - 3, "...") == 0) {
+        snprintf(out, outlen, "%s", path); /* cut already */
+        return;
+    }
+    if (key != NULL)
+        n = snprintf(out, outlen, "%s%s%s", path, used ? "." : "", key);
+    else
+        n = snprintf(out, outlen, "%s[%zu]", path, index);
+    if (n < 0 || (size_t)n >= outlen || (size_t)n > PATH_MAX_LEN) {
+        /* a long key: name the place up to its parent, cut on a character */
+        size_t keep = used < PATH_MAX_LEN ? used : oq_utf8_prefix(path, PATH_MAX_LEN);
+        snprintf(out, outlen, "%.*s...", (int)keep, path);
+    }
+}
+
+/* "ED A0 80 at byte 3 (strict UTF-8 only: ...)" for the first bad sequence. */
+static void why_not_utf8(const char *s, char *out, size_t outlen)
+{
+    size_t len = strlen(s), at = oq_utf8_prefix(s, len), end = at + 1, used = 0;
+    while (end < len && end < at + 4 && ((unsigned char)s[end] & 0xc0) == 0x80)
+        end++;
+    for (size_t i = at; i < end && used < outlen; i++)
+        used += (size_t)snprintf(out + used, outlen - used, "%s%02X", i > at ? " " : "",
+                                 (unsigned char)s[i]);
+    if (used < outlen)
+        snprintf(out + used, outlen - used,
+                 " at byte %zu (strict UTF-8 only: no overlong forms, surrogates or code points "
+                 "above U+10FFFF)",
+                 at);
+}
+
+/* Walk v (at path) and every key and string under it once. yajl checks
+ * UTF-8 loosely (it takes C0 80, ED A0 80 and F5..F7); the ledger, coupon
+ * and outbox columns are utf8mb4, where IGNORE would store such bytes as
+ * '?'. Depth is bounded by check_shape. */
+static int check_text(yajl_val v, const char *path, char *err, size_t errlen)
+{
+    char why[160], inner[PATH_MAX_LEN + 8];
+    if (YAJL_IS_STRING(v)) {
+        if (oq_utf8_valid(v->u.string, strlen(v->u.string)))
+            return 0;
+        why_not_utf8(v->u.string, why, sizeof(why));
+        snprintf(err, errlen, "%s is not valid UTF-8: %s", path, why);
+        return OQ_EINVAL;
+    }
+    if (YAJL_IS_OBJECT(v)) {
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            const char *key = v->u.object.keys[i];
+            if (!oq_utf8_valid(key, strlen(key))) {
+                why_not_utf8(key, why, sizeof(why));
+                snprintf(err, errlen, "a key in %s is not valid UTF-8: %s",
+                         path[0] ? path : "the body", why);
+                return OQ_EINVAL;
+            }
+            path_join(inner, sizeof(inner), path, key, 0);
+            if (check_text(v->u.object.values[i], inner, err, errlen) != 0)
+                return OQ_EINVAL;
+        }
+    } else if (YAJL_IS_ARRAY(v)) {
+        for (size_t i = 0; i < v->u.array.len; i++) {
+            path_join(inner, sizeof(inner), path, NULL, i);
+            if (check_text(v->u.array.values[i], inner, err, errlen) != 0)
+                return OQ_EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* A required (or optional) string field; *out is a copy. */
 static int string_field(yajl_val root, const char *key, int required, size_t max, char **out,
                         char *err, size_t errlen)
@@ -261,7 +344,10 @@ int oq_event_decode(const void *body, size_t len, const char *message_id, struct
         snprintf(err, errlen, "the body is not valid JSON (%s)", perr);
         return OQ_EINVAL;
     }
-    rc = string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
+    /* Before any field is used: every handler gets only strict UTF-8. */
+    rc = check_text(ev->root, "", err, errlen);
+    if (rc == 0)
+        rc = string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
     if (rc == 0)
         rc = string_field(ev->root, "event_identifier", 0, OQ_EVENT_ID_MAX, &ev->identifier, err,
                           errlen);

@@ -270,10 +270,6 @@ static void coupon_params(const struct coupon_plan *p, const struct coupon *c,
     " currency, discount_type, discount_minor, expires_at) VALUES "
 #define COUPON_ROW "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
-/* One coupon at a time, for the rare batch whose bulk insert hit a unique
- * key: a code collision gets a new code; a coupon the order already has
- * (another event of the same order won) is left out, and so is its mail.
- * *issued[k] says which were written. */
 /* A new code for c, written into its mail too (same length, same place). */
 static int new_code(struct coupon_state *st, struct coupon *c)
 {
@@ -287,101 +283,119 @@ static int new_code(struct coupon_state *st, struct coupon *c)
     return 0;
 }
 
-/* One coupon at a time, for the rare batch whose bulk insert hit a unique
+/* A batch's coupons in one list, to write in statements of at most
+ * OQ_DB_MAX_PLACEHOLDERS placeholders (a batch_size of 10,000 earns 10,000
+ * coupons or more: 100,000 placeholders in one statement). */
+struct issued {
+    const struct coupon_plan *plan;
+    struct coupon *coupon;
+};
+
+/* One coupon at a time, for the rare chunk whose bulk insert hit a unique
  * key: a code collision gets a new code; a coupon the order already has
  * (another event of the same order won) is skipped, and so is its mail. */
-static int insert_one_by_one(struct coupon_state *st, struct oq_db *db,
-                             struct coupon_plan *const *plans, size_t n, char *err, size_t errlen)
+static int insert_one_by_one(struct coupon_state *st, struct oq_db *db, const struct issued *list,
+                             size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
-        struct coupon_plan *p = plans[i];
-        for (size_t k = 0; p && k < p->n; k++) {
-            struct coupon *c = &p->coupons[k];
-            for (int attempt = 0;; attempt++) {
-                struct oq_db_param prm[COUPON_COLS + 1];
-                coupon_params(p, c, prm);
-                prm[COUPON_COLS] = OQ_STR(c->expires_at);
-                if (oq_db_execute(db, COUPON_INSERT COUPON_ROW, prm, COUPON_COLS + 1, NULL) == 0)
-                    break;
-                if (oq_db_errno(db) != ER_DUP_ENTRY) {
-                    snprintf(err, errlen, "inserting a coupon: %s", oq_db_error(db));
-                    return OQ_EDB;
-                }
-                if (strstr(oq_db_error(db), "uq_coupon_code") == NULL) {
-                    c->skipped = 1; /* uq_coupon_order_rule: one coupon per order and rule */
-                    break;
-                }
-                if (attempt == 5 || new_code(st, c) != 0) {
-                    snprintf(err, errlen,
-                             "no free coupon code after %d tries: coupon_code_length or "
-                             "coupon_code_alphabet gives too few codes",
-                             attempt + 1);
-                    return OQ_EDB;
-                }
+        struct coupon *c = list[i].coupon;
+        for (int attempt = 0;; attempt++) {
+            struct oq_db_param prm[COUPON_COLS + 1];
+            coupon_params(list[i].plan, c, prm);
+            prm[COUPON_COLS] = OQ_STR(c->expires_at);
+            if (oq_db_execute(db, COUPON_INSERT COUPON_ROW, prm, COUPON_COLS + 1, NULL) == 0)
+                break;
+            if (oq_db_errno(db) != ER_DUP_ENTRY) {
+                snprintf(err, errlen, "inserting a coupon: %s", oq_db_error(db));
+                return OQ_EDB;
+            }
+            if (strstr(oq_db_error(db), "uq_coupon_code") == NULL) {
+                c->skipped = 1; /* uq_coupon_order_rule: one coupon per order and rule */
+                break;
+            }
+            if (attempt == 5 || new_code(st, c) != 0) {
+                snprintf(err, errlen,
+                         "no free coupon code after %d tries: coupon_code_length or "
+                         "coupon_code_alphabet gives too few codes",
+                         attempt + 1);
+                return OQ_EDB;
             }
         }
     }
     return 0;
 }
 
-static int insert_coupons(struct coupon_state *st, struct oq_db *db,
-                          struct coupon_plan *const *plans, size_t n, size_t total, char *err,
-                          size_t errlen)
+/* list[0..n) in one statement (n within the placeholder limit). */
+static int insert_coupon_chunk(struct coupon_state *st, struct oq_db *db, const struct issued *list,
+                               size_t n, char *err, size_t errlen)
 {
-    size_t cols = COUPON_COLS + 1, len = sizeof(COUPON_INSERT) + total * (sizeof(COUPON_ROW) + 1);
+    size_t cols = COUPON_COLS + 1, len = sizeof(COUPON_INSERT) + n * (sizeof(COUPON_ROW) + 1);
     char *sql = malloc(len);
-    struct oq_db_param *prm = calloc(total * cols + 1, sizeof(*prm));
+    struct oq_db_param *prm = calloc(n * cols + 1, sizeof(*prm));
     int rc = OQ_EDB;
     if (sql == NULL || prm == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    size_t used = (size_t)snprintf(sql, len, "%s", COUPON_INSERT), row = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; plans[i] && k < plans[i]->n; k++, row++) {
-            used += (size_t)snprintf(sql + used, len - used, "%s%s", row ? "," : "", COUPON_ROW);
-            coupon_params(plans[i], &plans[i]->coupons[k], &prm[row * cols]);
-            prm[row * cols + COUPON_COLS] = OQ_STR(plans[i]->coupons[k].expires_at);
-        }
-    rc = oq_db_execute(db, sql, prm, total * cols, NULL);
+    size_t used = (size_t)snprintf(sql, len, "%s", COUPON_INSERT);
+    for (size_t row = 0; row < n; row++) {
+        used += (size_t)snprintf(sql + used, len - used, "%s%s", row ? "," : "", COUPON_ROW);
+        coupon_params(list[row].plan, list[row].coupon, &prm[row * cols]);
+        prm[row * cols + COUPON_COLS] = OQ_STR(list[row].coupon->expires_at);
+    }
+    rc = oq_db_execute(db, sql, prm, n * cols, NULL);
     if (rc != 0 && oq_db_errno(db) == ER_DUP_ENTRY) /* the statement alone was undone */
-        rc = insert_one_by_one(st, db, plans, n, err, errlen);
+        rc = insert_one_by_one(st, db, list, n, err, errlen);
     else if (rc != 0)
-        snprintf(err, errlen, "inserting %zu coupons: %s", total, oq_db_error(db));
+        snprintf(err, errlen, "inserting %zu coupons: %s", n, oq_db_error(db));
 out:
     free(sql);
     free(prm);
     return rc;
 }
 
+static int insert_coupons(struct coupon_state *st, struct oq_db *db, const struct issued *list,
+                          size_t total, char *err, size_t errlen)
+{
+    const size_t chunk = OQ_DB_MAX_PLACEHOLDERS / (COUPON_COLS + 1);
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < total; at += chunk)
+        rc = insert_coupon_chunk(st, db, list + at, total - at < chunk ? total - at : chunk, err,
+                                 errlen);
+    return rc;
+}
+
 #define OUTBOX_INSERT                                                                              \
     "INSERT IGNORE INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)"   \
     " VALUES "
-#define OUTBOX_ROW "('coupon.email', ?, '', 'coupon.email', ?)"
+#define OUTBOX_ROW  "('coupon.email', ?, '', 'coupon.email', ?)"
+#define OUTBOX_COLS 2
 
-static int insert_outbox(struct oq_db *db, struct coupon_plan *const *plans, size_t n, size_t total,
-                         char *err, size_t errlen)
+/* The mails of list[0..n) that were issued, in one statement (n within the
+ * placeholder limit). IGNORE is for a mail event written before (the same
+ * order, a pruned ledger); any other warning fails the batch. */
+static int insert_outbox_chunk(struct oq_db *db, const struct issued *list, size_t n, char *err,
+                               size_t errlen)
 {
-    size_t len = sizeof(OUTBOX_INSERT) + total * (sizeof(OUTBOX_ROW) + 1), rows = 0;
+    size_t len = sizeof(OUTBOX_INSERT) + n * (sizeof(OUTBOX_ROW) + 1), rows = 0;
     char *sql = malloc(len);
-    struct oq_db_param *prm = calloc(total * 2 + 1, sizeof(*prm));
+    struct oq_db_param *prm = calloc(n * OUTBOX_COLS + 1, sizeof(*prm));
     int rc = OQ_EDB;
     if (sql == NULL || prm == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
     size_t used = (size_t)snprintf(sql, len, "%s", OUTBOX_INSERT);
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; plans[i] && k < plans[i]->n; k++) {
-            const struct coupon *c = &plans[i]->coupons[k];
-            if (c->skipped)
-                continue; /* not issued: no mail */
-            used += (size_t)snprintf(sql + used, len - used, "%s%s", rows ? "," : "", OUTBOX_ROW);
-            prm[rows * 2] = OQ_STR(c->email_event_id);
-            prm[rows * 2 + 1] = OQ_STR(c->email_body);
-            rows++;
-        }
-    rc = rows == 0 ? 0 : oq_db_execute(db, sql, prm, rows * 2, NULL);
+    for (size_t i = 0; i < n; i++) {
+        const struct coupon *c = list[i].coupon;
+        if (c->skipped)
+            continue; /* not issued: no mail */
+        used += (size_t)snprintf(sql + used, len - used, "%s%s", rows ? "," : "", OUTBOX_ROW);
+        prm[rows * OUTBOX_COLS] = OQ_STR(c->email_event_id);
+        prm[rows * OUTBOX_COLS + 1] = OQ_STR(c->email_body);
+        rows++;
+    }
+    rc = rows == 0 ? 0 : oq_db_execute_ignore(db, sql, prm, rows * OUTBOX_COLS, rows, NULL);
     if (rc != 0)
         snprintf(err, errlen, "writing %zu coupon.email events to the outbox: %s", rows,
                  oq_db_error(db));
@@ -391,18 +405,42 @@ out:
     return rc;
 }
 
+static int insert_outbox(struct oq_db *db, const struct issued *list, size_t total, char *err,
+                         size_t errlen)
+{
+    const size_t chunk = OQ_DB_MAX_PLACEHOLDERS / OUTBOX_COLS;
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < total; at += chunk)
+        rc = insert_outbox_chunk(db, list + at, total - at < chunk ? total - at : chunk, err,
+                                 errlen);
+    return rc;
+}
+
 static int apply(void *state, struct oq_db *db, void *const *plans, size_t n, char *err,
                  size_t errlen)
 {
     struct coupon_plan *const *p = (struct coupon_plan *const *)plans;
-    size_t total = 0;
+    struct issued *list = NULL;
+    size_t total = 0, k = 0;
+    int rc;
     for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; p[i] && k < p[i]->n; k++, total++)
-            p[i]->coupons[k].skipped = 0; /* decided anew on every try */
+        total += p[i] ? p[i]->n : 0;
     if (total == 0)
         return 0;
-    int rc = insert_coupons(state, db, p, n, total, err, errlen);
-    return rc != 0 ? rc : insert_outbox(db, p, n, total, err, errlen);
+    if ((list = calloc(total, sizeof(*list))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return OQ_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; p[i] && c < p[i]->n; c++) {
+            p[i]->coupons[c].skipped = 0; /* decided anew on every try */
+            list[k++] = (struct issued){p[i], &p[i]->coupons[c]};
+        }
+    rc = insert_coupons(state, db, list, total, err, errlen);
+    if (rc == 0)
+        rc = insert_outbox(db, list, total, err, errlen);
+    free(list);
+    return rc;
 }
 
 static int refresh(void *state, struct oq_db *db, char *err, size_t errlen)

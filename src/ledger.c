@@ -6,13 +6,25 @@
 #include <string.h>
 
 #include "orderq/db.h"
+#include "orderq/event.h" /* oq_utf8_valid */
 
 #define CLAIM_COLUMNS 7
+/* Rows per claim statement: MySQL takes at most 65,535 placeholders in one
+ * (a batch_size of 10,000 needs 70,000). A batch of the usual size still
+ * claims in one round trip. */
+#define CLAIM_CHUNK (OQ_DB_MAX_PLACEHOLDERS / CLAIM_COLUMNS)
 
 struct returned {
-    struct oq_claim *claims;
+    struct oq_claim *claims; /* the chunk's */
     size_t n;
+    size_t next;     /* RETURNING gives rows in the order inserted: look here first */
+    size_t inserted; /* rows returned */
 };
+
+static int claim_is(const struct oq_claim *c, const char *const *v)
+{
+    return !c->claimed && strcmp(c->handler, v[0]) == 0 && strcmp(c->effect_key, v[1]) == 0;
+}
 
 /* Mark the first unclaimed claim with this (handler, key). */
 static int on_returned(void *ctx, const char *const *v, unsigned cols)
@@ -20,18 +32,50 @@ static int on_returned(void *ctx, const char *const *v, unsigned cols)
     struct returned *r = ctx;
     if (cols < 2 || v[0] == NULL || v[1] == NULL)
         return 0;
-    for (size_t i = 0; i < r->n; i++) {
-        struct oq_claim *c = &r->claims[i];
-        if (!c->claimed && strcmp(c->handler, v[0]) == 0 && strcmp(c->effect_key, v[1]) == 0) {
-            c->claimed = 1;
+    r->inserted++;
+    for (size_t i = r->next; i < r->n; i++)
+        if (claim_is(&r->claims[i], v)) {
+            r->claims[i].claimed = 1;
+            r->next = i + 1;
+            return 0;
+        }
+    for (size_t i = 0; i < r->next && i < r->n; i++)
+        if (claim_is(&r->claims[i], v)) {
+            r->claims[i].claimed = 1;
             break;
         }
+    return 0;
+}
+
+/* text as a parameter, cut before a broken character at its end (a result
+ * snprintf cut short): IGNORE would store it with a '?' and a warning. */
+static struct oq_db_param text_param(const char *text)
+{
+    struct oq_db_param p = OQ_STR(text);
+    p.len = oq_utf8_prefix(text, p.len);
+    return p;
+}
+
+static int owner_fits(const char *owner, char *err, size_t errlen)
+{
+    size_t n = strlen(owner);
+    if (n > OQ_LEDGER_OWNER_MAX) {
+        snprintf(err, errlen,
+                 "the ledger owner is %zu bytes; the owner column holds %d (instance_id too "
+                 "long?)",
+                 n, OQ_LEDGER_OWNER_MAX);
+        return OQ_EINVAL;
+    }
+    if (!oq_utf8_valid(owner, n)) {
+        snprintf(err, errlen, "the ledger owner is not valid UTF-8 (instance_id?)");
+        return OQ_EINVAL;
     }
     return 0;
 }
 
-int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
-                    char *err, size_t errlen)
+/* One INSERT IGNORE ... RETURNING for claims[0..n), n <= CLAIM_CHUNK. */
+static int claim_chunk(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
+                       char *err, size_t errlen)
 {
     static const char head[] =
         "INSERT IGNORE INTO event_ledger (handler, effect_key,"
@@ -42,13 +86,9 @@ int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims
     size_t len = sizeof(head) + n * (sizeof(row) + 1) + sizeof(tail);
     char *sql = malloc(len);
     struct oq_db_param *p = calloc(n * CLAIM_COLUMNS + 1, sizeof(*p));
-    struct returned r = {claims, n};
+    struct returned r = {claims, n, 0, 0};
     int rc = OQ_ENOMEM;
 
-    if (n == 0) {
-        rc = 0;
-        goto out;
-    }
     if (sql == NULL || p == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -63,16 +103,28 @@ int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims
         p[i * CLAIM_COLUMNS + 2] = OQ_STR(c->event_identifier);
         p[i * CLAIM_COLUMNS + 3] = OQ_STR(c->event_code);
         p[i * CLAIM_COLUMNS + 4] = OQ_STR(owner);
-        p[i * CLAIM_COLUMNS + 5] = OQ_STR(c->result ? c->result : "");
+        p[i * CLAIM_COLUMNS + 5] = text_param(c->result ? c->result : "");
         p[i * CLAIM_COLUMNS + 6] = OQ_INT(c->attempts > 0 ? c->attempts : 1);
     }
     snprintf(sql + used, len - used, "%s", tail);
     rc = oq_db_query_rows(db, sql, p, n * CLAIM_COLUMNS, on_returned, &r);
+    if (rc == 0)
+        rc = oq_db_check_ignored(db, n, r.inserted);
     if (rc != 0)
         snprintf(err, errlen, "claiming %zu effects in event_ledger: %s", n, oq_db_error(db));
 out:
     free(sql);
     free(p);
+    return rc;
+}
+
+int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
+                    char *err, size_t errlen)
+{
+    int rc = n > 0 ? owner_fits(owner, err, errlen) : 0;
+    for (size_t at = 0; rc == 0 && at < n; at += CLAIM_CHUNK)
+        rc = claim_chunk(db, owner, claims + at, n - at < CLAIM_CHUNK ? n - at : CLAIM_CHUNK, err,
+                         errlen);
     return rc;
 }
 
@@ -115,18 +167,27 @@ int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owne
                               OQ_STR(owner),
                               OQ_INT(lease_ms * 1000),
                               OQ_INT(c->attempts > 0 ? c->attempts : 1)};
+    if (owner_fits(owner, err, errlen) != 0)
+        return OQ_EINVAL;
     /* The row another claimer holds may be released (deleted) between the
      * INSERT and the SELECT: then the claim is tried again, never read as
      * done. Three rounds of that in a row: report it held, so it comes
      * back through a delay tier. */
     for (int round = 0; round < 3; round++) {
         uint64_t inserted = 0;
-        if (oq_db_execute(db,
-                          "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
-                          " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?,"
-                          " ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
-                          p, 7, &inserted) != 0)
+        /* In a transaction of its own, so that a row IGNORE altered (a key
+         * cut or turned into '?') is rolled back, not left as a lease. */
+        if (oq_db_exec(db, "START TRANSACTION") != 0 ||
+            oq_db_execute_ignore(
+                db,
+                "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?,"
+                " ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
+                p, 7, 1, &inserted) != 0 ||
+            oq_db_exec(db, "COMMIT") != 0) {
+            oq_db_rollback(db);
             goto fail;
+        }
         if (inserted == 1) {
             *out = OQ_LEASE_NEW;
             return 0;

@@ -93,7 +93,7 @@ struct pipeline {
 
     /* broker thread only */
     struct batch *inflight_head, *inflight_tail;
-    struct batch *orphans; /* from a lost connection, freed once processed */
+    struct batch *orphans;    /* from a lost connection, freed once processed */
     struct oq_parker *parker; /* retries and dead letters, on a connection of its own */
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */

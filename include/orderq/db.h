@@ -93,4 +93,29 @@ unsigned oq_db_errno(const struct oq_db *db);
 enum oq_db_class oq_db_last_class(const struct oq_db *db);
 enum oq_db_class oq_db_classify(unsigned mysql_errno);
 
+/* ---- INSERT IGNORE: duplicates are an answer, every other warning an error ----
+ *
+ * IGNORE turns a duplicate key into a warning (1062), which is what a claim
+ * wants; but it also turns a value too long for its column, or bytes that
+ * are not utf8mb4, into a warning and writes a cut or '?'-filled row. */
+
+/* MySQL's limit of placeholders in one prepared statement: multi-row
+ * statements are split to stay under it. */
+#define OQ_DB_MAX_PLACEHOLDERS 65535
+
+/* Call right after an INSERT IGNORE of rows rows, of which inserted were
+ * written (affected rows, or the rows RETURNING gave), on the same
+ * connection. When it left warnings, reads them (SHOW WARNINGS): any other
+ * than a duplicate key (1062), or more warnings than the rows left out
+ * (rows - inserted), fails it. Returns 0, or OQ_EDB with the first such
+ * warning's code as oq_db_errno() (class OQ_DB_OTHER) and its text in
+ * oq_db_error(). The caller rolls back its transaction. */
+OQ_WUR int oq_db_check_ignored(struct oq_db *db, uint64_t rows, uint64_t inserted);
+
+/* oq_db_execute for an INSERT IGNORE of rows rows, then
+ * oq_db_check_ignored. *inserted (may be NULL) gets the rows written.
+ * Returns 0 or OQ_EDB. */
+OQ_WUR int oq_db_execute_ignore(struct oq_db *db, const char *sql, const struct oq_db_param *params,
+                                size_t n, uint64_t rows, uint64_t *inserted);
+
 #endif

@@ -52,7 +52,13 @@ OQ_WUR int oq_event_decode(const void *body, size_t len, const char *message_id,
                            struct oq_event *ev, char *err, size_t errlen);
 void oq_event_clear(struct oq_event *ev);
 
-/* Is s (len bytes) well-formed UTF-8 with no NUL and no overlong forms? */
+/* Is s (len bytes) strict UTF-8: well-formed, no NUL, no overlong forms
+ * (C0 80), no surrogates (ED A0 80), nothing above U+10FFFF (F4 90.., F5..)?
+ * MariaDB's utf8mb4 stores what fails this as '?'. */
 int oq_utf8_valid(const char *s, size_t len);
+
+/* The length of the longest strict UTF-8 prefix of s (len bytes): len when
+ * oq_utf8_valid, else the offset of the first bad sequence. */
+size_t oq_utf8_prefix(const char *s, size_t len);
 
 #endif

@@ -19,6 +19,11 @@
 
 struct oq_db;
 
+/* event_ledger.owner is VARCHAR(191): an owner (instance_id, or
+ * instance_id + "/effect-N" for an effect worker) longer than this many
+ * bytes would be cut, and finish would never find its row again. */
+#define OQ_LEDGER_OWNER_MAX 191
+
 /* One effect to claim. Strings are borrowed. */
 struct oq_claim {
     const char *handler;
@@ -33,7 +38,11 @@ struct oq_claim {
 /* Claim claims[0..n) as `done` rows owned by owner, inside the caller's
  * transaction. A row that exists already is a duplicate (claimed = 0); of
  * two claims with the same key in one call only the first is claimed.
- * Returns 0 or OQ_EDB (the caller redoes or rolls back the transaction). */
+ * Claims are written in statements of at most 9,362 rows (MySQL's 65,535
+ * placeholders), so any n works. A warning other than a duplicate key (a
+ * value cut to its column, bytes that are not utf8mb4) fails the claim.
+ * Returns 0, OQ_EINVAL (owner longer than OQ_LEDGER_OWNER_MAX or not
+ * UTF-8) or OQ_EDB (the caller redoes or rolls back the transaction). */
 OQ_WUR int oq_ledger_claim(struct oq_db *db, const char *owner, struct oq_claim *claims, size_t n,
                            char *err, size_t errlen);
 
@@ -57,7 +66,9 @@ enum oq_lease {
  * before the call it protects). When the row exists,
  * *out says in which state; a row that vanishes before it is read (its
  * holder released it) is claimed again, and after three such rounds
- * *out is OQ_LEASE_HELD. Returns 0 or OQ_EDB. */
+ * *out is OQ_LEASE_HELD. The insert is a transaction of its own: a
+ * warning other than a duplicate key rolls it back and fails the lease.
+ * Returns 0, OQ_EINVAL (owner too long or not UTF-8) or OQ_EDB. */
 OQ_WUR int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner,
                            int64_t lease_ms, enum oq_lease *out, char *err, size_t errlen);
 

@@ -349,6 +349,40 @@ static void broker_names_must_not_collide(void **state)
     assert_non_null(strstr(err, "a delay tier queue"));
 }
 
+/* The ledger's owner column (VARCHAR(191)) holds instance_id + "/effect-64/<tag>":
+ * an instance_id that would not fit is refused, naming the setting and the
+ * bound, before any lease is written with a truncated owner. */
+static void instance_id_fits_the_ledger_owner(void **state)
+{
+    struct oq_config *cfg = *state;
+    char id[200];
+    memset(id, 'h', sizeof(id));
+    id[175] = '\0';
+    assert_int_equal(
+        oq_config_set(cfg, "instance_id", id, OQ_SRC_FLAG, "--instance-id", err, sizeof(err)),
+        OQ_ECONFIG);
+    assert_non_null(strstr(err, "instance_id (--instance-id)"));
+    assert_non_null(strstr(err, "at most 174 bytes"));
+    id[191] = '\0';
+    memset(id, 'h', 191);
+    assert_int_equal(
+        oq_config_set(cfg, "instance_id", id, OQ_SRC_ENV, "ORDERQ_INSTANCE_ID", err, sizeof(err)),
+        OQ_ECONFIG);
+    /* not UTF-8: MariaDB would store '?' and no finish would find the row */
+    assert_int_equal(oq_config_set(cfg, "instance_id", "host\xc0\x80", OQ_SRC_FLAG, "--instance-id",
+                                   err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "UTF-8"));
+    id[174] = '\0';
+    assert_int_equal(
+        oq_config_set(cfg, "instance_id", id, OQ_SRC_FLAG, "--instance-id", err, sizeof(err)), 0);
+    assert_int_equal(oq_config_set(cfg, "effect_workers", "64", OQ_SRC_FLAG, "--effect-workers",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(strlen(cfg->instance_id) + strlen("/effect-64/ffffff"), 191);
+}
+
 static void flag_names_map_to_settings(void **state)
 {
     (void)state;
@@ -373,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(the_effect_lease_outlasts_a_send, setup, teardown),
         cmocka_unit_test_setup_teardown(broker_names_must_not_collide, setup, teardown),
+        cmocka_unit_test_setup_teardown(instance_id_fits_the_ledger_owner, setup, teardown),
         cmocka_unit_test(flag_names_map_to_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,12 +73,14 @@ static void bad_bodies(void **state)
                                     "\"event_data\":{}}";
     const struct bad_case cases[] = {
         {"not json at all", 0, NULL, "not valid JSON"},
-        {"{\"event_code\": \"x\", \"event_data\": {", 0, NULL, "ends after 35 bytes, inside a value"},
+        {"{\"event_code\": \"x\", \"event_data\": {", 0, NULL,
+         "ends after 35 bytes, inside a value"},
         {"[1, 2, 3]", 0, NULL, "not an object"},
         {"\"just a string\"", 0, NULL, "not an object"},
         {"", 0, NULL, "the body is empty"},
         {" \r\n\t", 0, NULL, "the body is empty"},
-        {"{\"a\": tru}", 0, NULL, "not valid JSON (lexical error: invalid string in json text at byte"},
+        {"{\"a\": tru}", 0, NULL,
+         "not valid JSON (lexical error: invalid string in json text at byte"},
         {"{\"event_identifier\": \"a\", \"event_data\": {}}", 0, NULL, "event_code is missing"},
         {"{\"event_code\": 5, \"event_identifier\": \"a\", \"event_data\": {}}", 0, NULL,
          "event_code must be a string"},
@@ -142,6 +144,78 @@ static void utf8(void **state)
     assert_false(oq_utf8_valid("\xe4\xb8", 2));                /* cut short */
     assert_false(oq_utf8_valid("a\0b", 3));                    /* NUL */
     assert_false(oq_utf8_valid("\xf5\x80\x80\x80", 4));        /* > U+10FFFF */
+    assert_false(oq_utf8_valid("\xc0\x80", 2));                /* overlong NUL */
+    assert_false(oq_utf8_valid("\xe0\x80\x80", 3));            /* overlong, 3 bytes */
+    assert_false(oq_utf8_valid("\xf0\x80\x80\x80", 4));        /* overlong, 4 bytes */
+    assert_false(oq_utf8_valid("\xf4\x90\x80\x80", 4));        /* U+110000 */
+    assert_false(oq_utf8_valid("\xed\xbf\xbf", 3));            /* last surrogate */
+    assert_false(oq_utf8_valid("\x80", 1));                    /* a lone continuation */
+    assert_true(oq_utf8_valid("\xf4\x8f\xbf\xbf", 4));         /* U+10FFFF */
+    assert_true(oq_utf8_valid("\xed\x9f\xbf", 3));             /* U+D7FF */
+    assert_true(oq_utf8_valid("\xee\x80\x80", 3));             /* U+E000 */
+    assert_int_equal(oq_utf8_prefix("ab\xc3\xa9\xc0\x80", 6), 4);
+    assert_int_equal(oq_utf8_prefix("ab\xe4\xb8", 4), 2);
+    assert_int_equal(oq_utf8_prefix("ab", 2), 2);
+}
+
+/* yajl takes C0 80, ED A0 80 and F5.. as UTF-8; MariaDB would store them
+ * as '?'. Every key and string of the body is checked, and the reason says
+ * where. */
+static void strings_must_be_strict_utf8(void **state)
+{
+    (void)state;
+    static const struct bad_case cases[] = {
+        {"{\"event_code\":\"x\",\"event_identifier\":\"bad\xc0\x80id\",\"event_data\":{}}", 0, NULL,
+         "event_identifier is not valid UTF-8: C0 80 at byte 3"},
+        {"{\"event_code\":\"x\xed\xa0\x80\",\"event_identifier\":\"a\",\"event_data\":{}}", 0, NULL,
+         "event_code is not valid UTF-8: ED A0 80 at byte 1"},
+        {"{\"event_code\":\"x\",\"event_identifier\":\"a\",\"created_at\":\"\xf5\x80\x80\x80\","
+         "\"event_data\":{}}",
+         0, NULL, "created_at is not valid UTF-8: F5 80 80 80 at byte 0"},
+        {"{\"event_code\":\"x\",\"event_identifier\":\"a\",\"event_data\":{\"items\":[{\"sku\":"
+         "\"ok\"},{\"sku\":\"M\xc0\x80\"}]}}",
+         0, NULL, "event_data.items[1].sku is not valid UTF-8"},
+        {"{\"event_code\":\"x\",\"event_identifier\":\"a\",\"event_data\":{\"customer\":{"
+         "\"n\xc0\x80\":\"Ann\"}}}",
+         0, NULL, "a key in event_data.customer is not valid UTF-8: C0 80 at byte 1"},
+        {"{\"k\xc0\x80\":1,\"event_code\":\"x\",\"event_identifier\":\"a\",\"event_data\":{}}", 0,
+         NULL, "a key in the body is not valid UTF-8"},
+        {"{\"event_code\":\"x\",\"event_identifier\":\"a\",\"event_data\":{\"l\":[[["
+         "\"\xed\xa0\x80\"]"
+         "]]}}",
+         0, NULL, "event_data.l[0][0][0] is not valid UTF-8"},
+        /* the message_id property stands in for event_identifier: checked too */
+        {"{\"event_code\":\"x\",\"event_data\":{}}", 0, "m\xed\xa0\x80", "message_id"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct oq_event ev;
+        err[0] = '\0';
+        int rc = oq_event_decode(cases[i].body, strlen(cases[i].body), cases[i].message_id, &ev,
+                                 err, sizeof(err));
+        if (rc != OQ_EINVAL || strstr(err, cases[i].reason) == NULL)
+            fail_msg("case %zu: rc %d, err \"%s\", wanted \"%s\"", i, rc, err, cases[i].reason);
+        assert_true(oq_utf8_valid(err, strlen(err))); /* the reason itself is stored */
+        oq_event_clear(&ev);
+    }
+    /* a place under a long key is named up to its parent, cut on a character */
+    char body[600];
+    char key[300];
+    memset(key, 'k', sizeof(key));
+    memcpy(key + 150, "\xc3\xa9", 2);
+    key[sizeof(key) - 1] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"event_code\":\"x\",\"event_identifier\":\"a\",\"event_data\":{\"%s\":{\"v\":"
+             "\"\xc0\x80\"}}}",
+             key);
+    struct oq_event ev;
+    assert_int_equal(oq_event_decode(body, strlen(body), NULL, &ev, err, sizeof(err)), OQ_EINVAL);
+    assert_non_null(strstr(err, "event_data... is not valid UTF-8"));
+    /* text that is strict UTF-8 passes, all of Unicode's planes */
+    static const char good[] = "{\"event_code\":\"x\",\"event_identifier\":\"Zo\xc3\xab\","
+                               "\"event_data\":{\"\xe4\xb8\xad\":[\"\xf0\x9f\x98\x80\","
+                               "\"\xf4\x8f\xbf\xbf\"]}}";
+    assert_int_equal(oq_event_decode(good, strlen(good), NULL, &ev, err, sizeof(err)), 0);
+    oq_event_clear(&ev);
 }
 
 int main(void)
@@ -152,6 +226,7 @@ int main(void)
         cmocka_unit_test(bad_bodies),
         cmocka_unit_test(very_deep_nesting_is_refused_without_recursion),
         cmocka_unit_test(utf8),
+        cmocka_unit_test(strings_must_be_strict_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
