@@ -235,6 +235,13 @@ static const struct setting settings[] = {
      "quorum x-delivery-limit: redeliveries before the broker dead-letters a message"},
     {"prefetch", T_INT, "500", 1, 65535, NULL, 0, NULL, OFF(prefetch),
      "basic.qos prefetch count per consumer channel"},
+    {"effect_prefetch", T_INT, "0", 0, 65535, NULL, 0, NULL, OFF(effect_prefetch),
+     "prefetch of each queue whose handler calls out (mail, webhooks); 0: as many as the "
+     "effect workers finish within half of consumer_timeout_ms at their slowest"},
+    {"consumer_timeout_ms", T_DURATION, "30m", 60000, 604800000, NULL, 0, NULL,
+     OFF(consumer_timeout_ms),
+     "RabbitMQ's consumer_timeout (rabbitmq.conf): an unacked delivery older than this "
+     "closes the channel; set it to the broker's"},
     {"batch_size", T_INT, "250", 1, 10000, NULL, 0, NULL, OFF(batch_size),
      "most deliveries handled in one MySQL transaction"},
     {"batch_window_ms", T_DURATION, "5ms", 0, 10000, NULL, 0, NULL, OFF(batch_window_ms),
@@ -819,8 +826,6 @@ int oq_config_load_env(struct oq_config *cfg, const char *const *envp, char *unk
     return 0;
 }
 
-static const char *origin_of(const struct oq_config *cfg, const char *name);
-
 /* The three exchanges must differ, and the dead-letter queue must not be a
  * work or delay queue: the broker would refuse the declare much later. */
 static int check_name_collisions(const struct oq_config *cfg, char *err, size_t errlen)
@@ -832,8 +837,8 @@ static int check_name_collisions(const struct oq_config *cfg, char *err, size_t 
         for (size_t j = i + 1; j < 3; j++)
             if (strcmp(ex[i][1], ex[j][1]) == 0) {
                 snprintf(err, errlen, "%s (%s) and %s (%s) are both \"%s\"; expected two names",
-                         ex[i][0], origin_of(cfg, ex[i][0]), ex[j][0], origin_of(cfg, ex[j][0]),
-                         ex[i][1]);
+                         ex[i][0], oq_config_origin(cfg, ex[i][0]), ex[j][0],
+                         oq_config_origin(cfg, ex[j][0]), ex[i][1]);
                 return OQ_ECONFIG;
             }
     size_t plen = strlen(cfg->queue_prefix), dlen = strlen(cfg->delay_exchange);
@@ -848,13 +853,13 @@ static int check_name_collisions(const struct oq_config *cfg, char *err, size_t 
     if (clash != NULL) {
         snprintf(err, errlen,
                  "dead_queue (%s) \"%s\" is also the name of %s; expected another name",
-                 origin_of(cfg, "dead_queue"), cfg->dead_queue, clash);
+                 oq_config_origin(cfg, "dead_queue"), cfg->dead_queue, clash);
         return OQ_ECONFIG;
     }
     return 0;
 }
 
-static const char *origin_of(const struct oq_config *cfg, const char *name)
+const char *oq_config_origin(const struct oq_config *cfg, const char *name)
 {
     const struct setting *s = find_setting(name, strlen(name));
     return s ? cfg->origin[s - settings].where : "?";
@@ -881,16 +886,16 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen,
                  "batch_size (%s) is %lld but prefetch (%s) is %lld; expected batch_size <= "
                  "prefetch, or a batch could never fill",
-                 origin_of(cfg, "batch_size"), (long long)cfg->batch_size,
-                 origin_of(cfg, "prefetch"), (long long)cfg->prefetch);
+                 oq_config_origin(cfg, "batch_size"), (long long)cfg->batch_size,
+                 oq_config_origin(cfg, "prefetch"), (long long)cfg->prefetch);
         return OQ_ECONFIG;
     }
     if (cfg->effect_lease_ms <= cfg->smtp_timeout_ms) {
         snprintf(err, errlen,
                  "effect_lease_ms (%s) is %lld but smtp_timeout_ms (%s) is %lld; expected a "
                  "lease longer than a send may take, or a slow send would look abandoned",
-                 origin_of(cfg, "effect_lease_ms"), (long long)cfg->effect_lease_ms,
-                 origin_of(cfg, "smtp_timeout_ms"), (long long)cfg->smtp_timeout_ms);
+                 oq_config_origin(cfg, "effect_lease_ms"), (long long)cfg->effect_lease_ms,
+                 oq_config_origin(cfg, "smtp_timeout_ms"), (long long)cfg->smtp_timeout_ms);
         return OQ_ECONFIG;
     }
     if (check_name_collisions(cfg, err, errlen) != 0)

@@ -370,6 +370,7 @@ static int mail_handler_new(const struct oq_config *cfg, enum mail_kind kind, co
         .prepare = kind == COUPON_MAIL ? prepare_coupon : prepare_invoice,
         .perform = perform,
         .ambiguous = (enum oq_ambiguous_policy)cfg->ambiguous_mail,
+        .call_timeout_ms = cfg->smtp_timeout_ms,
         .free_plan = free_plan,
         .free_state = free_state,
     };

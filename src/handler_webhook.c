@@ -117,6 +117,10 @@ int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, 
         free_state(st);
         return rc;
     }
+    int64_t slowest = 0;
+    for (size_t i = 0; i < st->n; i++)
+        if (st->hooks[i].timeout_ms > slowest)
+            slowest = st->hooks[i].timeout_ms;
     *out = (struct oq_handler){
         .name = "webhook",
         .event_code = "*",
@@ -125,6 +129,7 @@ int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, 
         .prepare = prepare,
         .perform = perform,
         .ambiguous = (enum oq_ambiguous_policy)cfg->ambiguous_webhook,
+        .call_timeout_ms = slowest,
         .free_plan = free_plan,
         .free_state = free_state,
     };

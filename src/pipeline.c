@@ -61,6 +61,10 @@ struct delivery {
     char tier[32];            /* RETRY: the delay tier's name */
     uint64_t park_seq;        /* confirm sequence of its retry or dead letter; 0 before */
     struct oq_effect_job job; /* a handler with perform: on an effect worker */
+    /* An earlier delivery of this batch with the same effect: this one's
+     * job waits for that one's outcome (a duplicate once it is done, its
+     * own chance if it failed). */
+    struct delivery *leader;
 };
 
 struct batch {
@@ -427,25 +431,27 @@ static void process_batch(struct worker *w, struct batch *bt)
 
 /* Hand the batch's outside effects, and the events whose handler must
  * call out to prepare them, to the effect workers; the batch is processed
- * when the last of them finishes (or now, when it has none). Two sends of
- * one effect in a batch make one job: the second is a duplicate, as two
- * claims of one key in a transaction are. */
+ * when the last of them finishes (or now, when it has none). A second send
+ * of one effect in a batch waits for the first one's outcome: a duplicate
+ * once that one is done, its own try if that one failed (it may carry the
+ * corrected address). */
 static void start_effects(struct worker *w, struct batch *bt)
 {
     struct pipeline *pl = w->pl;
-    size_t jobs = 0;
+    size_t jobs = 0, leaders = 0;
     for (size_t i = 0; i < bt->n && !stale(pl, bt); i++) {
         struct delivery *d = &bt->d[i];
         int sends = d->handler != NULL && d->handler->perform != NULL;
         if (d->outcome != PENDING || (!sends && !d->calls_out))
             continue;
-        for (size_t j = 0; sends && j < i && d->outcome == PENDING; j++)
+        d->leader = NULL;
+        for (size_t j = i; sends && j-- > 0;)
             if (bt->d[j].job.owner != NULL && bt->d[j].job.kind == OQ_JOB_SEND &&
                 strcmp(bt->d[j].effect_key, d->effect_key) == 0 &&
-                strcmp(bt->d[j].handler->name, d->handler->name) == 0)
-                d->outcome = DUPLICATE;
-        if (d->outcome != PENDING)
-            continue;
+                strcmp(bt->d[j].handler->name, d->handler->name) == 0) {
+                d->leader = &bt->d[j]; /* the latest one before it: a chain */
+                break;
+            }
         d->job = (struct oq_effect_job){
             .kind = sends ? OQ_JOB_SEND : OQ_JOB_PREPARE,
             .handler_index = (size_t)(d->handler - w->handlers),
@@ -457,6 +463,7 @@ static void start_effects(struct worker *w, struct batch *bt)
             .owner = bt,
         };
         jobs++;
+        leaders += d->leader == NULL;
     }
     pthread_mutex_lock(&pl->mu);
     bt->effects_left = jobs;
@@ -464,16 +471,29 @@ static void start_effects(struct worker *w, struct batch *bt)
     pthread_mutex_unlock(&pl->mu);
     /* jobs first: once the last job is in, the batch may finish and be
      * freed at any moment, so bt is not read again */
-    for (size_t i = 0; jobs > 0 && i < bt->n; i++)
-        if (bt->d[i].job.owner != NULL && bt->d[i].outcome == PENDING) {
+    for (size_t i = 0; leaders > 0 && i < bt->n; i++)
+        if (bt->d[i].job.owner != NULL && bt->d[i].outcome == PENDING && bt->d[i].leader == NULL) {
             oq_effect_pool_submit(pl->effects, &bt->d[i].job);
-            jobs--;
+            leaders--;
         }
 }
 
 static int effect_cancelled(const struct oq_effect_job *job, void *ctx)
 {
     return stale(ctx, job->owner);
+}
+
+/* The copies chained behind d, which took effect (or whose batch went
+ * stale): each is a duplicate. Returns how many were settled. */
+static size_t settle_followers(struct batch *bt, const struct delivery *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < bt->n; i++)
+        if (bt->d[i].leader == d && bt->d[i].outcome == PENDING) {
+            bt->d[i].outcome = DUPLICATE;
+            n += 1 + settle_followers(bt, &bt->d[i]);
+        }
+    return n;
 }
 
 /* On an effect worker: the job's outcome becomes its delivery's. */
@@ -495,8 +515,24 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
         else
             set_failed_after(pl->cfg, d, job->error_class, job->reason, job->retry_after_ms);
     }
+    /* The copy waiting for this one's outcome (at most one: a chain). */
+    size_t settled = 1;
+    for (size_t i = 0; i < bt->n; i++) {
+        struct delivery *f = &bt->d[i];
+        if (f->leader != d || f->outcome != PENDING)
+            continue;
+        if (ran && (d->outcome == DONE || d->outcome == DUPLICATE)) {
+            f->outcome = DUPLICATE;
+            settled += 1 + settle_followers(bt, f);
+        } else if (ran) {
+            oq_effect_pool_submit(pl->effects, &f->job); /* its own chance */
+        } else {
+            settled += 1 + settle_followers(bt, f); /* stale: never acked */
+        }
+    }
     pthread_mutex_lock(&pl->mu);
-    if (--bt->effects_left == 0)
+    bt->effects_left -= settled;
+    if (bt->effects_left == 0)
         bt->processed = 1;
     pthread_mutex_unlock(&pl->mu);
 }
@@ -780,14 +816,80 @@ struct consumers {
     int64_t *resubscribe_at; /* 0: consuming */
     int *resubscribe_failures;
     int declare_channel_open;
+    uint16_t *prefetch; /* per queue (plan_prefetch) */
 };
+
+/* Each queue's prefetch. A queue whose handler calls out (mail, webhooks)
+ * takes at most as many deliveries as the effect workers finish, at their
+ * slowest, within half of consumer_timeout_ms: a delivery waiting for a
+ * worker longer than RabbitMQ's consumer_timeout gets the channel closed,
+ * and everything in flight comes back. Returns 0 or OQ_ECONFIG (err says
+ * which settings cannot hold together). */
+static int plan_prefetch(const struct pipeline *pl, struct consumers *c, char *err, size_t errlen)
+{
+    const struct oq_config *cfg = pl->cfg;
+    const struct worker *w = &pl->workers[0];
+    size_t n_effect = 0;
+    int64_t slowest = 1;
+    for (size_t i = 0; i < c->n; i++) {
+        const char *q = queue_suffix(pl, c->queues[i]);
+        const struct oq_handler *h = oq_handler_find(w->handlers, w->n_handlers, q, q);
+        c->prefetch[i] = (uint16_t)cfg->prefetch;
+        if (h == NULL || h->perform == NULL)
+            continue;
+        c->prefetch[i] = 0; /* set below */
+        n_effect++;
+        if (h->call_timeout_ms > slowest)
+            slowest = h->call_timeout_ms;
+    }
+    if (n_effect == 0)
+        return 0;
+    int64_t fits =
+        (cfg->consumer_timeout_ms / 2 / slowest) * cfg->effect_workers / (int64_t)n_effect;
+    if (fits < 1) {
+        snprintf(err, errlen,
+                 "consumer_timeout_ms (%s) is %lld: half of it does not hold one call of %lld ms "
+                 "(smtp_timeout_ms or a webhook's timeout_ms) for each of %zu queues that call "
+                 "out with effect_workers %lld; raise RabbitMQ's consumer_timeout and "
+                 "consumer_timeout_ms, add effect workers or shorten the timeouts",
+                 oq_config_origin(cfg, "consumer_timeout_ms"), (long long)cfg->consumer_timeout_ms,
+                 (long long)slowest, n_effect, (long long)cfg->effect_workers);
+        return OQ_ECONFIG;
+    }
+    if (cfg->effect_prefetch > fits) {
+        snprintf(err, errlen,
+                 "effect_prefetch (%s) is %lld, but only %lld deliveries per queue that calls out "
+                 "are sure to be acked within half of consumer_timeout_ms (%lld ms) by %lld effect "
+                 "workers whose slowest call may take %lld ms; lower it (or 0: derived)",
+                 oq_config_origin(cfg, "effect_prefetch"), (long long)cfg->effect_prefetch,
+                 (long long)fits, (long long)cfg->consumer_timeout_ms,
+                 (long long)cfg->effect_workers, (long long)slowest);
+        return OQ_ECONFIG;
+    }
+    int64_t each = cfg->effect_prefetch ? cfg->effect_prefetch : fits;
+    if (each > cfg->prefetch)
+        each = cfg->prefetch;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->prefetch[i] == 0)
+            c->prefetch[i] = (uint16_t)each;
+    oq_info("queues that call out take %lld deliveries each (effect_workers %lld, slowest call "
+            "%lld ms, consumer_timeout_ms %lld)",
+            (long long)each, (long long)cfg->effect_workers, (long long)slowest,
+            (long long)cfg->consumer_timeout_ms);
+    return 0;
+}
+
+/* Set the prefetch for the consumer started next on the channel (global
+ * = 0: RabbitMQ applies it to each new consumer). */
+static int set_prefetch(struct pipeline *pl, uint16_t prefetch)
+{
+    amqp_basic_qos(oq_broker_conn(pl->b), CONSUME_CHANNEL, 0, prefetch, 0);
+    return oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.qos");
+}
 
 static int start_consumers(struct pipeline *pl, struct consumers *c, char *err, size_t errlen)
 {
     amqp_connection_state_t conn = oq_broker_conn(pl->b);
-    amqp_basic_qos(conn, CONSUME_CHANNEL, 0, (uint16_t)pl->cfg->prefetch, 0);
-    if (oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.qos") != 0)
-        goto fail;
     c->active = 0;
     c->declare_channel_open = 0;
     for (size_t i = 0; i < c->n; i++) {
@@ -797,6 +899,8 @@ static int start_consumers(struct pipeline *pl, struct consumers *c, char *err, 
     for (size_t i = 0; i < c->n; i++) {
         char what[300];
         snprintf(what, sizeof(what), "basic.consume %s", c->queues[i]);
+        if (set_prefetch(pl, c->prefetch[i]) != 0)
+            goto fail;
         amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]),
                            amqp_cstring_bytes(c->queues[i]), 0, 0, 0, amqp_empty_table);
         int rc = oq_broker_check(pl->b, CONSUME_CHANNEL, what);
@@ -947,6 +1051,8 @@ static int resubscribe_due(struct pipeline *pl, struct consumers *c)
                    oq_broker_error(pl->b), (long long)wait);
             continue;
         }
+        if (set_prefetch(pl, c->prefetch[i]) != 0)
+            return OQ_EBROKER;
         amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(q), amqp_cstring_bytes(q), 0,
                            0, 0, amqp_empty_table);
         if (oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.consume") != 0)
@@ -1117,7 +1223,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
                     size_t errlen)
 {
     struct pipeline pl;
-    struct consumers c = {queues, n, 0, NULL, NULL, 0};
+    struct consumers c = {queues, n, 0, NULL, NULL, 0, NULL};
     int failures = 0, rc;
 
     memset(&pl, 0, sizeof(pl));
@@ -1131,7 +1237,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         snprintf(host, sizeof(host), "?");
     c.resubscribe_at = calloc(n + 1, sizeof(*c.resubscribe_at));
     c.resubscribe_failures = calloc(n + 1, sizeof(*c.resubscribe_failures));
-    if (c.resubscribe_at == NULL || c.resubscribe_failures == NULL ||
+    c.prefetch = calloc(n + 1, sizeof(*c.prefetch));
+    if (c.resubscribe_at == NULL || c.resubscribe_failures == NULL || c.prefetch == NULL ||
         oq_parker_new(cfg, host, on_park_settled, &pl, &pl.parker) != 0) {
         snprintf(err, errlen, "out of memory");
         rc = OQ_ENOMEM;
@@ -1141,6 +1248,10 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         goto out;
     if ((rc = start_workers(&pl, err, errlen)) != 0)
         goto out;
+    if ((rc = plan_prefetch(&pl, &c, err, errlen)) != 0) {
+        stop_workers(&pl);
+        goto out;
+    }
     rc = 0;
     while (!*stop) {
         char why[OQ_ERRLEN * 2] = "";
@@ -1189,5 +1300,6 @@ out:
     oq_topology_free(pl.topology);
     free(c.resubscribe_at);
     free(c.resubscribe_failures);
+    free(c.prefetch);
     return rc;
 }

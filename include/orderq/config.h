@@ -53,6 +53,8 @@ struct oq_config {
     int queue_type; /* enum oq_queue_type */
     int64_t delivery_limit;
     int64_t prefetch;
+    int64_t effect_prefetch;     /* 0: derived (pipeline.c) */
+    int64_t consumer_timeout_ms; /* the broker's, as the operator says */
     int64_t batch_size;
     int64_t batch_window_ms;
     int64_t max_attempts;
@@ -80,6 +82,10 @@ enum oq_config_source {
 /* A new configuration holding every default. NULL when out of memory. */
 struct oq_config *oq_config_new(void);
 void oq_config_free(struct oq_config *cfg);
+
+/* Where setting name's value came from, for messages ("flag --prefetch",
+ * "ORDERQ_PREFETCH", "orderq.json:3:5", "default"); "?" for no such name. */
+const char *oq_config_origin(const struct oq_config *cfg, const char *name);
 
 /* Set one setting from text. `where` names the place for error messages
  * and for `config show` ("ORDERQ_PREFETCH", "--prefetch", "file.json:3:7").

@@ -82,6 +82,10 @@ struct oq_handler {
     enum oq_effect_outcome (*perform)(void *state, const void *plan, const struct oq_effect *e,
                                       char *result, size_t resultlen, int64_t *retry_after_ms);
     enum oq_ambiguous_policy ambiguous;
+    /* The longest one perform may take (its timeout): with effect_workers
+     * it bounds how many deliveries of its queue one consumer may hold
+     * before RabbitMQ's consumer_timeout would close the channel. */
+    int64_t call_timeout_ms;
     /* Deliveries from this queue suffix (<queue_prefix>.<queue>) go to this
      * handler whatever their event code; NULL: chosen by event_code. */
     const char *queue;

@@ -193,7 +193,8 @@ start_http_fixture() {
 # port in $fport.
 start_smtp_fixture() {
     rm -f "$WORK/smtp-port"
-    "$PY" "$(dirname "${BASH_SOURCE[0]}")/smtp_fixture.py" --port-file "$WORK/smtp-port" --mode "$1" &
+    "$PY" "$(dirname "${BASH_SOURCE[0]}")/smtp_fixture.py" --port-file "$WORK/smtp-port" --mode "$1" \
+        --count-file "$WORK/smtp-count" &
     CLEANUP+=("kill $!")
     wait_for 10 test -s "$WORK/smtp-port" || fail "the SMTP fixture did not start"
     fport=$(cat "$WORK/smtp-port")

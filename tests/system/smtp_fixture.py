@@ -5,18 +5,27 @@ usage: smtp_fixture.py --port-file PATH --mode MODE
   rcpt-451         answers RCPT TO with 451 (try again later)
   rcpt-550         answers RCPT TO with 550 (no such mailbox)
   hang-after-data  takes the whole message, final "." included, then never answers
-Listens on 127.0.0.1, a free port written to --port-file; one client at a time;
-exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
+  reject-some      550 for a recipient whose address holds "reject", accepts
+                   the others and counts them in --count-file
+  slow-5s          accepts every mail, answering the final "." after 5 s, and
+                   counts them in --count-file
+Listens on 127.0.0.1, a free port written to --port-file; a thread per
+client; exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
 """
 import argparse
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 
+accepted = 0
+lock = threading.Lock()
 
-def serve(conn, mode):
+
+def serve(conn, mode, count_file):
+    global accepted
     f = conn.makefile("rb")
     conn.sendall(b"220 fixture ESMTP\r\n")
     while True:
@@ -31,7 +40,7 @@ def serve(conn, mode):
         elif verb == b"RCPT":
             if mode == "rcpt-451":
                 conn.sendall(b"451 4.3.0 mailbox busy, try later\r\n")
-            elif mode == "rcpt-550":
+            elif mode == "rcpt-550" or (mode == "reject-some" and b"reject" in line.lower()):
                 conn.sendall(b"550 5.1.1 no such mailbox\r\n")
             else:
                 conn.sendall(b"250 ok\r\n")
@@ -41,6 +50,14 @@ def serve(conn, mode):
                 pass
             if mode == "hang-after-data":
                 time.sleep(3600)  # the message is in; the reply never comes
+            if mode in ("slow-5s", "reject-some"):
+                if mode == "slow-5s":
+                    time.sleep(5)
+                with lock:
+                    accepted += 1
+                    with open(count_file + ".tmp", "w") as out:
+                        out.write(str(accepted))
+                    os.rename(count_file + ".tmp", count_file)
             conn.sendall(b"250 queued\r\n")
         elif verb == b"QUIT":
             conn.sendall(b"221 bye\r\n")
@@ -52,24 +69,30 @@ def serve(conn, mode):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-file", required=True)
-    ap.add_argument("--mode", required=True, choices=["rcpt-451", "rcpt-550", "hang-after-data"])
+    ap.add_argument("--mode", required=True,
+                    choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some"])
+    ap.add_argument("--count-file", default="/dev/null")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
+    srv.listen(64)
     with open(args.port_file + ".tmp", "w") as out:
         out.write(str(srv.getsockname()[1]))
     os.rename(args.port_file + ".tmp", args.port_file)
     while True:
         conn, _ = srv.accept()
-        try:
-            serve(conn, args.mode)
-        except OSError:
-            pass
-        finally:
-            conn.close()
+        threading.Thread(target=client, args=(conn, args.mode, args.count_file), daemon=True).start()
+
+
+def client(conn, mode, count_file):
+    try:
+        serve(conn, mode, count_file)
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 if __name__ == "__main__":
