@@ -24,12 +24,11 @@
 #include "orderq/metrics.h"
 #include "orderq/park.h"
 #include "orderq/retry.h"
+#include "orderq/subscribe.h"
 #include "orderq/topology.h"
 
 #define CONSUME_CHANNEL 1
-#define PUBLISH_CHANNEL 2
-#define DECLARE_CHANNEL 3    /* redeclaring a deleted queue: a refusal closes only this one */
-#define PARK_WINDOW     1024 /* retries and dead letters awaiting their confirm */
+#define DECLARE_CHANNEL 2 /* redeclaring a deleted queue: a refusal closes only this one */
 
 enum outcome {
     PENDING = 0,
@@ -101,7 +100,8 @@ struct pipeline {
     struct oq_parker *parker; /* retries and dead letters, on a connection of its own */
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
-    int requeue_streak;           /* batches in a row that had to requeue */
+    struct oq_subscriptions *subs;
+    int requeue_streak; /* batches in a row that had to requeue */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -807,120 +807,6 @@ static struct delivery *add_delivery(struct batch **open, uint64_t gen, size_t b
     return &bt->d[bt->n++];
 }
 
-struct consumers {
-    const char *const *queues;
-    size_t n;
-    size_t active;
-    /* Per queue, a consumer the broker cancelled (its queue was deleted):
-     * when to try to consume it again, and how many tries failed. */
-    int64_t *resubscribe_at; /* 0: consuming */
-    int *resubscribe_failures;
-    int declare_channel_open;
-    uint16_t *prefetch; /* per queue (plan_prefetch) */
-};
-
-/* Each queue's prefetch. A queue whose handler calls out (mail, webhooks)
- * takes at most as many deliveries as the effect workers finish, at their
- * slowest, within half of consumer_timeout_ms: a delivery waiting for a
- * worker longer than RabbitMQ's consumer_timeout gets the channel closed,
- * and everything in flight comes back. Returns 0 or OQ_ECONFIG (err says
- * which settings cannot hold together). */
-static int plan_prefetch(const struct pipeline *pl, struct consumers *c, char *err, size_t errlen)
-{
-    const struct oq_config *cfg = pl->cfg;
-    const struct worker *w = &pl->workers[0];
-    size_t n_effect = 0;
-    int64_t slowest = 1;
-    for (size_t i = 0; i < c->n; i++) {
-        const char *q = queue_suffix(pl, c->queues[i]);
-        const struct oq_handler *h = oq_handler_find(w->handlers, w->n_handlers, q, q);
-        c->prefetch[i] = (uint16_t)cfg->prefetch;
-        if (h == NULL || h->perform == NULL)
-            continue;
-        c->prefetch[i] = 0; /* set below */
-        n_effect++;
-        if (h->call_timeout_ms > slowest)
-            slowest = h->call_timeout_ms;
-    }
-    if (n_effect == 0)
-        return 0;
-    int64_t fits =
-        (cfg->consumer_timeout_ms / 2 / slowest) * cfg->effect_workers / (int64_t)n_effect;
-    if (fits < 1) {
-        snprintf(err, errlen,
-                 "consumer_timeout_ms (%s) is %lld: half of it does not hold one call of %lld ms "
-                 "(smtp_timeout_ms or a webhook's timeout_ms) for each of %zu queues that call "
-                 "out with effect_workers %lld; raise RabbitMQ's consumer_timeout and "
-                 "consumer_timeout_ms, add effect workers or shorten the timeouts",
-                 oq_config_origin(cfg, "consumer_timeout_ms"), (long long)cfg->consumer_timeout_ms,
-                 (long long)slowest, n_effect, (long long)cfg->effect_workers);
-        return OQ_ECONFIG;
-    }
-    if (cfg->effect_prefetch > fits) {
-        snprintf(err, errlen,
-                 "effect_prefetch (%s) is %lld, but only %lld deliveries per queue that calls out "
-                 "are sure to be acked within half of consumer_timeout_ms (%lld ms) by %lld effect "
-                 "workers whose slowest call may take %lld ms; lower it (or 0: derived)",
-                 oq_config_origin(cfg, "effect_prefetch"), (long long)cfg->effect_prefetch,
-                 (long long)fits, (long long)cfg->consumer_timeout_ms,
-                 (long long)cfg->effect_workers, (long long)slowest);
-        return OQ_ECONFIG;
-    }
-    int64_t each = cfg->effect_prefetch ? cfg->effect_prefetch : fits;
-    if (each > cfg->prefetch)
-        each = cfg->prefetch;
-    for (size_t i = 0; i < c->n; i++)
-        if (c->prefetch[i] == 0)
-            c->prefetch[i] = (uint16_t)each;
-    oq_info("queues that call out take %lld deliveries each (effect_workers %lld, slowest call "
-            "%lld ms, consumer_timeout_ms %lld)",
-            (long long)each, (long long)cfg->effect_workers, (long long)slowest,
-            (long long)cfg->consumer_timeout_ms);
-    return 0;
-}
-
-/* Set the prefetch for the consumer started next on the channel (global
- * = 0: RabbitMQ applies it to each new consumer). */
-static int set_prefetch(struct pipeline *pl, uint16_t prefetch)
-{
-    amqp_basic_qos(oq_broker_conn(pl->b), CONSUME_CHANNEL, 0, prefetch, 0);
-    return oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.qos");
-}
-
-static int start_consumers(struct pipeline *pl, struct consumers *c, char *err, size_t errlen)
-{
-    amqp_connection_state_t conn = oq_broker_conn(pl->b);
-    c->active = 0;
-    c->declare_channel_open = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        c->resubscribe_at[i] = 0;
-        c->resubscribe_failures[i] = 0;
-    }
-    for (size_t i = 0; i < c->n; i++) {
-        char what[300];
-        snprintf(what, sizeof(what), "basic.consume %s", c->queues[i]);
-        if (set_prefetch(pl, c->prefetch[i]) != 0)
-            goto fail;
-        amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]),
-                           amqp_cstring_bytes(c->queues[i]), 0, 0, 0, amqp_empty_table);
-        int rc = oq_broker_check(pl->b, CONSUME_CHANNEL, what);
-        if (rc == OQ_ENOTFOUND) {
-            snprintf(err, errlen, "queue %s does not exist: run `orderq topology declare`",
-                     c->queues[i]);
-            return rc;
-        }
-        if (rc != 0)
-            goto fail;
-        c->active++;
-        oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = c->queues[i]}), "consuming");
-    }
-    oq_metric_set(OQ_M_CONSUMERS, (int64_t)c->active);
-    return 0;
-fail:
-    snprintf(err, errlen, "%s", oq_broker_error(pl->b));
-    return OQ_EBROKER;
-}
-
 static amqp_bytes_t header_text(const amqp_basic_properties_t *p, const char *key,
                                 amqp_bytes_t otherwise)
 {
@@ -990,84 +876,9 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
     return 0;
 }
 
-/* The broker cancelled a consumer (its queue was deleted, or a node that
- * held it went away): the other queues go on, and this one is consumed
- * again once it can be, with backoff. The consumer tag is the queue. */
-static void consumer_cancelled(struct consumers *c, const amqp_basic_cancel_t *m)
-{
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->resubscribe_at[i] != 0 || strlen(c->queues[i]) != m->consumer_tag.len ||
-            memcmp(c->queues[i], m->consumer_tag.bytes, m->consumer_tag.len) != 0)
-            continue;
-        int64_t wait = oq_backoff_ms(++c->resubscribe_failures[i]);
-        c->resubscribe_at[i] = oq_now_ms() + wait;
-        oq_metric_set(OQ_M_CONSUMERS, (int64_t)--c->active);
-        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = c->queues[i]}),
-               "the broker cancelled the consumer of %s (queue deleted?); consuming it again "
-               "in %lld ms",
-               c->queues[i], (long long)wait);
-        return;
-    }
-}
-
-/* Consume again each cancelled queue whose time has come: redeclare it
- * and its bindings as the topology says (on a channel of its own, so a
- * refusal closes only that one), then basic.consume. Returns 0, or
- * OQ_EBROKER when the connection (or the consuming channel) is lost. */
-static int resubscribe_due(struct pipeline *pl, struct consumers *c)
-{
-    amqp_connection_state_t conn = oq_broker_conn(pl->b);
-    int64_t now = oq_now_ms();
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->resubscribe_at[i] == 0 || now < c->resubscribe_at[i])
-            continue;
-        const char *q = c->queues[i];
-        struct oq_log_fields f = {.queue = q};
-        char why[OQ_ERRLEN] = "";
-        if (!c->declare_channel_open) {
-            amqp_channel_open(conn, DECLARE_CHANNEL);
-            if (oq_broker_check(pl->b, DECLARE_CHANNEL, "channel.open") != 0)
-                return OQ_EBROKER;
-            c->declare_channel_open = 1;
-        }
-        int rc = pl->topology ? oq_topology_declare_queue(pl->b, DECLARE_CHANNEL, pl->topology, q,
-                                                          why, sizeof(why))
-                              : 0;
-        if (rc == OQ_EBROKER)
-            return OQ_EBROKER;
-        if (rc != 0 && rc != OQ_ENOTFOUND)
-            oq_log(OQ_LOG_WARN, &f, "redeclaring %s: %s", q, why);
-        /* Whether the queue is there now (declared, or by someone else):
-         * a 404 on the consuming channel would close it for every queue. */
-        amqp_queue_declare(conn, DECLARE_CHANNEL, amqp_cstring_bytes(q), 1, 0, 0, 0,
-                           amqp_empty_table);
-        rc = oq_broker_check(pl->b, DECLARE_CHANNEL, "queue.declare (passive)");
-        if (rc == OQ_EBROKER)
-            return OQ_EBROKER;
-        if (rc != 0) {
-            int64_t wait = oq_backoff_ms(++c->resubscribe_failures[i]);
-            c->resubscribe_at[i] = now + wait;
-            oq_log(OQ_LOG_WARN, &f, "queue %s is still missing (%s); trying again in %lld ms", q,
-                   oq_broker_error(pl->b), (long long)wait);
-            continue;
-        }
-        if (set_prefetch(pl, c->prefetch[i]) != 0)
-            return OQ_EBROKER;
-        amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(q), amqp_cstring_bytes(q), 0,
-                           0, 0, amqp_empty_table);
-        if (oq_broker_check(pl->b, CONSUME_CHANNEL, "basic.consume") != 0)
-            return OQ_EBROKER; /* the consuming channel is gone: start afresh */
-        c->resubscribe_at[i] = 0;
-        c->resubscribe_failures[i] = 0;
-        oq_metric_set(OQ_M_CONSUMERS, (int64_t)++c->active);
-        oq_log(OQ_LOG_INFO, &f, "consuming %s again", q);
-    }
-    return 0;
-}
-
 /* One frame from the broker. Returns 0, or OQ_EBROKER to reconnect. */
-static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consumers *c,
-                    struct batch **open, int draining)
+static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct batch **open,
+                    int draining)
 {
     if (frame->frame_type != AMQP_FRAME_METHOD)
         return 0;
@@ -1075,7 +886,7 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consu
     case AMQP_BASIC_DELIVER_METHOD:
         return take_delivery(pl, frame->payload.method.decoded, open, draining);
     case AMQP_BASIC_CANCEL_METHOD:
-        consumer_cancelled(c, frame->payload.method.decoded);
+        oq_subscriptions_cancelled(pl->subs, frame->payload.method.decoded);
         return 0;
     case AMQP_CHANNEL_CLOSE_METHOD: {
         const amqp_channel_close_t *m = frame->payload.method.decoded;
@@ -1103,7 +914,7 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct consu
 }
 
 /* Consume until stopped (0) or the connection breaks (OQ_EBROKER). */
-static int serve(struct pipeline *pl, struct consumers *c)
+static int serve(struct pipeline *pl)
 {
     amqp_connection_state_t conn = oq_broker_conn(pl->b);
     struct batch *open = NULL;
@@ -1114,9 +925,7 @@ static int serve(struct pipeline *pl, struct consumers *c)
         if (*pl->stop && !draining) {
             draining = 1;
             drain_deadline = oq_now_ms() + pl->cfg->shutdown_timeout_ms;
-            for (size_t i = 0; i < c->n; i++)
-                if (c->resubscribe_at[i] == 0)
-                    amqp_basic_cancel(conn, CONSUME_CHANNEL, amqp_cstring_bytes(c->queues[i]));
+            oq_subscriptions_cancel_all(pl->subs);
             if (open != NULL) {
                 submit(pl, open);
                 open = NULL;
@@ -1136,7 +945,7 @@ static int serve(struct pipeline *pl, struct consumers *c)
         int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
         if (status == AMQP_STATUS_OK) {
             int had_open = open != NULL;
-            if ((rc = dispatch(pl, &frame, c, &open, draining)) != 0)
+            if ((rc = dispatch(pl, &frame, &open, draining)) != 0)
                 break;
             if (!had_open && open != NULL)
                 open_deadline = oq_now_ms() + pl->cfg->batch_window_ms;
@@ -1152,7 +961,7 @@ static int serve(struct pipeline *pl, struct consumers *c)
         oq_parker_poll(pl->parker);
         if ((rc = advance(pl)) != 0)
             break;
-        if (!draining && (rc = resubscribe_due(pl, c)) != 0)
+        if (!draining && (rc = oq_subscriptions_retry(pl->subs, pl->topology)) != 0)
             break;
         free_processed_orphans(pl);
     }
@@ -1223,7 +1032,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
                     size_t errlen)
 {
     struct pipeline pl;
-    struct consumers c = {queues, n, 0, NULL, NULL, 0, NULL};
     int failures = 0, rc;
 
     memset(&pl, 0, sizeof(pl));
@@ -1235,11 +1043,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     char host[128] = "?";
     if (gethostname(host, sizeof(host) - 1) != 0)
         snprintf(host, sizeof(host), "?");
-    c.resubscribe_at = calloc(n + 1, sizeof(*c.resubscribe_at));
-    c.resubscribe_failures = calloc(n + 1, sizeof(*c.resubscribe_failures));
-    c.prefetch = calloc(n + 1, sizeof(*c.prefetch));
-    if (c.resubscribe_at == NULL || c.resubscribe_failures == NULL || c.prefetch == NULL ||
-        oq_parker_new(cfg, host, on_park_settled, &pl, &pl.parker) != 0) {
+    if (oq_parker_new(cfg, host, on_park_settled, &pl, &pl.parker) != 0) {
         snprintf(err, errlen, "out of memory");
         rc = OQ_ENOMEM;
         goto out;
@@ -1248,7 +1052,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         goto out;
     if ((rc = start_workers(&pl, err, errlen)) != 0)
         goto out;
-    if ((rc = plan_prefetch(&pl, &c, err, errlen)) != 0) {
+    if ((rc = oq_subscriptions_new(cfg, queues, n, pl.workers[0].handlers, pl.workers[0].n_handlers,
+                                   &pl.subs, err, errlen)) != 0) {
         stop_workers(&pl);
         goto out;
     }
@@ -1268,14 +1073,16 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             why[0] = '\0';
         }
         if (r == 0)
-            r = start_consumers(&pl, &c, why, sizeof(why));
+            r = oq_subscriptions_start(pl.subs, pl.b, CONSUME_CHANNEL, DECLARE_CHANNEL, why,
+                                       sizeof(why));
         if (r == 0) {
             failures = 0;
             oq_metric_add(OQ_M_BROKER_CONNECTS, 1);
             oq_metric_set(OQ_M_READY, 1);
-            oq_info("connected; consuming %zu queue%s, prefetch %lld, batches of %lld", c.active,
-                    c.active == 1 ? "" : "s", (long long)cfg->prefetch, (long long)cfg->batch_size);
-            r = serve(&pl, &c);
+            size_t active = oq_subscriptions_active(pl.subs);
+            oq_info("connected; consuming %zu queue%s, prefetch %lld, batches of %lld", active,
+                    active == 1 ? "" : "s", (long long)cfg->prefetch, (long long)cfg->batch_size);
+            r = serve(&pl);
             oq_metric_set(OQ_M_READY, 0);
             oq_metric_set(OQ_M_CONSUMERS, 0);
         }
@@ -1298,8 +1105,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
 out:
     oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
-    free(c.resubscribe_at);
-    free(c.resubscribe_failures);
-    free(c.prefetch);
+    oq_subscriptions_free(pl.subs);
     return rc;
 }

@@ -21,9 +21,9 @@ export ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TLS=off ORDERQ_SMTP
 CONSUME_QUEUES=orderq.coupon.email
 
 note "an effect_prefetch that cannot be sent within the timeout is refused"
-try timeout 20 "$ORDERQ_BIN" consume --queue orderq.coupon.email --effect-prefetch 100
+try env ORDERQ_HTTP_ADDR= timeout 20 "$ORDERQ_BIN" consume --queue orderq.coupon.email --effect-prefetch 100
 expect_eq 78 "$rc" "exit code of consume with effect_prefetch 100"
-expect_contains "effect_prefetch (flag --effect-prefetch) is 100" "$out" "the refusal"
+expect_contains "effect_prefetch (--effect-prefetch) is 100" "$out" "the refusal"
 
 note "96 coupon mails at 5 s each, 4 workers"
 "$PY" - >"$WORK/coupon.jsonl" <<'PY'
