@@ -125,6 +125,82 @@ static void failed_send_is_released(void **state)
     assert_int_equal(l, OQ_LEASE_NEW); /* the next attempt claims it afresh */
 }
 
+/* A `sending` row of handler "sweep" whose 1 ms lease has run out. */
+static void expired_claim(struct oq_db *db, const char *key, const char *owner)
+{
+    struct oq_claim c = {"sweep", key, key, "coupon.email", "r", 1, 0};
+    struct timespec wait = {0, 20 * 1000000L};
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &c, owner, 1, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    nanosleep(&wait, NULL);
+}
+
+/* The rows of handler "sweep" that oq_ledger_abandoned finds. */
+static size_t abandoned_sweep_rows(struct oq_db *db, int64_t grace_ms, struct oq_lease_row *rows,
+                                   size_t max)
+{
+    struct oq_lease_row *all = calloc(100, sizeof(*all));
+    size_t n = 0, mine = 0;
+    assert_non_null(all);
+    assert_int_equal(oq_ledger_abandoned(db, grace_ms, all, 100, &n, err, sizeof(err)), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].handler, "sweep") == 0 && mine < max)
+            rows[mine++] = all[i];
+    free(all);
+    return mine;
+}
+
+static void abandoned_leases_are_settled_once(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_lease_row rows[4];
+    enum oq_lease l;
+    expired_claim(db, "s-1", "p1");
+    expired_claim(db, "s-2", "p1");
+    /* a live lease and a finished send are never abandoned */
+    struct oq_claim live = {"sweep", "s-live", "s-live", "coupon.email", "r", 1, 0};
+    assert_int_equal(oq_ledger_lease(db, &live, "p1", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_finish(db, "sweep", "s-2", "p1", "sent", "250", err, sizeof(err)),
+                     0);
+    /* within the grace: not yet */
+    assert_int_equal(abandoned_sweep_rows(db, 60000, rows, 4), 0);
+    assert_int_equal(abandoned_sweep_rows(db, 0, rows, 4), 1);
+    assert_string_equal(rows[0].effect_key, "s-1");
+    assert_string_equal(rows[0].owner, "p1");
+    assert_int_equal(strlen(rows[0].lease_until), 26); /* to the microsecond */
+    assert_true(rows[0].expired_ms >= 0);
+
+    /* two sweepers read the same row: the second UPDATE changes nothing */
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 0, "swept", err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 0, "swept", err, sizeof(err)), OQ_ENOTFOUND);
+    struct oq_claim c = {"sweep", "s-1", "s-1", "coupon.email", "r", 1, 0};
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_UNKNOWN); /* a later delivery parks it, never sends */
+    assert_int_equal(oq_ledger_take_over(db, "sweep", "s-1", "p2", 60000, 0, err, sizeof(err)),
+                     OQ_ENOTFOUND);
+
+    /* a delivery took the lease over after the sweeper read the row: the
+     * row read is stale (another lease_until) and is left alone */
+    expired_claim(db, "s-3", "p1");
+    assert_int_equal(abandoned_sweep_rows(db, 0, rows, 4), 1);
+    assert_int_equal(oq_ledger_take_over(db, "sweep", "s-3", "p2", 60000, 0, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 0, "swept", err, sizeof(err)), OQ_ENOTFOUND);
+    assert_int_equal(oq_ledger_finish(db, "sweep", "s-3", "p2", "sent", "250", err, sizeof(err)),
+                     0);
+    /* and a row whose lease ran out less than the grace ago is left alone
+     * even when read earlier with a shorter one */
+    expired_claim(db, "s-4", "p1");
+    assert_int_equal(abandoned_sweep_rows(db, 0, rows, 4), 1);
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 60000, "swept", err, sizeof(err)),
+                     OQ_ENOTFOUND);
+
+    struct oq_lease_counts counts;
+    assert_int_equal(oq_ledger_lease_counts(db, 60000, &counts, err, sizeof(err)), 0);
+    assert_true(counts.expired >= 1); /* s-4 (and rows of the other tests) */
+    assert_true(counts.unknown >= 1); /* s-1 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +208,7 @@ int main(void)
         cmocka_unit_test(lease_then_sent),
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
+        cmocka_unit_test(abandoned_leases_are_settled_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
