@@ -12,8 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "orderq/config.h"
 #include "orderq/db.h"
 #include "orderq/ledger.h"
+#include "orderq/sweeper.h"
 
 static char err[512];
 
@@ -201,6 +203,69 @@ static void abandoned_leases_are_settled_once(void **state)
     assert_true(counts.unknown >= 1); /* s-1 */
 }
 
+static long long count(struct oq_db *db, const char *sql)
+{
+    long long v = -1;
+    int is_null = 0;
+    assert_int_equal(oq_db_query_int(db, sql, NULL, 0, &v, &is_null), 0);
+    return v;
+}
+
+/* A pass marks the row unknown and stores one letter; a second pass, or
+ * a row settled again by another, stores none. */
+static void a_sweep_pass_stores_one_letter_per_lease(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_config *cfg = oq_config_new();
+    struct oq_sweep_stats st;
+    assert_non_null(cfg);
+    assert_int_equal(
+        oq_config_set(cfg, "sweep_after_ms", "1s", OQ_SRC_FLAG, "test", err, sizeof(err)), 0);
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET lease_until = NOW(6) + INTERVAL 1"
+                                    " HOUR WHERE state = 'sending'"),
+                     0); /* the other tests' rows stay out of it */
+    expired_claim(db, "p-1", "p1");
+    expired_claim(db, "p-2", "p1");
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET lease_until = lease_until - INTERVAL"
+                                    " 5 SECOND WHERE effect_key IN ('p-1', 'p-2')"),
+                     0);
+    expired_claim(db, "p-3", "p1"); /* within the 1 s grace */
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 1, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 2); /* would */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM event_ledger WHERE state = 'unknown' AND"
+                               " effect_key LIKE 'p-%'"),
+                     0); /* a dry run changes nothing */
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 0, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 2);
+    assert_int_equal(st.letters, 2);
+    assert_int_equal(st.after.expired, 1); /* p-3 */
+    assert_int_equal(st.after.abandoned, 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM dead_letter WHERE error_class = 'ambiguous'"
+                               " AND event_identifier IN ('p-1', 'p-2') AND body_size > 0"),
+                     2);
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 0, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 0);
+    /* the same lease settled again (a commit whose answer was lost, then
+     * redone): the letter's key is the lease's, so no second letter */
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET state = 'sending' WHERE effect_key"
+                                    " = 'p-1'"),
+                     0);
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET lease_until = (SELECT"
+                                    " first_failed_at FROM dead_letter WHERE event_identifier ="
+                                    " 'p-1') WHERE effect_key = 'p-1'"),
+                     0);
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 0, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 1);
+    assert_int_equal(st.letters, 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = 'p-1'"),
+                     1);
+    oq_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,6 +274,7 @@ int main(void)
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
         cmocka_unit_test(abandoned_leases_are_settled_once),
+        cmocka_unit_test(a_sweep_pass_stores_one_letter_per_lease),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
