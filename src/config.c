@@ -205,6 +205,10 @@ static const struct setting settings[] = {
     {"effect_lease_ms", T_DURATION, "10m", 1000, 86400000, NULL, 0, NULL, OFF(effect_lease_ms),
      "how long a claimed send is another process' before its outcome counts as unknown; "
      "longer than smtp_timeout_ms and any webhook timeout_ms"},
+    {"sweep_after_ms", T_DURATION, "70m", 1000, 2592000000LL, NULL, 0, NULL, OFF(sweep_after_ms),
+     "how long after its lease ran out a `sending` row counts as abandoned (no delivery left to "
+     "come back for it) and the lease sweeper marks it unknown; default: the longest delay a "
+     "retry can wait (retry_tiers, max_attempts) plus effect_lease_ms"},
     {"shop_api_url", T_STRING, "", 0, 0, NULL, URL, check_optional_http_url, OFF(shop_api_url),
      "the shop's REST API base (Magento style: {base}/rest/V1/orders/{id}); empty: no look-ups"},
     {"shop_api_token", T_STRING, "", 0, 0, NULL, SECRET, check_printable, OFF(shop_api_token),
@@ -865,6 +869,46 @@ const char *oq_config_origin(const struct oq_config *cfg, const char *name)
     return s ? cfg->origin[s - settings].where : "?";
 }
 
+/* The longest a delivery can wait in a delay tier: attempt n waits tier n
+ * (the last repeats) and attempt max_attempts is not retried, so tiers
+ * past max_attempts - 1 are never used. 0 when nothing is retried. */
+static int64_t longest_retry_wait_ms(const struct oq_config *cfg)
+{
+    size_t used = (size_t)(cfg->max_attempts - 1);
+    if (used > cfg->n_retry_tiers)
+        used = cfg->n_retry_tiers;
+    return used > 0 ? cfg->retry_tiers_ms[used - 1] : 0;
+}
+
+/* A lease is abandoned once no delivery can come back for it: one that
+ * found it held waits at most the longest retry tier. Left at its default,
+ * sweep_after_ms follows the tiers and the lease (with one lease of room
+ * for a backlog or a restart); given, it may not be shorter than that
+ * wait, or the sweeper would park a send whose delivery is on its way
+ * back. */
+static int check_sweep_after(struct oq_config *cfg, char *err, size_t errlen)
+{
+    const struct setting *s = find_setting("sweep_after_ms", strlen("sweep_after_ms"));
+    int64_t wait = longest_retry_wait_ms(cfg);
+    if (cfg->origin[s - settings].src == OQ_SRC_DEFAULT) {
+        cfg->sweep_after_ms = wait + cfg->effect_lease_ms;
+        return 0;
+    }
+    if (cfg->sweep_after_ms < wait) {
+        char given[32], longest[32];
+        oq_duration_format(cfg->sweep_after_ms, given, sizeof(given));
+        oq_duration_format(wait, longest, sizeof(longest));
+        snprintf(err, errlen,
+                 "sweep_after_ms (%s) is %s but a retry can wait %s in a delay tier "
+                 "(retry_tiers (%s) with max_attempts (%s)); expected at least %s, or the lease "
+                 "sweeper could mark a send unknown while its delivery is on its way back",
+                 oq_config_origin(cfg, "sweep_after_ms"), given, longest, oq_config_origin(cfg, "retry_tiers"),
+                 oq_config_origin(cfg, "max_attempts"), longest);
+        return OQ_ECONFIG;
+    }
+    return 0;
+}
+
 int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
 {
     if (cfg->instance_id[0] == '\0') {
@@ -898,6 +942,8 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
                  oq_config_origin(cfg, "smtp_timeout_ms"), (long long)cfg->smtp_timeout_ms);
         return OQ_ECONFIG;
     }
+    if (check_sweep_after(cfg, err, errlen) != 0)
+        return OQ_ECONFIG;
     if (check_name_collisions(cfg, err, errlen) != 0)
         return OQ_ECONFIG;
     oq_log_set_level(cfg->log_level);

@@ -302,3 +302,101 @@ int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_k
     }
     return changed == 1 ? 0 : OQ_ENOTFOUND;
 }
+
+/* ---- abandoned leases ------------------------------------------------------ */
+
+struct abandoned_rows {
+    struct oq_lease_row *rows;
+    size_t max, n;
+};
+
+static int on_abandoned_row(void *ctx, const char *const *v, unsigned cols)
+{
+    struct abandoned_rows *r = ctx;
+    if (cols < 8 || r->n == r->max)
+        return 0;
+    struct oq_lease_row *row = &r->rows[r->n++];
+    memset(row, 0, sizeof(*row));
+    snprintf(row->handler, sizeof(row->handler), "%s", v[0] ? v[0] : "");
+    snprintf(row->effect_key, sizeof(row->effect_key), "%s", v[1] ? v[1] : "");
+    snprintf(row->event_identifier, sizeof(row->event_identifier), "%s", v[2] ? v[2] : "");
+    snprintf(row->event_code, sizeof(row->event_code), "%s", v[3] ? v[3] : "");
+    snprintf(row->owner, sizeof(row->owner), "%s", v[4] ? v[4] : "");
+    snprintf(row->lease_until, sizeof(row->lease_until), "%s", v[5] ? v[5] : "");
+    row->attempts = v[6] ? strtoll(v[6], NULL, 10) : 0;
+    row->expired_ms = v[7] ? strtoll(v[7], NULL, 10) : 0;
+    return 0;
+}
+
+int oq_ledger_abandoned(struct oq_db *db, int64_t grace_ms, struct oq_lease_row *rows, size_t max,
+                        size_t *n, char *err, size_t errlen)
+{
+    struct oq_db_param p[] = {OQ_INT(grace_ms * 1000), OQ_INT(max)};
+    struct abandoned_rows r = {rows, max, 0};
+    *n = 0;
+    /* idx_event_ledger_state_lease (state, lease_until) serves the range
+     * and the order; lease_until is read as text to the microsecond, so
+     * oq_ledger_abandon can ask for exactly the lease it saw. */
+    if (oq_db_query_rows(db,
+                         "SELECT handler, effect_key, event_identifier, event_code, owner,"
+                         " DATE_FORMAT(lease_until, '%Y-%m-%d %H:%i:%s.%f'), attempts,"
+                         " TIMESTAMPDIFF(MICROSECOND, lease_until, NOW(6)) DIV 1000"
+                         " FROM event_ledger WHERE state = 'sending'"
+                         " AND lease_until < NOW(6) - INTERVAL ? MICROSECOND"
+                         " ORDER BY lease_until LIMIT ?",
+                         p, 2, on_abandoned_row, &r) != 0) {
+        snprintf(err, errlen, "reading expired leases: %s", oq_db_error(db));
+        return OQ_EDB;
+    }
+    *n = r.n;
+    return 0;
+}
+
+int oq_ledger_abandon(struct oq_db *db, const struct oq_lease_row *row, int64_t grace_ms,
+                      const char *result, char *err, size_t errlen)
+{
+    uint64_t changed = 0;
+    struct oq_db_param p[] = {OQ_STR(result),           OQ_STR(row->handler),
+                              OQ_STR(row->effect_key),  OQ_STR(row->owner),
+                              OQ_STR(row->lease_until), OQ_INT(grace_ms * 1000)};
+    /* The owner keeps its name: `ledger show` then says whose lease it was. */
+    if (oq_db_execute(db,
+                      "UPDATE event_ledger SET state = 'unknown', result = ?,"
+                      " executed_at = NOW(6), lease_until = NULL WHERE handler = ? AND"
+                      " effect_key = ? AND state = 'sending' AND owner = ? AND lease_until = ?"
+                      " AND lease_until < NOW(6) - INTERVAL ? MICROSECOND",
+                      p, 6, &changed) != 0) {
+        snprintf(err, errlen, "marking %s/%s unknown: %s", row->handler, row->effect_key,
+                 oq_db_error(db));
+        return OQ_EDB;
+    }
+    return changed == 1 ? 0 : OQ_ENOTFOUND;
+}
+
+static int on_counts_row(void *ctx, const char *const *v, unsigned cols)
+{
+    struct oq_lease_counts *c = ctx;
+    if (cols >= 3) {
+        c->expired = v[0] ? strtoll(v[0], NULL, 10) : 0;
+        c->abandoned = v[1] ? strtoll(v[1], NULL, 10) : 0;
+        c->unknown = v[2] ? strtoll(v[2], NULL, 10) : 0;
+    }
+    return 0;
+}
+
+int oq_ledger_lease_counts(struct oq_db *db, int64_t grace_ms, struct oq_lease_counts *out,
+                           char *err, size_t errlen)
+{
+    struct oq_db_param p[] = {OQ_INT(grace_ms * 1000)};
+    memset(out, 0, sizeof(*out));
+    if (oq_db_query_rows(db,
+                         "SELECT COALESCE(SUM(state = 'sending' AND lease_until < NOW(6)), 0),"
+                         " COALESCE(SUM(state = 'sending' AND lease_until < NOW(6) - INTERVAL ?"
+                         " MICROSECOND), 0), COALESCE(SUM(state = 'unknown'), 0)"
+                         " FROM event_ledger WHERE state IN ('sending', 'unknown')",
+                         p, 1, on_counts_row, out) != 0) {
+        snprintf(err, errlen, "counting leases: %s", oq_db_error(db));
+        return OQ_EDB;
+    }
+    return 0;
+}

@@ -46,6 +46,14 @@ static const struct {
                         "Sends whose outcome is unknown (an expired lease, no reply)."},
     [OQ_M_CONSUMERS] = {"orderq_consumers", "gauge", "Queues being consumed now."},
     [OQ_M_READY] = {"orderq_ready", "gauge", "1 when connected and consuming."},
+    [OQ_M_LEASES_EXPIRED] = {"orderq_ledger_leases_expired", "gauge",
+                             "Ledger rows still sending whose lease ran out, as the lease sweeper "
+                             "read them at its last pass (those past sweep_after_ms it settles)."},
+    [OQ_M_LEDGER_UNKNOWN] = {"orderq_ledger_unknown", "gauge",
+                             "Ledger rows in state unknown (a send whose outcome a person must "
+                             "decide), as the lease sweeper read them at its last pass."},
+    [OQ_M_SWEPT] = {"orderq_leases_swept_total", "counter",
+                    "Abandoned leases this process marked unknown and dead-lettered as ambiguous."},
 };
 
 void oq_metric_add(enum oq_metric m, int64_t n)

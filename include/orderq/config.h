@@ -38,6 +38,8 @@ struct oq_config {
     int ambiguous_webhook; /* enum oq_ambiguous_policy */
     int64_t effect_workers;
     int64_t effect_lease_ms;
+    /* an expired lease this much older has no delivery left: the sweeper settles it */
+    int64_t sweep_after_ms;
     char *shop_api_url;   /* "" when there is no shop API */
     char *shop_api_token; /* secret */
     char *shop_api_token_file;

@@ -101,4 +101,47 @@ OQ_WUR int oq_ledger_finish(struct oq_db *db, const char *handler, const char *e
                             const char *owner, const char *state, const char *result, char *err,
                             size_t errlen);
 
+/* ---- abandoned leases: `sending` rows no delivery comes back for (sweeper.h) ---- */
+
+/* A `sending` row whose lease ran out, as the sweeper reads it. The texts
+ * are the columns' (VARCHAR(191) of utf8mb4: at most 764 bytes). */
+struct oq_lease_row {
+    char handler[65];
+    char effect_key[768];
+    char event_identifier[768];
+    char event_code[768];
+    char owner[768];
+    char lease_until[32]; /* "YYYY-MM-DD HH:MM:SS.ffffff", UTC: as stored, to the microsecond */
+    int64_t attempts;
+    int64_t expired_ms; /* how long ago the lease ran out, by the database's clock */
+};
+
+/* Read at most max rows in state `sending` whose lease ran out more than
+ * grace_ms ago (by the database's clock, the one that set lease_until),
+ * oldest first, into rows; *n gets how many. Returns 0 or OQ_EDB. */
+OQ_WUR int oq_ledger_abandoned(struct oq_db *db, int64_t grace_ms, struct oq_lease_row *rows,
+                               size_t max, size_t *n, char *err, size_t errlen);
+
+/* Mark row `unknown` with result, only when it is still as it was read:
+ * `sending`, the same owner and lease_until, and that lease run out more
+ * than grace_ms ago. The condition is the arbiter, as the primary key is
+ * for claims: of two sweepers, or a sweeper and a delivery taking the
+ * lease over, whichever writes second changes nothing. Returns 0,
+ * OQ_ENOTFOUND (the row changed since it was read: another settled it or
+ * took it over) or OQ_EDB. */
+OQ_WUR int oq_ledger_abandon(struct oq_db *db, const struct oq_lease_row *row, int64_t grace_ms,
+                             const char *result, char *err, size_t errlen);
+
+/* Ledger rows for the gauges and `orderq ledger stats`. */
+struct oq_lease_counts {
+    int64_t expired;   /* `sending` with the lease run out */
+    int64_t abandoned; /* of those, run out more than grace_ms ago */
+    int64_t unknown;   /* `unknown`: a person decides */
+};
+
+/* Count them (an index range scan: `sending` and `unknown` rows are few).
+ * Returns 0 or OQ_EDB. */
+OQ_WUR int oq_ledger_lease_counts(struct oq_db *db, int64_t grace_ms, struct oq_lease_counts *out,
+                                  char *err, size_t errlen);
+
 #endif

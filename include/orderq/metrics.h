@@ -27,6 +27,9 @@ enum oq_metric {
     OQ_M_AMBIGUOUS,           /* counter: sends whose outcome is unknown */
     OQ_M_CONSUMERS,           /* gauge: queues being consumed */
     OQ_M_READY,               /* gauge: 1 when connected and consuming */
+    OQ_M_LEASES_EXPIRED,      /* gauge: ledger rows `sending` whose lease ran out (sweeper) */
+    OQ_M_LEDGER_UNKNOWN,      /* gauge: ledger rows `unknown`, for a person (sweeper) */
+    OQ_M_SWEPT,               /* counter: abandoned leases the sweeper marked unknown */
     OQ_M_COUNT
 };
 

@@ -13,6 +13,7 @@
 #include "orderq/metrics.h"
 #include "orderq/pipeline.h"
 #include "orderq/relay.h"
+#include "orderq/sweeper.h"
 
 /* The queues to consume: --queue NAMEs (checked), else one per handler. */
 static int pick_queues(struct cli_cmd_ctx *ctx, const char **names, size_t max, size_t *n,
@@ -87,6 +88,7 @@ static int run(struct cli_cmd_ctx *ctx)
     struct oq_metrics_server *metrics = NULL;
     struct oq_relay *relay = NULL;
     struct oq_archiver *archiver = NULL;
+    struct oq_sweeper *sweeper = NULL;
     char err[OQ_ERRLEN * 2];
     int code;
 
@@ -118,8 +120,16 @@ static int run(struct cli_cmd_ctx *ctx)
         oq_metrics_stop(metrics);
         return EX_OSERR;
     }
+    if (cli_opt(ctx, "--no-sweep") == NULL && oq_sweeper_start(ctx->cfg, &sweeper) != 0) {
+        cli_fail("consume: cannot start the lease sweeper");
+        oq_archiver_stop(archiver);
+        oq_relay_stop(relay);
+        oq_metrics_stop(metrics);
+        return EX_OSERR;
+    }
     rc = oq_pipeline_run(ctx->cfg, queues, n, &cli_stop_signal, oq_relay_wake, relay, err,
                          sizeof(err));
+    oq_sweeper_stop(sweeper);
     oq_archiver_stop(archiver);
     oq_relay_stop(relay);
     if (rc != 0)
@@ -134,6 +144,7 @@ static const struct cli_opt opts[] = {
     {"--queue", "NAME", "consume only this queue (default: each queue with a handler)", 1},
     {"--no-relay", NULL, "do not run the outbox relay in this process", 0},
     {"--no-archive", NULL, "do not archive the dead-letter queue into dead_letter here", 0},
+    {"--no-sweep", NULL, "do not run the lease sweeper here (abandoned `sending` leases)", 0},
     {NULL, NULL, NULL, 0},
 };
 
@@ -152,7 +163,9 @@ const struct cli_cmd cmd_consume = {
         "talks to RabbitMQ. Acks come last. A transient failure comes back through the delay\n"
         "tiers (retry_tiers, up to max_attempts); bad input, permanent failures and spent\n"
         "retries are dead-lettered with a reason. Inside run the outbox relay and the\n"
-        "archiver, which stores the dead-letter queue in dead_letter (`orderq dlq`).\n"
+        "archiver, which stores the dead-letter queue in dead_letter (`orderq dlq`), and the\n"
+        "lease sweeper, which marks `sending` rows whose lease ran out more than\n"
+        "sweep_after_ms ago unknown and dead-letters them as ambiguous (docs/consumer.md).\n"
         "Reconnects to RabbitMQ and MySQL with jittered exponential backoff. Serves\n"
         "/metrics, /healthz, /readyz on http_addr. SIGTERM or SIGINT: finish and ack the\n"
         "batches in hand (shutdown_timeout_ms), exit 0; a second signal exits at once.\n",

@@ -1,9 +1,11 @@
-/* cmd_ledger.c - `orderq ledger show|stats|prune`: look into the dedup ledger */
+/* cmd_ledger.c - `orderq ledger show|stats|prune|sweep`: look into the dedup ledger */
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "orderq/db.h"
+#include "orderq/ledger.h"
+#include "orderq/sweeper.h"
 
 struct printer {
     int json;
@@ -74,16 +76,43 @@ static int show(struct oq_db *db, const char *id, int json)
     return p.rows ? EX_OK : 1;
 }
 
-static int stats(struct oq_db *db, int json)
+/* The table by handler and state, then (text) a line on expired `sending`
+ * leases; JSON has them as two more fields of each row, so it stays an
+ * array of rows. */
+static int stats(struct oq_db *db, const struct oq_config *cfg, int json)
 {
-    static const char *const names[] = {"handler", "state", "total", "last_hour", "last_day"};
-    struct printer p = {json, 0, names, 7u << 2}; /* the three counts */
-    return print_query(
+    static const char *const names[] = {
+        "handler", "state", "total", "last_hour", "last_day", "expired_leases", "abandoned_leases"};
+    struct printer p = {json, 0, names, 31u << 2}; /* the counts */
+    struct oq_db_param prm[] = {OQ_INT(cfg->sweep_after_ms * 1000)};
+    char err[OQ_ERRLEN], grace[32];
+    if (json)
+        return print_query(
+            db, "stats",
+            "SELECT handler, state, COUNT(*), SUM(created_at >= NOW(6) - INTERVAL 1 HOUR),"
+            " SUM(created_at >= NOW(6) - INTERVAL 1 DAY),"
+            " COALESCE(SUM(state = 'sending' AND lease_until < NOW(6)), 0),"
+            " COALESCE(SUM(state = 'sending' AND lease_until < NOW(6) - INTERVAL ? MICROSECOND),"
+            " 0) FROM event_ledger GROUP BY handler, state ORDER BY handler, state",
+            prm, 1, &p, 7);
+    int code = print_query(
         db, "stats",
         "SELECT handler, state, COUNT(*),"
         " SUM(created_at >= NOW(6) - INTERVAL 1 HOUR), SUM(created_at >= NOW(6) - INTERVAL 1 DAY)"
         " FROM event_ledger GROUP BY handler, state ORDER BY handler, state",
         NULL, 0, &p, 5);
+    if (code != EX_OK)
+        return code;
+    struct oq_lease_counts c;
+    if (oq_ledger_lease_counts(db, cfg->sweep_after_ms, &c, err, sizeof(err)) != 0) {
+        cli_fail("ledger stats: %s", err);
+        return EX_UNAVAILABLE;
+    }
+    oq_duration_format(cfg->sweep_after_ms, grace, sizeof(grace));
+    printf("\nexpired sending leases: %lld (%lld of them ran out more than sweep_after_ms = %s "
+           "ago: abandoned, the lease sweeper marks them unknown)\n",
+           (long long)c.expired, (long long)c.abandoned, grace);
+    return EX_OK;
 }
 
 /* Delete finished rows older than the cut-off in chunks of 1000, each its
@@ -121,17 +150,108 @@ static int prune(struct oq_db *db, const char *older_than, int json)
     return EX_OK;
 }
 
+struct sweep_out {
+    int json, dry_run, rows;
+};
+
+static void print_swept(void *ctx, const struct oq_lease_row *row)
+{
+    struct sweep_out *o = ctx;
+    if (o->json) {
+        fputs(o->rows ? ",\n  {" : "\n  {", stdout);
+        const char *keys[] = {"handler",    "effect_key", "event_identifier",
+                              "event_code", "owner",      "lease_until"};
+        const char *vals[] = {row->handler,    row->effect_key, row->event_identifier,
+                              row->event_code, row->owner,      row->lease_until};
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            printf("%s\"%s\": ", i ? ", " : "", keys[i]);
+            oq_json_fputs(stdout, vals[i]);
+        }
+        printf(", \"attempts\": %lld, \"expired_ms\": %lld}", (long long)row->attempts,
+               (long long)row->expired_ms);
+    } else {
+        printf("%s %s/%s (event %s): the lease of %s ran out at %s UTC, %lld s ago\n",
+               o->dry_run ? "would sweep" : "swept", row->handler, row->effect_key,
+               row->event_identifier, row->owner, row->lease_until,
+               (long long)(row->expired_ms / 1000));
+    }
+    o->rows++;
+}
+
+/* Settle the abandoned leases now (what every consumer's sweeper does on
+ * its own), or with --dry-run list them. */
+static int sweep(struct oq_db *db, const struct oq_config *cfg, int dry_run, int json)
+{
+    enum { DRY_RUN_ROWS = 1000 };
+    struct sweep_out o = {json, dry_run, 0};
+    struct oq_sweep_stats st;
+    char who[256], err[OQ_ERRLEN], grace[32];
+    snprintf(who, sizeof(who), "%s/ledger-sweep", cfg->instance_id);
+    oq_duration_format(cfg->sweep_after_ms, grace, sizeof(grace));
+    if (json)
+        printf("{\"dry_run\": %s, \"sweep_after_ms\": %lld, \"rows\": [",
+               dry_run ? "true" : "false", (long long)cfg->sweep_after_ms);
+    cli_catch_stop_signals();
+    int rc = oq_sweep(db, cfg, who, dry_run, DRY_RUN_ROWS, print_swept, &o, &cli_stop_signal, &st,
+                      err, sizeof(err));
+    if (json) {
+        printf("%s], \"%s\": %lld, \"letters\": %lld, \"lost\": %lld", o.rows ? "\n" : "",
+               dry_run ? "would_sweep" : "swept", (long long)st.swept, (long long)st.letters,
+               (long long)st.lost);
+        if (rc == 0)
+            printf(", \"expired_leases\": %lld, \"abandoned_leases\": %lld, \"unknown\": %lld",
+                   (long long)st.after.expired, (long long)st.after.abandoned,
+                   (long long)st.after.unknown);
+        printf(", \"interrupted\": %s}\n", cli_stop_signal ? "true" : "false");
+    }
+    if (rc != 0) {
+        cli_fail("ledger sweep: %s (%lld rows swept before)", err, (long long)st.swept);
+        return cli_exit_code(rc);
+    }
+    if (!json && dry_run) {
+        printf("would sweep %lld abandoned lease%s (sending, the lease run out more than "
+               "sweep_after_ms = %s ago); dry run: nothing changed\n",
+               (long long)st.after.abandoned, st.after.abandoned == 1 ? "" : "s", grace);
+        if (st.after.abandoned > st.swept)
+            printf("(%lld listed)\n", (long long)st.swept);
+    } else if (!json) {
+        printf("swept %lld abandoned lease%s: marked unknown, %lld dead letter%s of class "
+               "ambiguous stored (orderq dlq list --error-like 'no delivery came back')\n",
+               (long long)st.swept, st.swept == 1 ? "" : "s", (long long)st.letters,
+               st.letters == 1 ? "" : "s");
+        if (st.lost > 0)
+            printf("%lld settled or taken over by another process meanwhile\n", (long long)st.lost);
+    }
+    if (!json)
+        printf("expired sending leases left: %lld (within sweep_after_ms = %s: a delivery may "
+               "still come back for them); unknown rows: %lld\n",
+               (long long)(st.after.expired - st.after.abandoned), grace,
+               (long long)st.after.unknown);
+    if (cli_stop_signal) {
+        if (!json)
+            printf("stopped by signal %d: the rest were not swept\n", (int)cli_stop_signal);
+        return 128 + (int)cli_stop_signal;
+    }
+    return EX_OK;
+}
+
 static int run(struct cli_cmd_ctx *ctx)
 {
     struct oq_db *db = NULL;
     char err[OQ_ERRLEN];
     const char *sub = ctx->npos > 0 ? ctx->pos[0] : "";
     int json = cli_opt(ctx, "--json") != NULL, code;
-    int ok = (strcmp(sub, "show") == 0 && ctx->npos == 2) ||
-             ((strcmp(sub, "stats") == 0 || strcmp(sub, "prune") == 0) && ctx->npos == 1);
+    int ok =
+        (strcmp(sub, "show") == 0 && ctx->npos == 2) ||
+        ((strcmp(sub, "stats") == 0 || strcmp(sub, "prune") == 0 || strcmp(sub, "sweep") == 0) &&
+         ctx->npos == 1);
+    if (ok && cli_opt(ctx, "--dry-run") != NULL && strcmp(sub, "sweep") != 0) {
+        fprintf(stderr, "orderq: ledger %s: --dry-run is for sweep\n", sub);
+        return EX_USAGE;
+    }
     if (!ok) {
         fprintf(stderr,
-                "orderq: ledger: expected show EVENT_IDENTIFIER, stats or prune\n"
+                "orderq: ledger: expected show EVENT_IDENTIFIER, stats, prune or sweep\n"
                 "Usage: orderq %s\n",
                 ctx->cmd->usage);
         return EX_USAGE;
@@ -145,7 +265,9 @@ static int run(struct cli_cmd_ctx *ctx)
     if (strcmp(sub, "show") == 0)
         code = show(db, ctx->pos[1], json);
     else if (strcmp(sub, "stats") == 0)
-        code = stats(db, json);
+        code = stats(db, ctx->cfg, json);
+    else if (strcmp(sub, "sweep") == 0)
+        code = sweep(db, ctx->cfg, cli_opt(ctx, "--dry-run") != NULL, json);
     else
         code = prune(db, cli_opt(ctx, "--older-than"), json);
     oq_db_close(db);
@@ -155,19 +277,30 @@ static int run(struct cli_cmd_ctx *ctx)
 static const struct cli_opt opts[] = {
     {"--json", NULL, "print JSON", 0},
     {"--older-than", "DURATION", "prune: delete finished rows older than this (e.g. 180d)", 0},
+    {"--dry-run", NULL, "sweep: list the abandoned leases, change nothing", 0},
     {NULL, NULL, NULL, 0},
 };
 
 const struct cli_cmd cmd_ledger = {
     .name = "ledger",
     .summary = "Inspect or prune the dedup ledger",
-    .usage = "ledger show EVENT_IDENTIFIER | ledger stats | ledger prune --older-than 180d",
+    .usage = "ledger show EVENT_IDENTIFIER | ledger stats | ledger prune --older-than 180d |\n"
+             "       ledger sweep [--dry-run] [--json]",
     .details = "show   every handler's row for an event (or an effect key such as invoice:501);\n"
                "       exit 1 when there is none\n"
-               "stats  rows by handler and state: in all, in the last hour, in the last day\n"
+               "stats  rows by handler and state: in all, in the last hour, in the last day;\n"
+               "       then the `sending` rows whose lease ran out, and how many of them ran\n"
+               "       out more than sweep_after_ms ago (abandoned)\n"
                "prune  delete finished rows (done, sent) older than --older-than, 1000 at a\n"
                "       time. A pruned event that is delivered again takes effect again: keep\n"
-               "       rows longer than any redelivery or replay can come.\n",
+               "       rows longer than any redelivery or replay can come.\n"
+               "sweep  settle the abandoned leases now, as each consumer's lease sweeper does\n"
+               "       every few seconds: `sending` rows whose lease ran out more than\n"
+               "       sweep_after_ms ago (no delivery is left to come back for them) become\n"
+               "       `unknown`, each with one dead letter of class ambiguous for a person\n"
+               "       (docs/consumer.md, \"Abandoned leases\"). Nothing is sent. Safe beside\n"
+               "       running consumers and other sweeps: a row is settled once.\n"
+               "       --dry-run lists them (at most 1000) and changes nothing.\n",
     .opts = opts,
     .run = run,
 };

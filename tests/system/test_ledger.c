@@ -13,8 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "orderq/config.h"
 #include "orderq/db.h"
 #include "orderq/ledger.h"
+#include "orderq/sweeper.h"
 
 static char err[512];
 
@@ -257,6 +259,145 @@ static void db_ignore_reads_the_warnings(void **state)
     assert_int_equal(oq_db_exec(db, "DROP TEMPORARY TABLE t_ignore"), 0);
 }
 
+/* A `sending` row of handler "sweep" whose 1 ms lease has run out. */
+static void expired_claim(struct oq_db *db, const char *key, const char *owner)
+{
+    struct oq_claim c = {"sweep", key, key, "coupon.email", "r", 1, 0};
+    struct timespec wait = {0, 20 * 1000000L};
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &c, owner, 1, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    nanosleep(&wait, NULL);
+}
+
+/* The rows of handler "sweep" that oq_ledger_abandoned finds. */
+static size_t abandoned_sweep_rows(struct oq_db *db, int64_t grace_ms, struct oq_lease_row *rows,
+                                   size_t max)
+{
+    struct oq_lease_row *all = calloc(100, sizeof(*all));
+    size_t n = 0, mine = 0;
+    assert_non_null(all);
+    assert_int_equal(oq_ledger_abandoned(db, grace_ms, all, 100, &n, err, sizeof(err)), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].handler, "sweep") == 0 && mine < max)
+            rows[mine++] = all[i];
+    free(all);
+    return mine;
+}
+
+static void abandoned_leases_are_settled_once(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_lease_row rows[4];
+    enum oq_lease l;
+    expired_claim(db, "s-1", "p1");
+    expired_claim(db, "s-2", "p1");
+    /* a live lease and a finished send are never abandoned */
+    struct oq_claim live = {"sweep", "s-live", "s-live", "coupon.email", "r", 1, 0};
+    assert_int_equal(oq_ledger_lease(db, &live, "p1", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_finish(db, "sweep", "s-2", "p1", "sent", "250", err, sizeof(err)),
+                     0);
+    /* within the grace: not yet */
+    assert_int_equal(abandoned_sweep_rows(db, 60000, rows, 4), 0);
+    assert_int_equal(abandoned_sweep_rows(db, 0, rows, 4), 1);
+    assert_string_equal(rows[0].effect_key, "s-1");
+    assert_string_equal(rows[0].owner, "p1");
+    assert_int_equal(strlen(rows[0].lease_until), 26); /* to the microsecond */
+    assert_true(rows[0].expired_ms >= 0);
+
+    /* two sweepers read the same row: the second UPDATE changes nothing */
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 0, "swept", err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 0, "swept", err, sizeof(err)), OQ_ENOTFOUND);
+    struct oq_claim c = {"sweep", "s-1", "s-1", "coupon.email", "r", 1, 0};
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_UNKNOWN); /* a later delivery parks it, never sends */
+    assert_int_equal(oq_ledger_take_over(db, "sweep", "s-1", "p2", 60000, 0, err, sizeof(err)),
+                     OQ_ENOTFOUND);
+
+    /* a delivery took the lease over after the sweeper read the row: the
+     * row read is stale (another lease_until) and is left alone */
+    expired_claim(db, "s-3", "p1");
+    assert_int_equal(abandoned_sweep_rows(db, 0, rows, 4), 1);
+    assert_int_equal(oq_ledger_take_over(db, "sweep", "s-3", "p2", 60000, 0, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 0, "swept", err, sizeof(err)), OQ_ENOTFOUND);
+    assert_int_equal(oq_ledger_finish(db, "sweep", "s-3", "p2", "sent", "250", err, sizeof(err)),
+                     0);
+    /* and a row whose lease ran out less than the grace ago is left alone
+     * even when read earlier with a shorter one */
+    expired_claim(db, "s-4", "p1");
+    assert_int_equal(abandoned_sweep_rows(db, 0, rows, 4), 1);
+    assert_int_equal(oq_ledger_abandon(db, &rows[0], 60000, "swept", err, sizeof(err)),
+                     OQ_ENOTFOUND);
+
+    struct oq_lease_counts counts;
+    assert_int_equal(oq_ledger_lease_counts(db, 60000, &counts, err, sizeof(err)), 0);
+    assert_true(counts.expired >= 1); /* s-4 (and rows of the other tests) */
+    assert_true(counts.unknown >= 1); /* s-1 */
+}
+
+static long long count(struct oq_db *db, const char *sql)
+{
+    long long v = -1;
+    int is_null = 0;
+    assert_int_equal(oq_db_query_int(db, sql, NULL, 0, &v, &is_null), 0);
+    return v;
+}
+
+/* A pass marks the row unknown and stores one letter; a second pass, or
+ * a row settled again by another, stores none. */
+static void a_sweep_pass_stores_one_letter_per_lease(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_config *cfg = oq_config_new();
+    struct oq_sweep_stats st;
+    assert_non_null(cfg);
+    assert_int_equal(
+        oq_config_set(cfg, "sweep_after_ms", "1s", OQ_SRC_FLAG, "test", err, sizeof(err)), 0);
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET lease_until = NOW(6) + INTERVAL 1"
+                                    " HOUR WHERE state = 'sending'"),
+                     0); /* the other tests' rows stay out of it */
+    expired_claim(db, "p-1", "p1");
+    expired_claim(db, "p-2", "p1");
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET lease_until = lease_until - INTERVAL"
+                                    " 5 SECOND WHERE effect_key IN ('p-1', 'p-2')"),
+                     0);
+    expired_claim(db, "p-3", "p1"); /* within the 1 s grace */
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 1, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 2); /* would */
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM event_ledger WHERE state = 'unknown' AND"
+                               " effect_key LIKE 'p-%'"),
+                     0); /* a dry run changes nothing */
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 0, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 2);
+    assert_int_equal(st.letters, 2);
+    assert_int_equal(st.after.expired, 1); /* p-3 */
+    assert_int_equal(st.after.abandoned, 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM dead_letter WHERE error_class = 'ambiguous'"
+                               " AND event_identifier IN ('p-1', 'p-2') AND body_size > 0"),
+                     2);
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 0, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 0);
+    /* the same lease settled again (a commit whose answer was lost, then
+     * redone): the letter's key is the lease's, so no second letter */
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET state = 'sending' WHERE effect_key"
+                                    " = 'p-1'"),
+                     0);
+    assert_int_equal(oq_db_exec(db, "UPDATE event_ledger SET lease_until = (SELECT"
+                                    " first_failed_at FROM dead_letter WHERE event_identifier ="
+                                    " 'p-1') WHERE effect_key = 'p-1'"),
+                     0);
+    assert_int_equal(
+        oq_sweep(db, cfg, "test/sweeper", 0, 0, NULL, NULL, NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.swept, 1);
+    assert_int_equal(st.letters, 0);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = 'p-1'"),
+                     1);
+    oq_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +409,8 @@ int main(void)
         cmocka_unit_test(lease_fails_on_a_warning),
         cmocka_unit_test(a_big_batch_is_claimed),
         cmocka_unit_test(db_ignore_reads_the_warnings),
+        cmocka_unit_test(abandoned_leases_are_settled_once),
+        cmocka_unit_test(a_sweep_pass_stores_one_letter_per_lease),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

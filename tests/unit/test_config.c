@@ -321,6 +321,57 @@ static void the_effect_lease_outlasts_a_send(void **state)
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
 }
 
+/* The lease sweeper's grace: left at its default it follows the longest
+ * wait a retry can have (the tiers max_attempts uses) plus the lease;
+ * given, it may not be shorter than that wait. */
+static void sweep_after_follows_the_tiers_or_is_checked(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->sweep_after_ms, 3600000 + 600000); /* 1h tier + 10m lease */
+    /* max_attempts 3 uses tiers 1 and 2 only: 5 s is the longest wait */
+    assert_int_equal(oq_config_set(cfg, "max_attempts", "3", OQ_SRC_ENV, "ORDERQ_MAX_ATTEMPTS", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->sweep_after_ms, 5000 + 600000);
+    /* no retries at all: the lease alone */
+    assert_int_equal(oq_config_set(cfg, "max_attempts", "1", OQ_SRC_ENV, "ORDERQ_MAX_ATTEMPTS", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->sweep_after_ms, 600000);
+    /* more attempts than tiers: the last tier repeats */
+    assert_int_equal(oq_config_set(cfg, "max_attempts", "50", OQ_SRC_ENV, "ORDERQ_MAX_ATTEMPTS",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_set(cfg, "retry_tiers", "1s,2s", OQ_SRC_ENV, "ORDERQ_RETRY_TIERS",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->sweep_after_ms, 2000 + 600000);
+
+    /* given: kept when long enough, refused naming all three settings */
+    assert_int_equal(oq_config_set(cfg, "sweep_after_ms", "2s", OQ_SRC_FLAG, "--sweep-after-ms",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->sweep_after_ms, 2000);
+    assert_int_equal(oq_config_set(cfg, "sweep_after_ms", "1500ms", OQ_SRC_FLAG, "--sweep-after-ms",
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "sweep_after_ms (--sweep-after-ms) is 1500ms"));
+    assert_non_null(strstr(err, "a retry can wait 2s"));
+    assert_non_null(strstr(err, "retry_tiers (ORDERQ_RETRY_TIERS)"));
+    assert_non_null(strstr(err, "max_attempts (ORDERQ_MAX_ATTEMPTS)"));
+    /* bounds: at least 1 s, at most 30 days */
+    assert_int_equal(oq_config_set(cfg, "sweep_after_ms", "500ms", OQ_SRC_FLAG, "--sweep-after-ms",
+                                   err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "expected a duration from 1s to 30d"));
+}
+
 static void broker_names_must_not_collide(void **state)
 {
     struct oq_config *cfg = *state;
@@ -406,6 +457,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(the_effect_lease_outlasts_a_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(sweep_after_follows_the_tiers_or_is_checked, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(broker_names_must_not_collide, setup, teardown),
         cmocka_unit_test_setup_teardown(instance_id_fits_the_ledger_owner, setup, teardown),
         cmocka_unit_test(flag_names_map_to_settings),
