@@ -224,6 +224,15 @@ static void log_job(int level, const struct oq_effect_job *job, const char *what
            "%s %s/%s: %s", what, job->effect.handler, job->effect.effect_key, text);
 }
 
+/* Give the lease back: the call surely did nothing. */
+static void release(struct effect_worker *w, struct oq_effect_job *job)
+{
+    if (db_step(w, job, RELEASE, 1, NULL, NULL) != 0)
+        log_job(OQ_LOG_ERROR, job, "not released:",
+                "its lease stays until it runs out; then a later delivery or the sweeper "
+                "settles it");
+}
+
 /* The outside call, then its outcome committed. The lease is ours. */
 static void send_once(struct effect_worker *w, struct oq_effect_job *job,
                       const struct oq_handler *h)
@@ -239,8 +248,9 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
     case OQ_EFFECT_DONE: {
         int rc = db_step(w, job, FINISH_SENT, 1, result, NULL);
         if (rc == OQ_ENOTFOUND)
-            log_job(OQ_LOG_WARN, job, "sent, but the lease had run out and was taken over:",
-                    "effect_lease_ms is shorter than a send takes");
+            log_job(OQ_LOG_WARN, job, "sent, but the ledger row is no longer this worker's:",
+                    "its lease ran out and another consumer took it over (effect_lease_ms is "
+                    "shorter than a send takes)");
         else if (rc != 0)
             log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
         oq_metric_add(OQ_M_SENDS, 1);
@@ -257,13 +267,13 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
                  result);
             return;
         }
-        (void)db_step(w, job, RELEASE, 1, NULL, NULL);
+        release(w, job);
         fail(job, OQ_ERR_TRANSIENT, "%s; sending again with the same key", result);
         return;
     case OQ_EFFECT_TRANSIENT:
     case OQ_EFFECT_PERMANENT:
         oq_metric_add(OQ_M_SEND_FAILURES, 1);
-        (void)db_step(w, job, RELEASE, 1, NULL, NULL);
+        release(w, job);
         fail(job, outcome == OQ_EFFECT_PERMANENT ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
              result);
         return;

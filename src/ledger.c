@@ -286,8 +286,9 @@ int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_k
                      size_t errlen)
 {
     uint64_t changed = 0;
-    struct oq_db_param p[] = {OQ_STR(state), OQ_STR(result), OQ_STR(handler), OQ_STR(effect_key),
-                              OQ_STR(owner)};
+    struct oq_db_param p[] = {OQ_STR(state),   OQ_STR(result),
+                              OQ_STR(handler), OQ_STR(effect_key),
+                              OQ_STR(owner),   OQ_INT(strcmp(state, "sent") == 0)};
     if (strcmp(state, "sent") != 0 && strcmp(state, "unknown") != 0) {
         snprintf(err, errlen, "a lease finishes as sent or unknown, not %s", state);
         return OQ_EINVAL;
@@ -295,8 +296,8 @@ int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_k
     if (oq_db_execute(db,
                       "UPDATE event_ledger SET state = ?, result = ?, executed_at = NOW(6),"
                       " lease_until = NULL WHERE handler = ? AND effect_key = ? AND owner = ?"
-                      " AND state = 'sending'",
-                      p, 5, &changed) != 0) {
+                      " AND (state = 'sending' OR (state = 'unknown' AND ? = 1))",
+                      p, 6, &changed) != 0) {
         snprintf(err, errlen, "finishing %s/%s: %s", handler, effect_key, oq_db_error(db));
         return OQ_EDB;
     }

@@ -95,6 +95,8 @@ OQ_WUR int oq_ledger_release(struct oq_db *db, const char *handler, const char *
                              const char *owner, char *err, size_t errlen);
 
 /* Finish owner's `sending` row as `sent` or `unknown` with result text.
+ * `sent` also finishes owner's row that the sweeper marked `unknown` while
+ * owner hung mid-send: the send is known to have happened after all.
  * Returns 0, OQ_ENOTFOUND (not ours any more: the lease was taken over) or
  * OQ_EDB. */
 OQ_WUR int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_key,

@@ -13,6 +13,7 @@
 #include "dlq.h"
 #include "orderq/broker.h"
 #include "orderq/deadletter.h"
+#include "orderq/json.h"
 #include "orderq/publish.h"
 #include "orderq/url.h"
 
@@ -260,6 +261,14 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
                           struct outgoing *o, char *why, size_t whylen)
 {
     memset(o, 0, sizeof(*o));
+    o->props = yajl_tree_parse(l->properties, NULL, 0);
+    o->headers = yajl_tree_parse(l->headers, NULL, 0);
+    if (oq_json_member(o->headers, "x-orderq-swept-by") != NULL) {
+        snprintf(why, whylen,
+                 "the lease sweeper wrote it, not a failed message: there is nothing to replay "
+                 "(docs/consumer.md, \"Abandoned leases\", says what to do)");
+        return SKIPPED;
+    }
     destination(r, l, &o->exchange, &o->routing_key);
     if (o->exchange[0] == '\0' && o->routing_key[0] == '\0') {
         snprintf(why, whylen, "it names no exchange, routing key or queue (use --to-queue)");
@@ -269,8 +278,6 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
         snprintf(why, whylen, "its body could not be read back");
         return SKIPPED;
     }
-    o->props = yajl_tree_parse(l->properties, NULL, 0);
-    o->headers = yajl_tree_parse(l->headers, NULL, 0);
     if (!YAJL_IS_OBJECT(o->props) || !YAJL_IS_OBJECT(o->headers)) {
         snprintf(why, whylen, "its stored properties or headers are not JSON objects");
         return SKIPPED;

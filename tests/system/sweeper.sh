@@ -135,6 +135,7 @@ id=$(sql "$DB" -e "SELECT id FROM dead_letter WHERE event_identifier = 'ALICE-${
 try oq dlq replay --id "$id" --force-resend --as tester
 expect_eq 65 "$rc" "replay --force-resend of a sweeper letter (exit, $out)"
 expect_contains "skipped 1" "$out" "replay's summary"
+expect_contains "the lease sweeper wrote it" "$out" "why replay skips it"
 try oq dlq replay --id "$id" --to-queue orderq.coupon.email --as tester
 expect_eq 65 "$rc" "replay --to-queue of a sweeper letter (exit, $out)"
 expect_eq 0 "$(queue_ready orderq.coupon.email)" "messages published by the refused replays"
