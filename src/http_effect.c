@@ -75,6 +75,11 @@ int oq_http_header_add(struct curl_slist **list, const char *name, const char *v
 {
     if (strpbrk(value, "\r\n") != NULL)
         return OQ_EINVAL;
+    return oq_curl_header_append(list, name, value);
+}
+
+int oq_curl_header_append(struct curl_slist **list, const char *name, const char *value)
+{
     size_t n = strlen(name) + strlen(value) + 3;
     char *line = malloc(n);
     if (line == NULL)

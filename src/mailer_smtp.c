@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "orderq/config.h"
+#include "orderq/http_effect.h"
 #include "orderq/mailer.h"
 
 struct oq_mailer {
@@ -135,17 +136,7 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
     for (const char *p = strpbrk(value, "\r\n"); p != NULL; p = strpbrk(p + 3, "\r\n"))
         if (p[0] != '\r' || p[1] != '\n' || (p[2] != ' ' && p[2] != '\t'))
             return OQ_EINVAL;
-    size_t n = strlen(name) + strlen(": ") + strlen(value) + 1;
-    char *line = malloc(n);
-    if (line == NULL)
-        return OQ_ENOMEM;
-    snprintf(line, n, "%s: %s", name, value);
-    struct curl_slist *grown = curl_slist_append(*list, line);
-    free(line);
-    if (grown == NULL)
-        return OQ_ENOMEM;
-    *list = grown;
-    return 0;
+    return oq_curl_header_append(list, name, value);
 }
 
 /* Every header the mail carries, each value checked first. 0, OQ_EINVAL

@@ -48,6 +48,11 @@ struct curl_slist;
  * LF: never a header injected through data) or OQ_ENOMEM. */
 OQ_WUR int oq_http_header_add(struct curl_slist **list, const char *name, const char *value);
 
+/* Append "name: value" to list as it is: the caller has checked value
+ * (oq_http_header_add for HTTP; the mailer allows folded lines). Returns
+ * 0 or OQ_ENOMEM. */
+OQ_WUR int oq_curl_header_append(struct curl_slist **list, const char *name, const char *value);
+
 #define OQ_SIGNATURE_LEN (7 + 64 + 1) /* "sha256=" + 64 hex digits + NUL */
 
 /* out = "sha256=<hex HMAC-SHA256(secret, body)>". Returns 0 or OQ_ENOMEM. */

@@ -199,3 +199,17 @@ start_smtp_fixture() {
     wait_for 10 test -s "$WORK/smtp-port" || fail "the SMTP fixture did not start"
     fport=$(cat "$WORK/smtp-port")
 }
+
+# coupon_event EMAIL CODE: one coupon.email event as a JSON line (its
+# identifier CODE_mail, its ledger key coupon:CODE).
+coupon_event() {
+    "$PY" -c '
+import json, sys
+print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] + "_mail",
+  "event_data": {"order_id": "9200000217", "coupon_code": sys.argv[2], "discount_type": "fixed",
+    "discount": "10.00", "currency": "USD", "expires_at": "2027-01-31T00:00:00Z",
+    "customer": {"email": sys.argv[1], "name": "Test"}}}))' "$1" "$2"
+}
+# The ledger state of the coupon mail for CODE, and a test of it.
+mail_state() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
+mail_state_is() { [ "$(mail_state "$1")" = "$2" ]; }

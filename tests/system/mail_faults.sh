@@ -14,16 +14,6 @@ setup_consumer_test
 export ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
 CONSUME_QUEUES=orderq.coupon.email
 run="$$$RANDOM"
-coupon_event() { # coupon_event EMAIL CODE: one coupon.email line
-    "$PY" -c '
-import json, sys
-print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] + "_mail",
-  "event_data": {"order_id": "9200000217", "coupon_code": sys.argv[2], "discount_type": "fixed",
-    "discount": "10.00", "currency": "USD", "expires_at": "2027-01-31T00:00:00Z",
-    "customer": {"email": sys.argv[1], "name": "Test"}}}))' "$1" "$2"
-}
-ledger_of() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
-ledger_is() { [ "$(ledger_of "$1")" = "$2" ]; }
 
 note "the SMTP server down for 20 s: the mail waits in the delay tiers, then arrives once"
 eve="eve.$run@mail-faults.example"
@@ -33,13 +23,13 @@ coupon_event "$eve" "EVE-$run" | oq publish - >/dev/null || fail "publish"
 down_at=$SECONDS
 sleep 20
 expect_eq 0 "$(mail_count "$eve")" "mails while the server is down"
-expect_eq "" "$(ledger_of "EVE-$run")" "no claim is left behind by a failed send"
+expect_eq "" "$(mail_state "EVE-$run")" "no claim is left behind by a failed send"
 grep -q 'retrying in' "$WORK/outage.log" || fail "no retries logged: $(tail -3 "$WORK/outage.log")"
 "$PY" "$(dirname "$0")/tcp_forward.py" --listen "127.0.0.1:$port" --upstream 127.0.0.1:1025 &
 CLEANUP+=("kill $!")
 wait_for 20 mail_count_is "$eve" 1 || fail "after the outage: $(mail_count "$eve") mails; $(tail -3 "$WORK/outage.log")"
 echo "    arrived $((SECONDS - down_at)) s after it was published"
-wait_for 10 ledger_is "EVE-$run" sent || fail "ledger: $(ledger_of "EVE-$run")"
+wait_for 10 mail_state_is "EVE-$run" sent || fail "ledger: $(mail_state "EVE-$run")"
 attempts=$(sql "$DB" -e "SELECT attempts FROM event_ledger WHERE effect_key = 'coupon:EVE-$run'")
 [ "$attempts" -ge 5 ] || fail "the ledger says the mail went out on attempt $attempts (expected the attempt after 20 s of retries)"
 sleep 3
@@ -56,9 +46,9 @@ coupon_event "$fay" "FAY-$run" | oq publish - >/dev/null || fail "publish"
 set +e; wait "$victim"; code=$?; set -e
 expect_eq 137 "$code" "the victim's exit (SIGKILL after the send)"
 expect_eq 1 "$(mail_count "$fay")" "mails sent by the victim"
-expect_eq sending "$(ledger_of "FAY-$run")" "the victim's claim"
+expect_eq sending "$(mail_state "FAY-$run")" "the victim's claim"
 start_consumer after
-wait_for 40 ledger_is "FAY-$run" unknown || fail "not parked: $(ledger_of "FAY-$run"); $(tail -3 "$WORK/after.log")"
+wait_for 40 mail_state_is "FAY-$run" unknown || fail "not parked: $(mail_state "FAY-$run"); $(tail -3 "$WORK/after.log")"
 grep -q 'being sent by another consumer' "$WORK/after.log" || fail "the live lease was not waited for"
 wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE error_class = 'ambiguous' AND event_identifier = 'FAY-${run}_mail'\")\" = 1 ]" \
     || fail "no ambiguous dead letter: $(sql "$DB" -e 'SELECT id, error_class, error FROM dead_letter')"
@@ -70,7 +60,7 @@ note "a person decides: dlq replay --force-resend sends it again, with the same 
 id=$(sql "$DB" -e "SELECT id FROM dead_letter WHERE event_identifier = 'FAY-${run}_mail'")
 oq dlq replay --id "$id" --force-resend --as tester >/dev/null || fail "replay --force-resend"
 wait_for 20 mail_count_is "$fay" 2 || fail "after --force-resend: $(mail_count "$fay") mails"
-wait_for 10 ledger_is "FAY-$run" sent || fail "ledger after the resend: $(ledger_of "FAY-$run")"
+wait_for 10 mail_state_is "FAY-$run" sent || fail "ledger after the resend: $(mail_state "FAY-$run")"
 expect_eq 1 "$(mails_to "$fay" | json 'len(set(m["messageId"] for m in d))')" "Message-IDs of the two sends"
 note "a plain replay of the same letter now: a duplicate, no third mail"
 oq dlq replay --id "$id" --as tester >/dev/null || fail "plain replay"
@@ -89,8 +79,8 @@ set +e; wait "$victim"; code=$?; set -e
 expect_eq 137 "$code" "the second victim's exit"
 expect_eq 1 "$(mail_count "$gus")" "mails sent by the second victim"
 ORDERQ_AMBIGUOUS_MAIL=resend start_consumer resender
-wait_for 40 mail_count_is "$gus" 2 || fail "not sent again: $(ledger_of "GUS-$run"); $(tail -3 "$WORK/resender.log")"
-wait_for 10 ledger_is "GUS-$run" sent || fail "ledger after the resend: $(ledger_of "GUS-$run")"
+wait_for 40 mail_count_is "$gus" 2 || fail "not sent again: $(mail_state "GUS-$run"); $(tail -3 "$WORK/resender.log")"
+wait_for 10 mail_state_is "GUS-$run" sent || fail "ledger after the resend: $(mail_state "GUS-$run")"
 expect_eq 1 "$(mails_to "$gus" | json 'len(set(m["messageId"] for m in d))')" "Message-IDs of the two sends"
 expect_eq 0 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = 'GUS-${run}_mail'")" "dead letters under resend"
 kill -TERM "$consumer_pid"
@@ -101,7 +91,7 @@ start_smtp_fixture hang-after-data
 hal="hal.$run@mail-faults.example"
 ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" start_consumer hang
 coupon_event "$hal" "HAL-$run" | oq publish - >/dev/null || fail "publish"
-wait_for 30 ledger_is "HAL-$run" unknown || fail "not parked: $(ledger_of "HAL-$run"); $(tail -3 "$WORK/hang.log")"
+wait_for 30 mail_state_is "HAL-$run" unknown || fail "not parked: $(mail_state "HAL-$run"); $(tail -3 "$WORK/hang.log")"
 wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT error_class FROM dead_letter WHERE event_identifier = 'HAL-${run}_mail'\")\" = ambiguous ]" \
     || fail "no ambiguous dead letter: $(sql "$DB" -e "SELECT error_class, error FROM dead_letter WHERE event_identifier = 'HAL-${run}_mail'")"
 expect_contains "it may have been done" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'HAL-${run}_mail'")" "the reason"

@@ -19,16 +19,6 @@ export ORDERQ_SMTP_FROM='Mug Shop <shop@sweeper.example>'
 CONSUME_QUEUES=orderq.coupon.email
 run="$$$RANDOM"
 
-coupon_event() { # coupon_event EMAIL CODE: one coupon.email line
-    "$PY" -c '
-import json, sys
-print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] + "_mail",
-  "event_data": {"order_id": "9200000217", "coupon_code": sys.argv[2], "discount_type": "fixed",
-    "discount": "10.00", "currency": "USD", "expires_at": "2027-01-31T00:00:00Z",
-    "customer": {"email": sys.argv[1], "name": "Test"}}}))' "$1" "$2"
-}
-ledger_of() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
-ledger_is() { [ "$(ledger_of "$1")" = "$2" ]; }
 letters_of() { sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${1}_mail'"; }
 # past_grace CODE: its lease ran out more than sweep_after_ms (10 s) ago
 past_grace() { [ "$(sql "$DB" -e "SELECT lease_until < NOW(6) - INTERVAL 10 SECOND FROM event_ledger WHERE effect_key = 'coupon:$1'")" = 1 ]; }
@@ -47,7 +37,7 @@ victim() {
     set +e; wait "$pid"; code=$?; set -e
     expect_eq 137 "$code" "victim $1's exit (SIGKILL after the send)"
     expect_eq 1 "$(mail_count "$email")" "mails sent by victim $1"
-    expect_eq sending "$(ledger_of "$2")" "victim $1's claim"
+    expect_eq sending "$(mail_state "$2")" "victim $1's claim"
     wait_for 10 ready_is orderq.coupon.email 1 || fail "$2's delivery did not return to the queue"
     mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/contents" >/dev/null
     wait_for 10 ready_is orderq.coupon.email 0 || fail "the queue was not purged"
@@ -65,15 +55,15 @@ note "two consumers sweep at once: A is marked unknown with one ambiguous dead l
 p1=$(free_port); p2=$(free_port)
 start_consumer sweeper1 --http-addr "127.0.0.1:$p1"; sw1=$consumer_pid
 start_consumer sweeper2 --http-addr "127.0.0.1:$p2"; sw2=$consumer_pid
-wait_for 15 ledger_is "ALICE-$run" unknown ||
-    fail "the abandoned lease was not settled: ALICE is $(ledger_of "ALICE-$run"); $(tail -2 "$WORK/sweeper1.log")"
+wait_for 15 mail_state_is "ALICE-$run" unknown ||
+    fail "the abandoned lease was not settled: ALICE is $(mail_state "ALICE-$run"); $(tail -2 "$WORK/sweeper1.log")"
 expect_eq 1 "$(letters_of "ALICE-$run")" "dead letters for ALICE"
 expect_eq "ambiguous" "$(sql "$DB" -e "SELECT error_class FROM dead_letter WHERE event_identifier = 'ALICE-${run}_mail'")" "ALICE's letter's class"
 expect_contains "no delivery came back" "$(sql "$DB" -e "SELECT result FROM event_ledger WHERE effect_key = 'coupon:ALICE-$run'")" "ALICE's ledger result"
 expect_contains "no delivery came back" "$(oq ledger show "ALICE-${run}_mail")" "ledger show"
-expect_eq sending "$(ledger_of "BOB-$run")" "BOB, within the grace"
+expect_eq sending "$(mail_state "BOB-$run")" "BOB, within the grace"
 expect_eq 0 "$(letters_of "BOB-$run")" "dead letters for BOB while within the grace"
-expect_eq sending "$(ledger_of "LIVE-$run")" "the live lease"
+expect_eq sending "$(mail_state "LIVE-$run")" "the live lease"
 
 note "the gauges and ledger stats: BOB's lease ran out, not yet abandoned"
 wait_for 10 lease_ran_out "BOB-$run" || fail "BOB's lease did not run out"
@@ -91,10 +81,10 @@ past_grace "BOB-$run" && fail "the test was too slow: BOB passed the grace befor
 note "a mail sent meanwhile is sent once and stays sent"
 carol="carol.$run@sweeper.example"
 coupon_event "$carol" "CAROL-$run" | oq publish - >/dev/null || fail "publish CAROL"
-wait_for 20 ledger_is "CAROL-$run" sent || fail "CAROL: $(ledger_of "CAROL-$run")"
+wait_for 20 mail_state_is "CAROL-$run" sent || fail "CAROL: $(mail_state "CAROL-$run")"
 
 note "B passes the grace: swept too; more passes and two sweepers store no second letter"
-wait_for 30 ledger_is "BOB-$run" unknown || fail "BOB was not settled: $(ledger_of "BOB-$run")"
+wait_for 30 mail_state_is "BOB-$run" unknown || fail "BOB was not settled: $(mail_state "BOB-$run")"
 sleep 6 # two or three more passes of each sweeper
 expect_eq 1 "$(letters_of "ALICE-$run")" "dead letters for ALICE after more passes"
 expect_eq 1 "$(letters_of "BOB-$run")" "dead letters for BOB"
@@ -102,8 +92,8 @@ expect_eq 2 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter")" "dead letters i
 expect_eq 2 "$(($(metric "$p1" orderq_leases_swept_total) + $(metric "$p2" orderq_leases_swept_total)))" "leases swept by both consumers"
 expect_eq 0 "$(metric "$p1" orderq_ledger_leases_expired)" "orderq_ledger_leases_expired after the sweep"
 expect_eq 2 "$(metric "$p1" orderq_ledger_unknown)" "orderq_ledger_unknown after the sweep"
-expect_eq sending "$(ledger_of "LIVE-$run")" "the live lease, still"
-expect_eq sent "$(ledger_of "CAROL-$run")" "CAROL, still"
+expect_eq sending "$(mail_state "LIVE-$run")" "the live lease, still"
+expect_eq sent "$(mail_state "CAROL-$run")" "CAROL, still"
 grep -q 'lease sweeper: coupon_mail/coupon:ALICE' "$WORK/sweeper1.log" "$WORK/sweeper2.log" || fail "the sweep is not logged"
 for who in alice bob carol; do
     expect_eq 1 "$(mail_count "$who.$run@sweeper.example")" "mails to $who (the sweeper never sends)"
@@ -119,14 +109,14 @@ wait_for 30 past_grace "ERIN-$run" || fail "ERIN's lease is not past the grace"
 dry=$(oq ledger sweep --dry-run --json) || fail "ledger sweep --dry-run"
 expect_eq "2 ['coupon:DAVE-$run', 'coupon:ERIN-$run']" "$(json 'str(d["would_sweep"]) + " " + str(sorted(r["effect_key"] for r in d["rows"]))' <<<"$dry")" "dry run"
 expect_contains "would sweep 2 abandoned leases" "$(oq ledger sweep --dry-run)" "dry run, as text"
-expect_eq "sending sending 0 0" "$(ledger_of "DAVE-$run") $(ledger_of "ERIN-$run") $(letters_of "DAVE-$run") $(letters_of "ERIN-$run")" "after the dry runs"
+expect_eq "sending sending 0 0" "$(mail_state "DAVE-$run") $(mail_state "ERIN-$run") $(letters_of "DAVE-$run") $(letters_of "ERIN-$run")" "after the dry runs"
 oq ledger sweep --json >"$WORK/sweep1.json" & s1=$!
 oq ledger sweep --json >"$WORK/sweep2.json" & s2=$!
 wait "$s1" || fail "ledger sweep (1)"
 wait "$s2" || fail "ledger sweep (2)"
 swept=$(( $(json 'd["swept"]' <"$WORK/sweep1.json") + $(json 'd["swept"]' <"$WORK/sweep2.json") ))
 expect_eq 2 "$swept" "rows swept by two sweeps at once"
-expect_eq "unknown unknown 1 1" "$(ledger_of "DAVE-$run") $(ledger_of "ERIN-$run") $(letters_of "DAVE-$run") $(letters_of "ERIN-$run")" "after the sweeps"
+expect_eq "unknown unknown 1 1" "$(mail_state "DAVE-$run") $(mail_state "ERIN-$run") $(letters_of "DAVE-$run") $(letters_of "ERIN-$run")" "after the sweeps"
 expect_contains "swept 0 abandoned leases" "$(oq ledger sweep)" "a second sweep"
 expect_eq 4 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE error_class = 'ambiguous'")" "ambiguous dead letters in all"
 
