@@ -114,10 +114,10 @@ static int check_mailbox(const char *v, char *why, size_t len)
 }
 
 /* Stored as the ledger's owner, VARCHAR(191), and an effect worker's is
- * instance_id + "/effect-N/<start tag>" with N up to effect_workers' bound
- * (64) and a 6-digit hex tag: the longest must fit, or the row would be
+ * instance_id + "/effect-N/<lease tag>" with N up to effect_workers' bound
+ * (64) and a 12-digit hex tag: the longest must fit, or the row would be
  * cut and finish would miss it. */
-#define OWNER_SUFFIX    "/effect-64/ffffff"
+#define OWNER_SUFFIX    "/effect-64/ffffffffffff"
 #define INSTANCE_ID_MAX (OQ_LEDGER_OWNER_MAX - (sizeof(OWNER_SUFFIX) - 1))
 
 static int check_instance_id(const char *v, char *why, size_t len)
@@ -902,8 +902,9 @@ static int check_sweep_after(struct oq_config *cfg, char *err, size_t errlen)
                  "sweep_after_ms (%s) is %s but a retry can wait %s in a delay tier "
                  "(retry_tiers (%s) with max_attempts (%s)); expected at least %s, or the lease "
                  "sweeper could mark a send unknown while its delivery is on its way back",
-                 oq_config_origin(cfg, "sweep_after_ms"), given, longest, oq_config_origin(cfg, "retry_tiers"),
-                 oq_config_origin(cfg, "max_attempts"), longest);
+                 oq_config_origin(cfg, "sweep_after_ms"), given, longest,
+                 oq_config_origin(cfg, "retry_tiers"), oq_config_origin(cfg, "max_attempts"),
+                 longest);
         return OQ_ECONFIG;
     }
     return 0;

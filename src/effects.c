@@ -22,7 +22,11 @@ struct effect_worker {
     int db_failures;
     struct oq_handler *handlers; /* its own: its own curl handles */
     size_t n_handlers;
-    char owner[256]; /* instance id and worker: a lease is one thread's */
+    /* A lease's owner: "<instance_id>/effect-N/<12 hex>", the hex new for
+     * each job, so a worker that lost the answer to its own statement
+     * can tell its row from any other, its own earlier ones included. */
+    char owner[256];
+    size_t owner_prefix; /* length of "<instance_id>/effect-N/" */
 };
 
 struct oq_effect_pool {
@@ -345,6 +349,16 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
     job->result = job->claimed ? OQ_JOB_DONE : OQ_JOB_DUPLICATE;
 }
 
+/* A new owner for the job's lease (see struct effect_worker). */
+static void new_owner(struct effect_worker *w)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)oq_now_ms() ^ ((uint64_t)(uintptr_t)w << 16);
+    snprintf(w->owner + w->owner_prefix, sizeof(w->owner) - w->owner_prefix, "%012llx",
+             (unsigned long long)(r & 0xffffffffffffULL));
+}
+
 static void run_job(struct effect_worker *w, struct oq_effect_job *job)
 {
     job->retry_after_ms = -1;
@@ -354,7 +368,10 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
     }
     const struct oq_handler *h = &w->handlers[job->handler_index];
     enum oq_lease lease = OQ_LEASE_NEW;
+    new_owner(w);
     int rc = db_step(w, job, LEASE, 0, NULL, &lease);
+    if (rc == OQ_EINTR) /* a lease whose answer was lost may stand: give it back */
+        release(w, job);
     if (rc != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not claim it in the ledger", job->effect.handler,
              job->effect.effect_key);
@@ -465,10 +482,6 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
     p->hooks = *hooks;
     const char *fault = getenv("ORDERQ_FAULT");
     p->kill_after_send = fault != NULL && strcmp(fault, "kill-after-send") == 0;
-    unsigned start_tag = 0;
-    if (getrandom(&start_tag, sizeof(start_tag), 0) != (ssize_t)sizeof(start_tag))
-        start_tag = (unsigned)oq_now_ms();
-    start_tag &= 0xffffffu;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->workers = calloc((size_t)cfg->effect_workers, sizeof(*p->workers));
@@ -479,10 +492,8 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
     for (size_t i = 0; i < (size_t)cfg->effect_workers; i++) {
         struct effect_worker *w = &p->workers[i];
         w->pool = p;
-        /* The start's own tag: a restarted process with the same
-         * instance_id must not take its predecessor's leases for its own. */
-        snprintf(w->owner, sizeof(w->owner), "%s/effect-%zu/%06x", cfg->instance_id, i + 1,
-                 start_tag);
+        int len = snprintf(w->owner, sizeof(w->owner), "%s/effect-%zu/", cfg->instance_id, i + 1);
+        w->owner_prefix = len > 0 ? (size_t)len : 0;
         int rc = oq_handlers_new(cfg, &w->handlers, &w->n_handlers, err, errlen);
         if (rc == 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             snprintf(err, errlen, "cannot start effect worker %zu", i + 1);

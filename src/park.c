@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "orderq/broker.h"
@@ -14,8 +13,15 @@
 #include "orderq/log.h"
 #include "orderq/publish.h"
 
-#define PARK_WINDOW  1024 /* copies awaiting their confirm */
-#define SEND_TIMEOUT 10   /* s: a write the broker stopped reading gives up, not the thread */
+#define PARK_WINDOW 1024 /* copies awaiting their confirm */
+/* Bytes of copies awaiting their confirm. librabbitmq waits without limit
+ * for room in a socket the broker no longer reads (it blocks a publishing
+ * connection during an alarm and says so only after the first publish),
+ * so the parker never has more unconfirmed than the socket buffers hold:
+ * the consumer's thread must never hang in a write. One copy larger than
+ * this goes out alone. */
+#define PARK_MAX_BYTES (128u * 1024u)
+#define PARK_SNDBUF    (256 * 1024) /* asked of the kernel for the parking socket */
 
 struct oq_parker {
     const struct oq_config *cfg;
@@ -30,9 +36,11 @@ struct oq_parker {
     int failures;       /* connects in a row that failed */
     int64_t connect_at; /* next try, when not connected */
     /* Copies that reached no queue: their ack follows, and must not count
-     * as parked. Few, and only until that ack. */
-    uint64_t *returned;
-    size_t n_returned, cap_returned;
+     * as parked. At most one per copy in flight, so allocated once. */
+    uint64_t returned[PARK_WINDOW];
+    size_t n_returned;
+    size_t sizes[PARK_WINDOW]; /* each copy's bytes, by confirm tag % window */
+    size_t unconfirmed;        /* bytes of the copies in flight */
 };
 
 static int take_returned(struct oq_parker *p, uint64_t seq)
@@ -49,6 +57,8 @@ static void on_settled(void *ctx, uint64_t tag, enum oq_confirm outcome)
 {
     struct oq_parker *p = ctx;
     uint64_t seq = p->base + tag;
+    p->unconfirmed -= p->sizes[tag % PARK_WINDOW];
+    p->sizes[tag % PARK_WINDOW] = 0;
     int returned = take_returned(p, seq);
     p->settled(p->ctx, seq, outcome == OQ_CONFIRM_ACK && !returned);
 }
@@ -60,18 +70,8 @@ static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_me
     const amqp_field_value_t *seq = oq_amqp_header(&m->properties, "x-orderq-seq");
     const amqp_field_value_t *delay = oq_amqp_header(&m->properties, "orderq-delay");
     int64_t n = 0;
-    if (seq != NULL && oq_amqp_field_int(seq, &n) == 0) {
-        if (p->n_returned == p->cap_returned) {
-            size_t cap = p->cap_returned ? p->cap_returned * 2 : 16;
-            uint64_t *grown = realloc(p->returned, cap * sizeof(*grown));
-            if (grown != NULL) {
-                p->returned = grown;
-                p->cap_returned = cap;
-            }
-        }
-        if (p->n_returned < p->cap_returned)
-            p->returned[p->n_returned++] = (uint64_t)n;
-    }
+    if (seq != NULL && oq_amqp_field_int(seq, &n) == 0 && p->n_returned < PARK_WINDOW)
+        p->returned[p->n_returned++] = (uint64_t)n;
     oq_error("%s reached no queue from exchange %.*s: is the topology declared?",
              delay ? "a retry" : "a dead letter", (int)why->exchange.len,
              (const char *)why->exchange.bytes);
@@ -93,6 +93,8 @@ static void lose(struct oq_parker *p, const char *why)
     p->b = NULL;
     p->blocked = 0;
     p->n_returned = 0;
+    p->unconfirmed = 0;
+    memset(p->sizes, 0, sizeof(p->sizes));
     p->connect_at = oq_now_ms() + oq_backoff_ms(++p->failures);
 }
 
@@ -111,12 +113,10 @@ static void connect_now(struct oq_parker *p)
         oq_error("parking connection: %s; retrying in %lld ms", err, (long long)wait);
         return;
     }
-    /* A blocked broker stops reading: a write must give up in time,
-     * so the consumer's own thread never hangs on it. */
-    struct timeval tv = {SEND_TIMEOUT, 0};
-    int fd = amqp_get_sockfd(oq_broker_conn(p->b));
+    /* Room for PARK_MAX_BYTES in the socket whoever stops reading it. */
+    int sndbuf = PARK_SNDBUF, fd = amqp_get_sockfd(oq_broker_conn(p->b));
     if (fd >= 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     if (p->failures > 0)
         oq_info("parking connection back after %d failed attempts", p->failures);
     p->failures = 0;
@@ -195,7 +195,9 @@ static amqp_table_entry_t hdr_i64(const char *key, int64_t value)
 
 int oq_park(struct oq_parker *p, const struct oq_park *what, uint64_t *seq)
 {
-    if (p->b == NULL || p->blocked || oq_publisher_in_flight(p->pub) >= PARK_WINDOW)
+    size_t bytes = what->msg->body.len + 4096; /* the body, and room for the headers */
+    if (p->b == NULL || p->blocked || oq_publisher_in_flight(p->pub) >= PARK_WINDOW ||
+        (p->unconfirmed > 0 && p->unconfirmed + bytes > PARK_MAX_BYTES))
         return OQ_ETIMEOUT;
     const amqp_basic_properties_t *orig = &what->msg->properties;
     int n_orig = (orig->_flags & AMQP_BASIC_HEADERS_FLAG) ? orig->headers.num_entries : 0;
@@ -255,6 +257,8 @@ int oq_park(struct oq_parker *p, const struct oq_park *what, uint64_t *seq)
         lose(p, "a publish failed");
         return OQ_ETIMEOUT;
     }
+    p->sizes[tag % PARK_WINDOW] = bytes;
+    p->unconfirmed += bytes;
     *seq = p->base + tag;
     return 0;
 }
@@ -285,10 +289,13 @@ void oq_parker_free(struct oq_parker *p)
     if (p == NULL)
         return;
     if (p->b != NULL) {
+        int idle = !p->blocked && oq_parker_in_flight(p) == 0;
         oq_publisher_fail_all(p->pub);
         oq_publisher_free(p->pub);
-        oq_broker_close(p->b);
+        if (idle)
+            oq_broker_close(p->b);
+        else /* the broker may not read it: closing politely could hang */
+            oq_broker_drop(p->b);
     }
-    free(p->returned);
     free(p);
 }

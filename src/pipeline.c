@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mysqld_error.h>
+
 #include "orderq/broker.h"
 #include "orderq/config.h"
 #include "orderq/db.h"
@@ -347,7 +349,10 @@ static int commit_one_by_one(struct worker *w, struct batch *bt, char *err, size
         if (commit_range(w, bt, i, i + 1, err, errlen) == 0)
             continue;
         enum oq_db_class cls = oq_db_last_class(w->db);
-        if (cls == OQ_DB_RETRY || oq_db_class_is_outage(cls))
+        /* Here (after three failures of the batch) a killed query is the
+         * statement's own: max_statement_time kills it every time. */
+        int killed = oq_db_errno(w->db) == ER_QUERY_INTERRUPTED;
+        if (cls == OQ_DB_RETRY || (oq_db_class_is_outage(cls) && !killed))
             return OQ_EDB;
         set_failed(w->pl->cfg, &bt->d[i], OQ_ERR_PERMANENT, err);
     }
@@ -390,7 +395,7 @@ static int64_t conflict_pause_ms(int conflicts)
 static void process_batch(struct worker *w, struct batch *bt)
 {
     char err[OQ_ERRLEN];
-    int failures = 0, outages = 0, conflicts = 0;
+    int failures = 0, outages = 0, conflicts = 0, interrupted = 0;
 
     for (;;) {
         if (ensure_db(w, bt) != 0)
@@ -411,6 +416,11 @@ static void process_batch(struct worker *w, struct batch *bt)
         }
         enum oq_db_class cls = oq_db_last_class(w->db);
         int64_t wait;
+        /* A killed query is an operator's KILL QUERY, or max_statement_time,
+         * which kills the same statement every time: after five in a row
+         * it counts as the batch's own failure, so the one to blame is found. */
+        if (oq_db_errno(w->db) == ER_QUERY_INTERRUPTED && ++interrupted >= 5)
+            cls = OQ_DB_OTHER;
         if (oq_db_class_is_outage(cls)) {
             wait = oq_backoff_ms(++outages < 4 ? outages : 4); /* at most 4 s: back soon */
             oq_warn("batch of %zu waits for MySQL (%s); reconnecting in %lld ms", bt->n, err,
@@ -472,7 +482,8 @@ static void start_effects(struct worker *w, struct batch *bt)
     /* jobs first: once the last job is in, the batch may finish and be
      * freed at any moment, so bt is not read again */
     for (size_t i = 0; leaders > 0 && i < bt->n; i++)
-        if (bt->d[i].job.owner != NULL && bt->d[i].outcome == PENDING && bt->d[i].leader == NULL) {
+        /* leader first: a follower's outcome is an effect worker's to write */
+        if (bt->d[i].job.owner != NULL && bt->d[i].leader == NULL && bt->d[i].outcome == PENDING) {
             oq_effect_pool_submit(pl->effects, &bt->d[i].job);
             leaders--;
         }

@@ -151,26 +151,66 @@ static int subscribe(struct oq_subscriptions *s, struct sub *q)
     return 0;
 }
 
+/* Whether q exists, asked on the declaring channel (opened when first
+ * needed): a basic.consume of a missing queue would close the consuming
+ * channel, every queue's. Returns 0, OQ_ENOTFOUND or OQ_EBROKER. */
+static int exists(struct oq_subscriptions *s, const struct sub *q)
+{
+    amqp_connection_state_t conn = oq_broker_conn(s->b);
+    if (!s->declare_open) {
+        amqp_channel_open(conn, s->declare);
+        if (oq_broker_check(s->b, s->declare, "channel.open") != 0)
+            return OQ_EBROKER;
+        s->declare_open = 1;
+    }
+    amqp_queue_declare(conn, s->declare, amqp_cstring_bytes(q->queue), 1, 0, 0, 0,
+                       amqp_empty_table);
+    int rc = oq_broker_check(s->b, s->declare, "queue.declare (passive)");
+    return rc == 0 || rc == OQ_EBROKER ? rc : OQ_ENOTFOUND;
+}
+
+/* q is not consumed now: try again after a backoff. */
+static void later(struct sub *q, const char *why)
+{
+    int64_t wait = oq_backoff_ms(++q->failures);
+    q->retry_at = oq_now_ms() + wait;
+    oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = q->queue}),
+           "%s; consuming it again in %lld ms", why, (long long)wait);
+}
+
 int oq_subscriptions_start(struct oq_subscriptions *s, struct oq_broker *b, amqp_channel_t consume,
                            amqp_channel_t declare, char *err, size_t errlen)
 {
+    size_t missing = 0;
     s->b = b;
     s->consume = consume;
     s->declare = declare;
     s->declare_open = 0;
     s->active = 0;
     for (size_t i = 0; i < s->n; i++) {
-        int rc = subscribe(s, &s->subs[i]);
+        struct sub *q = &s->subs[i];
+        char why[300];
+        q->retry_at = 0;
+        int rc = exists(s, q);
         if (rc == OQ_ENOTFOUND) {
-            snprintf(err, errlen, "queue %s does not exist: run `orderq topology declare`",
-                     s->subs[i].queue);
-            return rc;
+            /* the others are consumed meanwhile */
+            snprintf(why, sizeof(why), "queue %s does not exist (run `orderq topology declare`)",
+                     q->queue);
+            later(q, why);
+            missing++;
+            continue;
         }
+        if (rc == 0)
+            rc = subscribe(s, q);
         if (rc != 0) {
             snprintf(err, errlen, "%s", oq_broker_error(b));
             return OQ_EBROKER;
         }
-        oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = s->subs[i].queue}), "consuming");
+        oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = q->queue}), "consuming");
+    }
+    if (missing > 0 && missing == s->n) {
+        snprintf(err, errlen, "none of the %zu queues exists: run `orderq topology declare`", s->n);
+        return OQ_ENOTFOUND;
     }
     return 0;
 }
@@ -182,13 +222,11 @@ void oq_subscriptions_cancelled(struct oq_subscriptions *s, const amqp_basic_can
         if (q->retry_at != 0 || strlen(q->queue) != m->consumer_tag.len ||
             memcmp(q->queue, m->consumer_tag.bytes, m->consumer_tag.len) != 0)
             continue;
-        int64_t wait = oq_backoff_ms(++q->failures);
-        q->retry_at = oq_now_ms() + wait;
+        char why[300];
         oq_metric_set(OQ_M_CONSUMERS, (int64_t)--s->active);
-        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = q->queue}),
-               "the broker cancelled the consumer of %s (queue deleted?); consuming it again "
-               "in %lld ms",
-               q->queue, (long long)wait);
+        snprintf(why, sizeof(why), "the broker cancelled the consumer of %s (queue deleted?)",
+                 q->queue);
+        later(q, why);
         return;
     }
 }
@@ -200,26 +238,18 @@ void oq_subscriptions_cancelled(struct oq_subscriptions *s, const amqp_basic_can
 static int redeclare(struct oq_subscriptions *s, const struct oq_topology *topology,
                      const struct sub *q)
 {
-    amqp_connection_state_t conn = oq_broker_conn(s->b);
-    struct oq_log_fields f = {.queue = q->queue};
     char why[OQ_ERRLEN] = "";
-    if (!s->declare_open) {
-        amqp_channel_open(conn, s->declare);
-        if (oq_broker_check(s->b, s->declare, "channel.open") != 0)
-            return OQ_EBROKER;
-        s->declare_open = 1;
-    }
-    int rc = topology
-                 ? oq_topology_declare_queue(s->b, s->declare, topology, q->queue, why, sizeof(why))
-                 : 0;
+    int rc =
+        exists(s, q); /* opens the declaring channel, and a queue or its bindings may be gone */
+    if (rc == OQ_EBROKER || topology == NULL)
+        return rc;
+    rc = oq_topology_declare_queue(s->b, s->declare, topology, q->queue, why, sizeof(why));
     if (rc == OQ_EBROKER)
         return rc;
     if (rc != 0 && rc != OQ_ENOTFOUND) /* e.g. no configure permission */
-        oq_log(OQ_LOG_WARN, &f, "redeclaring %s: %s", q->queue, why);
-    amqp_queue_declare(conn, s->declare, amqp_cstring_bytes(q->queue), 1, 0, 0, 0,
-                       amqp_empty_table);
-    rc = oq_broker_check(s->b, s->declare, "queue.declare (passive)");
-    return rc == 0 || rc == OQ_EBROKER ? rc : OQ_ENOTFOUND;
+        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = q->queue}), "redeclaring %s: %s",
+               q->queue, why);
+    return exists(s, q);
 }
 
 int oq_subscriptions_retry(struct oq_subscriptions *s, const struct oq_topology *topology)
@@ -234,10 +264,9 @@ int oq_subscriptions_retry(struct oq_subscriptions *s, const struct oq_topology 
         if (rc == OQ_EBROKER)
             return rc;
         if (rc != 0) {
-            int64_t wait = oq_backoff_ms(++q->failures);
-            q->retry_at = now + wait;
-            oq_log(OQ_LOG_WARN, &f, "queue %s is still missing (%s); trying again in %lld ms",
-                   q->queue, oq_broker_error(s->b), (long long)wait);
+            char why[300];
+            snprintf(why, sizeof(why), "queue %s is still missing", q->queue);
+            later(q, why);
             continue;
         }
         if (subscribe(s, q) != 0)

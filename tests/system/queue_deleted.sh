@@ -2,7 +2,9 @@
 # queue_deleted.sh - a work queue deleted under a running consumer (the
 # broker cancels its consumer) is declared again as the topology says and
 # consumed again, with backoff, while the other queues go on; the same after
-# an operator's `orderq topology declare`; nothing is lost or doubled.
+# an operator's `orderq topology declare`; a queue missing when the
+# consumer starts (and no right to declare it) is consumed once it is
+# there, the others meanwhile; nothing is lost or doubled.
 source "$(dirname "$0")/lib.sh"
 setup_consumer_test
 v=$(urlenc "$VHOST")
@@ -42,6 +44,21 @@ wait_for 20 ledger_is probe 2 || fail "the probe queue stopped being consumed"
 
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
-expect_eq 30 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons"
+
+note "a queue missing at start, and no right to declare it: the others are consumed meanwhile"
+mgmt DELETE "/api/queues/$v/orderq.order.processing" >/dev/null
+mgmt PUT "/api/permissions/$v/guest" '{"configure":"^(?!orderq\\.order\\.processing$).*","write":".*","read":".*"}' >/dev/null
+start_consumer two
+probe 3
+wait_for 20 ledger_is probe 3 || fail "the probe queue was not consumed while another was missing: $(tail -5 "$WORK/two.log")"
+grep -q 'queue orderq.order.processing does not exist' "$WORK/two.log" || fail "the missing queue was not logged: $(tail -5 "$WORK/two.log")"
+mgmt PUT "/api/permissions/$v/guest" '{"configure":".*","write":".*","read":".*"}' >/dev/null
+oq topology declare >/dev/null
+gen_events 10 --start 9500000300 >"$WORK/d.jsonl"
+oq publish "$WORK/d.jsonl" >/dev/null
+wait_for 90 ledger_is coupon_rules 40 || fail "the queue declared later was never consumed: $(tail -5 "$WORK/two.log")"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
+expect_eq 40 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons"
 expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters"
 expect_queue_empty

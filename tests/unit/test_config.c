@@ -408,12 +408,12 @@ static void instance_id_fits_the_ledger_owner(void **state)
     struct oq_config *cfg = *state;
     char id[200];
     memset(id, 'h', sizeof(id));
-    id[175] = '\0';
+    id[169] = '\0';
     assert_int_equal(
         oq_config_set(cfg, "instance_id", id, OQ_SRC_FLAG, "--instance-id", err, sizeof(err)),
         OQ_ECONFIG);
     assert_non_null(strstr(err, "instance_id (--instance-id)"));
-    assert_non_null(strstr(err, "at most 174 bytes"));
+    assert_non_null(strstr(err, "at most 168 bytes"));
     id[191] = '\0';
     memset(id, 'h', 191);
     assert_int_equal(
@@ -424,14 +424,14 @@ static void instance_id_fits_the_ledger_owner(void **state)
                                    err, sizeof(err)),
                      OQ_ECONFIG);
     assert_non_null(strstr(err, "UTF-8"));
-    id[174] = '\0';
+    id[168] = '\0';
     assert_int_equal(
         oq_config_set(cfg, "instance_id", id, OQ_SRC_FLAG, "--instance-id", err, sizeof(err)), 0);
     assert_int_equal(oq_config_set(cfg, "effect_workers", "64", OQ_SRC_FLAG, "--effect-workers",
                                    err, sizeof(err)),
                      0);
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
-    assert_int_equal(strlen(cfg->instance_id) + strlen("/effect-64/ffffff"), 191);
+    assert_int_equal(strlen(cfg->instance_id) + strlen("/effect-64/ffffffffffff"), 191);
 }
 
 static void flag_names_map_to_settings(void **state)
