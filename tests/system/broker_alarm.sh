@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # broker_alarm.sh - a RabbitMQ memory alarm while a consumer works through
-# 2,000 orders and 10 events that must be retried: RabbitMQ blocks every
+# 2,000 orders and 100 events of 20 kB that must be retried: RabbitMQ blocks every
 # connection that publishes, so the retries wait on orderq's parking
 # connection while the orders are committed and acked on the consuming one
 # (prefetch 200: without acks the consumer would get no further than 200);
@@ -15,8 +15,11 @@ alarm_is() { [ "$(alarm)" = "$1" ]; }
 count() { sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = '$1'"; }
 count_is() { [ "$(count "$1")" -ge "$2" ]; }
 
-for i in $(seq 1 10); do
-    printf '{"event_code":"probe","event_identifier":"alarm-%s","event_data":{"fail":"transient","fail_attempts":1}}\n' "$i"
+# 100 retries of 20 kB each: 2 MB of copies the broker may stop reading,
+# which the parker must never write all at once (park.c, PARK_MAX_BYTES).
+pad=$(head -c 20000 /dev/zero | tr '\0' x)
+for i in $(seq 1 100); do
+    printf '{"event_code":"probe","event_identifier":"alarm-%s","event_data":{"fail":"transient","fail_attempts":1,"pad":"%s"}}\n' "$i" "$pad"
 done | oq publish - >/dev/null
 gen_events 2000 --start 9600000000 >"$WORK/orders.jsonl"
 oq publish "$WORK/orders.jsonl" >/dev/null
@@ -34,11 +37,11 @@ grep -q 'blocked publishing' "$WORK/alarmed.log" || fail "the block was not logg
 note "alarm off: the retries go out and succeed"
 rabbitmqctl -q set_vm_memory_high_watermark 0.4
 wait_for 30 alarm_is False || fail "the alarm did not clear"
-wait_for 60 count_is probe 10 || fail "only $(count probe) of 10 retried probes done: $(tail -5 "$WORK/alarmed.log")"
+wait_for 60 count_is probe 100 || fail "only $(count probe) of 100 retried probes done: $(tail -5 "$WORK/alarmed.log")"
 wait_drained
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
-expect_eq 10 "$(sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'probe' AND attempts = 2")" "probes done on attempt 2"
+expect_eq 100 "$(sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'probe' AND attempts = 2")" "probes done on attempt 2"
 sql "$DB" -e "DELETE FROM event_ledger WHERE handler = 'probe'"
 expect_exactly_once 2000 9600000000
 expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters"
