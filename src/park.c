@@ -31,10 +31,11 @@ struct oq_parker {
 
     struct oq_broker *b;
     struct oq_publisher *pub;
-    uint64_t base;      /* seq = base + the connection's own confirm tag */
-    int blocked;        /* connection.blocked: a memory or disk alarm */
-    int failures;       /* connects in a row that failed */
-    int64_t connect_at; /* next try, when not connected */
+    uint64_t base;        /* seq = base + the connection's own confirm tag */
+    int blocked;          /* connection.blocked: a memory or disk alarm */
+    int failures;         /* connects in a row that failed */
+    int64_t connect_at;   /* next try, when not connected */
+    int64_t idle_poll_at; /* with nothing in flight, the next look (heartbeats) */
     /* Copies that reached no queue: their ack follows, and must not count
      * as parked. At most one per copy in flight, so allocated once. */
     uint64_t returned[PARK_WINDOW];
@@ -128,6 +129,14 @@ void oq_parker_poll(struct oq_parker *p)
         if (oq_now_ms() >= p->connect_at)
             connect_now(p);
         return;
+    }
+    /* Idle, it needs a look only now and then (heartbeats, a close): not
+     * one system call per delivery the consumer reads. */
+    if (oq_parker_in_flight(p) == 0 && !p->blocked) {
+        int64_t now = oq_now_ms();
+        if (now < p->idle_poll_at)
+            return;
+        p->idle_poll_at = now + 100;
     }
     amqp_connection_state_t conn = oq_broker_conn(p->b);
     for (int frames = 0; frames < 4 * PARK_WINDOW; frames++) {
