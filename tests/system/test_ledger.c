@@ -3,6 +3,7 @@
  * Run by ledger.sh, which makes a database, migrates it and sets
  * ORDERQ_MYSQL_URL.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,6 +79,67 @@ static void lease_then_sent(void **state)
     assert_int_equal(l, OQ_LEASE_DONE);
     assert_int_equal(oq_ledger_finish(db, "test", "mail-1", "p1", "sent", "x", err, sizeof(err)),
                      OQ_ENOTFOUND); /* only a sending row finishes */
+}
+
+/* Another claimer that leases and releases the same key as fast as it
+ * can, on a connection of its own, for the race below. */
+struct churn {
+    const char *url;
+    volatile int stop;
+    long rounds;
+};
+
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    struct oq_db *db = NULL;
+    char e[OQ_ERRLEN];
+    if (oq_db_open(c->url, 5000, 0, &db, e, sizeof(e)) != 0)
+        return NULL;
+    struct oq_claim cl = claim("race-1");
+    while (!c->stop) {
+        enum oq_lease l;
+        if (oq_ledger_lease(db, &cl, "other", 60000, &l, e, sizeof(e)) == 0 && l == OQ_LEASE_NEW &&
+            oq_ledger_release(db, "test", "race-1", "other", e, sizeof(e)) != 0)
+            break;
+        c->rounds++;
+    }
+    oq_db_close(db);
+    return NULL;
+}
+
+/* A row released between our INSERT and our SELECT is claimed again,
+ * never read as done: the other claimer never finishes its lease, so
+ * the only right answers are NEW and HELD (a DONE would ack a mail that
+ * was never sent). Bounded: 3,000 leases or 20 s. */
+static void a_released_row_is_never_done(void **state)
+{
+    struct oq_db *db = *state;
+    struct churn other = {getenv("ORDERQ_MYSQL_URL"), 0, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, churn_main, &other), 0);
+    struct oq_claim c = claim("race-1");
+    int64_t deadline = oq_now_ms() + 20000;
+    long held = 0, wrong = 0, failed = 0;
+    for (int i = 0; i < 3000 && oq_now_ms() < deadline && !failed; i++) {
+        enum oq_lease l = OQ_LEASE_NEW;
+        if (oq_ledger_lease(db, &c, "me", 60000, &l, err, sizeof(err)) != 0) {
+            /* two claimers of one key may deadlock: the caller redoes it */
+            failed = oq_db_last_class(db) != OQ_DB_RETRY;
+            continue;
+        }
+        if (l == OQ_LEASE_NEW)
+            failed = oq_ledger_release(db, "test", "race-1", "me", err, sizeof(err)) != 0;
+        else if (l == OQ_LEASE_HELD)
+            held++;
+        else
+            wrong++; /* DONE, EXPIRED or UNKNOWN: none can be true here */
+    }
+    other.stop = 1; /* before any assert: the thread uses this frame */
+    pthread_join(t, NULL);
+    assert_int_equal(failed, 0);
+    assert_int_equal(wrong, 0);
+    assert_true(other.rounds > 0 && held > 0); /* the two did meet */
 }
 
 static void expired_lease_is_ambiguous(void **state)
@@ -403,6 +465,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(claims_and_duplicates),
         cmocka_unit_test(lease_then_sent),
+        cmocka_unit_test(a_released_row_is_never_done),
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
         cmocka_unit_test(claim_fails_on_a_warning),
