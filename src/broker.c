@@ -83,21 +83,27 @@ int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const char *wha
     return OQ_EBROKER;
 }
 
-static amqp_table_entry_t bool_entry(const char *key, int value)
+amqp_table_entry_t oq_amqp_entry_bool(const char *key, int value)
 {
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
     e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
     e.value.value.boolean = value;
     return e;
 }
 
-static amqp_table_entry_t str_entry(const char *key, const char *value)
+amqp_table_entry_t oq_amqp_entry_text(const char *key, amqp_bytes_t value)
 {
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
     e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(value);
+    e.value.value.bytes = value;
+    return e;
+}
+
+amqp_table_entry_t oq_amqp_entry_i64(const char *key, int64_t value)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
     return e;
 }
 
@@ -156,16 +162,16 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
 
     snprintf(conn_name, sizeof(conn_name), "orderq %s %s", purpose, cfg->instance_id);
     amqp_table_entry_t caps[] = {
-        bool_entry("consumer_cancel_notify", 1),
-        bool_entry("publisher_confirms", 1),
-        bool_entry("basic.nack", 1),
-        bool_entry("connection.blocked", 1),
-        bool_entry("authentication_failure_close", 1),
+        oq_amqp_entry_bool("consumer_cancel_notify", 1),
+        oq_amqp_entry_bool("publisher_confirms", 1),
+        oq_amqp_entry_bool("basic.nack", 1),
+        oq_amqp_entry_bool("connection.blocked", 1),
+        oq_amqp_entry_bool("authentication_failure_close", 1),
     };
     amqp_table_entry_t props[] = {
-        str_entry("product", "orderq"),
-        str_entry("version", ORDERQ_VERSION),
-        str_entry("connection_name", conn_name),
+        oq_amqp_entry_text("product", amqp_cstring_bytes("orderq")),
+        oq_amqp_entry_text("version", amqp_cstring_bytes(ORDERQ_VERSION)),
+        oq_amqp_entry_text("connection_name", amqp_cstring_bytes(conn_name)),
         {.key = amqp_cstring_bytes("capabilities"),
          .value = {.kind = AMQP_FIELD_KIND_TABLE,
                    .value.table = {(int)(sizeof(caps) / sizeof(caps[0])), caps}}},

@@ -90,6 +90,18 @@ void oq_nap(int64_t ms, volatile sig_atomic_t *stop)
     }
 }
 
+uint64_t oq_random_u64(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        /* no entropy yet (early boot): spread, not secret, is all that is asked */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec;
+    }
+    return r;
+}
+
 int64_t oq_backoff_ms(int failures)
 {
     int64_t base = 500;
@@ -97,10 +109,7 @@ int64_t oq_backoff_ms(int failures)
         base *= 2;
     if (base > 30000)
         base = 30000;
-    unsigned r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (unsigned)oq_now_ms();
-    return base / 2 + (int64_t)(r % (unsigned)(base / 2 + 1));
+    return base / 2 + (int64_t)(oq_random_u64() % (uint64_t)(base / 2 + 1));
 }
 
 int oq_read_file(const char *path, size_t max, char **text, size_t *len)

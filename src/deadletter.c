@@ -394,81 +394,39 @@ static void put_bytes(struct digest *d, amqp_bytes_t b)
     put(d, b.bytes, b.len);
 }
 
-static void put_table(struct digest *d, const amqp_table_t *t);
-
-/* The kind too: the byte 1 and the long 1 are different headers. */
-static void put_field(struct digest *d, const amqp_field_value_t *v)
-{
-    uint32_t f32;
-    uint64_t f64;
-    put_uint(d, v->kind, 1);
-    switch (v->kind) {
-    case AMQP_FIELD_KIND_BOOLEAN:
-        put_uint(d, v->value.boolean != 0, 1);
-        break;
-    case AMQP_FIELD_KIND_I8:
-    case AMQP_FIELD_KIND_U8:
-        put_uint(d, v->value.u8, 1);
-        break;
-    case AMQP_FIELD_KIND_I16:
-    case AMQP_FIELD_KIND_U16:
-        put_uint(d, v->value.u16, 2);
-        break;
-    case AMQP_FIELD_KIND_I32:
-    case AMQP_FIELD_KIND_U32:
-        put_uint(d, v->value.u32, 4);
-        break;
-    case AMQP_FIELD_KIND_I64:
-    case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        put_uint(d, v->value.u64, 8);
-        break;
-    case AMQP_FIELD_KIND_F32:
-        memcpy(&f32, &v->value.f32, sizeof(f32));
-        put_uint(d, f32, 4);
-        break;
-    case AMQP_FIELD_KIND_F64:
-        memcpy(&f64, &v->value.f64, sizeof(f64));
-        put_uint(d, f64, 8);
-        break;
-    case AMQP_FIELD_KIND_DECIMAL:
-        put_uint(d, v->value.decimal.decimals, 1);
-        put_uint(d, v->value.decimal.value, 4);
-        break;
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-        put_bytes(d, v->value.bytes);
-        break;
-    case AMQP_FIELD_KIND_ARRAY:
-        put_uint(d, (uint64_t)v->value.array.num_entries, 4);
-        for (int i = 0; i < v->value.array.num_entries; i++)
-            put_field(d, &v->value.array.entries[i]);
-        break;
-    case AMQP_FIELD_KIND_TABLE:
-        put_table(d, &v->value.table);
-        break;
-    default: /* void */
-        break;
-    }
-}
-
-/* skip: a key left out (NULL: none). */
-static void put_entries(struct digest *d, const amqp_table_t *t, const char *skip)
+/* The headers as librabbitmq writes them on the wire, less the key skip
+ * (NULL: none): every value with its kind, every string with its length,
+ * so two letters share an encoding only when their headers are the same.
+ * *out is malloc'd. Returns 0 or OQ_ENOMEM. */
+static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t *out)
 {
     size_t skiplen = skip != NULL ? strlen(skip) : 0;
+    amqp_table_t kept = {0, malloc(((size_t)t->num_entries + 1) * sizeof(amqp_table_entry_t))};
+    if (kept.entries == NULL)
+        return OQ_ENOMEM;
     for (int i = 0; i < t->num_entries; i++) {
         amqp_bytes_t key = t->entries[i].key;
-        if (skip != NULL && key.len == skiplen && memcmp(key.bytes, skip, skiplen) == 0)
-            continue;
-        put_bytes(d, key);
-        put_field(d, &t->entries[i].value);
+        if (skip == NULL || key.len != skiplen || memcmp(key.bytes, skip, skiplen) != 0)
+            kept.entries[kept.num_entries++] = t->entries[i];
     }
-    put_uint(d, UINT64_MAX, 8); /* the end: no key is that long */
-}
-
-static void put_table(struct digest *d, const amqp_table_t *t)
-{
-    put_entries(d, t, NULL);
+    int rc = OQ_ENOMEM;
+    for (size_t cap = 4096; cap <= ((size_t)1 << 28); cap *= 4) {
+        size_t used = 0;
+        void *buf = malloc(cap);
+        if (buf == NULL)
+            break;
+        int status = amqp_encode_table((amqp_bytes_t){cap, buf}, &kept, &used);
+        if (status == AMQP_STATUS_OK) {
+            *out = (amqp_bytes_t){used, buf};
+            rc = 0;
+            break;
+        }
+        free(buf);
+        if (status != AMQP_STATUS_TABLE_TOO_BIG)
+            break;
+    }
+    free(kept.entries);
+    return rc;
 }
 
 /* SHA-256 of the properties, headers and body as they came, not of their
@@ -510,11 +468,14 @@ static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
     /* A quorum dead queue writes its own x-delivery-count into every
      * delivery: a letter delivered again (a crash between its commit and
      * its ack) must keep its key. */
-    put_entries(&d, (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers,
-                "x-delivery-count");
+    amqp_bytes_t headers = amqp_empty_bytes;
+    d.ok = d.ok && encode_headers((p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : &no_headers,
+                                  "x-delivery-count", &headers) == 0;
+    put_bytes(&d, headers);
     put_bytes(&d, m->body);
     int ok = d.ok && EVP_DigestFinal_ex(d.c, md, &mdlen) == 1;
     EVP_MD_CTX_free(d.c);
+    free(headers.bytes);
     if (!ok)
         return OQ_ENOMEM;
     for (unsigned i = 0; i < mdlen && i < 32; i++)

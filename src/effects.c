@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "orderq/config.h"
 #include "orderq/db.h"
@@ -352,11 +351,8 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
 /* A new owner for the job's lease (see struct effect_worker). */
 static void new_owner(struct effect_worker *w)
 {
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (uint64_t)oq_now_ms() ^ ((uint64_t)(uintptr_t)w << 16);
     snprintf(w->owner + w->owner_prefix, sizeof(w->owner) - w->owner_prefix, "%012llx",
-             (unsigned long long)(r & 0xffffffffffffULL));
+             (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
 }
 
 static void run_job(struct effect_worker *w, struct oq_effect_job *job)
@@ -370,8 +366,8 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
     enum oq_lease lease = OQ_LEASE_NEW;
     new_owner(w);
     int rc = db_step(w, job, LEASE, 0, NULL, &lease);
-    if (rc == OQ_EINTR) /* a lease whose answer was lost may stand: give it back */
-        release(w, job);
+    if (rc == OQ_EINTR) /* cancelled: a lease whose answer was lost may stand; best effort */
+        (void)db_step(w, job, RELEASE, 1, NULL, NULL);
     if (rc != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not claim it in the ledger", job->effect.handler,
              job->effect.effect_key);

@@ -33,17 +33,14 @@ static int on_returned(void *ctx, const char *const *v, unsigned cols)
     if (cols < 2 || v[0] == NULL || v[1] == NULL)
         return 0;
     r->inserted++;
-    for (size_t i = r->next; i < r->n; i++)
+    for (size_t k = 0; k < r->n; k++) {
+        size_t i = (r->next + k) % r->n;
         if (claim_is(&r->claims[i], v)) {
             r->claims[i].claimed = 1;
             r->next = i + 1;
-            return 0;
-        }
-    for (size_t i = 0; i < r->next && i < r->n; i++)
-        if (claim_is(&r->claims[i], v)) {
-            r->claims[i].claimed = 1;
             break;
         }
+    }
     return 0;
 }
 
@@ -140,9 +137,11 @@ int oq_ledger_unclaim(struct oq_db *db, const char *handler, const char *effect_
     return 0;
 }
 
+/* A row's state and a yes/no column asked with it (its lease is live;
+ * its owner is the one asked about). */
 struct lease_row {
     char state[16];
-    int live;
+    int flag;
     int found;
 };
 
@@ -151,7 +150,7 @@ static int on_lease_row(void *ctx, const char *const *v, unsigned n)
     struct lease_row *r = ctx;
     if (n >= 2) {
         snprintf(r->state, sizeof(r->state), "%s", v[0] ? v[0] : "");
-        r->live = v[1] != NULL && strcmp(v[1], "1") == 0;
+        r->flag = v[1] != NULL && strcmp(v[1], "1") == 0;
         r->found = 1;
     }
     return 0;
@@ -203,7 +202,7 @@ int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owne
         if (strcmp(row.state, "done") == 0 || strcmp(row.state, "sent") == 0)
             *out = OQ_LEASE_DONE;
         else if (strcmp(row.state, "sending") == 0)
-            *out = row.live ? OQ_LEASE_HELD : OQ_LEASE_EXPIRED;
+            *out = row.flag ? OQ_LEASE_HELD : OQ_LEASE_EXPIRED;
         else
             *out = OQ_LEASE_UNKNOWN;
         return 0;
@@ -215,36 +214,20 @@ fail:
     return OQ_EDB;
 }
 
-struct owned_row {
-    char state[16];
-    int mine, found;
-};
-
-static int on_owned_row(void *ctx, const char *const *v, unsigned n)
-{
-    struct owned_row *r = ctx;
-    if (n >= 2) {
-        snprintf(r->state, sizeof(r->state), "%s", v[0] ? v[0] : "");
-        r->mine = v[1] != NULL && strcmp(v[1], "1") == 0;
-        r->found = 1;
-    }
-    return 0;
-}
-
 int oq_ledger_is_owned(struct oq_db *db, const char *handler, const char *effect_key,
                        const char *owner, const char *state, int *owned, char *err, size_t errlen)
 {
     struct oq_db_param p[] = {OQ_STR(owner), OQ_STR(handler), OQ_STR(effect_key)};
-    struct owned_row row = {"", 0, 0};
+    struct lease_row row = {"", 0, 0}; /* flag: the owner is the one asked about */
     *owned = 0;
     if (oq_db_query_rows(db,
                          "SELECT state, owner = ? FROM event_ledger WHERE handler = ? AND"
                          " effect_key = ?",
-                         p, 3, on_owned_row, &row) != 0) {
+                         p, 3, on_lease_row, &row) != 0) {
         snprintf(err, errlen, "reading %s/%s: %s", handler, effect_key, oq_db_error(db));
         return OQ_EDB;
     }
-    *owned = row.found && row.mine && strcmp(row.state, state) == 0;
+    *owned = row.found && row.flag && strcmp(row.state, state) == 0;
     return 0;
 }
 

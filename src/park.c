@@ -93,9 +93,7 @@ static void lose(struct oq_parker *p, const char *why)
     oq_broker_drop(p->b);
     p->b = NULL;
     p->blocked = 0;
-    p->n_returned = 0;
-    p->unconfirmed = 0;
-    memset(p->sizes, 0, sizeof(p->sizes));
+    p->n_returned = 0; /* sizes and unconfirmed went with fail_all's settlements */
     p->connect_at = oq_now_ms() + oq_backoff_ms(++p->failures);
 }
 
@@ -179,27 +177,9 @@ void oq_parker_poll(struct oq_parker *p)
     amqp_maybe_release_buffers(conn);
 }
 
-static amqp_table_entry_t hdr_bytes(const char *key, amqp_bytes_t value)
-{
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = value;
-    return e;
-}
-
 static amqp_table_entry_t hdr_str(const char *key, const char *value)
 {
-    return hdr_bytes(key, amqp_cstring_bytes(value ? value : ""));
-}
-
-static amqp_table_entry_t hdr_i64(const char *key, int64_t value)
-{
-    amqp_table_entry_t e;
-    e.key = amqp_cstring_bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_I64;
-    e.value.value.i64 = value;
-    return e;
+    return oq_amqp_entry_text(key, amqp_cstring_bytes(value ? value : ""));
 }
 
 int oq_park(struct oq_parker *p, const struct oq_park *what, uint64_t *seq)
@@ -220,33 +200,33 @@ int oq_park(struct oq_parker *p, const struct oq_park *what, uint64_t *seq)
     char now[32], error[256];
     oq_utc_now_iso(now, sizeof(now));
     oq_cut_utf8(what->reason, error, sizeof(error)); /* headers stay small */
-    h[nh++] = hdr_i64("x-orderq-attempt", retry ? what->attempt + 1 : what->attempt);
+    h[nh++] = oq_amqp_entry_i64("x-orderq-attempt", retry ? what->attempt + 1 : what->attempt);
     h[nh++] = what->first_failed_at.len
-                  ? hdr_bytes("x-orderq-first-failed-at", what->first_failed_at)
+                  ? oq_amqp_entry_text("x-orderq-first-failed-at", what->first_failed_at)
                   : hdr_str("x-orderq-first-failed-at", now);
     h[nh++] = hdr_str("x-orderq-last-failed-at", now);
     h[nh++] = hdr_str("x-orderq-error-class", oq_error_class_name(what->error_class));
     h[nh++] = hdr_str("x-orderq-last-error", error);
     h[nh++] = hdr_str("x-orderq-queue", what->queue);
-    h[nh++] = hdr_bytes("x-orderq-original-exchange", what->original_exchange);
-    h[nh++] = hdr_bytes("x-orderq-original-routing-key", what->original_routing_key);
+    h[nh++] = oq_amqp_entry_text("x-orderq-original-exchange", what->original_exchange);
+    h[nh++] = oq_amqp_entry_text("x-orderq-original-routing-key", what->original_routing_key);
     h[nh++] = hdr_str("x-orderq-host", p->host);
     h[nh++] = hdr_str("x-orderq-pid", p->pid);
     h[nh++] = hdr_str("x-orderq-version", ORDERQ_VERSION);
     uint64_t next = p->base + oq_publisher_next_seq(p->pub);
     /* Its number, so a return (no queue took it) finds it. */
-    h[nh++] = hdr_i64("x-orderq-seq", (int64_t)next);
+    h[nh++] = oq_amqp_entry_i64("x-orderq-seq", (int64_t)next);
     if (retry && what->force_resend) /* the person's word holds for the retries */
-        h[nh++] = hdr_i64("x-orderq-force-resend", 1);
+        h[nh++] = oq_amqp_entry_i64("x-orderq-force-resend", 1);
     /* RabbitMQ checks user_id against the publishing connection's user:
      * a shop's own user_id would close the channel on every copy. It is
      * kept as a header instead, from the first delivery on. */
     amqp_basic_properties_t props = *orig;
     const amqp_field_value_t *uid = oq_amqp_header(orig, "x-orderq-original-user-id");
     if (uid != NULL && (uid->kind == AMQP_FIELD_KIND_UTF8 || uid->kind == AMQP_FIELD_KIND_BYTES))
-        h[nh++] = hdr_bytes("x-orderq-original-user-id", uid->value.bytes);
+        h[nh++] = oq_amqp_entry_text("x-orderq-original-user-id", uid->value.bytes);
     else if (orig->_flags & AMQP_BASIC_USER_ID_FLAG)
-        h[nh++] = hdr_bytes("x-orderq-original-user-id", orig->user_id);
+        h[nh++] = oq_amqp_entry_text("x-orderq-original-user-id", orig->user_id);
     props._flags &= ~(amqp_flags_t)AMQP_BASIC_USER_ID_FLAG;
     if (retry) /* not "x-": a headers exchange ignores those when matching */
         h[nh++] = hdr_str("orderq-delay", what->tier);

@@ -7,12 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <mysqld_error.h>
 
 #include "orderq/broker.h"
 #include "orderq/config.h"
@@ -349,10 +346,7 @@ static int commit_one_by_one(struct worker *w, struct batch *bt, char *err, size
         if (commit_range(w, bt, i, i + 1, err, errlen) == 0)
             continue;
         enum oq_db_class cls = oq_db_last_class(w->db);
-        /* Here (after three failures of the batch) a killed query is the
-         * statement's own: max_statement_time kills it every time. */
-        int killed = oq_db_errno(w->db) == ER_QUERY_INTERRUPTED;
-        if (cls == OQ_DB_RETRY || (oq_db_class_is_outage(cls) && !killed))
+        if (cls == OQ_DB_RETRY || oq_db_class_is_outage(cls))
             return OQ_EDB;
         set_failed(w->pl->cfg, &bt->d[i], OQ_ERR_PERMANENT, err);
     }
@@ -377,11 +371,8 @@ static int64_t conflict_pause_ms(int conflicts)
 {
     if (conflicts <= 1)
         return 0;
-    unsigned r = 0;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-        r = (unsigned)oq_now_ms();
     int64_t cap = conflicts > 8 ? 200 : 25LL * conflicts;
-    return 1 + (int64_t)(r % (unsigned)cap);
+    return 1 + (int64_t)(oq_random_u64() % (uint64_t)cap);
 }
 
 /* Commit the batch, however long the database is away. Three kinds of
@@ -395,7 +386,7 @@ static int64_t conflict_pause_ms(int conflicts)
 static void process_batch(struct worker *w, struct batch *bt)
 {
     char err[OQ_ERRLEN];
-    int failures = 0, outages = 0, conflicts = 0, interrupted = 0;
+    int failures = 0, outages = 0, conflicts = 0;
 
     for (;;) {
         if (ensure_db(w, bt) != 0)
@@ -416,11 +407,6 @@ static void process_batch(struct worker *w, struct batch *bt)
         }
         enum oq_db_class cls = oq_db_last_class(w->db);
         int64_t wait;
-        /* A killed query is an operator's KILL QUERY, or max_statement_time,
-         * which kills the same statement every time: after five in a row
-         * it counts as the batch's own failure, so the one to blame is found. */
-        if (oq_db_errno(w->db) == ER_QUERY_INTERRUPTED && ++interrupted >= 5)
-            cls = OQ_DB_OTHER;
         if (oq_db_class_is_outage(cls)) {
             wait = oq_backoff_ms(++outages < 4 ? outages : 4); /* at most 4 s: back soon */
             oq_warn("batch of %zu waits for MySQL (%s); reconnecting in %lld ms", bt->n, err,
@@ -494,16 +480,22 @@ static int effect_cancelled(const struct oq_effect_job *job, void *ctx)
     return stale(ctx, job->owner);
 }
 
-/* The copies chained behind d, which took effect (or whose batch went
- * stale): each is a duplicate. Returns how many were settled. */
-static size_t settle_followers(struct batch *bt, const struct delivery *d)
+/* The delivery waiting for d's outcome, or NULL. */
+static struct delivery *follower_of(struct batch *bt, const struct delivery *d)
+{
+    for (size_t i = 0; i < bt->n; i++)
+        if (bt->d[i].leader == d && bt->d[i].outcome == PENDING)
+            return &bt->d[i];
+    return NULL;
+}
+
+/* f and the copies chained behind it are duplicates of an effect done
+ * (or of a stale batch, never acked). Returns how many were settled. */
+static size_t settle_chain(struct batch *bt, struct delivery *f)
 {
     size_t n = 0;
-    for (size_t i = 0; i < bt->n; i++)
-        if (bt->d[i].leader == d && bt->d[i].outcome == PENDING) {
-            bt->d[i].outcome = DUPLICATE;
-            n += 1 + settle_followers(bt, &bt->d[i]);
-        }
+    for (; f != NULL; f = follower_of(bt, f), n++)
+        f->outcome = DUPLICATE;
     return n;
 }
 
@@ -526,21 +518,14 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
         else
             set_failed_after(pl->cfg, d, job->error_class, job->reason, job->retry_after_ms);
     }
-    /* The copy waiting for this one's outcome (at most one: a chain). */
+    /* The copy waiting for this one's outcome (at most one: a chain): its
+     * own try when this one failed, else a duplicate (or, stale, nothing). */
     size_t settled = 1;
-    for (size_t i = 0; i < bt->n; i++) {
-        struct delivery *f = &bt->d[i];
-        if (f->leader != d || f->outcome != PENDING)
-            continue;
-        if (ran && (d->outcome == DONE || d->outcome == DUPLICATE)) {
-            f->outcome = DUPLICATE;
-            settled += 1 + settle_followers(bt, f);
-        } else if (ran) {
-            oq_effect_pool_submit(pl->effects, &f->job); /* its own chance */
-        } else {
-            settled += 1 + settle_followers(bt, f); /* stale: never acked */
-        }
-    }
+    struct delivery *f = follower_of(bt, d);
+    if (f != NULL && ran && d->outcome != DONE && d->outcome != DUPLICATE)
+        oq_effect_pool_submit(pl->effects, &f->job);
+    else if (f != NULL)
+        settled += settle_chain(bt, f);
     pthread_mutex_lock(&pl->mu);
     bt->effects_left -= settled;
     if (bt->effects_left == 0)
@@ -774,7 +759,7 @@ static int advance(struct pipeline *pl)
     int held_up = 0;
     while (*link != NULL) {
         struct batch *bt = *link;
-        int ready = is_processed(pl, bt) && park_batch(pl, bt);
+        int processed = is_processed(pl, bt), ready = processed && park_batch(pl, bt);
         if (ready && needs_requeue(bt)) {
             /* Requeued at once it would come straight back: wait first,
              * longer each time (a missing dead-letter queue, no memory). */
@@ -785,7 +770,7 @@ static int advance(struct pipeline *pl)
             pl->requeue_streak = 0;
         }
         if (!ready) {
-            if (!held_up && !is_processed(pl, bt))
+            if (!held_up && !processed)
                 return 0; /* the usual case: a worker is still at it */
             held_up = 1;
             prev = bt;

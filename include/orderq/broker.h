@@ -50,6 +50,12 @@ OQ_WUR int oq_broker_check(struct oq_broker *b, amqp_channel_t channel, const ch
 /* The reply code of the last channel-level error (404, 406...), or 0. */
 int oq_broker_last_code(const struct oq_broker *b);
 
+/* A table entry (for headers and client properties); key and value are
+ * borrowed. */
+amqp_table_entry_t oq_amqp_entry_bool(const char *key, int value);
+amqp_table_entry_t oq_amqp_entry_text(const char *key, amqp_bytes_t value);
+amqp_table_entry_t oq_amqp_entry_i64(const char *key, int64_t value);
+
 /* The value of header key in p, or NULL. */
 const amqp_field_value_t *oq_amqp_header(const amqp_basic_properties_t *p, const char *key);
 

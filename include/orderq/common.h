@@ -58,6 +58,10 @@ void oq_nap(int64_t ms, volatile sig_atomic_t *stop);
  * clients cut off at once do not all come back at once. */
 int64_t oq_backoff_ms(int failures);
 
+/* A random number for jitter and unique tags (getrandom; the clock when
+ * the kernel has no entropy yet). Not for secrets. */
+uint64_t oq_random_u64(void);
+
 /* Read a whole file (path "-": stdin) of at most max bytes into a
  * NUL-terminated buffer the caller frees. Returns 0, or OQ_EIO with errno
  * set (EFBIG when larger than max). */

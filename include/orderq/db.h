@@ -105,9 +105,11 @@ enum oq_db_class oq_db_classify(unsigned mysql_errno);
 
 /* Call right after an INSERT IGNORE of rows rows, of which inserted were
  * written (affected rows, or the rows RETURNING gave), on the same
- * connection. When it left warnings, reads them (SHOW WARNINGS): any other
- * than a duplicate key (1062), or more warnings than the rows left out
- * (rows - inserted), fails it. Returns 0, or OQ_EDB with the first such
+ * connection, into a table without foreign keys or partitions (there
+ * IGNORE leaves a row out only for a duplicate key, with one warning).
+ * As many warnings as rows left out are those duplicates. More: it reads
+ * them (SHOW WARNINGS), and any other than a duplicate key (1062), or
+ * more than the list shows, fails it. Returns 0, or OQ_EDB with the first such
  * warning's code as oq_db_errno() (class OQ_DB_OTHER) and its text in
  * oq_db_error(). The caller rolls back its transaction. */
 OQ_WUR int oq_db_check_ignored(struct oq_db *db, uint64_t rows, uint64_t inserted);
