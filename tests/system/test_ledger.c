@@ -142,6 +142,38 @@ static void a_released_row_is_never_done(void **state)
     assert_true(other.rounds > 0 && held > 0); /* the two did meet */
 }
 
+/* A worker that hung mid-send and then did send finds its row marked
+ * `unknown` by the sweeper: it finishes it as `sent` (so a forced replay
+ * finds it sent, no second mail), and only that owner, only as `sent`. */
+static void a_swept_lease_finishes_as_sent(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_claim c = claim("mail-swept");
+    struct oq_lease_row rows[64];
+    size_t n = 0, mine = 64;
+    enum oq_lease l;
+    struct timespec wait = {0, 50 * 1000000L};
+    assert_int_equal(oq_ledger_lease(db, &c, "w1", 1, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    nanosleep(&wait, NULL);
+    assert_int_equal(oq_ledger_abandoned(db, 0, rows, 64, &n, err, sizeof(err)), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rows[i].effect_key, "mail-swept") == 0)
+            mine = i;
+    assert_true(mine < n);
+    assert_int_equal(oq_ledger_abandon(db, &rows[mine], 0, "swept", err, sizeof(err)), 0);
+    assert_int_equal(
+        oq_ledger_finish(db, "test", "mail-swept", "w2", "sent", "250 OK", err, sizeof(err)),
+        OQ_ENOTFOUND); /* not its lease */
+    assert_int_equal(
+        oq_ledger_finish(db, "test", "mail-swept", "w1", "unknown", "x", err, sizeof(err)),
+        OQ_ENOTFOUND); /* only the news that it was sent */
+    assert_int_equal(
+        oq_ledger_finish(db, "test", "mail-swept", "w1", "sent", "250 OK", err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_lease(db, &c, "w3", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_DONE); /* a forced replay would find it sent */
+}
+
 static void expired_lease_is_ambiguous(void **state)
 {
     struct oq_db *db = *state;
@@ -466,6 +498,7 @@ int main(void)
         cmocka_unit_test(claims_and_duplicates),
         cmocka_unit_test(lease_then_sent),
         cmocka_unit_test(a_released_row_is_never_done),
+        cmocka_unit_test(a_swept_lease_finishes_as_sent),
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
         cmocka_unit_test(claim_fails_on_a_warning),
