@@ -269,17 +269,16 @@ static void note(int *rc, int this_rc, char *err, size_t errlen, const char *msg
     }
 }
 
-static int declare_exchange(struct oq_broker *b, amqp_channel_t ch,
-                            const struct oq_topo_exchange *e, int create_shops, int *rc, char *err,
-                            size_t errlen)
+static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *e, int create_shops,
+                            int *rc, char *err, size_t errlen)
 {
     char what[300], msg[OQ_ERRLEN + 400];
     int passive = e->shops && !create_shops;
     amqp_connection_state_t c = oq_broker_conn(b);
-    amqp_exchange_declare(c, ch, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type), passive,
+    amqp_exchange_declare(c, 1, amqp_cstring_bytes(e->name), amqp_cstring_bytes(e->type), passive,
                           1, 0, 0, amqp_empty_table);
     snprintf(what, sizeof(what), "exchange.declare %s", e->name);
-    int r = oq_broker_check(b, ch, what);
+    int r = oq_broker_check(b, 1, what);
     if (r == OQ_ENOTFOUND && passive) {
         snprintf(msg, sizeof(msg),
                  "the shop exchange \"%s\" does not exist on vhost %s: the shop declares it "
@@ -349,7 +348,7 @@ int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t, int cr
     int rc = 0;
 
     for (size_t i = 0; i < t->n_exchanges; i++)
-        if (declare_exchange(b, 1, &t->exchanges[i], create_shop_exchange, &rc, err, errlen) != 0)
+        if (declare_exchange(b, &t->exchanges[i], create_shop_exchange, &rc, err, errlen) != 0)
             return rc;
     for (size_t i = 0; i < t->n_queues; i++)
         if (declare_queue(b, 1, &t->queues[i], &rc, err, errlen) != 0)
