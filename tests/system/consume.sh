@@ -11,7 +11,6 @@ port=$(free_port)
 export ORDERQ_HTTP_ADDR="127.0.0.1:$port"
 oq topology declare --create-shop-exchange >/dev/null
 
-consumers_on() { mgmt GET "/api/queues/$v/$1" | json 'd.get("consumers", 0)'; }
 all_consuming() { [ "$(consumers_on orderq.order.processing)" = 1 ]; }
 ready() { curl -sf "http://$ORDERQ_HTTP_ADDR/readyz"; }
 
@@ -22,7 +21,7 @@ note "start: a consumer on the queue with a handler, /readyz turns 200"
 pid=$!
 CLEANUP+=("kill -9 $pid")
 wait_for 20 ready || fail "never ready: $(cat "$WORK/log")"
-wait_for 10 all_consuming || fail "not consuming orderq.order.processing"
+wait_for 30 all_consuming || fail "not consuming orderq.order.processing: $(tail -3 "$WORK/log")"
 curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | grep -q '^orderq_consumers 5$' || fail "metrics do not show 5 consumers (order.processing, coupon.email, invoice.created, invoice.updated, probe)"
 curl -sf "http://$ORDERQ_HTTP_ADDR/healthz" >/dev/null || fail "healthz"
 "$PY" -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(c["vhost"]==sys.argv[1] and c["client_properties"].get("connection_name","").startswith("orderq consume test-") for c in d) else 1)' "$VHOST" < <(mgmt GET /api/connections) \
@@ -62,13 +61,10 @@ wait_for 30 all_consuming || fail "not consuming after reconnect"
 note "MySQL blocks for 8 s: heartbeats keep flowing, the connection stays, the batch waits"
 load_test_rule
 gen_events 200 --start 9300000000 >"$WORK/slow.jsonl"
-mariadb --socket="$SOCK" -uroot "$DB" -e "LOCK TABLES event_ledger WRITE; SELECT SLEEP(8);" >/dev/null &
-locker=$!
-sleep 1
+lock_ledger 8 "$WORK/locked_count"
 oq publish "$WORK/slow.jsonl" >/dev/null
-sleep 4 # > 2 heartbeat intervals with the ledger locked
-expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger')" "nothing committed while the ledger is locked"
-wait "$locker"
+wait "$lock_pid" # > 2 heartbeat intervals with the ledger locked
+expect_eq 0 "$(tail -1 "$WORK/locked_count")" "nothing committed while the ledger is locked"
 wait_ledger 200 30 || fail "the batch did not go through after the lock"
 expect_eq 2 "$(connects)" "broker connects (1 + the reconnect above): none lost to missed heartbeats"
 

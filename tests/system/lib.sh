@@ -74,6 +74,23 @@ need_rabbitmq() {
     export ORDERQ_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$v"
 }
 
+# lock_ledger SECONDS OUT: hold a WRITE lock on event_ledger for SECONDS in
+# the background ($lock_pid), returning once it is held. Just before letting
+# go, the holder writes the ledger's row count to OUT: a read from any other
+# session would queue behind the lock and race the commits waiting there.
+lock_ledger() {
+    sql "$DB" -e "LOCK TABLES event_ledger WRITE; SELECT SLEEP($1); SELECT COUNT(*) FROM event_ledger; UNLOCK TABLES;" >"$2" &
+    lock_pid=$!
+    CLEANUP+=("kill $lock_pid")
+    local held="SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP($1)'"
+    wait_for 10 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B -e \"$held\")\" = 1 ]" ||
+        fail "the ledger lock was never taken"
+}
+
+# consumers_on QUEUE: consumers on QUEUE in the test's vhost, as the
+# management API reports them (its statistics lag by a few seconds).
+consumers_on() { mgmt GET "/api/queues/$(urlenc "$VHOST")/$1" | json 'd.get("consumers", 0)'; }
+
 urlenc() { "$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 
 # json EXPR < JSON: evaluate a Python expression over the parsed input `d`.

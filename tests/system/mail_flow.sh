@@ -101,9 +101,7 @@ assert "Cy &lt;Admin&gt;" in m["html"] and "<Admin>" not in m["html"], m["html"]
 note "the ledger locked for 8 s, heartbeats every 1 s: the connection survives, the batch waits"
 dee="dee.$run@mail-flow.example"
 sed "s/$ann/$dee/; s/_processing/9_processing/; s/\"order_id\": \"$run\"/\"order_id\": \"${run}9\"/" "$WORK/order.jsonl" >"$WORK/order2.jsonl"
-sql "$DB" -e "LOCK TABLES event_ledger WRITE; SELECT SLEEP(8); UNLOCK TABLES" >/dev/null &
-lock_pid=$!
-sleep 0.5
+lock_ledger 8 "$WORK/locked_count"
 locked_at=$SECONDS
 oq publish "$WORK/order2.jsonl" >/dev/null || fail "publish during the lock"
 sleep 3

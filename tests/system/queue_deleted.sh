@@ -10,7 +10,6 @@ setup_consumer_test
 v=$(urlenc "$VHOST")
 ledger() { sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = '$1'"; }
 ledger_is() { [ "$(ledger "$1")" -ge "$2" ]; }
-consumers_on() { mgmt GET "/api/queues/$v/$1" | json 'd.get("consumers", 0)'; }
 consumed() { [ "$(consumers_on "$1")" = 1 ]; }
 probe() { # a probe event that succeeds: is the other queue still consumed?
     printf '{"event_code":"probe","event_identifier":"probe-%s","event_data":{}}\n' "$1" | oq publish - >/dev/null
