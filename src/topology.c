@@ -490,10 +490,12 @@ static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tr
     curl_easy_setopt(m->curl, CURLOPT_WRITEDATA, &body);
     CURLcode cc = curl_easy_perform(m->curl);
     if (cc != CURLE_OK) {
+        char *shown = oq_url_redact(m->base);
         snprintf(err, errlen,
                  "RabbitMQ management API at %s: %s (is the rabbitmq_management "
                  "plugin enabled? set amqp_mgmt_url)",
-                 m->base, curl_easy_strerror(cc));
+                 shown ? shown : "***", curl_easy_strerror(cc));
+        free(shown);
         goto out;
     }
     curl_easy_getinfo(m->curl, CURLINFO_RESPONSE_CODE, status);

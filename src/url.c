@@ -2,6 +2,7 @@
 #include "orderq/url.h"
 
 #include <amqp.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -247,53 +248,147 @@ out:
     return rc;
 }
 
-/* Without a parser: everything between "://" and the last '@' of the
- * authority becomes "***". Used when curl cannot parse the text, which
- * must not mean the password is shown. */
-static char *mask_userinfo(const char *url)
+#define HIDDEN "***"
+
+/* A piece of a URL that reads as a generated credential: 16 or more
+ * characters mixing letters and digits (Slack's and Discord's path
+ * tokens, an API key as the user). A '/' makes it a path, not a token. */
+static int looks_like_token(const char *s, size_t n)
 {
-    const char *start = strstr(url, "://");
-    if (start == NULL)
-        return strdup(url);
-    start += 3;
-    const char *end = start + strcspn(start, "/?#"), *at = NULL;
-    for (const char *p = start; p < end; p++)
-        if (*p == '@')
-            at = p;
-    if (at == NULL)
-        return strdup(url); /* no user info, no password */
-    size_t n = (size_t)(start - url) + 3 + strlen(at) + 1;
-    char *out = malloc(n);
-    if (out != NULL)
-        snprintf(out, n, "%.*s***%s", (int)(start - url), url, at);
+    int letters = 0, digits = 0;
+    if (n < 16)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '/')
+            return 0;
+        letters |= isalpha(c) != 0;
+        digits |= isdigit(c) != 0;
+    }
+    return letters && digits;
+}
+
+/* Query parameter names that carry credentials, matched anywhere in the
+ * name, case-insensitively: api_key, access_token, X-Amz-Signature, sig. */
+static int secret_param_name(const char *raw, size_t n)
+{
+    static const char *const words[] = {"token", "key",  "secret", "pass",
+                                        "pwd",   "sig",  "auth",   "credential"};
+    int outlen = 0;
+    char *name = curl_easy_unescape(NULL, raw, (int)n, &outlen);
+    int hit = name == NULL; /* cannot tell: treat as secret */
+    for (size_t i = 0; !hit && i < sizeof(words) / sizeof(words[0]); i++)
+        hit = strcasestr(name, words[i]) != NULL;
+    curl_free(name);
+    return hit;
+}
+
+/* Append n bytes to a growing string; 0 or OQ_ENOMEM. */
+static int append(char **buf, size_t *len, const char *s, size_t n)
+{
+    char *grown = realloc(*buf, *len + n + 1);
+    if (grown == NULL)
+        return OQ_ENOMEM;
+    memcpy(grown + *len, s, n);
+    *len += n;
+    grown[*len] = '\0';
+    *buf = grown;
+    return 0;
+}
+
+/* text split at each sep; every piece passed to hide() is replaced by
+ * HIDDEN. For query pairs the name is kept: "api_key=***". */
+static char *redact_pieces(const char *text, char sep, int query)
+{
+    char *out = NULL;
+    size_t len = 0;
+    int rc = append(&out, &len, "", 0);
+    for (const char *p = text; rc == 0;) {
+        const char *end = strchr(p, sep);
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = query ? memchr(p, '=', n) : NULL;
+        const char *value = eq ? eq + 1 : p;
+        size_t vlen = n - (size_t)(value - p);
+        int hide = looks_like_token(value, vlen) ||
+                   (eq != NULL && vlen > 0 && secret_param_name(p, (size_t)(eq - p)));
+        if (hide)
+            rc = append(&out, &len, p, (size_t)(value - p)) ||
+                 append(&out, &len, HIDDEN, strlen(HIDDEN));
+        else
+            rc = append(&out, &len, p, n);
+        if (end == NULL)
+            break;
+        if (rc == 0)
+            rc = append(&out, &len, &sep, 1);
+        p = end + 1;
+    }
+    if (rc != 0) {
+        free(out);
+        return NULL;
+    }
     return out;
+}
+
+/* Replace a raw (still percent-encoded) part by redact_pieces' copy. */
+static int redact_part(CURLU *h, CURLUPart part, char sep, int query)
+{
+    char *raw = NULL;
+    CURLUcode got = curl_url_get(h, part, &raw, 0);
+    if (got != CURLUE_OK)
+        return got == CURLUE_OUT_OF_MEMORY ? OQ_ENOMEM : 0; /* absent: nothing to hide */
+    char *shown = redact_pieces(raw, sep, query);
+    int rc = shown != NULL && curl_url_set(h, part, shown, 0) == CURLUE_OK ? 0 : OQ_ENOMEM;
+    free(shown);
+    curl_free(raw);
+    return rc;
+}
+
+/* The password becomes HIDDEN. The user stays when a password came with
+ * it (a name: it tells accounts apart in what people read), unless it
+ * looks like a token; alone it is hidden, as "https://TOKEN@host" puts the
+ * credential there. */
+static int redact_userinfo(CURLU *h)
+{
+    char *user = NULL, *password = NULL;
+    int rc = 0;
+    curl_url_get(h, CURLUPART_USER, &user, 0);
+    curl_url_get(h, CURLUPART_PASSWORD, &password, 0);
+    int has_password = password != NULL && password[0] != '\0';
+    int has_user = user != NULL && user[0] != '\0';
+    if (has_user && (!has_password || looks_like_token(user, strlen(user))) &&
+        curl_url_set(h, CURLUPART_USER, HIDDEN, 0) != CURLUE_OK)
+        rc = OQ_ENOMEM;
+    if (password != NULL &&
+        curl_url_set(h, CURLUPART_PASSWORD, has_password ? HIDDEN : NULL, 0) != CURLUE_OK)
+        rc = OQ_ENOMEM;
+    curl_free(user);
+    curl_free(password);
+    return rc;
 }
 
 char *oq_url_redact(const char *url)
 {
-    char *out = NULL, *curl_owned = NULL;
-    CURLU *h = curl_url();
-    if (h == NULL)
+    char *out = NULL, *curl_owned = NULL, *fragment = NULL;
+    CURLU *h = NULL;
+    if (url[0] == '\0')
+        return strdup(""); /* an optional URL left unset */
+    if ((h = curl_url()) == NULL)
         return NULL;
-    if (strstr(url, "://") == NULL) {
-        out = strdup(url); /* not a URL: nothing that looks like a password */
+    if (curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS) !=
+        CURLUE_OK) {
+        out = strdup(HIDDEN); /* what cannot be parsed cannot be shown safely */
         goto out;
     }
-    if (curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
-        out = mask_userinfo(url);
+    if (curl_url_get(h, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK &&
+        curl_url_set(h, CURLUPART_FRAGMENT, HIDDEN, 0) != CURLUE_OK)
         goto out;
-    }
-    if (curl_url_get(h, CURLUPART_PASSWORD, &curl_owned, 0) != CURLUE_OK) {
-        out = strdup(url); /* parsed, and it has no password */
-        goto out;
-    }
-    curl_free(curl_owned);
-    curl_owned = NULL;
-    if (curl_url_set(h, CURLUPART_PASSWORD, "***", 0) != CURLUE_OK ||
+    if (redact_userinfo(h) != 0 || redact_part(h, CURLUPART_PATH, '/', 0) != 0 ||
+        redact_part(h, CURLUPART_QUERY, '&', 1) != 0 ||
         curl_url_get(h, CURLUPART_URL, &curl_owned, 0) != CURLUE_OK)
-        goto out; /* fail closed: never hand back the original */
+        goto out; /* fail closed: NULL, never the original */
     out = strdup(curl_owned);
 out:
+    curl_free(fragment);
     curl_free(curl_owned);
     curl_url_cleanup(h);
     return out;

@@ -22,6 +22,7 @@ void oq_webhooks_free(struct oq_webhook *hooks, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(hooks[i].event_code);
         free(hooks[i].url);
+        free(hooks[i].url_shown);
         oq_secret_free(hooks[i].secret);
     }
     free(hooks);
@@ -96,7 +97,8 @@ static int parse_entry(yajl_val e, struct oq_webhook *h, char *why, size_t whyle
         }
         h->timeout_ms = YAJL_GET_INTEGER(t);
     }
-    if ((h->event_code = strdup(code)) == NULL || (h->url = strdup(url)) == NULL) {
+    if ((h->event_code = strdup(code)) == NULL || (h->url = strdup(url)) == NULL ||
+        (h->url_shown = oq_url_redact(url)) == NULL) {
         snprintf(why, whylen, "out of memory");
         return OQ_ENOMEM;
     }
@@ -271,8 +273,8 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
     if (s->retry_after[0] != '\0')
         *retry_after_ms = oq_http_retry_after_ms(s->retry_after, time(NULL), MAX_RETRY_AFTER_MS);
     if (res != CURLE_OK)
-        snprintf(why, whylen, "webhook %s: %s", h->url, curl_easy_strerror(res));
+        snprintf(why, whylen, "webhook %s: %s", h->url_shown, curl_easy_strerror(res));
     else
-        snprintf(why, whylen, "webhook %s: HTTP %ld", h->url, *status);
+        snprintf(why, whylen, "webhook %s: HTTP %ld", h->url_shown, *status);
     return outcome;
 }

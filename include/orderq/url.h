@@ -40,8 +40,17 @@ void oq_amqp_url_clear(struct oq_amqp_url *u);
  * ("smtp,smtps"). Returns 0 or OQ_EINVAL with the reason. */
 OQ_WUR int oq_url_check_scheme(const char *url, const char *schemes, char *err, size_t errlen);
 
-/* A copy of url with its password replaced by "***" (the caller frees it).
- * Text that is not a URL comes back unchanged. NULL only when out of memory. */
+/* url as it may be shown to people, in logs, results and dead letters (the
+ * caller frees it); the one redaction every such text goes through:
+ * - the password becomes "***"; the user too when it came without a
+ *   password or looks like a token;
+ * - a query parameter whose name holds token, key, secret, pass, pwd, sig,
+ *   auth or credential (any case) keeps its name and loses its value;
+ * - a path segment or query value that looks like a generated token (16 or
+ *   more characters mixing letters and digits, no '/') becomes "***";
+ * - a fragment becomes "***".
+ * Text curl cannot parse as a URL comes back as "***" whole. "" stays "".
+ * NULL only when out of memory. */
 char *oq_url_redact(const char *url);
 
 /* "host:port" or "[v6]:port" into a host string (caller frees) and port.

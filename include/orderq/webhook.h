@@ -21,7 +21,8 @@
 
 struct oq_webhook {
     char *event_code;
-    char *url;
+    char *url;       /* used only to connect: it may hold tokens */
+    char *url_shown; /* url through oq_url_redact: the only form written to text */
     int64_t timeout_ms;
     char *secret; /* NULL: bodies are not signed */
 };

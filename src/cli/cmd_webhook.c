@@ -73,7 +73,7 @@ static int run(struct cli_cmd_ctx *ctx)
                                              &retry_after, why, sizeof(why));
     if (cli_opt(ctx, "--json") != NULL) {
         printf("{\"url\": ");
-        oq_json_fputs(stdout, h->url);
+        oq_json_fputs(stdout, h->url_shown);
         printf(", \"outcome\": \"%s\", \"status\": %ld, \"retry_after_ms\": %lld, "
                "\"signed\": %s, \"detail\": ",
                outcome_names[o], status, (long long)retry_after, h->secret ? "true" : "false");

@@ -110,22 +110,97 @@ static void redaction(void **state)
     assert_string_equal(r, "amqp://guest:***@127.0.0.1:5672/");
     free(r);
     r = oq_url_redact("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
-    assert_non_null(strstr(r, "root@localhost/orderq"));
+    /* a user alone may be the credential: hidden (docs/security.md) */
+    assert_string_equal(r, "mysql://***@localhost/orderq?socket=/run/mysqld/mysqld.sock");
     free(r);
     r = oq_url_redact("smtps://u:p%40ss@smtp.example:465");
     assert_null(strstr(r, "p%40ss"));
     assert_non_null(strstr(r, "u:***@smtp.example"));
     free(r);
-    /* curl refuses the space; the password must still not show */
+    /* curl refuses the space: the whole value is hidden, nothing guessed */
     r = oq_url_redact("amqp://u:pa ss@h/");
-    assert_string_equal(r, "amqp://***@h/");
+    assert_string_equal(r, "***");
     free(r);
     r = oq_url_redact("amqp://u:p@ss w@h/vhost@x");
-    assert_null(strstr(r, "ss w"));
+    assert_string_equal(r, "***");
     free(r);
-    r = oq_url_redact("127.0.0.1:9464");
-    assert_string_equal(r, "127.0.0.1:9464");
+    r = oq_url_redact("u:topsecret@h"); /* no scheme: not a URL curl reads */
+    assert_string_equal(r, "***");
     free(r);
+    r = oq_url_redact("");
+    assert_string_equal(r, "");
+    free(r);
+}
+
+/* Redact one URL and check that the secret is gone and `kept` is there. */
+static void redacts(const char *url, const char *secret, const char *kept)
+{
+    char *r = oq_url_redact(url);
+    assert_non_null(r);
+    if (strstr(r, secret) != NULL || (kept != NULL && strstr(r, kept) == NULL))
+        fail_msg("redacting %s gave %s (secret %s, expected to keep %s)", url, r, secret,
+                 kept ? kept : "-");
+    free(r);
+}
+
+/* A 3 KB password: the whole value is redacted, never a cut of it. */
+static void long_password(void **state)
+{
+    (void)state;
+    char url[4096], pw[3001];
+    memset(pw, 'A', 3000);
+    memcpy(pw + 2990, "CaNaRy0042", 10);
+    pw[3000] = '\0';
+    snprintf(url, sizeof(url), "amqp://app:%s@mq.example:5672/", pw);
+    redacts(url, "AAAA", "amqp://app:***@mq.example:5672/");
+}
+
+static void userinfo_of_any_url(void **state)
+{
+    (void)state;
+    /* the user stays beside a password: a name, not the credential */
+    redacts("https://hook:CaNaRy-pw@h.example/x", "CaNaRy", "https://hook:***@h.example/x");
+    /* a user without a password is the credential (https://TOKEN@host) */
+    redacts("https://CaNaRy@h.example/x", "CaNaRy", "https://***@h.example/x");
+    redacts("https://CaNaRy:@h.example/x", "CaNaRy", "https://***@h.example/x");
+    /* GitHub's form: the token as user, a fixed word as password */
+    redacts("https://ghp_16C7e42F292c6912E7710c838347Ae178B4a:x-oauth-basic@github.com/",
+            "ghp_16C7e42F", "https://***:***@github.com/");
+    redacts("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", "root@",
+            "mysql://***@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+}
+
+static void secret_query_parameters(void **state)
+{
+    (void)state;
+    redacts("https://h.example/hook?token=CaNaRy&x=1", "CaNaRy", "?token=***&x=1");
+    redacts("https://h.example/hook?API_KEY=CaNaRy", "CaNaRy", "?API_KEY=***");
+    redacts("https://h.example/hook?access_token=CaNaRy", "CaNaRy", "access_token=***");
+    redacts("https://h.example/hook?client_secret=CaNaRy", "CaNaRy", "client_secret=***");
+    redacts("https://h.example/hook?Password=CaNaRy", "CaNaRy", "Password=***");
+    redacts("https://h.example/hook?X-Amz-Signature=CaNaRy", "CaNaRy", "X-Amz-Signature=***");
+    redacts("https://h.example/hook?sig=CaNaRy", "CaNaRy", "sig=***");
+    redacts("https://h.example/hook?a%5Fkey=CaNaRy", "CaNaRy", "key=***"); /* encoded name */
+    /* a value that looks generated, whatever its name */
+    redacts("https://h.example/hook?c=8f2b9c1d4e5a6b7c", "8f2b9c1d4e5a6b7c", "?c=***");
+    /* what is not secret stays readable */
+    redacts("https://h.example/hook?event=order.paid&retries=3", "***",
+            "?event=order.paid&retries=3");
+    redacts("mysql://app:pw@db/orderq?socket=/var/run/mysqld2/mysqld.sock&ssl=required", "pw@",
+            "?socket=/var/run/mysqld2/mysqld.sock&ssl=required");
+    redacts("https://h.example/hook#access_token=CaNaRy", "CaNaRy", "hook#***");
+}
+
+static void tokens_in_the_path(void **state)
+{
+    (void)state;
+    /* Slack's and Discord's incoming webhooks */
+    redacts("https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX1",
+            "XXXXXXXXXXXX", "/services/T00000000/B00000000/***");
+    redacts("https://discord.com/api/webhooks/123456789012345678/Ab3dEfGhIjKlMnOpQrStUv",
+            "Ab3dEf", "/api/webhooks/123456789012345678/***");
+    redacts("https://shop.example/rest/V1/orders/9200000217", "***",
+            "https://shop.example/rest/V1/orders/9200000217");
 }
 
 static void scheme_check(void **state)
@@ -164,6 +239,10 @@ int main(void)
         cmocka_unit_test(mysql_socket_url), cmocka_unit_test(mysql_tcp_url_with_encoded_password),
         cmocka_unit_test(mysql_bad_urls),   cmocka_unit_test(mysql_ipv6_host),
         cmocka_unit_test(amqp_urls),        cmocka_unit_test(redaction),
+        cmocka_unit_test(long_password),
+        cmocka_unit_test(userinfo_of_any_url),
+        cmocka_unit_test(secret_query_parameters),
+        cmocka_unit_test(tokens_in_the_path),
         cmocka_unit_test(scheme_check),     cmocka_unit_test(host_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
