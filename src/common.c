@@ -2,10 +2,14 @@
 #include "orderq/common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
+
+#include "orderq/log.h"
 
 const char *oq_strerror(int err)
 {
@@ -159,6 +163,33 @@ out:
     return rc;
 }
 
+/* Warn, once per path, when a secret file can be read by group or others:
+ * the secret is then as safe as the least careful of them. */
+static void warn_if_shared(const char *file_setting, const char *path)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static char warned[16][256];
+    static size_t n_warned;
+    struct stat st;
+    if (stat(path, &st) != 0 || (st.st_mode & (S_IRGRP | S_IROTH)) == 0)
+        return;
+    pthread_mutex_lock(&mu);
+    size_t i = 0;
+    while (i < n_warned && strcmp(warned[i], path) != 0)
+        i++;
+    if (i == n_warned) {
+        if (n_warned < sizeof(warned) / sizeof(warned[0]))
+            snprintf(warned[n_warned++], sizeof(warned[0]), "%s", path);
+        oq_warn("%s: %s can be read by %s (mode %04o); expected mode 0600 or 0400 (chmod go= %s)",
+                file_setting, path,
+                (st.st_mode & S_IRGRP) && (st.st_mode & S_IROTH) ? "group and others"
+                : (st.st_mode & S_IRGRP)                         ? "its group"
+                                                                 : "others",
+                (unsigned)(st.st_mode & 07777), path);
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 int oq_secret_load(const char *value, const char *file_setting, const char *path, char **out,
                    char *err, size_t errlen)
 {
@@ -178,6 +209,17 @@ int oq_secret_load(const char *value, const char *file_setting, const char *path
         return OQ_ECONFIG;
     }
     (*out)[strcspn(*out, "\r\n")] = '\0';
+    /* Blank would sign with an empty key or send "Bearer ": a file
+     * mounted empty, never a secret anyone chose. */
+    if ((*out)[strspn(*out, " \t")] == '\0') {
+        snprintf(err, errlen,
+                 "config: %s: %s %s; expected the secret on its first line", file_setting, path,
+                 len == 0 ? "is empty" : "has a blank first line");
+        oq_secret_free(*out);
+        *out = NULL;
+        return OQ_ECONFIG;
+    }
+    warn_if_shared(file_setting, path);
     return 0;
 }
 

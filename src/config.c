@@ -910,6 +910,37 @@ static int check_sweep_after(struct oq_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Every user on the host reads a process' flags (ps, /proc/PID/cmdline);
+ * its environment only the same user and root. Say so when a secret came
+ * as a flag, once, at start. */
+static void warn_secret_flags(const struct oq_config *cfg)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        if (cfg->origin[i].src != OQ_SRC_FLAG || s->type != T_STRING ||
+            !(s->flags & (SECRET | URL)))
+            continue;
+        const char *v = *(char *const *)(const void *)((const char *)cfg + s->offset);
+        char *shown = (s->flags & URL) ? oq_url_redact(v) : NULL;
+        int secret = (s->flags & SECRET) ? v[0] != '\0' : shown == NULL || strstr(shown, "***");
+        free(shown);
+        if (!secret)
+            continue;
+        char env[64];
+        size_t j = 0;
+        for (; j < sizeof(env) - 1 && s->name[j]; j++)
+            env[j] = (char)toupper((unsigned char)s->name[j]);
+        env[j] = '\0';
+        char file[80];
+        snprintf(file, sizeof(file), "%s_file", s->name); /* smtp_password_file */
+        int has_file = find_setting(file, strlen(file)) != NULL;
+        oq_warn("%s (%s) holds a secret, and flags show in ps to every user on this host; set it "
+                "in the config file or as ORDERQ_%s%s%s",
+                s->name, cfg->origin[i].where, env, has_file ? ", or use " : "",
+                has_file ? file : "");
+    }
+}
+
 int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
 {
     if (cfg->instance_id[0] == '\0') {
@@ -949,6 +980,7 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
         return OQ_ECONFIG;
     oq_log_set_level(cfg->log_level);
     oq_log_set_format(cfg->log_format);
+    warn_secret_flags(cfg);
     return 0;
 }
 
@@ -983,15 +1015,19 @@ static void value_text(const struct oq_config *cfg, const struct setting *s, cha
     }
 }
 
-/* The value as shown to people: secrets hidden, URL passwords hidden. */
+/* The value as shown to people: secrets hidden, URLs through oq_url_redact.
+ * Strings are redacted whole: a cut inside a URL's userinfo would no
+ * longer parse, and the redactor cannot show what it cannot read. */
 static char *shown_value(const struct oq_config *cfg, const struct setting *s)
 {
     char buf[2048];
+    if (s->type == T_STRING) {
+        const char *v = *(char *const *)(const void *)((const char *)cfg + s->offset);
+        if ((s->flags & SECRET) && v[0] != '\0')
+            return strdup("***");
+        return (s->flags & URL) ? oq_url_redact(v) : strdup(v);
+    }
     value_text(cfg, s, buf, sizeof(buf));
-    if ((s->flags & SECRET) && buf[0] != '\0')
-        return strdup("***");
-    if (s->flags & URL)
-        return oq_url_redact(buf);
     return strdup(buf);
 }
 
@@ -1041,7 +1077,9 @@ int oq_config_flag_name(const char *flag, char *buf, size_t buflen)
 void oq_config_print_help(FILE *out)
 {
     fputs("Settings (JSON key / ORDERQ_<KEY> env / --flag; flags win over env, env over the\n"
-          "file given by --config or ORDERQ_CONFIG, the file over defaults):\n",
+          "file given by --config or ORDERQ_CONFIG, the file over defaults).\n"
+          "Flags show in ps to every user on this host: give passwords and tokens with\n"
+          "smtp_password_file / shop_api_token_file, the config file or the environment.\n",
           out);
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *s = &settings[i];

@@ -69,7 +69,9 @@ OQ_WUR int oq_read_file(const char *path, size_t max, char **text, size_t *len);
 
 /* A secret (a password, a token): value when it is set, else the first line
  * of the file at path (a mounted secret); *out stays NULL when neither is
- * set. Returns 0, OQ_ENOMEM, or OQ_ECONFIG with err naming file_setting.
+ * set. A file whose first line is empty or blank is refused (OQ_ECONFIG); one
+ * that group or others can read is logged as a warning, once per path.
+ * Returns 0, OQ_ENOMEM, or OQ_ECONFIG with err naming file_setting and path.
  * Free with oq_secret_free, which wipes it first. */
 OQ_WUR int oq_secret_load(const char *value, const char *file_setting, const char *path, char **out,
                           char *err, size_t errlen);

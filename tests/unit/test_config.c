@@ -286,6 +286,65 @@ static void secrets_are_redacted(void **state)
     assert_null(strstr(err, "s3cr3t"));
 }
 
+/* `config show` of a 2 KB password: the seed cut the value to 2,047
+ * bytes inside the userinfo, curl could not parse the rest, and the
+ * password was printed in clear. */
+static void a_long_password_is_redacted_whole(void **state)
+{
+    struct oq_config *cfg = *state;
+    char url[4096], pw[2501];
+    char *out = NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < 2500; i++)
+        pw[i] = (char)('a' + i % 26);
+    pw[2500] = '\0';
+    snprintf(url, sizeof(url), "amqp://app:%s@mq.example:5672/shop", pw);
+    assert_int_equal(oq_config_set(cfg, "amqp_url", url, OQ_SRC_ENV, "ORDERQ_AMQP_URL", err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(oq_config_set(cfg, "shop_api_url",
+                                   "https://shop.example/?access_token=CaNaRy-q", OQ_SRC_ENV,
+                                   "ORDERQ_SHOP_API_URL", err, sizeof(err)),
+                     0);
+    for (int json = 0; json <= 1; json++) {
+        FILE *f = open_memstream(&out, &len);
+        assert_int_equal(oq_config_show(cfg, f, json), 0);
+        fclose(f);
+        assert_null(strstr(out, "abcdefghijklmnop"));
+        assert_null(strstr(out, "CaNaRy"));
+        assert_non_null(strstr(out, "amqp://app:***@mq.example:5672/shop"));
+        assert_non_null(strstr(out, "access_token=***"));
+        free(out);
+        out = NULL;
+    }
+}
+
+/* An empty secret file would sign webhooks with an empty key or send
+ * "Bearer ": refused, naming the setting and the file. */
+static void a_blank_secret_file_is_refused(void **state)
+{
+    (void)state;
+    static const char *const blank[] = {"", "\n", "  \t\r\n", "\nsecret-on-line-2\n"};
+    char *secret = NULL;
+    for (size_t i = 0; i < sizeof(blank) / sizeof(blank[0]); i++) {
+        const char *path = temp_file(blank[i]);
+        assert_int_equal(
+            oq_secret_load(NULL, "smtp_password_file", path, &secret, err, sizeof(err)),
+            OQ_ECONFIG);
+        assert_null(secret);
+        assert_non_null(strstr(err, "smtp_password_file"));
+        assert_non_null(strstr(err, path));
+        unlink(path);
+    }
+    /* the first line, its newline trimmed, is the secret */
+    const char *path = temp_file("s3cr3t \r\nignored\n");
+    assert_int_equal(oq_secret_load(NULL, "shop_api_token_file", path, &secret, err, sizeof(err)),
+                     0);
+    assert_string_equal(secret, "s3cr3t ");
+    oq_secret_free(secret);
+    unlink(path);
+}
+
 static void finish_fills_instance_id_and_checks_batch(void **state)
 {
     struct oq_config *cfg = *state;
@@ -455,6 +514,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(file_errors_carry_line_and_column, setup, teardown),
         cmocka_unit_test_setup_teardown(env_reports_unknown_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_long_password_is_redacted_whole, setup, teardown),
+        cmocka_unit_test(a_blank_secret_file_is_refused),
         cmocka_unit_test_setup_teardown(finish_fills_instance_id_and_checks_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(the_effect_lease_outlasts_a_send, setup, teardown),
         cmocka_unit_test_setup_teardown(sweep_after_follows_the_tiers_or_is_checked, setup,
