@@ -90,6 +90,8 @@ void cli_print_cmd_help(const struct cli_cmd *cmd, FILE *out)
     fprintf(out, "  %-26s %s\n", "--<setting> VALUE",
             "any setting, e.g. --amqp-url, --log-level (`orderq config --help` lists them)");
     fprintf(out, "  %-26s %s\n", "-h, --help", "this help");
+    if (!cmd->no_config)
+        fputs(CLI_SECRET_FLAGS_NOTE, out);
     if (cmd->extra_help != NULL) {
         fputc('\n', out);
         cmd->extra_help(out);

@@ -23,6 +23,7 @@ static void usage(FILE *out)
           "`orderq config --help` lists them, `orderq config show` shows the values in use.\n"
           "Run 'orderq <command> --help' for a command's options.\n",
           out);
+    fputs(CLI_SECRET_FLAGS_NOTE, out);
 }
 
 int main(int argc, char **argv)
