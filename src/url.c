@@ -250,22 +250,32 @@ out:
 
 #define HIDDEN "***"
 
-/* A piece of a URL that reads as a generated credential: 16 or more
- * characters mixing letters and digits (Slack's and Discord's path
- * tokens, an API key as the user). A '/' makes it a path, not a token. */
+/* A piece of a URL that reads as a generated credential (Slack's and
+ * Discord's path tokens, an API key as the user): 16 or more letters and
+ * digits in a row, mixing both, or 32 or more characters mixing both.
+ * Names made of words ("orderq-test-shop_5069") stay readable; a '/'
+ * makes it a path, not a token. */
 static int looks_like_token(const char *s, size_t n)
 {
-    int letters = 0, digits = 0;
-    if (n < 16)
-        return 0;
+    int letters = 0, digits = 0, run_letters = 0, run_digits = 0, long_run = 0;
+    size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '/')
             return 0;
         letters |= isalpha(c) != 0;
         digits |= isdigit(c) != 0;
+        if (!isalnum(c)) {
+            run = 0;
+            run_letters = run_digits = 0;
+            continue;
+        }
+        run++;
+        run_letters |= isalpha(c) != 0;
+        run_digits |= isdigit(c) != 0;
+        long_run |= run >= 16 && run_letters && run_digits;
     }
-    return letters && digits;
+    return long_run || (n >= 32 && letters && digits);
 }
 
 /* Query parameter names that carry credentials, matched anywhere in the

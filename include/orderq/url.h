@@ -47,7 +47,8 @@ OQ_WUR int oq_url_check_scheme(const char *url, const char *schemes, char *err, 
  * - a query parameter whose name holds token, key, secret, pass, pwd, sig,
  *   auth or credential (any case) keeps its name and loses its value;
  * - a path segment or query value that looks like a generated token (16 or
- *   more characters mixing letters and digits, no '/') becomes "***";
+ *   more letters and digits in a row mixing both, or 32 or more characters
+ *   mixing both; no '/') becomes "***";
  * - a fragment becomes "***".
  * Text curl cannot parse as a URL comes back as "***" whole. "" stays "".
  * NULL only when out of memory. */

@@ -9,10 +9,15 @@ usage: smtp_fixture.py --port-file PATH --mode MODE
                    the others and counts them in --count-file
   slow-5s          accepts every mail, answering the final "." after 5 s, and
                    counts them in --count-file
+  auth             offers AUTH PLAIN and LOGIN, takes mail only after a login
+                   matching --auth-file (user, then password, one a line),
+                   answers a wrong one 535, and stores each mail accepted as
+                   --store-dir/N.eml
 Listens on 127.0.0.1, a free port written to --port-file; a thread per
 client; exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
 """
 import argparse
+import base64
 import os
 import signal
 import socket
@@ -24,17 +29,58 @@ accepted = 0
 lock = threading.Lock()
 
 
-def serve(conn, mode, count_file):
+def b64(text):
+    try:
+        return base64.b64decode(text.strip())
+    except ValueError:
+        return b""
+
+
+def login(conn, f, line, expected):
+    """AUTH PLAIN or LOGIN, with or without an initial response: True when
+    the user and password are the expected ones."""
+    words = line.split()
+    mech = words[1].upper() if len(words) > 1 else b""
+    def ask(prompt):
+        conn.sendall(b"334 " + prompt + b"\r\n")
+        return f.readline()
+    if mech == b"PLAIN":
+        parts = b64(words[2] if len(words) > 2 else ask(b"")).split(b"\0")
+        return len(parts) == 3 and (parts[1], parts[2]) == expected
+    if mech == b"LOGIN":
+        user = b64(words[2] if len(words) > 2 else ask(b"VXNlcm5hbWU6"))
+        return (user, b64(ask(b"UGFzc3dvcmQ6"))) == expected
+    return False
+
+
+def serve(conn, mode, count_file, auth=None, store_dir=None):
     global accepted
     f = conn.makefile("rb")
     conn.sendall(b"220 fixture ESMTP\r\n")
+    authed = False
     while True:
         line = f.readline()
         if not line:
             return
         verb = line[:4].upper()
         if verb in (b"EHLO", b"HELO"):
-            conn.sendall(b"250-fixture\r\n250 8BITMIME\r\n")
+            conn.sendall(b"250-fixture\r\n" + (b"250-AUTH PLAIN LOGIN\r\n" if mode == "auth" else b"")
+                         + b"250 8BITMIME\r\n")
+        elif verb == b"AUTH" and mode == "auth":
+            authed = login(conn, f, line, auth)
+            conn.sendall(b"235 2.7.0 authenticated\r\n" if authed else b"535 5.7.8 bad credentials\r\n")
+        elif verb == b"MAIL" and mode == "auth" and not authed:
+            conn.sendall(b"530 5.7.0 authentication required\r\n")
+        elif verb == b"DATA" and mode == "auth":
+            conn.sendall(b"354 go ahead\r\n")
+            data = []
+            while (l := f.readline()) not in (b".\r\n", b""):
+                data.append(l)
+            with lock:
+                accepted += 1
+                with open(os.path.join(store_dir, f"{accepted}.eml"), "wb") as out:
+                    out.write(b"".join(data))
+            conn.sendall(b"250 queued\r\n")
         elif verb == b"MAIL":
             conn.sendall(b"250 ok\r\n")
         elif verb == b"RCPT":
@@ -70,9 +116,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--mode", required=True,
-                    choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some"])
+                    choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some", "auth"])
     ap.add_argument("--count-file", default="/dev/null")
+    ap.add_argument("--auth-file", help="auth: the expected user and password, one a line")
+    ap.add_argument("--store-dir", help="auth: where accepted mails are written")
     args = ap.parse_args()
+    auth = None
+    if args.mode == "auth":
+        with open(args.auth_file, "rb") as f:
+            lines = f.read().split(b"\n")
+        auth = (lines[0], lines[1])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,12 +136,13 @@ def main():
     os.rename(args.port_file + ".tmp", args.port_file)
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=client, args=(conn, args.mode, args.count_file), daemon=True).start()
+        threading.Thread(target=client, args=(conn, args.mode, args.count_file, auth, args.store_dir),
+                         daemon=True).start()
 
 
-def client(conn, mode, count_file):
+def client(conn, mode, count_file, auth, store_dir):
     try:
-        serve(conn, mode, count_file)
+        serve(conn, mode, count_file, auth, store_dir)
     except OSError:
         pass
     finally:

@@ -199,8 +199,13 @@ static void tokens_in_the_path(void **state)
             "XXXXXXXXXXXX", "/services/T00000000/B00000000/***");
     redacts("https://discord.com/api/webhooks/123456789012345678/Ab3dEfGhIjKlMnOpQrStUv",
             "Ab3dEf", "/api/webhooks/123456789012345678/***");
+    redacts("https://discord.com/api/webhooks/1/mH7sL9xk2-Qw_Er5Ty8UiOp3AsDf6GhJkLzXc", "mH7sL9",
+            "/api/webhooks/1/***");
+    /* names made of words, and ids of digits only, stay readable */
     redacts("https://shop.example/rest/V1/orders/9200000217", "***",
             "https://shop.example/rest/V1/orders/9200000217");
+    redacts("amqp://app:pw@mq.example/orderq-test-canary_5069", "pw@",
+            "amqp://app:***@mq.example/orderq-test-canary_5069");
 }
 
 static void scheme_check(void **state)
