@@ -212,9 +212,8 @@ int oq_secret_load(const char *value, const char *file_setting, const char *path
     /* Blank would sign with an empty key or send "Bearer ": a file
      * mounted empty, never a secret anyone chose. */
     if ((*out)[strspn(*out, " \t")] == '\0') {
-        snprintf(err, errlen,
-                 "config: %s: %s %s; expected the secret on its first line", file_setting, path,
-                 len == 0 ? "is empty" : "has a blank first line");
+        snprintf(err, errlen, "config: %s: %s %s; expected the secret on its first line",
+                 file_setting, path, len == 0 ? "is empty" : "has a blank first line");
         oq_secret_free(*out);
         *out = NULL;
         return OQ_ECONFIG;

@@ -282,8 +282,8 @@ static int looks_like_token(const char *s, size_t n)
  * name, case-insensitively: api_key, access_token, X-Amz-Signature, sig. */
 static int secret_param_name(const char *raw, size_t n)
 {
-    static const char *const words[] = {"token", "key",  "secret", "pass",
-                                        "pwd",   "sig",  "auth",   "credential"};
+    static const char *const words[] = {"token", "key", "secret", "pass",
+                                        "pwd",   "sig", "auth",   "credential"};
     int outlen = 0;
     char *name = curl_easy_unescape(NULL, raw, (int)n, &outlen);
     int hit = name == NULL; /* cannot tell: treat as secret */

@@ -59,7 +59,7 @@ void cli_print_cmd_help(const struct cli_cmd *cmd, FILE *out);
 
 /* Said by every --help that takes settings as flags (docs/security.md). */
 #define CLI_SECRET_FLAGS_NOTE                                                                      \
-    "\nSecrets: every user on this host can read a command's flags (ps,\n"                          \
+    "\nSecrets: every user on this host can read a command's flags (ps,\n"                         \
     "/proc/PID/cmdline). Do not give --smtp-password, --shop-api-token, or a URL\n"                \
     "holding a password as a flag: use smtp_password_file / shop_api_token_file,\n"                \
     "the config file, or ORDERQ_* environment (readable by the same user only).\n"

@@ -299,9 +299,8 @@ static void a_long_password_is_redacted_whole(void **state)
         pw[i] = (char)('a' + i % 26);
     pw[2500] = '\0';
     snprintf(url, sizeof(url), "amqp://app:%s@mq.example:5672/shop", pw);
-    assert_int_equal(oq_config_set(cfg, "amqp_url", url, OQ_SRC_ENV, "ORDERQ_AMQP_URL", err,
-                                   sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_config_set(cfg, "amqp_url", url, OQ_SRC_ENV, "ORDERQ_AMQP_URL", err, sizeof(err)), 0);
     assert_int_equal(oq_config_set(cfg, "shop_api_url",
                                    "https://shop.example/?access_token=CaNaRy-q", OQ_SRC_ENV,
                                    "ORDERQ_SHOP_API_URL", err, sizeof(err)),

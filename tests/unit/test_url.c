@@ -197,8 +197,8 @@ static void tokens_in_the_path(void **state)
     /* Slack's and Discord's incoming webhooks */
     redacts("https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX1",
             "XXXXXXXXXXXX", "/services/T00000000/B00000000/***");
-    redacts("https://discord.com/api/webhooks/123456789012345678/Ab3dEfGhIjKlMnOpQrStUv",
-            "Ab3dEf", "/api/webhooks/123456789012345678/***");
+    redacts("https://discord.com/api/webhooks/123456789012345678/Ab3dEfGhIjKlMnOpQrStUv", "Ab3dEf",
+            "/api/webhooks/123456789012345678/***");
     redacts("https://discord.com/api/webhooks/1/mH7sL9xk2-Qw_Er5Ty8UiOp3AsDf6GhJkLzXc", "mH7sL9",
             "/api/webhooks/1/***");
     /* names made of words, and ids of digits only, stay readable */
@@ -241,14 +241,18 @@ static void host_port(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(mysql_socket_url), cmocka_unit_test(mysql_tcp_url_with_encoded_password),
-        cmocka_unit_test(mysql_bad_urls),   cmocka_unit_test(mysql_ipv6_host),
-        cmocka_unit_test(amqp_urls),        cmocka_unit_test(redaction),
+        cmocka_unit_test(mysql_socket_url),
+        cmocka_unit_test(mysql_tcp_url_with_encoded_password),
+        cmocka_unit_test(mysql_bad_urls),
+        cmocka_unit_test(mysql_ipv6_host),
+        cmocka_unit_test(amqp_urls),
+        cmocka_unit_test(redaction),
         cmocka_unit_test(long_password),
         cmocka_unit_test(userinfo_of_any_url),
         cmocka_unit_test(secret_query_parameters),
         cmocka_unit_test(tokens_in_the_path),
-        cmocka_unit_test(scheme_check),     cmocka_unit_test(host_port),
+        cmocka_unit_test(scheme_check),
+        cmocka_unit_test(host_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
