@@ -7,10 +7,11 @@
 # webhook URLs' userinfo, path and query. The full flow runs: an order
 # completed from the shop API earns a coupon whose mail goes out with AUTH,
 # a signed webhook call, a webhook failure dead-lettered, another waiting in
-# a delay tier, config show, every --help, /metrics. Then everything orderq
-# wrote (logs, stdout, stderr), a dump of the database, the dead_letter
-# table and every message left in the vhost's queues are searched: the
-# canary is nowhere, though the flow did happen (checked positively).
+# a delay tier, config show (a 2 KB password too), every --help, /metrics.
+# Then everything orderq wrote (logs, stdout, stderr), a dump of the
+# database, the dead_letter table and every message left in the vhost's
+# queues are searched: the canary is nowhere, though the flow did happen
+# (checked positively).
 # Also: a blank secret file stops consume (78) naming setting and file; a
 # secret file group can read, and a secret given as a flag, are warned about.
 source "$(dirname "$0")/lib.sh"
@@ -166,6 +167,10 @@ expect_contains "http://$ruser:***@127.0.0.1:15672/" "$out" "amqp_mgmt_url shown
 expect_contains "mysql://$muser:***@localhost/$DB" "$out" "mysql_url shown"
 run show-json config show --json
 expect_eq 0 "$rc" "config show --json"
+long="$CANARY$(printf 'x%.0s' $(seq 2100))" # a 2 KB password: once cut inside the userinfo, shown
+ORDERQ_AMQP_URL="amqp://$ruser:$long@127.0.0.1:5672/" run show-long config show
+expect_eq 0 "$rc" "config show of a 2 KB password"
+expect_contains "amqp://$ruser:***@127.0.0.1:5672/" "$out" "the long password redacted"
 run show-flags config show --smtp-password "$CANARY" --shop-api-token "$CANARY"
 expect_eq 0 "$rc" "config show with secrets as flags"
 expect_contains "smtp_password (--smtp-password) holds a secret, and flags show in ps" "$out" "the warning about a flag"
