@@ -353,19 +353,22 @@ static int redact_part(CURLU *h, CURLUPart part, char sep, int query)
     return rc;
 }
 
-/* The password becomes HIDDEN. The user stays when a password came with
- * it (a name: it tells accounts apart in what people read), unless it
- * looks like a token; alone it is hidden, as "https://TOKEN@host" puts the
- * credential there. */
+/* The password becomes HIDDEN. The user is a name that tells accounts
+ * apart in what people read, and stays, unless it looks like a token, or
+ * it came alone in an http(s) URL: "https://TOKEN@host" is how a token is
+ * put in Basic auth. Alone in amqp, mysql or smtp it is a login without a
+ * password (unix_socket, EXTERNAL): still a name. */
 static int redact_userinfo(CURLU *h)
 {
-    char *user = NULL, *password = NULL;
+    char *user = NULL, *password = NULL, *scheme = NULL;
     int rc = 0;
     curl_url_get(h, CURLUPART_USER, &user, 0);
     curl_url_get(h, CURLUPART_PASSWORD, &password, 0);
+    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0);
     int has_password = password != NULL && password[0] != '\0';
     int has_user = user != NULL && user[0] != '\0';
-    if (has_user && (!has_password || looks_like_token(user, strlen(user))) &&
+    int http = scheme != NULL && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+    if (has_user && ((http && !has_password) || looks_like_token(user, strlen(user))) &&
         curl_url_set(h, CURLUPART_USER, HIDDEN, 0) != CURLUE_OK)
         rc = OQ_ENOMEM;
     if (password != NULL &&
@@ -373,6 +376,7 @@ static int redact_userinfo(CURLU *h)
         rc = OQ_ENOMEM;
     curl_free(user);
     curl_free(password);
+    curl_free(scheme);
     return rc;
 }
 

@@ -42,8 +42,8 @@ OQ_WUR int oq_url_check_scheme(const char *url, const char *schemes, char *err, 
 
 /* url as it may be shown to people, in logs, results and dead letters (the
  * caller frees it); the one redaction every such text goes through:
- * - the password becomes "***"; the user too when it came without a
- *   password or looks like a token;
+ * - the password becomes "***"; the user too when it looks like a token,
+ *   or came without a password in an http(s) URL (https://TOKEN@host);
  * - a query parameter whose name holds token, key, secret, pass, pwd, sig,
  *   auth or credential (any case) keeps its name and loses its value;
  * - a path segment or query value that looks like a generated token (16 or

@@ -110,8 +110,8 @@ static void redaction(void **state)
     assert_string_equal(r, "amqp://guest:***@127.0.0.1:5672/");
     free(r);
     r = oq_url_redact("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
-    /* a user alone may be the credential: hidden (docs/security.md) */
-    assert_string_equal(r, "mysql://***@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+    /* a user alone in a MySQL URL is a login without a password: a name */
+    assert_string_equal(r, "mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
     free(r);
     r = oq_url_redact("smtps://u:p%40ss@smtp.example:465");
     assert_null(strstr(r, "p%40ss"));
@@ -166,8 +166,9 @@ static void userinfo_of_any_url(void **state)
     /* GitHub's form: the token as user, a fixed word as password */
     redacts("https://ghp_16C7e42F292c6912E7710c838347Ae178B4a:x-oauth-basic@github.com/",
             "ghp_16C7e42F", "https://***:***@github.com/");
-    redacts("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", "root@",
-            "mysql://***@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+    redacts("mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", "***",
+            "mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+    redacts("smtp://ghp16C7e42F292c6912E7710c8@smtp.example", "ghp16C7e", "smtp://***@smtp");
 }
 
 static void secret_query_parameters(void **state)
