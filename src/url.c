@@ -306,8 +306,10 @@ static int append(char **buf, size_t *len, const char *s, size_t n)
     return 0;
 }
 
-/* text split at each sep; every piece passed to hide() is replaced by
- * HIDDEN. For query pairs the name is kept: "api_key=***". */
+/* A copy of text (a path, or a query when `query`) with each piece between
+ * seps that looks like a token replaced by HIDDEN. A query pair keeps its
+ * name and loses its value when either looks secret: "api_key=***".
+ * NULL when out of memory. */
 static char *redact_pieces(const char *text, char sep, int query)
 {
     char *out = NULL;
@@ -321,10 +323,9 @@ static char *redact_pieces(const char *text, char sep, int query)
         size_t vlen = n - (size_t)(value - p);
         int hide = looks_like_token(value, vlen) ||
                    (eq != NULL && vlen > 0 && secret_param_name(p, (size_t)(eq - p)));
-        if (hide)
-            rc = append(&out, &len, p, (size_t)(value - p)) ||
-                 append(&out, &len, HIDDEN, strlen(HIDDEN));
-        else
+        if (hide && (rc = append(&out, &len, p, (size_t)(value - p))) == 0)
+            rc = append(&out, &len, HIDDEN, strlen(HIDDEN));
+        else if (!hide)
             rc = append(&out, &len, p, n);
         if (end == NULL)
             break;
