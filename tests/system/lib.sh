@@ -90,12 +90,16 @@ need_mysql() {
 # amqp_user NAME TAGS CONFIGURE WRITE READ: a user of the test's vhost
 # with these tags and permissions (regular expressions), deleted at exit.
 amqp_user() {
-    local v
-    v=$(urlenc "$VHOST")
     mgmt PUT "/api/users/$(urlenc "$1")" "{\"password\":\"$TEST_PASSWORD\",\"tags\":\"$2\"}" >/dev/null
     CLEANUP+=("mgmt DELETE /api/users/$(urlenc "$1")")
-    mgmt PUT "/api/permissions/$v/$(urlenc "$1")" "$("$PY" -c 'import json, sys
-print(json.dumps(dict(zip(("configure", "write", "read"), sys.argv[1:]))))' "$3" "$4" "$5")" >/dev/null
+    amqp_permissions "$1" "$3" "$4" "$5"
+}
+
+# amqp_permissions USER CONFIGURE WRITE READ: set USER's permissions on
+# the test's vhost (a test that takes a right away and gives it back).
+amqp_permissions() {
+    mgmt PUT "/api/permissions/$(urlenc "$VHOST")/$(urlenc "$1")" "$("$PY" -c 'import json, sys
+print(json.dumps(dict(zip(("configure", "write", "read"), sys.argv[1:]))))' "$2" "$3" "$4")" >/dev/null
 }
 
 need_rabbitmq() {
