@@ -3,6 +3,7 @@
 # The local stack (deploy/local/lib.sh) and the system tests
 # (tests/system/lib.sh) grant exactly these; docs/operations.md lists the
 # same for a production setup. Sourced, not run; sets variables only.
+# shellcheck disable=SC2034 # used by the scripts that source this
 
 # MySQL, on orderq's database only (`db`.*).
 # The consumer and every command but migrate: rows, never the schema.
