@@ -65,6 +65,7 @@ expect_contains() { grep -qF -- "$1" <<<"$2" || fail "$3: expected to find [$1] 
 #   MYSQL_MIGRATE_USER  migrate's: the schema of $DB    -> MIGRATE_MYSQL_URL
 #   AMQP_USER           orderq's on $VHOST              -> ORDERQ_AMQP_URL
 #   SHOP_USER           the shop's: writes to shop.events only -> SHOP_AMQP_URL
+#                       (and OQ_TEST_SHOP_USER, OQ_TEST_PASSWORD for pika)
 # `oq migrate` runs as MYSQL_MIGRATE_USER and `oq publish` as SHOP_USER, as
 # they would in production; `oq` runs everything else as orderq's users.
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/local/privileges.sh"
@@ -113,6 +114,8 @@ need_rabbitmq() {
     amqp_user "$SHOP_USER" "$OQ_AMQP_SHOP_TAGS" "$OQ_AMQP_SHOP_CONFIGURE" "$OQ_AMQP_SHOP_WRITE" "$OQ_AMQP_SHOP_READ"
     export ORDERQ_AMQP_URL="amqp://$AMQP_USER:$TEST_PASSWORD@127.0.0.1:5672/$v"
     SHOP_AMQP_URL="amqp://$SHOP_USER:$TEST_PASSWORD@127.0.0.1:5672/$v"
+    # for the tests' pika publishers that play the shop
+    export OQ_TEST_SHOP_USER=$SHOP_USER OQ_TEST_PASSWORD=$TEST_PASSWORD
 }
 
 # lock_ledger SECONDS OUT: hold a WRITE lock on event_ledger for SECONDS in
