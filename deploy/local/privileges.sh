@@ -19,13 +19,16 @@ OQ_MYSQL_MIGRATE_GRANTS="SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, R
 # The default exchange "" is checked as amq.default.
 #
 # orderq declares its queues and exchanges (configure), binds them and
-# publishes retries, dead letters, relayed events and replays (write; a
-# replay with --to-queue goes through the default exchange), consumes its
+# publishes retries, dead letters, relayed events and replays (write; the
+# default exchange because the delay tier queues dead-letter into it, which
+# RabbitMQ checks as write on amq.default when they are declared, and a
+# replay with --to-queue publishes through it), consumes its
 # queues and binds from the shop exchange (read). configure on shop.events
 # only because the local stack and the tests let orderq create the shop's
 # exchange (topology declare --create-shop-exchange); in production the shop
 # owns it and orderq checks it passively, which needs no right.
 OQ_AMQP_ORDERQ_CONFIGURE='^(orderq\..*|shop\.events)$'
+OQ_AMQP_ORDERQ_CONFIGURE_OWN='^orderq\..*$' # production: the shop's exchange is the shop's
 OQ_AMQP_ORDERQ_WRITE='^(orderq\..*|shop\.events|amq\.default)$'
 OQ_AMQP_ORDERQ_READ='^(orderq\..*|shop\.events)$'
 # User tags: `management` lets `orderq topology verify` read the management
