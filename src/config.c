@@ -176,7 +176,7 @@ static const struct setting settings[] = {
      check_http_url, OFF(amqp_mgmt_url),
      "RabbitMQ management API, read by `topology verify` (user and password from amqp_url "
      "unless given here)"},
-    {"mysql_url", T_STRING, "mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock", 0, 0,
+    {"mysql_url", T_STRING, "mysql://orderq@localhost/orderq?socket=/run/mysqld/mysqld.sock", 0, 0,
      NULL, URL | NONEMPTY, check_mysql_url, OFF(mysql_url),
      "MariaDB/MySQL holding the ledger (query: socket=PATH, ssl=required)"},
     {"smtp_url", T_STRING, "smtp://127.0.0.1:1025", 0, 0, NULL, URL | NONEMPTY, check_smtp_url,

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <mysqld_error.h>
+
 #include "orderq/db.h"
 #include "orderq/log.h"
 
@@ -23,6 +25,22 @@ static const char create_table_sql[] =
 /* Per database: two databases on one server (staging and production, or
  * parallel tests) migrate independently. Lock names are at most 64 chars. */
 #define LOCK_SQL "CONCAT('orderq.migrate:', LEFT(DATABASE(), 48))"
+
+/* After a statement the server refused for want of a right: what migrate
+ * needs, so an operator who ran it with the consumer's row-only user sees
+ * which user to use instead. */
+static const char *denied_hint(const struct oq_db *db)
+{
+    switch (oq_db_errno(db)) {
+    case ER_DBACCESS_DENIED_ERROR:
+    case ER_TABLEACCESS_DENIED_ERROR:
+        return " (migrate changes the schema: mysql_url must name a user with CREATE, ALTER, "
+               "INDEX, REFERENCES, SELECT, INSERT, UPDATE and DELETE on the database, such as "
+               "the migration user of docs/operations.md; the consumer's needs the last four)";
+    default:
+        return "";
+    }
+}
 
 static void sha256_hex(const char *text, size_t len, char hex[65])
 {
@@ -70,12 +88,30 @@ static int on_applied(void *ctx, const char *const *v, unsigned cols)
     return 0;
 }
 
-/* The applied migrations, by version; free l->rows. */
-static int read_applied(struct oq_db *db, struct applied_list *l, char *err, size_t errlen)
+/* Is schema_migrations there? Looked up rather than created, so that
+ * `consume` and `migrate --status` work for a user with row rights only. */
+static int table_exists(struct oq_db *db, int *exists)
 {
+    long long n = 0;
+    int is_null = 0;
+    int rc =
+        oq_db_query_int(db,
+                        "SELECT COUNT(*) FROM information_schema.TABLES"
+                        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'schema_migrations'",
+                        NULL, 0, &n, &is_null);
+    *exists = rc == 0 && !is_null && n > 0;
+    return rc;
+}
+
+/* The applied migrations, by version; free l->rows. create: make the table
+ * when it is missing (migrate), else a missing table means none applied. */
+static int read_applied(struct oq_db *db, int create, struct applied_list *l, char *err,
+                        size_t errlen)
+{
+    int exists = 1, rc;
     memset(l, 0, sizeof(*l));
-    int rc = oq_db_exec(db, create_table_sql);
-    if (rc == 0)
+    rc = create ? oq_db_exec(db, create_table_sql) : table_exists(db, &exists);
+    if (rc == 0 && exists)
         rc = oq_db_query_rows(db,
                               "SELECT version, checksum, DATE_FORMAT(applied_at,"
                               " '%Y-%m-%dT%H:%i:%sZ'), applied_by, name FROM schema_migrations"
@@ -86,7 +122,7 @@ static int read_applied(struct oq_db *db, struct applied_list *l, char *err, siz
     if (l->oom)
         snprintf(err, errlen, "reading schema_migrations: out of memory");
     else
-        snprintf(err, errlen, "reading schema_migrations: %s", oq_db_error(db));
+        snprintf(err, errlen, "reading schema_migrations: %s%s", oq_db_error(db), denied_hint(db));
     free(l->rows);
     l->rows = NULL;
     l->n = 0;
@@ -146,9 +182,9 @@ static int apply_one(struct oq_db *db, const struct oq_migration *m, const char 
     oq_info("applying migration %04d_%s", m->version, m->name);
     if (oq_db_exec_script(db, m->sql, m->len) != 0) {
         snprintf(err, errlen,
-                 "migration %04d_%s failed: %s (MySQL DDL is not transactional: statements "
+                 "migration %04d_%s failed: %s%s (MySQL DDL is not transactional: statements "
                  "before the failing one stay applied; fix the cause and run migrate again)",
-                 m->version, m->name, oq_db_error(db));
+                 m->version, m->name, oq_db_error(db), denied_hint(db));
         return OQ_EDB;
     }
     sha256_hex(m->sql, m->len, sum);
@@ -187,7 +223,7 @@ int oq_migrate_apply(struct oq_db *db, const char *applied_by, int lock_wait_s, 
         return OQ_ETIMEOUT;
     }
     locked = 1;
-    rc = read_applied(db, &done, err, errlen);
+    rc = read_applied(db, 1, &done, err, errlen);
     if (rc == 0)
         rc = check_applied(&done, err, errlen);
     if (rc != 0)
@@ -220,7 +256,7 @@ int oq_migrate_status(struct oq_db *db, struct oq_migration_status **out, size_t
     struct applied_list done;
     struct oq_migration_status *list = NULL;
     size_t count = 0;
-    int rc = read_applied(db, &done, err, errlen);
+    int rc = read_applied(db, 0, &done, err, errlen);
 
     *out = NULL;
     *n = 0;

@@ -24,6 +24,17 @@ ORDERQ_CACHE_DIR=${ORDERQ_CACHE_DIR:-${HOME:-/root}/.cache/orderq}
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
 export PATH
 
+# The users orderq runs as on the local stack, with the rights in
+# privileges.sh (docs/operations.md): orderq's own (MySQL rows and
+# RabbitMQ's orderq.*), migrate's (the schema) and the shop's (publishes
+# to shop.events only). Passwords are made once and kept in the state dir.
+# shellcheck source=deploy/local/privileges.sh
+source "$top/deploy/local/privileges.sh"
+OQ_MYSQL_USER=orderq
+OQ_MYSQL_MIGRATE_USER=orderq_migrate
+OQ_AMQP_USER=orderq
+OQ_AMQP_SHOP_USER=shop
+
 OQ_MARIADB_SOCKET=/run/mysqld/mysqld.sock
 OQ_MARIADB_DATADIR=/var/lib/mysql
 OQ_RABBITMQ_ENV_CONF=/etc/rabbitmq/rabbitmq-env.conf
@@ -79,8 +90,34 @@ oq_wait() {
     done
 }
 
+# The state directory holds logs root writes and the local users'
+# passwords. Someone who could place a symbolic link (or a directory of
+# their own) at its name in a shared /var/tmp would get those writes: so the
+# last component is never followed, made with mkdir without -p, and must be
+# a real directory owned by us, which nobody else may write.
 oq_mkstate() {
-    mkdir -p "$ORDERQ_STATE_DIR"
+    local d=$ORDERQ_STATE_DIR owner
+    # A link made between the test and mkdir makes mkdir fail (EEXIST) and
+    # is caught below.
+    if [[ ! -e $d && ! -L $d ]] && ! mkdir -m 0700 -- "$d" && [[ ! -e $d && ! -L $d ]]; then
+        oq_err "ORDERQ_STATE_DIR=$d: cannot create it (expected its parent directory to exist and be writable)"
+        return 1
+    fi
+    if [[ -L $d ]]; then
+        oq_err "ORDERQ_STATE_DIR=$d is a symbolic link (to $(readlink -- "$d")): refusing to follow it; remove it, or point ORDERQ_STATE_DIR at a directory of your own"
+        return 1
+    fi
+    if [[ ! -d $d ]]; then
+        oq_err "ORDERQ_STATE_DIR=$d exists and is not a directory (expected a directory owned by $(id -un))"
+        return 1
+    fi
+    owner=$(stat -c %u -- "$d")
+    if [[ $owner != "$EUID" ]]; then
+        oq_err "ORDERQ_STATE_DIR=$d is owned by $(stat -c %U -- "$d") (uid $owner), not by $(id -un): refusing to write logs and passwords there; remove it, or point ORDERQ_STATE_DIR at a directory of your own"
+        return 1
+    fi
+    # Ours: nobody else may add or swap files in it (a planted log symlink).
+    chmod go-w -- "$d"
 }
 
 # ---------------------------------------------------------------- packages
@@ -172,7 +209,29 @@ oq_create_database() {
         "CREATE DATABASE IF NOT EXISTS \`$name\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
 }
 
-# ---------------------------------------------------------------- RabbitMQ
+# oq_secret NAME: a random password for NAME, made on first use and kept
+# in the state dir (mode 0600), so a second run keeps the users' passwords
+# and a consumer started earlier can still log in.
+oq_secret() {
+    local f="$ORDERQ_STATE_DIR/secret.$1"
+    if [[ ! -s $f ]]; then
+        (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$f.new" && mv -f -- "$f.new" "$f")
+    fi
+    cat -- "$f"
+}
+
+# oq_mysql_user NAME PASSWORD GRANTS DATABASE: NAME@localhost with exactly
+# GRANTS on DATABASE (rights it had before are taken away). The SQL goes in
+# on stdin: a password in argv shows in ps.
+oq_mysql_user() {
+    mariadb -uroot --socket="$OQ_MARIADB_SOCKET" <<SQL
+CREATE USER IF NOT EXISTS '$1'@'localhost';
+ALTER USER '$1'@'localhost' IDENTIFIED BY '$2';
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$1'@'localhost';
+GRANT $3 ON \`$4\`.* TO '$1'@'localhost';
+SQL
+}
+
 
 oq_rabbitmq_amqp_up() {
     oq_port_open 127.0.0.1 5672
@@ -276,6 +335,60 @@ oq_start_rabbitmq() {
     oq_say "started in $((SECONDS - t0)) s (node $oq_rabbitmq_node, log: /var/log/rabbitmq/$oq_rabbitmq_node.log)"
 }
 
+# oq_json_str TEXT: TEXT as a JSON string (backslashes and quotes escaped).
+oq_json_str() {
+    local t=${1//\\/\\\\}
+    printf '"%s"' "${t//\"/\\\"}"
+}
+
+# oq_amqp_user NAME PASSWORD TAGS CONFIGURE WRITE READ: a RabbitMQ user with
+# these permissions on vhost "/", through the management API (as guest,
+# which the stack keeps for loopback administration). The body goes in on
+# stdin, not argv.
+oq_amqp_user() {
+    local api=${OQ_RABBITMQ_API%/overview}
+    printf '{"password":%s,"tags":%s}' "$(oq_json_str "$2")" "$(oq_json_str "$3")" |
+        curl -fsS -o /dev/null --max-time 10 -u guest:guest -X PUT \
+            -H 'content-type: application/json' --data @- "$api/users/$1"
+    printf '{"configure":%s,"write":%s,"read":%s}' "$(oq_json_str "$4")" "$(oq_json_str "$5")" \
+        "$(oq_json_str "$6")" |
+        curl -fsS -o /dev/null --max-time 10 -u guest:guest -X PUT \
+            -H 'content-type: application/json' --data @- "$api/permissions/%2F/$1"
+}
+
+# oq_create_users DATABASE: the local stack's users (see OQ_MYSQL_USER
+# above) with their rights, and $ORDERQ_STATE_DIR/orderq.env (mode 0600)
+# holding their URLs. Sets OQ_LOCAL_MYSQL_URL, OQ_LOCAL_MIGRATE_MYSQL_URL,
+# OQ_LOCAL_AMQP_URL and OQ_LOCAL_SHOP_AMQP_URL.
+oq_create_users() {
+    local db=$1 pw_app pw_mig pw_oq pw_shop
+    oq_mkstate
+    pw_app=$(oq_secret "mysql-$OQ_MYSQL_USER")
+    pw_mig=$(oq_secret "mysql-$OQ_MYSQL_MIGRATE_USER")
+    pw_oq=$(oq_secret "amqp-$OQ_AMQP_USER")
+    pw_shop=$(oq_secret "amqp-$OQ_AMQP_SHOP_USER")
+    oq_mysql_user "$OQ_MYSQL_USER" "$pw_app" "$OQ_MYSQL_CONSUMER_GRANTS" "$db"
+    oq_mysql_user "$OQ_MYSQL_MIGRATE_USER" "$pw_mig" "$OQ_MYSQL_MIGRATE_GRANTS" "$db"
+    oq_amqp_user "$OQ_AMQP_USER" "$pw_oq" "$OQ_AMQP_ORDERQ_TAGS" \
+        "$OQ_AMQP_ORDERQ_CONFIGURE" "$OQ_AMQP_ORDERQ_WRITE" "$OQ_AMQP_ORDERQ_READ"
+    oq_amqp_user "$OQ_AMQP_SHOP_USER" "$pw_shop" "$OQ_AMQP_SHOP_TAGS" \
+        "$OQ_AMQP_SHOP_CONFIGURE" "$OQ_AMQP_SHOP_WRITE" "$OQ_AMQP_SHOP_READ"
+    OQ_LOCAL_MYSQL_URL="mysql://$OQ_MYSQL_USER:$pw_app@localhost/$db?socket=$OQ_MARIADB_SOCKET"
+    OQ_LOCAL_MIGRATE_MYSQL_URL="mysql://$OQ_MYSQL_MIGRATE_USER:$pw_mig@localhost/$db?socket=$OQ_MARIADB_SOCKET"
+    OQ_LOCAL_AMQP_URL="amqp://$OQ_AMQP_USER:$pw_oq@127.0.0.1:5672/"
+    OQ_LOCAL_SHOP_AMQP_URL="amqp://$OQ_AMQP_SHOP_USER:$pw_shop@127.0.0.1:5672/"
+    (
+        umask 077
+        printf '%s\n' "# written by deploy/local: the local stack's users (docs/operations.md)" \
+            "# source it, then run orderq; migrate as: ORDERQ_MYSQL_URL=\$OQ_MIGRATE_MYSQL_URL orderq migrate" \
+            "export ORDERQ_MYSQL_URL='$OQ_LOCAL_MYSQL_URL'" \
+            "export ORDERQ_AMQP_URL='$OQ_LOCAL_AMQP_URL'" \
+            "export OQ_MIGRATE_MYSQL_URL='$OQ_LOCAL_MIGRATE_MYSQL_URL'" \
+            "export OQ_SHOP_AMQP_URL='$OQ_LOCAL_SHOP_AMQP_URL'" >"$ORDERQ_STATE_DIR/orderq.env.new"
+        mv -f -- "$ORDERQ_STATE_DIR/orderq.env.new" "$ORDERQ_STATE_DIR/orderq.env"
+    )
+}
+
 # ----------------------------------------------------------------- MailDev
 
 oq_maildev_up() {
@@ -345,4 +458,6 @@ oq_setup_stack() {
     oq_start_maildev
     oq_create_database orderq
     oq_say "==> database orderq ... ready"
+    oq_create_users orderq
+    oq_say "==> users $OQ_MYSQL_USER, $OQ_MYSQL_MIGRATE_USER (MySQL), $OQ_AMQP_USER, $OQ_AMQP_SHOP_USER (RabbitMQ) ... ready (URLs in $ORDERQ_STATE_DIR/orderq.env)"
 }

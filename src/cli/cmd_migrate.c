@@ -137,7 +137,11 @@ const struct cli_cmd cmd_migrate = {
     .details = "The sql/NNNN_*.sql files are built into orderq. Each is applied once, in order,\n"
                "and recorded in schema_migrations with its SHA-256. A named lock (GET_LOCK\n"
                "'orderq.migrate') makes concurrent runs safe: the second waits, then finds\n"
-               "nothing to do. Needs CREATE/ALTER rights on the database in mysql_url.\n",
+               "nothing to do. Needs CREATE, ALTER, INDEX, REFERENCES and row rights on the\n"
+               "database in mysql_url: run it as a migration user of its own, e.g.\n"
+               "ORDERQ_MYSQL_URL='mysql://orderq_migrate:...@host/orderq' orderq migrate,\n"
+               "and keep the consumer's user to SELECT, INSERT, UPDATE, DELETE\n"
+               "(docs/operations.md). --status needs only SELECT.\n",
     .opts = opts,
     .run = run,
 };

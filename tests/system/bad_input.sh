@@ -10,7 +10,7 @@ start_consumer bad
 # must not be filled from message_id, so none is set), the body, and the
 # words its reason must contain.
 "$PY" - "$VHOST" "$WORK/cases.json" <<'PY'
-import json, sys, pika
+import os, json, sys, pika
 def env(ident='x', code='order.processing', data=None, **extra):
     d = {"event_code": code, "event_identifier": ident, "event_data": data if data is not None else {"order_id": "1"}}
     d.update(extra)
@@ -37,7 +37,7 @@ cases = [
     ("big_5mib", env("big1", data={"order_id": "8", "order_status": "processing", "currency": "USD", "note": "x" * (5 << 20)}), "permanent", "event_data.items is missing"),
     ("deep_10000", b'{"event_code":"order.processing","event_identifier":"deep1","event_data":' + b"[" * 10000 + b"]" * 10000 + b"}", "bad_input", "nests deeper than 64 levels"),
 ]
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials(os.environ["OQ_TEST_SHOP_USER"], os.environ["OQ_TEST_PASSWORD"]))
 with pika.BlockingConnection(params) as conn:
     ch = conn.channel()
     ch.confirm_delivery()
@@ -86,8 +86,8 @@ wait_for 10 ready_is orderq.dead 0 || fail "left in orderq.dead: $(queue_ready o
 
 note "a dead letter over 16 MiB is not archived: it stays in orderq.dead, reported"
 "$PY" - "$VHOST" <<'PY'
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+import os, sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials(os.environ["OQ_TEST_SHOP_USER"], os.environ["OQ_TEST_PASSWORD"]))
 with pika.BlockingConnection(params) as conn:
     ch = conn.channel()
     ch.confirm_delivery()

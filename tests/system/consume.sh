@@ -89,7 +89,7 @@ expect_contains '"x-delivery-limit": 20' "$args" "redeclared with the configured
 note "without the configure permission it consumes what exists, and says why it could not declare"
 kill -INT "$pid2"
 wait "$pid2" || fail "SIGINT exit code"
-mgmt PUT "/api/permissions/$v/guest" '{"configure":"^$","write":".*","read":".*"}' >/dev/null
+amqp_permissions "$AMQP_USER" '^$' "$OQ_AMQP_ORDERQ_WRITE" "$OQ_AMQP_ORDERQ_READ"
 "$ORDERQ_BIN" consume 2>"$WORK/log3" &
 pid3=$!
 CLEANUP+=("kill -9 $pid3")
@@ -98,9 +98,9 @@ grep -q 'redeclaring the topology: .*ACCESS_REFUSED' "$WORK/log3" || fail "no wa
 kill -TERM "$pid3"
 wait "$pid3" || fail "SIGTERM exit code"
 
-note "a database behind this orderq's migrations: consume refuses to start"
-sql -e "CREATE DATABASE \`${DB}_empty\`"
+note "a database behind this orderq's migrations: consume refuses to start (as a user with row rights only)"
+sql -e "CREATE DATABASE \`${DB}_empty\`; GRANT $OQ_MYSQL_CONSUMER_GRANTS ON \`${DB}_empty\`.* TO '$MYSQL_USER'@'localhost'"
 CLEANUP+=("sql -e 'DROP DATABASE IF EXISTS \`${DB}_empty\`'")
-try env ORDERQ_MYSQL_URL="mysql://root@localhost/${DB}_empty?socket=$SOCK" "$ORDERQ_BIN" consume
+try timeout 30 env ORDERQ_MYSQL_URL="mysql://$MYSQL_USER:$TEST_PASSWORD@localhost/${DB}_empty?socket=$SOCK" "$ORDERQ_BIN" consume
 expect_eq 69 "$rc" "exit code with pending migrations"
 expect_contains "run \`orderq migrate\`" "$out" "hint"

@@ -23,11 +23,8 @@ wait_timeout=$(sql -e 'SELECT @@GLOBAL.wait_timeout')
 CLEANUP+=("bash -c 'source $top/deploy/local/lib.sh; oq_start_mariadb' >/dev/null 2>&1")
 CLEANUP+=("sql -e 'SET GLOBAL read_only = 0; SET GLOBAL wait_timeout = $wait_timeout'")
 
-# The consumers' own user: rights on the test database, nothing more.
-user="oq_fo_$$" password="pw-$$-$RANDOM"
-sql -e "CREATE USER '$user'@'localhost' IDENTIFIED BY '$password'; GRANT ALL ON \`$DB\`.* TO '$user'@'localhost'"
-CLEANUP+=("sql -e \"DROP USER IF EXISTS '$user'@'localhost'\"")
-export ORDERQ_MYSQL_URL="mysql://$user:$password@localhost/$DB?socket=$SOCK"
+# The consumers run as the test's MySQL user (need_mysql): row rights on
+# the test database, nothing more, so read_only applies to them.
 
 events() { gen_events "$1" --start "$2" | sed "s/@example\.com/@db-failover-$$.example/g"; }
 count() { sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE $1"; }
@@ -38,7 +35,7 @@ settled() { [ "$(orders)" -ge "$1" ] && [ $(($(mails) + $(unknown))) -ge "$1" ];
 logs() { tail -n 4 "$WORK"/c*.log; }
 kill_orderq_connections() {
     local id
-    for id in $(sql -e "SELECT id FROM information_schema.processlist WHERE user = '$user'"); do
+    for id in $(sql -e "SELECT id FROM information_schema.processlist WHERE user = '$MYSQL_USER'"); do
         sql -e "KILL $id" 2>/dev/null || true
     done
 }

@@ -9,8 +9,8 @@ start_consumer keys
 
 note "two bad bodies, equal but for the value under a key that is not UTF-8"
 "$PY" - "$VHOST" <<'PY'
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+import os, sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials(os.environ["OQ_TEST_SHOP_USER"], os.environ["OQ_TEST_PASSWORD"]))
 with pika.BlockingConnection(params) as conn:
     ch = conn.channel()
     ch.confirm_delivery()

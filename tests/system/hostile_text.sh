@@ -11,7 +11,7 @@ start_consumer hostile
 # Each case: its name (in correlation_id), the body, and the words its
 # reason must contain. yajl takes all of these bytes as UTF-8.
 "$PY" - "$VHOST" "$WORK/cases.json" <<'PY'
-import json, sys, pika
+import os, json, sys, pika
 OVERLONG, SURROGATE, ABOVE = b"\xc0\x80", b"\xed\xa0\x80", b"\xf5\x80\x80\x80"
 def order(n, ident=None, name=b"Ann", sku=b"MUG-1", note=b"", extra_key=b""):
     ident = ident if ident is not None else f"{n}_processing".encode()
@@ -35,7 +35,7 @@ cases = [
     ("key_top", order(9500000010).replace(b'"event_code"', b'"x' + SURROGATE + b'":0,"event_code"'), "a key in the body is not valid UTF-8"),
 ]
 good = [order(9500000100 + n, name="Zoë 中文 😀".encode()) for n in range(3)]
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials(os.environ["OQ_TEST_SHOP_USER"], os.environ["OQ_TEST_PASSWORD"]))
 with pika.BlockingConnection(params) as conn:
     ch = conn.channel()
     ch.confirm_delivery()

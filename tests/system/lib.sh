@@ -57,11 +57,50 @@ try() {
 expect_eq() { [ "$1" = "$2" ] || fail "$3: expected [$1], got [$2]"; }
 expect_contains() { grep -qF -- "$1" <<<"$2" || fail "$3: expected to find [$1] in: $2"; }
 
+# The users a test runs orderq as: least privilege, the rights in
+# deploy/local/privileges.sh, one set per test (names and the password made
+# here, nowhere else; the test's own checks still use root via `sql` and
+# guest via `mgmt` and pika):
+#   MYSQL_USER          orderq's: rows of $DB only      -> ORDERQ_MYSQL_URL
+#   MYSQL_MIGRATE_USER  migrate's: the schema of $DB    -> MIGRATE_MYSQL_URL
+#   AMQP_USER           orderq's on $VHOST              -> ORDERQ_AMQP_URL
+#   SHOP_USER           the shop's: writes to shop.events only -> SHOP_AMQP_URL
+#                       (and OQ_TEST_SHOP_USER, OQ_TEST_PASSWORD for pika)
+# `oq migrate` runs as MYSQL_MIGRATE_USER and `oq publish` as SHOP_USER, as
+# they would in production; `oq` runs everything else as orderq's users.
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/local/privileges.sh"
+MYSQL_USER="oqt_$TEST_ID"
+MYSQL_MIGRATE_USER="oqm_$TEST_ID"
+AMQP_USER="orderq-$TEST_ID"
+SHOP_USER="shop-$TEST_ID"
+TEST_PASSWORD=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+
 need_mysql() {
     sql -e 'SELECT 1' >/dev/null 2>&1 || unreachable "MariaDB at $SOCK"
     sql -e "CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4"
     CLEANUP+=("sql -e 'DROP DATABASE IF EXISTS \`$DB\`'")
-    export ORDERQ_MYSQL_URL="mysql://root@localhost/$DB?socket=$SOCK"
+    CLEANUP+=("sql -e \"DROP USER IF EXISTS '$MYSQL_USER'@'localhost', '$MYSQL_MIGRATE_USER'@'localhost'\"")
+    sql -e "CREATE USER '$MYSQL_USER'@'localhost' IDENTIFIED BY '$TEST_PASSWORD';
+            GRANT $OQ_MYSQL_CONSUMER_GRANTS ON \`$DB\`.* TO '$MYSQL_USER'@'localhost';
+            CREATE USER '$MYSQL_MIGRATE_USER'@'localhost' IDENTIFIED BY '$TEST_PASSWORD';
+            GRANT $OQ_MYSQL_MIGRATE_GRANTS ON \`$DB\`.* TO '$MYSQL_MIGRATE_USER'@'localhost'"
+    export ORDERQ_MYSQL_URL="mysql://$MYSQL_USER:$TEST_PASSWORD@localhost/$DB?socket=$SOCK"
+    MIGRATE_MYSQL_URL="mysql://$MYSQL_MIGRATE_USER:$TEST_PASSWORD@localhost/$DB?socket=$SOCK"
+}
+
+# amqp_user NAME TAGS CONFIGURE WRITE READ: a user of the test's vhost
+# with these tags and permissions (regular expressions), deleted at exit.
+amqp_user() {
+    mgmt PUT "/api/users/$(urlenc "$1")" "{\"password\":\"$TEST_PASSWORD\",\"tags\":\"$2\"}" >/dev/null
+    CLEANUP+=("mgmt DELETE /api/users/$(urlenc "$1")")
+    amqp_permissions "$1" "$3" "$4" "$5"
+}
+
+# amqp_permissions USER CONFIGURE WRITE READ: set USER's permissions on
+# the test's vhost (a test that takes a right away and gives it back).
+amqp_permissions() {
+    mgmt PUT "/api/permissions/$(urlenc "$VHOST")/$(urlenc "$1")" "$("$PY" -c 'import json, sys
+print(json.dumps(dict(zip(("configure", "write", "read"), sys.argv[1:]))))' "$2" "$3" "$4")" >/dev/null
 }
 
 need_rabbitmq() {
@@ -71,7 +110,12 @@ need_rabbitmq() {
     mgmt PUT "/api/vhosts/$v" '{}' >/dev/null
     CLEANUP+=("mgmt DELETE /api/vhosts/$v")
     mgmt PUT "/api/permissions/$v/guest" '{"configure":".*","write":".*","read":".*"}' >/dev/null
-    export ORDERQ_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$v"
+    amqp_user "$AMQP_USER" "$OQ_AMQP_ORDERQ_TAGS" "$OQ_AMQP_ORDERQ_CONFIGURE" "$OQ_AMQP_ORDERQ_WRITE" "$OQ_AMQP_ORDERQ_READ"
+    amqp_user "$SHOP_USER" "$OQ_AMQP_SHOP_TAGS" "$OQ_AMQP_SHOP_CONFIGURE" "$OQ_AMQP_SHOP_WRITE" "$OQ_AMQP_SHOP_READ"
+    export ORDERQ_AMQP_URL="amqp://$AMQP_USER:$TEST_PASSWORD@127.0.0.1:5672/$v"
+    SHOP_AMQP_URL="amqp://$SHOP_USER:$TEST_PASSWORD@127.0.0.1:5672/$v"
+    # for the tests' pika publishers that play the shop
+    export OQ_TEST_SHOP_USER=$SHOP_USER OQ_TEST_PASSWORD=$TEST_PASSWORD
 }
 
 # lock_ledger SECONDS OUT: hold a WRITE lock on event_ledger for SECONDS in
@@ -108,7 +152,17 @@ wait_for() {
     done
 }
 
-oq() { "$ORDERQ_BIN" "$@"; }
+# oq ARGS...: orderq as production runs it: migrate as the migration user,
+# publish as the shop (when the test has them), the rest as orderq.
+oq() {
+    if [ "${1:-}" = migrate ] && [ -n "${MIGRATE_MYSQL_URL:-}" ]; then
+        ORDERQ_MYSQL_URL=$MIGRATE_MYSQL_URL "$ORDERQ_BIN" "$@"
+    elif [ "${1:-}" = publish ] && [ -n "${SHOP_AMQP_URL:-}" ]; then
+        ORDERQ_AMQP_URL=$SHOP_AMQP_URL "$ORDERQ_BIN" "$@"
+    else
+        "$ORDERQ_BIN" "$@"
+    fi
+}
 
 # The coupon rule every exactly-once test uses: 3 x 25.00 of MUG-1 earns it.
 load_test_rule() {

@@ -46,6 +46,19 @@ expect_eq "$total" "$sum" "migrations applied across the four processes"
 rows=$(sql "$DB" -e "SELECT COUNT(*) FROM schema_migrations")
 expect_eq "$total" "$rows" "rows in schema_migrations"
 
+note "the consumer's user (rows only) reads the status, but migrating is refused, naming the rights"
+# "$ORDERQ_BIN", not oq: oq runs migrate as the migration user
+status=$("$ORDERQ_BIN" migrate --status --json)
+expect_eq "$total applied" "$(json 'f"{len(d)} " + ",".join(sorted({m["state"] for m in d}))' <<<"$status")" "status as the consumer's user"
+try "$ORDERQ_BIN" migrate
+[ "$rc" -ne 0 ] || fail "migrate as the consumer's user succeeded: $out"
+expect_contains "CREATE command denied to user '$MYSQL_USER'" "$out" "migrate as the consumer's user"
+expect_contains "mysql_url must name a user with CREATE, ALTER, INDEX, REFERENCES" "$out" "migrate as the consumer's user"
+sql -e "CREATE DATABASE \`${DB}_fresh\`; GRANT $OQ_MYSQL_CONSUMER_GRANTS ON \`${DB}_fresh\`.* TO '$MYSQL_USER'@'localhost'"
+CLEANUP+=("sql -e 'DROP DATABASE IF EXISTS \`${DB}_fresh\`'")
+status=$(env ORDERQ_MYSQL_URL="mysql://$MYSQL_USER:$TEST_PASSWORD@localhost/${DB}_fresh?socket=$SOCK" "$ORDERQ_BIN" migrate --status --json)
+expect_eq "$total pending" "$(json 'f"{len(d)} " + ",".join(sorted({m["state"] for m in d}))' <<<"$status")" "status of a fresh database as the consumer's user"
+
 note "an unreachable database is a clear error with EX_UNAVAILABLE"
 try env ORDERQ_MYSQL_URL="mysql://root@localhost/$DB?socket=/nonexistent.sock" "$ORDERQ_BIN" migrate
 expect_eq 69 "$rc" "exit code without a database"

@@ -46,12 +46,13 @@ wait "$consumer_pid" || fail "consumer exit code"
 
 note "a queue missing at start, and no right to declare it: the others are consumed meanwhile"
 mgmt DELETE "/api/queues/$v/orderq.order.processing" >/dev/null
-mgmt PUT "/api/permissions/$v/guest" '{"configure":"^(?!orderq\\.order\\.processing$).*","write":".*","read":".*"}' >/dev/null
+amqp_permissions "$AMQP_USER" "^(?!orderq\.order\.processing$)${OQ_AMQP_ORDERQ_CONFIGURE#^}" \
+    "$OQ_AMQP_ORDERQ_WRITE" "$OQ_AMQP_ORDERQ_READ"
 start_consumer two
 probe 3
 wait_for 20 ledger_is probe 3 || fail "the probe queue was not consumed while another was missing: $(tail -5 "$WORK/two.log")"
 grep -q 'queue orderq.order.processing does not exist' "$WORK/two.log" || fail "the missing queue was not logged: $(tail -5 "$WORK/two.log")"
-mgmt PUT "/api/permissions/$v/guest" '{"configure":".*","write":".*","read":".*"}' >/dev/null
+amqp_permissions "$AMQP_USER" "$OQ_AMQP_ORDERQ_CONFIGURE" "$OQ_AMQP_ORDERQ_WRITE" "$OQ_AMQP_ORDERQ_READ"
 oq topology declare >/dev/null
 gen_events 10 --start 9500000300 >"$WORK/d.jsonl"
 oq publish "$WORK/d.jsonl" >/dev/null

@@ -43,7 +43,7 @@ static void defaults_are_the_documented_ones(void **state)
     struct oq_config *cfg = *state;
     assert_string_equal(cfg->amqp_url, "amqp://guest:guest@127.0.0.1:5672/");
     assert_string_equal(cfg->mysql_url,
-                        "mysql://root@localhost/orderq?socket=/run/mysqld/mysqld.sock");
+                        "mysql://orderq@localhost/orderq?socket=/run/mysqld/mysqld.sock");
     assert_string_equal(cfg->smtp_url, "smtp://127.0.0.1:1025");
     assert_string_equal(cfg->http_addr, "127.0.0.1:9464");
     assert_string_equal(cfg->shop_exchange, "shop.events");

@@ -73,6 +73,36 @@ static void lines_are_json_with_fields(void **state)
     assert_non_null(strstr(second, "\"msg\":\"bad ? byte and a cut ??\"}\n"));
 }
 
+static void write_hostile_text(void)
+{
+    oq_log_set_level(OQ_LOG_INFO);
+    oq_log_set_format(1);
+    struct oq_log_fields f = {.queue = "orderq.x\nforged", .event_identifier = "e\x1b]0;t\x07"};
+    /* event data that tries to end the line and forge the next one */
+    oq_log(OQ_LOG_WARN, &f, "bad order %s",
+           "a\n2026-12-01T00:00:00.000Z error forged\rCR\x1b[31mred\x7f\x01"
+           "\xc2\x85nel\xe2\x80\xa8ls\xe2\x80\xa9ps tab\tback\\slash \xff caf\xc3\xa9");
+    oq_log_set_format(0);
+}
+
+static void text_lines_escape_control_characters(void **state)
+{
+    (void)state;
+    capture(write_hostile_text);
+    char *nl = strchr(captured, '\n');
+    assert_non_null(nl);
+    assert_string_equal(nl + 1, ""); /* one line, ending the output */
+    assert_null(strchr(captured, '\r'));
+    assert_null(strchr(captured, '\x1b'));
+    assert_null(strchr(captured, '\x7f'));
+    assert_null(strstr(captured, "\xe2\x80\xa8"));
+    assert_non_null(strstr(captured, " warn  bad order a\\n2026-12-01T00:00:00.000Z error "
+                                     "forged\\rCR\\x1b[31mred\\x7f\\x01\\u0085nel\\u2028ls"
+                                     "\\u2029ps tab\\tback\\\\slash ? caf\xc3\xa9"));
+    assert_non_null(
+        strstr(captured, " queue=orderq.x\\nforged event_identifier=e\\x1b]0;t\\x07\n"));
+}
+
 static void levels_parse(void **state)
 {
     (void)state;
@@ -86,6 +116,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lines_are_json_with_fields),
+        cmocka_unit_test(text_lines_escape_control_characters),
         cmocka_unit_test(levels_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
