@@ -215,8 +215,15 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
         int code = 0;
         char why[OQ_ERRLEN];
         describe_reply(r, "login", why, sizeof(why), &code);
-        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s", u.host, u.port, u.vhost,
-                 u.user, why);
+        /* With TLS 1.3 a broker refuses a missing client certificate only
+         * after the handshake, so it shows up here. */
+        int no_cert = u.ssl && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                      r.library_error == AMQP_STATUS_SSL_ERROR && cfg->amqp_cert[0] == '\0';
+        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s%s", u.host, u.port, u.vhost,
+                 u.user, why,
+                 no_cert ? " (no client certificate was offered: a broker that requires one "
+                           "refuses the connection; see amqp_cert and amqp_key)"
+                         : "");
         goto out;
     }
     amqp_channel_open(b->conn, 1);

@@ -59,15 +59,20 @@ static void set_tls(MYSQL *my, const struct oq_mysql_url *u)
         mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
 }
 
-/* Connecting failed: a TLS failure says which part of mysql_url to check. */
+/* Connecting failed: a TLS failure says what the certificate was checked
+ * against, and which part of mysql_url sets that. */
 static void describe_connect_failure(MYSQL *my, const struct oq_mysql_url *u, char *err,
                                      size_t errlen)
 {
-    const char *hint = "";
-    if (mysql_errno(my) == CR_SSL_CONNECTION_ERROR && u->ssl >= OQ_MYSQL_SSL_VERIFY_CA)
-        hint = u->ssl_ca ? "; the server's certificate was checked against mysql_url's ssl_ca"
-                         : "; the server's certificate was checked against the system's CAs "
-                           "(mysql_url has no ssl_ca)";
+    char hint[600] = "";
+    if (mysql_errno(my) == CR_SSL_CONNECTION_ERROR && u->ssl >= OQ_MYSQL_SSL_VERIFY_CA) {
+        int identity = u->ssl == OQ_MYSQL_SSL_VERIFY_IDENTITY;
+        snprintf(hint, sizeof(hint), "; ssl=%s: the server's certificate must chain to %s%s%s%s",
+                 identity ? "verify_identity" : "verify_ca",
+                 u->ssl_ca ? "mysql_url's ssl_ca " : "the system's CAs (mysql_url has no ssl_ca)",
+                 u->ssl_ca ? u->ssl_ca : "", identity ? " and name " : "",
+                 identity ? (u->socket ? "localhost" : u->host) : "");
+    }
     snprintf(err, errlen, "cannot connect to MySQL at %s%s (database %s): %s%s",
              u->socket ? "socket " : "", u->socket ? u->socket : u->host, u->database,
              mysql_error(my), hint);

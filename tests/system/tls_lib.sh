@@ -43,3 +43,7 @@ stop_group() {
     done
     kill -KILL -- "-$1" 2>/dev/null || true
 }
+
+# show: the last line of the last `try`'s output, so the log shows the
+# reason a refusal gave.
+show() { echo "    -> $(tail -1 <<<"$out" | cut -c1-400)"; }

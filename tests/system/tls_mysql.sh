@@ -54,22 +54,26 @@ note "an unrelated CA: refused, the reason names ssl_ca"
 for mode in verify_ca verify_identity; do
     try env ORDERQ_MYSQL_URL="$(url 127.0.0.1 "ssl=$mode&ssl_ca=$PKI/other-ca.pem")" "$ORDERQ_BIN" migrate
     [ "$rc" -ne 0 ] || fail "ssl=$mode with an unrelated CA connected: $out"
-    expect_contains "checked against mysql_url's ssl_ca" "$out" "reason (ssl=$mode, unrelated CA)"
+    show
+    expect_contains "ssl=$mode: the server's certificate must chain to mysql_url's ssl_ca $PKI/other-ca.pem" "$out" "reason (ssl=$mode, unrelated CA)"
 done
 try env ORDERQ_MYSQL_URL="$(url 127.0.0.1 "ssl=verify_ca")" "$ORDERQ_BIN" migrate
 [ "$rc" -ne 0 ] || fail "ssl=verify_ca trusted the test CA through the system's CAs: $out"
-expect_contains "checked against the system's CAs (mysql_url has no ssl_ca)" "$out" "reason (system CAs)"
+show
+expect_contains "must chain to the system's CAs (mysql_url has no ssl_ca)" "$out" "reason (system CAs)"
 
 note "reached as 127.0.0.2, a name the certificate lacks: verify_ca connects, verify_identity refuses"
 try env ORDERQ_MYSQL_URL="$(url 127.0.0.2 "ssl=verify_ca&ssl_ca=$PKI/ca.pem")" "$ORDERQ_BIN" migrate
 expect_eq 0 "$rc" "verify_ca as 127.0.0.2: $out"
 try env ORDERQ_MYSQL_URL="$(url 127.0.0.2 "ssl=verify_identity&ssl_ca=$PKI/ca.pem")" "$ORDERQ_BIN" migrate
 [ "$rc" -ne 0 ] || fail "verify_identity accepted a certificate for another host: $out"
-expect_contains "checked against mysql_url's ssl_ca" "$out" "reason (verify_identity, wrong name)"
+show
+expect_contains "ssl=verify_identity: the server's certificate must chain to mysql_url's ssl_ca $PKI/ca.pem and name 127.0.0.2" "$out" "reason (verify_identity, wrong name)"
 
 note "ssl=required only encrypts (no CA to check against); a CA with it is refused as a mistake"
 try env ORDERQ_MYSQL_URL="$(url 127.0.0.2 "ssl=required")" "$ORDERQ_BIN" migrate
 expect_eq 0 "$rc" "ssl=required: $out"
 try env ORDERQ_MYSQL_URL="$(url 127.0.0.1 "ssl=required&ssl_ca=$PKI/ca.pem")" "$ORDERQ_BIN" migrate
 expect_eq 78 "$rc" "exit code for ssl_ca with ssl=required: $out"
+show
 expect_contains "ssl_ca needs ssl=verify_ca or ssl=verify_identity" "$out" "reason"

@@ -56,12 +56,14 @@ for tls in required opportunistic; do
     try env ORDERQ_SMTP_URL="smtp://localhost:$fport" ORDERQ_SMTP_TLS=$tls ORDERQ_SMTP_CA="$PKI/other-ca.pem" \
         "$ORDERQ_BIN" mail test --to "$to" --json
     expect_eq 75 "$rc" "exit code with the wrong CA (smtp_tls $tls): $out"
+    show
     expect_eq transient "$(json 'd["outcome"]' <<<"$out")" "outcome with the wrong CA"
     expect_contains "checked against smtp_ca: $PKI/other-ca.pem" "$out" "reason with the wrong CA"
 done
 note "no smtp_ca: the system's CAs, which do not know the test CA"
 try env ORDERQ_SMTP_URL="smtp://localhost:$fport" ORDERQ_SMTP_TLS=required "$ORDERQ_BIN" mail test --to "$to" --json
 expect_eq 75 "$rc" "exit code with the system's CAs: $out"
+show
 expect_contains "checked against smtp_ca: empty, the system's CAs" "$out" "reason with the system's CAs"
 expect_eq 2 "$(count starttls)" "mails taken after the refusals"
 
@@ -69,6 +71,7 @@ note "a server offering no STARTTLS: smtp_tls=required sends nothing in clear"
 start_fixture plain
 try env ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TLS=required "$ORDERQ_BIN" mail test --to "$to" --json
 expect_eq 75 "$rc" "exit code without STARTTLS: $out"
+show
 expect_contains "offers no STARTTLS and smtp_tls is required" "$out" "reason without STARTTLS"
 expect_eq 0 "$(count plain)" "mails sent in clear"
 
