@@ -14,7 +14,7 @@ usage: smtp_fixture.py --port-file PATH --mode MODE
   plain            offers no STARTTLS, accepts every mail in clear and counts
                    them in --count-file (a client that must not send in clear
                    leaves the count at 0)
-Listens on 127.0.0.1, a free port written to --port-file; a thread per
+Listens on --host (default 127.0.0.1), a free port written to --port-file; a thread per
 client; exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
 """
 import argparse
@@ -92,6 +92,7 @@ def main():
                     choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some",
                              "starttls", "plain"])
     ap.add_argument("--count-file", default="/dev/null")
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--cert")
     ap.add_argument("--key")
     args = ap.parse_args()
@@ -102,7 +103,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
+    srv.bind((args.host, 0))
     srv.listen(64)
     with open(args.port_file + ".tmp", "w") as out:
         out.write(str(srv.getsockname()[1]))

@@ -12,11 +12,11 @@ make_certs
 export ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
 to="t$$.$RANDOM@tls-smtp.example"
 
-# start_fixture MODE: smtp_fixture.py on a port of its own ($fport), its
-# mails counted in $WORK/MODE.count.
+# start_fixture MODE [HOST]: smtp_fixture.py on a port of its own ($fport),
+# its mails counted in $WORK/MODE.count.
 start_fixture() {
     rm -f "$WORK/smtp-port"
-    "$PY" "$(dirname "$0")/smtp_fixture.py" --port-file "$WORK/smtp-port" --mode "$1" \
+    "$PY" "$(dirname "$0")/smtp_fixture.py" --port-file "$WORK/smtp-port" --mode "$1" --host "${2:-127.0.0.1}" \
         --count-file "$WORK/$1.count" --cert "$PKI/server.pem" --key "$PKI/server.key" &
     CLEANUP+=("kill $!")
     wait_for 10 test -s "$WORK/smtp-port" || fail "the SMTP fixture ($1) did not start"
@@ -66,6 +66,15 @@ expect_eq 75 "$rc" "exit code with the system's CAs: $out"
 show
 expect_contains "checked against smtp_ca: empty, the system's CAs" "$out" "reason with the system's CAs"
 expect_eq 2 "$(count starttls)" "mails taken after the refusals"
+
+note "a host the certificate does not name (127.0.0.2): refused"
+start_fixture starttls 127.0.0.2
+try env ORDERQ_SMTP_URL="smtp://127.0.0.2:$fport" ORDERQ_SMTP_TLS=required ORDERQ_SMTP_CA="$PKI/ca.pem" \
+    "$ORDERQ_BIN" mail test --to "$to" --json
+expect_eq 75 "$rc" "exit code for a host the certificate does not name: $out"
+show
+expect_contains "checked against smtp_ca: $PKI/ca.pem" "$out" "reason (host name)"
+expect_eq 2 "$(count starttls)" "mails taken by the misnamed server"
 
 note "a server offering no STARTTLS: smtp_tls=required sends nothing in clear"
 start_fixture plain
