@@ -51,10 +51,10 @@ void oq_webhook_sender_free(struct oq_webhook_sender *s);
 
 /* POST body (JSON, len bytes) to h->url with Content-Type application/json,
  * Idempotency-Key: effect_key, X-Orderq-Event: event_code and, when h has a
- * secret, X-Orderq-Timestamp and X-Orderq-Signature. Returns the outcome (http_effect.h); *status
- * gets the HTTP status (0 if none), *retry_after_ms the receiver's
- * Retry-After (-1 if none); why says what happened, for the ledger or the
- * dead letter. */
+ * secret, X-Orderq-Timestamp and X-Orderq-Signature. Returns the outcome
+ * (http_effect.h); *status gets the HTTP status (0 if none), *retry_after_ms
+ * the receiver's Retry-After (-1 if none); why says what happened, for the
+ * ledger or the dead letter. */
 enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct oq_webhook *h,
                                      const char *event_code, const char *effect_key,
                                      const char *body, size_t len, long *status,
