@@ -5,7 +5,8 @@
 # the mail, an unrelated CA (or the system's CAs) refuses with a reason
 # naming smtp_ca, also when smtp_tls is opportunistic; a server offering no
 # STARTTLS gets nothing in clear under smtp_tls=required and the mail is
-# retried by the consumer, not sent
+# retried by the consumer, not sent; an http:// webhook off loopback is
+# warned about at start
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tls_lib.sh"
 make_certs
@@ -87,12 +88,19 @@ expect_eq 0 "$(count plain)" "mails sent in clear"
 note "... and in the consumer the mail is retried, never sent in clear"
 export ORDERQ_RETRY_TIERS=1s,2s ORDERQ_MAX_ATTEMPTS=40
 setup_consumer_test
-CONSUME_QUEUES=orderq.coupon.email
-ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TLS=required start_consumer strict
+CONSUME_QUEUES="orderq.coupon.email orderq.webhook"
+# A webhook over http:// off loopback is warned about at start (nothing is
+# published for it).
+printf '[{"event_code": "order.tls_probe", "url": "http://hooks.example:8080/in?token=t0k3n"}]' >"$WORK/webhooks.json"
+ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json" ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TLS=required \
+    start_consumer strict
 coupon_event "$to" "TLS-$$" | oq publish - >/dev/null || fail "publish"
 wait_for 30 bash -c "[ \$(grep -c 'offers no STARTTLS' '$WORK/strict.log') -ge 3 ]" ||
     fail "not retried three times: $(tail -5 "$WORK/strict.log")"
 expect_eq 0 "$(count plain)" "mails sent in clear by the consumer"
+expect_contains "webhooks_file: webhook 1 (order.tls_probe) is http:// to a host that is not loopback" \
+    "$(cat "$WORK/strict.log")" "warning for the http:// webhook"
+grep -q t0k3n "$WORK/strict.log" && fail "the webhook's token was logged"
 expect_eq "" "$(mail_state "TLS-$$")" "ledger state (no claim left, nothing sent)"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
