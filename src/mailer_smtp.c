@@ -218,6 +218,7 @@ static void set_tls(struct oq_mailer *m, CURL *c)
 /* A failed send's text: TLS failures name the setting to look at. */
 static void describe_failure(const struct oq_mailer *m, CURLcode res, char *reply, size_t replylen)
 {
+    /* curl's own text says what was wrong with the certificate */
     const char *detail = m->curl_err[0] ? m->curl_err : curl_easy_strerror(res);
     if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE)
         snprintf(reply, replylen,
@@ -232,7 +233,8 @@ static void describe_failure(const struct oq_mailer *m, CURLcode res, char *repl
     else if (m->refusal[0] != '\0')
         snprintf(reply, replylen, "%s", m->refusal);
     else
-        snprintf(reply, replylen, "%s%s%s", detail, m->reply[0] ? " after " : "", m->reply);
+        snprintf(reply, replylen, "%s%s%s", curl_easy_strerror(res), m->reply[0] ? " after " : "",
+                 m->reply);
 }
 
 enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *mail, char *reply,
