@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tls_lib.sh - for the tls_*.sh tests: certificates made by the test, and
 # helpers to stop what a test started. Sourced after lib.sh, not run.
 #
