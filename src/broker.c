@@ -20,8 +20,6 @@ struct oq_broker {
     char err[OQ_ERRLEN];
 };
 
-#define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-
 static void describe_reply(amqp_rpc_reply_t r, const char *what, char *buf, size_t len, int *code)
 {
     *code = 0;
@@ -107,26 +105,59 @@ amqp_table_entry_t oq_amqp_entry_i64(const char *key, int64_t value)
     return e;
 }
 
-static amqp_socket_t *open_socket(struct oq_broker *b, const struct oq_amqp_url *u,
-                                  int64_t timeout_ms, char *err, size_t errlen)
+/* An amqps:// socket that verifies the broker: its certificate must chain
+ * to amqp_ca (or the system's CAs) and name the host; with amqp_cert and
+ * amqp_key, orderq shows a client certificate too. NULL with err set. */
+static amqp_socket_t *tls_socket(amqp_connection_state_t conn, const struct oq_config *cfg,
+                                 char *err, size_t errlen)
+{
+    amqp_socket_t *sock = amqp_ssl_socket_new(conn);
+    const char *ca = cfg->amqp_ca[0] ? cfg->amqp_ca : OQ_SYSTEM_CA_FILE;
+    int status = 0;
+    if (sock == NULL) {
+        snprintf(err, errlen, "out of memory creating a TLS socket");
+        return NULL;
+    }
+    amqp_ssl_socket_set_verify_peer(sock, 1);
+    amqp_ssl_socket_set_verify_hostname(sock, 1);
+    if ((status = amqp_ssl_socket_set_cacert(sock, ca)) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "amqp_ca: cannot load the CA file %s: %s", ca,
+                 amqp_error_string2(status));
+        return NULL;
+    }
+    if (cfg->amqp_cert[0] != '\0' &&
+        (status = amqp_ssl_socket_set_key(sock, cfg->amqp_cert, cfg->amqp_key)) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "amqp_cert / amqp_key: cannot load %s with its key %s: %s",
+                 cfg->amqp_cert, cfg->amqp_key, amqp_error_string2(status));
+        return NULL;
+    }
+    return sock;
+}
+
+/* The socket is owned by b->conn, freed with it. */
+static amqp_socket_t *open_socket(struct oq_broker *b, const struct oq_config *cfg,
+                                  const struct oq_amqp_url *u, char *err, size_t errlen)
 {
     amqp_socket_t *sock = NULL;
-    struct timeval tv = oq_ms_to_timeval(timeout_ms);
+    struct timeval tv = oq_ms_to_timeval(cfg->connect_timeout_ms);
     if (u->ssl) {
-        sock = amqp_ssl_socket_new(b->conn);
-        if (sock != NULL && access(CA_BUNDLE, R_OK) == 0 &&
-            amqp_ssl_socket_set_cacert(sock, CA_BUNDLE) != AMQP_STATUS_OK) {
-            snprintf(err, errlen, "cannot load CA bundle %s", CA_BUNDLE);
+        if ((sock = tls_socket(b->conn, cfg, err, errlen)) == NULL)
             return NULL;
-        }
-    } else {
-        sock = amqp_tcp_socket_new(b->conn);
-    }
-    if (sock == NULL) {
+    } else if ((sock = amqp_tcp_socket_new(b->conn)) == NULL) {
         snprintf(err, errlen, "out of memory creating a socket");
         return NULL;
     }
     int status = amqp_socket_open_noblock(sock, u->host, u->port, &tv);
+    if (status == AMQP_STATUS_SSL_CONNECTION_FAILED ||
+        status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED ||
+        status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED) {
+        snprintf(err, errlen,
+                 "cannot connect to RabbitMQ at %s:%d over TLS: %s (the broker's certificate is "
+                 "checked against amqp_ca: %s)",
+                 u->host, u->port, amqp_error_string2(status),
+                 cfg->amqp_ca[0] ? cfg->amqp_ca : "empty, the system's CAs");
+        return NULL;
+    }
     if (status != AMQP_STATUS_OK) {
         snprintf(err, errlen, "cannot connect to RabbitMQ at %s:%d: %s", u->host, u->port,
                  amqp_error_string2(status));
@@ -154,7 +185,7 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
         goto out;
     }
     snprintf(b->vhost, sizeof(b->vhost), "%s", u.vhost);
-    if (open_socket(b, &u, cfg->connect_timeout_ms, err, errlen) == NULL)
+    if (open_socket(b, cfg, &u, err, errlen) == NULL)
         goto out;
     struct timeval tv = oq_ms_to_timeval(cfg->connect_timeout_ms);
     amqp_set_handshake_timeout(b->conn, &tv);
@@ -184,8 +215,15 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
         int code = 0;
         char why[OQ_ERRLEN];
         describe_reply(r, "login", why, sizeof(why), &code);
-        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s", u.host, u.port, u.vhost,
-                 u.user, why);
+        /* With TLS 1.3 a broker refuses a missing client certificate only
+         * after the handshake, so it shows up here. */
+        int no_cert = u.ssl && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                      r.library_error == AMQP_STATUS_SSL_ERROR && cfg->amqp_cert[0] == '\0';
+        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s%s", u.host, u.port, u.vhost,
+                 u.user, why,
+                 no_cert ? " (no client certificate was offered: a broker that requires one "
+                           "refuses the connection; see amqp_cert and amqp_key)"
+                         : "");
         goto out;
     }
     amqp_channel_open(b->conn, 1);

@@ -78,6 +78,15 @@ static int check_optional_http_url(const char *v, char *why, size_t len)
     return *v == '\0' ? 0 : check_http_url(v, why, len);
 }
 
+/* A PEM file named for TLS: readable now, or start fails naming it. */
+static int check_tls_file(const char *v, char *why, size_t len)
+{
+    if (*v == '\0' || access(v, R_OK) == 0)
+        return 0;
+    snprintf(why, len, "expected a readable PEM file, got \"%s\" (%s)", v, strerror(errno));
+    return OQ_EINVAL;
+}
+
 static int check_hostport(const char *v, char *why, size_t len)
 {
     char *host = NULL;
@@ -172,17 +181,29 @@ int oq_amqp_name_check(const char *v, char *why, size_t len)
 static const struct setting settings[] = {
     {"amqp_url", T_STRING, "amqp://guest:guest@127.0.0.1:5672/", 0, 0, NULL, URL | NONEMPTY,
      check_amqp_url, OFF(amqp_url), "RabbitMQ to consume from and publish to"},
+    {"amqp_ca", T_STRING, "", 0, 0, NULL, 0, check_tls_file, OFF(amqp_ca),
+     "CA file (PEM) an amqps:// broker's certificate must chain to (empty: the system's CAs); "
+     "the certificate and host name are always checked"},
+    {"amqp_cert", T_STRING, "", 0, 0, NULL, 0, check_tls_file, OFF(amqp_cert),
+     "client certificate (PEM) presented to an amqps:// broker; needs amqp_key"},
+    {"amqp_key", T_STRING, "", 0, 0, NULL, 0, check_tls_file, OFF(amqp_key),
+     "private key (PEM, unencrypted) of amqp_cert"},
     {"amqp_mgmt_url", T_STRING, "http://127.0.0.1:15672/", 0, 0, NULL, URL | NONEMPTY,
      check_http_url, OFF(amqp_mgmt_url),
      "RabbitMQ management API, read by `topology verify` (user and password from amqp_url "
      "unless given here)"},
     {"mysql_url", T_STRING, "mysql://orderq@localhost/orderq?socket=/run/mysqld/mysqld.sock", 0, 0,
      NULL, URL | NONEMPTY, check_mysql_url, OFF(mysql_url),
-     "MariaDB/MySQL holding the ledger (query: socket=PATH, ssl=required)"},
+     "MariaDB/MySQL holding the ledger (query: socket=PATH, "
+     "ssl=disabled|required|verify_ca|verify_identity, ssl_ca=PEM file)"},
     {"smtp_url", T_STRING, "smtp://127.0.0.1:1025", 0, 0, NULL, URL | NONEMPTY, check_smtp_url,
      OFF(smtp_url), "SMTP server for customer mail (smtp:// or smtps://)"},
-    {"smtp_tls", T_ENUM, "opportunistic", 0, 0, "opportunistic|required|off", 0, NULL,
-     OFF(smtp_tls), "STARTTLS on smtp:// (smtps:// is always TLS): when offered, always, or never"},
+    {"smtp_tls", T_ENUM, "required", 0, 0, "opportunistic|required|off", 0, NULL, OFF(smtp_tls),
+     "STARTTLS on smtp:// (smtps:// is always TLS): when offered, always, or never; left at its "
+     "default, opportunistic for a loopback host (127.0.0.0/8, ::1, localhost)"},
+    {"smtp_ca", T_STRING, "", 0, 0, NULL, 0, check_tls_file, OFF(smtp_ca),
+     "CA file (PEM) the SMTP server's certificate must chain to (empty: the system's CAs); "
+     "the certificate and host name are always checked"},
     {"smtp_user", T_STRING, "", 0, 0, NULL, 0, check_printable, OFF(smtp_user),
      "SMTP AUTH user (empty: no AUTH, or the user in smtp_url)"},
     {"smtp_password", T_STRING, "", 0, 0, NULL, SECRET, NULL, OFF(smtp_password),
@@ -941,6 +962,41 @@ static void warn_secret_flags(const struct oq_config *cfg)
     }
 }
 
+/* Left at its default, smtp_tls is required except on loopback, where no
+ * one can strip STARTTLS and a local relay often offers none. */
+static void settle_smtp_tls(struct oq_config *cfg)
+{
+    const struct setting *s = find_setting("smtp_tls", strlen("smtp_tls"));
+    if (cfg->origin[s - settings].src == OQ_SRC_DEFAULT && oq_url_is_loopback(cfg->smtp_url))
+        cfg->smtp_tls = OQ_SMTP_TLS_OPPORTUNISTIC;
+}
+
+/* Settings that would send credentials or customer data in clear across a
+ * network: allowed (a private network may be trusted), but said at start. */
+static void warn_cleartext(const struct oq_config *cfg)
+{
+    if (cfg->smtp_tls != OQ_SMTP_TLS_REQUIRED && oq_url_is_cleartext_remote(cfg->smtp_url, "smtp"))
+        oq_warn("smtp_tls (%s) is %s for an SMTP server that is not on loopback: an attacker "
+                "on the path can strip STARTTLS and read the AUTH password and the mail; "
+                "expected required",
+                oq_config_origin(cfg, "smtp_tls"),
+                cfg->smtp_tls == OQ_SMTP_TLS_OFF ? "off" : "opportunistic");
+    if (oq_url_is_cleartext_remote(cfg->shop_api_url, "http"))
+        oq_warn("shop_api_url (%s) is http:// to a host that is not loopback: the token and "
+                "the answers cross the network in clear; expected https://",
+                oq_config_origin(cfg, "shop_api_url"));
+}
+
+/* A client certificate without its key (or the reverse) cannot be used. */
+static int check_amqp_client_cert(const struct oq_config *cfg, char *err, size_t errlen)
+{
+    if ((cfg->amqp_cert[0] == '\0') == (cfg->amqp_key[0] == '\0'))
+        return 0;
+    snprintf(err, errlen, "amqp_cert (%s) and amqp_key (%s): expected both or neither",
+             oq_config_origin(cfg, "amqp_cert"), oq_config_origin(cfg, "amqp_key"));
+    return OQ_ECONFIG;
+}
+
 int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
 {
     if (cfg->instance_id[0] == '\0') {
@@ -978,9 +1034,13 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
         return OQ_ECONFIG;
     if (check_name_collisions(cfg, err, errlen) != 0)
         return OQ_ECONFIG;
+    if (check_amqp_client_cert(cfg, err, errlen) != 0)
+        return OQ_ECONFIG;
+    settle_smtp_tls(cfg);
     oq_log_set_level(cfg->log_level);
     oq_log_set_format(cfg->log_format);
     warn_secret_flags(cfg);
+    warn_cleartext(cfg);
     return 0;
 }
 

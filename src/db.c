@@ -42,6 +42,42 @@ static int begin(struct oq_db *db)
     return OQ_EDB;
 }
 
+/* ssl= of the URL as Connector/C options. With a CA file the library
+ * checks the chain (SSL_VERIFY_PEER); VERIFY_SERVER_CERT adds the host
+ * name (X509_check_host / X509_check_ip_asc). Without ssl_ca, the verify
+ * modes trust the system's CAs, named explicitly since only a CA option
+ * makes the library check the chain. */
+static void set_tls(MYSQL *my, const struct oq_mysql_url *u)
+{
+    my_bool on = 1;
+    if (u->ssl == OQ_MYSQL_SSL_DISABLED)
+        return;
+    mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
+    if (u->ssl >= OQ_MYSQL_SSL_VERIFY_CA)
+        mysql_options(my, MYSQL_OPT_SSL_CA, u->ssl_ca ? u->ssl_ca : OQ_SYSTEM_CA_FILE);
+    if (u->ssl == OQ_MYSQL_SSL_VERIFY_IDENTITY)
+        mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+}
+
+/* Connecting failed: a TLS failure says what the certificate was checked
+ * against, and which part of mysql_url sets that. */
+static void describe_connect_failure(MYSQL *my, const struct oq_mysql_url *u, char *err,
+                                     size_t errlen)
+{
+    char hint[600] = "";
+    if (mysql_errno(my) == CR_SSL_CONNECTION_ERROR && u->ssl >= OQ_MYSQL_SSL_VERIFY_CA) {
+        int identity = u->ssl == OQ_MYSQL_SSL_VERIFY_IDENTITY;
+        snprintf(hint, sizeof(hint), "; ssl=%s: the server's certificate must chain to %s%s%s%s",
+                 identity ? "verify_identity" : "verify_ca",
+                 u->ssl_ca ? "mysql_url's ssl_ca " : "the system's CAs (mysql_url has no ssl_ca)",
+                 u->ssl_ca ? u->ssl_ca : "", identity ? " and name " : "",
+                 identity ? (u->socket ? "localhost" : u->host) : "");
+    }
+    snprintf(err, errlen, "cannot connect to MySQL at %s%s (database %s): %s%s",
+             u->socket ? "socket " : "", u->socket ? u->socket : u->host, u->database,
+             mysql_error(my), hint);
+}
+
 int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out, char *err,
                size_t errlen)
 {
@@ -65,19 +101,14 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
     mysql_options(db->my, MYSQL_OPT_READ_TIMEOUT, &io_timeout_s);
     mysql_options(db->my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout_s);
     mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (u.ssl_required) {
-        my_bool enforce = 1;
-        mysql_options(db->my, MYSQL_OPT_SSL_ENFORCE, &enforce);
-    }
+    set_tls(db->my, &u);
     if (flags & OQ_DB_MULTI_STATEMENTS)
         client_flags |= CLIENT_MULTI_STATEMENTS;
     /* With a socket the host must be "localhost" for libmariadb to use it. */
     const char *host = u.socket ? "localhost" : u.host;
     if (mysql_real_connect(db->my, host, u.user, u.password, u.database, u.port, u.socket,
                            client_flags) == NULL) {
-        snprintf(err, errlen, "cannot connect to MySQL at %s%s (database %s): %s",
-                 u.socket ? "socket " : "", u.socket ? u.socket : u.host, u.database,
-                 mysql_error(db->my));
+        describe_connect_failure(db->my, &u, err, errlen);
         rc = OQ_EDB;
         goto out;
     }

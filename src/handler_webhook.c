@@ -13,6 +13,8 @@
 #include "orderq/config.h"
 #include "orderq/event.h"
 #include "orderq/handler.h"
+#include "orderq/log.h"
+#include "orderq/url.h"
 #include "orderq/webhook.h"
 
 struct webhook_state {
@@ -90,6 +92,18 @@ static enum oq_effect_outcome perform(void *state, const void *p, const struct o
     return OQ_EFFECT_TRANSIENT;
 }
 
+/* http:// off loopback: the body (customer data) and its signature cross
+ * the network in clear. Allowed, but said at start; the URL is not
+ * printed, since it may carry a token. */
+static void warn_cleartext_hooks(const struct webhook_state *st)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (oq_url_is_cleartext_remote(st->hooks[i].url, "http"))
+            oq_warn("webhooks_file: webhook %zu (%s) is http:// to a host that is not loopback: "
+                    "events cross the network in clear; expected https://",
+                    i + 1, st->hooks[i].event_code);
+}
+
 int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
                            size_t errlen)
 {
@@ -113,6 +127,7 @@ int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, 
             free_state(st);
             return OQ_ECONFIG;
         }
+    warn_cleartext_hooks(st);
     if ((rc = oq_webhook_sender_new(&st->sender)) != 0) {
         free_state(st);
         return rc;

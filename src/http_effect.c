@@ -93,15 +93,29 @@ int oq_curl_header_append(struct curl_slist **list, const char *name, const char
     return 0;
 }
 
-int oq_http_signature(const char *secret, const void *body, size_t len, char out[OQ_SIGNATURE_LEN])
+int oq_http_signature(const char *secret, int64_t timestamp, const void *body, size_t len,
+                      char out[OQ_SIGNATURE_LEN])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned maclen = 0;
-    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), body, len, mac, &maclen) == NULL ||
+    char prefix[32];
+    int plen = snprintf(prefix, sizeof(prefix), "%lld.", (long long)timestamp);
+    unsigned char *signed_text = malloc((size_t)plen + len + 1);
+    int rc = OQ_ENOMEM;
+    if (signed_text == NULL)
+        goto out;
+    memcpy(signed_text, prefix, (size_t)plen);
+    if (len > 0)
+        memcpy(signed_text + plen, body, len);
+    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), signed_text, (size_t)plen + len, mac,
+             &maclen) == NULL ||
         maclen != 32)
-        return OQ_ENOMEM;
-    memcpy(out, "sha256=", 7);
+        goto out;
+    memcpy(out, "v1=", 3);
     for (unsigned i = 0; i < maclen; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", mac[i]);
-    return 0;
+        snprintf(out + 3 + 2 * i, 3, "%02x", mac[i]);
+    rc = 0;
+out:
+    free(signed_text);
+    return rc;
 }

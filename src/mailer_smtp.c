@@ -19,6 +19,7 @@ struct oq_mailer {
     char reply[512];   /* the server's last reply line */
     char refusal[512]; /* its last 4xx or 5xx line (a QUIT's 221 follows it) */
     int data_sent;     /* the whole message went out */
+    char curl_err[CURL_ERROR_SIZE];
 };
 
 int oq_mailer_new(const struct oq_config *cfg, struct oq_mailer **out, char *err, size_t errlen)
@@ -200,6 +201,42 @@ static long use_ssl(const struct oq_config *cfg)
     }
 }
 
+/* TLS, when there is any, is verified: a certificate that does not chain
+ * to smtp_ca (or the system's CAs) or does not name the host fails the
+ * send; curl_easy_reset dropped these, so every send sets them. */
+static void set_tls(struct oq_mailer *m, CURL *c)
+{
+    curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl(m->cfg));
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (m->cfg->smtp_ca[0] != '\0')
+        curl_easy_setopt(c, CURLOPT_CAINFO, m->cfg->smtp_ca);
+    m->curl_err[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, m->curl_err);
+}
+
+/* A failed send's text: TLS failures name the setting to look at. */
+static void describe_failure(const struct oq_mailer *m, CURLcode res, char *reply, size_t replylen)
+{
+    /* curl's own text says what was wrong with the certificate */
+    const char *detail = m->curl_err[0] ? m->curl_err : curl_easy_strerror(res);
+    if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE)
+        snprintf(reply, replylen,
+                 "the SMTP server's TLS certificate was not accepted (checked against smtp_ca: "
+                 "%s): %s",
+                 m->cfg->smtp_ca[0] ? m->cfg->smtp_ca : "empty, the system's CAs", detail);
+    else if (res == CURLE_USE_SSL_FAILED)
+        snprintf(reply, replylen,
+                 "the SMTP server offers no STARTTLS and smtp_tls is required: not sending in "
+                 "clear (%s)",
+                 detail);
+    else if (m->refusal[0] != '\0')
+        snprintf(reply, replylen, "%s", m->refusal);
+    else
+        snprintf(reply, replylen, "%s%s%s", curl_easy_strerror(res), m->reply[0] ? " after " : "",
+                 m->reply);
+}
+
 enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *mail, char *reply,
                                     size_t replylen)
 {
@@ -225,7 +262,7 @@ enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *m
         goto out;
     }
     curl_easy_setopt(c, CURLOPT_URL, m->cfg->smtp_url);
-    curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl(m->cfg));
+    set_tls(m, c);
     if (m->cfg->smtp_user[0] != '\0')
         curl_easy_setopt(c, CURLOPT_USERNAME, m->cfg->smtp_user);
     if (m->password != NULL)
@@ -257,11 +294,8 @@ enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *m
     outcome = oq_smtp_classify((int)res, code, m->data_sent);
     if (res == CURLE_OK)
         snprintf(reply, replylen, "%s", m->reply);
-    else if (m->refusal[0] != '\0')
-        snprintf(reply, replylen, "%s", m->refusal);
     else
-        snprintf(reply, replylen, "%s%s%s", curl_easy_strerror(res), m->reply[0] ? " after " : "",
-                 m->reply);
+        describe_failure(m, res, reply, replylen);
 out:
     curl_mime_free(mime);
     curl_slist_free_all(headers);

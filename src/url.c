@@ -3,11 +3,13 @@
 
 #include <amqp.h>
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static CURLU *parse_with_curl(const char *url, char *err, size_t errlen)
 {
@@ -55,6 +57,30 @@ static int parse_port(const char *text, unsigned *port, char *err, size_t errlen
     return 0;
 }
 
+/* ssl=: the names of MySQL's --ssl-mode, lower case; true/false kept for
+ * the URLs written before the verify modes. */
+static int mysql_ssl_mode(const char *value, enum oq_mysql_ssl *mode, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        enum oq_mysql_ssl mode;
+    } modes[] = {
+        {"disabled", OQ_MYSQL_SSL_DISABLED},   {"false", OQ_MYSQL_SSL_DISABLED},
+        {"required", OQ_MYSQL_SSL_REQUIRED},   {"true", OQ_MYSQL_SSL_REQUIRED},
+        {"verify_ca", OQ_MYSQL_SSL_VERIFY_CA}, {"verify_identity", OQ_MYSQL_SSL_VERIFY_IDENTITY},
+    };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (strcmp(value, modes[i].name) == 0) {
+            *mode = modes[i].mode;
+            return 0;
+        }
+    snprintf(err, errlen,
+             "query parameter ssl must be disabled, required, verify_ca or verify_identity, got "
+             "\"%s\"",
+             value);
+    return OQ_EINVAL;
+}
+
 /* Apply one "key=value" pair of a MySQL URL's query string. */
 static int mysql_query_param(struct oq_mysql_url *u, const char *pair, char *err, size_t errlen)
 {
@@ -72,18 +98,15 @@ static int mysql_query_param(struct oq_mysql_url *u, const char *pair, char *err
         if (u->socket == NULL)
             rc = OQ_ENOMEM;
     } else if (keylen == 3 && strncmp(pair, "ssl", 3) == 0) {
-        if (strcmp(value, "required") == 0 || strcmp(value, "true") == 0)
-            u->ssl_required = 1;
-        else if (strcmp(value, "disabled") == 0 || strcmp(value, "false") == 0)
-            u->ssl_required = 0;
-        else {
-            snprintf(err, errlen, "query parameter ssl must be required or disabled, got \"%s\"",
-                     value);
-            rc = OQ_EINVAL;
-        }
+        rc = mysql_ssl_mode(value, &u->ssl, err, errlen);
+    } else if (keylen == 6 && strncmp(pair, "ssl_ca", 6) == 0) {
+        free(u->ssl_ca);
+        u->ssl_ca = strdup(value);
+        if (u->ssl_ca == NULL)
+            rc = OQ_ENOMEM;
     } else {
-        snprintf(err, errlen, "unknown query parameter \"%.*s\" (known: socket, ssl)", (int)keylen,
-                 pair);
+        snprintf(err, errlen, "unknown query parameter \"%.*s\" (known: socket, ssl, ssl_ca)",
+                 (int)keylen, pair);
         rc = OQ_EINVAL;
     }
     curl_free(value);
@@ -142,6 +165,12 @@ int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, siz
             goto out;
         }
     }
+    if (out->ssl_ca != NULL && out->ssl < OQ_MYSQL_SSL_VERIFY_CA) {
+        snprintf(err, errlen,
+                 "query parameter ssl_ca needs ssl=verify_ca or ssl=verify_identity "
+                 "(with ssl=required the certificate is not checked)");
+        goto out;
+    }
     rc = 0;
 out:
     if (rc != 0)
@@ -163,6 +192,7 @@ void oq_mysql_url_clear(struct oq_mysql_url *u)
     free(u->host);
     free(u->database);
     free(u->socket);
+    free(u->ssl_ca);
     memset(u, 0, sizeof(*u));
 }
 
@@ -436,4 +466,39 @@ int oq_hostport_parse(const char *text, char **host, unsigned *port, char *err, 
         return OQ_EINVAL;
     *host = strndup(hstart, hlen);
     return *host ? 0 : OQ_ENOMEM;
+}
+
+/* "localhost", 127.0.0.0/8 or ::1: traffic that never leaves the host. */
+static int host_is_loopback(const char *host)
+{
+    unsigned char addr[16];
+    char bare[64];
+    size_t n = strlen(host);
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(bare)) {
+        snprintf(bare, sizeof(bare), "%.*s", (int)(n - 2), host + 1);
+        return inet_pton(AF_INET6, bare, addr) == 1 &&
+               memcmp(addr, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+    }
+    return inet_pton(AF_INET, host, addr) == 1 && addr[0] == 127;
+}
+
+int oq_url_is_loopback(const char *url)
+{
+    int failed = 0, yes = 0;
+    char err[128];
+    CURLU *h = parse_with_curl(url, err, sizeof(err));
+    char *host = h ? url_part(h, CURLUPART_HOST, 0, &failed) : NULL;
+    yes = host != NULL && host_is_loopback(host);
+    free(host);
+    curl_url_cleanup(h);
+    return yes;
+}
+
+int oq_url_is_cleartext_remote(const char *url, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    return strncasecmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0 &&
+           !oq_url_is_loopback(url);
 }

@@ -236,8 +236,10 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
                                      int64_t *retry_after_ms, char *why, size_t whylen)
 {
     struct curl_slist *headers = NULL;
-    char signature[OQ_SIGNATURE_LEN];
+    char signature[OQ_SIGNATURE_LEN], timestamp[24];
     CURL *c = s->curl;
+    int64_t now = (int64_t)time(NULL); /* signed with the body: a replay shows its age */
+    snprintf(timestamp, sizeof(timestamp), "%lld", (long long)now);
     *status = 0;
     *retry_after_ms = -1;
     s->retry_after[0] = '\0';
@@ -247,7 +249,8 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
         (rc = oq_http_header_add(&headers, "X-Orderq-Event", event_code)) != 0 ||
         (rc = oq_http_header_add(&headers, "Expect", "")) != 0 || /* no 100-continue round trip */
         (h->secret != NULL &&
-         ((rc = oq_http_signature(h->secret, body, len, signature)) != 0 ||
+         ((rc = oq_http_signature(h->secret, now, body, len, signature)) != 0 ||
+          (rc = oq_http_header_add(&headers, "X-Orderq-Timestamp", timestamp)) != 0 ||
           (rc = oq_http_header_add(&headers, "X-Orderq-Signature", signature)) != 0))) {
         curl_slist_free_all(headers);
         snprintf(why, whylen, "%s",

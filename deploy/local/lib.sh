@@ -47,7 +47,7 @@ oq_packages=(
     librabbitmq-dev libmariadb-dev libcurl4-openssl-dev libyajl-dev
     libcmocka-dev libmicrohttpd-dev libssl-dev
     rabbitmq-server mariadb-server mariadb-client
-    python3-pika python3-pymysql curl ca-certificates
+    python3-pika python3-pymysql curl ca-certificates openssl
 )
 
 oq_say() { printf '%s\n' "$*"; }

@@ -24,10 +24,14 @@ enum oq_log_format { OQ_LOG_FORMAT_JSON = 0, OQ_LOG_FORMAT_TEXT = 1 };
  * oq_config_set() so that every value is checked. */
 struct oq_config {
     char *amqp_url;
+    char *amqp_ca;   /* "" : the system's CAs */
+    char *amqp_cert; /* "" : no client certificate */
+    char *amqp_key;
     char *amqp_mgmt_url;
     char *mysql_url;
     char *smtp_url;
-    int smtp_tls; /* enum oq_smtp_tls */
+    int smtp_tls;  /* enum oq_smtp_tls */
+    char *smtp_ca; /* "" : the system's CAs */
     char *smtp_user;
     char *smtp_password; /* secret */
     char *smtp_password_file;

@@ -4,7 +4,8 @@
  * and the status, whether the effect is done, worth trying again later, or
  * never going to work; a receiver may also say when to come back
  * (Retry-After). Webhook bodies are signed so the receiver can check they
- * came from us: X-Orderq-Signature: sha256=<hex HMAC-SHA256(secret, body)>.
+ * came from us, and lately: X-Orderq-Timestamp: <unix seconds> and
+ * X-Orderq-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>.
  */
 #ifndef ORDERQ_HTTP_EFFECT_H
 #define ORDERQ_HTTP_EFFECT_H
@@ -53,10 +54,12 @@ OQ_WUR int oq_http_header_add(struct curl_slist **list, const char *name, const 
  * 0 or OQ_ENOMEM. */
 OQ_WUR int oq_curl_header_append(struct curl_slist **list, const char *name, const char *value);
 
-#define OQ_SIGNATURE_LEN (7 + 64 + 1) /* "sha256=" + 64 hex digits + NUL */
+#define OQ_SIGNATURE_LEN (3 + 64 + 1) /* "v1=" + 64 hex digits + NUL */
 
-/* out = "sha256=<hex HMAC-SHA256(secret, body)>". Returns 0 or OQ_ENOMEM. */
-OQ_WUR int oq_http_signature(const char *secret, const void *body, size_t len,
+/* out = "v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>": the time is
+ * signed with the body, so a captured request cannot be replayed later
+ * with a fresh X-Orderq-Timestamp. Returns 0 or OQ_ENOMEM. */
+OQ_WUR int oq_http_signature(const char *secret, int64_t timestamp, const void *body, size_t len,
                              char out[OQ_SIGNATURE_LEN]);
 
 #endif

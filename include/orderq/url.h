@@ -4,16 +4,30 @@
 
 #include "orderq/common.h"
 
-/* mysql://user:pass@host:port/database?socket=/path&ssl=required
+/* Debian's bundle of the system's CAs: what TLS trusts when no CA file is set. */
+#define OQ_SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/* How much TLS a MySQL connection needs (query parameter ssl=). required
+ * only encrypts; verify_ca also checks the certificate chains to ssl_ca;
+ * verify_identity also checks it names the host connected to. */
+enum oq_mysql_ssl {
+    OQ_MYSQL_SSL_DISABLED = 0,
+    OQ_MYSQL_SSL_REQUIRED,
+    OQ_MYSQL_SSL_VERIFY_CA,
+    OQ_MYSQL_SSL_VERIFY_IDENTITY,
+};
+
+/* mysql://user:pass@host:port/database?socket=/path&ssl=verify_identity&ssl_ca=/ca.pem
  * Every string is owned by the struct; free with oq_mysql_url_clear(). */
 struct oq_mysql_url {
     char *user;     /* NULL: the client library's default */
     char *password; /* NULL: none */
     char *host;     /* "localhost" with socket means the unix socket */
     char *database;
-    char *socket;  /* NULL: TCP */
-    unsigned port; /* 0: default 3306 */
-    int ssl_required;
+    char *socket;          /* NULL: TCP */
+    unsigned port;         /* 0: default 3306 */
+    enum oq_mysql_ssl ssl; /* ssl=; OQ_MYSQL_SSL_DISABLED when absent */
+    char *ssl_ca;          /* ssl_ca=: PEM file; NULL: the system's CAs */
 };
 
 /* amqp://user:pass@host:port/vhost (amqps:// for TLS), parsed by
@@ -58,5 +72,13 @@ char *oq_url_redact(const char *url);
  * Returns 0 or OQ_EINVAL with the reason. */
 OQ_WUR int oq_hostport_parse(const char *text, char **host, unsigned *port, char *err,
                              size_t errlen);
+
+/* 1 when url parses and its host is loopback ("localhost", 127.0.0.0/8,
+ * [::1]): traffic to it never leaves this host. 0 otherwise. */
+int oq_url_is_loopback(const char *url);
+
+/* 1 when url uses scheme (e.g. "http", "smtp") and its host is not
+ * loopback: what it carries crosses a network in clear unless upgraded. */
+int oq_url_is_cleartext_remote(const char *url, const char *scheme);
 
 #endif

@@ -5,10 +5,11 @@
  *
  * Each entry sends every event of event_code to url as JSON, with
  * Idempotency-Key (the effect key), X-Orderq-Event and, with a secret,
- * X-Orderq-Signature (see http_effect.h). The secret comes from the
- * environment variable named by secret_env, or from the file named by
- * secret_file (its first line); never from the webhooks file itself, which
- * is configuration and gets copied around. timeout_ms defaults to 5000.
+ * X-Orderq-Timestamp and X-Orderq-Signature over both (see http_effect.h).
+ * The secret comes from the environment variable named by secret_env, or
+ * from the file named by secret_file (its first line); never from the
+ * webhooks file itself, which is configuration and gets copied around.
+ * timeout_ms defaults to 5000.
  */
 #ifndef ORDERQ_WEBHOOK_H
 #define ORDERQ_WEBHOOK_H
@@ -51,10 +52,10 @@ void oq_webhook_sender_free(struct oq_webhook_sender *s);
 
 /* POST body (JSON, len bytes) to h->url with Content-Type application/json,
  * Idempotency-Key: effect_key, X-Orderq-Event: event_code and, when h has a
- * secret, X-Orderq-Signature. Returns the outcome (http_effect.h); *status
- * gets the HTTP status (0 if none), *retry_after_ms the receiver's
- * Retry-After (-1 if none); why says what happened, for the ledger or the
- * dead letter. */
+ * secret, X-Orderq-Timestamp and X-Orderq-Signature. Returns the outcome
+ * (http_effect.h); *status gets the HTTP status (0 if none), *retry_after_ms
+ * the receiver's Retry-After (-1 if none); why says what happened, for the
+ * ledger or the dead letter. */
 enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct oq_webhook *h,
                                      const char *event_code, const char *effect_key,
                                      const char *body, size_t len, long *status,

@@ -68,7 +68,7 @@ const struct cli_cmd cmd_mail = {
     .summary = "Send a test mail with the smtp_* settings and say what the server answered",
     .usage = "mail test --to ADDRESS [--name NAME] [--subject TEXT] [--id KEY] [--json]",
     .details = "Sends one multipart/alternative mail (text and HTML) the way the mail handlers\n"
-               "do: smtp_url, smtp_tls, smtp_user, smtp_password(_file), smtp_from,\n"
+               "do: smtp_url, smtp_tls, smtp_ca, smtp_user, smtp_password(_file), smtp_from,\n"
                "smtp_timeout_ms. Prints the outcome (sent, transient, permanent, ambiguous)\n"
                "and the server's last reply. Exit 0 sent, 65 permanent (a bad address, a 5xx),\n"
                "75 transient or ambiguous.\n",

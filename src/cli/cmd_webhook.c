@@ -101,7 +101,8 @@ const struct cli_cmd cmd_webhook = {
     .details = "Reads webhooks_file, and POSTs {\"event_code\": EVENT_CODE, \"event_identifier\":\n"
                "KEY, \"event_data\": {\"test\": true}} to the endpoint listed for EVENT_CODE,\n"
                "the way the webhook handler does (Idempotency-Key, X-Orderq-Event, and\n"
-               "X-Orderq-Signature when the entry has a secret). Prints the outcome: done\n"
+               "X-Orderq-Timestamp and X-Orderq-Signature when the entry has a secret).\n"
+               "Prints the outcome: done\n"
                "(2xx), transient (no answer, 408, 429, 5xx), permanent (any other status).\n"
                "Exit 0 done, 75 transient, 65 permanent or no endpoint for the code.\n",
     .opts = opts,

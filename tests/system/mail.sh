@@ -6,7 +6,7 @@
 # that takes the data and never answers ambiguous
 source "$(dirname "$0")/lib.sh"
 need_maildev
-export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
+export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_TLS=off ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
 to="t$$.$RANDOM@mail-test.example"
 
 note "a mail with a UTF-8 name and subject arrives as sent, twice with the same Message-ID"

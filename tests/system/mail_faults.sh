@@ -38,7 +38,7 @@ kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
 
 note "kill -9 between the send and the commit of sent: parked as unknown, no second mail"
-export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_TIMEOUT_MS=2s ORDERQ_EFFECT_LEASE_MS=4s
+export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_TLS=off ORDERQ_SMTP_TIMEOUT_MS=2s ORDERQ_EFFECT_LEASE_MS=4s
 fay="fay.$run@mail-faults.example"
 ORDERQ_FAULT=kill-after-send start_consumer victim
 victim=$consumer_pid

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 need_maildev
 setup_consumer_test
-export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
+export ORDERQ_SMTP_URL=smtp://127.0.0.1:1025 ORDERQ_SMTP_TLS=off ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
 CONSUME_QUEUES="" # every queue: the mail handlers too
 run="$$$RANDOM"
 ann="ann.$run@mail-flow.example"

@@ -9,11 +9,16 @@ usage: smtp_fixture.py --port-file PATH --mode MODE
                    the others and counts them in --count-file
   slow-5s          accepts every mail, answering the final "." after 5 s, and
                    counts them in --count-file
+  starttls         offers STARTTLS with --cert/--key (PEM), refuses MAIL (530)
+                   before it, and counts the mails taken over TLS in --count-file
   auth             offers AUTH PLAIN and LOGIN, takes mail only after a login
                    matching --auth-file (user, then password, one a line),
                    answers a wrong one 535, and stores each mail accepted as
                    --store-dir/N.eml
-Listens on 127.0.0.1, a free port written to --port-file; a thread per
+  plain            offers no STARTTLS, accepts every mail in clear and counts
+                   them in --count-file (a client that must not send in clear
+                   leaves the count at 0)
+Listens on --host (default 127.0.0.1), a free port written to --port-file; a thread per
 client; exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
 """
 import argparse
@@ -21,6 +26,7 @@ import base64
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -53,10 +59,27 @@ def login(conn, f, line, expected):
     return False
 
 
-def serve(conn, mode, count_file, auth=None, store_dir=None):
+def store_one(store_dir, data):
     global accepted
+    with lock:
+        accepted += 1
+        with open(os.path.join(store_dir, f"{accepted}.eml"), "wb") as out:
+            out.write(b"".join(data))
+
+
+def count_one(count_file):
+    global accepted
+    with lock:
+        accepted += 1
+        with open(count_file + ".tmp", "w") as out:
+            out.write(str(accepted))
+        os.rename(count_file + ".tmp", count_file)
+
+
+def serve(conn, mode, count_file, tls, auth, store_dir):
     f = conn.makefile("rb")
     conn.sendall(b"220 fixture ESMTP\r\n")
+    secure = False
     authed = False
     while True:
         line = f.readline()
@@ -64,23 +87,21 @@ def serve(conn, mode, count_file, auth=None, store_dir=None):
             return
         verb = line[:4].upper()
         if verb in (b"EHLO", b"HELO"):
-            conn.sendall(b"250-fixture\r\n" + (b"250-AUTH PLAIN LOGIN\r\n" if mode == "auth" else b"")
-                         + b"250 8BITMIME\r\n")
+            offer = b"250-STARTTLS\r\n" if mode == "starttls" and not secure else b""
+            offer += b"250-AUTH PLAIN LOGIN\r\n" if mode == "auth" else b""
+            conn.sendall(b"250-fixture\r\n" + offer + b"250 8BITMIME\r\n")
+        elif line[:8].upper() == b"STARTTLS" and mode == "starttls" and not secure:
+            conn.sendall(b"220 2.0.0 ready to start TLS\r\n")
+            conn = tls.wrap_socket(conn, server_side=True)  # a refused handshake raises
+            f = conn.makefile("rb")
+            secure = True
         elif verb == b"AUTH" and mode == "auth":
             authed = login(conn, f, line, auth)
             conn.sendall(b"235 2.7.0 authenticated\r\n" if authed else b"535 5.7.8 bad credentials\r\n")
         elif verb == b"MAIL" and mode == "auth" and not authed:
             conn.sendall(b"530 5.7.0 authentication required\r\n")
-        elif verb == b"DATA" and mode == "auth":
-            conn.sendall(b"354 go ahead\r\n")
-            data = []
-            while (l := f.readline()) not in (b".\r\n", b""):
-                data.append(l)
-            with lock:
-                accepted += 1
-                with open(os.path.join(store_dir, f"{accepted}.eml"), "wb") as out:
-                    out.write(b"".join(data))
-            conn.sendall(b"250 queued\r\n")
+        elif verb == b"MAIL" and mode == "starttls" and not secure:
+            conn.sendall(b"530 5.7.0 must issue a STARTTLS command first\r\n")
         elif verb == b"MAIL":
             conn.sendall(b"250 ok\r\n")
         elif verb == b"RCPT":
@@ -92,18 +113,17 @@ def serve(conn, mode, count_file, auth=None, store_dir=None):
                 conn.sendall(b"250 ok\r\n")
         elif verb == b"DATA":
             conn.sendall(b"354 go ahead\r\n")
-            while f.readline() not in (b".\r\n", b""):
-                pass
+            data = []
+            while (l := f.readline()) not in (b".\r\n", b""):
+                data.append(l)
             if mode == "hang-after-data":
                 time.sleep(3600)  # the message is in; the reply never comes
-            if mode in ("slow-5s", "reject-some"):
-                if mode == "slow-5s":
-                    time.sleep(5)
-                with lock:
-                    accepted += 1
-                    with open(count_file + ".tmp", "w") as out:
-                        out.write(str(accepted))
-                    os.rename(count_file + ".tmp", count_file)
+            if mode == "slow-5s":
+                time.sleep(5)
+            if mode == "auth":
+                store_one(store_dir, data)
+            if mode in ("slow-5s", "reject-some", "starttls", "plain"):
+                count_one(count_file)
             conn.sendall(b"250 queued\r\n")
         elif verb == b"QUIT":
             conn.sendall(b"221 bye\r\n")
@@ -116,8 +136,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--mode", required=True,
-                    choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some", "auth"])
+                    choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some",
+                             "starttls", "plain", "auth"])
     ap.add_argument("--count-file", default="/dev/null")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
     ap.add_argument("--auth-file", help="auth: the expected user and password, one a line")
     ap.add_argument("--store-dir", help="auth: where accepted mails are written")
     args = ap.parse_args()
@@ -126,23 +150,27 @@ def main():
         with open(args.auth_file, "rb") as f:
             lines = f.read().split(b"\n")
         auth = (lines[0], lines[1])
+    tls = None
+    if args.mode == "starttls":
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.cert, args.key)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
+    srv.bind((args.host, 0))
     srv.listen(64)
     with open(args.port_file + ".tmp", "w") as out:
         out.write(str(srv.getsockname()[1]))
     os.rename(args.port_file + ".tmp", args.port_file)
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=client, args=(conn, args.mode, args.count_file, auth, args.store_dir),
+        threading.Thread(target=client, args=(conn, args.mode, args.count_file, tls, auth, args.store_dir),
                          daemon=True).start()
 
 
-def client(conn, mode, count_file, auth, store_dir):
+def client(conn, mode, count_file, tls, auth, store_dir):
     try:
-        serve(conn, mode, count_file, auth, store_dir)
+        serve(conn, mode, count_file, tls, auth, store_dir)
     except OSError:
         pass
     finally:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # webhook.sh - `orderq webhook test`: an event POSTed to its endpoints with
-# Idempotency-Key, X-Orderq-Event and an HMAC signature the receiver can
-# check; 503 twice then 200 carries the same key each time; Retry-After read;
+# Idempotency-Key, X-Orderq-Event and an HMAC signature over
+# X-Orderq-Timestamp and the body that the receiver can check; 503 twice then 200 carries the same key each time; Retry-After read;
 # 4xx permanent; a bad webhooks file named.
 source "$(dirname "$0")/lib.sh"
 
@@ -40,8 +40,11 @@ for r in reqs:
     assert h["idempotency-key"] == "ship-77", h
     assert h["x-orderq-event"] == "order.shipped", h
     assert h["content-type"] == "application/json", h
-    want = "sha256=" + hmac.new(b"whsec-42", r["body"].encode(), hashlib.sha256).hexdigest()
-    assert h["x-orderq-signature"] == want, (h["x-orderq-signature"], want)
+    # signed with the time it was sent, so it cannot be replayed later
+    ts = h["x-orderq-timestamp"]
+    assert abs(int(ts) - r["at"]) <= 5, (ts, r["at"])
+    mac = hmac.new(b"whsec-42", (ts + "." + r["body"]).encode(), hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(h["x-orderq-signature"], "v1=" + mac), (h["x-orderq-signature"], mac)
     body = json.loads(r["body"])
     assert body["event_code"] == "order.shipped" and body["event_identifier"] == "ship-77", body
 PY

@@ -46,8 +46,11 @@ keys = {r["headers"]["Idempotency-Key"] for r in reqs}
 assert keys == {"ship-9200000217"}, keys
 for r in reqs:
     assert r["headers"]["X-Orderq-Event"] == "order.shipped", r["headers"]
-    sig = hmac.new(b"whsec-42", r["body"].encode(), hashlib.sha256).hexdigest()
-    assert r["headers"]["X-Orderq-Signature"] == "sha256=" + sig, r["headers"]
+    # the receiver's check (docs/webhooks.md): the time is signed with the body
+    ts = r["headers"]["X-Orderq-Timestamp"]
+    assert abs(int(ts) - r["at"]) <= 5, (ts, r["at"])
+    sig = hmac.new(b"whsec-42", (ts + "." + r["body"]).encode(), hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(r["headers"]["X-Orderq-Signature"], "v1=" + sig), r["headers"]
     body = json.loads(r["body"])
     assert body["event_identifier"] == "ship-9200000217" and body["event_data"]["carrier"] == "DHL", body
 gap = reqs[2]["at"] - reqs[1]["at"]

@@ -502,6 +502,69 @@ static void flag_names_map_to_settings(void **state)
     assert_int_equal(oq_config_flag_name("batch-size", name, sizeof(name)), OQ_ENOTFOUND);
 }
 
+/* STARTTLS cannot be stripped on loopback; anywhere else it is required
+ * unless the operator says otherwise. */
+static void smtp_tls_is_required_off_loopback(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg->smtp_tls, OQ_SMTP_TLS_OPPORTUNISTIC); /* smtp://127.0.0.1:1025 */
+    static const char *const remote[] = {"smtp://mail.example:587", "smtp://10.0.0.5",
+                                         "smtp://[2001:db8::1]:25", "smtp://127.example"};
+    for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+        struct oq_config *c = oq_config_new();
+        assert_int_equal(oq_config_set(c, "smtp_url", remote[i], OQ_SRC_ENV, "ORDERQ_SMTP_URL", err,
+                                       sizeof(err)),
+                         0);
+        assert_int_equal(oq_config_finish(c, err, sizeof(err)), 0);
+        assert_int_equal(c->smtp_tls, OQ_SMTP_TLS_REQUIRED);
+        oq_config_free(c);
+    }
+    static const char *const local[] = {"smtp://localhost:25", "smtp://127.0.0.2",
+                                        "smtp://[::1]:25"};
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        struct oq_config *c = oq_config_new();
+        assert_int_equal(
+            oq_config_set(c, "smtp_url", local[i], OQ_SRC_ENV, "ORDERQ_SMTP_URL", err, sizeof(err)),
+            0);
+        assert_int_equal(oq_config_finish(c, err, sizeof(err)), 0);
+        assert_int_equal(c->smtp_tls, OQ_SMTP_TLS_OPPORTUNISTIC);
+        oq_config_free(c);
+    }
+    /* given, it is kept on loopback too */
+    struct oq_config *c = oq_config_new();
+    assert_int_equal(
+        oq_config_set(c, "smtp_tls", "required", OQ_SRC_ENV, "ORDERQ_SMTP_TLS", err, sizeof(err)),
+        0);
+    assert_int_equal(oq_config_finish(c, err, sizeof(err)), 0);
+    assert_int_equal(c->smtp_tls, OQ_SMTP_TLS_REQUIRED);
+    oq_config_free(c);
+}
+
+static void tls_files_must_be_readable_and_paired(void **state)
+{
+    struct oq_config *cfg = *state;
+    assert_int_equal(oq_config_set(cfg, "amqp_ca", "/nonexistent/ca.pem", OQ_SRC_ENV,
+                                   "ORDERQ_AMQP_CA", err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "ORDERQ_AMQP_CA"));
+    assert_non_null(strstr(err, "readable PEM file"));
+    assert_int_equal(oq_config_set(cfg, "smtp_ca", "/nonexistent/ca.pem", OQ_SRC_FLAG, "--smtp-ca",
+                                   err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "--smtp-ca"));
+    const char *pem = temp_file("not checked here\n");
+    assert_int_equal(
+        oq_config_set(cfg, "amqp_cert", pem, OQ_SRC_ENV, "ORDERQ_AMQP_CERT", err, sizeof(err)), 0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "amqp_key"));
+    assert_non_null(strstr(err, "both or neither"));
+    assert_int_equal(
+        oq_config_set(cfg, "amqp_key", pem, OQ_SRC_ENV, "ORDERQ_AMQP_KEY", err, sizeof(err)), 0);
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
+    unlink(pem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +585,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(broker_names_must_not_collide, setup, teardown),
         cmocka_unit_test_setup_teardown(instance_id_fits_the_ledger_owner, setup, teardown),
         cmocka_unit_test(flag_names_map_to_settings),
+        cmocka_unit_test_setup_teardown(smtp_tls_is_required_off_loopback, setup, teardown),
+        cmocka_unit_test_setup_teardown(tls_files_must_be_readable_and_paired, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

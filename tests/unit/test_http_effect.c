@@ -62,20 +62,28 @@ static void retry_after_is_read(void **state)
     assert_int_equal(oq_http_retry_after_ms("soon", now, cap), -1);
 }
 
-static void bodies_are_signed(void **state)
+static void bodies_are_signed_with_their_time(void **state)
 {
     (void)state;
     char sig[OQ_SIGNATURE_LEN];
-    /* RFC 4231 test case 2 */
+    /* RFC 4231 test case 2's key and text, the text after "<timestamp>.":
+     * printf '1700000000.what do ya want for nothing?' |
+     *   openssl dgst -sha256 -hmac Jefe */
     const char *data = "what do ya want for nothing?";
-    assert_int_equal(oq_http_signature("Jefe", data, strlen(data), sig), 0);
-    assert_string_equal(sig,
-                        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    assert_int_equal(oq_http_signature("Jefe", 1700000000, data, strlen(data), sig), 0);
+    assert_string_equal(sig, "v1=1cdd0650c8be1cb0974b1788d458b1e781206cfef59b85faafc582d2e182c57e");
+    /* another time, another signature: an old one does not fit a new time */
+    char later[OQ_SIGNATURE_LEN];
+    assert_int_equal(oq_http_signature("Jefe", 1700000001, data, strlen(data), later), 0);
+    assert_string_not_equal(sig, later);
     /* the body's bytes, NUL included, not a C string */
     char a[OQ_SIGNATURE_LEN], b[OQ_SIGNATURE_LEN];
-    assert_int_equal(oq_http_signature("k", "x\0y", 3, a), 0);
-    assert_int_equal(oq_http_signature("k", "x", 1, b), 0);
+    assert_int_equal(oq_http_signature("k", 1, "x\0y", 3, a), 0);
+    assert_int_equal(oq_http_signature("k", 1, "x", 1, b), 0);
     assert_string_not_equal(a, b);
+    /* an empty body is signed too */
+    assert_int_equal(oq_http_signature("k", 1, "", 0, a), 0);
+    assert_int_equal(strncmp(a, "v1=", 3), 0);
 }
 
 int main(void)
@@ -83,7 +91,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(statuses_are_classified),
         cmocka_unit_test(retry_after_is_read),
-        cmocka_unit_test(bodies_are_signed),
+        cmocka_unit_test(bodies_are_signed_with_their_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,7 +42,7 @@ static void mysql_tcp_url_with_encoded_password(void **state)
     assert_int_equal(u.port, 3307);
     assert_string_equal(u.database, "shop");
     assert_null(u.socket);
-    assert_int_equal(u.ssl_required, 1);
+    assert_int_equal(u.ssl, OQ_MYSQL_SSL_REQUIRED);
     oq_mysql_url_clear(&u);
 }
 
@@ -239,6 +239,54 @@ static void host_port(void **state)
     assert_int_equal(oq_hostport_parse(":80", &host, &port, err, sizeof(err)), OQ_EINVAL);
 }
 
+static void mysql_tls_modes(void **state)
+{
+    (void)state;
+    struct oq_mysql_url u;
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db", &u, err, sizeof(err)), 0);
+    assert_int_equal(u.ssl, OQ_MYSQL_SSL_DISABLED);
+    assert_null(u.ssl_ca);
+    oq_mysql_url_clear(&u);
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db?ssl=verify_identity&ssl_ca=%2Fetc%2Fca.pem",
+                                        &u, err, sizeof(err)),
+                     0);
+    assert_int_equal(u.ssl, OQ_MYSQL_SSL_VERIFY_IDENTITY);
+    assert_string_equal(u.ssl_ca, "/etc/ca.pem");
+    oq_mysql_url_clear(&u);
+    assert_int_equal(
+        oq_mysql_url_parse("mysql://h/db?ssl_ca=/ca.pem&ssl=verify_ca", &u, err, sizeof(err)), 0);
+    assert_int_equal(u.ssl, OQ_MYSQL_SSL_VERIFY_CA);
+    oq_mysql_url_clear(&u);
+    /* a CA that would not be used to verify anything is a mistake */
+    assert_int_equal(
+        oq_mysql_url_parse("mysql://h/db?ssl=required&ssl_ca=/ca.pem", &u, err, sizeof(err)),
+        OQ_EINVAL);
+    assert_non_null(strstr(err, "verify_ca"));
+    assert_int_equal(oq_mysql_url_parse("mysql://h/db?ssl=verify", &u, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_non_null(strstr(err, "verify_identity"));
+}
+
+static void loopback_hosts(void **state)
+{
+    (void)state;
+    assert_true(oq_url_is_loopback("smtp://127.0.0.1:1025"));
+    assert_true(oq_url_is_loopback("http://127.1.2.3/x"));
+    assert_true(oq_url_is_loopback("http://LOCALHOST:8080/"));
+    assert_true(oq_url_is_loopback("http://[::1]:8080/"));
+    assert_false(oq_url_is_loopback("http://[::2]:8080/"));
+    assert_false(oq_url_is_loopback("http://128.0.0.1/"));
+    assert_false(oq_url_is_loopback("http://127.0.0.1.example/"));
+    assert_false(oq_url_is_loopback("http://localhost.example/"));
+    assert_false(oq_url_is_loopback("not a url"));
+    assert_true(oq_url_is_cleartext_remote("http://shop.example/api", "http"));
+    assert_false(oq_url_is_cleartext_remote("https://shop.example/api", "http"));
+    assert_false(oq_url_is_cleartext_remote("http://127.0.0.1:8080/", "http"));
+    assert_false(oq_url_is_cleartext_remote("", "http"));
+    assert_true(oq_url_is_cleartext_remote("smtp://mail.example", "smtp"));
+    assert_false(oq_url_is_cleartext_remote("smtps://mail.example", "smtp"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +302,8 @@ int main(void)
         cmocka_unit_test(tokens_in_the_path),
         cmocka_unit_test(scheme_check),
         cmocka_unit_test(host_port),
+        cmocka_unit_test(mysql_tls_modes),
+        cmocka_unit_test(loopback_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
