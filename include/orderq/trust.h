@@ -12,7 +12,7 @@
  * dead letter and replay it publishes, and the property survives the delay
  * tiers and the quorum queues' own dead-lettering unchanged. This holds as
  * long as nobody else publishes as orderq's user (docs/operations.md,
- * "RabbitMQ users and permissions").
+ * "RabbitMQ permissions for the shop").
  */
 #ifndef ORDERQ_TRUST_H
 #define ORDERQ_TRUST_H

@@ -115,7 +115,8 @@ done
 expect_contains "user_id \"$shop\"" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'fake2-$run'")" "who published it"
 
 note "orderq's user_id forged by the shop: RabbitMQ refuses it"
-out=$(as_shop orderq.dead orderq.order.processing '{"event_code":"probe","event_identifier":"uid-'"$run"'"}' "$forged" guest)
+orderq_user=$("$PY" -c 'import sys, urllib.parse; print(urllib.parse.unquote(urllib.parse.urlsplit(sys.argv[1]).username))' "$ORDERQ_AMQP_URL")
+out=$(as_shop orderq.dead orderq.order.processing '{"event_code":"probe","event_identifier":"uid-'"$run"'"}' "$forged" "$orderq_user")
 expect_contains "406" "$out" "a publish with orderq's user_id"
 
 note "a quorum queue's own dead letter of the shop's message keeps its forged headers: not believed"
