@@ -33,7 +33,8 @@ static int key_is(amqp_bytes_t key, const char *name)
 }
 
 /* Appends name to out (*used bytes so far), ", " before all but the
- * first; once one does not fit, "..." ends the list (*cut). */
+ * first, a byte that is not printable ASCII as '?' (the list goes into a
+ * log line); once one does not fit, "..." ends the list (*cut). */
 static void append(char *out, size_t outlen, size_t *used, int *cut, amqp_bytes_t name)
 {
     const char *sep = *used > 0 ? ", " : "";
@@ -47,8 +48,11 @@ static void append(char *out, size_t outlen, size_t *used, int *cut, amqp_bytes_
         return;
     }
     memcpy(out + *used, sep, seplen);
-    memcpy(out + *used + seplen, name.bytes, name.len);
-    *used += seplen + name.len;
+    *used += seplen;
+    for (size_t i = 0; i < name.len; i++) { /* orderq's names are ASCII: the rest is forged */
+        unsigned char c = ((const unsigned char *)name.bytes)[i];
+        out[(*used)++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
     out[*used] = '\0';
 }
 

@@ -33,7 +33,8 @@ OQ_WUR int oq_trust_own_user(const struct oq_config *cfg, char **out);
 int oq_trust_published_by(const amqp_basic_properties_t *p, const char *user);
 
 /* The names of p's x-orderq-* headers that orderq would act on, ", "
- * between them, into out (cut with "..." when it does not fit). Left out:
+ * between them, into out (bytes other than printable ASCII as '?', cut
+ * with "..." when it does not fit). Left out:
  * the ids orderq's relays put on first publishes (x-orderq-outbox-id,
  * x-orderq-legacy-id), read only on a return. Returns how many. */
 size_t oq_trust_orderq_headers(const amqp_basic_properties_t *p, char *out, size_t outlen);

@@ -54,6 +54,7 @@ static void orderqs_headers_are_named(void **state)
         oq_amqp_entry_i64("x-orderq-legacy-id", 8),
         oq_amqp_entry_i64("x-orderq-force-resend", 1),
         oq_amqp_entry_i64("x-orderq", 1), /* not the prefix */
+        oq_amqp_entry_i64("x-orderq-\n\xff", 1),
     };
     amqp_basic_properties_t p;
     memset(&p, 0, sizeof(p));
@@ -61,14 +62,14 @@ static void orderqs_headers_are_named(void **state)
     assert_int_equal(oq_trust_orderq_headers(&p, names, sizeof(names)), 0);
     assert_string_equal(names, "");
     p._flags = AMQP_BASIC_HEADERS_FLAG;
-    p.headers = (amqp_table_t){6, h};
-    assert_int_equal(oq_trust_orderq_headers(&p, names, sizeof(names)), 2);
-    assert_string_equal(names, "x-orderq-attempt, x-orderq-force-resend");
+    p.headers = (amqp_table_t){7, h};
+    assert_int_equal(oq_trust_orderq_headers(&p, names, sizeof(names)), 3);
+    assert_string_equal(names, "x-orderq-attempt, x-orderq-force-resend, x-orderq-??");
     /* Too many to name: cut with "...", all counted. */
     char small[24];
-    assert_int_equal(oq_trust_orderq_headers(&p, small, sizeof(small)), 2);
+    assert_int_equal(oq_trust_orderq_headers(&p, small, sizeof(small)), 3);
     assert_string_equal(small, "x-orderq-attempt...");
-    assert_int_equal(oq_trust_orderq_headers(&p, names, 0), 2);
+    assert_int_equal(oq_trust_orderq_headers(&p, names, 0), 3);
 }
 
 int main(void)
