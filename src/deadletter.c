@@ -270,24 +270,48 @@ static void iso_to_datetime(const char *iso, char *out, size_t outlen)
         *z = '\0';
 }
 
-/* The first x-death entry's first routing key: where RabbitMQ's own dead
- * letters were first published to. */
-static void xdeath_routing_key(const amqp_basic_properties_t *p, char *out, size_t outlen)
+/* The newest x-death entry (RabbitMQ puts it first): the dead-lettering
+ * that sent the letter here. NULL when there is none. */
+static const amqp_table_t *newest_death(const amqp_basic_properties_t *p)
 {
     const amqp_field_value_t *xd = oq_amqp_header(p, "x-death");
     if (xd == NULL || xd->kind != AMQP_FIELD_KIND_ARRAY || xd->value.array.num_entries == 0 ||
         xd->value.array.entries[0].kind != AMQP_FIELD_KIND_TABLE)
+        return NULL;
+    return &xd->value.array.entries[0].value.table;
+}
+
+static const amqp_field_value_t *death_field(const amqp_table_t *death, const char *key)
+{
+    size_t n = strlen(key);
+    for (int i = 0; death != NULL && i < death->num_entries; i++)
+        if (death->entries[i].key.len == n && memcmp(death->entries[i].key.bytes, key, n) == 0)
+            return &death->entries[i].value;
+    return NULL;
+}
+
+/* A text field of the newest death, else the x-first-death-* header
+ * (fallback) into out. */
+static void death_text(const amqp_basic_properties_t *p, const char *key, const char *fallback,
+                       char *out, size_t outlen)
+{
+    const amqp_field_value_t *v = death_field(newest_death(p), key);
+    if (v != NULL && (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        text_column(v->value.bytes.bytes, v->value.bytes.len, out, outlen);
+    else
+        header_text(p, fallback, out, outlen);
+}
+
+/* The newest death's first routing key: where RabbitMQ's own dead letter
+ * was published to before it died. */
+static void xdeath_routing_key(const amqp_basic_properties_t *p, char *out, size_t outlen)
+{
+    const amqp_field_value_t *keys = death_field(newest_death(p), "routing-keys");
+    if (keys == NULL || keys->kind != AMQP_FIELD_KIND_ARRAY || keys->value.array.num_entries == 0)
         return;
-    const amqp_table_t *death = &xd->value.array.entries[0].value.table;
-    for (int i = 0; i < death->num_entries; i++) {
-        const amqp_table_entry_t *e = &death->entries[i];
-        if (e->key.len == 12 && memcmp(e->key.bytes, "routing-keys", 12) == 0 &&
-            e->value.kind == AMQP_FIELD_KIND_ARRAY && e->value.value.array.num_entries > 0) {
-            const amqp_field_value_t *k = &e->value.value.array.entries[0];
-            if (k->kind == AMQP_FIELD_KIND_UTF8 || k->kind == AMQP_FIELD_KIND_BYTES)
-                text_column(k->value.bytes.bytes, k->value.bytes.len, out, outlen);
-        }
-    }
+    const amqp_field_value_t *k = &keys->value.array.entries[0];
+    if (k->kind == AMQP_FIELD_KIND_UTF8 || k->kind == AMQP_FIELD_KIND_BYTES)
+        text_column(k->value.bytes.bytes, k->value.bytes.len, out, outlen);
 }
 
 static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int64_t otherwise)
@@ -325,9 +349,11 @@ static void describe_by_broker(const amqp_basic_properties_t *p, int64_t deliver
                                struct oq_dead_letter *dl)
 {
     char reason[32] = ""; /* "delivery_limit", "rejected", "expired", "maxlen" */
-    header_text(p, "x-first-death-reason", reason, sizeof(reason));
-    header_text(p, "x-first-death-queue", dl->queue, sizeof(dl->queue));
-    header_text(p, "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
+    /* The newest death, not the first: a retry its work queue dead-lettered
+     * died first expiring in a delay tier, as it should. */
+    death_text(p, "reason", "x-first-death-reason", reason, sizeof(reason));
+    death_text(p, "queue", "x-first-death-queue", dl->queue, sizeof(dl->queue));
+    death_text(p, "exchange", "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
     xdeath_routing_key(p, dl->routing_key, sizeof(dl->routing_key));
     /* RabbitMQ 3.10 does not say how often it delivered the letter; the
      * limit was run out, so it was delivered limit + 1 times. */
@@ -354,7 +380,7 @@ static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *or
 {
     char names[384], who[300] = "no user_id";
     size_t n = oq_trust_orderq_headers(p, names, sizeof(names));
-    int by_broker = oq_amqp_header(p, "x-first-death-reason") != NULL;
+    int by_broker = newest_death(p) != NULL || oq_amqp_header(p, "x-first-death-reason") != NULL;
     if (by_broker && n == 0)
         return; /* RabbitMQ's own letter, nothing claimed */
     if (p->_flags & AMQP_BASIC_USER_ID_FLAG) {
@@ -375,18 +401,45 @@ static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *or
     text_column(text, strlen(text), dl->error, sizeof(dl->error));
 }
 
+/* One of orderq's retries that RabbitMQ dead-lettered (it crashed or hung
+ * the consumers till the delivery limit): where it was first published
+ * (where a replay sends it, not the delay tier it came back from), when
+ * it first failed, and what the attempt before said. */
+static void add_retry_history(const amqp_basic_properties_t *p, struct oq_dead_letter *dl)
+{
+    char iso[64], class[32] = "", before[256] = "";
+    int64_t attempt = header_int(p, "x-orderq-attempt", 0);
+    if (attempt < 2)
+        return;
+    header_text(p, "x-orderq-original-exchange", dl->exchange, sizeof(dl->exchange));
+    header_text(p, "x-orderq-original-routing-key", dl->routing_key, sizeof(dl->routing_key));
+    if (header_text(p, "x-orderq-first-failed-at", iso, sizeof(iso)))
+        iso_to_datetime(iso, dl->first_failed_at, sizeof(dl->first_failed_at));
+    header_text(p, "x-orderq-error-class", class, sizeof(class));
+    header_text(p, "x-orderq-last-error", before, sizeof(before));
+    size_t used = strlen(dl->error);
+    snprintf(dl->error + used, sizeof(dl->error) - used,
+             "; it was orderq's attempt %lld (attempt %lld failed: %s: %s)", (long long)attempt,
+             (long long)attempt - 1, class, before);
+}
+
 /* Why and where: orderq's headers when orderq published the letter
- * (trust.h), else what RabbitMQ says. */
+ * (trust.h), else what RabbitMQ says. orderq's own letters never carry
+ * x-death (parking drops it): with one, RabbitMQ dead-lettered it. */
 static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_limit,
                              const char *orderq_user, struct oq_dead_letter *dl)
 {
     int ours = oq_trust_published_by(p, orderq_user);
-    if (ours && header_text(p, "x-orderq-error-class", dl->error_class, sizeof(dl->error_class))) {
+    int by_broker = newest_death(p) != NULL || oq_amqp_header(p, "x-first-death-reason") != NULL;
+    if (ours && !by_broker &&
+        header_text(p, "x-orderq-error-class", dl->error_class, sizeof(dl->error_class))) {
         describe_by_orderq(p, dl);
         return;
     }
     describe_by_broker(p, delivery_limit, dl);
-    if (!ours)
+    if (ours)
+        add_retry_history(p, dl);
+    else
         say_not_from_orderq(p, orderq_user, dl);
 }
 

@@ -154,6 +154,55 @@ static void the_brokers_own_dead_letters_are_explained(void **state)
     oq_dead_letter_clear(&dl);
 }
 
+/* One of orderq's retries that crashed the consumers till the delivery
+ * limit: RabbitMQ's newest death says why (the first one is its expiry in
+ * the delay tier), orderq's headers say where it was first published (a
+ * replay goes there) and what the attempt before said. */
+static void a_retry_at_the_delivery_limit_is_explained(void **state)
+{
+    (void)state;
+    amqp_field_value_t keys = {AMQP_FIELD_KIND_UTF8, {0}};
+    keys.value.bytes = amqp_cstring_bytes("orderq.probe");
+    amqp_table_entry_t newest[] = {
+        text("reason", "delivery_limit"), text("queue", "orderq.probe"), text("exchange", ""),
+        {amqp_cstring_bytes("routing-keys"), {AMQP_FIELD_KIND_ARRAY, {0}}}};
+    newest[3].value.value.array = (amqp_array_t){1, &keys};
+    amqp_table_entry_t first[] = {text("reason", "expired"), text("queue", "orderq.delay.1s"),
+                                  text("exchange", "orderq.delay")};
+    amqp_field_value_t deaths[2] = {{AMQP_FIELD_KIND_TABLE, {0}}, {AMQP_FIELD_KIND_TABLE, {0}}};
+    deaths[0].value.table = (amqp_table_t){4, newest};
+    deaths[1].value.table = (amqp_table_t){3, first};
+    amqp_table_entry_t h[] = {
+        {amqp_cstring_bytes("x-death"), {AMQP_FIELD_KIND_ARRAY, {0}}},
+        text("x-first-death-reason", "expired"),
+        text("x-first-death-queue", "orderq.delay.1s"),
+        text("x-first-death-exchange", "orderq.delay"),
+        number("x-delivery-count", 2),
+        number("x-orderq-attempt", 2),
+        text("x-orderq-first-failed-at", "2026-11-22T10:00:00.125Z"),
+        text("x-orderq-error-class", "transient"),
+        text("x-orderq-last-error", "SMTP 421"),
+        text("x-orderq-queue", "orderq.probe"),
+        text("x-orderq-original-exchange", "shop.events"),
+        text("x-orderq-original-routing-key", "probe"),
+    };
+    h[0].value.value.array = (amqp_array_t){2, deaths};
+    amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{}");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_string_equal(dl.error_class, "delivery_limit");
+    assert_string_equal(dl.queue, "orderq.probe");
+    assert_string_equal(dl.exchange, "shop.events");
+    assert_string_equal(dl.routing_key, "probe");
+    assert_string_equal(dl.first_failed_at, "2026-11-22 10:00:00.125");
+    assert_int_equal(dl.attempts, 3);
+    assert_string_equal(dl.error,
+                        "RabbitMQ dead-lettered it from orderq.probe: delivered 3 times without an "
+                        "outcome (the consumer crashed, hung or was cut off each time); it was "
+                        "orderq's attempt 2 (attempt 1 failed: transient: SMTP 421)");
+    oq_dead_letter_clear(&dl);
+}
+
 /* x-orderq-* headers on a letter orderq did not publish (no user_id, or
  * another's) are not believed: the row says what RabbitMQ says, and "not
  * from orderq"; the headers stay in the row's headers only. */
@@ -635,6 +684,7 @@ int main(void)
         cmocka_unit_test(orderq_headers_describe_the_failure),
         cmocka_unit_test(the_brokers_own_dead_letters_are_explained),
         cmocka_unit_test(forged_orderq_headers_are_not_believed),
+        cmocka_unit_test(a_retry_at_the_delivery_limit_is_explained),
         cmocka_unit_test(binary_values_are_stored_safely),
         cmocka_unit_test(a_stored_letter_publishes_as_it_came),
         cmocka_unit_test(a_key_that_is_not_utf8_keeps_every_header),
