@@ -388,13 +388,13 @@ static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *or
         text_column(p->user_id.bytes, p->user_id.len, uid, sizeof(uid));
         snprintf(who, sizeof(who), "user_id \"%s\"", uid);
     }
-    char text[2304]; /* room for every part: cut below on a character boundary */
+    char text[2304];  /* room for every part: cut below on a character boundary */
     if (!by_broker) { /* nothing says how often it was tried */
         snprintf(dl->error_class, sizeof(dl->error_class), "not_from_orderq");
         dl->attempts = 1;
     }
-    snprintf(text, sizeof(text), "not from orderq: %s, not orderq's user \"%.200s\"%s%s%s%s%s",
-             who, orderq_user ? orderq_user : "?",
+    snprintf(text, sizeof(text), "not from orderq: %s, not orderq's user \"%.200s\"%s%s%s%s%s", who,
+             orderq_user ? orderq_user : "?",
              by_broker ? "; " : ", and RabbitMQ did not dead-letter it either (no x-death)",
              by_broker ? dl->error : "", n > 0 ? "; its headers only orderq may set (" : "",
              n > 0 ? names : "", n > 0 ? ") were not believed" : "");

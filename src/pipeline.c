@@ -830,10 +830,9 @@ static void ignore_foreign_headers(const struct delivery *d)
     oq_log(OQ_LOG_WARN, &f,
            "ignored %s on message %s from exchange \"%s\": only orderq may set them, and "
            "orderq did not publish it (user_id %s%.*s%s)",
-           names, d->message_id ? d->message_id : "(no message_id)",
-           d->exchange ? d->exchange : "", has_uid ? "\"" : "none",
-           has_uid ? (int)p->user_id.len : 0, has_uid ? (const char *)p->user_id.bytes : "",
-           has_uid ? "\"" : "");
+           names, d->message_id ? d->message_id : "(no message_id)", d->exchange ? d->exchange : "",
+           has_uid ? "\"" : "none", has_uid ? (int)p->user_id.len : 0,
+           has_uid ? (const char *)p->user_id.bytes : "", has_uid ? "\"" : "");
 }
 
 /* Where a retried message stands: its attempt and what the first one

@@ -164,7 +164,9 @@ static void a_retry_at_the_delivery_limit_is_explained(void **state)
     amqp_field_value_t keys = {AMQP_FIELD_KIND_UTF8, {0}};
     keys.value.bytes = amqp_cstring_bytes("orderq.probe");
     amqp_table_entry_t newest[] = {
-        text("reason", "delivery_limit"), text("queue", "orderq.probe"), text("exchange", ""),
+        text("reason", "delivery_limit"),
+        text("queue", "orderq.probe"),
+        text("exchange", ""),
         {amqp_cstring_bytes("routing-keys"), {AMQP_FIELD_KIND_ARRAY, {0}}}};
     newest[3].value.value.array = (amqp_array_t){1, &keys};
     amqp_table_entry_t first[] = {text("reason", "expired"), text("queue", "orderq.delay.1s"),
@@ -210,10 +212,8 @@ static void forged_orderq_headers_are_not_believed(void **state)
 {
     (void)state;
     amqp_table_entry_t h[] = {
-        text("x-orderq-error-class", "permanent"),
-        text("x-orderq-last-error", "forged reason"),
-        text("x-orderq-queue", "orderq.forged"),
-        number("x-orderq-attempt", 7),
+        text("x-orderq-error-class", "permanent"), text("x-orderq-last-error", "forged reason"),
+        text("x-orderq-queue", "orderq.forged"),   number("x-orderq-attempt", 7),
         text("x-orderq-host", "forged-host"),
     };
     amqp_message_t m = message(h, 5, "{}");

@@ -19,8 +19,8 @@ static void own_user_is_amqp_urls(void **state)
     assert_int_equal(oq_trust_own_user(cfg, &user), 0);
     assert_string_equal(user, "guest"); /* the default URL's */
     free(user);
-    assert_int_equal(oq_config_set(cfg, "amqp_url", "amqp://orderq%2Dapp:pw@mq:5672/shop", OQ_SRC_FLAG, "test", err,
-                                   sizeof(err)),
+    assert_int_equal(oq_config_set(cfg, "amqp_url", "amqp://orderq%2Dapp:pw@mq:5672/shop",
+                                   OQ_SRC_FLAG, "test", err, sizeof(err)),
                      0);
     assert_int_equal(oq_trust_own_user(cfg, &user), 0);
     assert_string_equal(user, "orderq-app"); /* percent-decoded, as it logs in */
