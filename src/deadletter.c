@@ -376,11 +376,10 @@ static void describe_by_broker(const amqp_basic_properties_t *p, int64_t deliver
  * headers orderq did not write: the error says so, naming them. They stay
  * in the row's headers, and nowhere else. */
 static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *orderq_user,
-                                struct oq_dead_letter *dl)
+                                int by_broker, struct oq_dead_letter *dl)
 {
     char names[384], who[300] = "no user_id";
     size_t n = oq_trust_orderq_headers(p, names, sizeof(names));
-    int by_broker = newest_death(p) != NULL || oq_amqp_header(p, "x-first-death-reason") != NULL;
     if (by_broker && n == 0)
         return; /* RabbitMQ's own letter, nothing claimed */
     if (p->_flags & AMQP_BASIC_USER_ID_FLAG) {
@@ -440,7 +439,7 @@ static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_
     if (ours)
         add_retry_history(p, dl);
     else
-        say_not_from_orderq(p, orderq_user, dl);
+        say_not_from_orderq(p, orderq_user, by_broker, dl);
 }
 
 /* The event it is about: the AMQP properties, else the body's envelope. */
