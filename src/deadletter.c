@@ -19,6 +19,7 @@
 #include "orderq/log.h"
 #include "orderq/metrics.h"
 #include "orderq/retry.h"
+#include "orderq/trust.h"
 
 #define ARCHIVE_CHANNEL  1
 #define ARCHIVE_PREFETCH 64
@@ -269,24 +270,48 @@ static void iso_to_datetime(const char *iso, char *out, size_t outlen)
         *z = '\0';
 }
 
-/* The first x-death entry's first routing key: where RabbitMQ's own dead
- * letters were first published to. */
-static void xdeath_routing_key(const amqp_basic_properties_t *p, char *out, size_t outlen)
+/* The newest x-death entry (RabbitMQ puts it first): the dead-lettering
+ * that sent the letter here. NULL when there is none. */
+static const amqp_table_t *newest_death(const amqp_basic_properties_t *p)
 {
     const amqp_field_value_t *xd = oq_amqp_header(p, "x-death");
     if (xd == NULL || xd->kind != AMQP_FIELD_KIND_ARRAY || xd->value.array.num_entries == 0 ||
         xd->value.array.entries[0].kind != AMQP_FIELD_KIND_TABLE)
+        return NULL;
+    return &xd->value.array.entries[0].value.table;
+}
+
+static const amqp_field_value_t *death_field(const amqp_table_t *death, const char *key)
+{
+    size_t n = strlen(key);
+    for (int i = 0; death != NULL && i < death->num_entries; i++)
+        if (death->entries[i].key.len == n && memcmp(death->entries[i].key.bytes, key, n) == 0)
+            return &death->entries[i].value;
+    return NULL;
+}
+
+/* A text field of the newest death, else the x-first-death-* header
+ * (fallback) into out. */
+static void death_text(const amqp_basic_properties_t *p, const char *key, const char *fallback,
+                       char *out, size_t outlen)
+{
+    const amqp_field_value_t *v = death_field(newest_death(p), key);
+    if (v != NULL && (v->kind == AMQP_FIELD_KIND_UTF8 || v->kind == AMQP_FIELD_KIND_BYTES))
+        text_column(v->value.bytes.bytes, v->value.bytes.len, out, outlen);
+    else
+        header_text(p, fallback, out, outlen);
+}
+
+/* The newest death's first routing key: where RabbitMQ's own dead letter
+ * was published to before it died. */
+static void xdeath_routing_key(const amqp_basic_properties_t *p, char *out, size_t outlen)
+{
+    const amqp_field_value_t *keys = death_field(newest_death(p), "routing-keys");
+    if (keys == NULL || keys->kind != AMQP_FIELD_KIND_ARRAY || keys->value.array.num_entries == 0)
         return;
-    const amqp_table_t *death = &xd->value.array.entries[0].value.table;
-    for (int i = 0; i < death->num_entries; i++) {
-        const amqp_table_entry_t *e = &death->entries[i];
-        if (e->key.len == 12 && memcmp(e->key.bytes, "routing-keys", 12) == 0 &&
-            e->value.kind == AMQP_FIELD_KIND_ARRAY && e->value.value.array.num_entries > 0) {
-            const amqp_field_value_t *k = &e->value.value.array.entries[0];
-            if (k->kind == AMQP_FIELD_KIND_UTF8 || k->kind == AMQP_FIELD_KIND_BYTES)
-                text_column(k->value.bytes.bytes, k->value.bytes.len, out, outlen);
-        }
-    }
+    const amqp_field_value_t *k = &keys->value.array.entries[0];
+    if (k->kind == AMQP_FIELD_KIND_UTF8 || k->kind == AMQP_FIELD_KIND_BYTES)
+        text_column(k->value.bytes.bytes, k->value.bytes.len, out, outlen);
 }
 
 static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int64_t otherwise)
@@ -301,29 +326,34 @@ static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int
     return otherwise;
 }
 
-/* Why and where: orderq's headers, else RabbitMQ's own (x-first-death-*). */
-static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_limit,
-                             struct oq_dead_letter *dl)
+/* Why and where, in orderq's words: its x-orderq-* headers. */
+static void describe_by_orderq(const amqp_basic_properties_t *p, struct oq_dead_letter *dl)
 {
     char iso[64];
-    if (header_text(p, "x-orderq-error-class", dl->error_class, sizeof(dl->error_class))) {
-        header_text(p, "x-orderq-last-error", dl->error, sizeof(dl->error));
-        header_text(p, "x-orderq-queue", dl->queue, sizeof(dl->queue));
-        header_text(p, "x-orderq-original-exchange", dl->exchange, sizeof(dl->exchange));
-        header_text(p, "x-orderq-original-routing-key", dl->routing_key, sizeof(dl->routing_key));
-        dl->attempts = header_int(p, "x-orderq-attempt", 1);
-        if (header_text(p, "x-orderq-first-failed-at", iso, sizeof(iso)))
-            iso_to_datetime(iso, dl->first_failed_at, sizeof(dl->first_failed_at));
-        if (header_text(p, "x-orderq-last-failed-at", iso, sizeof(iso)))
-            iso_to_datetime(iso, dl->last_failed_at, sizeof(dl->last_failed_at));
-        header_text(p, "x-orderq-host", dl->host, sizeof(dl->host));
-        dl->pid = header_int(p, "x-orderq-pid", 0);
-        return;
-    }
+    header_text(p, "x-orderq-last-error", dl->error, sizeof(dl->error));
+    header_text(p, "x-orderq-queue", dl->queue, sizeof(dl->queue));
+    header_text(p, "x-orderq-original-exchange", dl->exchange, sizeof(dl->exchange));
+    header_text(p, "x-orderq-original-routing-key", dl->routing_key, sizeof(dl->routing_key));
+    dl->attempts = header_int(p, "x-orderq-attempt", 1);
+    if (header_text(p, "x-orderq-first-failed-at", iso, sizeof(iso)))
+        iso_to_datetime(iso, dl->first_failed_at, sizeof(dl->first_failed_at));
+    if (header_text(p, "x-orderq-last-failed-at", iso, sizeof(iso)))
+        iso_to_datetime(iso, dl->last_failed_at, sizeof(dl->last_failed_at));
+    header_text(p, "x-orderq-host", dl->host, sizeof(dl->host));
+    dl->pid = header_int(p, "x-orderq-pid", 0);
+}
+
+/* Why and where, in RabbitMQ's words (x-first-death-*, x-death): a letter
+ * it dead-lettered itself, such as a quorum queue's delivery limit. */
+static void describe_by_broker(const amqp_basic_properties_t *p, int64_t delivery_limit,
+                               struct oq_dead_letter *dl)
+{
     char reason[32] = ""; /* "delivery_limit", "rejected", "expired", "maxlen" */
-    header_text(p, "x-first-death-reason", reason, sizeof(reason));
-    header_text(p, "x-first-death-queue", dl->queue, sizeof(dl->queue));
-    header_text(p, "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
+    /* The newest death, not the first: a retry its work queue dead-lettered
+     * died first expiring in a delay tier, as it should. */
+    death_text(p, "reason", "x-first-death-reason", reason, sizeof(reason));
+    death_text(p, "queue", "x-first-death-queue", dl->queue, sizeof(dl->queue));
+    death_text(p, "exchange", "x-first-death-exchange", dl->exchange, sizeof(dl->exchange));
     xdeath_routing_key(p, dl->routing_key, sizeof(dl->routing_key));
     /* RabbitMQ 3.10 does not say how often it delivered the letter; the
      * limit was run out, so it was delivered limit + 1 times. */
@@ -339,6 +369,77 @@ static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_
         snprintf(dl->error, sizeof(dl->error), "RabbitMQ dead-lettered it from %s (reason: %s)",
                  dl->queue[0] ? dl->queue : "a queue", reason[0] ? reason : "not given");
     }
+}
+
+/* A letter neither orderq nor RabbitMQ dead-lettered (someone published
+ * it straight to the dead-letter exchange), or one carrying x-orderq-*
+ * headers orderq did not write: the error says so, naming them. They stay
+ * in the row's headers, and nowhere else. */
+static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *orderq_user,
+                                int by_broker, struct oq_dead_letter *dl)
+{
+    char names[384], who[300] = "no user_id";
+    size_t n = oq_trust_orderq_headers(p, names, sizeof(names));
+    if (by_broker && n == 0)
+        return; /* RabbitMQ's own letter, nothing claimed */
+    if (p->_flags & AMQP_BASIC_USER_ID_FLAG) {
+        char uid[256];
+        text_column(p->user_id.bytes, p->user_id.len, uid, sizeof(uid));
+        snprintf(who, sizeof(who), "user_id \"%s\"", uid);
+    }
+    char text[2304];  /* room for every part: cut below on a character boundary */
+    if (!by_broker) { /* nothing says how often it was tried */
+        snprintf(dl->error_class, sizeof(dl->error_class), "not_from_orderq");
+        dl->attempts = 1;
+    }
+    snprintf(text, sizeof(text), "not from orderq: %s, not orderq's user \"%.200s\"%s%s%s%s%s", who,
+             orderq_user ? orderq_user : "?",
+             by_broker ? "; " : ", and RabbitMQ did not dead-letter it either (no x-death)",
+             by_broker ? dl->error : "", n > 0 ? "; its headers only orderq may set (" : "",
+             n > 0 ? names : "", n > 0 ? ") were not believed" : "");
+    text_column(text, strlen(text), dl->error, sizeof(dl->error));
+}
+
+/* One of orderq's retries that RabbitMQ dead-lettered (it crashed or hung
+ * the consumers till the delivery limit): where it was first published
+ * (where a replay sends it, not the delay tier it came back from), when
+ * it first failed, and what the attempt before said. */
+static void add_retry_history(const amqp_basic_properties_t *p, struct oq_dead_letter *dl)
+{
+    char iso[64], class[32] = "", before[256] = "";
+    int64_t attempt = header_int(p, "x-orderq-attempt", 0);
+    if (attempt < 2)
+        return;
+    header_text(p, "x-orderq-original-exchange", dl->exchange, sizeof(dl->exchange));
+    header_text(p, "x-orderq-original-routing-key", dl->routing_key, sizeof(dl->routing_key));
+    if (header_text(p, "x-orderq-first-failed-at", iso, sizeof(iso)))
+        iso_to_datetime(iso, dl->first_failed_at, sizeof(dl->first_failed_at));
+    header_text(p, "x-orderq-error-class", class, sizeof(class));
+    header_text(p, "x-orderq-last-error", before, sizeof(before));
+    size_t used = strlen(dl->error);
+    snprintf(dl->error + used, sizeof(dl->error) - used,
+             "; it was orderq's attempt %lld (attempt %lld failed: %s: %s)", (long long)attempt,
+             (long long)attempt - 1, class, before);
+}
+
+/* Why and where: orderq's headers when orderq published the letter
+ * (trust.h), else what RabbitMQ says. orderq's own letters never carry
+ * x-death (parking drops it): with one, RabbitMQ dead-lettered it. */
+static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_limit,
+                             const char *orderq_user, struct oq_dead_letter *dl)
+{
+    int ours = oq_trust_published_by(p, orderq_user);
+    int by_broker = newest_death(p) != NULL || oq_amqp_header(p, "x-first-death-reason") != NULL;
+    if (ours && !by_broker &&
+        header_text(p, "x-orderq-error-class", dl->error_class, sizeof(dl->error_class))) {
+        describe_by_orderq(p, dl);
+        return;
+    }
+    describe_by_broker(p, delivery_limit, dl);
+    if (ours)
+        add_retry_history(p, dl);
+    else
+        say_not_from_orderq(p, orderq_user, by_broker, dl);
 }
 
 /* The event it is about: the AMQP properties, else the body's envelope. */
@@ -484,7 +585,7 @@ static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
 }
 
 int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
-                                struct oq_dead_letter *dl)
+                                const char *orderq_user, struct oq_dead_letter *dl)
 {
     static const amqp_table_t no_headers = {0, NULL};
     const amqp_basic_properties_t *p = &m->properties;
@@ -498,7 +599,7 @@ int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
         oq_dead_letter_clear(dl);
         return OQ_ENOMEM;
     }
-    describe_failure(p, delivery_limit, dl);
+    describe_failure(p, delivery_limit, orderq_user, dl);
     identify_event(m, dl);
     oq_error_fingerprint(dl->error_class, dl->error, dl->fingerprint, sizeof(dl->fingerprint));
     return 0;
@@ -739,10 +840,8 @@ int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char 
             if (rc == 0)
                 continue;
         }
-        if (text_props[i].flag == AMQP_BASIC_USER_ID_FLAG &&
-            (amqp_user == NULL || b.len != strlen(amqp_user) ||
-             memcmp(b.bytes, amqp_user, b.len) != 0))
-            continue;
+        if (text_props[i].flag == AMQP_BASIC_USER_ID_FLAG)
+            continue; /* set below: orderq's own */
         p->_flags |= text_props[i].flag;
         *(amqp_bytes_t *)(void *)((char *)p + text_props[i].offset) = b;
     }
@@ -755,6 +854,10 @@ int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char 
         p->_flags |= AMQP_BASIC_TIMESTAMP_FLAG;
         p->timestamp = (uint64_t)YAJL_GET_INTEGER(ts);
     }
+    if (amqp_user != NULL) {
+        p->_flags |= AMQP_BASIC_USER_ID_FLAG;
+        p->user_id = amqp_cstring_bytes(amqp_user);
+    }
     p->_flags |= AMQP_BASIC_HEADERS_FLAG;
     return table_from_json(pool, headers, 0, spare, &p->headers);
 }
@@ -763,6 +866,7 @@ int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char 
 
 struct oq_archiver {
     const struct oq_config *cfg;
+    char *own_user; /* orderq's broker user: whose x-orderq-* headers count */
     pthread_t thread;
     volatile sig_atomic_t stop;
     struct oq_db *db;
@@ -833,7 +937,7 @@ static int archive(struct oq_archiver *a, const amqp_message_t *m)
     struct oq_dead_letter dl;
     char why[OQ_ERRLEN];
     int stored = 0, rc = 0;
-    if (oq_dead_letter_from_message(m, a->cfg->delivery_limit, &dl) != 0) {
+    if (oq_dead_letter_from_message(m, a->cfg->delivery_limit, a->own_user, &dl) != 0) {
         oq_error("archiving a dead letter: out of memory");
         return 0;
     }
@@ -940,7 +1044,13 @@ int oq_archiver_start(const struct oq_config *cfg, struct oq_archiver **out)
         return OQ_ENOMEM;
     a->cfg = cfg;
     a->max_packet = 16 << 20;
+    int rc = oq_trust_own_user(cfg, &a->own_user);
+    if (rc != 0) {
+        free(a);
+        return rc;
+    }
     if (pthread_create(&a->thread, NULL, archiver_main, a) != 0) {
+        free(a->own_user);
         free(a);
         return OQ_ENOMEM;
     }
@@ -954,5 +1064,6 @@ void oq_archiver_stop(struct oq_archiver *a)
         return;
     a->stop = 1;
     pthread_join(a->thread, NULL);
+    free(a->own_user);
     free(a);
 }

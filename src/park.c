@@ -12,6 +12,7 @@
 #include "orderq/deadletter.h"
 #include "orderq/log.h"
 #include "orderq/publish.h"
+#include "orderq/trust.h"
 
 #define PARK_WINDOW 1024 /* copies awaiting their confirm */
 /* Bytes of copies awaiting their confirm. librabbitmq waits without limit
@@ -28,6 +29,7 @@ struct oq_parker {
     oq_park_settled_fn settled;
     void *ctx;
     char host[128], pid[24]; /* for the copies' headers */
+    char *own_user;          /* every copy's user_id: the proof orderq published it */
 
     struct oq_broker *b;
     struct oq_publisher *pub;
@@ -218,16 +220,15 @@ int oq_park(struct oq_parker *p, const struct oq_park *what, uint64_t *seq)
     h[nh++] = oq_amqp_entry_i64("x-orderq-seq", (int64_t)next);
     if (retry && what->force_resend) /* the person's word holds for the retries */
         h[nh++] = oq_amqp_entry_i64("x-orderq-force-resend", 1);
-    /* RabbitMQ checks user_id against the publishing connection's user:
-     * a shop's own user_id would close the channel on every copy. It is
-     * kept as a header instead, from the first delivery on. */
+    /* RabbitMQ checks user_id against the publishing connection's user,
+     * so orderq's own user_id on a copy proves orderq published it: only
+     * then are its x-orderq-* headers believed (trust.h). The shop's own
+     * user_id is kept as a header, from the first delivery on. */
     amqp_basic_properties_t props = *orig;
-    const amqp_field_value_t *uid = oq_amqp_header(orig, "x-orderq-original-user-id");
-    if (uid != NULL && (uid->kind == AMQP_FIELD_KIND_UTF8 || uid->kind == AMQP_FIELD_KIND_BYTES))
-        h[nh++] = oq_amqp_entry_text("x-orderq-original-user-id", uid->value.bytes);
-    else if (orig->_flags & AMQP_BASIC_USER_ID_FLAG)
-        h[nh++] = oq_amqp_entry_text("x-orderq-original-user-id", orig->user_id);
-    props._flags &= ~(amqp_flags_t)AMQP_BASIC_USER_ID_FLAG;
+    if (what->original_user_id.len > 0)
+        h[nh++] = oq_amqp_entry_text("x-orderq-original-user-id", what->original_user_id);
+    props._flags |= AMQP_BASIC_USER_ID_FLAG;
+    props.user_id = amqp_cstring_bytes(p->own_user);
     if (retry) /* not "x-": a headers exchange ignores those when matching */
         h[nh++] = hdr_str("orderq-delay", what->tier);
 
@@ -264,6 +265,11 @@ int oq_parker_new(const struct oq_config *cfg, const char *host, oq_park_settled
     *out = NULL;
     if (p == NULL)
         return OQ_ENOMEM;
+    int rc = oq_trust_own_user(cfg, &p->own_user);
+    if (rc != 0) {
+        free(p);
+        return rc;
+    }
     p->cfg = cfg;
     p->settled = settled;
     p->ctx = ctx;
@@ -286,5 +292,6 @@ void oq_parker_free(struct oq_parker *p)
         else /* the broker may not read it: closing politely could hang */
             oq_broker_drop(p->b);
     }
+    free(p->own_user);
     free(p);
 }

@@ -25,6 +25,7 @@
 #include "orderq/retry.h"
 #include "orderq/subscribe.h"
 #include "orderq/topology.h"
+#include "orderq/trust.h"
 
 #define CONSUME_CHANNEL 1
 #define DECLARE_CHANNEL 2 /* redeclaring a deleted queue: a refusal closes only this one */
@@ -43,11 +44,13 @@ struct delivery {
     char *queue, *exchange, *routing_key, *message_id, *type;
     amqp_message_t msg; /* properties and body as delivered, republished as they are */
     int has_msg;
+    /* From orderq's own headers only when orderq published it (trust.h). */
     int64_t attempt;  /* x-orderq-attempt: 1 on the first delivery */
     int force_resend; /* x-orderq-force-resend: a person said "send it again" */
     int calls_out;    /* prepared on an effect worker (its handler must call out) */
     /* Kept across retries in orderq's headers (else the delivery's own). */
     amqp_bytes_t original_exchange, original_routing_key, first_failed_at;
+    amqp_bytes_t original_user_id; /* the publisher's user_id, or empty */
     struct oq_event ev;
     const struct oq_handler *handler;
     void *plan;
@@ -80,6 +83,7 @@ struct batch {
 
 struct pipeline {
     const struct oq_config *cfg;
+    char *own_user; /* orderq's broker user: whose x-orderq-* headers count */
     volatile sig_atomic_t *stop;
     void (*wake_relay)(void *);
     void *relay;
@@ -654,6 +658,7 @@ static int park(struct pipeline *pl, struct delivery *d)
         .first_failed_at = d->first_failed_at,
         .original_exchange = d->original_exchange,
         .original_routing_key = d->original_routing_key,
+        .original_user_id = d->original_user_id,
         .force_resend = d->force_resend,
     };
     return oq_park(pl->parker, &what, &d->park_seq);
@@ -812,20 +817,52 @@ static amqp_bytes_t header_text(const amqp_basic_properties_t *p, const char *ke
     return otherwise;
 }
 
+/* Headers only orderq may set, on a delivery someone else published: none
+ * of them counts, and the log says so once, naming them. */
+static void ignore_foreign_headers(const struct delivery *d)
+{
+    char names[512];
+    const amqp_basic_properties_t *p = &d->msg.properties;
+    if (oq_trust_orderq_headers(p, names, sizeof(names)) == 0)
+        return;
+    int has_uid = (p->_flags & AMQP_BASIC_USER_ID_FLAG) != 0;
+    struct oq_log_fields f = {d->queue, d->message_id, d->tag, 0};
+    oq_log(OQ_LOG_WARN, &f,
+           "ignored %s on message %s from exchange \"%s\": only orderq may set them, and "
+           "orderq did not publish it (user_id %s%.*s%s)",
+           names, d->message_id ? d->message_id : "(no message_id)", d->exchange ? d->exchange : "",
+           has_uid ? "\"" : "none", has_uid ? (int)p->user_id.len : 0,
+           has_uid ? (const char *)p->user_id.bytes : "", has_uid ? "\"" : "");
+}
+
 /* Where a retried message stands: its attempt and what the first one
  * recorded. Counted from orderq's own headers, never from x-death (whose
- * meaning changed in RabbitMQ 3.13). A first delivery is attempt 1. */
-static void read_retry_headers(struct delivery *d)
+ * meaning changed in RabbitMQ 3.13), and only on a message orderq published
+ * (a retry back from its delay tier, or a replay): on anyone else's, such
+ * as the shop's first delivery, they are ignored. A first delivery is
+ * attempt 1. */
+static void read_retry_headers(struct delivery *d, const char *own_user)
 {
     const amqp_basic_properties_t *p = &d->msg.properties;
-    const amqp_field_value_t *attempt = oq_amqp_header(p, "x-orderq-attempt");
     int64_t n = 0;
-    d->attempt = attempt && oq_amqp_field_int(attempt, &n) == 0 && n >= 1 ? n : 1;
-    d->original_exchange = header_text(p, "x-orderq-original-exchange",
-                                       amqp_cstring_bytes(d->exchange ? d->exchange : ""));
-    d->original_routing_key = header_text(p, "x-orderq-original-routing-key",
-                                          amqp_cstring_bytes(d->routing_key ? d->routing_key : ""));
+    d->attempt = 1;
+    d->original_exchange = amqp_cstring_bytes(d->exchange ? d->exchange : "");
+    d->original_routing_key = amqp_cstring_bytes(d->routing_key ? d->routing_key : "");
+    d->first_failed_at = amqp_empty_bytes;
+    d->force_resend = 0;
+    if (!oq_trust_published_by(p, own_user)) {
+        d->original_user_id = (p->_flags & AMQP_BASIC_USER_ID_FLAG) ? p->user_id : amqp_empty_bytes;
+        ignore_foreign_headers(d);
+        return;
+    }
+    const amqp_field_value_t *attempt = oq_amqp_header(p, "x-orderq-attempt");
+    if (attempt && oq_amqp_field_int(attempt, &n) == 0 && n >= 1)
+        d->attempt = n;
+    d->original_exchange = header_text(p, "x-orderq-original-exchange", d->original_exchange);
+    d->original_routing_key =
+        header_text(p, "x-orderq-original-routing-key", d->original_routing_key);
     d->first_failed_at = header_text(p, "x-orderq-first-failed-at", amqp_empty_bytes);
+    d->original_user_id = header_text(p, "x-orderq-original-user-id", amqp_empty_bytes);
     const amqp_field_value_t *force = oq_amqp_header(p, "x-orderq-force-resend");
     d->force_resend = force != NULL && oq_amqp_field_int(force, &n) == 0 && n == 1;
 }
@@ -868,7 +905,7 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
         d->type = bytes_dup(msg.properties.type);
     d->msg = msg; /* kept whole: a retry or dead letter republishes it */
     d->has_msg = 1;
-    read_retry_headers(d);
+    read_retry_headers(d, pl->own_user);
     return 0;
 }
 
@@ -1039,9 +1076,13 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     char host[128] = "?";
     if (gethostname(host, sizeof(host) - 1) != 0)
         snprintf(host, sizeof(host), "?");
-    if (oq_parker_new(cfg, host, on_park_settled, &pl, &pl.parker) != 0) {
-        snprintf(err, errlen, "out of memory");
-        rc = OQ_ENOMEM;
+    if ((rc = oq_trust_own_user(cfg, &pl.own_user)) != 0) {
+        snprintf(err, errlen, "amqp_url: %s",
+                 rc == OQ_ENOMEM ? "out of memory" : "expected amqp://user:password@host/vhost");
+        goto out;
+    }
+    if ((rc = oq_parker_new(cfg, host, on_park_settled, &pl, &pl.parker)) != 0) {
+        snprintf(err, errlen, "%s", rc == OQ_ENOMEM ? "out of memory" : "amqp_url does not parse");
         goto out;
     }
     if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
@@ -1102,5 +1143,6 @@ out:
     oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
     oq_subscriptions_free(pl.subs);
+    free(pl.own_user);
     return rc;
 }

@@ -10,9 +10,11 @@
  * body as they came (not of their JSON, which cannot tell every two
  * letters apart), the dead queue's own x-delivery-count left out.
  *
- * Letters orderq parked carry its x-orderq-* headers; letters RabbitMQ
- * dead-lettered itself (a quorum queue's delivery limit: the message
- * crashed or hung the consumer each time) are described from x-death.
+ * Letters orderq parked carry its x-orderq-* headers and its own user_id
+ * (trust.h); letters RabbitMQ dead-lettered itself (a quorum queue's
+ * delivery limit: the message crashed or hung the consumer each time) are
+ * described from x-death, and so is any letter whose x-orderq-* headers
+ * orderq did not write (kept in its headers only, the error says so).
  */
 #ifndef ORDERQ_DEADLETTER_H
 #define ORDERQ_DEADLETTER_H
@@ -47,9 +49,10 @@ struct oq_dead_letter {
 /* Describe m. Text columns are cut to fit and made valid UTF-8.
  * delivery_limit: the work queues' x-delivery-limit, for a letter RabbitMQ
  * dead-lettered when it ran out (it does not say how often it delivered).
- * Returns 0 or OQ_ENOMEM. */
+ * orderq_user: orderq's broker user; m's x-orderq-* headers are believed
+ * only when its user_id is that (NULL: never). Returns 0 or OQ_ENOMEM. */
 OQ_WUR int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
-                                       struct oq_dead_letter *out);
+                                       const char *orderq_user, struct oq_dead_letter *out);
 void oq_dead_letter_clear(struct oq_dead_letter *dl);
 
 /* INSERT IGNORE the row (autocommit). *stored: 1 new, 0 it was there.
@@ -80,15 +83,17 @@ int oq_header_is_orderqs(amqp_bytes_t key);
  * oq_amqp_table_json wrote them, hex-encoded keys and byte strings back to
  * their bytes), ready to publish again: orderq's own
  * headers dropped so attempts start again, `spare` free header entries at
- * the end for the caller. user_id is kept only when it is amqp_user
- * (RabbitMQ refuses to relay another's). Strings point into the trees;
+ * the end for the caller. user_id is amqp_user whatever was stored
+ * (RabbitMQ refuses another's, and orderq's own is what makes the consumer
+ * believe the x-orderq-* headers the caller adds; NULL: none). Strings point into the trees;
  * tables come from pool. Returns 0, OQ_EINVAL or OQ_ENOMEM. */
 OQ_WUR int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char *amqp_user,
                                      int spare, amqp_pool_t *pool, amqp_basic_properties_t *out);
 
 struct oq_archiver; /* opaque: a thread */
 
-/* Start archiving cfg->dead_queue. Returns 0 or OQ_ENOMEM. */
+/* Start archiving cfg->dead_queue. Returns 0, OQ_EINVAL (amqp_url does
+ * not parse) or OQ_ENOMEM. */
 OQ_WUR int oq_archiver_start(const struct oq_config *cfg, struct oq_archiver **out);
 
 /* Stop (unacked letters go back to the queue) and free. NULL is fine. */

@@ -1,7 +1,8 @@
 /* park.h - retries and dead letters, republished on a connection of their own
  *
  * A delivery that failed is "parked": republished, body and properties as
- * delivered, with orderq's x-orderq-* headers, to its delay tier (a retry)
+ * delivered, with orderq's x-orderq-* headers and orderq's own user_id
+ * (the proof it published them, trust.h), to its delay tier (a retry)
  * or to the dead-letter exchange, and acked only once the broker confirms
  * the copy. The copies go out on a connection of their own, never on the
  * consuming one: during a memory or disk alarm RabbitMQ blocks every
@@ -37,6 +38,7 @@ struct oq_park {
     const char *reason;
     /* Kept from the first delivery (orderq's headers), or empty. */
     amqp_bytes_t first_failed_at, original_exchange, original_routing_key;
+    amqp_bytes_t original_user_id; /* the shop's user_id: a header on the copy */
     int force_resend; /* a person's "send it again", kept for the retries */
 };
 
@@ -45,7 +47,8 @@ struct oq_park {
  * was lost first (the delivery must then come back: nack it with requeue). */
 typedef void (*oq_park_settled_fn)(void *ctx, uint64_t seq, int parked);
 
-/* A parker for cfg; it connects on the first poll. Returns 0 or OQ_ENOMEM. */
+/* A parker for cfg; it connects on the first poll. Returns 0, OQ_EINVAL
+ * (amqp_url does not parse) or OQ_ENOMEM. */
 OQ_WUR int oq_parker_new(const struct oq_config *cfg, const char *host, oq_park_settled_fn settled,
                          void *ctx, struct oq_parker **out);
 /* Close the connection and free. Unsettled copies are reported unparked. */

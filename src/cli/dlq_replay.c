@@ -256,6 +256,28 @@ static void outgoing_clear(struct outgoing *o)
     memset(o, 0, sizeof(*o));
 }
 
+/* The shop's user_id, kept on the replay as x-orderq-original-user-id: the
+ * stored user_id when it is not orderq's (RabbitMQ dead-lettered the shop's
+ * message as published), else the header orderq recorded, believed only
+ * on a letter orderq published (trust.h). NULL: none. */
+static const char *original_user_id(const struct replay *r, yajl_val props, yajl_val headers)
+{
+    yajl_val uid = oq_json_member(props, "user_id");
+    yajl_val kept = oq_json_member(headers, "x-orderq-original-user-id");
+    if (!YAJL_IS_STRING(uid))
+        return NULL;
+    if (r->amqp_user == NULL || strcmp(uid->u.string, r->amqp_user) != 0)
+        return uid->u.string;
+    return YAJL_IS_STRING(kept) ? kept->u.string : NULL;
+}
+
+static amqp_table_entry_t *add_header(amqp_basic_properties_t *p, const char *key)
+{
+    amqp_table_entry_t *e = &p->headers.entries[p->headers.num_entries++];
+    e->key = amqp_cstring_bytes(key);
+    return e;
+}
+
 /* Returns 0, or SKIPPED with why filled in. */
 static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
                           struct outgoing *o, char *why, size_t whylen)
@@ -282,19 +304,23 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
         snprintf(why, whylen, "its stored properties or headers are not JSON objects");
         return SKIPPED;
     }
-    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 2, pool, &o->p) != 0) {
+    if (oq_dead_letter_properties(o->props, o->headers, r->amqp_user, 3, pool, &o->p) != 0) {
         snprintf(why, whylen, "its stored headers cannot be sent again");
         return SKIPPED;
     }
-    o->replay_of = &o->p.headers.entries[o->p.headers.num_entries++];
-    o->replay_of->key = amqp_cstring_bytes("x-orderq-replay-of");
+    o->replay_of = add_header(&o->p, "x-orderq-replay-of");
     o->replay_of->value.kind = AMQP_FIELD_KIND_I64;
     o->replay_of->value.value.i64 = l->id;
     if (r->force_resend) { /* a person decided: send what may have gone once more */
-        amqp_table_entry_t *force = &o->p.headers.entries[o->p.headers.num_entries++];
-        force->key = amqp_cstring_bytes("x-orderq-force-resend");
+        amqp_table_entry_t *force = add_header(&o->p, "x-orderq-force-resend");
         force->value.kind = AMQP_FIELD_KIND_I64;
         force->value.value.i64 = 1;
+    }
+    const char *uid = original_user_id(r, o->props, o->headers);
+    if (uid != NULL) {
+        amqp_table_entry_t *e = add_header(&o->p, "x-orderq-original-user-id");
+        e->value.kind = AMQP_FIELD_KIND_UTF8;
+        e->value.value.bytes = amqp_cstring_bytes(uid);
     }
     return 0;
 }

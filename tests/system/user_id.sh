@@ -4,7 +4,8 @@
 # connection's user, so orderq's retries and dead letters must not carry
 # it. A bad message becomes a dead letter with its real reason (bad_input)
 # and a retried one succeeds, the original user_id kept in
-# x-orderq-original-user-id, and the consumer never loses its connections.
+# x-orderq-original-user-id (a replay of its dead letter too), and the
+# consumer never loses its connections.
 source "$(dirname "$0")/lib.sh"
 export ORDERQ_RETRY_TIERS=1s,2s ORDERQ_MAX_ATTEMPTS=3
 setup_consumer_test
@@ -44,6 +45,11 @@ wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT 
     || fail "the retried message did not succeed on attempt 2: $(tail -5 "$WORK/uid.log")"
 expect_eq 1 "$(metric orderq_broker_connects_total)" "consuming connections made"
 expect_eq 1 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters"
+note "the bad message's letter replayed: it fails again, the shop's user_id still kept"
+oq dlq replay --id "$(sql "$DB" -e "SELECT id FROM dead_letter WHERE CAST(body AS CHAR) LIKE '%uid-bad%'")" --as tester >/dev/null || fail "replay"
+wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE CAST(body AS CHAR) LIKE '%uid-bad%'\")\" = 2 ]" \
+    || fail "the replay was not dead-lettered again: $(tail -5 "$WORK/uid.log")"
+expect_eq "bad_input	$shop" "$(sql "$DB" -e "SELECT error_class, JSON_VALUE(headers, '$.\"x-orderq-original-user-id\"') FROM dead_letter WHERE CAST(body AS CHAR) LIKE '%uid-bad%' ORDER BY id DESC LIMIT 1")" "the replay's letter"
 grep -q 'closed channel\|closed the connection\|parking connection lost' "$WORK/uid.log" && fail "a connection was lost: $(grep -m1 'closed\|lost' "$WORK/uid.log")"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"

@@ -61,8 +61,10 @@ static amqp_message_t message(amqp_table_entry_t *h, int n, const char *body)
     amqp_message_t m;
     memset(&m, 0, sizeof(m));
     m.properties._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
-                          AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+                          AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                          AMQP_BASIC_USER_ID_FLAG;
     m.properties.headers = (amqp_table_t){n, h};
+    m.properties.user_id = amqp_cstring_bytes("orderq"); /* orderq published it */
     m.properties.message_id = amqp_cstring_bytes("9200000217_processing");
     m.properties.type = amqp_cstring_bytes("order.processing");
     m.properties.delivery_mode = 2;
@@ -89,7 +91,7 @@ static void orderq_headers_describe_the_failure(void **state)
     amqp_message_t m =
         message(h, sizeof(h) / sizeof(h[0]), "{\"event_code\": \"order.processing\"}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "transient");
     assert_string_equal(dl.error, "gave up after 8 attempts: SMTP 421 for order 9200000217");
     assert_string_equal(dl.fingerprint, "transient: gave up after # attempts: SMTP # for order #");
@@ -110,10 +112,10 @@ static void orderq_headers_describe_the_failure(void **state)
 
     /* The same message again is the same letter; another body is not. */
     struct oq_dead_letter again, other;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &again), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &again), 0);
     assert_string_equal(again.letter_key, dl.letter_key);
     m.body = amqp_cstring_bytes("{}");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &other), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &other), 0);
     assert_string_not_equal(other.letter_key, dl.letter_key);
     oq_dead_letter_clear(&dl);
     oq_dead_letter_clear(&again);
@@ -141,7 +143,7 @@ static void the_brokers_own_dead_letters_are_explained(void **state)
     h[4].value.value.array = (amqp_array_t){1, &death};
     amqp_message_t m = message(h, 5, "{}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "delivery_limit");
     assert_non_null(strstr(dl.error, "delivered 21 times without an outcome"));
     assert_string_equal(dl.queue, "orderq.order.processing");
@@ -149,6 +151,108 @@ static void the_brokers_own_dead_letters_are_explained(void **state)
     assert_string_equal(dl.routing_key, "order.processing");
     assert_int_equal(dl.attempts, 21);
     assert_string_equal(dl.first_failed_at, "");
+    oq_dead_letter_clear(&dl);
+}
+
+/* One of orderq's retries that crashed the consumers till the delivery
+ * limit: RabbitMQ's newest death says why (the first one is its expiry in
+ * the delay tier), orderq's headers say where it was first published (a
+ * replay goes there) and what the attempt before said. */
+static void a_retry_at_the_delivery_limit_is_explained(void **state)
+{
+    (void)state;
+    amqp_field_value_t keys = {AMQP_FIELD_KIND_UTF8, {0}};
+    keys.value.bytes = amqp_cstring_bytes("orderq.probe");
+    amqp_table_entry_t newest[] = {
+        text("reason", "delivery_limit"),
+        text("queue", "orderq.probe"),
+        text("exchange", ""),
+        {amqp_cstring_bytes("routing-keys"), {AMQP_FIELD_KIND_ARRAY, {0}}}};
+    newest[3].value.value.array = (amqp_array_t){1, &keys};
+    amqp_table_entry_t first[] = {text("reason", "expired"), text("queue", "orderq.delay.1s"),
+                                  text("exchange", "orderq.delay")};
+    amqp_field_value_t deaths[2] = {{AMQP_FIELD_KIND_TABLE, {0}}, {AMQP_FIELD_KIND_TABLE, {0}}};
+    deaths[0].value.table = (amqp_table_t){4, newest};
+    deaths[1].value.table = (amqp_table_t){3, first};
+    amqp_table_entry_t h[] = {
+        {amqp_cstring_bytes("x-death"), {AMQP_FIELD_KIND_ARRAY, {0}}},
+        text("x-first-death-reason", "expired"),
+        text("x-first-death-queue", "orderq.delay.1s"),
+        text("x-first-death-exchange", "orderq.delay"),
+        number("x-delivery-count", 2),
+        number("x-orderq-attempt", 2),
+        text("x-orderq-first-failed-at", "2026-11-22T10:00:00.125Z"),
+        text("x-orderq-error-class", "transient"),
+        text("x-orderq-last-error", "SMTP 421"),
+        text("x-orderq-queue", "orderq.probe"),
+        text("x-orderq-original-exchange", "shop.events"),
+        text("x-orderq-original-routing-key", "probe"),
+    };
+    h[0].value.value.array = (amqp_array_t){2, deaths};
+    amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{}");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_string_equal(dl.error_class, "delivery_limit");
+    assert_string_equal(dl.queue, "orderq.probe");
+    assert_string_equal(dl.exchange, "shop.events");
+    assert_string_equal(dl.routing_key, "probe");
+    assert_string_equal(dl.first_failed_at, "2026-11-22 10:00:00.125");
+    assert_int_equal(dl.attempts, 3);
+    assert_string_equal(dl.error,
+                        "RabbitMQ dead-lettered it from orderq.probe: delivered 3 times without an "
+                        "outcome (the consumer crashed, hung or was cut off each time); it was "
+                        "orderq's attempt 2 (attempt 1 failed: transient: SMTP 421)");
+    oq_dead_letter_clear(&dl);
+}
+
+/* x-orderq-* headers on a letter orderq did not publish (no user_id, or
+ * another's) are not believed: the row says what RabbitMQ says, and "not
+ * from orderq"; the headers stay in the row's headers only. */
+static void forged_orderq_headers_are_not_believed(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {
+        text("x-orderq-error-class", "permanent"), text("x-orderq-last-error", "forged reason"),
+        text("x-orderq-queue", "orderq.forged"),   number("x-orderq-attempt", 7),
+        text("x-orderq-host", "forged-host"),
+    };
+    amqp_message_t m = message(h, 5, "{}");
+    m.properties._flags &= ~(amqp_flags_t)AMQP_BASIC_USER_ID_FLAG;
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_string_equal(dl.error_class, "not_from_orderq");
+    assert_non_null(strstr(dl.error, "not from orderq: no user_id, not orderq's user \"orderq\""));
+    assert_non_null(strstr(dl.error, "x-orderq-error-class, x-orderq-last-error, x-orderq-queue, "
+                                     "x-orderq-attempt, x-orderq-host) were not believed"));
+    assert_null(strstr(dl.error, "forged reason"));
+    assert_string_equal(dl.queue, "");
+    assert_string_equal(dl.host, "");
+    assert_int_equal(dl.attempts, 1);
+    assert_non_null(strstr(dl.headers_json, "\"x-orderq-last-error\":\"forged reason\""));
+    oq_dead_letter_clear(&dl);
+
+    /* Another user's user_id: the same. */
+    m.properties._flags |= AMQP_BASIC_USER_ID_FLAG;
+    m.properties.user_id = amqp_cstring_bytes("shop");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_string_equal(dl.error_class, "not_from_orderq");
+    assert_non_null(strstr(dl.error, "user_id \"shop\""));
+    oq_dead_letter_clear(&dl);
+
+    /* A quorum queue's delivery limit on the shop's message, forged headers
+     * kept by RabbitMQ: its reason, and the forged ones named. */
+    amqp_table_entry_t h2[] = {
+        text("x-first-death-reason", "delivery_limit"),
+        text("x-first-death-queue", "orderq.order.processing"),
+        text("x-orderq-error-class", "permanent"),
+    };
+    m = message(h2, 3, "{}");
+    m.properties.user_id = amqp_cstring_bytes("shop");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_string_equal(dl.error_class, "delivery_limit");
+    assert_string_equal(dl.queue, "orderq.order.processing");
+    assert_non_null(strstr(dl.error, "RabbitMQ dead-lettered it from orderq.order.processing"));
+    assert_non_null(strstr(dl.error, "(x-orderq-error-class) were not believed"));
     oq_dead_letter_clear(&dl);
 }
 
@@ -164,7 +268,7 @@ static void binary_values_are_stored_safely(void **state)
     m.body.len = 3;
     m.properties.message_id = amqp_cstring_bytes("id-\xc3\x28");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     assert_string_equal(dl.error, "bad ?? bytes");
     assert_string_equal(dl.event_identifier, "id-?(");
     assert_non_null(strstr(dl.headers_json, "\"x-blob\":{\"hex\":\"01ff\"}"));
@@ -230,7 +334,11 @@ static void a_stored_letter_publishes_as_it_came(void **state)
     assert_memory_equal(p.message_id.bytes, "9200000217_processing", 21);
     assert_int_equal(p.delivery_mode, 2);
     assert_int_equal(p.priority, 4);
-    assert_false(p._flags & AMQP_BASIC_USER_ID_FLAG); /* not ours: RabbitMQ would refuse */
+    /* Always orderq's own: RabbitMQ refuses another's, and the consumer
+     * believes the replay's x-orderq-* headers only with orderq's. */
+    assert_true(p._flags & AMQP_BASIC_USER_ID_FLAG);
+    assert_int_equal(p.user_id.len, 5);
+    assert_memory_equal(p.user_id.bytes, "guest", 5);
 
     empty_amqp_pool(&pool);
     yajl_tree_free(props);
@@ -324,7 +432,7 @@ static void a_key_that_is_not_utf8_keeps_every_header(void **state)
     };
     amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "not JSON");
     struct oq_dead_letter dl, two, other_key;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     yajl_val t = parsed_headers(&dl);
     assert_int_equal(t->u.object.len, 6);
     assert_string_equal(member_text(t, "@hex:fffe6b6579"), "one");
@@ -338,10 +446,10 @@ static void a_key_that_is_not_utf8_keeps_every_header(void **state)
     /* Letters that differ only in that header's value, or in its key's
      * bytes, are different letters: neither may be dropped as the other. */
     h[1] = text("\xff\xfekey", "two");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &two), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &two), 0);
     assert_string_not_equal(two.letter_key, dl.letter_key);
     h[1] = text("\xff\xfdkey", "one");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &other_key), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &other_key), 0);
     assert_string_not_equal(other_key.letter_key, dl.letter_key);
     assert_string_not_equal(other_key.letter_key, two.letter_key);
     oq_dead_letter_clear(&dl);
@@ -362,7 +470,7 @@ static void nan_and_infinity_become_strings(void **state)
     };
     amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{}");
     struct oq_dead_letter dl, as_text;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     yajl_val t = parsed_headers(&dl);
     assert_int_equal(t->u.object.len, 8);
     assert_string_equal(member_text(t, "f32-nan"), "NaN");
@@ -377,7 +485,7 @@ static void nan_and_infinity_become_strings(void **state)
 
     /* The float and the string "NaN" are different letters. */
     h[1] = text("f64-nan", "NaN");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &as_text), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &as_text), 0);
     assert_string_not_equal(as_text.letter_key, dl.letter_key);
     oq_dead_letter_clear(&dl);
     oq_dead_letter_clear(&as_text);
@@ -404,7 +512,7 @@ static void bad_keys_in_nested_tables_and_arrays(void **state)
     h[0].value.value.table = (amqp_table_t){2, outer};
     amqp_message_t m = message(h, 2, "{}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     yajl_val t = parsed_headers(&dl);
     const char *p5[] = {"outer", "@hex:80", "@hex:6bc0", NULL};
     yajl_val five = yajl_tree_get(t, p5, yajl_t_number);
@@ -482,7 +590,7 @@ static void stored_headers_replay_the_original_bytes(void **state)
     m.properties.correlation_id = raw("c\0d", 3);
 
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
     yajl_val headers = parsed_headers(&dl);
     assert_int_equal(headers->u.object.len, (size_t)n);
     assert_string_equal(member_text(headers, "@hex:fffe6b6579"), "one");
@@ -518,15 +626,15 @@ static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
     amqp_table_entry_t h[] = {number("n", 1), text("s", "ab")};
     amqp_message_t m = message(h, 2, "{}");
     struct oq_dead_letter base, i8, bytes;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &base), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &base), 0);
     h[0].value.kind = AMQP_FIELD_KIND_I8; /* 1 either way in JSON */
     h[0].value.value.i8 = 1;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &i8), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &i8), 0);
     assert_string_equal(i8.headers_json, base.headers_json);
     assert_string_not_equal(i8.letter_key, base.letter_key);
     h[0] = number("n", 1);
     h[1].value.kind = AMQP_FIELD_KIND_BYTES; /* "ab" either way in JSON */
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &bytes), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &bytes), 0);
     assert_string_equal(bytes.headers_json, base.headers_json);
     assert_string_not_equal(bytes.letter_key, base.letter_key);
     assert_string_not_equal(bytes.letter_key, i8.letter_key);
@@ -540,9 +648,9 @@ static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
     levels[19] = number("deep", 1);
     struct oq_dead_letter deep1, deep2;
     m = message(levels, 1, "{}");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &deep1), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &deep1), 0);
     levels[19] = number("deep", 2);
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &deep2), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &deep2), 0);
     assert_string_equal(deep1.headers_json, deep2.headers_json);
     assert_string_not_equal(deep1.letter_key, deep2.letter_key);
     oq_dead_letter_clear(&base);
@@ -562,9 +670,9 @@ static void a_letter_delivered_again_keeps_its_key(void **state)
                               number("x-delivery-count", 0)};
     amqp_message_t m = message(h, 2, "not JSON");
     struct oq_dead_letter first, again;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &first), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &first), 0);
     h[1] = number("x-delivery-count", 1);
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, &again), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &again), 0);
     assert_string_equal(again.letter_key, first.letter_key);
     oq_dead_letter_clear(&first);
     oq_dead_letter_clear(&again);
@@ -575,6 +683,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(orderq_headers_describe_the_failure),
         cmocka_unit_test(the_brokers_own_dead_letters_are_explained),
+        cmocka_unit_test(forged_orderq_headers_are_not_believed),
+        cmocka_unit_test(a_retry_at_the_delivery_limit_is_explained),
         cmocka_unit_test(binary_values_are_stored_safely),
         cmocka_unit_test(a_stored_letter_publishes_as_it_came),
         cmocka_unit_test(a_key_that_is_not_utf8_keeps_every_header),
