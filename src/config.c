@@ -239,6 +239,8 @@ static const struct setting settings[] = {
      "quorum x-delivery-limit: redeliveries before the broker dead-letters a message"},
     {"prefetch", T_INT, "500", 1, 65535, NULL, 0, NULL, OFF(prefetch),
      "basic.qos prefetch count per consumer channel"},
+    {"max_message_bytes", T_INT, "1048576", 1024, 536870912, NULL, 0, NULL, OFF(max_message_bytes),
+     "largest message body handled; a larger one is dead-lettered (class too_large) unparsed"},
     {"effect_prefetch", T_INT, "0", 0, 65535, NULL, 0, NULL, OFF(effect_prefetch),
      "prefetch of each queue whose handler calls out (mail, webhooks); 0: as many as the "
      "effect workers finish within half of consumer_timeout_ms at their slowest"},

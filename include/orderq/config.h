@@ -55,6 +55,7 @@ struct oq_config {
     int queue_type; /* enum oq_queue_type */
     int64_t delivery_limit;
     int64_t prefetch;
+    int64_t max_message_bytes; /* a larger body is dead-lettered unparsed (too_large) */
     int64_t effect_prefetch;     /* 0: derived (pipeline.c) */
     int64_t consumer_timeout_ms; /* the broker's, as the operator says */
     int64_t batch_size;
