@@ -46,6 +46,9 @@ struct oq_config {
     int64_t shop_api_timeout_ms;
     char *webhooks_file; /* "" when there are no webhooks */
     char *http_addr;
+    int64_t http_max_connections;        /* open at once, in all */
+    int64_t http_max_connections_per_ip; /* open at once from one address */
+    int64_t http_timeout_ms;             /* idle time before a connection is closed */
     char *instance_id; /* "" until oq_config_finish() fills in host:pid */
     char *shop_exchange;
     char *queue_prefix;

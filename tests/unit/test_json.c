@@ -73,9 +73,9 @@ static void shop_api_answer_deep(void **state)
     char why[512];
     char *event_data = NULL;
     char *answer = nest("{\"x\":", DEEP, "}");
-    assert_int_equal(oq_shopapi_order_to_event_data(answer, strlen(answer), "42", &event_data, why,
-                                                    sizeof(why)),
-                     OQ_EINVAL);
+    assert_int_equal(
+        oq_shopapi_order_to_event_data(answer, strlen(answer), "42", &event_data, why, sizeof(why)),
+        OQ_EINVAL);
     assert_null(event_data);
     assert_string_equal(why, "shop API: the answer for order 42 is not a JSON object: the JSON "
                              "nests deeper than 64 levels");
@@ -91,9 +91,9 @@ static void webhooks_file_deep(void **state)
     char *json = nest("[{\"event_code\": \"order.shipped\", \"url\": \"http://127.0.0.1/\", "
                       "\"x\": ",
                       DEEP, "}]");
-    assert_int_equal(oq_webhooks_parse(json, strlen(json), "webhooks.json", &hooks, &n, err,
-                                       sizeof(err)),
-                     OQ_EINVAL);
+    assert_int_equal(
+        oq_webhooks_parse(json, strlen(json), "webhooks.json", &hooks, &n, err, sizeof(err)),
+        OQ_EINVAL);
     assert_non_null(strstr(err, "webhooks.json: expected a JSON array of webhooks: the JSON nests "
                                 "deeper than 64 levels"));
     free(json);
