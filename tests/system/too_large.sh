@@ -6,9 +6,10 @@
 # a bound at prefetch 500, with one 20 MiB body and then six in flight at once.
 #
 # The bound: orderq never parses such a body, but holds it as librabbitmq
-# read it until its dead letter is confirmed; librabbitmq's frame pool keeps
-# the pages it read it into, and the dead-letter archiver (a thread of the
-# same process) reads each letter once more to find it too big to archive.
+# read it (frames into the channel's pool, then one buffer of body_size)
+# until its dead letter is confirmed, and the dead-letter archiver (a thread
+# of the same process) reads each letter once more to find it too big to
+# archive.
 # Measured here (Debian 12, librabbitmq 0.11), peak RSS after one / seven
 # 20 MiB bodies: 77 / 94 MB plain, 112 / 138 MB under ASan (its quarantine
 # capped at 16 MB below). The old code parsed the 20 MiB event into a tree:
