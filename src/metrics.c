@@ -224,8 +224,9 @@ int oq_metrics_start(const struct oq_config *cfg, struct oq_metrics_server **out
     if ((s = calloc(1, sizeof(*s))) == NULL)
         goto out;
     /* poll, not select: no FD_SETSIZE ceiling on the process' files. Not
-     * epoll either: with libmicrohttpd 0.9.75 it stopped serving for good
-     * once a flood had reached the connection limit (http_slowloris.sh). */
+     * epoll either: with libmicrohttpd 0.9.75, once a flood had filled the
+     * connection limit, it still held those 64 connections (their peers
+     * gone) and answered nothing 30 s after the flood ended. */
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
