@@ -49,7 +49,8 @@ during_attack() {
     gen_events "$1" --start "$2" | oq publish - >/dev/null
     missed=0 most=0 slowest=0
     while kill -0 "$attack" 2>/dev/null; do
-        local t0=$(date +%s%N) f
+        local t0 f
+        t0=$(date +%s%N)
         healthz 3 >/dev/null || missed=$((missed + 1))
         local ms=$((($(date +%s%N) - t0) / 1000000))
         [ "$ms" -le "$slowest" ] || slowest=$ms
