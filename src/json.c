@@ -4,9 +4,69 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #include "orderq/common.h"
 #include "orderq/money.h"
+
+/* The depth pass: yajl's parser keeps its own nesting in a heap stack, so
+ * streaming through callbacks costs no recursion; it stops at the limit. */
+struct depth_scan {
+    int depth;
+    int too_deep;
+};
+
+static int ds_open(void *ctx)
+{
+    struct depth_scan *s = ctx;
+    if (++s->depth > OQ_JSON_MAX_DEPTH) {
+        s->too_deep = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int ds_close(void *ctx)
+{
+    ((struct depth_scan *)ctx)->depth--;
+    return 1;
+}
+
+static const yajl_callbacks depth_callbacks = {
+    .yajl_start_map = ds_open,
+    .yajl_end_map = ds_close,
+    .yajl_start_array = ds_open,
+    .yajl_end_array = ds_close,
+};
+
+/* 1: deeper than the limit; 0: not (or not JSON: yajl_tree says why). */
+static int too_deep(const char *text, int *nomem)
+{
+    struct depth_scan s = {0};
+    yajl_handle h = yajl_alloc(&depth_callbacks, NULL, &s);
+    if (h == NULL) {
+        *nomem = 1;
+        return 0;
+    }
+    yajl_config(h, yajl_allow_comments, 1); /* as yajl_tree_parse */
+    if (yajl_parse(h, (const unsigned char *)text, strlen(text)) == yajl_status_ok)
+        (void)yajl_complete_parse(h);
+    yajl_free(h);
+    return s.too_deep;
+}
+
+yajl_val oq_json_parse(const char *text, char *err, size_t errlen)
+{
+    int nomem = 0;
+    if (too_deep(text, &nomem) || nomem) {
+        if (err != NULL && errlen > 0 && nomem)
+            snprintf(err, errlen, "out of memory");
+        else if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "the JSON nests deeper than %d levels", OQ_JSON_MAX_DEPTH);
+        return NULL;
+    }
+    return yajl_tree_parse(text, err, errlen);
+}
 
 yajl_val oq_json_member(yajl_val obj, const char *key)
 {

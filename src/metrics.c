@@ -3,13 +3,23 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#include "orderq/config.h"
+#include "orderq/log.h"
 #include "orderq/url.h"
+
+/* Files the rest of orderq may need besides the HTTP side: RabbitMQ, a
+ * MySQL connection per worker, the relay, archiver and sweeper, SMTP and
+ * HTTP calls, templates and logs. */
+#define OTHER_FILES 256
+#define LOG_EVERY_S 10 /* the HTTP server's complaints, at most this often */
 
 static _Atomic int64_t values[OQ_M_COUNT];
 static time_t started_at;
@@ -133,8 +143,60 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "try /metrics, /healthz or /readyz\n");
 }
 
-int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err, size_t errlen)
+/* libmicrohttpd's messages ("Server reached connection limit", one per
+ * refused connection under a flood) as orderq log lines, at most one per
+ * LOG_EVERY_S. Called on the server's one thread only. */
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static time_t last;
+    static long skipped;
+    char msg[256];
+    time_t now = time(NULL);
+    (void)cls;
+    if (now - last < LOG_EVERY_S) {
+        skipped++;
+        return;
+    }
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    oq_warn("http_addr: %s (%ld messages from the HTTP server left out since the last one)", msg,
+            skipped);
+    last = now;
+    skipped = 0;
+}
+
+/* The HTTP side may hold http_max_connections sockets: check they leave
+ * room for the rest within the open-files limit, and that the limits fit. */
+static int check_limits(const struct oq_config *cfg, char *err, size_t errlen)
+{
+    struct rlimit rl;
+    if (cfg->http_max_connections_per_ip > cfg->http_max_connections) {
+        snprintf(err, errlen,
+                 "http_max_connections_per_ip (%s) is %lld but http_max_connections (%s) is "
+                 "%lld; expected per_ip <= the total",
+                 oq_config_origin(cfg, "http_max_connections_per_ip"),
+                 (long long)cfg->http_max_connections_per_ip,
+                 oq_config_origin(cfg, "http_max_connections"),
+                 (long long)cfg->http_max_connections);
+        return OQ_ECONFIG;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (rlim_t)cfg->http_max_connections + OTHER_FILES <= rl.rlim_cur)
+        return 0;
+    snprintf(err, errlen,
+             "http_max_connections (%s) is %lld, but this process may open only %llu files "
+             "(ulimit -n) and keeps %d for RabbitMQ, MySQL, mail and webhooks; expected at most "
+             "%lld, or a higher ulimit -n",
+             oq_config_origin(cfg, "http_max_connections"), (long long)cfg->http_max_connections,
+             (unsigned long long)rl.rlim_cur, OTHER_FILES,
+             rl.rlim_cur > OTHER_FILES ? (long long)(rl.rlim_cur - OTHER_FILES) : 0LL);
+    return OQ_ECONFIG;
+}
+
+int oq_metrics_start(const struct oq_config *cfg, struct oq_metrics_server **out, char *err,
+                     size_t errlen)
+{
+    const char *addr = cfg->http_addr;
     char *host = NULL, port_text[8];
     unsigned port = 0;
     struct addrinfo hints, *res = NULL;
@@ -145,6 +207,8 @@ int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err
     started_at = time(NULL);
     if (addr == NULL || *addr == '\0')
         return 0;
+    if (check_limits(cfg, err, errlen) != 0)
+        goto out;
     if (oq_hostport_parse(addr, &host, &port, err, errlen) != 0)
         goto out;
     memset(&hints, 0, sizeof(hints));
@@ -159,12 +223,21 @@ int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err
     rc = OQ_ENOMEM;
     if ((s = calloc(1, sizeof(*s))) == NULL)
         goto out;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* poll, not select: no FD_SETSIZE ceiling on the process' files. Not
+     * epoll either: with libmicrohttpd 0.9.75, once a flood had filled the
+     * connection limit, it still held those 64 connections (their peers
+     * gone) and answered nothing 30 s after the flood ended. */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (res->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->daemon =
-        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
-                         res->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    /* MHD counts the timeout in whole seconds; round up. */
+    unsigned timeout_s = (unsigned)((cfg->http_timeout_ms + 999) / 1000);
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, handle, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, res->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->http_max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->http_max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_END);
     if (s->daemon == NULL) {
         snprintf(err, errlen,
                  "cannot serve metrics on %s (in use by another process? set http_addr, or "

@@ -20,6 +20,8 @@ const char *oq_error_class_name(enum oq_error_class cls)
         return "unknown_event";
     case OQ_ERR_AMBIGUOUS:
         return "ambiguous";
+    case OQ_ERR_TOO_LARGE:
+        return "too_large";
     }
     return "permanent";
 }

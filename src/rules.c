@@ -167,7 +167,7 @@ int oq_rules_parse(const char *json, size_t len, struct oq_rule **rules, size_t 
         rc = OQ_EINVAL;
         goto out;
     }
-    root = yajl_tree_parse(text, perr, sizeof(perr));
+    root = oq_json_parse(text, perr, sizeof(perr));
     if (root == NULL || !YAJL_IS_ARRAY(root)) {
         for (char *p = perr; *p; p++)
             if (*p == '\n')

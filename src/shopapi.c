@@ -136,15 +136,19 @@ static void gen_number(yajl_gen g, const char *key, yajl_val v)
 int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *order_id,
                                    char **event_data, char *why, size_t whylen)
 {
-    char perr[256];
+    char perr[256] = "";
     char *text = strndup(body, len);
     if (text == NULL)
         return OQ_ENOMEM;
-    yajl_val doc = yajl_tree_parse(text, perr, sizeof(perr));
+    yajl_val doc = oq_json_parse(text, perr, sizeof(perr));
     free(text);
     *event_data = NULL;
+    for (char *p = perr; doc == NULL && *p != '\0'; p++)
+        if (*p == '\n') /* yajl's message spans lines; a reason is one */
+            *p = ' ';
     if (doc == NULL || !YAJL_IS_OBJECT(doc)) {
-        snprintf(why, whylen, "shop API: the answer for order %s is not a JSON object", order_id);
+        snprintf(why, whylen, "shop API: the answer for order %s is not a JSON object%s%s",
+                 order_id, doc == NULL ? ": " : "", doc == NULL ? perr : "");
         yajl_tree_free(doc);
         return OQ_EINVAL;
     }

@@ -509,7 +509,7 @@ static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tr
         goto out;
     }
     char perr[256];
-    *tree = yajl_tree_parse(body.data ? body.data : "", perr, sizeof(perr));
+    *tree = oq_json_parse(body.data ? body.data : "", perr, sizeof(perr));
     if (*tree == NULL) {
         snprintf(err, errlen, "RabbitMQ management API GET %s: not JSON: %s", path, perr);
         goto out;

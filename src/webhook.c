@@ -110,7 +110,7 @@ int oq_webhooks_parse(const char *json, size_t len, const char *what, struct oq_
 {
     char perr[256], why[400];
     char *text = strndup(json, len);
-    yajl_val root = text ? yajl_tree_parse(text, perr, sizeof(perr)) : NULL;
+    yajl_val root = text ? oq_json_parse(text, perr, sizeof(perr)) : NULL;
     int rc = OQ_EINVAL;
     *hooks = NULL;
     *n = 0;

@@ -50,7 +50,10 @@ struct oq_config {
     int64_t shop_api_timeout_ms;
     char *webhooks_file; /* "" when there are no webhooks */
     char *http_addr;
-    char *instance_id; /* "" until oq_config_finish() fills in host:pid */
+    int64_t http_max_connections;        /* open at once, in all */
+    int64_t http_max_connections_per_ip; /* open at once from one address */
+    int64_t http_timeout_ms;             /* idle time before a connection is closed */
+    char *instance_id;                   /* "" until oq_config_finish() fills in host:pid */
     char *shop_exchange;
     char *queue_prefix;
     char *delay_exchange;
@@ -59,6 +62,7 @@ struct oq_config {
     int queue_type; /* enum oq_queue_type */
     int64_t delivery_limit;
     int64_t prefetch;
+    int64_t max_message_bytes;   /* a larger body is dead-lettered unparsed (too_large) */
     int64_t effect_prefetch;     /* 0: derived (pipeline.c) */
     int64_t consumer_timeout_ms; /* the broker's, as the operator says */
     int64_t batch_size;

@@ -14,10 +14,11 @@
 #include <yajl/yajl_tree.h>
 
 #include "orderq/common.h"
+#include "orderq/json.h"
 
 #define OQ_EVENT_ID_MAX    191 /* bytes: the ledger's key column */
 #define OQ_EVENT_CODE_MAX  191
-#define OQ_EVENT_MAX_DEPTH 64 /* nesting of the whole body */
+#define OQ_EVENT_MAX_DEPTH OQ_JSON_MAX_DEPTH /* nesting of the whole body, as all JSON */
 
 /* The event codes orderq knows, with the legacy names accepted for them. */
 struct oq_event_route {

@@ -7,6 +7,21 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+/* Deepest nesting of arrays and objects orderq accepts in any JSON it
+ * reads (events, the shop API's answers, webhooks and rules files, the
+ * management API). yajl_tree builds and frees its tree by recursion: a
+ * deeper document could overflow the stack (a 2 MB answer of a million
+ * '[' did), so the depth is checked before a tree exists. */
+#define OQ_JSON_MAX_DEPTH 64
+
+/* Parse the NUL-terminated text into a tree (comments allowed, as
+ * yajl_tree_parse does), refusing nesting deeper than OQ_JSON_MAX_DEPTH
+ * with a streaming pass first, so no deep tree is ever built. Returns the
+ * tree (free with yajl_tree_free), or NULL with why in err ("nests deeper
+ * than 64 levels", yajl's own parse error, or out of memory); err may be
+ * NULL. */
+yajl_val oq_json_parse(const char *text, char *err, size_t errlen);
+
 /* obj[key], or NULL when obj is not an object or has no such key. */
 yajl_val oq_json_member(yajl_val obj, const char *key);
 

@@ -39,9 +39,15 @@ int64_t oq_metric_get(enum oq_metric m);
 
 struct oq_metrics_server; /* opaque */
 
-/* Serve on "host:port" (empty: no server; *out stays NULL). Returns 0,
- * OQ_ECONFIG (bad address) or OQ_EIO (cannot bind) with the reason. */
-OQ_WUR int oq_metrics_start(const char *addr, struct oq_metrics_server **out, char *err,
+struct oq_config;
+
+/* Serve on cfg->http_addr, "host:port" (empty: no server; *out stays NULL),
+ * with at most http_max_connections open (http_max_connections_per_ip from
+ * one address), each closed after http_timeout_ms of silence: slow or many
+ * clients cannot take the files the process needs for RabbitMQ and MySQL.
+ * Returns 0, OQ_ECONFIG (bad address, limits that do not fit each other or
+ * the open-files limit) or OQ_EIO (cannot bind) with the reason. */
+OQ_WUR int oq_metrics_start(const struct oq_config *cfg, struct oq_metrics_server **out, char *err,
                             size_t errlen);
 void oq_metrics_stop(struct oq_metrics_server *s);
 

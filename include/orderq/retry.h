@@ -24,9 +24,11 @@ enum oq_error_class {
     OQ_ERR_BAD_INPUT,     /* the message cannot be decoded or validated */
     OQ_ERR_UNKNOWN_EVENT, /* no handler for its event code */
     OQ_ERR_AMBIGUOUS,     /* an effect outside the database whose outcome is unknown */
+    OQ_ERR_TOO_LARGE,     /* the body is over max_message_bytes: never parsed */
 };
 
-/* "transient", "permanent", "bad_input", "unknown_event", "ambiguous". */
+/* "transient", "permanent", "bad_input", "unknown_event", "ambiguous",
+ * "too_large". */
 const char *oq_error_class_name(enum oq_error_class cls);
 
 struct oq_retry_decision {

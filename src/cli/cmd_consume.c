@@ -101,7 +101,7 @@ static int run(struct cli_cmd_ctx *ctx)
     if ((code = check_schema(ctx->cfg)) != EX_OK)
         return code;
     cli_catch_stop_signals();
-    int rc = oq_metrics_start(ctx->cfg->http_addr, &metrics, err, sizeof(err));
+    int rc = oq_metrics_start(ctx->cfg, &metrics, err, sizeof(err));
     if (rc != 0) {
         cli_fail("consume: %s", err);
         return cli_exit_code(rc);

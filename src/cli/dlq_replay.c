@@ -283,8 +283,8 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
                           struct outgoing *o, char *why, size_t whylen)
 {
     memset(o, 0, sizeof(*o));
-    o->props = yajl_tree_parse(l->properties, NULL, 0);
-    o->headers = yajl_tree_parse(l->headers, NULL, 0);
+    o->props = oq_json_parse(l->properties, NULL, 0);
+    o->headers = oq_json_parse(l->headers, NULL, 0);
     if (oq_json_member(o->headers, "x-orderq-swept-by") != NULL) {
         snprintf(why, whylen,
                  "the lease sweeper wrote it, not a failed message: there is nothing to replay "

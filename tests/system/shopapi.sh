@@ -37,10 +37,11 @@ cat >"$WORK/script.json" <<'JSON'
       "items": [{"sku": "MUG-1", "qty_ordered": 3, "price": 25}]}}]
 }
 JSON
-"$PY" - "$WORK/script.json" <<'PY' # an answer over the 8 MiB cap
+"$PY" - "$WORK/script.json" <<'PY' # an answer over the 8 MiB cap; one 2 MB but nested a million deep
 import json, sys
 script = json.load(open(sys.argv[1]))
 script["GET /rest/V1/orders/huge"] = [{"status": 200, "raw": "[" + "1," * (9 << 19) + "1]"}]
+script["GET /rest/V1/orders/deep"] = [{"status": 200, "raw": '{"x":' + "[" * 1000000 + "]" * 1000000 + "}"}]
 json.dump(script, open(sys.argv[1], "w"))
 PY
 start_http_fixture
@@ -78,6 +79,9 @@ expect_contains "is not a JSON object" "$out" "reason on garbage"
 try oq shop order huge --json
 expect_eq 65 "$rc" "exit code on an answer over 8 MiB"
 expect_contains "is over 8388608 bytes" "$out" "reason on a huge answer"
+try oq shop order deep --json
+expect_eq 65 "$rc" "exit code on an answer nested a million deep (under the 8 MiB cap)"
+expect_contains "nests deeper than 64 levels" "$out" "reason on a deep answer"
 try oq shop order no-items --json
 expect_eq 65 "$rc" "exit code on an order without items"
 expect_contains "has no items array" "$out" "reason on no items"
