@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <yajl/yajl_parse.h>
 
@@ -980,8 +981,21 @@ static void settle_smtp_tls(struct oq_config *cfg)
         cfg->smtp_tls = OQ_SMTP_TLS_OPPORTUNISTIC;
 }
 
-/* Settings that would send credentials or customer data in clear across a
- * network: allowed (a private network may be trusted), but said at start. */
+/* mysql_url's ssl= mode, or -1 when it does not parse (checked elsewhere). */
+static int mysql_ssl_mode(const char *url)
+{
+    struct oq_mysql_url u;
+    char err[256];
+    if (oq_mysql_url_parse(url, &u, err, sizeof(err)) != 0)
+        return -1;
+    int mode = u.socket != NULL ? OQ_MYSQL_SSL_VERIFY_IDENTITY : (int)u.ssl; /* a socket is local */
+    oq_mysql_url_clear(&u);
+    return mode;
+}
+
+/* Settings that would send credentials or customer data in clear, or
+ * unchecked, across a network: allowed (a private network may be trusted),
+ * but said at every start. */
 static void warn_cleartext(const struct oq_config *cfg)
 {
     if (cfg->smtp_tls != OQ_SMTP_TLS_REQUIRED && oq_url_is_cleartext_remote(cfg->smtp_url, "smtp"))
@@ -994,16 +1008,49 @@ static void warn_cleartext(const struct oq_config *cfg)
         oq_warn("shop_api_url (%s) is http:// to a host that is not loopback: the token and "
                 "the answers cross the network in clear; expected https://",
                 oq_config_origin(cfg, "shop_api_url"));
+    if (oq_url_is_cleartext_remote(cfg->amqp_url, "amqp"))
+        oq_warn("amqp_url (%s) is amqp:// to a host that is not loopback: the password and "
+                "every event cross the network in clear; expected amqps://",
+                oq_config_origin(cfg, "amqp_url"));
+    if (oq_url_is_cleartext_remote(cfg->amqp_mgmt_url, "http"))
+        oq_warn("amqp_mgmt_url (%s) is http:// to a host that is not loopback: the broker "
+                "password crosses the network in clear; expected https://",
+                oq_config_origin(cfg, "amqp_mgmt_url"));
+    int ssl = mysql_ssl_mode(cfg->mysql_url);
+    if (ssl >= 0 && ssl < OQ_MYSQL_SSL_VERIFY_CA && !oq_url_is_loopback(cfg->mysql_url))
+        oq_warn("mysql_url (%s) has ssl=%s for a server that is not on loopback: %s; expected "
+                "ssl=verify_identity (or verify_ca) with ssl_ca",
+                oq_config_origin(cfg, "mysql_url"),
+                ssl == OQ_MYSQL_SSL_DISABLED ? "disabled" : "required",
+                ssl == OQ_MYSQL_SSL_DISABLED
+                    ? "the ledger's rows cross the network in clear"
+                    : "the server's certificate is not checked, so anyone on the path can "
+                      "pose as it");
 }
 
-/* A client certificate without its key (or the reverse) cannot be used. */
-static int check_amqp_client_cert(const struct oq_config *cfg, char *err, size_t errlen)
+/* The AMQP TLS files: a client certificate needs its key (and the reverse),
+ * and none of them means anything without amqps://, where leaving them
+ * unused would send in clear what the operator meant to protect. */
+static int check_amqp_tls(const struct oq_config *cfg, char *err, size_t errlen)
 {
-    if ((cfg->amqp_cert[0] == '\0') == (cfg->amqp_key[0] == '\0'))
-        return 0;
-    snprintf(err, errlen, "amqp_cert (%s) and amqp_key (%s): expected both or neither",
-             oq_config_origin(cfg, "amqp_cert"), oq_config_origin(cfg, "amqp_key"));
-    return OQ_ECONFIG;
+    if ((cfg->amqp_cert[0] == '\0') != (cfg->amqp_key[0] == '\0')) {
+        snprintf(err, errlen, "amqp_cert (%s) and amqp_key (%s): expected both or neither",
+                 oq_config_origin(cfg, "amqp_cert"), oq_config_origin(cfg, "amqp_key"));
+        return OQ_ECONFIG;
+    }
+    static const char *const files[] = {"amqp_ca", "amqp_cert"};
+    const char *const values[] = {cfg->amqp_ca, cfg->amqp_cert};
+    int tls = strncasecmp(cfg->amqp_url, "amqps://", 8) == 0;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]) && !tls; i++) {
+        if (values[i][0] == '\0')
+            continue;
+        snprintf(err, errlen,
+                 "%s (%s) is set, but amqp_url (%s) is amqp://, which would not use it and "
+                 "send in clear; expected amqps://",
+                 files[i], oq_config_origin(cfg, files[i]), oq_config_origin(cfg, "amqp_url"));
+        return OQ_ECONFIG;
+    }
+    return 0;
 }
 
 int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
@@ -1043,7 +1090,7 @@ int oq_config_finish(struct oq_config *cfg, char *err, size_t errlen)
         return OQ_ECONFIG;
     if (check_name_collisions(cfg, err, errlen) != 0)
         return OQ_ECONFIG;
-    if (check_amqp_client_cert(cfg, err, errlen) != 0)
+    if (check_amqp_tls(cfg, err, errlen) != 0)
         return OQ_ECONFIG;
     settle_smtp_tls(cfg);
     oq_log_set_level(cfg->log_level);

@@ -561,8 +561,73 @@ static void tls_files_must_be_readable_and_paired(void **state)
     assert_non_null(strstr(err, "both or neither"));
     assert_int_equal(
         oq_config_set(cfg, "amqp_key", pem, OQ_SRC_ENV, "ORDERQ_AMQP_KEY", err, sizeof(err)), 0);
+    /* amqp:// would leave them unused and send in clear */
+    assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "amqp_cert (ORDERQ_AMQP_CERT) is set, but amqp_url"));
+    assert_non_null(strstr(err, "expected amqps://"));
+    assert_int_equal(oq_config_set(cfg, "amqp_url", "amqps://u:p@127.0.0.1/", OQ_SRC_ENV,
+                                   "ORDERQ_AMQP_URL", err, sizeof(err)),
+                     0);
     assert_int_equal(oq_config_finish(cfg, err, sizeof(err)), 0);
     unlink(pem);
+}
+
+/* What oq_config_finish writes to stderr (the log) while it runs. */
+static char *finish_log(struct oq_config *cfg, int *rc)
+{
+    char path[] = "/tmp/test_config_log.XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    assert_true(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    char why[512];
+    *rc = oq_config_finish(cfg, why, sizeof(why));
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(oq_read_file(path, 1 << 20, &text, &len), 0);
+    unlink(path);
+    return text;
+}
+
+static void cleartext_off_loopback_is_warned(void **state)
+{
+    struct oq_config *cfg = *state;
+    static const char *const set[][2] = {
+        {"amqp_url", "amqp://orderq:Pw-0a1b@rabbit.example:5672/"},
+        {"amqp_mgmt_url", "http://rabbit.example:15672/"},
+        {"mysql_url", "mysql://orderq:Pw-0a1b@db.example/orderq?ssl=required"},
+    };
+    for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
+        assert_int_equal(
+            oq_config_set(cfg, set[i][0], set[i][1], OQ_SRC_FILE, "orderq.json", err, sizeof(err)),
+            0);
+    int rc = -1;
+    char *log = finish_log(cfg, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(log, "amqp_url (orderq.json) is amqp:// to a host that is not loopback"));
+    assert_non_null(strstr(log, "amqp_mgmt_url (orderq.json) is http://"));
+    assert_non_null(strstr(log, "mysql_url (orderq.json) has ssl=required"));
+    assert_null(strstr(log, "Pw-0a1b"));
+    free(log);
+    /* verified TLS, and loopback: nothing to say */
+    static const char *const quiet[][2] = {
+        {"amqp_url", "amqps://orderq:Pw-0a1b@rabbit.example/"},
+        {"amqp_mgmt_url", "https://rabbit.example:15671/"},
+        {"mysql_url", "mysql://orderq@db.example/orderq?ssl=verify_identity"},
+    };
+    for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++)
+        assert_int_equal(oq_config_set(cfg, quiet[i][0], quiet[i][1], OQ_SRC_FILE, "orderq.json",
+                                       err, sizeof(err)),
+                         0);
+    log = finish_log(cfg, &rc);
+    assert_int_equal(rc, 0);
+    assert_null(strstr(log, "not loopback"));
+    assert_null(strstr(log, "not on loopback"));
+    free(log);
 }
 
 int main(void)
@@ -587,6 +652,7 @@ int main(void)
         cmocka_unit_test(flag_names_map_to_settings),
         cmocka_unit_test_setup_teardown(smtp_tls_is_required_off_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(tls_files_must_be_readable_and_paired, setup, teardown),
+        cmocka_unit_test_setup_teardown(cleartext_off_loopback_is_warned, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
