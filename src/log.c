@@ -222,3 +222,20 @@ void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...
     else
         write_text(level, f, ts, msg);
 }
+
+int oq_log_limiter_take(struct oq_log_limiter *l, int period_s, long *skipped)
+{
+    time_t now = time(NULL);
+    int ok;
+    pthread_mutex_lock(&l->mu);
+    ok = l->last == 0 || now - l->last >= period_s;
+    if (ok) {
+        *skipped = l->skipped;
+        l->skipped = 0;
+        l->last = now;
+    } else {
+        l->skipped++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}

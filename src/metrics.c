@@ -62,6 +62,9 @@ static const struct {
     [OQ_M_LEDGER_UNKNOWN] = {"orderq_ledger_unknown", "gauge",
                              "Ledger rows in state unknown (a send whose outcome a person must "
                              "decide), as the lease sweeper read them at its last pass."},
+    [OQ_M_FOREIGN_HEADERS] = {"orderq_foreign_headers_ignored_total", "counter",
+                              "deliveries carrying x-orderq-* headers that orderq did not publish "
+                              "(ignored)"},
     [OQ_M_SWEPT] = {"orderq_leases_swept_total", "counter",
                     "Abandoned leases this process marked unknown and dead-lettered as ambiguous."},
 };
@@ -145,24 +148,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 /* libmicrohttpd's messages ("Server reached connection limit", one per
  * refused connection under a flood) as orderq log lines, at most one per
- * LOG_EVERY_S. Called on the server's one thread only. */
+ * LOG_EVERY_S (also called from the main thread at start and stop). */
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    static time_t last;
-    static long skipped;
+    static struct oq_log_limiter limiter = OQ_LOG_LIMITER_INIT;
+    long skipped = 0;
     char msg[256];
-    time_t now = time(NULL);
     (void)cls;
-    if (now - last < LOG_EVERY_S) {
-        skipped++;
+    if (!oq_log_limiter_take(&limiter, LOG_EVERY_S, &skipped))
         return;
-    }
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
     oq_warn("http_addr: %s (%ld messages from the HTTP server left out since the last one)", msg,
             skipped);
-    last = now;
-    skipped = 0;
 }
 
 /* The HTTP side may hold http_max_connections sockets: check they leave

@@ -818,21 +818,28 @@ static amqp_bytes_t header_text(const amqp_basic_properties_t *p, const char *ke
 }
 
 /* Headers only orderq may set, on a delivery someone else published: none
- * of them counts, and the log says so once, naming them. */
+ * of them counts. Counted, and logged naming them, at most every 10 s: a
+ * publisher can send them on every message. */
 static void ignore_foreign_headers(const struct delivery *d)
 {
+    static struct oq_log_limiter limiter = OQ_LOG_LIMITER_INIT;
     char names[512];
+    long skipped = 0;
     const amqp_basic_properties_t *p = &d->msg.properties;
     if (oq_trust_orderq_headers(p, names, sizeof(names)) == 0)
+        return;
+    oq_metric_add(OQ_M_FOREIGN_HEADERS, 1);
+    if (!oq_log_limiter_take(&limiter, 10, &skipped))
         return;
     int has_uid = (p->_flags & AMQP_BASIC_USER_ID_FLAG) != 0;
     struct oq_log_fields f = {d->queue, d->message_id, d->tag, 0};
     oq_log(OQ_LOG_WARN, &f,
            "ignored %s on message %s from exchange \"%s\": only orderq may set them, and "
-           "orderq did not publish it (user_id %s%.*s%s)",
+           "orderq did not publish it (user_id %s%.*s%s; %ld more such deliveries since the "
+           "last line, see orderq_foreign_headers_ignored_total)",
            names, d->message_id ? d->message_id : "(no message_id)", d->exchange ? d->exchange : "",
            has_uid ? "\"" : "none", has_uid ? (int)p->user_id.len : 0,
-           has_uid ? (const char *)p->user_id.bytes : "", has_uid ? "\"" : "");
+           has_uid ? (const char *)p->user_id.bytes : "", has_uid ? "\"" : "", skipped);
 }
 
 /* Where a retried message stands: its attempt and what the first one

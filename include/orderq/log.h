@@ -7,7 +7,9 @@
 #ifndef ORDERQ_LOG_H
 #define ORDERQ_LOG_H
 
+#include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "orderq/common.h"
 
@@ -37,6 +39,20 @@ void oq_log_write(int level, const struct oq_log_fields *f, const char *fmt, ...
         if ((level) >= oq_log_threshold)                                                           \
             oq_log_write((level), (f), __VA_ARGS__);                                               \
     } while (0)
+
+/* At most one line per period for a kind of message a peer can repeat at
+ * will (a hostile publisher, a flood of HTTP clients): the log stays
+ * readable and cannot fill a disk. Define with OQ_LOG_LIMITER_INIT. */
+struct oq_log_limiter {
+    pthread_mutex_t mu;
+    time_t last;
+    long skipped;
+};
+#define OQ_LOG_LIMITER_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0}
+
+/* 1 when a line may be written now, with *skipped = the lines left out
+ * since the last one; 0 (and one more counted) when it is too soon. */
+int oq_log_limiter_take(struct oq_log_limiter *l, int period_s, long *skipped);
 
 #define oq_debug(...) oq_log(OQ_LOG_DEBUG, NULL, __VA_ARGS__)
 #define oq_info(...)  oq_log(OQ_LOG_INFO, NULL, __VA_ARGS__)

@@ -30,6 +30,7 @@ enum oq_metric {
     OQ_M_LEASES_EXPIRED,      /* gauge: ledger rows `sending` whose lease ran out (sweeper) */
     OQ_M_LEDGER_UNKNOWN,      /* gauge: ledger rows `unknown`, for a person (sweeper) */
     OQ_M_SWEPT,               /* counter: abandoned leases the sweeper marked unknown */
+    OQ_M_FOREIGN_HEADERS,     /* counter: deliveries whose x-orderq-* headers were ignored */
     OQ_M_COUNT
 };
 

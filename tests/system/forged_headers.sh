@@ -86,7 +86,10 @@ expect_eq ok "$(as_shop shop.events probe '{"event_code":"probe","event_identifi
 wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT attempts FROM event_ledger WHERE effect_key = 'att-$run'\")\" = 2 ]" ||
     fail "not done on attempt 2: ledger [$(sql "$DB" -e "SELECT attempts, result FROM event_ledger WHERE effect_key = 'att-$run'")], dead letters [$(sql "$DB" -e "SELECT error_class, attempts, error FROM dead_letter WHERE event_identifier = 'att-$run'")]"
 expect_eq 0 "$(dead_count "event_identifier = 'att-$run'")" "dead letters of the forged attempt"
-expect_eq 1 "$(warnings_about 'x-orderq-attempt, x-orderq-first-failed-at' "att-$run" main)" "warnings naming the forged headers (the retry itself is orderq's: none)"
+# at most one line per 10 s (a publisher can forge on every message): this
+# one may fall inside the window of the warning above
+[ "$(warnings_about 'x-orderq-attempt, x-orderq-first-failed-at' "att-$run" main)" -le 1 ] ||
+    fail "more than one warning for one forged delivery (the retry itself is orderq's: none)"
 
 note "x-orderq-original-exchange / -routing-key on a bad message: its letter says where it really came from"
 expect_eq ok "$(as_shop shop.events probe '{"event_code":"probe","event_identifier":"dir-'"$run"'"}' \

@@ -112,12 +112,28 @@ static void levels_parse(void **state)
     assert_string_equal(oq_log_level_name(OQ_LOG_WARN), "warn");
 }
 
+static void a_limiter_lets_one_line_through_per_period(void **state)
+{
+    (void)state;
+    struct oq_log_limiter l = OQ_LOG_LIMITER_INIT;
+    long skipped = -1;
+    assert_true(oq_log_limiter_take(&l, 3600, &skipped));
+    assert_int_equal(skipped, 0);
+    for (int i = 0; i < 1000; i++)
+        assert_false(oq_log_limiter_take(&l, 3600, &skipped));
+    l.last -= 3600; /* the period is over */
+    assert_true(oq_log_limiter_take(&l, 3600, &skipped));
+    assert_int_equal(skipped, 1000);
+    assert_false(oq_log_limiter_take(&l, 3600, &skipped));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lines_are_json_with_fields),
         cmocka_unit_test(text_lines_escape_control_characters),
         cmocka_unit_test(levels_parse),
+        cmocka_unit_test(a_limiter_lets_one_line_through_per_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
