@@ -69,7 +69,8 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
     p->hook = (size_t)(hook - st->hooks);
     p->body = ev->body; /* as published: what the signature covers */
     p->len = ev->body_len;
-    snprintf(result, resultlen, "POST %s", hook->url_shown); /* the ledger's result: no tokens */
+    /* the ledger's result: no tokens, and which endpoint */
+    snprintf(result, resultlen, "POST %s (webhook for %s)", hook->url_shown, hook->event_code);
     *plan = p;
     return 0;
 }

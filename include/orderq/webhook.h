@@ -23,7 +23,7 @@
 struct oq_webhook {
     char *event_code;
     char *url;       /* used only to connect: it may hold tokens */
-    char *url_shown; /* url through oq_url_redact: the only form written to text */
+    char *url_shown; /* "https://host[:port]/...": the only form written to text */
     int64_t timeout_ms;
     char *secret; /* NULL: bodies are not signed */
 };
@@ -52,7 +52,8 @@ void oq_webhook_sender_free(struct oq_webhook_sender *s);
 
 /* POST body (JSON, len bytes) to h->url with Content-Type application/json,
  * Idempotency-Key: effect_key, X-Orderq-Event: event_code and, when h has a
- * secret, X-Orderq-Timestamp and X-Orderq-Signature. Returns the outcome
+ * secret, X-Orderq-Timestamp and X-Orderq-Signature. why names
+ * the endpoint by its event code and url_shown. Returns the outcome
  * (http_effect.h); *status gets the HTTP status (0 if none), *retry_after_ms
  * the receiver's Retry-After (-1 if none); why says what happened, for the
  * ledger or the dead letter. */

@@ -25,6 +25,8 @@ note "503, 503 with Retry-After, then 200: one key, signed each time"
 try oq webhook test order.shipped --id ship-77 --json
 expect_eq 75 "$rc" "exit code on 503"
 expect_eq transient "$(json 'd["outcome"]' <<<"$out")" "outcome on 503"
+expect_eq "$base/..." "$(json 'd["url"]' <<<"$out")" "the URL shown: scheme, host and port"
+expect_eq "webhook for order.shipped, $base/...: HTTP 503" "$(json 'd["detail"]' <<<"$out")" "the detail"
 try oq webhook test order.shipped --id ship-77 --json
 expect_eq 7000 "$(json 'd["retry_after_ms"]' <<<"$out")" "Retry-After in seconds"
 try oq webhook test order.shipped --id ship-77 --json

@@ -1,4 +1,5 @@
-/* test_webhook.c - the webhooks file: good entries, secrets from env or file, every fault named */
+/* test_webhook.c - the webhooks file: good entries, secrets from env or file, every fault
+ * named, URLs shown without their tokens */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,11 +99,55 @@ static void faults_are_named(void **state)
     }
 }
 
+/* Tokens come in any shape: base64 with '/' and '+', letters only, in the
+ * path, the query, the userinfo or the fragment. Only the scheme, host and
+ * port are shown, and whether more follows. */
+static void urls_are_shown_without_path_or_query(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *shown, *secret;
+    } cases[] = {
+        /* oq_url_redact left these three whole: a base64 key split by '/',
+         * letters only, a query value holding '/' under a harmless name */
+        {"https://hooks.example/in/q8/Zk+x2Lm/Pw9aYbR3==", "https://hooks.example/...", "Pw9aYbR3"},
+        {"https://erp.example/hooks/pSvXqLmNbTrWkZyHdFgJ", "https://erp.example/...", "pSvXqLmN"},
+        {"https://erp.example/in?x=Ab/cdEFgh12ijKL34mnOP56qrST78uvWX90yz",
+         "https://erp.example/...", "cdEFgh12"},
+        {"https://erp.example/in?sig=onlyletterstoken", "https://erp.example/...", "onlyletters"},
+        {"https://hookuser:pw@erp.example:8443/", "https://erp.example:8443/", "hookuser"},
+        {"https://SlackToken@erp.example", "https://erp.example/", "SlackToken"},
+        {"http://[::1]:9000/x#frag", "http://[::1]:9000/...", "frag"},
+        {"http://127.0.0.1:8080/", "http://127.0.0.1:8080/", NULL},
+    };
+    char wrong[2048] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[512], err[512];
+        struct oq_webhook *h = NULL;
+        size_t n = 0;
+        snprintf(json, sizeof(json), "[{\"event_code\": \"order.shipped\", \"url\": \"%s\"}]",
+                 cases[i].url);
+        assert_int_equal(parse(json, &h, &n, err, sizeof(err)), 0);
+        assert_string_equal(h[0].url, cases[i].url); /* still used to connect */
+        if ((strcmp(h[0].url_shown, cases[i].shown) != 0 ||
+             (cases[i].secret != NULL && strstr(h[0].url_shown, cases[i].secret) != NULL)) &&
+            used < sizeof(wrong))
+            used += (size_t)snprintf(wrong + used, sizeof(wrong) - used,
+                                     "\n  case %zu: shown as [%s], want [%s]", i, h[0].url_shown,
+                                     cases[i].shown);
+        oq_webhooks_free(h, n);
+    }
+    if (wrong[0] != '\0')
+        fail_msg("%s", wrong);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_entries_are_read),
         cmocka_unit_test(faults_are_named),
+        cmocka_unit_test(urls_are_shown_without_path_or_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
