@@ -113,10 +113,32 @@ out:
     return out;
 }
 
+/* "signature": which form X-Orderq-Signature takes, into h->signature. */
+static int read_signature(yajl_val e, struct oq_webhook *h, char *why, size_t whylen)
+{
+    yajl_val v = oq_json_member(e, "signature");
+    h->signature = OQ_SIGNATURE_V1;
+    if (v == NULL)
+        return 0;
+    if (YAJL_IS_STRING(v) && strcmp(v->u.string, "sha256-body") == 0)
+        h->signature = OQ_SIGNATURE_SHA256_BODY;
+    else if (!YAJL_IS_STRING(v) || strcmp(v->u.string, "v1") != 0) {
+        snprintf(why, whylen, "signature: expected \"v1\" or \"sha256-body\"");
+        return OQ_EINVAL;
+    }
+    if (h->secret == NULL) {
+        snprintf(why, whylen,
+                 "signature: there is no secret to sign with; expected secret_env or "
+                 "secret_file with it");
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
 static int parse_entry(yajl_val e, struct oq_webhook *h, char *why, size_t whylen)
 {
-    static const char *const known[] = {"event_code", "url",         "timeout_ms",
-                                        "secret_env", "secret_file", "secret"};
+    static const char *const known[] = {"event_code",  "url",    "timeout_ms", "secret_env",
+                                        "secret_file", "secret", "signature"};
     char inner[300];
     if (!YAJL_IS_OBJECT(e)) {
         snprintf(why, whylen, "expected an object");
@@ -154,7 +176,8 @@ static int parse_entry(yajl_val e, struct oq_webhook *h, char *why, size_t whyle
         snprintf(why, whylen, "out of memory");
         return OQ_ENOMEM;
     }
-    return read_secret(e, h, why, whylen);
+    int rc = read_secret(e, h, why, whylen);
+    return rc != 0 ? rc : read_signature(e, h, why, whylen);
 }
 
 int oq_webhooks_parse(const char *json, size_t len, const char *what, struct oq_webhook **hooks,
@@ -301,8 +324,9 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
         (rc = oq_http_header_add(&headers, "X-Orderq-Event", event_code)) != 0 ||
         (rc = oq_http_header_add(&headers, "Expect", "")) != 0 || /* no 100-continue round trip */
         (h->secret != NULL &&
-         ((rc = oq_http_signature(h->secret, now, body, len, signature)) != 0 ||
-          (rc = oq_http_header_add(&headers, "X-Orderq-Timestamp", timestamp)) != 0 ||
+         ((rc = oq_http_signature(h->secret, h->signature, now, body, len, signature)) != 0 ||
+          (h->signature == OQ_SIGNATURE_V1 && /* sha256-body: the time is not signed */
+           (rc = oq_http_header_add(&headers, "X-Orderq-Timestamp", timestamp)) != 0) ||
           (rc = oq_http_header_add(&headers, "X-Orderq-Signature", signature)) != 0))) {
         curl_slist_free_all(headers);
         snprintf(why, whylen, "%s",

@@ -56,6 +56,7 @@ static void faults_are_named(void **state)
 {
     (void)state;
     unsetenv("ORDERQ_TEST_UNSET");
+    setenv("ORDERQ_TEST_HOOK_SECRET", "from-env", 1);
     static const struct {
         const char *json, *why;
     } cases[] = {
@@ -81,6 +82,12 @@ static void faults_are_named(void **state)
         {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"secret_env\": \"A\", "
          "\"secret_file\": \"/b\"}]",
          "webhook 1: secret_env and secret_file: give one of them"},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"signature\": \"sha256\", "
+         "\"secret_env\": \"ORDERQ_TEST_HOOK_SECRET\"}]",
+         "webhook 1: signature: expected \"v1\" or \"sha256-body\""},
+        {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"signature\": "
+         "\"sha256-body\"}]",
+         "webhook 1: signature: there is no secret to sign with"},
         {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\", \"uri\": \"x\"}]",
          "webhook 1: unknown field \"uri\""},
         {"[{\"event_code\": \"x\", \"url\": \"http://a.example/\"},"
@@ -97,6 +104,30 @@ static void faults_are_named(void **state)
         assert_null(h);
         assert_int_equal(n, 0);
     }
+}
+
+/* v1 unless an endpoint keeps the old form for a receiver not yet updated. */
+static void the_signature_form_is_per_endpoint(void **state)
+{
+    (void)state;
+    struct oq_webhook *h = NULL;
+    size_t n = 0;
+    char err[512];
+    setenv("ORDERQ_TEST_HOOK_SECRET", "from-env", 1);
+    assert_int_equal(
+        parse("[{\"event_code\": \"a\", \"url\": \"https://a.example/\", \"secret_env\": "
+              "\"ORDERQ_TEST_HOOK_SECRET\"},"
+              " {\"event_code\": \"b\", \"url\": \"https://b.example/\", \"secret_env\": "
+              "\"ORDERQ_TEST_HOOK_SECRET\", \"signature\": \"sha256-body\"},"
+              " {\"event_code\": \"c\", \"url\": \"https://c.example/\", \"secret_env\": "
+              "\"ORDERQ_TEST_HOOK_SECRET\", \"signature\": \"v1\"}]",
+              &h, &n, err, sizeof(err)),
+        0);
+    assert_int_equal(n, 3);
+    assert_int_equal(h[0].signature, OQ_SIGNATURE_V1);
+    assert_int_equal(h[1].signature, OQ_SIGNATURE_SHA256_BODY);
+    assert_int_equal(h[2].signature, OQ_SIGNATURE_V1);
+    oq_webhooks_free(h, n);
 }
 
 /* Tokens come in any shape: base64 with '/' and '+', letters only, in the
@@ -148,6 +179,7 @@ int main(void)
         cmocka_unit_test(good_entries_are_read),
         cmocka_unit_test(faults_are_named),
         cmocka_unit_test(urls_are_shown_without_path_or_query),
+        cmocka_unit_test(the_signature_form_is_per_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
