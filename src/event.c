@@ -340,9 +340,9 @@ int oq_event_decode(const void *body, size_t len, const char *message_id, struct
     free(text);
     ev->body = body;
     ev->body_len = len;
-    if (ev->root == NULL) {
-        snprintf(err, errlen, "the body is not valid JSON (%s)", perr);
-        return OQ_EINVAL;
+    if (ev->root == NULL) { /* check_shape said why for bad JSON; perr would quote the body */
+        snprintf(err, errlen, "out of memory building the body's JSON tree");
+        return OQ_ENOMEM;
     }
     /* Before any field is used: every handler gets only strict UTF-8. */
     rc = check_text(ev->root, "", err, errlen);

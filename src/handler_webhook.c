@@ -69,7 +69,8 @@ static int prepare(void *state, const struct oq_event *ev, int64_t attempt, void
     p->hook = (size_t)(hook - st->hooks);
     p->body = ev->body; /* as published: what the signature covers */
     p->len = ev->body_len;
-    snprintf(result, resultlen, "POST %s", hook->url_shown); /* the ledger's result: no tokens */
+    /* the ledger's result: no tokens, and which endpoint */
+    snprintf(result, resultlen, "POST %s (webhook for %s)", hook->url_shown, hook->event_code);
     *plan = p;
     return 0;
 }
@@ -104,6 +105,20 @@ static void warn_cleartext_hooks(const struct webhook_state *st)
                     i + 1, st->hooks[i].event_code);
 }
 
+/* sha256-body signs the body alone: anyone who saw one call can send it
+ * again, at any time. Kept for receivers not yet updated; said at start so
+ * it does not stay forever. */
+static void warn_unstamped_hooks(const struct webhook_state *st)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (st->hooks[i].secret != NULL && st->hooks[i].signature == OQ_SIGNATURE_SHA256_BODY)
+            oq_warn("webhooks_file: webhook %zu (%s, %s) is signed \"sha256-body\", over the body "
+                    "only: a captured call can be replayed at any time; update the receiver to "
+                    "check v1 (docs/webhooks.md, \"Upgrading from sha256=\"), then remove "
+                    "\"signature\"",
+                    i + 1, st->hooks[i].event_code, st->hooks[i].url_shown);
+}
+
 int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, char *err,
                            size_t errlen)
 {
@@ -128,6 +143,7 @@ int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, 
             return OQ_ECONFIG;
         }
     warn_cleartext_hooks(st);
+    warn_unstamped_hooks(st);
     if ((rc = oq_webhook_sender_new(&st->sender)) != 0) {
         free_state(st);
         return rc;

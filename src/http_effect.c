@@ -4,7 +4,8 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,29 +94,45 @@ int oq_curl_header_append(struct curl_slist **list, const char *name, const char
     return 0;
 }
 
-int oq_http_signature(const char *secret, int64_t timestamp, const void *body, size_t len,
-                      char out[OQ_SIGNATURE_LEN])
+/* HMAC-SHA256 of prefix then body, fed in turn: a webhook body can be
+ * megabytes, and signing it should not need a second copy. EVP_MAC, since
+ * OpenSSL 3 deprecates HMAC_CTX; the fetch is served from libcrypto's
+ * method cache after the first. */
+static int hmac_sha256(const char *secret, const char *prefix, size_t plen, const void *body,
+                       size_t len, unsigned char mac[32])
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned maclen = 0;
-    char prefix[32];
-    int plen = snprintf(prefix, sizeof(prefix), "%lld.", (long long)timestamp);
-    unsigned char *signed_text = malloc((size_t)plen + len + 1);
-    int rc = OQ_ENOMEM;
-    if (signed_text == NULL)
-        goto out;
-    memcpy(signed_text, prefix, (size_t)plen);
-    if (len > 0)
-        memcpy(signed_text + plen, body, len);
-    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), signed_text, (size_t)plen + len, mac,
-             &maclen) == NULL ||
-        maclen != 32)
-        goto out;
-    memcpy(out, "v1=", 3);
-    for (unsigned i = 0; i < maclen; i++)
-        snprintf(out + 3 + 2 * i, 3, "%02x", mac[i]);
-    rc = 0;
-out:
-    free(signed_text);
-    return rc;
+    static char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = hmac != NULL ? EVP_MAC_CTX_new(hmac) : NULL;
+    size_t maclen = 0;
+    int ok = ctx != NULL &&
+             EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) == 1 &&
+             (plen == 0 || EVP_MAC_update(ctx, (const unsigned char *)prefix, plen) == 1) &&
+             (len == 0 || EVP_MAC_update(ctx, body, len) == 1) &&
+             EVP_MAC_final(ctx, mac, &maclen, 32) == 1 && maclen == 32;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(hmac);
+    return ok ? 0 : OQ_ENOMEM;
+}
+
+int oq_http_signature(const char *secret, enum oq_signature_scheme scheme, int64_t timestamp,
+                      const void *body, size_t len, char out[OQ_SIGNATURE_LEN])
+{
+    unsigned char mac[32];
+    char prefix[32] = "";
+    const char *name = "sha256=";
+    int plen = 0;
+    if (scheme == OQ_SIGNATURE_V1) {
+        plen = snprintf(prefix, sizeof(prefix), "%lld.", (long long)timestamp);
+        name = "v1=";
+    }
+    if (hmac_sha256(secret, prefix, (size_t)plen, body, len, mac) != 0)
+        return OQ_ENOMEM;
+    size_t at = strlen(name);
+    memcpy(out, name, at);
+    for (size_t i = 0; i < sizeof(mac); i++, at += 2)
+        snprintf(out + at, 3, "%02x", mac[i]);
+    return 0;
 }

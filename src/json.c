@@ -9,8 +9,12 @@
 #include "orderq/common.h"
 #include "orderq/money.h"
 
-/* The depth pass: yajl's parser keeps its own nesting in a heap stack, so
- * streaming through callbacks costs no recursion; it stops at the limit. */
+/* One streaming pass before any tree: yajl's parser keeps its own nesting
+ * in a heap stack, so callbacks cost no recursion; it stops at the depth
+ * limit, and a syntax error is reported from here, where yajl's terse
+ * message and the offset can be had without the text around the mistake
+ * (yajl_tree_parse's message quotes ~30 bytes either side: a webhook's
+ * URL token, a customer's address from a shop API answer). */
 struct depth_scan {
     int depth;
     int too_deep;
@@ -39,33 +43,69 @@ static const yajl_callbacks depth_callbacks = {
     .yajl_end_array = ds_close,
 };
 
-/* 1: deeper than the limit; 0: not (or not JSON: yajl_tree says why). */
-static int too_deep(const char *text, int *nomem)
+static void set_err(char *err, size_t errlen, const char *what)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", what);
+}
+
+/* "parse error: premature EOF at byte 12 (line 2)": what yajl says, without
+ * its verbose quote, and where, as an offset and a line an editor can go to. */
+static void syntax_err(yajl_handle h, const char *text, size_t len, size_t at, char *err,
+                       size_t errlen)
+{
+    size_t line = 1;
+    unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)text, len);
+    if (at > len)
+        at = len;
+    for (size_t i = 0; i < at; i++)
+        line += text[i] == '\n';
+    size_t n = msg ? strcspn((const char *)msg, "\n") : 0; /* yajl ends it with ".\n" */
+    while (n > 0 && (msg[n - 1] == '.' || msg[n - 1] == ' '))
+        n--;
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%.*s near byte %zu (line %zu)", (int)n,
+                 msg ? (const char *)msg : "parse error", at, line);
+    if (msg != NULL)
+        yajl_free_error(h, msg);
+}
+
+/* 0: text is JSON no deeper than the limit; else OQ_EINVAL or OQ_ENOMEM
+ * with why in err. */
+static int scan(const char *text, char *err, size_t errlen)
 {
     struct depth_scan s = {0};
+    size_t len = strlen(text);
     yajl_handle h = yajl_alloc(&depth_callbacks, NULL, &s);
     if (h == NULL) {
-        *nomem = 1;
-        return 0;
+        set_err(err, errlen, "out of memory");
+        return OQ_ENOMEM;
     }
     yajl_config(h, yajl_allow_comments, 1); /* as yajl_tree_parse */
-    if (yajl_parse(h, (const unsigned char *)text, strlen(text)) == yajl_status_ok)
-        (void)yajl_complete_parse(h);
+    yajl_status st = yajl_parse(h, (const unsigned char *)text, len);
+    size_t at = yajl_get_bytes_consumed(h);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+        at = len; /* what was missing, was missing at the end */
+    }
+    int rc = st == yajl_status_ok ? 0 : OQ_EINVAL;
+    if (s.too_deep && err != NULL && errlen > 0)
+        snprintf(err, errlen, "the JSON nests deeper than %d levels", OQ_JSON_MAX_DEPTH);
+    else if (rc != 0)
+        syntax_err(h, text, len, at, err, errlen);
     yajl_free(h);
-    return s.too_deep;
+    return rc;
 }
 
 yajl_val oq_json_parse(const char *text, char *err, size_t errlen)
 {
-    int nomem = 0;
-    if (too_deep(text, &nomem) || nomem) {
-        if (err != NULL && errlen > 0 && nomem)
-            snprintf(err, errlen, "out of memory");
-        else if (err != NULL && errlen > 0)
-            snprintf(err, errlen, "the JSON nests deeper than %d levels", OQ_JSON_MAX_DEPTH);
+    char quoted[256]; /* yajl_tree's verbose message: never shown */
+    if (scan(text, err, errlen) != 0)
         return NULL;
-    }
-    return yajl_tree_parse(text, err, errlen);
+    yajl_val v = yajl_tree_parse(text, quoted, sizeof(quoted));
+    if (v == NULL) /* the scan accepted it: the tree ran out of memory */
+        set_err(err, errlen, "out of memory building the JSON tree");
+    return v;
 }
 
 yajl_val oq_json_member(yajl_val obj, const char *key)

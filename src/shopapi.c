@@ -143,9 +143,6 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
     yajl_val doc = oq_json_parse(text, perr, sizeof(perr));
     free(text);
     *event_data = NULL;
-    for (char *p = perr; doc == NULL && *p != '\0'; p++)
-        if (*p == '\n') /* yajl's message spans lines; a reason is one */
-            *p = ' ';
     if (doc == NULL || !YAJL_IS_OBJECT(doc)) {
         snprintf(why, whylen, "shop API: the answer for order %s is not a JSON object%s%s",
                  order_id, doc == NULL ? ": " : "", doc == NULL ? perr : "");

@@ -61,10 +61,84 @@ static int read_secret(yajl_val e, struct oq_webhook *h, char *why, size_t whyle
     return rc == OQ_ECONFIG ? OQ_EINVAL : rc; /* a fault of this file, like the others */
 }
 
+/* curl's text of part, or NULL when the URL has none (or out of memory). */
+static char *url_part(CURLU *u, CURLUPart part)
+{
+    char *curl_owned = NULL, *copy = NULL;
+    if (curl_url_get(u, part, &curl_owned, 0) == CURLUE_OK && curl_owned != NULL)
+        copy = strdup(curl_owned);
+    curl_free(curl_owned);
+    return copy;
+}
+
+/* "https://erp.example:8443/..." for https://user:pw@erp.example:8443/h/T0K?k=v:
+ * the scheme, host and port only, "/..." when more follows. A receiver's
+ * token can sit anywhere in the path, query, userinfo or fragment, in any
+ * shape (base64 with '/', letters only), so none of them is shown rather
+ * than guessed at; the event code tells endpoints apart (one per code).
+ * NULL only when out of memory. */
+static char *url_shown(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *fragment = NULL,
+         *out = NULL;
+    if (u == NULL)
+        return NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+        out = strdup("***"); /* checked at load: not reached */
+        goto out;
+    }
+    scheme = url_part(u, CURLUPART_SCHEME);
+    host = url_part(u, CURLUPART_HOST);
+    port = url_part(u, CURLUPART_PORT); /* only when the URL names one */
+    path = url_part(u, CURLUPART_PATH);
+    query = url_part(u, CURLUPART_QUERY);
+    fragment = url_part(u, CURLUPART_FRAGMENT);
+    int more = (path != NULL && strcmp(path, "/") != 0 && path[0] != '\0') || query != NULL ||
+               fragment != NULL;
+    size_t n =
+        (scheme ? strlen(scheme) : 0) + (host ? strlen(host) : 0) + (port ? strlen(port) : 0) + 16;
+    if (scheme == NULL || host == NULL || (out = malloc(n)) == NULL)
+        goto out;
+    snprintf(out, n, "%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
+             more ? "/..." : "/");
+out:
+    free(scheme);
+    free(host);
+    free(port);
+    free(path);
+    free(query);
+    free(fragment);
+    curl_url_cleanup(u);
+    return out;
+}
+
+/* "signature": which form X-Orderq-Signature takes, into h->signature. */
+static int read_signature(yajl_val e, struct oq_webhook *h, char *why, size_t whylen)
+{
+    yajl_val v = oq_json_member(e, "signature");
+    h->signature = OQ_SIGNATURE_V1;
+    if (v == NULL)
+        return 0;
+    if (YAJL_IS_STRING(v) && strcmp(v->u.string, "sha256-body") == 0)
+        h->signature = OQ_SIGNATURE_SHA256_BODY;
+    else if (!YAJL_IS_STRING(v) || strcmp(v->u.string, "v1") != 0) {
+        snprintf(why, whylen, "signature: expected \"v1\" or \"sha256-body\"");
+        return OQ_EINVAL;
+    }
+    if (h->secret == NULL) {
+        snprintf(why, whylen,
+                 "signature: there is no secret to sign with; expected secret_env or "
+                 "secret_file with it");
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
 static int parse_entry(yajl_val e, struct oq_webhook *h, char *why, size_t whylen)
 {
-    static const char *const known[] = {"event_code", "url",         "timeout_ms",
-                                        "secret_env", "secret_file", "secret"};
+    static const char *const known[] = {"event_code",  "url",    "timeout_ms", "secret_env",
+                                        "secret_file", "secret", "signature"};
     char inner[300];
     if (!YAJL_IS_OBJECT(e)) {
         snprintf(why, whylen, "expected an object");
@@ -98,11 +172,12 @@ static int parse_entry(yajl_val e, struct oq_webhook *h, char *why, size_t whyle
         h->timeout_ms = YAJL_GET_INTEGER(t);
     }
     if ((h->event_code = strdup(code)) == NULL || (h->url = strdup(url)) == NULL ||
-        (h->url_shown = oq_url_redact(url)) == NULL) {
+        (h->url_shown = url_shown(url)) == NULL) {
         snprintf(why, whylen, "out of memory");
         return OQ_ENOMEM;
     }
-    return read_secret(e, h, why, whylen);
+    int rc = read_secret(e, h, why, whylen);
+    return rc != 0 ? rc : read_signature(e, h, why, whylen);
 }
 
 int oq_webhooks_parse(const char *json, size_t len, const char *what, struct oq_webhook **hooks,
@@ -249,8 +324,9 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
         (rc = oq_http_header_add(&headers, "X-Orderq-Event", event_code)) != 0 ||
         (rc = oq_http_header_add(&headers, "Expect", "")) != 0 || /* no 100-continue round trip */
         (h->secret != NULL &&
-         ((rc = oq_http_signature(h->secret, now, body, len, signature)) != 0 ||
-          (rc = oq_http_header_add(&headers, "X-Orderq-Timestamp", timestamp)) != 0 ||
+         ((rc = oq_http_signature(h->secret, h->signature, now, body, len, signature)) != 0 ||
+          (h->signature == OQ_SIGNATURE_V1 && /* sha256-body: the time is not signed */
+           (rc = oq_http_header_add(&headers, "X-Orderq-Timestamp", timestamp)) != 0) ||
           (rc = oq_http_header_add(&headers, "X-Orderq-Signature", signature)) != 0))) {
         curl_slist_free_all(headers);
         snprintf(why, whylen, "%s",
@@ -276,8 +352,9 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
     if (s->retry_after[0] != '\0')
         *retry_after_ms = oq_http_retry_after_ms(s->retry_after, time(NULL), MAX_RETRY_AFTER_MS);
     if (res != CURLE_OK)
-        snprintf(why, whylen, "webhook %s: %s", h->url_shown, curl_easy_strerror(res));
+        snprintf(why, whylen, "webhook for %s, %s: %s", h->event_code, h->url_shown,
+                 curl_easy_strerror(res));
     else
-        snprintf(why, whylen, "webhook %s: HTTP %ld", h->url_shown, *status);
+        snprintf(why, whylen, "webhook for %s, %s: HTTP %ld", h->event_code, h->url_shown, *status);
     return outcome;
 }

@@ -5,7 +5,8 @@
  * never going to work; a receiver may also say when to come back
  * (Retry-After). Webhook bodies are signed so the receiver can check they
  * came from us, and lately: X-Orderq-Timestamp: <unix seconds> and
- * X-Orderq-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>.
+ * X-Orderq-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+ * (or the older sha256=<HMAC of the body> for receivers not yet updated).
  */
 #ifndef ORDERQ_HTTP_EFFECT_H
 #define ORDERQ_HTTP_EFFECT_H
@@ -54,12 +55,23 @@ OQ_WUR int oq_http_header_add(struct curl_slist **list, const char *name, const 
  * 0 or OQ_ENOMEM. */
 OQ_WUR int oq_curl_header_append(struct curl_slist **list, const char *name, const char *value);
 
-#define OQ_SIGNATURE_LEN (3 + 64 + 1) /* "v1=" + 64 hex digits + NUL */
+/* How a webhook body is signed, per endpoint (webhooks file "signature"). */
+enum oq_signature_scheme {
+    /* "v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>" with
+     * X-Orderq-Timestamp: the time is signed with the body, so a captured
+     * request cannot be replayed later with a fresh timestamp. */
+    OQ_SIGNATURE_V1 = 0,
+    /* "sha256=<hex HMAC-SHA256(secret, body)>", the form before v1, for a
+     * receiver not yet updated: it can be replayed for ever. */
+    OQ_SIGNATURE_SHA256_BODY,
+};
 
-/* out = "v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>": the time is
- * signed with the body, so a captured request cannot be replayed later
- * with a fresh X-Orderq-Timestamp. Returns 0 or OQ_ENOMEM. */
-OQ_WUR int oq_http_signature(const char *secret, int64_t timestamp, const void *body, size_t len,
-                             char out[OQ_SIGNATURE_LEN]);
+#define OQ_SIGNATURE_LEN (7 + 64 + 1) /* "sha256=" (the longer prefix) + 64 hex digits + NUL */
+
+/* out = the X-Orderq-Signature value of body under scheme (timestamp is
+ * used by v1 only). HMAC is fed the prefix and then the body: the body is
+ * not copied. Returns 0 or OQ_ENOMEM. */
+OQ_WUR int oq_http_signature(const char *secret, enum oq_signature_scheme scheme, int64_t timestamp,
+                             const void *body, size_t len, char out[OQ_SIGNATURE_LEN]);
 
 #endif

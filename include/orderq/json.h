@@ -17,9 +17,12 @@
 /* Parse the NUL-terminated text into a tree (comments allowed, as
  * yajl_tree_parse does), refusing nesting deeper than OQ_JSON_MAX_DEPTH
  * with a streaming pass first, so no deep tree is ever built. Returns the
- * tree (free with yajl_tree_free), or NULL with why in err ("nests deeper
- * than 64 levels", yajl's own parse error, or out of memory); err may be
- * NULL. */
+ * tree (free with yajl_tree_free), or NULL with why in err: "the JSON
+ * nests deeper than 64 levels", yajl's terse message and where ("parse
+ * error: premature EOF at byte 12 (line 2)"), or out of memory. err never
+ * quotes the text: what orderq parses holds tokens (webhook URLs) and
+ * customer data (shop API answers), and err goes to logs and dead letters.
+ * err may be NULL. */
 yajl_val oq_json_parse(const char *text, char *err, size_t errlen);
 
 /* obj[key], or NULL when obj is not an object or has no such key. */

@@ -9,7 +9,10 @@
  * The secret comes from the environment variable named by secret_env, or
  * from the file named by secret_file (its first line); never from the
  * webhooks file itself, which is configuration and gets copied around.
- * timeout_ms defaults to 5000.
+ * timeout_ms defaults to 5000. "signature": "sha256-body" (with a secret)
+ * keeps the form before v1, X-Orderq-Signature: sha256=<HMAC of the body>
+ * and no timestamp, for a receiver not yet updated (docs/webhooks.md,
+ * "Upgrading from sha256="); "v1" is the default.
  */
 #ifndef ORDERQ_WEBHOOK_H
 #define ORDERQ_WEBHOOK_H
@@ -23,9 +26,10 @@
 struct oq_webhook {
     char *event_code;
     char *url;       /* used only to connect: it may hold tokens */
-    char *url_shown; /* url through oq_url_redact: the only form written to text */
+    char *url_shown; /* "https://host[:port]/...": the only form written to text */
     int64_t timeout_ms;
-    char *secret; /* NULL: bodies are not signed */
+    char *secret;                       /* NULL: bodies are not signed */
+    enum oq_signature_scheme signature; /* "signature": v1 unless a receiver needs sha256-body */
 };
 
 /* Read and check json (len bytes; what names it in errors). Every fault is
@@ -52,7 +56,8 @@ void oq_webhook_sender_free(struct oq_webhook_sender *s);
 
 /* POST body (JSON, len bytes) to h->url with Content-Type application/json,
  * Idempotency-Key: effect_key, X-Orderq-Event: event_code and, when h has a
- * secret, X-Orderq-Timestamp and X-Orderq-Signature. Returns the outcome
+ * secret, X-Orderq-Signature (with X-Orderq-Timestamp under v1). why names
+ * the endpoint by its event code and url_shown. Returns the outcome
  * (http_effect.h); *status gets the HTTP status (0 if none), *retry_after_ms
  * the receiver's Retry-After (-1 if none); why says what happened, for the
  * ledger or the dead letter. */

@@ -2,14 +2,17 @@
 # webhook.sh - `orderq webhook test`: an event POSTed to its endpoints with
 # Idempotency-Key, X-Orderq-Event and an HMAC signature over
 # X-Orderq-Timestamp and the body that the receiver can check; 503 twice then 200 carries the same key each time; Retry-After read;
-# 4xx permanent; a bad webhooks file named.
+# 4xx permanent; a bad webhooks file named; an endpoint kept on the old
+# "sha256-body" signature for a receiver not yet updated gets exactly the old
+# header (sha256=<HMAC of the body>, no timestamp).
 source "$(dirname "$0")/lib.sh"
 
 cat >"$WORK/script.json" <<'JSON'
 {
   "POST /hooks/orders": [{"status": 503}, {"status": 503, "headers": {"Retry-After": "7"}}, {"status": 200}],
   "POST /hooks/rejects": [{"status": 422}],
-  "POST /hooks/limits": [{"status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}}]
+  "POST /hooks/limits": [{"status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}}],
+  "POST /hooks/legacy": [{"status": 200}]
 }
 JSON
 start_http_fixture
@@ -17,7 +20,8 @@ export ORDERQ_TEST_HOOK_SECRET=whsec-42
 cat >"$WORK/webhooks.json" <<JSON
 [{"event_code": "order.shipped", "url": "$base/hooks/orders", "timeout_ms": 2000, "secret_env": "ORDERQ_TEST_HOOK_SECRET"},
  {"event_code": "order.refunded", "url": "$base/hooks/rejects"},
- {"event_code": "order.limited", "url": "$base/hooks/limits"}]
+ {"event_code": "order.limited", "url": "$base/hooks/limits"},
+ {"event_code": "order.legacy", "url": "$base/hooks/legacy", "secret_env": "ORDERQ_TEST_HOOK_SECRET", "signature": "sha256-body"}]
 JSON
 export ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json"
 
@@ -25,6 +29,8 @@ note "503, 503 with Retry-After, then 200: one key, signed each time"
 try oq webhook test order.shipped --id ship-77 --json
 expect_eq 75 "$rc" "exit code on 503"
 expect_eq transient "$(json 'd["outcome"]' <<<"$out")" "outcome on 503"
+expect_eq "$base/..." "$(json 'd["url"]' <<<"$out")" "the URL shown: scheme, host and port"
+expect_eq "webhook for order.shipped, $base/...: HTTP 503" "$(json 'd["detail"]' <<<"$out")" "the detail"
 try oq webhook test order.shipped --id ship-77 --json
 expect_eq 7000 "$(json 'd["retry_after_ms"]' <<<"$out")" "Retry-After in seconds"
 try oq webhook test order.shipped --id ship-77 --json
@@ -55,6 +61,19 @@ expect_eq 65 "$rc" "exit code on 422"
 expect_eq "permanent false" "$(json 'd["outcome"] + " " + str(d["signed"]).lower()' <<<"$out")" "outcome on 422, unsigned"
 try oq webhook test order.limited --json
 expect_eq "transient 3600000" "$(json 'd["outcome"] + " " + str(d["retry_after_ms"])' <<<"$out")" "429 with a far date"
+
+note "signature sha256-body: the header a receiver not yet updated checks"
+try oq webhook test order.legacy --id legacy-1 --json
+expect_eq 0 "$rc" "exit code on 200: $out"
+"$PY" - "$WORK/requests.log" <<'PY' || fail "the legacy request as the receiver saw it: $(grep legacy "$WORK/requests.log")"
+import hashlib, hmac, json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if '"/hooks/legacy"' in l][-1]
+h = {k.lower(): v for k, v in r["headers"].items()}
+# the check receivers were given before v1 (docs/webhooks.md, "Upgrading from sha256=")
+mac = hmac.new(b"whsec-42", r["body"].encode(), hashlib.sha256).hexdigest()
+assert hmac.compare_digest(h["x-orderq-signature"], "sha256=" + mac), (h["x-orderq-signature"], mac)
+assert "x-orderq-timestamp" not in h, h  # not signed, so not sent
+PY
 
 note "a CR or LF in the key is refused, nothing sent"
 sent=$(wc -l <"$WORK/requests.log")

@@ -4,19 +4,21 @@
 # 503 with Retry-After, then 200 gets three calls with one Idempotency-Key
 # and one accepted (Retry-After: 3 moved the second retry from the 2 s to
 # the 5 s tier); the same event again is a duplicate (no call); a 422 is
-# dead-lettered
+# dead-lettered, its endpoint named by event code and scheme://host:port
+# only (a token in the path is in no reason, result or log line); that
+# endpoint keeps the old "sha256-body" signature, warned about at start
 source "$(dirname "$0")/lib.sh"
 cat >"$WORK/script.json" <<'JSON'
 {
   "POST /hooks/orders": [{"status": 503}, {"status": 503, "headers": {"Retry-After": "3"}}, {"status": 200}],
-  "POST /hooks/rejects": [{"status": 422}]
+  "POST /hooks/rejects/pSvXqLmNbTrWkZyHdFgJ": [{"status": 422}]
 }
 JSON
 start_http_fixture
 export ORDERQ_TEST_HOOK_SECRET=whsec-42
 cat >"$WORK/webhooks.json" <<JSON
 [{"event_code": "order.shipped", "url": "$base/hooks/orders", "timeout_ms": 2000, "secret_env": "ORDERQ_TEST_HOOK_SECRET"},
- {"event_code": "order.refunded", "url": "$base/hooks/rejects"}]
+ {"event_code": "order.refunded", "url": "$base/hooks/rejects/pSvXqLmNbTrWkZyHdFgJ", "secret_env": "ORDERQ_TEST_HOOK_SECRET", "signature": "sha256-body"}]
 JSON
 export ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json"
 # A second failure would come back after 2 s; Retry-After: 3 must move it
@@ -69,7 +71,19 @@ note "422: permanent, dead-lettered with the status"
 event order.refunded refund-1 | oq publish - >/dev/null || fail "publish the refund"
 wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT error_class FROM dead_letter WHERE event_identifier = 'refund-1'\")\" = permanent ]" \
     || fail "no dead letter: $(sql "$DB" -e 'SELECT error_class, error FROM dead_letter')"
-expect_contains "422" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'refund-1'")" "the reason"
+expect_contains "webhook for order.refunded, $base/...: HTTP 422" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'refund-1'")" "the reason"
 expect_eq "" "$(sql "$DB" -e "SELECT state FROM event_ledger WHERE effect_key = 'refund-1'")" "no claim left for a failed call"
+"$PY" - "$WORK/requests.log" <<'PY' || fail "the refund call as the receiver saw it: $(grep rejects "$WORK/requests.log")"
+import hashlib, hmac, json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if "/hooks/rejects/" in l][-1]
+mac = hmac.new(b"whsec-42", r["body"].encode(), hashlib.sha256).hexdigest()
+assert hmac.compare_digest(r["headers"]["X-Orderq-Signature"], "sha256=" + mac), r["headers"]
+assert "X-Orderq-Timestamp" not in r["headers"], r["headers"]
+PY
+expect_contains 'webhook 2 (order.refunded, '"$base"'/...) is signed \"sha256-body\", over the body only' "$(cat "$WORK/hooks.log")" "the warning at start"
+expect_eq "webhook for order.shipped, $base/...: HTTP 200" "$(sql "$DB" -e "SELECT result FROM event_ledger WHERE effect_key = 'ship-9200000217'")" "the ledger's result"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
+# a letters-only path token: the old redactor's heuristics let it through
+leaks=$({ sql "$DB" -e "SELECT error FROM dead_letter; SELECT result FROM event_ledger"; cat "$WORK/hooks.log"; } | grep -c pSvXqLmN || true)
+expect_eq 0 "$leaks" "lines showing the path token"

@@ -1,4 +1,5 @@
-/* test_json.c - one depth limit for every JSON orderq parses, checked before a tree exists */
+/* test_json.c - one depth limit for every JSON orderq parses, checked before a tree exists;
+ * syntax errors say where, never quoting the text */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -63,8 +64,52 @@ static void bad_json_keeps_yajls_reason(void **state)
     (void)state;
     char err[256];
     assert_null(oq_json_parse("{\"a\": }", err, sizeof(err)));
-    assert_non_null(strstr(err, "parse error"));
+    assert_string_equal(err, "parse error: unallowed token at this point in JSON text near byte 7 "
+                             "(line 1)");
+    /* what is missing is missing at the end */
+    assert_null(oq_json_parse("[1,\n2", err, sizeof(err)));
+    assert_string_equal(err, "parse error: premature EOF near byte 5 (line 2)");
     assert_null(oq_json_parse("{\"a\": ", NULL, 0)); /* no buffer: still refused */
+}
+
+/* A syntax error right after a token: yajl's verbose message would quote
+ * the bytes around it, and this reason goes to logs. */
+/* A syntax error right after a token: yajl_tree's verbose message quotes
+ * 30 bytes of the text (from the start, once the whole text was read), and
+ * this reason goes to logs. */
+static void webhooks_file_error_names_the_place_not_the_token(void **state)
+{
+    (void)state;
+    char err[512];
+    struct oq_webhook *hooks = NULL;
+    size_t n = 0;
+    const char *json = "[{\"url\": \"http://h/Tk9f8e7d6c\"\n"
+                       "  \"event_code\": \"order.shipped\"}]";
+    assert_int_equal(
+        oq_webhooks_parse(json, strlen(json), "webhooks.json", &hooks, &n, err, sizeof(err)),
+        OQ_EINVAL);
+    if (strstr(err, "Tk9f8e7d6c") != NULL)
+        fail_msg("the error quotes the file: %s", err);
+    assert_string_equal(err,
+                        "webhooks.json: expected a JSON array of webhooks: parse error: after "
+                        "key and value, inside map, I expect ',' or '}' near byte 35 (line 2)");
+}
+
+static void shop_api_error_names_the_place_not_the_customer(void **state)
+{
+    (void)state;
+    char why[512];
+    char *event_data = NULL;
+    const char *answer = "{\"customer_email\": \"ann.secret@example.com\" \"items\": []}";
+    assert_int_equal(
+        oq_shopapi_order_to_event_data(answer, strlen(answer), "42", &event_data, why, sizeof(why)),
+        OQ_EINVAL);
+    assert_null(event_data);
+    if (strstr(why, "ann.secret") != NULL || strstr(why, "items") != NULL)
+        fail_msg("the reason quotes the answer: %s", why);
+    assert_string_equal(why, "shop API: the answer for order 42 is not a JSON object: parse "
+                             "error: after key and value, inside map, I expect ',' or '}' near "
+                             "byte 46 (line 1)");
 }
 
 static void shop_api_answer_deep(void **state)
@@ -138,6 +183,8 @@ int main(void)
         cmocka_unit_test(limit_is_exact),
         cmocka_unit_test(brackets_in_strings_and_comments_do_not_count),
         cmocka_unit_test(bad_json_keeps_yajls_reason),
+        cmocka_unit_test(webhooks_file_error_names_the_place_not_the_token),
+        cmocka_unit_test(shop_api_error_names_the_place_not_the_customer),
         cmocka_unit_test(shop_api_answer_deep),
         cmocka_unit_test(webhooks_file_deep),
         cmocka_unit_test(rules_deep),
