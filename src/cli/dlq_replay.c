@@ -307,8 +307,12 @@ static int refused(const struct replay *r, const struct letter *l, const struct 
                  l->body_held, r->held_queue);
         return 1;
     }
-    /* Only orderq's sweeper writes it: anyone else's is just a header. */
-    if (stored_by_orderq(r, l, o->props) && oq_json_member(o->headers, "x-orderq-swept-by")) {
+    /* The sweeper writes its rows straight into the table, properties a
+     * JSON string (the archiver always stores an object): only there, or
+     * on a letter orderq's user published, is x-orderq-swept-by believed.
+     * Anyone else's is just a header. */
+    int sweepers = !YAJL_IS_OBJECT(o->props) || stored_by_orderq(r, l, o->props);
+    if (sweepers && oq_json_member(o->headers, "x-orderq-swept-by") != NULL) {
         snprintf(why, whylen,
                  "the lease sweeper wrote it, not a failed message: there is nothing to replay "
                  "(docs/consumer.md, \"Abandoned leases\", says what to do)");
