@@ -1017,10 +1017,10 @@ static int held_properties(const struct oq_archiver *a, const amqp_message_t *m,
     return 0;
 }
 
-/* Publish m to the held queue and wait for the broker's confirm. Returns
- * 0, or OQ_EBROKER with why filled in (the letter stays where it is). */
-static int publish_held(struct oq_archiver *a, const amqp_message_t *m,
-                        const struct oq_dead_letter *dl, char *why, size_t whylen)
+/* One try of publish_held. OQ_EBROKER: the connection failed (and is
+ * closed); OQ_EINVAL: the broker said no. */
+static int publish_held_once(struct oq_archiver *a, const amqp_message_t *m,
+                             const struct oq_dead_letter *dl, char *why, size_t whylen)
 {
     amqp_basic_properties_t p;
     amqp_table_entry_t *entries = NULL;
@@ -1046,9 +1046,30 @@ static int publish_held(struct oq_archiver *a, const amqp_message_t *m,
         snprintf(why, whylen, "%s did not take it (%s)", a->held_queue,
                  a->held_returned ? "it does not exist: run `orderq topology declare`"
                                   : "the broker refused it");
-        return OQ_EBROKER;
+        return OQ_EINVAL;
     }
     return 0;
+}
+
+/* Publish m to the held queue and wait for the broker's confirm; a
+ * connection found broken (it idles between big letters) gets one new
+ * one at once. Returns 0, or < 0 with why filled in (the letter stays
+ * unacked where it is). */
+static int publish_held(struct oq_archiver *a, const amqp_message_t *m,
+                        const struct oq_dead_letter *dl, char *why, size_t whylen)
+{
+    int rc = publish_held_once(a, m, dl, why, whylen);
+    if (rc == OQ_EBROKER)
+        rc = publish_held_once(a, m, dl, why, whylen);
+    return rc;
+}
+
+/* Heartbeats for the held connection, which only publishes now and then. */
+static void held_keepalive(struct oq_archiver *a)
+{
+    char why[OQ_ERRLEN];
+    if (a->held_pub != NULL && oq_publisher_keepalive(a->held_pub, why, sizeof(why)) != 0)
+        held_disconnect(a); /* opened again by the next held letter */
 }
 
 /* The most body bytes a row holds: OQ_DEAD_LETTER_MAX_BODY, and MySQL's
@@ -1148,9 +1169,7 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
         amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             r.library_error == AMQP_STATUS_TIMEOUT) {
-            char why[OQ_ERRLEN];
-            if (a->held_pub != NULL && oq_publisher_keepalive(a->held_pub, why, sizeof(why)) != 0)
-                held_disconnect(a); /* opened again by the next held letter */
+            held_keepalive(a);
             continue;
         }
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -1163,6 +1182,7 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
         int stored = archive(a, &env.message);
         uint64_t tag = env.delivery_tag;
         amqp_destroy_envelope(&env);
+        held_keepalive(a);
         if (stored < 0)
             return; /* MySQL is gone: give every unacked letter back */
         if (stored == 1 && amqp_basic_ack(conn, ARCHIVE_CHANNEL, tag, 0) != 0)
