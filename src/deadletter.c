@@ -20,9 +20,11 @@
 #include "orderq/metrics.h"
 #include "orderq/publish.h"
 #include "orderq/retry.h"
+#include "orderq/topology.h"
 #include "orderq/trust.h"
 
 #define ARCHIVE_CHANNEL  1
+#define DECLARE_CHANNEL  2 /* on the held connection: a refusal closes only it */
 #define ARCHIVE_PREFETCH 64
 #define HELD_CONFIRM_MS  30000 /* the broker's word on a held letter */
 #define MAX_TABLE_DEPTH  16    /* nesting of headers we render; deeper is "..." */
@@ -893,6 +895,7 @@ struct oq_archiver {
     char *held_queue;         /* where bodies too big for a row go */
     struct oq_broker *held_b; /* publishes there, with confirms; opened on need */
     struct oq_publisher *held_pub;
+    struct oq_topology *topology;  /* to declare the held queue again; NULL: cannot */
     int held_acked, held_returned; /* the confirm of the one in flight */
 };
 
@@ -985,12 +988,30 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
         return 0;
     if (oq_broker_connect(a->cfg, "archive-held", &a->held_b, why, whylen) != 0)
         return OQ_EBROKER;
-    if (oq_publisher_new(a->held_b, ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_pub) != 0) {
-        snprintf(why, whylen, "opening a confirm channel: %s", oq_broker_error(a->held_b));
+    amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
+    if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0 ||
+        oq_publisher_new(a->held_b, ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_pub) != 0) {
+        snprintf(why, whylen, "opening channels: %s", oq_broker_error(a->held_b));
         held_disconnect(a);
         return OQ_EBROKER;
     }
     return 0;
+}
+
+/* The held queue is gone (deleted by hand, or the archiver ran before
+ * the consumer declared the topology): declare it as the plan says.
+ * 0 when it is there now. */
+static int held_redeclare(struct oq_archiver *a)
+{
+    char why[OQ_ERRLEN] = "";
+    if (a->topology == NULL)
+        return OQ_ENOTFOUND;
+    int rc = oq_topology_declare_queue(a->held_b, DECLARE_CHANNEL, a->topology, a->held_queue, why,
+                                       sizeof(why));
+    if (rc != 0)
+        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = a->held_queue}),
+               "declaring %s again: %s", a->held_queue, why);
+    return rc;
 }
 
 /* m as it is kept in the held queue: its properties, less a user_id that
@@ -1018,7 +1039,7 @@ static int held_properties(const struct oq_archiver *a, const amqp_message_t *m,
 }
 
 /* One try of publish_held. OQ_EBROKER: the connection failed (and is
- * closed); OQ_EINVAL: the broker said no. */
+ * closed); OQ_ENOTFOUND: no such queue; OQ_EINVAL: the broker said no. */
 static int publish_held_once(struct oq_archiver *a, const amqp_message_t *m,
                              const struct oq_dead_letter *dl, char *why, size_t whylen)
 {
@@ -1046,20 +1067,20 @@ static int publish_held_once(struct oq_archiver *a, const amqp_message_t *m,
         snprintf(why, whylen, "%s did not take it (%s)", a->held_queue,
                  a->held_returned ? "it does not exist: run `orderq topology declare`"
                                   : "the broker refused it");
-        return OQ_EINVAL;
+        return a->held_returned ? OQ_ENOTFOUND : OQ_EINVAL;
     }
     return 0;
 }
 
 /* Publish m to the held queue and wait for the broker's confirm; a
  * connection found broken (it idles between big letters) gets one new
- * one at once. Returns 0, or < 0 with why filled in (the letter stays
- * unacked where it is). */
+ * one at once, a missing queue is declared again. Returns 0, or < 0 with why filled in (the letter
+ * stays unacked where it is). */
 static int publish_held(struct oq_archiver *a, const amqp_message_t *m,
                         const struct oq_dead_letter *dl, char *why, size_t whylen)
 {
     int rc = publish_held_once(a, m, dl, why, whylen);
-    if (rc == OQ_EBROKER)
+    if (rc == OQ_EBROKER || (rc == OQ_ENOTFOUND && held_redeclare(a) == 0))
         rc = publish_held_once(a, m, dl, why, whylen);
     return rc;
 }
@@ -1232,7 +1253,11 @@ int oq_archiver_start(const struct oq_config *cfg, struct oq_archiver **out)
         return rc;
     }
     a->held_queue = oq_dead_letter_held_queue(cfg);
+    char err[OQ_ERRLEN];
+    if (oq_topology_plan(cfg, &a->topology, err, sizeof(err)) != 0)
+        a->topology = NULL; /* the consumer says why; the queue is only not declared again */
     if (a->held_queue == NULL || pthread_create(&a->thread, NULL, archiver_main, a) != 0) {
+        oq_topology_free(a->topology);
         free(a->held_queue);
         free(a->own_user);
         free(a);
@@ -1248,6 +1273,7 @@ void oq_archiver_stop(struct oq_archiver *a)
         return;
     a->stop = 1;
     pthread_join(a->thread, NULL);
+    oq_topology_free(a->topology);
     free(a->held_queue);
     free(a->own_user);
     free(a);

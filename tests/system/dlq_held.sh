@@ -10,11 +10,14 @@
 # ack); the small ones are archived as ever. Counted: 80 rows, 70 letters in
 # the held queue, each matching its row by x-orderq-letter-key, nothing left
 # in orderq.dead; `dlq replay` of a held row is skipped, naming the queue.
+# With the held queue deleted under it, the archiver declares it again and
+# the next big letter moves there all the same.
 # The old code left the big ones unacked: 64 of them (the archiver's
 # prefetch) stopped it, and the small ones were never archived.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tls_lib.sh" # stop_group
 need_rabbitmq
+v=$(urlenc "$VHOST")
 
 note "a MariaDB of our own with max_allowed_packet 256K"
 MY="$WORK/mariadb"
@@ -95,3 +98,21 @@ note "dlq replay of a held row: skipped, naming the queue"
 try oq dlq replay --id "$(my orderq_held -e "SELECT id FROM dead_letter WHERE event_identifier = 'big-0'")" --to-queue orderq.probe --as tester
 expect_eq 65 "$rc" "exit code: $out"
 expect_contains "its body (200000 bytes) is not in the archive but in queue orderq.dead.held" "$out" "the reason"
+
+note "the held queue deleted under a running consumer: declared again, the next big letter moves there"
+CONSUME_QUEUES=orderq.probe start_consumer arch2
+wait_for 30 consumers_on orderq.probe || fail "the consumer did not start: $(tail -2 "$WORK/arch2.log")"
+mgmt DELETE "/api/queues/$v/orderq.dead.held" >/dev/null
+"$PY" - "$VHOST" <<'PY' || fail "publishing the letter"
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("orderq.dead", "", b"late:".ljust(200000, b"y"), pika.BasicProperties(delivery_mode=2, message_id="late"), mandatory=True)
+PY
+wait_for 30 rows_are 1 "event_identifier = 'late'" || fail "the late letter's row: $(tail -2 "$WORK/arch2.log")"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer's exit code"
+consumer_pid=
+expect_eq "1 0" "$(queue_ready orderq.dead.held) $(queue_ready orderq.dead)" "in orderq.dead.held and orderq.dead"
