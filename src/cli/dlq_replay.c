@@ -26,7 +26,7 @@ struct letter {
     long long id;
     char *exchange, *routing_key, *queue, *event_code, *event_id, *properties, *headers, *body_hex;
     int not_ours;        /* the archiver found it was not orderq's (its error says so) */
-    long long body_held; /* bytes of body not in the row (they are in the held queue) */
+    long long body_held; /* its body_size when the body is not in the row (held queue) */
 };
 
 struct page {
@@ -118,7 +118,8 @@ static int fetch_page(struct replay *r, long long after, int with_body, struct p
      * with OQ_DEAD_LETTER_NOT_OURS; nobody but orderq writes this table. */
     snprintf(sql, sizeof(sql),
              "SELECT id, exchange_name, routing_key, queue, event_code, event_identifier,"
-             " properties, headers, %s, LEFT(error, %d) = '%s', body_size - LENGTH(body)"
+             " properties, headers, %s, LEFT(error, %d) = '%s', IF(LENGTH(body) < body_size, "
+             "body_size, 0)"
              " FROM dead_letter%s ORDER BY id LIMIT ?",
              with_body ? "HEX(body)" : "''", (int)strlen(OQ_DEAD_LETTER_NOT_OURS),
              OQ_DEAD_LETTER_NOT_OURS, w.sql);
