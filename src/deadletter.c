@@ -18,12 +18,16 @@
 #include "orderq/json.h"
 #include "orderq/log.h"
 #include "orderq/metrics.h"
+#include "orderq/publish.h"
 #include "orderq/retry.h"
+#include "orderq/topology.h"
 #include "orderq/trust.h"
 
 #define ARCHIVE_CHANNEL  1
+#define DECLARE_CHANNEL  2 /* on the held connection: a refusal closes only it */
 #define ARCHIVE_PREFETCH 64
-#define MAX_TABLE_DEPTH  16 /* nesting of headers we render; deeper is "..." */
+#define HELD_CONFIRM_MS  30000 /* the broker's word on a held letter */
+#define MAX_TABLE_DEPTH  16    /* nesting of headers we render; deeper is "..." */
 
 /* ---- AMQP values as JSON -------------------------------------------------- */
 
@@ -371,17 +375,17 @@ static void describe_by_broker(const amqp_basic_properties_t *p, int64_t deliver
     }
 }
 
-/* A letter neither orderq nor RabbitMQ dead-lettered (someone published
- * it straight to the dead-letter exchange), or one carrying x-orderq-*
- * headers orderq did not write: the error says so, naming them. They stay
- * in the row's headers, and nowhere else. */
+/* Any letter orderq did not publish: the error starts "not from orderq"
+ * (dlq replay looks for it, docs/dlq.md) and names the publisher. x-death
+ * and x-first-death-* are headers anyone may write on a message published
+ * straight to the dead-letter exchange, so what they say is passed on as
+ * their word, not as a fact; so are forged x-orderq-* headers, named here,
+ * kept in the row's headers and nowhere else. */
 static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *orderq_user,
                                 int by_broker, struct oq_dead_letter *dl)
 {
     char names[384], who[300] = "no user_id";
     size_t n = oq_trust_orderq_headers(p, names, sizeof(names));
-    if (by_broker && n == 0)
-        return; /* RabbitMQ's own letter, nothing claimed */
     if (p->_flags & AMQP_BASIC_USER_ID_FLAG) {
         char uid[256];
         text_column(p->user_id.bytes, p->user_id.len, uid, sizeof(uid));
@@ -392,9 +396,11 @@ static void say_not_from_orderq(const amqp_basic_properties_t *p, const char *or
         snprintf(dl->error_class, sizeof(dl->error_class), "not_from_orderq");
         dl->attempts = 1;
     }
-    snprintf(text, sizeof(text), "not from orderq: %s, not orderq's user \"%.200s\"%s%s%s%s%s", who,
+    snprintf(text, sizeof(text),
+             OQ_DEAD_LETTER_NOT_OURS "%s, not orderq's user \"%.200s\"%s%s%s%s%s", who,
              orderq_user ? orderq_user : "?",
-             by_broker ? "; " : ", and RabbitMQ did not dead-letter it either (no x-death)",
+             by_broker ? "; its x-death headers, which any publisher can write, say: "
+                       : ", and RabbitMQ did not dead-letter it either (no x-death)",
              by_broker ? dl->error : "", n > 0 ? "; its headers only orderq may set (" : "",
              n > 0 ? names : "", n > 0 ? ") were not believed" : "");
     text_column(text, strlen(text), dl->error, sizeof(dl->error));
@@ -443,7 +449,8 @@ static void describe_failure(const amqp_basic_properties_t *p, int64_t delivery_
 }
 
 /* The event it is about: the AMQP properties, else the body's envelope. */
-static void identify_event(const amqp_message_t *m, struct oq_dead_letter *dl)
+static void identify_event(const amqp_message_t *m, int64_t max_message_bytes,
+                           struct oq_dead_letter *dl)
 {
     const amqp_basic_properties_t *p = &m->properties;
     if (p->_flags & AMQP_BASIC_TYPE_FLAG)
@@ -451,7 +458,9 @@ static void identify_event(const amqp_message_t *m, struct oq_dead_letter *dl)
     if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
         text_column(p->message_id.bytes, p->message_id.len, dl->event_identifier,
                     sizeof(dl->event_identifier));
-    if ((dl->event_code[0] && dl->event_identifier[0]) || m->body.len > (1u << 20))
+    /* The consumer's own limit: a bigger body is never parsed (too_large). */
+    if ((dl->event_code[0] && dl->event_identifier[0]) || max_message_bytes < 0 ||
+        m->body.len > (uint64_t)max_message_bytes)
         return;
     struct oq_event ev;
     char err[256];
@@ -585,7 +594,8 @@ static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
 }
 
 int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
-                                const char *orderq_user, struct oq_dead_letter *dl)
+                                int64_t max_message_bytes, const char *orderq_user,
+                                struct oq_dead_letter *dl)
 {
     static const amqp_table_t no_headers = {0, NULL};
     const amqp_basic_properties_t *p = &m->properties;
@@ -600,7 +610,7 @@ int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
         return OQ_ENOMEM;
     }
     describe_failure(p, delivery_limit, orderq_user, dl);
-    identify_event(m, dl);
+    identify_event(m, max_message_bytes, dl);
     oq_error_fingerprint(dl->error_class, dl->error, dl->fingerprint, sizeof(dl->fingerprint));
     return 0;
 }
@@ -634,7 +644,7 @@ int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int 
         OQ_STR(dl->event_identifier),
         OQ_STR(dl->properties_json),
         OQ_STR(dl->headers_json),
-        OQ_BLOB(dl->body, dl->body_size),
+        dl->body_held ? OQ_BLOB("", 0) : OQ_BLOB(dl->body, dl->body_size),
         OQ_INT(dl->body_size),
         OQ_STR(dl->error_class),
         OQ_STR(dl->error),
@@ -864,6 +874,15 @@ int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char 
 
 /* ---- the archiver thread ------------------------------------------------------ */
 
+char *oq_dead_letter_held_queue(const struct oq_config *cfg)
+{
+    size_t n = strlen(cfg->dead_queue) + sizeof(OQ_DEAD_LETTER_HELD_SUFFIX);
+    char *q = malloc(n);
+    if (q != NULL)
+        snprintf(q, n, "%s%s", cfg->dead_queue, OQ_DEAD_LETTER_HELD_SUFFIX);
+    return q;
+}
+
 struct oq_archiver {
     const struct oq_config *cfg;
     char *own_user; /* orderq's broker user: whose x-orderq-* headers count */
@@ -871,8 +890,13 @@ struct oq_archiver {
     volatile sig_atomic_t stop;
     struct oq_db *db;
     int db_failures;
-    long long max_packet; /* the server's max_allowed_packet */
-    int64_t held;         /* letters left unacked in this connection */
+    long long max_packet;     /* the server's max_allowed_packet */
+    int64_t held;             /* letters left unacked in this connection */
+    char *held_queue;         /* where bodies too big for a row go */
+    struct oq_broker *held_b; /* publishes there, with confirms; opened on need */
+    struct oq_publisher *held_pub;
+    struct oq_topology *topology;  /* to declare the held queue again; NULL: cannot */
+    int held_acked, held_returned; /* the confirm of the one in flight */
 };
 
 /* One try to connect to MySQL. Returns 0 or OQ_EDB (err says why). */
@@ -930,28 +954,203 @@ static int store(struct oq_archiver *a, const struct oq_dead_letter *dl, int *st
     }
 }
 
+/* ---- bodies too big for a row: kept in the held queue ---------------------- */
+
+static void held_settled(void *ctx, uint64_t seq, enum oq_confirm outcome)
+{
+    struct oq_archiver *a = ctx;
+    (void)seq;
+    a->held_acked = outcome == OQ_CONFIRM_ACK;
+}
+
+static void held_returned(void *ctx, const amqp_basic_return_t *why, const amqp_message_t *m)
+{
+    struct oq_archiver *a = ctx;
+    (void)why;
+    (void)m;
+    a->held_returned = 1;
+}
+
+static void held_disconnect(struct oq_archiver *a)
+{
+    oq_publisher_free(a->held_pub);
+    a->held_pub = NULL;
+    oq_broker_drop(a->held_b);
+    a->held_b = NULL;
+}
+
+/* A connection of its own: the archive connection's frames are read by
+ * its consume loop, and a confirm must not wait behind deliveries. */
+static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
+{
+    struct oq_publisher_callbacks cb = {held_settled, held_returned, a};
+    if (a->held_pub != NULL)
+        return 0;
+    if (oq_broker_connect(a->cfg, "archive-held", &a->held_b, why, whylen) != 0)
+        return OQ_EBROKER;
+    amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
+    if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0 ||
+        oq_publisher_new(a->held_b, ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_pub) != 0) {
+        snprintf(why, whylen, "opening channels: %s", oq_broker_error(a->held_b));
+        held_disconnect(a);
+        return OQ_EBROKER;
+    }
+    return 0;
+}
+
+/* The held queue is gone (deleted by hand, or the archiver ran before
+ * the consumer declared the topology): declare it as the plan says.
+ * 0 when it is there now. */
+static int held_redeclare(struct oq_archiver *a)
+{
+    char why[OQ_ERRLEN] = "";
+    if (a->topology == NULL)
+        return OQ_ENOTFOUND;
+    int rc = oq_topology_declare_queue(a->held_b, DECLARE_CHANNEL, a->topology, a->held_queue, why,
+                                       sizeof(why));
+    if (rc != 0)
+        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = a->held_queue}),
+               "declaring %s again: %s", a->held_queue, why);
+    return rc;
+}
+
+/* m as it is kept in the held queue: its properties, less a user_id that
+ * is not orderq's (RabbitMQ refuses to take another's, and an absent one
+ * keeps forged headers unbelieved), and x-orderq-letter-key added, the
+ * dead_letter row's key. Entries are malloc'd into *entries. */
+static int held_properties(const struct oq_archiver *a, const amqp_message_t *m,
+                           const struct oq_dead_letter *dl, amqp_basic_properties_t *p,
+                           amqp_table_entry_t **entries)
+{
+    *p = m->properties;
+    const amqp_table_t *h = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? &p->headers : NULL;
+    int n = h != NULL ? h->num_entries : 0;
+    *entries = malloc(((size_t)n + 1) * sizeof(amqp_table_entry_t));
+    if (*entries == NULL)
+        return OQ_ENOMEM;
+    for (int i = 0; i < n; i++)
+        (*entries)[i] = h->entries[i];
+    (*entries)[n] = oq_amqp_entry_text("x-orderq-letter-key", amqp_cstring_bytes(dl->letter_key));
+    p->headers = (amqp_table_t){n + 1, *entries};
+    p->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    if (!oq_trust_published_by(p, a->own_user))
+        p->_flags &= ~(amqp_flags_t)AMQP_BASIC_USER_ID_FLAG;
+    return 0;
+}
+
+/* One try of publish_held. OQ_EBROKER: the connection failed (and is
+ * closed); OQ_ENOTFOUND: no such queue; OQ_EINVAL: the broker said no. */
+static int publish_held_once(struct oq_archiver *a, const amqp_message_t *m,
+                             const struct oq_dead_letter *dl, char *why, size_t whylen)
+{
+    amqp_basic_properties_t p;
+    amqp_table_entry_t *entries = NULL;
+    int rc = held_connect(a, why, whylen);
+    if (rc != 0)
+        return rc;
+    if (held_properties(a, m, dl, &p, &entries) != 0) {
+        snprintf(why, whylen, "out of memory");
+        return OQ_ENOMEM;
+    }
+    a->held_acked = a->held_returned = 0;
+    rc = oq_publish(a->held_pub, "", a->held_queue, 1, &p, m->body.bytes, m->body.len, NULL);
+    if (rc == 0)
+        rc = oq_publisher_wait(a->held_pub, HELD_CONFIRM_MS);
+    free(entries);
+    if (rc != 0) {
+        snprintf(why, whylen, "publishing it to %s: %s", a->held_queue,
+                 rc == OQ_ETIMEOUT ? "no confirm in 30 s" : oq_broker_error(a->held_b));
+        held_disconnect(a);
+        return OQ_EBROKER;
+    }
+    if (a->held_returned || !a->held_acked) {
+        snprintf(why, whylen, "%s did not take it (%s)", a->held_queue,
+                 a->held_returned ? "it does not exist: run `orderq topology declare`"
+                                  : "the broker refused it");
+        return a->held_returned ? OQ_ENOTFOUND : OQ_EINVAL;
+    }
+    return 0;
+}
+
+/* Publish m to the held queue and wait for the broker's confirm; a
+ * connection found broken (it idles between big letters) gets one new
+ * one at once, a missing queue is declared again. Returns 0, or < 0 with why filled in (the letter
+ * stays unacked where it is). */
+static int publish_held(struct oq_archiver *a, const amqp_message_t *m,
+                        const struct oq_dead_letter *dl, char *why, size_t whylen)
+{
+    int rc = publish_held_once(a, m, dl, why, whylen);
+    if (rc == OQ_EBROKER || (rc == OQ_ENOTFOUND && held_redeclare(a) == 0))
+        rc = publish_held_once(a, m, dl, why, whylen);
+    return rc;
+}
+
+/* Heartbeats for the held connection, which only publishes now and then. */
+static void held_keepalive(struct oq_archiver *a)
+{
+    char why[OQ_ERRLEN];
+    if (a->held_pub != NULL && oq_publisher_keepalive(a->held_pub, why, sizeof(why)) != 0)
+        held_disconnect(a); /* opened again by the next held letter */
+}
+
+/* The most body bytes a row holds: OQ_DEAD_LETTER_MAX_BODY, and MySQL's
+ * max_allowed_packet less room for the other columns and the protocol. */
+static size_t archive_cap(const struct oq_archiver *a)
+{
+    long long room = a->max_packet - 65536;
+    if (room < 0)
+        return 0;
+    return (unsigned long long)room < OQ_DEAD_LETTER_MAX_BODY ? (size_t)room
+                                                              : OQ_DEAD_LETTER_MAX_BODY;
+}
+
+/* The row says where the body is; the note goes last but always fits. */
+static void note_held(const struct oq_archiver *a, struct oq_dead_letter *dl, size_t cap)
+{
+    char note[512], base[sizeof(dl->error)];
+    int n = snprintf(note, sizeof(note),
+                     "%sbody of %zu bytes kept in queue %s, not here (a row holds at most %zu: "
+                     "OQ_DEAD_LETTER_MAX_BODY %u and MySQL's max_allowed_packet %lld)",
+                     dl->error[0] ? "; " : "", dl->body_size, a->held_queue, cap,
+                     OQ_DEAD_LETTER_MAX_BODY, a->max_packet);
+    size_t nlen = n < 0 ? 0 : (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1;
+    text_column(dl->error, strlen(dl->error), base, sizeof(dl->error) - nlen);
+    size_t blen = strlen(base);
+    memcpy(dl->error, base, blen);
+    memcpy(dl->error + blen, note, nlen + 1);
+    dl->body_held = 1;
+}
+
 /* Store one letter. 1: stored (ack it), 0: held (leave it), OQ_EDB:
- * MySQL is gone (leave it, and every letter, in the queue till it is back). */
+ * MySQL is gone (leave it, and every letter, in the queue till it is back).
+ * A body too big for a row goes to the held queue, its row saying so:
+ * left unacked here, 64 of them would stop the archive (prefetch). The
+ * row first: a letter in the held queue always has one. */
 static int archive(struct oq_archiver *a, const amqp_message_t *m)
 {
     struct oq_dead_letter dl;
     char why[OQ_ERRLEN];
     int stored = 0, rc = 0;
-    if (oq_dead_letter_from_message(m, a->cfg->delivery_limit, a->own_user, &dl) != 0) {
+    if (oq_dead_letter_from_message(m, a->cfg->delivery_limit, a->cfg->max_message_bytes,
+                                    a->own_user, &dl) != 0) {
         oq_error("archiving a dead letter: out of memory");
         return 0;
     }
-    /* Room for the other columns and the protocol's own bytes. */
-    long long room = a->max_packet - 65536;
-    if (dl.body_size > OQ_DEAD_LETTER_MAX_BODY || (long long)dl.body_size > room) {
-        snprintf(why, sizeof(why),
-                 "its body is %zu bytes; at most %u are archived (and MySQL's "
-                 "max_allowed_packet is %lld)",
-                 dl.body_size, OQ_DEAD_LETTER_MAX_BODY, a->max_packet);
-        hold(a, &dl, why);
-        goto out;
-    }
+    size_t cap = archive_cap(a);
+    if (dl.body_size > cap)
+        note_held(a, &dl, cap);
     if (store(a, &dl, &stored, why, sizeof(why)) == 0) {
+        if (dl.body_held && publish_held(a, m, &dl, why, sizeof(why)) != 0) {
+            hold(a, &dl, why); /* it comes back on the next connection */
+            goto out;
+        }
+        if (dl.body_held)
+            oq_log(OQ_LOG_WARN,
+                   (&(struct oq_log_fields){.queue = a->held_queue,
+                                            .event_identifier = dl.event_identifier}),
+                   "a dead letter's body of %zu bytes is too big for a row: the letter is kept in "
+                   "%s, its row (letter_key %s) says so",
+                   dl.body_size, a->held_queue, dl.letter_key);
         rc = 1;
         oq_metric_add(OQ_M_ARCHIVED, stored);
     } else if (a->db != NULL && oq_db_last_class(a->db) == OQ_DB_OTHER) {
@@ -990,8 +1189,10 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
         amqp_maybe_release_buffers(conn);
         amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT)
+            r.library_error == AMQP_STATUS_TIMEOUT) {
+            held_keepalive(a);
             continue;
+        }
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
             /* Heartbeats are handled inside; nothing but deliveries comes
              * on this connection, so anything else (a cancel, a close, a
@@ -1002,6 +1203,7 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
         int stored = archive(a, &env.message);
         uint64_t tag = env.delivery_tag;
         amqp_destroy_envelope(&env);
+        held_keepalive(a);
         if (stored < 0)
             return; /* MySQL is gone: give every unacked letter back */
         if (stored == 1 && amqp_basic_ack(conn, ARCHIVE_CHANNEL, tag, 0) != 0)
@@ -1024,6 +1226,7 @@ static void *archiver_main(void *arg)
                    "archiving dead letters into dead_letter");
             archive_connection(a, b);
             oq_broker_drop(b); /* unacked letters go back to the queue */
+            held_disconnect(a);
             oq_metric_add(OQ_M_ARCHIVE_HELD, -a->held);
             a->held = 0;
         } else {
@@ -1049,7 +1252,13 @@ int oq_archiver_start(const struct oq_config *cfg, struct oq_archiver **out)
         free(a);
         return rc;
     }
-    if (pthread_create(&a->thread, NULL, archiver_main, a) != 0) {
+    a->held_queue = oq_dead_letter_held_queue(cfg);
+    char err[OQ_ERRLEN];
+    if (oq_topology_plan(cfg, &a->topology, err, sizeof(err)) != 0)
+        a->topology = NULL; /* the consumer says why; the queue is only not declared again */
+    if (a->held_queue == NULL || pthread_create(&a->thread, NULL, archiver_main, a) != 0) {
+        oq_topology_free(a->topology);
+        free(a->held_queue);
         free(a->own_user);
         free(a);
         return OQ_ENOMEM;
@@ -1064,6 +1273,8 @@ void oq_archiver_stop(struct oq_archiver *a)
         return;
     a->stop = 1;
     pthread_join(a->thread, NULL);
+    oq_topology_free(a->topology);
+    free(a->held_queue);
     free(a->own_user);
     free(a);
 }

@@ -13,6 +13,7 @@
 #include "orderq/json.h"
 #include "orderq/broker.h"
 #include "orderq/config.h"
+#include "orderq/deadletter.h"
 #include "orderq/log.h"
 #include "orderq/url.h"
 #include "orderq/webhook.h"
@@ -213,6 +214,11 @@ int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out, char
     queue_type_args(cfg, dead);
     if (add_binding(t, cfg->dead_exchange, dead->name, "") == NULL)
         goto out;
+    /* Letters too big for a dead_letter row, published to it by name. */
+    struct oq_topo_queue *held = add_queue(t, oq_dead_letter_held_queue(cfg), NULL);
+    if (held == NULL)
+        goto out;
+    queue_type_args(cfg, held);
     rc = 0;
     *out = t;
     t = NULL;

@@ -3,12 +3,15 @@
  * `orderq consume` runs an archiver beside the pipeline: it consumes the
  * dead-letter queue on a connection of its own and acks each letter only
  * after its row is committed. While MySQL is down letters wait in the
- * queue; a letter too big to store, or that MySQL refuses, stays there
- * too (unacked, reported in the log and the orderq_dead_letters_held
- * gauge), never dropped. A letter delivered twice (a crash between commit
- * and ack) is one row: its key is a hash of its properties, headers and
- * body as they came (not of their JSON, which cannot tell every two
- * letters apart), the dead queue's own x-delivery-count left out.
+ * queue. A letter whose body is too big for a row (over
+ * OQ_DEAD_LETTER_MAX_BODY or MySQL's max_allowed_packet) gets a row
+ * without its body, saying where it is, and the letter itself goes to the
+ * held queue, confirmed before the ack: left unacked, 64 of them would
+ * stop the archive. A letter MySQL refuses stays unacked (reported in the
+ * log and the orderq_dead_letters_held gauge), never dropped. A letter delivered twice (a crash
+ * between commit and ack) is one row: its key is a hash of its properties, headers and body as they
+ * came (not of their JSON, which cannot tell every two letters apart), the dead queue's own
+ * x-delivery-count left out.
  *
  * Letters orderq parked carry its x-orderq-* headers and its own user_id
  * (trust.h); letters RabbitMQ dead-lettered itself (a quorum queue's
@@ -29,7 +32,11 @@
 struct oq_config;
 struct oq_db;
 
-#define OQ_DEAD_LETTER_MAX_BODY (16u << 20) /* bytes archived whole; larger stay queued */
+#define OQ_DEAD_LETTER_MAX_BODY (16u << 20) /* bytes archived whole; larger are held */
+/* How the error of a letter orderq did not publish starts. */
+#define OQ_DEAD_LETTER_NOT_OURS "not from orderq: "
+/* The queue (after dead_queue's name) for letters too big to archive. */
+#define OQ_DEAD_LETTER_HELD_SUFFIX ".held"
 
 /* One dead_letter row, built from a message of the dead-letter queue. */
 struct oq_dead_letter {
@@ -43,16 +50,21 @@ struct oq_dead_letter {
     int64_t attempts;
     char first_failed_at[32], last_failed_at[32]; /* "YYYY-MM-DD HH:MM:SS.fff" UTC or "" */
     char host[256];
-    int64_t pid; /* 0: unknown */
+    int64_t pid;   /* 0: unknown */
+    int body_held; /* 1: the row keeps no body (it is in the held queue) */
 };
 
 /* Describe m. Text columns are cut to fit and made valid UTF-8.
  * delivery_limit: the work queues' x-delivery-limit, for a letter RabbitMQ
  * dead-lettered when it ran out (it does not say how often it delivered).
+ * max_message_bytes: a body over it is not parsed to find the event.
  * orderq_user: orderq's broker user; m's x-orderq-* headers are believed
- * only when its user_id is that (NULL: never). Returns 0 or OQ_ENOMEM. */
+ * only when its user_id is that (NULL: never); any other letter's error
+ * starts with OQ_DEAD_LETTER_NOT_OURS and names its user_id, whatever its
+ * x-death says. Returns 0 or OQ_ENOMEM. */
 OQ_WUR int oq_dead_letter_from_message(const amqp_message_t *m, int64_t delivery_limit,
-                                       const char *orderq_user, struct oq_dead_letter *out);
+                                       int64_t max_message_bytes, const char *orderq_user,
+                                       struct oq_dead_letter *out);
 void oq_dead_letter_clear(struct oq_dead_letter *dl);
 
 /* INSERT IGNORE the row (autocommit). *stored: 1 new, 0 it was there.
@@ -89,6 +101,11 @@ int oq_header_is_orderqs(amqp_bytes_t key);
  * tables come from pool. Returns 0, OQ_EINVAL or OQ_ENOMEM. */
 OQ_WUR int oq_dead_letter_properties(yajl_val properties, yajl_val headers, const char *amqp_user,
                                      int spare, amqp_pool_t *pool, amqp_basic_properties_t *out);
+
+/* dead_queue's held queue (dead_queue + OQ_DEAD_LETTER_HELD_SUFFIX): the
+ * letters whose body is too big for a dead_letter row, each with a row
+ * that says so. malloc'd; NULL when out of memory. */
+char *oq_dead_letter_held_queue(const struct oq_config *cfg);
 
 struct oq_archiver; /* opaque: a thread */
 

@@ -42,6 +42,8 @@ static const struct cli_opt opts[] = {
     {"--dry-run", NULL, "replay, purge: say what would happen, change nothing", 0},
     {"--rate", "N", "replay: at most N letters a second (default: as fast as confirmed)", 0},
     {"--to-queue", "Q", "replay: to queue Q through the default exchange", 0},
+    {"--trust-headers", NULL,
+     "replay: send letters orderq did not publish where their headers say (see below)", 0},
     {"--as", "NAME", "replay: who replays, kept in replayed_by (default: login name)", 0},
     {"--force-resend", NULL,
      "replay: send a mail or webhook whose outcome is unknown again (it may arrive twice)", 0},
@@ -64,6 +66,7 @@ static const unsigned opt_subs[] = {
     S_REPLAY | S_PURGE,
     S_REPLAY | S_PURGE,
     S_REPLAY | S_PURGE,
+    S_REPLAY,
     S_REPLAY,
     S_REPLAY,
     S_REPLAY,
@@ -1109,7 +1112,7 @@ const struct cli_cmd cmd_dlq = {
     .summary = "Search, replay and purge the dead-letter store",
     .usage = "dlq list [FILTERS] [--limit N] | dlq show ID | dlq stats [FILTERS] |\n"
              "              dlq replay (--id N... | FILTERS | --all) [--dry-run] [--rate N]"
-             " [--to-queue Q] [--as NAME] [--force-resend] |\n"
+             " [--to-queue Q | --trust-headers] [--as NAME] [--force-resend] |\n"
              "              dlq purge (--id N... | FILTERS | --all) [--dry-run] [--yes]",
     .details =
         "list    letters newest first (ID, when, queue, event, attempts, error, replays)\n"
@@ -1126,7 +1129,12 @@ const struct cli_cmd cmd_dlq = {
         "        is listed, none of those is marked), 65 when any was skipped, 128+n on a\n"
         "        signal (the letters in flight are settled first). --force-resend adds\n"
         "        x-orderq-force-resend: a mail or webhook parked as ambiguous (ledger state\n"
-        "        unknown) is sent again, with the same Message-ID / Idempotency-Key\n"
+        "        unknown) is sent again, with the same Message-ID / Idempotency-Key.\n"
+        "        A letter orderq did not publish (its error starts \"not from orderq\") is\n"
+        "        skipped unless --to-queue or --trust-headers says where it goes: the\n"
+        "        exchange and routing key it names come from headers anyone can write.\n"
+        "        A letter whose body is in the held queue (too big for a row) is skipped\n"
+        "        too: its error names the queue (docs/dlq.md, \"Held letters\")\n"
         "purge   delete letters, 1000 at a time; asks first unless --yes (and refuses\n"
         "        without --yes when stdin is not a terminal)\n"
         "\n"

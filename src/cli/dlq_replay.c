@@ -25,6 +25,8 @@
 struct letter {
     long long id;
     char *exchange, *routing_key, *queue, *event_code, *event_id, *properties, *headers, *body_hex;
+    int not_ours;        /* the archiver found it was not orderq's (its error says so) */
+    long long body_held; /* its body_size when the body is not in the row (held queue) */
 };
 
 struct page {
@@ -58,8 +60,9 @@ struct replay {
     struct where w;
     long long max_id, total, limit, rate;
     const char *to_queue, *as;
-    int force_resend;
-    char *amqp_user; /* a stored user_id is kept only when it is ours */
+    int force_resend, trust_headers;
+    char *held_queue; /* where bodies too big for a row are */
+    char *amqp_user;  /* a stored user_id is kept only when it is ours */
     struct oq_broker *b;
     struct oq_publisher *pub;
     char known_exchanges[16][256]; /* checked to exist */
@@ -75,7 +78,7 @@ struct replay {
 static int page_row(void *ctx, const char *const *v, unsigned n)
 {
     struct page *pg = ctx;
-    if (n < 9 || pg->n == PAGE_SIZE)
+    if (n < 11 || pg->n == PAGE_SIZE)
         return 0;
     struct letter *l = &pg->l[pg->n++];
     char **field[] = {&l->exchange, &l->routing_key, &l->queue,   &l->event_code,
@@ -85,6 +88,8 @@ static int page_row(void *ctx, const char *const *v, unsigned n)
     for (unsigned i = 0; i < 8; i++)
         if ((*field[i] = strdup(v[i + 1] ? v[i + 1] : "")) == NULL)
             return 1;
+    l->not_ours = v[9] != NULL && strcmp(v[9], "1") == 0;
+    l->body_held = v[10] != NULL ? strtoll(v[10], NULL, 10) : 0;
     return 0;
 }
 
@@ -109,10 +114,15 @@ static int fetch_page(struct replay *r, long long after, int with_body, struct p
     dlq_where_param(&w, "id > ?", OQ_INT(after));
     dlq_where_param(&w, "id <= ?", OQ_INT(r->max_id));
     w.p[w.n++] = OQ_INT(PAGE_SIZE);
+    /* The archiver starts the error of a letter orderq did not publish
+     * with OQ_DEAD_LETTER_NOT_OURS; nobody but orderq writes this table. */
     snprintf(sql, sizeof(sql),
              "SELECT id, exchange_name, routing_key, queue, event_code, event_identifier,"
-             " properties, headers, %s FROM dead_letter%s ORDER BY id LIMIT ?",
-             with_body ? "HEX(body)" : "''", w.sql);
+             " properties, headers, %s, LEFT(error, %d) = '%s', IF(LENGTH(body) < body_size, "
+             "body_size, 0)"
+             " FROM dead_letter%s ORDER BY id LIMIT ?",
+             with_body ? "HEX(body)" : "''", (int)strlen(OQ_DEAD_LETTER_NOT_OURS),
+             OQ_DEAD_LETTER_NOT_OURS, w.sql);
     int rc = oq_db_query_rows(r->d->db, sql, w.p, w.n, page_row, pg);
     return rc == 0 ? EX_OK : dlq_db_fail(r->d, "reading dead letters");
 }
@@ -278,6 +288,48 @@ static amqp_table_entry_t *add_header(amqp_basic_properties_t *p, const char *ke
     return e;
 }
 
+/* Did orderq's own user publish the stored letter (trust.h)? */
+static int stored_by_orderq(const struct replay *r, const struct letter *l, yajl_val props)
+{
+    yajl_val uid = oq_json_member(props, "user_id");
+    return !l->not_ours && r->amqp_user != NULL && YAJL_IS_STRING(uid) &&
+           strcmp(uid->u.string, r->amqp_user) == 0;
+}
+
+/* A letter that cannot go as it is, or not without a person's word: 1
+ * with why filled in, else 0. */
+static int refused(const struct replay *r, const struct letter *l, const struct outgoing *o,
+                   char *why, size_t whylen)
+{
+    if (l->body_held > 0) {
+        snprintf(why, whylen,
+                 "its body (%lld bytes) is not in the archive but in queue %s, too big for a row; "
+                 "move it from there (docs/dlq.md, \"Held letters\")",
+                 l->body_held, r->held_queue);
+        return 1;
+    }
+    /* The sweeper writes its rows straight into the table, properties a
+     * JSON string (the archiver always stores an object): only there, or
+     * on a letter orderq's user published, is x-orderq-swept-by believed.
+     * Anyone else's is just a header. */
+    int sweepers = !YAJL_IS_OBJECT(o->props) || stored_by_orderq(r, l, o->props);
+    if (sweepers && oq_json_member(o->headers, "x-orderq-swept-by") != NULL) {
+        snprintf(why, whylen,
+                 "the lease sweeper wrote it, not a failed message: there is nothing to replay "
+                 "(docs/consumer.md, \"Abandoned leases\", says what to do)");
+        return 1;
+    }
+    if (l->not_ours && r->to_queue == NULL && !r->trust_headers) {
+        snprintf(why, whylen,
+                 "orderq did not publish it (see `orderq dlq show %lld`): exchange \"%.100s\" and "
+                 "routing key \"%.100s\" come from headers anyone can write; replay it with "
+                 "--to-queue QUEUE, or with --trust-headers to send it there",
+                 l->id, o->exchange, o->routing_key);
+        return 1;
+    }
+    return 0;
+}
+
 /* Returns 0, or SKIPPED with why filled in. */
 static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t *pool,
                           struct outgoing *o, char *why, size_t whylen)
@@ -285,13 +337,9 @@ static int prepare_letter(struct replay *r, const struct letter *l, amqp_pool_t 
     memset(o, 0, sizeof(*o));
     o->props = oq_json_parse(l->properties, NULL, 0);
     o->headers = oq_json_parse(l->headers, NULL, 0);
-    if (oq_json_member(o->headers, "x-orderq-swept-by") != NULL) {
-        snprintf(why, whylen,
-                 "the lease sweeper wrote it, not a failed message: there is nothing to replay "
-                 "(docs/consumer.md, \"Abandoned leases\", says what to do)");
-        return SKIPPED;
-    }
     destination(r, l, &o->exchange, &o->routing_key);
+    if (refused(r, l, o, why, whylen))
+        return SKIPPED;
     if (o->exchange[0] == '\0' && o->routing_key[0] == '\0') {
         snprintf(why, whylen, "it names no exchange, routing key or queue (use --to-queue)");
         return SKIPPED;
@@ -572,6 +620,10 @@ static int replay_dry_run(struct replay *r)
             const char *exchange, *routing_key;
             char id[24];
             destination(r, l, &exchange, &routing_key);
+            if (l->body_held > 0)
+                exchange = routing_key = "(skipped: body in the held queue)";
+            else if (l->not_ours && r->to_queue == NULL && !r->trust_headers)
+                exchange = "(skipped: not from orderq, needs --to-queue or --trust-headers)";
             snprintf(id, sizeof(id), "%lld", l->id);
             const char *cells[] = {id,
                                    l->queue,
@@ -632,6 +684,10 @@ static int replay_options(struct dlq *d, struct replay *r)
     if (r->to_queue != NULL && (r->to_queue[0] == '\0' || strlen(r->to_queue) > 255))
         return dlq_usage_fail(d->sub, "--to-queue: expected a queue name of 1 to 255 bytes");
     r->force_resend = cli_opt(d->ctx, "--force-resend") != NULL;
+    r->trust_headers = cli_opt(d->ctx, "--trust-headers") != NULL;
+    if (r->trust_headers && r->to_queue != NULL)
+        return dlq_usage_fail(d->sub, "--trust-headers and --to-queue: expected one of them, "
+                                      "not both (one says where a letter goes)");
     r->as = cli_opt(d->ctx, "--as") ? cli_opt(d->ctx, "--as") : login_name();
     if (r->as[0] == '\0' || strlen(r->as) > 191)
         return dlq_usage_fail(d->sub, "--as: expected a name of 1 to 191 bytes, got \"%s\"", r->as);
@@ -671,7 +727,8 @@ int dlq_replay(struct dlq *d)
     r.failures = calloc(1, sizeof(*r.failures));
     r.skips = calloc(1, sizeof(*r.skips));
     r.amqp_user = amqp_user_of(d->ctx->cfg->amqp_url);
-    if (r.failures == NULL || r.skips == NULL) {
+    r.held_queue = oq_dead_letter_held_queue(d->ctx->cfg);
+    if (r.failures == NULL || r.skips == NULL || r.held_queue == NULL) {
         code = EX_OSERR;
         goto out;
     }
@@ -695,6 +752,7 @@ int dlq_replay(struct dlq *d)
 out:
     replay_disconnect(&r);
     free(r.amqp_user);
+    free(r.held_queue);
     reasons_free(r.failures);
     reasons_free(r.skips);
     return code;

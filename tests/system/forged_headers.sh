@@ -8,7 +8,11 @@
 # - skip the retries with x-orderq-attempt: 99, or redirect a dead letter
 #   with x-orderq-original-exchange / -routing-key;
 # - fake a dead_letter row, by publishing straight to orderq.dead or by a
-#   message the quorum queue's delivery limit dead-letters itself.
+#   message the quorum queue's delivery limit dead-letters itself: a letter
+#   orderq did not publish says so, and who did, whatever its x-death says;
+# - have `dlq replay` send such a letter where its forged x-death says
+#   (it needs --to-queue or --trust-headers), or keep a letter from being
+#   replayed with a forged x-orderq-swept-by.
 # Each forged header is logged once per delivery, at warning, by name.
 # Last, the permissions docs/operations.md gives the shop's user refuse
 # the default exchange and orderq.* outright.
@@ -145,6 +149,41 @@ wait_for 20 dead_count_is "event_identifier = 'lim-$run'" 1 || fail "not archive
 expect_eq "delivery_limit	orderq.invoice.created	shop.events	3" \
     "$(sql "$DB" -e "SELECT error_class, queue, exchange_name, attempts FROM dead_letter WHERE event_identifier = 'lim-$run'")" "the broker's letter"
 expect_contains "(x-orderq-attempt, x-orderq-error-class, x-orderq-host, x-orderq-last-error, x-orderq-original-exchange, x-orderq-pid, x-orderq-queue) were not believed" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'lim-$run'")" "the forged headers, named"
+
+expect_contains "not from orderq: user_id \"$shop\"" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'lim-$run'")" "the broker's letter of the shop's message: whose it is"
+
+note "x-death forged on a letter published straight to orderq.dead: the row says whose it is; replay waits for a person's choice"
+# What a forger would have orderq's user publish: an event into shop.events
+# under a routing key of its choosing, caught here by a queue of our own.
+mgmt PUT "/api/queues/$v/forged.catch" '{"durable":true}' >/dev/null
+mgmt POST "/api/bindings/$v/e/shop.events/q/forged.catch" '{"routing_key":"forged.catch"}' >/dev/null
+xdeath='{"x-first-death-reason": "delivery_limit", "x-first-death-queue": "orderq.invoice.created", "x-first-death-exchange": "shop.events",
+         "x-death": [{"reason": "delivery_limit", "queue": "orderq.invoice.created", "exchange": "shop.events", "routing-keys": ["forged.catch"], "count": 1}]}'
+expect_eq ok "$(as_shop orderq.dead x '{"event_code":"invoice.created","event_identifier":"xd-'"$run"'"}' "$xdeath" "$shop")" "the letter with a forged x-death"
+expect_eq ok "$(as_shop orderq.dead x '{"event_code":"invoice.created","event_identifier":"xd0-'"$run"'"}' "$xdeath")" "the same without a user_id"
+wait_for 20 dead_count_is "event_identifier IN ('xd-$run', 'xd0-$run')" 2 || fail "the forged x-death letters were not archived"
+error=$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'xd-$run'")
+expect_contains "not from orderq: user_id \"$shop\", not orderq's user" "$error" "the row of a forged x-death (with the shop's user_id)"
+expect_contains "its x-death headers, which any publisher can write, say: RabbitMQ dead-lettered it from orderq.invoice.created" "$error" "what x-death says, as its word"
+expect_contains "not from orderq: no user_id" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = 'xd0-$run'")" "the row of a forged x-death (no user_id)"
+xd=$(sql "$DB" -e "SELECT id FROM dead_letter WHERE event_identifier = 'xd-$run'")
+try oq dlq replay --id "$xd" --as tester
+expect_eq 65 "$rc" "replay of a letter orderq did not publish, without --to-queue or --trust-headers: $out"
+expect_contains "orderq did not publish it" "$out" "the refusal"
+expect_contains "--to-queue QUEUE, or with --trust-headers" "$out" "the refusal says what a person may choose"
+sleep 1
+expect_eq 0 "$(queue_ready forged.catch)" "published where the forged x-death said"
+expect_eq 0 "$(sql "$DB" -e "SELECT replay_count FROM dead_letter WHERE id = $xd")" "marked replayed"
+try oq dlq replay --id "$xd" --to-queue forged.catch --as tester
+expect_eq 0 "$rc" "replay --to-queue, a person's choice: $out"
+wait_for 10 ready_is forged.catch 1 || fail "replay --to-queue: $(queue_ready forged.catch) in forged.catch"
+
+note "x-orderq-swept-by forged on a letter: it does not block its replay"
+expect_eq ok "$(as_shop orderq.dead x '{"event_code":"probe","event_identifier":"sw-'"$run"'"}' '{"x-orderq-swept-by": "forged-host"}' "$shop")" "the letter with a forged x-orderq-swept-by"
+wait_for 20 dead_count_is "event_identifier = 'sw-$run'" 1 || fail "the forged x-orderq-swept-by letter was not archived"
+try oq dlq replay --id "$(sql "$DB" -e "SELECT id FROM dead_letter WHERE event_identifier = 'sw-$run'")" --to-queue forged.catch --as tester
+expect_eq "0 replayed 1 of 1 dead letters, failed 0, skipped 0" "$rc $out" "replay of a letter with a forged x-orderq-swept-by"
+wait_for 10 ready_is forged.catch 2 || fail "after the swept-by replay: $(queue_ready forged.catch) in forged.catch"
 
 note "the shop's user with the permissions docs/operations.md gives it: the default exchange and orderq.* refused"
 mgmt PUT "/api/permissions/$v/$shop" '{"configure":"","write":"^shop\\.events$","read":""}' >/dev/null

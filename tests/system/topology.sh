@@ -30,7 +30,7 @@ expect_contains "--create-shop-exchange" "$out" "missing shop exchange"
 
 note "declare, then declare again: nothing changes"
 oq topology declare --create-shop-exchange >"$WORK/declare1"
-expect_contains "declared on vhost $VHOST: 3 exchanges, 12 queues, 14 bindings" "$(cat "$WORK/declare1")" "declare output"
+expect_contains "declared on vhost $VHOST: 3 exchanges, 13 queues, 14 bindings" "$(cat "$WORK/declare1")" "declare output"
 snapshot >"$WORK/snap1"
 oq topology declare >"$WORK/declare2" # the shop exchange now exists: passive check passes
 snapshot >"$WORK/snap2"

@@ -91,7 +91,7 @@ static void orderq_headers_describe_the_failure(void **state)
     amqp_message_t m =
         message(h, sizeof(h) / sizeof(h[0]), "{\"event_code\": \"order.processing\"}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "transient");
     assert_string_equal(dl.error, "gave up after 8 attempts: SMTP 421 for order 9200000217");
     assert_string_equal(dl.fingerprint, "transient: gave up after # attempts: SMTP # for order #");
@@ -112,10 +112,10 @@ static void orderq_headers_describe_the_failure(void **state)
 
     /* The same message again is the same letter; another body is not. */
     struct oq_dead_letter again, other;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &again), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &again), 0);
     assert_string_equal(again.letter_key, dl.letter_key);
     m.body = amqp_cstring_bytes("{}");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &other), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &other), 0);
     assert_string_not_equal(other.letter_key, dl.letter_key);
     oq_dead_letter_clear(&dl);
     oq_dead_letter_clear(&again);
@@ -143,7 +143,7 @@ static void the_brokers_own_dead_letters_are_explained(void **state)
     h[4].value.value.array = (amqp_array_t){1, &death};
     amqp_message_t m = message(h, 5, "{}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "delivery_limit");
     assert_non_null(strstr(dl.error, "delivered 21 times without an outcome"));
     assert_string_equal(dl.queue, "orderq.order.processing");
@@ -191,7 +191,7 @@ static void a_retry_at_the_delivery_limit_is_explained(void **state)
     h[0].value.value.array = (amqp_array_t){2, deaths};
     amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "delivery_limit");
     assert_string_equal(dl.queue, "orderq.probe");
     assert_string_equal(dl.exchange, "shop.events");
@@ -219,7 +219,7 @@ static void forged_orderq_headers_are_not_believed(void **state)
     amqp_message_t m = message(h, 5, "{}");
     m.properties._flags &= ~(amqp_flags_t)AMQP_BASIC_USER_ID_FLAG;
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "not_from_orderq");
     assert_non_null(strstr(dl.error, "not from orderq: no user_id, not orderq's user \"orderq\""));
     assert_non_null(strstr(dl.error, "x-orderq-error-class, x-orderq-last-error, x-orderq-queue, "
@@ -234,7 +234,7 @@ static void forged_orderq_headers_are_not_believed(void **state)
     /* Another user's user_id: the same. */
     m.properties._flags |= AMQP_BASIC_USER_ID_FLAG;
     m.properties.user_id = amqp_cstring_bytes("shop");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "not_from_orderq");
     assert_non_null(strstr(dl.error, "user_id \"shop\""));
     oq_dead_letter_clear(&dl);
@@ -248,11 +248,23 @@ static void forged_orderq_headers_are_not_believed(void **state)
     };
     m = message(h2, 3, "{}");
     m.properties.user_id = amqp_cstring_bytes("shop");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error_class, "delivery_limit");
     assert_string_equal(dl.queue, "orderq.order.processing");
     assert_non_null(strstr(dl.error, "RabbitMQ dead-lettered it from orderq.order.processing"));
     assert_non_null(strstr(dl.error, "(x-orderq-error-class) were not believed"));
+    oq_dead_letter_clear(&dl);
+
+    /* x-death alone, which anyone may write: still not orderq's, and said. */
+    m = message(h2, 2, "{}");
+    m.properties.user_id = amqp_cstring_bytes("shop");
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
+    assert_non_null(strstr(dl.error, OQ_DEAD_LETTER_NOT_OURS
+                           "user_id \"shop\", not orderq's "
+                           "user \"orderq\"; its x-death headers, which any publisher "
+                           "can write, say: RabbitMQ dead-lettered it"));
+    assert_int_equal(strncmp(dl.error, OQ_DEAD_LETTER_NOT_OURS, strlen(OQ_DEAD_LETTER_NOT_OURS)),
+                     0);
     oq_dead_letter_clear(&dl);
 }
 
@@ -268,7 +280,7 @@ static void binary_values_are_stored_safely(void **state)
     m.body.len = 3;
     m.properties.message_id = amqp_cstring_bytes("id-\xc3\x28");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     assert_string_equal(dl.error, "bad ?? bytes");
     assert_string_equal(dl.event_identifier, "id-?(");
     assert_non_null(strstr(dl.headers_json, "\"x-blob\":{\"hex\":\"01ff\"}"));
@@ -432,7 +444,7 @@ static void a_key_that_is_not_utf8_keeps_every_header(void **state)
     };
     amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "not JSON");
     struct oq_dead_letter dl, two, other_key;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     yajl_val t = parsed_headers(&dl);
     assert_int_equal(t->u.object.len, 6);
     assert_string_equal(member_text(t, "@hex:fffe6b6579"), "one");
@@ -446,10 +458,10 @@ static void a_key_that_is_not_utf8_keeps_every_header(void **state)
     /* Letters that differ only in that header's value, or in its key's
      * bytes, are different letters: neither may be dropped as the other. */
     h[1] = text("\xff\xfekey", "two");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &two), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &two), 0);
     assert_string_not_equal(two.letter_key, dl.letter_key);
     h[1] = text("\xff\xfdkey", "one");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &other_key), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &other_key), 0);
     assert_string_not_equal(other_key.letter_key, dl.letter_key);
     assert_string_not_equal(other_key.letter_key, two.letter_key);
     oq_dead_letter_clear(&dl);
@@ -470,7 +482,7 @@ static void nan_and_infinity_become_strings(void **state)
     };
     amqp_message_t m = message(h, sizeof(h) / sizeof(h[0]), "{}");
     struct oq_dead_letter dl, as_text;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     yajl_val t = parsed_headers(&dl);
     assert_int_equal(t->u.object.len, 8);
     assert_string_equal(member_text(t, "f32-nan"), "NaN");
@@ -485,7 +497,7 @@ static void nan_and_infinity_become_strings(void **state)
 
     /* The float and the string "NaN" are different letters. */
     h[1] = text("f64-nan", "NaN");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &as_text), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &as_text), 0);
     assert_string_not_equal(as_text.letter_key, dl.letter_key);
     oq_dead_letter_clear(&dl);
     oq_dead_letter_clear(&as_text);
@@ -512,7 +524,7 @@ static void bad_keys_in_nested_tables_and_arrays(void **state)
     h[0].value.value.table = (amqp_table_t){2, outer};
     amqp_message_t m = message(h, 2, "{}");
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     yajl_val t = parsed_headers(&dl);
     const char *p5[] = {"outer", "@hex:80", "@hex:6bc0", NULL};
     yajl_val five = yajl_tree_get(t, p5, yajl_t_number);
@@ -590,7 +602,7 @@ static void stored_headers_replay_the_original_bytes(void **state)
     m.properties.correlation_id = raw("c\0d", 3);
 
     struct oq_dead_letter dl;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &dl), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
     yajl_val headers = parsed_headers(&dl);
     assert_int_equal(headers->u.object.len, (size_t)n);
     assert_string_equal(member_text(headers, "@hex:fffe6b6579"), "one");
@@ -626,15 +638,15 @@ static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
     amqp_table_entry_t h[] = {number("n", 1), text("s", "ab")};
     amqp_message_t m = message(h, 2, "{}");
     struct oq_dead_letter base, i8, bytes;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &base), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &base), 0);
     h[0].value.kind = AMQP_FIELD_KIND_I8; /* 1 either way in JSON */
     h[0].value.value.i8 = 1;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &i8), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &i8), 0);
     assert_string_equal(i8.headers_json, base.headers_json);
     assert_string_not_equal(i8.letter_key, base.letter_key);
     h[0] = number("n", 1);
     h[1].value.kind = AMQP_FIELD_KIND_BYTES; /* "ab" either way in JSON */
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &bytes), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &bytes), 0);
     assert_string_equal(bytes.headers_json, base.headers_json);
     assert_string_not_equal(bytes.letter_key, base.letter_key);
     assert_string_not_equal(bytes.letter_key, i8.letter_key);
@@ -648,9 +660,9 @@ static void letters_the_json_cannot_tell_apart_keep_their_own_keys(void **state)
     levels[19] = number("deep", 1);
     struct oq_dead_letter deep1, deep2;
     m = message(levels, 1, "{}");
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &deep1), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &deep1), 0);
     levels[19] = number("deep", 2);
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &deep2), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &deep2), 0);
     assert_string_equal(deep1.headers_json, deep2.headers_json);
     assert_string_not_equal(deep1.letter_key, deep2.letter_key);
     oq_dead_letter_clear(&base);
@@ -670,9 +682,9 @@ static void a_letter_delivered_again_keeps_its_key(void **state)
                               number("x-delivery-count", 0)};
     amqp_message_t m = message(h, 2, "not JSON");
     struct oq_dead_letter first, again;
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &first), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &first), 0);
     h[1] = number("x-delivery-count", 1);
-    assert_int_equal(oq_dead_letter_from_message(&m, 20, "orderq", &again), 0);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &again), 0);
     assert_string_equal(again.letter_key, first.letter_key);
     oq_dead_letter_clear(&first);
     oq_dead_letter_clear(&again);

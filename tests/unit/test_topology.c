@@ -50,8 +50,8 @@ static void default_plan_has_the_architecture_names(void **state)
     assert_true(t->exchanges[0].shops);
     assert_string_equal(t->exchanges[1].type, "headers");
     assert_string_equal(t->exchanges[2].type, "fanout");
-    /* 4 work queues, 6 delay tiers, 1 dead-letter queue */
-    assert_int_equal(t->n_queues, 12);
+    /* 4 work queues, 6 delay tiers, 1 dead-letter queue and its held queue */
+    assert_int_equal(t->n_queues, 13);
 
     const struct oq_topo_queue *w = queue(t, "orderq.order.processing");
     assert_non_null(w);
@@ -86,6 +86,10 @@ static void default_plan_has_the_architecture_names(void **state)
     assert_int_equal(tier_bindings, 6);
     assert_non_null(queue(t, "orderq.dead"));
     assert_true(bound(t, "orderq.dead", "orderq.dead", ""));
+    const struct oq_topo_queue *held = queue(t, "orderq.dead.held");
+    assert_non_null(held);
+    assert_string_equal(arg(held, "x-queue-type")->str, "quorum");
+    assert_null(arg(held, "x-dead-letter-exchange")); /* like orderq.dead: nowhere further */
     oq_topology_free(t);
     oq_config_free(cfg);
 }
@@ -113,7 +117,7 @@ static void classic_queues_and_custom_names(void **state)
     assert_true(bound(t, "magento", "shop1.invoice.created", "invoice.created"));
     assert_non_null(queue(t, "orderq.delay.250ms"));
     assert_int_equal(arg(queue(t, "orderq.delay.3s"), "x-message-ttl")->num, 3000);
-    assert_int_equal(t->n_queues, 5 + 2 + 1);
+    assert_int_equal(t->n_queues, 5 + 2 + 2);
     oq_topology_free(t);
     oq_config_free(cfg);
 }
