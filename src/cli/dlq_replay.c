@@ -15,7 +15,7 @@
 #include "orderq/deadletter.h"
 #include "orderq/json.h"
 #include "orderq/publish.h"
-#include "orderq/url.h"
+#include "orderq/trust.h"
 
 #define PAGE_SIZE          100 /* letters (with bodies) read at a time by replay */
 #define CONFIRM_TIMEOUT_MS 30000
@@ -694,19 +694,6 @@ static int replay_options(struct dlq *d, struct replay *r)
     return EX_OK;
 }
 
-static char *amqp_user_of(const char *url)
-{
-    struct oq_amqp_url u;
-    char err[OQ_ERRLEN];
-    char *user = NULL;
-    if (oq_amqp_url_parse(url, &u, err, sizeof(err)) != 0)
-        return NULL;
-    if (u.user != NULL)
-        user = strdup(u.user);
-    oq_amqp_url_clear(&u);
-    return user;
-}
-
 int dlq_replay(struct dlq *d)
 {
     struct replay r;
@@ -726,7 +713,8 @@ int dlq_replay(struct dlq *d)
         return replay_dry_run(&r);
     r.failures = calloc(1, sizeof(*r.failures));
     r.skips = calloc(1, sizeof(*r.skips));
-    r.amqp_user = amqp_user_of(d->ctx->cfg->amqp_url);
+    if (oq_trust_own_user(d->ctx->cfg, &r.amqp_user) != 0)
+        r.amqp_user = NULL; /* amqp_url does not parse: replay_connect says so */
     r.held_queue = oq_dead_letter_held_queue(d->ctx->cfg);
     if (r.failures == NULL || r.skips == NULL || r.held_queue == NULL) {
         code = EX_OSERR;
