@@ -15,24 +15,11 @@
 # The old code left the big ones unacked: 64 of them (the archiver's
 # prefetch) stopped it, and the small ones were never archived.
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/tls_lib.sh" # stop_group
 need_rabbitmq
 v=$(urlenc "$VHOST")
 
 note "a MariaDB of our own with max_allowed_packet 256K"
-MY="$WORK/mariadb"
-mkdir -p "$MY"
-mariadb-install-db --no-defaults --user=root --datadir="$MY/data" --skip-test-db \
-    --auth-root-authentication-method=socket >"$MY/install.log" 2>&1 ||
-    fail "mariadb-install-db: $(tail -5 "$MY/install.log")"
-setsid mariadbd --no-defaults --user=root --datadir="$MY/data" --socket="$MY/sock" \
-    --skip-networking --pid-file="$MY/pid" --log-error="$MY/error.log" \
-    --innodb-buffer-pool-size=32M --max-allowed-packet=256K </dev/null >/dev/null 2>&1 &
-my_pid=$!
-CLEANUP+=("stop_group $my_pid")
-wait_for 60 mariadb-admin --no-defaults --socket="$MY/sock" -uroot ping ||
-    fail "our MariaDB did not start: $(tail -5 "$MY/error.log")"
-my() { mariadb --no-defaults --socket="$MY/sock" -uroot -N -B "$@"; }
+start_own_mariadb --skip-networking --max-allowed-packet=256K
 my -e "CREATE DATABASE orderq_held CHARACTER SET utf8mb4;
        CREATE USER 'oq'@'localhost' IDENTIFIED BY 'pw-held';
        GRANT ALL ON orderq_held.* TO 'oq'@'localhost';"

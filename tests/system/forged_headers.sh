@@ -130,21 +130,7 @@ note "a quorum queue's own dead letter of the shop's message keeps its forged he
 # orderq.invoice.created has no consumer here: taken and given back three
 # times, as crashes would, it runs out its delivery limit of 2.
 expect_eq ok "$(as_shop shop.events invoice.created '{"event_code":"invoice.created","event_identifier":"lim-'"$run"'"}' "$forged" "$shop")" "the forged publish"
-"$PY" - "$VHOST" <<'PY'
-import sys, time, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    taken, deadline = 0, time.time() + 20
-    while time.time() < deadline and taken < 3:
-        method, _, _ = ch.basic_get("orderq.invoice.created")
-        if method is None:
-            time.sleep(0.1)
-            continue
-        taken += 1
-        ch.basic_nack(method.delivery_tag, requeue=True)
-    assert taken == 3, taken
-PY
+run_out_delivery_limit orderq.invoice.created
 wait_for 20 dead_count_is "event_identifier = 'lim-$run'" 1 || fail "not archived: $(tail -3 "$WORK/main.log")"
 expect_eq "delivery_limit	orderq.invoice.created	shop.events	3" \
     "$(sql "$DB" -e "SELECT error_class, queue, exchange_name, attempts FROM dead_letter WHERE event_identifier = 'lim-$run'")" "the broker's letter"

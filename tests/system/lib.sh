@@ -284,3 +284,54 @@ print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] 
 # The ledger state of the coupon mail for CODE, and a test of it.
 mail_state() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
 mail_state_is() { [ "$(mail_state "$1")" = "$2" ]; }
+
+# stop_group PGID: TERM, then KILL what is left of a process group a test
+# started with setsid (a server and every child it forked).
+stop_group() {
+    kill -TERM -- "-$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 -- "-$1" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -KILL -- "-$1" 2>/dev/null || true
+}
+
+# start_own_mariadb ARGS...: a MariaDB of the test's own in $WORK/mariadb
+# ($MY), socket $MY/sock, started with mariadbd ARGS added (networking,
+# TLS, limits); stopped at the end. my ARGS: its client as root.
+start_own_mariadb() {
+    MY="$WORK/mariadb"
+    mkdir -p "$MY"
+    mariadb-install-db --no-defaults --user=root --datadir="$MY/data" --skip-test-db \
+        --auth-root-authentication-method=socket >"$MY/install.log" 2>&1 ||
+        fail "mariadb-install-db: $(tail -5 "$MY/install.log")"
+    setsid mariadbd --no-defaults --user=root --datadir="$MY/data" --socket="$MY/sock" \
+        --pid-file="$MY/pid" --log-error="$MY/error.log" --innodb-buffer-pool-size=32M \
+        "$@" </dev/null >/dev/null 2>&1 &
+    local pid=$!
+    CLEANUP+=("stop_group $pid")
+    wait_for 60 mariadb-admin --no-defaults --socket="$MY/sock" -uroot ping ||
+        fail "our MariaDB did not start: $(tail -5 "$MY/error.log")"
+}
+my() { mariadb --no-defaults --socket="$MY/sock" -uroot -N -B "$@"; }
+
+# run_out_delivery_limit QUEUE: take a message from QUEUE and give it back
+# three times, as three crashed consumers would (its delivery limit is 2
+# in these tests), so RabbitMQ dead-letters it itself.
+run_out_delivery_limit() {
+    "$PY" - "$VHOST" "$1" <<'PY'
+import sys, time, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    taken, deadline = 0, time.time() + 20
+    while time.time() < deadline and taken < 3:
+        method, _, _ = ch.basic_get(sys.argv[2])
+        if method is None:
+            time.sleep(0.1)
+            continue
+        taken += 1
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    assert taken == 3, taken
+PY
+}

@@ -52,21 +52,7 @@ printf '%s\n' '{"event_code":"probe","event_identifier":"poison-2","event_data":
 wait_for 20 grep -q 'retrying in 3s' "$WORK/prober.log" || fail "no retry: $(tail -3 "$WORK/prober.log")"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the prober's exit code"
-"$PY" - "$VHOST" <<'PY'
-import sys, time, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    taken, deadline = 0, time.time() + 20
-    while time.time() < deadline and taken < 3:
-        method, _, _ = ch.basic_get("orderq.probe")
-        if method is None:
-            time.sleep(0.1)
-            continue
-        taken += 1
-        ch.basic_nack(method.delivery_tag, requeue=True)
-    assert taken == 3, taken
-PY
+run_out_delivery_limit orderq.probe
 wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE event_identifier = 'poison-2'\")\" = 1 ]" \
     || fail "not archived: $(tail -3 "$WORK/net.log")"
 expect_eq "delivery_limit	orderq.probe	shop.events	probe	3" \

@@ -34,17 +34,6 @@ extendedKeyUsage=clientAuth" || fail "openssl: cannot sign the client certificat
     chmod 644 "$PKI"/*.pem "$PKI"/*.key
 }
 
-# stop_group PGID: TERM, then KILL what is left of a process group a test
-# started with setsid (a server and every child it forked).
-stop_group() {
-    kill -TERM -- "-$1" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 -- "-$1" 2>/dev/null || return 0
-        sleep 0.2
-    done
-    kill -KILL -- "-$1" 2>/dev/null || true
-}
-
 # show: the last line of the last `try`'s output, so the log shows the
 # reason a refusal gave.
 show() { echo "    -> $(tail -1 <<<"$out" | cut -c1-400)"; }

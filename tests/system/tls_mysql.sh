@@ -13,21 +13,9 @@ make_certs
 need_rabbitmq
 
 note "a MariaDB with ssl of our own"
-MY="$WORK/mariadb"
-mkdir -p "$MY"
-mariadb-install-db --no-defaults --user=root --datadir="$MY/data" --skip-test-db \
-    --auth-root-authentication-method=socket >"$MY/install.log" 2>&1 ||
-    fail "mariadb-install-db: $(tail -5 "$MY/install.log")"
 myport=$(free_port)
-setsid mariadbd --no-defaults --user=root --datadir="$MY/data" --socket="$MY/sock" \
-    --port="$myport" --bind-address=127.0.0.1,127.0.0.2 --skip-name-resolve \
-    --pid-file="$MY/pid" --log-error="$MY/error.log" --innodb-buffer-pool-size=32M \
-    --ssl-cert="$PKI/server.pem" --ssl-key="$PKI/server.key" --ssl-ca="$PKI/ca.pem" </dev/null >/dev/null 2>&1 &
-my_pid=$!
-CLEANUP+=("stop_group $my_pid")
-wait_for 60 mariadb-admin --no-defaults --socket="$MY/sock" -uroot ping ||
-    fail "our MariaDB did not start: $(tail -5 "$MY/error.log")"
-my() { mariadb --no-defaults --socket="$MY/sock" -uroot -N -B "$@"; }
+start_own_mariadb --port="$myport" --bind-address=127.0.0.1,127.0.0.2 --skip-name-resolve \
+    --ssl-cert="$PKI/server.pem" --ssl-key="$PKI/server.key" --ssl-ca="$PKI/ca.pem"
 my -e "CREATE DATABASE orderq_tls CHARACTER SET utf8mb4;
        CREATE USER 'oq'@'127.0.0.%' IDENTIFIED BY 'pw-tls' REQUIRE SSL;
        GRANT ALL ON orderq_tls.* TO 'oq'@'127.0.0.%';"
