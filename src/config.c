@@ -707,7 +707,7 @@ static int on_number(void *ctx, const char *s, size_t len)
 {
     char buf[64];
     struct file_parse *fp = ctx;
-    if (misplaced(fp))
+    if (misplaced(fp) || fp->in_list)
         return file_value(fp, "", 0);
     if ((fp->key->type == T_INT || fp->key->type == T_DURATION || fp->key->type == T_TIERS) &&
         memchr(s, '.', len) == NULL && memchr(s, 'e', len) == NULL && memchr(s, 'E', len) == NULL &&
