@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# amqp_nodes.sh - orderq against a 3-node RabbitMQ cluster of the test's own
+# (nodes oqc<i>-<pid>@localhost on 127.0.0.1, own AMQP and distribution
+# ports, one Erlang cookie through a shared HOME), amqp_url listing the
+# three. Quorum queues have a member on every node. While two consumers
+# drain 6,000 events (5 % sent twice), the node that leads
+# orderq.order.processing is killed with -9; a consumer started during the
+# outage with that node first in its list connects to the next one; the
+# node is started again. Every event takes effect exactly once and nothing
+# is left in the work queue.
+source "$(dirname "$0")/lib.sh"
+
+N=6000
+START=9700000000
+RQ="$WORK/cluster"
+mkdir -p "$RQ/home"
+# One cookie for the three nodes and for the CLI: written before any node
+# starts, so three nodes starting at once do not race to create it.
+od -An -tx1 -N20 /dev/urandom | tr -d ' \n' >"$RQ/home/.erlang.cookie"
+chmod 400 "$RQ/home/.erlang.cookie"
+: >"$RQ/rabbitmq-env.conf" # not the shared node's /etc/rabbitmq/rabbitmq-env.conf
+echo '[].' >"$RQ/enabled_plugins"
+
+declare -a NODE PORT DIST PID
+for i in 1 2 3; do
+    NODE[i]="oqc$i-$$@localhost"
+    PORT[i]=$(free_port)
+    DIST[i]=$(free_port)
+done
+
+# rq_env I CMD...: CMD with node I's environment (its name, files, ports).
+rq_env() {
+    local i=$1; shift
+    HOME="$RQ/home" RABBITMQ_NODENAME="${NODE[i]}" RABBITMQ_CONF_ENV_FILE="$RQ/rabbitmq-env.conf" \
+        RABBITMQ_CONFIG_FILE="$RQ/n$i/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$RQ/n$i/advanced.config" \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$RQ/enabled_plugins" RABBITMQ_MNESIA_BASE="$RQ/n$i/mnesia" \
+        RABBITMQ_LOG_BASE="$RQ/n$i/log" RABBITMQ_DIST_PORT="${DIST[i]}" RABBITMQ_PID_FILE="$RQ/n$i/pid" \
+        "$@"
+}
+ctl() { local i=$1; shift; rq_env "$i" /usr/lib/rabbitmq/bin/rabbitmqctl -n "${NODE[i]}" "$@"; }
+
+for i in 1 2 3; do
+    mkdir -p "$RQ/n$i/mnesia" "$RQ/n$i/log"
+    cat >"$RQ/n$i/rabbitmq.conf" <<CONF
+listeners.tcp.1 = 127.0.0.1:${PORT[i]}
+loopback_users = none
+log.console = false
+log.file.level = warning
+CONF
+done
+
+# start_node I: node I in the background, in a process group of its own
+# ($PID[i]) so that kill -9 of the group is the node dying at once.
+start_node() {
+    rq_env "$1" setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >>"$RQ/n$1/out.log" 2>&1 &
+    PID[$1]=$!
+    CLEANUP+=("stop_group ${PID[$1]}")
+}
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$1]}") 2>/dev/null; }
+
+note "three RabbitMQ nodes of our own, clustered"
+started=$SECONDS
+for i in 1 2 3; do start_node "$i"; done
+for i in 1 2 3; do
+    wait_for 120 listening "$i" || fail "node $i did not listen within 120 s: $(tail -5 "$RQ/n$i/out.log")"
+done
+for i in 2 3; do
+    ctl "$i" stop_app >/dev/null
+    ctl "$i" join_cluster "${NODE[1]}" >/dev/null || fail "node $i could not join ${NODE[1]}"
+    ctl "$i" start_app >/dev/null
+done
+running=$(ctl 1 cluster_status --formatter json | json 'len(d["running_nodes"])')
+expect_eq 3 "$running" "running nodes in the cluster"
+echo "    cluster of 3 running after $((SECONDS - started)) s"
+
+# The consumers list the nodes in two orders, so one of them starts on a
+# follower of the work queue and the other on its leader.
+url() { echo "amqp://guest:guest@127.0.0.1:${PORT[$1]}/"; }
+export ORDERQ_AMQP_URL="$(url 1),$(url 2),$(url 3)"
+export ORDERQ_CONNECT_TIMEOUT_MS=5s ORDERQ_HEARTBEAT_S=5
+need_mysql
+oq migrate >/dev/null
+oq topology declare --create-shop-exchange >/dev/null || fail "topology declare on the cluster"
+load_test_rule
+
+# members QUEUE: how many nodes hold a replica of a quorum queue.
+quorum_status() { rq_env 1 /usr/lib/rabbitmq/bin/rabbitmq-queues -n "${NODE[$2]:-${NODE[1]}}" quorum_status "$1" --formatter json; }
+members=$(quorum_status orderq.order.processing 1 | json 'len(d)')
+expect_eq 3 "$members" "replicas of orderq.order.processing"
+
+# queue_ready QUEUE: ready messages, asked of the cluster (not the shared node).
+queue_ready() {
+    "$PY" - "$1" "${PORT[@]}" <<'PY'
+import sys, pika
+for port in sys.argv[2:]:
+    try:
+        params = pika.ConnectionParameters("127.0.0.1", int(port), "/", pika.PlainCredentials("guest", "guest"))
+        with pika.BlockingConnection(params) as conn:
+            print(conn.channel().queue_declare(sys.argv[1], passive=True).method.message_count)
+            break
+    except pika.exceptions.AMQPError:
+        continue
+PY
+}
+
+gen_events "$N" --start "$START" --dup-every 20 >"$WORK/events.jsonl"
+sent=$(wc -l <"$WORK/events.jsonl")
+oq publish "$WORK/events.jsonl" >/dev/null || fail "publish to the cluster"
+note "published $sent messages for $N events; two consumers drain them"
+ledger_rows() { sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger'; }
+# Each consumer serves /metrics, read before it stops: its duplicates.
+declare -A HTTP
+consumer() {
+    local name=$1; shift
+    HTTP[$name]=127.0.0.1:$(free_port)
+    start_consumer "$name" --batch-size 50 --prefetch 200 --http-addr "${HTTP[$name]}"
+}
+duplicates() { curl -sf "http://${HTTP[$1]}/metrics" | awk '$1 == "orderq_duplicates_total" {print $2}'; }
+consumer first
+first_pid=$consumer_pid
+ORDERQ_AMQP_URL="$(url 2),$(url 3),$(url 1)" consumer second
+second_pid=$consumer_pid
+wait_ledger 1500 120 || fail "no progress on the cluster ($(ledger_rows) rows): $(tail -3 "$WORK/first.log")"
+
+leader=$(quorum_status orderq.order.processing 1 |
+    json '[r["Node Name"] for r in d if r["Raft State"] == "leader"][0]')
+victim=0
+for i in 1 2 3; do [ "${NODE[i]}" = "$leader" ] && victim=$i; done
+[ "$victim" -gt 0 ] || fail "no leader of orderq.order.processing among our nodes: $leader"
+before=$(ledger_rows)
+kill -9 -- "-${PID[victim]}"
+killed_at=$(date +%s.%N)
+note "killed node $victim ($leader), the leader of orderq.order.processing, at $before ledger rows"
+
+note "a consumer started now, with the dead node first in its list, connects to the next one"
+next=$((victim % 3 + 1)) last=$(((victim + 1) % 3 + 1))
+ORDERQ_AMQP_URL="$(url "$victim"),$(url "$next"),$(url "$last")" consumer late
+late_pid=$consumer_pid
+wait_for 30 grep -q "connected to RabbitMQ node 2 of 3" "$WORK/late.log" ||
+    fail "the late consumer did not move to node 2 of its list: $(tail -3 "$WORK/late.log")"
+
+# The stall: from the kill until the ledger grows again.
+wait_for 60 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM event_ledger')\" -gt $((before + 200)) ]" ||
+    fail "no progress after node $victim died ($(ledger_rows) rows): $(tail -3 "$WORK/first.log")"
+stall=$("$PY" -c "import sys, time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$killed_at")
+note "progress again $stall s after the kill (at $(ledger_rows) rows)"
+
+start_node "$victim"
+wait_for 120 listening "$victim" || fail "node $victim did not come back: $(tail -5 "$RQ/n$victim/out.log")"
+note "node $victim is back"
+
+wait_ledger "$N" 180 || fail "only $(ledger_rows) of $N processed: $(tail -3 "$WORK/first.log")"
+wait_drained
+dups=0
+for name in first second late; do dups=$((dups + $(duplicates "$name"))); done
+for pid in "$first_pid" "$second_pid" "$late_pid"; do
+    kill -TERM "$pid"
+    wait "$pid" || fail "a consumer's exit code after SIGTERM"
+done
+expect_exactly_once "$N" "$START"
+expect_queue_empty
+members=$(quorum_status orderq.order.processing 1 | json 'len(d)')
+expect_eq 3 "$members" "replicas of orderq.order.processing after the restart"
+note "$sent messages, $N effects; $dups duplicates found in the ledger ($((sent - N)) sent twice, $((dups - (sent - N))) redelivered after the kill); stall $stall s; total $((SECONDS - started)) s"
