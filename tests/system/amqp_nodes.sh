@@ -3,14 +3,14 @@
 # (nodes oqc<i>-<pid>@localhost on 127.0.0.1, own AMQP and distribution
 # ports, one Erlang cookie through a shared HOME), amqp_url listing the
 # three. Quorum queues have a member on every node. While two consumers
-# drain 6,000 events (5 % sent twice), the node that leads
+# drain 10,000 events (5 % sent twice), the node that leads
 # orderq.order.processing is killed with -9; a consumer started during the
 # outage with that node first in its list connects to the next one; the
 # node is started again. Every event takes effect exactly once and nothing
 # is left in the work queue.
 source "$(dirname "$0")/lib.sh"
 
-N=6000
+N=10000
 START=9700000000
 RQ="$WORK/cluster"
 mkdir -p "$RQ/home"
@@ -28,15 +28,16 @@ for i in 1 2 3; do
     DIST[i]=$(free_port)
 done
 
-# rq_env I CMD...: CMD with node I's environment (its name, files, ports).
-rq_env() {
-    local i=$1; shift
-    HOME="$RQ/home" RABBITMQ_NODENAME="${NODE[i]}" RABBITMQ_CONF_ENV_FILE="$RQ/rabbitmq-env.conf" \
-        RABBITMQ_CONFIG_FILE="$RQ/n$i/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$RQ/n$i/advanced.config" \
-        RABBITMQ_ENABLED_PLUGINS_FILE="$RQ/enabled_plugins" RABBITMQ_MNESIA_BASE="$RQ/n$i/mnesia" \
-        RABBITMQ_LOG_BASE="$RQ/n$i/log" RABBITMQ_DIST_PORT="${DIST[i]}" RABBITMQ_PID_FILE="$RQ/n$i/pid" \
-        "$@"
+# rq_vars I: node I's environment (its name, files, ports) in VARS.
+rq_vars() {
+    local i=$1
+    VARS=(HOME="$RQ/home" RABBITMQ_NODENAME="${NODE[i]}" RABBITMQ_CONF_ENV_FILE="$RQ/rabbitmq-env.conf"
+        RABBITMQ_CONFIG_FILE="$RQ/n$i/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$RQ/n$i/advanced.config"
+        RABBITMQ_ENABLED_PLUGINS_FILE="$RQ/enabled_plugins" RABBITMQ_MNESIA_BASE="$RQ/n$i/mnesia"
+        RABBITMQ_LOG_BASE="$RQ/n$i/log" RABBITMQ_DIST_PORT="${DIST[i]}" RABBITMQ_PID_FILE="$RQ/n$i/pid")
 }
+# rq_env I CMD...: CMD with node I's environment.
+rq_env() { rq_vars "$1"; shift; env "${VARS[@]}" "$@"; }
 ctl() { local i=$1; shift; rq_env "$i" /usr/lib/rabbitmq/bin/rabbitmqctl -n "${NODE[i]}" "$@"; }
 
 for i in 1 2 3; do
@@ -52,7 +53,8 @@ done
 # start_node I: node I in the background, in a process group of its own
 # ($PID[i]) so that kill -9 of the group is the node dying at once.
 start_node() {
-    rq_env "$1" setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >>"$RQ/n$1/out.log" 2>&1 &
+    rq_vars "$1"
+    setsid env "${VARS[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >>"$RQ/n$1/out.log" 2>&1 &
     PID[$1]=$!
     CLEANUP+=("stop_group ${PID[$1]}")
 }
@@ -65,9 +67,9 @@ for i in 1 2 3; do
     wait_for 120 listening "$i" || fail "node $i did not listen within 120 s: $(tail -5 "$RQ/n$i/out.log")"
 done
 for i in 2 3; do
-    ctl "$i" stop_app >/dev/null
-    ctl "$i" join_cluster "${NODE[1]}" >/dev/null || fail "node $i could not join ${NODE[1]}"
-    ctl "$i" start_app >/dev/null
+    ctl "$i" stop_app >>"$RQ/ctl.log" 2>&1
+    ctl "$i" join_cluster "${NODE[1]}" >>"$RQ/ctl.log" 2>&1 || fail "node $i could not join ${NODE[1]}: $(tail -3 "$RQ/ctl.log")"
+    ctl "$i" start_app >>"$RQ/ctl.log" 2>&1
 done
 running=$(ctl 1 cluster_status --formatter json | json 'len(d["running_nodes"])')
 expect_eq 3 "$running" "running nodes in the cluster"
@@ -79,7 +81,7 @@ url() { echo "amqp://guest:guest@127.0.0.1:${PORT[$1]}/"; }
 export ORDERQ_AMQP_URL="$(url 1),$(url 2),$(url 3)"
 export ORDERQ_CONNECT_TIMEOUT_MS=5s ORDERQ_HEARTBEAT_S=5
 need_mysql
-oq migrate >/dev/null
+oq migrate >/dev/null 2>&1
 oq topology declare --create-shop-exchange >/dev/null || fail "topology declare on the cluster"
 load_test_rule
 
@@ -103,10 +105,19 @@ for port in sys.argv[2:]:
 PY
 }
 
+leader=$(quorum_status orderq.order.processing 1 |
+    json '[r["Node Name"] for r in d if r["Raft State"] == "leader"][0]')
+victim=0
+for i in 1 2 3; do [ "${NODE[i]}" = "$leader" ] && victim=$i; done
+[ "$victim" -gt 0 ] || fail "no leader of orderq.order.processing among our nodes: $leader"
+next=$((victim % 3 + 1)) last=$(((victim + 1) % 3 + 1))
+# from the leader on, and from a follower on
+from_victim="$(url "$victim"),$(url "$next"),$(url "$last")"
+from_next="$(url "$next"),$(url "$last"),$(url "$victim")"
+
 gen_events "$N" --start "$START" --dup-every 20 >"$WORK/events.jsonl"
 sent=$(wc -l <"$WORK/events.jsonl")
-oq publish "$WORK/events.jsonl" >/dev/null || fail "publish to the cluster"
-note "published $sent messages for $N events; two consumers drain them"
+note "$sent messages for $N events, published while two consumers drain them"
 ledger_rows() { sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger'; }
 # Each consumer serves /metrics, read before it stops: its duplicates.
 declare -A HTTP
@@ -116,25 +127,23 @@ consumer() {
     start_consumer "$name" --batch-size 50 --prefetch 200 --http-addr "${HTTP[$name]}"
 }
 duplicates() { curl -sf "http://${HTTP[$1]}/metrics" | awk '$1 == "orderq_duplicates_total" {print $2}'; }
-consumer first
+ORDERQ_AMQP_URL=$from_victim consumer first
 first_pid=$consumer_pid
-ORDERQ_AMQP_URL="$(url 2),$(url 3),$(url 1)" consumer second
+ORDERQ_AMQP_URL=$from_next consumer second
 second_pid=$consumer_pid
+# The publisher (the shop) is on a follower: it must not die with the leader.
+ORDERQ_AMQP_URL=$from_next oq publish "$WORK/events.jsonl" >"$WORK/publish.out" 2>&1 &
+publisher=$!
+CLEANUP+=("kill -9 $publisher")
 wait_ledger 1500 120 || fail "no progress on the cluster ($(ledger_rows) rows): $(tail -3 "$WORK/first.log")"
 
-leader=$(quorum_status orderq.order.processing 1 |
-    json '[r["Node Name"] for r in d if r["Raft State"] == "leader"][0]')
-victim=0
-for i in 1 2 3; do [ "${NODE[i]}" = "$leader" ] && victim=$i; done
-[ "$victim" -gt 0 ] || fail "no leader of orderq.order.processing among our nodes: $leader"
 before=$(ledger_rows)
 kill -9 -- "-${PID[victim]}"
 killed_at=$(date +%s.%N)
 note "killed node $victim ($leader), the leader of orderq.order.processing, at $before ledger rows"
 
 note "a consumer started now, with the dead node first in its list, connects to the next one"
-next=$((victim % 3 + 1)) last=$(((victim + 1) % 3 + 1))
-ORDERQ_AMQP_URL="$(url "$victim"),$(url "$next"),$(url "$last")" consumer late
+ORDERQ_AMQP_URL=$from_victim consumer late
 late_pid=$consumer_pid
 wait_for 30 grep -q "connected to RabbitMQ node 2 of 3" "$WORK/late.log" ||
     fail "the late consumer did not move to node 2 of its list: $(tail -3 "$WORK/late.log")"
@@ -149,8 +158,13 @@ start_node "$victim"
 wait_for 120 listening "$victim" || fail "node $victim did not come back: $(tail -5 "$RQ/n$victim/out.log")"
 note "node $victim is back"
 
+wait "$publisher" || fail "publish failed: $(tail -3 "$WORK/publish.out")"
 wait_ledger "$N" 180 || fail "only $(ledger_rows) of $N processed: $(tail -3 "$WORK/first.log")"
-wait_drained
+note "all $N in the ledger $((SECONDS - started)) s after the start"
+unrelayed() { sql "$DB" -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL'; }
+wait_for 180 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL')\" = 0 ]" ||
+    fail "outbox not drained: $(unrelayed) rows left: $(grep -h relay "$WORK"/*.log | tail -3)"
+note "outbox relayed $((SECONDS - started)) s after the start"
 dups=0
 for name in first second late; do dups=$((dups + $(duplicates "$name"))); done
 for pid in "$first_pid" "$second_pid" "$late_pid"; do
