@@ -219,8 +219,8 @@ static int connect_node(struct oq_broker *b, const struct oq_config *cfg, const 
          * after the handshake, so it shows up here. */
         int no_cert = u->ssl && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                       r.library_error == AMQP_STATUS_SSL_ERROR && cfg->amqp_cert[0] == '\0';
-        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s%s", u->host, u->port,
-                 u->vhost, u->user, why,
+        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s%s", u->host, u->port, u->vhost,
+                 u->user, why,
                  no_cert ? " (no client certificate was offered: a broker that requires one "
                            "refuses the connection; see amqp_cert and amqp_key)"
                          : "");

@@ -991,7 +991,7 @@ static void warn_secret_flags(const struct oq_config *cfg)
             !(s->flags & (SECRET | URL)))
             continue;
         const char *v = *(char *const *)(const void *)((const char *)cfg + s->offset);
-        char *shown = (s->flags & LIST) ? oq_url_redact_list(v)
+        char *shown = (s->flags & LIST)  ? oq_url_redact_list(v)
                       : (s->flags & URL) ? oq_url_redact(v)
                                          : NULL;
         int secret = (s->flags & SECRET) ? v[0] != '\0' : shown == NULL || strstr(shown, "***");
@@ -1033,7 +1033,8 @@ static int mysql_ssl_mode(const char *url)
         return -1;
     for (size_t i = 0; i < hosts.n; i++) {
         const struct oq_mysql_url *u = &hosts.host[i];
-        int m = u->socket != NULL ? OQ_MYSQL_SSL_VERIFY_IDENTITY : (int)u->ssl; /* a socket is local */
+        int m =
+            u->socket != NULL ? OQ_MYSQL_SSL_VERIFY_IDENTITY : (int)u->ssl; /* a socket is local */
         if (m < mode)
             mode = m;
     }

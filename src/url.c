@@ -258,8 +258,8 @@ static int split_list(const char *text, char **items, size_t max, size_t *n, cha
         while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
             len--;
         if (len == 0) {
-            snprintf(err, errlen, "node %zu of the list is empty (expected URLs separated by commas)",
-                     *n + 1);
+            snprintf(err, errlen,
+                     "node %zu of the list is empty (expected URLs separated by commas)", *n + 1);
             return OQ_EINVAL;
         }
         if (*n == max) {

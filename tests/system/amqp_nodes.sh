@@ -81,8 +81,10 @@ url() { echo "amqp://guest:guest@127.0.0.1:${PORT[$1]}/"; }
 export ORDERQ_AMQP_URL="$(url 1),$(url 2),$(url 3)"
 export ORDERQ_CONNECT_TIMEOUT_MS=5s ORDERQ_HEARTBEAT_S=5
 need_mysql
-oq migrate >/dev/null 2>&1
-oq topology declare --create-shop-exchange >/dev/null || fail "topology declare on the cluster"
+try oq migrate
+expect_eq 0 "$rc" "migrate with amqp_url listing three nodes: $out"
+try oq topology declare --create-shop-exchange
+expect_eq 0 "$rc" "topology declare on the cluster: $out"
 load_test_rule
 
 # members QUEUE: how many nodes hold a replica of a quorum queue.
@@ -164,7 +166,7 @@ note "all $N in the ledger $((SECONDS - started)) s after the start"
 unrelayed() { sql "$DB" -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL'; }
 wait_for 180 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL')\" = 0 ]" ||
     fail "outbox not drained: $(unrelayed) rows left: $(grep -h relay "$WORK"/*.log | tail -3)"
-note "outbox relayed $((SECONDS - started)) s after the start"
+note "outbox relayed $((SECONDS - started)) s after the start; rows the broker refused (nack) and the relay deferred: $(sql "$DB" -e 'SELECT COUNT(*) FROM outbox WHERE last_error IS NOT NULL')"
 dups=0
 for name in first second late; do dups=$((dups + $(duplicates "$name"))); done
 for pid in "$first_pid" "$second_pid" "$late_pid"; do

@@ -637,11 +637,11 @@ static void node_lists(void **state)
     struct oq_config *cfg = *state;
     char *out = NULL;
     size_t len = 0;
-    const char *path = temp_file(
-        "{\"amqp_url\": [\"amqp://orderq:s3cr3t-1@127.0.0.1:5672/shop\",\n"
-        "                \"amqp://orderq:s3cr3t-2@127.0.0.1:5673/shop\"],\n"
-        " \"mysql_url\": [\"mysql://app:s3cr3t-3@127.0.0.1:3307/orderq\",\n"
-        "                \"mysql://app:s3cr3t-4@127.0.0.1:3308/orderq\"]}");
+    const char *path =
+        temp_file("{\"amqp_url\": [\"amqp://orderq:s3cr3t-1@127.0.0.1:5672/shop\",\n"
+                  "                \"amqp://orderq:s3cr3t-2@127.0.0.1:5673/shop\"],\n"
+                  " \"mysql_url\": [\"mysql://app:s3cr3t-3@127.0.0.1:3307/orderq\",\n"
+                  "                \"mysql://app:s3cr3t-4@127.0.0.1:3308/orderq\"]}");
     assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), 0);
     unlink(path);
     assert_string_equal(cfg->amqp_url, "amqp://orderq:s3cr3t-1@127.0.0.1:5672/shop,"

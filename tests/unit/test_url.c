@@ -307,9 +307,8 @@ static void amqp_node_lists(void **state)
 
     /* oq_amqp_url_parse of a list: the first node, every node checked */
     struct oq_amqp_url u;
-    assert_int_equal(oq_amqp_url_parse("amqp://u:p@a:5672/v,amqp://u:p@b:5673/v", &u, err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_amqp_url_parse("amqp://u:p@a:5672/v,amqp://u:p@b:5673/v", &u, err, sizeof(err)), 0);
     assert_string_equal(u.host, "a");
     oq_amqp_url_clear(&u);
     assert_int_equal(
@@ -331,9 +330,9 @@ static void amqp_nodes_refuse_mixed_users(void **state)
     assert_non_null(strstr(err, "same user"));
     assert_non_null(strstr(err, "node 1 is \"orderq\" and node 3 is \"guest\""));
     assert_int_equal(n.n, 0);
-    assert_int_equal(oq_amqp_nodes_parse("amqp://u:p@a/shop,amqp://u:p@b/other", &n, err,
-                                         sizeof(err)),
-                     OQ_EINVAL);
+    assert_int_equal(
+        oq_amqp_nodes_parse("amqp://u:p@a/shop,amqp://u:p@b/other", &n, err, sizeof(err)),
+        OQ_EINVAL);
     assert_non_null(strstr(err, "same vhost"));
     assert_int_equal(oq_amqp_nodes_parse("amqp://u:p@a/v,,amqp://u:p@b/v", &n, err, sizeof(err)),
                      OQ_EINVAL);
@@ -360,14 +359,13 @@ static void mysql_host_lists(void **state)
                      OQ_EINVAL);
     assert_non_null(strstr(err, "node 2 of 2 has socket="));
     assert_non_null(strstr(err, "host:port"));
-    assert_int_equal(oq_mysql_hosts_parse("mysql://app@a/orderq,mysql://app@b/other", &h, err,
-                                          sizeof(err)),
-                     OQ_EINVAL);
+    assert_int_equal(
+        oq_mysql_hosts_parse("mysql://app@a/orderq,mysql://app@b/other", &h, err, sizeof(err)),
+        OQ_EINVAL);
     assert_non_null(strstr(err, "same database"));
     /* one host with a socket stays as it was */
-    assert_int_equal(oq_mysql_hosts_parse("mysql://app@localhost/orderq?socket=/s", &h, err,
-                                          sizeof(err)),
-                     0);
+    assert_int_equal(
+        oq_mysql_hosts_parse("mysql://app@localhost/orderq?socket=/s", &h, err, sizeof(err)), 0);
     oq_mysql_hosts_clear(&h);
 }
 
@@ -387,10 +385,10 @@ static void list_redaction(void **state)
     free(shown);
     assert_true(oq_url_list_is_loopback("amqp://u@127.0.0.1/,amqp://u@localhost:5673/"));
     assert_false(oq_url_list_is_loopback("amqp://u@127.0.0.1/,amqp://u@mq.example/"));
-    assert_true(oq_url_list_is_cleartext_remote("amqp://u@127.0.0.1/,amqp://u@mq.example/",
-                                                "amqp"));
-    assert_false(oq_url_list_is_cleartext_remote("amqps://u@mq1.example/,amqps://u@mq2.example/",
-                                                 "amqp"));
+    assert_true(
+        oq_url_list_is_cleartext_remote("amqp://u@127.0.0.1/,amqp://u@mq.example/", "amqp"));
+    assert_false(
+        oq_url_list_is_cleartext_remote("amqps://u@mq1.example/,amqps://u@mq2.example/", "amqp"));
 }
 
 int main(void)
