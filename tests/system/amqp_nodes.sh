@@ -10,7 +10,7 @@
 # is left in the work queue.
 source "$(dirname "$0")/lib.sh"
 
-N=10000
+N=${AMQP_NODES_EVENTS:-10000} # more by flag: AMQP_NODES_EVENTS=200000
 START=9700000000
 RQ="$WORK/cluster"
 mkdir -p "$RQ/home"
