@@ -34,7 +34,8 @@ rq_vars() {
     VARS=(HOME="$RQ/home" RABBITMQ_NODENAME="${NODE[i]}" RABBITMQ_CONF_ENV_FILE="$RQ/rabbitmq-env.conf"
         RABBITMQ_CONFIG_FILE="$RQ/n$i/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$RQ/n$i/advanced.config"
         RABBITMQ_ENABLED_PLUGINS_FILE="$RQ/enabled_plugins" RABBITMQ_MNESIA_BASE="$RQ/n$i/mnesia"
-        RABBITMQ_LOG_BASE="$RQ/n$i/log" RABBITMQ_DIST_PORT="${DIST[i]}" RABBITMQ_PID_FILE="$RQ/n$i/pid")
+        RABBITMQ_LOG_BASE="$RQ/n$i/log" RABBITMQ_DIST_PORT="${DIST[i]}" RABBITMQ_PID_FILE="$RQ/n$i/pid"
+        ERL_CRASH_DUMP="$RQ/n$i/erl_crash.dump")
 }
 # rq_env I CMD...: CMD with node I's environment.
 rq_env() { rq_vars "$1"; shift; env "${VARS[@]}" "$@"; }
@@ -54,7 +55,8 @@ done
 # ($PID[i]) so that kill -9 of the group is the node dying at once.
 start_node() {
     rq_vars "$1"
-    setsid env "${VARS[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >>"$RQ/n$1/out.log" 2>&1 &
+    # in its own directory: a node that loses its peers writes MnesiaCore.* there
+    (cd "$RQ/n$1" && exec setsid env "${VARS[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >>"$RQ/n$1/out.log" 2>&1) &
     PID[$1]=$!
     CLEANUP+=("stop_group ${PID[$1]}")
 }
