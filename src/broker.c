@@ -3,6 +3,7 @@
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +11,22 @@
 #include <unistd.h>
 
 #include "orderq/config.h"
+#include "orderq/log.h"
 #include "orderq/url.h"
 
 struct oq_broker {
     amqp_connection_state_t conn;
     char vhost[256];
     int last_code;
-    int open; /* logged in, channel 1 open */
+    int open;    /* logged in, channel 1 open */
+    size_t node; /* which node of amqp_url this is connected to */
     char err[OQ_ERRLEN];
 };
+
+/* The node of amqp_url to try first: the last one that answered, moved on
+ * past one whose connection broke. Shared by every connection of the
+ * process, so the next reconnect of any of them starts where one worked. */
+static atomic_size_t first_node;
 
 static void describe_reply(amqp_rpc_reply_t r, const char *what, char *buf, size_t len, int *code)
 {
@@ -166,27 +174,19 @@ static amqp_socket_t *open_socket(struct oq_broker *b, const struct oq_config *c
     return sock;
 }
 
-int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct oq_broker **out,
-                      char *err, size_t errlen)
+/* Connect and log in to one node. The socket is owned by b->conn. */
+static int connect_node(struct oq_broker *b, const struct oq_config *cfg, const char *purpose,
+                        const struct oq_amqp_url *u, char *err, size_t errlen)
 {
-    struct oq_amqp_url u;
-    struct oq_broker *b = NULL;
-    int rc = OQ_ECONFIG;
     char conn_name[300];
 
-    *out = NULL;
-    if (oq_amqp_url_parse(cfg->amqp_url, &u, err, errlen) != 0)
-        return OQ_ECONFIG;
-    rc = OQ_EBROKER;
-    b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->conn = amqp_new_connection()) == NULL) {
+    if ((b->conn = amqp_new_connection()) == NULL) {
         snprintf(err, errlen, "out of memory");
-        rc = OQ_ENOMEM;
-        goto out;
+        return OQ_ENOMEM;
     }
-    snprintf(b->vhost, sizeof(b->vhost), "%s", u.vhost);
-    if (open_socket(b, cfg, &u, err, errlen) == NULL)
-        goto out;
+    snprintf(b->vhost, sizeof(b->vhost), "%s", u->vhost);
+    if (open_socket(b, cfg, u, err, errlen) == NULL)
+        return OQ_EBROKER;
     struct timeval tv = oq_ms_to_timeval(cfg->connect_timeout_ms);
     amqp_set_handshake_timeout(b->conn, &tv);
     amqp_set_rpc_timeout(b->conn, &tv);
@@ -209,39 +209,88 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
     };
     amqp_table_t table = {(int)(sizeof(props) / sizeof(props[0])), props};
     amqp_rpc_reply_t r =
-        amqp_login_with_properties(b->conn, u.vhost, 0, 131072, (int)cfg->heartbeat_s, &table,
-                                   AMQP_SASL_METHOD_PLAIN, u.user, u.password);
+        amqp_login_with_properties(b->conn, u->vhost, 0, 131072, (int)cfg->heartbeat_s, &table,
+                                   AMQP_SASL_METHOD_PLAIN, u->user, u->password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         int code = 0;
         char why[OQ_ERRLEN];
         describe_reply(r, "login", why, sizeof(why), &code);
         /* With TLS 1.3 a broker refuses a missing client certificate only
          * after the handshake, so it shows up here. */
-        int no_cert = u.ssl && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        int no_cert = u->ssl && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                       r.library_error == AMQP_STATUS_SSL_ERROR && cfg->amqp_cert[0] == '\0';
-        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s%s", u.host, u.port, u.vhost,
-                 u.user, why,
+        snprintf(err, errlen, "RabbitMQ at %s:%d vhost %s as %s: %s%s", u->host, u->port, u->vhost,
+                 u->user, why,
                  no_cert ? " (no client certificate was offered: a broker that requires one "
                            "refuses the connection; see amqp_cert and amqp_key)"
                          : "");
-        goto out;
+        return OQ_EBROKER;
     }
     amqp_channel_open(b->conn, 1);
     if (oq_broker_check(b, 1, "channel.open") != 0) {
         snprintf(err, errlen, "%s", b->err);
-        goto out;
+        return OQ_EBROKER;
     }
     b->open = 1;
-    rc = 0;
+    return 0;
+}
+
+/* Append "; why" (or "why" first) to the reasons of every node tried. */
+static void add_reason(char *err, size_t errlen, const char *why)
+{
+    size_t used = strlen(err);
+    if (used + 1 < errlen)
+        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
+}
+
+int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct oq_broker **out,
+                      char *err, size_t errlen)
+{
+    struct oq_amqp_nodes nodes;
+    struct oq_broker *b = NULL;
+    int rc = OQ_EBROKER;
+    char why[OQ_ERRLEN];
+
+    *out = NULL;
+    if (oq_amqp_nodes_parse(cfg->amqp_url, &nodes, err, errlen) != 0)
+        return OQ_ECONFIG;
+    size_t start = atomic_load(&first_node) % nodes.n;
+    if (errlen > 0)
+        err[0] = '\0';
+    /* Each node in turn, from the one that last worked: a node that is
+     * down costs one refused connect (or connect_timeout_ms), no more. */
+    for (size_t i = 0; i < nodes.n && rc != 0 && rc != OQ_ENOMEM; i++) {
+        size_t k = (start + i) % nodes.n;
+        oq_broker_drop(b);
+        if ((b = calloc(1, sizeof(*b))) == NULL) {
+            rc = OQ_ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        b->node = k;
+        rc = connect_node(b, cfg, purpose, &nodes.node[k], why, sizeof(why));
+        if (rc != 0 && nodes.n > 1) {
+            char tagged[OQ_ERRLEN + 32];
+            snprintf(tagged, sizeof(tagged), "node %zu of %zu: %s", k + 1, nodes.n, why);
+            add_reason(err, errlen, tagged);
+        } else if (rc != 0)
+            snprintf(err, errlen, "%s", why);
+    }
+    if (rc != 0)
+        goto out;
+    atomic_store(&first_node, b->node);
+    if (nodes.n > 1) {
+        char single[OQ_ERRLEN];
+        const struct oq_amqp_url *u = &nodes.node[b->node];
+        snprintf(single, sizeof(single), "%s://%s:%d", u->ssl ? "amqps" : "amqp", u->host, u->port);
+        oq_info("%s: connected to RabbitMQ node %zu of %zu (%s, vhost %s)", purpose, b->node + 1,
+                nodes.n, single, u->vhost);
+    }
     *out = b;
     b = NULL;
 out:
-    if (b != NULL) {
-        if (b->conn != NULL)
-            amqp_destroy_connection(b->conn);
-        free(b);
-    }
-    oq_amqp_url_clear(&u);
+    oq_broker_drop(b);
+    oq_amqp_nodes_clear(&nodes);
     return rc;
 }
 
@@ -261,7 +310,12 @@ void oq_broker_drop(struct oq_broker *b)
 {
     if (b == NULL)
         return;
-    amqp_destroy_connection(b->conn);
+    /* Its node failed: the next connect starts with the node after it
+     * (unless another connection has already moved on). */
+    size_t failed = b->node;
+    atomic_compare_exchange_strong(&first_node, &failed, b->node + 1);
+    if (b->conn != NULL)
+        amqp_destroy_connection(b->conn);
     free(b);
 }
 

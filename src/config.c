@@ -27,6 +27,7 @@ enum setting_type {
 #define SECRET   0x1u /* never printed */
 #define URL      0x2u /* printed with the password redacted */
 #define NONEMPTY 0x4u /* the empty string is not allowed */
+#define LIST     0x8u /* URLs of a cluster's nodes: "a,b" or, in the file, a JSON array */
 
 typedef int (*string_check)(const char *value, char *why, size_t whylen);
 
@@ -180,7 +181,7 @@ int oq_amqp_name_check(const char *v, char *why, size_t len)
 
 /* The one table. Keep it sorted by subject; docs/configuration.md follows it. */
 static const struct setting settings[] = {
-    {"amqp_url", T_STRING, "amqp://guest:guest@127.0.0.1:5672/", 0, 0, NULL, URL | NONEMPTY,
+    {"amqp_url", T_STRING, "amqp://guest:guest@127.0.0.1:5672/", 0, 0, NULL, URL | NONEMPTY | LIST,
      check_amqp_url, OFF(amqp_url), "RabbitMQ to consume from and publish to"},
     {"amqp_ca", T_STRING, "", 0, 0, NULL, 0, check_tls_file, OFF(amqp_ca),
      "CA file (PEM) an amqps:// broker's certificate must chain to (empty: the system's CAs); "
@@ -194,7 +195,7 @@ static const struct setting settings[] = {
      "RabbitMQ management API, read by `topology verify` (user and password from amqp_url "
      "unless given here)"},
     {"mysql_url", T_STRING, "mysql://orderq@localhost/orderq?socket=/run/mysqld/mysqld.sock", 0, 0,
-     NULL, URL | NONEMPTY, check_mysql_url, OFF(mysql_url),
+     NULL, URL | NONEMPTY | LIST, check_mysql_url, OFF(mysql_url),
      "MariaDB/MySQL holding the ledger (query: socket=PATH, "
      "ssl=disabled|required|verify_ca|verify_identity, ssl_ca=PEM file)"},
     {"smtp_url", T_STRING, "smtp://127.0.0.1:1025", 0, 0, NULL, URL | NONEMPTY, check_smtp_url,
@@ -601,6 +602,8 @@ struct file_parse {
     const struct setting *key; /* the setting whose value comes next */
     char tiers[512];           /* retry_tiers given as an array, joined */
     int in_tiers;
+    char *list; /* a LIST setting given as an array: its strings joined by "," */
+    int in_list;
     int failed;
     char *err;
     size_t errlen;
@@ -633,11 +636,31 @@ static int file_fail(struct file_parse *fp, const char *what)
     return 0;
 }
 
+static int file_fail(struct file_parse *fp, const char *what);
+
+/* One node's URL of a LIST setting given as a JSON array. */
+static int list_item(struct file_parse *fp, const char *value, int is_string)
+{
+    if (!is_string)
+        return file_fail(fp, "expected a list of URL strings");
+    if (strchr(value, ',') != NULL)
+        return file_fail(fp, "a node's URL holds a comma; write it as %2C");
+    size_t used = fp->list ? strlen(fp->list) : 0, n = strlen(value);
+    char *grown = realloc(fp->list, used + n + 2);
+    if (grown == NULL)
+        return file_fail(fp, "out of memory");
+    snprintf(grown + used, n + 2, "%s%s", used ? "," : "", value);
+    fp->list = grown;
+    return 1;
+}
+
 static int file_value(struct file_parse *fp, const char *value, int is_string)
 {
     char where[256];
     if (fp->depth != 1 || fp->key == NULL)
         return file_fail(fp, "expected an object of settings, as {\"prefetch\": 500}");
+    if (fp->in_list)
+        return list_item(fp, value, is_string);
     if (fp->in_tiers) {
         size_t used = strlen(fp->tiers);
         snprintf(fp->tiers + used, sizeof(fp->tiers) - used, "%s%s", used ? "," : "", value);
@@ -684,7 +707,7 @@ static int on_number(void *ctx, const char *s, size_t len)
 {
     char buf[64];
     struct file_parse *fp = ctx;
-    if (misplaced(fp))
+    if (misplaced(fp) || fp->in_list)
         return file_value(fp, "", 0);
     if ((fp->key->type == T_INT || fp->key->type == T_DURATION || fp->key->type == T_TIERS) &&
         memchr(s, '.', len) == NULL && memchr(s, 'e', len) == NULL && memchr(s, 'E', len) == NULL &&
@@ -748,6 +771,12 @@ static int on_start_array(void *ctx)
         fp->tiers[0] = '\0';
         return 1;
     }
+    if (fp->depth == 1 && fp->key != NULL && (fp->key->flags & LIST) && !fp->in_list) {
+        fp->in_list = 1;
+        free(fp->list);
+        fp->list = NULL;
+        return 1;
+    }
     return file_fail(fp, fp->depth == 0 ? "expected an object of settings, got an array"
                                         : "expected a string or number, got an array");
 }
@@ -755,6 +784,15 @@ static int on_start_array(void *ctx)
 static int on_end_array(void *ctx)
 {
     struct file_parse *fp = ctx;
+    if (fp->in_list) {
+        fp->in_list = 0;
+        if (fp->list == NULL)
+            return file_fail(fp, "expected at least one URL in the list");
+        int rc = file_value(fp, fp->list, 1);
+        free(fp->list);
+        fp->list = NULL;
+        return rc;
+    }
     fp->in_tiers = 0;
     return file_value(fp, fp->tiers, 1);
 }
@@ -808,6 +846,7 @@ int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size
 out:
     if (fp.yh != NULL)
         yajl_free(fp.yh);
+    free(fp.list);
     free(text);
     return rc;
 }
@@ -952,7 +991,9 @@ static void warn_secret_flags(const struct oq_config *cfg)
             !(s->flags & (SECRET | URL)))
             continue;
         const char *v = *(char *const *)(const void *)((const char *)cfg + s->offset);
-        char *shown = (s->flags & URL) ? oq_url_redact(v) : NULL;
+        char *shown = (s->flags & LIST)  ? oq_url_redact_list(v)
+                      : (s->flags & URL) ? oq_url_redact(v)
+                                         : NULL;
         int secret = (s->flags & SECRET) ? v[0] != '\0' : shown == NULL || strstr(shown, "***");
         free(shown);
         if (!secret)
@@ -981,15 +1022,23 @@ static void settle_smtp_tls(struct oq_config *cfg)
         cfg->smtp_tls = OQ_SMTP_TLS_OPPORTUNISTIC;
 }
 
-/* mysql_url's ssl= mode, or -1 when it does not parse (checked elsewhere). */
+/* mysql_url's weakest ssl= mode over its hosts, or -1 when it does not
+ * parse (checked elsewhere). */
 static int mysql_ssl_mode(const char *url)
 {
-    struct oq_mysql_url u;
-    char err[256];
-    if (oq_mysql_url_parse(url, &u, err, sizeof(err)) != 0)
+    struct oq_mysql_hosts hosts;
+    char err[OQ_ERRLEN];
+    int mode = OQ_MYSQL_SSL_VERIFY_IDENTITY;
+    if (oq_mysql_hosts_parse(url, &hosts, err, sizeof(err)) != 0)
         return -1;
-    int mode = u.socket != NULL ? OQ_MYSQL_SSL_VERIFY_IDENTITY : (int)u.ssl; /* a socket is local */
-    oq_mysql_url_clear(&u);
+    for (size_t i = 0; i < hosts.n; i++) {
+        const struct oq_mysql_url *u = &hosts.host[i];
+        int m =
+            u->socket != NULL ? OQ_MYSQL_SSL_VERIFY_IDENTITY : (int)u->ssl; /* a socket is local */
+        if (m < mode)
+            mode = m;
+    }
+    oq_mysql_hosts_clear(&hosts);
     return mode;
 }
 
@@ -1008,7 +1057,7 @@ static void warn_cleartext(const struct oq_config *cfg)
         oq_warn("shop_api_url (%s) is http:// to a host that is not loopback: the token and "
                 "the answers cross the network in clear; expected https://",
                 oq_config_origin(cfg, "shop_api_url"));
-    if (oq_url_is_cleartext_remote(cfg->amqp_url, "amqp"))
+    if (oq_url_list_is_cleartext_remote(cfg->amqp_url, "amqp"))
         oq_warn("amqp_url (%s) is amqp:// to a host that is not loopback: the password and "
                 "every event cross the network in clear; expected amqps://",
                 oq_config_origin(cfg, "amqp_url"));
@@ -1017,7 +1066,7 @@ static void warn_cleartext(const struct oq_config *cfg)
                 "password crosses the network in clear; expected https://",
                 oq_config_origin(cfg, "amqp_mgmt_url"));
     int ssl = mysql_ssl_mode(cfg->mysql_url);
-    if (ssl >= 0 && ssl < OQ_MYSQL_SSL_VERIFY_CA && !oq_url_is_loopback(cfg->mysql_url))
+    if (ssl >= 0 && ssl < OQ_MYSQL_SSL_VERIFY_CA && !oq_url_list_is_loopback(cfg->mysql_url))
         oq_warn("mysql_url (%s) has ssl=%s for a server that is not on loopback: %s; expected "
                 "ssl=verify_identity (or verify_ca) with ssl_ca",
                 oq_config_origin(cfg, "mysql_url"),
@@ -1141,6 +1190,8 @@ static char *shown_value(const struct oq_config *cfg, const struct setting *s)
         const char *v = *(char *const *)(const void *)((const char *)cfg + s->offset);
         if ((s->flags & SECRET) && v[0] != '\0')
             return strdup("***");
+        if (s->flags & LIST) /* each node's URL: one parse of the whole would miss the rest */
+            return oq_url_redact_list(v);
         return (s->flags & URL) ? oq_url_redact(v) : strdup(v);
     }
     value_text(cfg, s, buf, sizeof(buf));

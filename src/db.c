@@ -3,6 +3,7 @@
 
 #include <errmsg.h>
 #include <mysqld_error.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,14 @@ struct oq_db {
     MYSQL *my;
     unsigned err_no; /* of the last call only: cleared when a call starts */
     char err[OQ_ERRLEN];
-    int broken; /* the connection was found dead: every later call fails at once */
+    int broken;  /* the connection was found dead: every later call fails at once */
+    size_t host; /* which host of mysql_url this is connected to */
 };
+
+/* The host of mysql_url to try first: the last that answered, moved on
+ * past one whose connection was found dead. One for the process, so every
+ * worker's reconnect starts where another's worked. */
+static atomic_size_t first_host;
 
 static int fail(struct oq_db *db, MYSQL_STMT *st)
 {
@@ -22,8 +29,11 @@ static int fail(struct oq_db *db, MYSQL_STMT *st)
     snprintf(db->err, sizeof(db->err), "%s", st ? mysql_stmt_error(st) : mysql_error(db->my));
     if (db->err_no == 0) /* the client gave no number: never leave a stale class behind */
         db->err_no = CR_UNKNOWN_ERROR;
-    if (oq_db_classify(db->err_no) == OQ_DB_GONE)
+    if (oq_db_classify(db->err_no) == OQ_DB_GONE && !db->broken) {
+        size_t dead = db->host;
         db->broken = 1;
+        atomic_compare_exchange_strong(&first_host, &dead, db->host + 1);
+    }
     return OQ_EDB;
 }
 
@@ -78,22 +88,16 @@ static void describe_connect_failure(MYSQL *my, const struct oq_mysql_url *u, ch
              mysql_error(my), hint);
 }
 
-int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out, char *err,
-               size_t errlen)
+/* Open db->my on one host and set the session up. Returns 0, OQ_ENOMEM or
+ * OQ_EDB with the reason in err. */
+static int connect_host(struct oq_db *db, const struct oq_mysql_url *u, int64_t timeout_ms,
+                        unsigned flags, char *err, size_t errlen)
 {
-    struct oq_mysql_url u;
-    struct oq_db *db = NULL;
-    int rc = OQ_ECONFIG;
     unsigned timeout_s = (unsigned)((timeout_ms + 999) / 1000);
     unsigned long client_flags = CLIENT_FOUND_ROWS;
 
-    *out = NULL;
-    if (oq_mysql_url_parse(url, &u, err, errlen) != 0)
-        return OQ_ECONFIG;
-    rc = OQ_ENOMEM;
-    db = calloc(1, sizeof(*db));
-    if (db == NULL || (db->my = mysql_init(NULL)) == NULL)
-        goto out;
+    if ((db->my = mysql_init(NULL)) == NULL)
+        return OQ_ENOMEM;
     mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
     /* A server that stops answering must not hang a worker forever; longer
      * than InnoDB's default 50 s lock wait, which is a normal wait. */
@@ -101,40 +105,74 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
     mysql_options(db->my, MYSQL_OPT_READ_TIMEOUT, &io_timeout_s);
     mysql_options(db->my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout_s);
     mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    set_tls(db->my, &u);
+    set_tls(db->my, u);
     if (flags & OQ_DB_MULTI_STATEMENTS)
         client_flags |= CLIENT_MULTI_STATEMENTS;
     /* With a socket the host must be "localhost" for libmariadb to use it. */
-    const char *host = u.socket ? "localhost" : u.host;
-    if (mysql_real_connect(db->my, host, u.user, u.password, u.database, u.port, u.socket,
+    const char *host = u->socket ? "localhost" : u->host;
+    if (mysql_real_connect(db->my, host, u->user, u->password, u->database, u->port, u->socket,
                            client_flags) == NULL) {
-        describe_connect_failure(db->my, &u, err, errlen);
-        rc = OQ_EDB;
-        goto out;
+        describe_connect_failure(db->my, u, err, errlen);
+        return OQ_EDB;
     }
     /* Record locks only, no gap locks: relays and consumers insert into and
      * update the same tables at once; the unique keys, not the isolation
      * level, are what keep every effect single. */
     if (mysql_query(db->my, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0) {
         snprintf(err, errlen, "MySQL: setting READ COMMITTED: %s", mysql_error(db->my));
-        rc = OQ_EDB;
-        goto out;
+        return OQ_EDB;
     }
     /* Every time orderq writes or compares is UTC, whatever the server's
      * zone: hosts in several zones share one ledger and dead-letter store. */
     if (mysql_query(db->my, "SET SESSION time_zone = '+00:00'") != 0) {
         snprintf(err, errlen, "MySQL: setting time_zone to UTC: %s", mysql_error(db->my));
-        rc = OQ_EDB;
-        goto out;
+        return OQ_EDB;
     }
-    rc = 0;
-    *out = db;
-    db = NULL;
-out:
+    return 0;
+}
+
+int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out, char *err,
+               size_t errlen)
+{
+    struct oq_mysql_hosts hosts;
+    struct oq_db *db = NULL;
+    int rc = OQ_EDB;
+    char why[OQ_ERRLEN];
+
+    *out = NULL;
+    if (oq_mysql_hosts_parse(url, &hosts, err, errlen) != 0)
+        return OQ_ECONFIG;
+    size_t start = atomic_load(&first_host) % hosts.n;
+    if (errlen > 0)
+        err[0] = '\0';
+    /* Each host in turn, from the one that last worked. */
+    for (size_t i = 0; i < hosts.n && rc == OQ_EDB; i++) {
+        size_t k = (start + i) % hosts.n;
+        oq_db_close(db);
+        if ((db = calloc(1, sizeof(*db))) == NULL) {
+            rc = OQ_ENOMEM;
+            break;
+        }
+        db->host = k;
+        rc = connect_host(db, &hosts.host[k], timeout_ms, flags, why, sizeof(why));
+        if (rc == OQ_EDB && hosts.n > 1) {
+            size_t used = strlen(err);
+            if (used + 1 < errlen)
+                snprintf(err + used, errlen - used, "%shost %zu of %zu: %s", used ? "; " : "",
+                         k + 1, hosts.n, why);
+            atomic_compare_exchange_strong(&first_host, &k, k + 1);
+        } else if (rc == OQ_EDB)
+            snprintf(err, errlen, "%s", why);
+    }
+    if (rc == 0) {
+        atomic_store(&first_host, db->host);
+        *out = db;
+        db = NULL;
+    }
     if (rc == OQ_ENOMEM)
         snprintf(err, errlen, "out of memory");
     oq_db_close(db);
-    oq_mysql_url_clear(&u);
+    oq_mysql_hosts_clear(&hosts);
     return rc;
 }
 

@@ -113,7 +113,7 @@ static int mysql_query_param(struct oq_mysql_url *u, const char *pair, char *err
     return rc;
 }
 
-int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, size_t errlen)
+static int mysql_url_parse_one(const char *url, struct oq_mysql_url *out, char *err, size_t errlen)
 {
     int rc = OQ_EINVAL, failed = 0;
     char *scheme = NULL, *port = NULL, *path = NULL, *query = NULL;
@@ -196,7 +196,7 @@ void oq_mysql_url_clear(struct oq_mysql_url *u)
     memset(u, 0, sizeof(*u));
 }
 
-int oq_amqp_url_parse(const char *url, struct oq_amqp_url *out, char *err, size_t errlen)
+static int amqp_url_parse_one(const char *url, struct oq_amqp_url *out, char *err, size_t errlen)
 {
     int rc = OQ_ENOMEM;
     struct amqp_connection_info info;
@@ -239,6 +239,173 @@ void oq_amqp_url_clear(struct oq_amqp_url *u)
     free(u->host);
     free(u->vhost);
     memset(u, 0, sizeof(*u));
+}
+
+/* Split a list of URLs at its commas into items[] (each strdup'd, spaces
+ * around it trimmed). A comma inside one URL must be percent-encoded, so
+ * a plain split is exact. Returns 0, OQ_ENOMEM or OQ_EINVAL. */
+static int split_list(const char *text, char **items, size_t max, size_t *n, char *err,
+                      size_t errlen)
+{
+    *n = 0;
+    for (const char *s = text;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        while (len > 0 && (*s == ' ' || *s == '\t')) {
+            s++;
+            len--;
+        }
+        while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == 0) {
+            snprintf(err, errlen,
+                     "node %zu of the list is empty (expected URLs separated by commas)", *n + 1);
+            return OQ_EINVAL;
+        }
+        if (*n == max) {
+            snprintf(err, errlen, "more than %zu nodes in the list", max);
+            return OQ_EINVAL;
+        }
+        if ((items[*n] = strndup(s, len)) == NULL)
+            return OQ_ENOMEM;
+        (*n)++;
+        if (comma == NULL)
+            return 0;
+        s = comma + 1;
+    }
+}
+
+static void free_items(char **items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
+}
+
+/* "node 2 of 3: why", so a person knows which URL of the list is wrong;
+ * a single URL keeps its message as it was. */
+static void name_node(char *err, size_t errlen, size_t i, size_t n)
+{
+    char why[OQ_ERRLEN];
+    if (n < 2)
+        return;
+    snprintf(why, sizeof(why), "%s", err);
+    snprintf(err, errlen, "node %zu of %zu: %s", i + 1, n, why);
+}
+
+int oq_amqp_nodes_parse(const char *list, struct oq_amqp_nodes *out, char *err, size_t errlen)
+{
+    char *items[OQ_URL_LIST_MAX];
+    size_t n = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    rc = split_list(list, items, OQ_URL_LIST_MAX, &n, err, errlen);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = amqp_url_parse_one(items[i], &out->node[i], err, errlen);
+        if (rc != 0) {
+            name_node(err, errlen, i, n);
+            break;
+        }
+        out->n = i + 1;
+        /* The user is orderq's identity: user_id on what it publishes,
+         * and the one whose x-orderq-* headers it trusts (trust.c). */
+        if (strcmp(out->node[i].user, out->node[0].user) != 0) {
+            snprintf(err, errlen,
+                     "every node must log in as the same user (orderq's identity for user_id), "
+                     "but node 1 is \"%s\" and node %zu is \"%s\"",
+                     out->node[0].user, i + 1, out->node[i].user);
+            rc = OQ_EINVAL;
+        } else if (strcmp(out->node[i].vhost, out->node[0].vhost) != 0) {
+            snprintf(err, errlen,
+                     "every node must name the same vhost (one cluster, one set of queues), but "
+                     "node 1 has \"%s\" and node %zu has \"%s\"",
+                     out->node[0].vhost, i + 1, out->node[i].vhost);
+            rc = OQ_EINVAL;
+        }
+    }
+    free_items(items, n);
+    if (rc != 0)
+        oq_amqp_nodes_clear(out);
+    return rc;
+}
+
+void oq_amqp_nodes_clear(struct oq_amqp_nodes *nodes)
+{
+    if (nodes == NULL)
+        return;
+    for (size_t i = 0; i < nodes->n; i++)
+        oq_amqp_url_clear(&nodes->node[i]);
+    nodes->n = 0;
+}
+
+int oq_amqp_url_parse(const char *url, struct oq_amqp_url *out, char *err, size_t errlen)
+{
+    struct oq_amqp_nodes nodes;
+    memset(out, 0, sizeof(*out));
+    int rc = oq_amqp_nodes_parse(url, &nodes, err, errlen);
+    if (rc != 0)
+        return rc;
+    *out = nodes.node[0]; /* taken: the rest are freed */
+    memset(&nodes.node[0], 0, sizeof(nodes.node[0]));
+    oq_amqp_nodes_clear(&nodes);
+    return 0;
+}
+
+int oq_mysql_hosts_parse(const char *list, struct oq_mysql_hosts *out, char *err, size_t errlen)
+{
+    char *items[OQ_URL_LIST_MAX];
+    size_t n = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    rc = split_list(list, items, OQ_URL_LIST_MAX, &n, err, errlen);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = mysql_url_parse_one(items[i], &out->host[i], err, errlen);
+        if (rc != 0) {
+            name_node(err, errlen, i, n);
+            break;
+        }
+        out->n = i + 1;
+        if (n > 1 && out->host[i].socket != NULL) {
+            snprintf(err, errlen,
+                     "node %zu of %zu has socket=, which names the one server on this host; with "
+                     "several hosts, give each as host:port (mysql://user@127.0.0.1:3307/db)",
+                     i + 1, n);
+            rc = OQ_EINVAL;
+        } else if (strcmp(out->host[i].database, out->host[0].database) != 0) {
+            snprintf(err, errlen,
+                     "every host must name the same database (one ledger), but node 1 has \"%s\" "
+                     "and node %zu has \"%s\"",
+                     out->host[0].database, i + 1, out->host[i].database);
+            rc = OQ_EINVAL;
+        }
+    }
+    free_items(items, n);
+    if (rc != 0)
+        oq_mysql_hosts_clear(out);
+    return rc;
+}
+
+void oq_mysql_hosts_clear(struct oq_mysql_hosts *hosts)
+{
+    if (hosts == NULL)
+        return;
+    for (size_t i = 0; i < hosts->n; i++)
+        oq_mysql_url_clear(&hosts->host[i]);
+    hosts->n = 0;
+}
+
+int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, size_t errlen)
+{
+    struct oq_mysql_hosts hosts;
+    memset(out, 0, sizeof(*out));
+    int rc = oq_mysql_hosts_parse(url, &hosts, err, errlen);
+    if (rc != 0)
+        return rc;
+    *out = hosts.host[0]; /* taken: the rest are freed */
+    memset(&hosts.host[0], 0, sizeof(hosts.host[0]));
+    oq_mysql_hosts_clear(&hosts);
+    return 0;
 }
 
 int oq_url_check_scheme(const char *url, const char *schemes, char *err, size_t errlen)
@@ -501,4 +668,59 @@ int oq_url_is_cleartext_remote(const char *url, const char *scheme)
     size_t n = strlen(scheme);
     return strncasecmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0 &&
            !oq_url_is_loopback(url);
+}
+
+char *oq_url_redact_list(const char *list)
+{
+    char *items[OQ_URL_LIST_MAX];
+    char err[OQ_ERRLEN];
+    size_t n = 0, len = 0;
+    char *out = NULL;
+    int rc = split_list(list, items, OQ_URL_LIST_MAX, &n, err, sizeof(err));
+    if (rc == OQ_ENOMEM)
+        goto out;
+    if (rc != 0) { /* not a list it can read: redacted whole, as one URL */
+        out = oq_url_redact(list);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *shown = oq_url_redact(items[i]);
+        rc = shown == NULL || (i > 0 && append(&out, &len, ",", 1) != 0) ||
+             append(&out, &len, shown, strlen(shown)) != 0;
+        free(shown);
+        if (rc) {
+            free(out);
+            out = NULL;
+            goto out;
+        }
+    }
+out:
+    free_items(items, n);
+    return out;
+}
+
+int oq_url_list_is_loopback(const char *list)
+{
+    char *items[OQ_URL_LIST_MAX];
+    char err[OQ_ERRLEN];
+    size_t n = 0;
+    int yes = split_list(list, items, OQ_URL_LIST_MAX, &n, err, sizeof(err)) == 0;
+    for (size_t i = 0; yes && i < n; i++)
+        yes = oq_url_is_loopback(items[i]);
+    free_items(items, n);
+    return yes;
+}
+
+int oq_url_list_is_cleartext_remote(const char *list, const char *scheme)
+{
+    char *items[OQ_URL_LIST_MAX];
+    char err[OQ_ERRLEN];
+    size_t n = 0;
+    int yes = 0;
+    if (split_list(list, items, OQ_URL_LIST_MAX, &n, err, sizeof(err)) != 0)
+        yes = oq_url_is_cleartext_remote(list, scheme);
+    for (size_t i = 0; !yes && i < n; i++)
+        yes = oq_url_is_cleartext_remote(items[i], scheme);
+    free_items(items, n);
+    return yes;
 }

@@ -41,12 +41,47 @@ struct oq_amqp_url {
     int ssl;
 };
 
-/* Parse a MySQL URL. Returns 0, or OQ_EINVAL with the reason in err
+/* amqp_url and mysql_url may name several nodes of one cluster: URLs
+ * separated by commas, spaces around them ignored (a comma inside one URL
+ * is written %2C). At most this many. */
+#define OQ_URL_LIST_MAX 16
+
+/* The nodes of amqp_url, in the order given. */
+struct oq_amqp_nodes {
+    size_t n;
+    struct oq_amqp_url node[OQ_URL_LIST_MAX];
+};
+
+/* The hosts of mysql_url, in the order given. */
+struct oq_mysql_hosts {
+    size_t n;
+    struct oq_mysql_url host[OQ_URL_LIST_MAX];
+};
+
+/* Parse amqp_url's list. Every node must log in as the same user (it is
+ * orderq's identity for user_id, see trust.h) and name the same vhost.
+ * Returns 0, OQ_ENOMEM or OQ_EINVAL with the reason ("node 2 of 3: ...").
+ * Free with oq_amqp_nodes_clear(). */
+OQ_WUR int oq_amqp_nodes_parse(const char *list, struct oq_amqp_nodes *out, char *err,
+                               size_t errlen);
+void oq_amqp_nodes_clear(struct oq_amqp_nodes *nodes);
+
+/* Parse mysql_url's list. Every host must name the same database; socket=
+ * is refused when there are several (it names the one local server).
+ * Returns 0, OQ_ENOMEM or OQ_EINVAL with the reason. */
+OQ_WUR int oq_mysql_hosts_parse(const char *list, struct oq_mysql_hosts *out, char *err,
+                                size_t errlen);
+void oq_mysql_hosts_clear(struct oq_mysql_hosts *hosts);
+
+/* Parse a MySQL URL (or a list: then the first host, all checked).
+ * Returns 0, or OQ_EINVAL with the reason in err
  * (the URL itself is never copied into err: it may hold a password). */
 OQ_WUR int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, size_t errlen);
 void oq_mysql_url_clear(struct oq_mysql_url *u);
 
-/* Parse an AMQP URL. Returns 0, OQ_ENOMEM or OQ_EINVAL with the reason. */
+/* Parse an AMQP URL (or a list: then the first node, all checked, so its
+ * user and vhost are every node's). Returns 0, OQ_ENOMEM or OQ_EINVAL
+ * with the reason. */
 OQ_WUR int oq_amqp_url_parse(const char *url, struct oq_amqp_url *out, char *err, size_t errlen);
 void oq_amqp_url_clear(struct oq_amqp_url *u);
 
@@ -67,6 +102,16 @@ OQ_WUR int oq_url_check_scheme(const char *url, const char *schemes, char *err, 
  * Text curl cannot parse as a URL comes back as "***" whole. "" stays "".
  * NULL only when out of memory. */
 char *oq_url_redact(const char *url);
+
+/* A list of URLs (amqp_url, mysql_url) as it may be shown: each URL
+ * through oq_url_redact, joined by ",". NULL only when out of memory. */
+char *oq_url_redact_list(const char *list);
+
+/* oq_url_is_loopback for every URL of a list. */
+int oq_url_list_is_loopback(const char *list);
+
+/* oq_url_is_cleartext_remote for any URL of a list. */
+int oq_url_list_is_cleartext_remote(const char *list, const char *scheme);
 
 /* "host:port" or "[v6]:port" into a host string (caller frees) and port.
  * Returns 0 or OQ_EINVAL with the reason. */

@@ -630,6 +630,57 @@ static void cleartext_off_loopback_is_warned(void **state)
     free(log);
 }
 
+/* A cluster's nodes: comma-separated anywhere, a JSON list in the file;
+ * `config show` hides every node's password. */
+static void node_lists(void **state)
+{
+    struct oq_config *cfg = *state;
+    char *out = NULL;
+    size_t len = 0;
+    const char *path =
+        temp_file("{\"amqp_url\": [\"amqp://orderq:s3cr3t-1@127.0.0.1:5672/shop\",\n"
+                  "                \"amqp://orderq:s3cr3t-2@127.0.0.1:5673/shop\"],\n"
+                  " \"mysql_url\": [\"mysql://app:s3cr3t-3@127.0.0.1:3307/orderq\",\n"
+                  "                \"mysql://app:s3cr3t-4@127.0.0.1:3308/orderq\"]}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), 0);
+    unlink(path);
+    assert_string_equal(cfg->amqp_url, "amqp://orderq:s3cr3t-1@127.0.0.1:5672/shop,"
+                                       "amqp://orderq:s3cr3t-2@127.0.0.1:5673/shop");
+    assert_string_equal(cfg->mysql_url, "mysql://app:s3cr3t-3@127.0.0.1:3307/orderq,"
+                                        "mysql://app:s3cr3t-4@127.0.0.1:3308/orderq");
+    for (int json = 0; json <= 1; json++) {
+        FILE *f = open_memstream(&out, &len);
+        assert_int_equal(oq_config_show(cfg, f, json), 0);
+        fclose(f);
+        assert_null(strstr(out, "s3cr3t"));
+        assert_non_null(strstr(out, "orderq:***@127.0.0.1:5673"));
+        assert_non_null(strstr(out, "app:***@127.0.0.1:3308"));
+        free(out);
+        out = NULL;
+    }
+    assert_int_equal(oq_config_set(cfg, "amqp_url",
+                                   "amqp://orderq:p@127.0.0.1:5672/,amqp://guest:guest@127.0.0.1:"
+                                   "5673/",
+                                   OQ_SRC_ENV, "ORDERQ_AMQP_URL", err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "amqp_url (ORDERQ_AMQP_URL): every node must log in as the same "
+                                "user"));
+    path = temp_file("{\"amqp_url\": [\"amqp://u:p@a/\", 5]}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "expected a list of URL strings"));
+    unlink(path);
+    path = temp_file("{\"amqp_url\": []}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "at least one URL"));
+    unlink(path);
+    path = temp_file("{\"mysql_url\": [\"mysql://u@a/orderq\", \"mysql://u@localhost/orderq?"
+                     "socket=/run/mysqld/mysqld.sock\"]}");
+    assert_int_equal(oq_config_load_file(cfg, path, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "mysql_url ("));
+    assert_non_null(strstr(err, "has socket="));
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -653,6 +704,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(smtp_tls_is_required_off_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(tls_files_must_be_readable_and_paired, setup, teardown),
         cmocka_unit_test_setup_teardown(cleartext_off_loopback_is_warned, setup, teardown),
+        cmocka_unit_test_setup_teardown(node_lists, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

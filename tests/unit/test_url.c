@@ -287,6 +287,110 @@ static void loopback_hosts(void **state)
     assert_false(oq_url_is_cleartext_remote("smtps://mail.example", "smtp"));
 }
 
+/* amqp_url names a cluster's nodes, in the order to try them. */
+static void amqp_node_lists(void **state)
+{
+    (void)state;
+    struct oq_amqp_nodes n;
+    assert_int_equal(oq_amqp_nodes_parse("amqp://u:p@127.0.0.1:5672/v, amqp://u:q@127.0.0.1:5673/v",
+                                         &n, err, sizeof(err)),
+                     0);
+    assert_int_equal(n.n, 2);
+    assert_int_equal(n.node[0].port, 5672);
+    assert_int_equal(n.node[1].port, 5673);
+    assert_string_equal(n.node[1].password, "q");
+    assert_string_equal(n.node[1].vhost, "v");
+    oq_amqp_nodes_clear(&n);
+    assert_int_equal(oq_amqp_nodes_parse("amqp://u:p@h/", &n, err, sizeof(err)), 0);
+    assert_int_equal(n.n, 1);
+    oq_amqp_nodes_clear(&n);
+
+    /* oq_amqp_url_parse of a list: the first node, every node checked */
+    struct oq_amqp_url u;
+    assert_int_equal(
+        oq_amqp_url_parse("amqp://u:p@a:5672/v,amqp://u:p@b:5673/v", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "a");
+    oq_amqp_url_clear(&u);
+    assert_int_equal(
+        oq_amqp_url_parse("amqp://u:p@a:5672/v,http://u:s3cr3t@b/", &u, err, sizeof(err)),
+        OQ_EINVAL);
+    assert_non_null(strstr(err, "node 2 of 2: expected amqp://"));
+    assert_null(strstr(err, "s3cr3t"));
+}
+
+/* The user is orderq's identity for user_id: one for the whole cluster. */
+static void amqp_nodes_refuse_mixed_users(void **state)
+{
+    (void)state;
+    struct oq_amqp_nodes n;
+    assert_int_equal(oq_amqp_nodes_parse("amqp://orderq:p@a/v,amqp://orderq:p@b/v,amqp://"
+                                         "guest:guest@c/v",
+                                         &n, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_non_null(strstr(err, "same user"));
+    assert_non_null(strstr(err, "node 1 is \"orderq\" and node 3 is \"guest\""));
+    assert_int_equal(n.n, 0);
+    assert_int_equal(
+        oq_amqp_nodes_parse("amqp://u:p@a/shop,amqp://u:p@b/other", &n, err, sizeof(err)),
+        OQ_EINVAL);
+    assert_non_null(strstr(err, "same vhost"));
+    assert_int_equal(oq_amqp_nodes_parse("amqp://u:p@a/v,,amqp://u:p@b/v", &n, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_non_null(strstr(err, "node 2 of the list is empty"));
+    assert_int_equal(oq_amqp_nodes_parse("amqp://u:p@a/v,", &n, err, sizeof(err)), OQ_EINVAL);
+}
+
+static void mysql_host_lists(void **state)
+{
+    (void)state;
+    struct oq_mysql_hosts h;
+    assert_int_equal(oq_mysql_hosts_parse("mysql://app:pw@127.0.0.1:3307/orderq,mysql://app:pw@"
+                                          "127.0.0.1:3308/orderq",
+                                          &h, err, sizeof(err)),
+                     0);
+    assert_int_equal(h.n, 2);
+    assert_int_equal(h.host[0].port, 3307);
+    assert_int_equal(h.host[1].port, 3308);
+    oq_mysql_hosts_clear(&h);
+    /* a socket names the one server on this host */
+    assert_int_equal(oq_mysql_hosts_parse("mysql://app@127.0.0.1:3307/orderq,mysql://app@localhost/"
+                                          "orderq?socket=/run/mysqld/mysqld.sock",
+                                          &h, err, sizeof(err)),
+                     OQ_EINVAL);
+    assert_non_null(strstr(err, "node 2 of 2 has socket="));
+    assert_non_null(strstr(err, "host:port"));
+    assert_int_equal(
+        oq_mysql_hosts_parse("mysql://app@a/orderq,mysql://app@b/other", &h, err, sizeof(err)),
+        OQ_EINVAL);
+    assert_non_null(strstr(err, "same database"));
+    /* one host with a socket stays as it was */
+    assert_int_equal(
+        oq_mysql_hosts_parse("mysql://app@localhost/orderq?socket=/s", &h, err, sizeof(err)), 0);
+    oq_mysql_hosts_clear(&h);
+}
+
+/* Each node's password is hidden: one curl parse of the whole list read
+ * the second URL as the first one's path. */
+static void list_redaction(void **state)
+{
+    (void)state;
+    char *shown = oq_url_redact_list("amqp://u:s3cr3t-1@a:5672/v,amqp://u:s3cr3t-2@b:5673/v");
+    assert_non_null(shown);
+    assert_null(strstr(shown, "s3cr3t"));
+    assert_non_null(strstr(shown, "u:***@a:5672"));
+    assert_non_null(strstr(shown, ",amqp://u:***@b:5673"));
+    free(shown);
+    shown = oq_url_redact_list("mysql://app:s3cr3t@h/orderq");
+    assert_string_equal(shown, "mysql://app:***@h/orderq");
+    free(shown);
+    assert_true(oq_url_list_is_loopback("amqp://u@127.0.0.1/,amqp://u@localhost:5673/"));
+    assert_false(oq_url_list_is_loopback("amqp://u@127.0.0.1/,amqp://u@mq.example/"));
+    assert_true(
+        oq_url_list_is_cleartext_remote("amqp://u@127.0.0.1/,amqp://u@mq.example/", "amqp"));
+    assert_false(
+        oq_url_list_is_cleartext_remote("amqps://u@mq1.example/,amqps://u@mq2.example/", "amqp"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +408,10 @@ int main(void)
         cmocka_unit_test(host_port),
         cmocka_unit_test(mysql_tls_modes),
         cmocka_unit_test(loopback_hosts),
+        cmocka_unit_test(amqp_node_lists),
+        cmocka_unit_test(amqp_nodes_refuse_mixed_users),
+        cmocka_unit_test(mysql_host_lists),
+        cmocka_unit_test(list_redaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
