@@ -71,19 +71,21 @@ static void check_hidden(const char *url)
         curl_url_get(h, CURLUPART_PASSWORD, &pw[0], 0);
         curl_url_get(h, CURLUPART_PASSWORD, &pw[1], CURLU_URLDECODE);
     }
-    for (int i = 0; i < 2; i++) {
-        char *other = masked(url, pw[i]);
-        for (int by = BY_REDACT; other != NULL && by <= BY_SCHEME; by++) {
-            char *a = show((enum shown_by)by, url), *b = show((enum shown_by)by, other);
-            if (a != NULL && b != NULL)
+    /* Mask the password where it is written (its raw form); then neither
+     * form may show more often than with the mask. */
+    char *other = masked(url, pw[0]);
+    for (int by = BY_REDACT; other != NULL && by <= BY_SCHEME; by++) {
+        char *a = show((enum shown_by)by, url), *b = show((enum shown_by)by, other);
+        for (int i = 0; a != NULL && b != NULL && i < 2; i++)
+            if (pw[i] != NULL && strlen(pw[i]) >= 4)
                 FUZZ_CHECK(occurrences(a, pw[i]) <= occurrences(b, pw[i]),
                            "shown by %d, the password \"%s\" comes through: %s", by, pw[i], a);
-            free(a);
-            free(b);
-        }
-        free(other);
-        curl_free(pw[i]);
+        free(a);
+        free(b);
     }
+    free(other);
+    curl_free(pw[0]);
+    curl_free(pw[1]);
     curl_url_cleanup(h);
 }
 
