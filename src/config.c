@@ -802,20 +802,18 @@ static const yajl_callbacks file_callbacks = {
     on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
 };
 
-int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size_t errlen)
+int oq_config_load_text(struct oq_config *cfg, const char *path, const char *text, size_t len,
+                        char *err, size_t errlen)
 {
-    char *text = NULL;
-    size_t len = 0;
     int rc = OQ_ECONFIG;
     struct file_parse fp = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
+    size_t blank = 0;
 
-    if (oq_read_file(path, 1u << 24, &text, &len) != 0) { /* a 16 MiB config is a mistake */
-        snprintf(err, errlen, "config file %s: cannot read it: %s", path, strerror(errno));
-        return OQ_EIO;
-    }
     fp.text = (const unsigned char *)text;
     fp.len = len;
-    if (strspn((const char *)text, " \t\r\n") == len) {
+    while (blank < len && strchr(" \t\r\n", text[blank]) != NULL && text[blank] != '\0')
+        blank++;
+    if (blank == len) {
         snprintf(err, errlen, "%s: empty file; expected a JSON object of settings", path);
         goto out;
     }
@@ -847,6 +845,18 @@ out:
     if (fp.yh != NULL)
         yajl_free(fp.yh);
     free(fp.list);
+    return rc;
+}
+
+int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (oq_read_file(path, 1u << 24, &text, &len) != 0) { /* a 16 MiB config is a mistake */
+        snprintf(err, errlen, "config file %s: cannot read it: %s", path, strerror(errno));
+        return OQ_EIO;
+    }
+    int rc = oq_config_load_text(cfg, path, text, len, err, errlen);
     free(text);
     return rc;
 }

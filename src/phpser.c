@@ -1,6 +1,7 @@
 /* phpser.c - PHP serialize() text to JSON, for the legacy coupon_queue bridge */
 #include "orderq/phpser.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,21 @@ static int token(struct reader *r, char end, char *out, size_t outlen)
     return n > 0 ? expect(r, end) : fail(r, "a missing number");
 }
 
+/* PHP writes an integer as -?digits. strtoll alone would clamp one that
+ * does not fit to LLONG_MAX (a quantity of 2^63 read as 9223372036854775807)
+ * and skip spaces or a '+': both are refused. */
 static int integer(struct reader *r, char end, long long *out)
 {
     char buf[32], *stop;
     if (token(r, end, buf, sizeof(buf)) != 0)
         return OQ_EINVAL;
+    const char *digits = buf + (buf[0] == '-');
+    if (*digits < '0' || *digits > '9')
+        return fail(r, "a malformed integer");
+    errno = 0;
     *out = strtoll(buf, &stop, 10);
+    if (errno == ERANGE)
+        return fail(r, "an integer out of range");
     return *stop == '\0' ? 0 : fail(r, "a malformed integer");
 }
 
@@ -81,8 +91,8 @@ static int json_number(const char *s)
     size_t start = i;
     while (s[i] >= '0' && s[i] <= '9')
         i++;
-    if (i == start)
-        return 0;
+    if (i == start || (s[start] == '0' && i > start + 1))
+        return 0; /* JSON has no leading zeros: "002199" would make the whole text unparsable */
     if (s[i] == '.') {
         size_t f = ++i;
         while (s[i] >= '0' && s[i] <= '9')

@@ -9,6 +9,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "orderq/config.h"
+#include "orderq/event.h"
 #include "orderq/json.h"
 
 #define MAX_ANSWER (8u << 20) /* an order document is kilobytes; more is not an order */
@@ -162,15 +163,18 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
     const char *email = oq_json_text(doc, "customer_email");
     const char *first = oq_json_text(doc, "customer_firstname");
     const char *last = oq_json_text(doc, "customer_lastname");
-    char name[512];
-    snprintf(name, sizeof(name), "%s%s%s", first ? first : "", first && last ? " " : "",
-             last ? last : "");
-
-    yajl_gen g = yajl_gen_alloc(NULL);
+    /* Whole: a fixed buffer cut a long name inside a character, and the
+     * event then failed the decoder's UTF-8 check (the mail handler's
+     * OQ_MAIL_NAME_MAX says what is too long, with a reason). */
+    size_t nlen = (first ? strlen(first) : 0) + (last ? strlen(last) : 0) + 2;
+    char *name = malloc(nlen);
+    yajl_gen g = name != NULL ? yajl_gen_alloc(NULL) : NULL;
     if (g == NULL) {
+        free(name);
         yajl_tree_free(doc);
         return OQ_ENOMEM;
     }
+    snprintf(name, nlen, "%s%s%s", first ? first : "", first && last ? " " : "", last ? last : "");
     yajl_gen_map_open(g);
     oq_json_gen_kv(g, "order_id", order_id);
     oq_json_gen_kv(g, "currency", currency);
@@ -204,6 +208,19 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
     }
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
+    free(name);
     yajl_tree_free(doc);
-    return (*event_data = oq_json_gen_finish(g)) != NULL ? 0 : OQ_ENOMEM;
+    if ((*event_data = oq_json_gen_finish(g)) == NULL)
+        return OQ_ENOMEM;
+    /* yajl lets overlong forms and surrogates through (C1 A9); the envelope
+     * decoder refuses them, and so must this other way in, before a name
+     * or e-mail reaches a coupon row or a mail. */
+    if (!oq_utf8_valid(*event_data, strlen(*event_data))) {
+        snprintf(why, whylen, "shop API: the answer for order %s holds text that is not UTF-8",
+                 order_id);
+        free(*event_data);
+        *event_data = NULL;
+        return OQ_EINVAL;
+    }
+    return 0;
 }

@@ -212,6 +212,11 @@ static int amqp_url_parse_one(const char *url, struct oq_amqp_url *out, char *er
         rc = OQ_EINVAL;
         goto out;
     }
+    if (info.port < 1 || info.port > 65535) { /* amqp_parse_url takes ":0" */
+        snprintf(err, errlen, "port must be a number from 1 to 65535, got %d", info.port);
+        rc = OQ_EINVAL;
+        goto out;
+    }
     /* "amqp://host/" leaves an empty vhost; every tool treats that as "/". */
     const char *vhost = (info.vhost && info.vhost[0] != '\0') ? info.vhost : "/";
     out->user = strdup(info.user);

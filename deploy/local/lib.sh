@@ -48,6 +48,7 @@ oq_packages=(
     libcmocka-dev libmicrohttpd-dev libssl-dev
     rabbitmq-server mariadb-server mariadb-client
     python3-pika python3-pymysql curl ca-certificates openssl
+    clang libclang-rt-14-dev # tests/fuzz: libFuzzer and clang's ASan/UBSan runtimes
 )
 
 oq_say() { printf '%s\n' "$*"; }

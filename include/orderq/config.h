@@ -109,6 +109,11 @@ OQ_WUR int oq_config_set(struct oq_config *cfg, const char *name, const char *va
  * Returns 0, OQ_EIO (cannot read) or OQ_ECONFIG. */
 OQ_WUR int oq_config_load_file(struct oq_config *cfg, const char *path, char *err, size_t errlen);
 
+/* The same from text in memory (len bytes; path names it in messages):
+ * the fuzz target's way in, no file needed. */
+OQ_WUR int oq_config_load_text(struct oq_config *cfg, const char *path, const char *text,
+                               size_t len, char *err, size_t errlen);
+
 /* Apply every ORDERQ_<NAME> variable of envp (NULL-terminated, as environ).
  * Variables that are not settings are listed in `unknown` (may be NULL) as
  * "ORDERQ_X, ORDERQ_Y" so the caller can warn; ORDERQ_CONFIG and the

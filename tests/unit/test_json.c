@@ -112,6 +112,50 @@ static void shop_api_error_names_the_place_not_the_customer(void **state)
                              "byte 46 (line 1)");
 }
 
+/* Found by tests/fuzz/fuzz_shopapi: the name was built in a 512-byte
+ * buffer and cut inside a character, so the event failed the UTF-8 check. */
+static void shop_api_long_name_is_kept_whole(void **state)
+{
+    (void)state;
+    char first[601] = "", answer[2048], why[512], perr[256];
+    char *event_data = NULL;
+    for (int i = 0; i < 300; i++)
+        memcpy(first + 2 * i, "\xc3\xa9", 2); /* 300 x U+00E9 */
+    snprintf(answer, sizeof(answer),
+             "{\"order_currency_code\": \"EUR\", \"customer_firstname\": \"%s\", "
+             "\"customer_lastname\": \"x%s\", \"items\": []}",
+             first, first);
+    assert_int_equal(
+        oq_shopapi_order_to_event_data(answer, strlen(answer), "42", &event_data, why, sizeof(why)),
+        0);
+    yajl_val v = oq_json_parse(event_data, perr, sizeof(perr));
+    assert_non_null(v);
+    const char *name = oq_json_text(oq_json_member(v, "customer"), "name");
+    assert_non_null(name);
+    assert_int_equal(strlen(name), 600 + 2 + 600);
+    assert_memory_equal(name, first, 600);
+    assert_memory_equal(name + 600, " x", 2);
+    assert_memory_equal(name + 602, first, 600);
+    yajl_tree_free(v);
+    free(event_data);
+}
+
+/* Found by tests/fuzz/fuzz_shopapi: yajl passes the overlong C1 A9; the
+ * converter must refuse it as the envelope decoder does. */
+static void shop_api_text_not_utf8_is_refused(void **state)
+{
+    (void)state;
+    char why[512];
+    char *event_data = NULL;
+    const char *answer = "{\"order_currency_code\": \"EUR\", \"customer_email\": "
+                         "\"ann\xc1\xa9@example.com\", \"items\": []}";
+    assert_int_equal(
+        oq_shopapi_order_to_event_data(answer, strlen(answer), "42", &event_data, why, sizeof(why)),
+        OQ_EINVAL);
+    assert_null(event_data);
+    assert_string_equal(why, "shop API: the answer for order 42 holds text that is not UTF-8");
+}
+
 static void shop_api_answer_deep(void **state)
 {
     (void)state;
@@ -186,6 +230,8 @@ int main(void)
         cmocka_unit_test(webhooks_file_error_names_the_place_not_the_token),
         cmocka_unit_test(shop_api_error_names_the_place_not_the_customer),
         cmocka_unit_test(shop_api_answer_deep),
+        cmocka_unit_test(shop_api_long_name_is_kept_whole),
+        cmocka_unit_test(shop_api_text_not_utf8_is_refused),
         cmocka_unit_test(webhooks_file_deep),
         cmocka_unit_test(rules_deep),
         cmocka_unit_test(config_file_deep),

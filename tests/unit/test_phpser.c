@@ -35,7 +35,11 @@ static void good_data_becomes_json(void **state)
         {"b:1;", "true"},
         {"b:0;", "false"},
         {"i:-42;", "-42"},
+        {"i:9223372036854775807;", "9223372036854775807"},
+        {"i:-9223372036854775808;", "-9223372036854775808"},
         {"d:19.99;", "19.99"},
+        {"d:0.5;", "0.5"},
+        {"d:-0;", "-0"},
         {"d:1.0E+25;", "1.0E+25"},
         {"s:0:\"\";", "\"\""},
         {"s:5:\"a\"b;c\";", "\"a\\\"b;c\""}, /* counted bytes: quotes and ; inside */
@@ -78,6 +82,15 @@ static void malformed_data_says_why(void **state)
         {"x:1;", "an unknown type"},
         {"s:2:\"\xff\xfe\";", "not UTF-8"},
         {"a:2:{i:0;i:1;}", "an array with fewer entries than its count"},
+        /* found by tests/fuzz/fuzz_phpser: strtoll clamped these to LLONG_MAX */
+        {"i:99999999999999999999;", "an integer out of range"},
+        {"i:-9223372036854775809;", "an integer out of range"},
+        {"a:1:{s:3:\"qty\";i:9223372036854775808;}", "an integer out of range"},
+        {"i: 5;", "a malformed integer"},
+        {"i:+5;", "a malformed integer"},
+        /* found by tests/fuzz/fuzz_phpser: the JSON would read "002199" */
+        {"d:002199;", "a float JSON cannot hold"},
+        {"d:-01.5;", "a float JSON cannot hold"},
     };
     char json[512], err[256];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -101,6 +101,9 @@ static void amqp_urls(void **state)
 
     assert_int_equal(oq_amqp_url_parse("http://h/", &u, err, sizeof(err)), OQ_EINVAL);
     assert_int_equal(oq_amqp_url_parse("amqp://h:notaport/", &u, err, sizeof(err)), OQ_EINVAL);
+    /* found by tests/fuzz/fuzz_url: amqp_parse_url takes port 0 */
+    assert_int_equal(oq_amqp_url_parse("amqp://h:0/", &u, err, sizeof(err)), OQ_EINVAL);
+    assert_string_equal(err, "port must be a number from 1 to 65535, got 0");
 }
 
 static void redaction(void **state)
