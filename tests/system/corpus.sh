@@ -77,6 +77,8 @@ CORPUS_ONLY= "$PY" "$CORPUS/corpus.py" publish "$CORPUS/unreadable" "$VHOST" "$O
 gen_events 20 --start 9600000000 | oq publish - >/dev/null || fail "publishing the orders after it"
 wait_for 30 rules_rows_are $((before + 20)) || fail "the orders after the unreadable message: $(($(rules_rows) - before)) of 20 took effect"
 wait_for 10 ready_is orderq.order.processing 0 || fail "left in orderq.order.processing: $(queue_ready orderq.order.processing)"
+wait_for 10 grep -q 'holds up the archive until a person removes it' "$WORK/unreadable.log" ||
+    fail "the archiver did not say why it cannot go on: $(grep -m1 'archiving dead letters: ' "$WORK/unreadable.log")"
 kill -TERM "$pid"
 wait "$pid" || fail "the consumer did not exit 0 on TERM after the unreadable message"
 expect_eq 1 "$(grep -c 'broker connection lost' "$WORK/unreadable.log")" \
