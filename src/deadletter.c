@@ -1197,7 +1197,15 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
             /* Heartbeats are handled inside; nothing but deliveries comes
              * on this connection, so anything else (a cancel, a close, a
              * broken socket) ends it and we reconnect. */
-            oq_warn("archiving dead letters: the broker connection ended; reconnecting");
+            int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
+            int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
+                                     r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
+            oq_warn("archiving dead letters: the broker connection ended (%s)%s; reconnecting",
+                    lib ? amqp_error_string2(r.library_error) : "closed by the broker",
+                    unreadable ? ": a letter at the head of the queue has properties librabbitmq "
+                                 "cannot decode and holds up the archive until a person removes "
+                                 "it (docs/security.md, \"Hostile input\")"
+                               : "");
             return;
         }
         int stored = archive(a, &env.message);

@@ -170,6 +170,25 @@ static const yajl_callbacks shape_callbacks = {
     sh_start_map, sh_key,  sh_close, sh_start_array, sh_close,
 };
 
+/* 1 when the body starts with a byte order mark, with what to do in err.
+ * RFC 8259 forbids one in JSON sent over a network; a shop's encoder
+ * writing UTF-16, or a file saved by an editor, is the usual cause. */
+static int byte_order_mark(const unsigned char *body, size_t len, char *err, size_t errlen)
+{
+    const char *what = NULL;
+    if (len >= 3 && body[0] == 0xef && body[1] == 0xbb && body[2] == 0xbf)
+        what = "a UTF-8 byte order mark (EF BB BF)";
+    else if (len >= 2 &&
+             ((body[0] == 0xff && body[1] == 0xfe) || (body[0] == 0xfe && body[1] == 0xff)))
+        what = "a UTF-16 byte order mark (the body is UTF-16)";
+    if (what == NULL)
+        return 0;
+    snprintf(err, errlen,
+             "the body starts with %s; expected UTF-8 JSON without a byte order mark (RFC 8259)",
+             what);
+    return 1;
+}
+
 static int check_shape(const unsigned char *body, size_t len, char *err, size_t errlen)
 {
     struct shape s = {0};
@@ -187,6 +206,8 @@ static int check_shape(const unsigned char *body, size_t len, char *err, size_t 
         truncated = (st = yajl_complete_parse(h)) != yajl_status_ok;
     if (blank == len)
         snprintf(err, errlen, "the body is empty");
+    else if (byte_order_mark(body, len, err, errlen))
+        ; /* said why: yajl would only say "invalid char at byte 1" */
     else if (s.top_not_object)
         snprintf(err, errlen, "the body is JSON but not an object; expected {\"event_code\": ...}");
     else if (s.max_depth_hit)
@@ -255,6 +276,35 @@ static void why_not_utf8(const char *s, char *out, size_t outlen)
                  at);
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key that appears twice in object v, or NULL (OQ_ENOMEM: *oom set).
+ * yajl keeps both; orderq reads the first, while the shop, a proxy or a
+ * person reading the dead letter may read the last: one body, two events. */
+static const char *duplicate_key(yajl_val v, int *oom)
+{
+    size_t n = v->u.object.len;
+    const char *dup = NULL;
+    *oom = 0;
+    if (n < 2)
+        return NULL;
+    const char **keys = malloc(n * sizeof(*keys));
+    if (keys == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    memcpy(keys, v->u.object.keys, n * sizeof(*keys));
+    qsort(keys, n, sizeof(*keys), key_cmp); /* n log n: a 1 MiB body holds 100k keys */
+    for (size_t i = 1; i < n && dup == NULL; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0)
+            dup = keys[i];
+    free(keys);
+    return dup;
+}
+
 /* Walk v (at path) and every key and string under it once. yajl checks
  * UTF-8 loosely (it takes C0 80, ED A0 80 and F5..F7); the ledger, coupon
  * and outbox columns are utf8mb4, where IGNORE would store such bytes as
@@ -270,6 +320,17 @@ static int check_text(yajl_val v, const char *path, char *err, size_t errlen)
         return OQ_EINVAL;
     }
     if (YAJL_IS_OBJECT(v)) {
+        int oom = 0;
+        const char *dup = duplicate_key(v, &oom);
+        if (oom)
+            return OQ_ENOMEM;
+        if (dup != NULL && oq_utf8_valid(dup, strlen(dup))) { /* else: the walk below says so */
+            snprintf(err, errlen,
+                     "%s has a duplicate key \"%.*s\" (which one counts would depend on the "
+                     "reader)",
+                     path[0] ? path : "the body", (int)oq_utf8_prefix(dup, 64), dup);
+            return OQ_EINVAL;
+        }
         for (size_t i = 0; i < v->u.object.len; i++) {
             const char *key = v->u.object.keys[i];
             if (!oq_utf8_valid(key, strlen(key))) {

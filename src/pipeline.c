@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -884,6 +885,52 @@ static void refuse_too_large(const struct oq_config *cfg, struct delivery *d)
     set_failed(cfg, d, OQ_ERR_TOO_LARGE, why);
 }
 
+/* A body with a content_encoding (gzip, deflate, ...) is not the JSON it
+ * looks like: dead-lettered saying so, where a gzip body would otherwise
+ * read "invalid char at byte 1", and a plain body labelled gzip would be
+ * taken although its publisher says it is something else. */
+static void refuse_encoded(const struct oq_config *cfg, struct delivery *d)
+{
+    const amqp_basic_properties_t *p = &d->msg.properties;
+    char why[200];
+    if (!(p->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) || p->content_encoding.len == 0)
+        return;
+    const amqp_bytes_t e = p->content_encoding;
+    static const char *const plain[] = {"identity", "utf-8", "utf8"};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+        if (e.len == strlen(plain[i]) && strncasecmp(e.bytes, plain[i], e.len) == 0)
+            return;
+    size_t shown = oq_utf8_prefix((const char *)e.bytes, e.len < 40 ? e.len : 40);
+    snprintf(why, sizeof(why),
+             "content_encoding \"%.*s\": orderq reads bodies as they are; expected no "
+             "content_encoding (or identity, utf-8)",
+             (int)shown, (const char *)e.bytes);
+    set_failed(cfg, d, OQ_ERR_BAD_INPUT, why);
+}
+
+/* A delivery whose content librabbitmq cannot decode (RabbitMQ passes
+ * header tables it refuses, such as a header named ""): this connection
+ * cannot read past it, and requeued it would come back at the head on
+ * every reconnect, each time taking the deliveries around it along, until
+ * its delivery limit. Rejected without requeue, the broker dead-letters
+ * it once, whole, to the dead-letter exchange (at-least-once on a quorum
+ * queue). A socket error is not the message's fault: nothing is sent. */
+static void refuse_unreadable(amqp_connection_state_t conn, uint64_t tag, const char *queue,
+                              const char *exchange, const char *key, amqp_rpc_reply_t r)
+{
+    int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
+    int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
+                             r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
+    oq_error("reading delivery %llu from %s (exchange \"%s\", routing key \"%s\"): %s%s",
+             (unsigned long long)tag, queue ? queue : "?", exchange ? exchange : "", key ? key : "",
+             lib ? amqp_error_string2(r.library_error) : "no content",
+             unreadable ? "; its properties cannot be decoded, so it is rejected to the "
+                          "dead-letter exchange as it is"
+                        : "");
+    if (unreadable)
+        (void)amqp_basic_reject(conn, CONSUME_CHANNEL, tag, 0);
+}
+
 /* A delivery: copy what we keep, then its content. Returns 0 or OQ_EBROKER. */
 static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, struct batch **open,
                          int draining)
@@ -895,6 +942,7 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
     amqp_message_t msg;
     amqp_rpc_reply_t r = amqp_read_message(conn, CONSUME_CHANNEL, &msg, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        refuse_unreadable(conn, tag, queue, exchange, key, r);
         free(queue);
         free(exchange);
         free(key);
@@ -925,6 +973,8 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
     read_retry_headers(d, pl->own_user);
     if (msg.body.len > (size_t)pl->cfg->max_message_bytes)
         refuse_too_large(pl->cfg, d);
+    else
+        refuse_encoded(pl->cfg, d);
     return 0;
 }
 

@@ -101,6 +101,16 @@ static void bad_bodies(void **state)
         {"{\"event_code\": \"x\", \"event_data\": {}}", 0, "bad\xc0\xaf", "message_id"},
         {"{\"event_code\": \"x\", \"event_identifier\": \"a\", \"event_data\": {}}", 20, NULL,
          "truncated?"},
+        /* one body, two events: which key counts would depend on the reader */
+        {"{\"event_code\": \"x\", \"event_identifier\": \"a\", \"event_identifier\": \"b\", "
+         "\"event_data\": {}}",
+         0, NULL, "the body has a duplicate key \"event_identifier\""},
+        {"{\"event_code\": \"x\", \"event_identifier\": \"a\", \"event_data\": {\"q\": [{\"k\": 1, "
+         "\"j\": 2, \"k\": 3}]}}",
+         0, NULL, "event_data.q[0] has a duplicate key \"k\""},
+        {"\xef\xbb\xbf{\"event_code\": \"x\", \"event_identifier\": \"a\", \"event_data\": {}}", 0,
+         NULL, "starts with a UTF-8 byte order mark"},
+        {"\xff\xfe{", 0, NULL, "UTF-16 byte order mark"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct oq_event ev;
