@@ -15,7 +15,7 @@ broker as guest, and asserts per event:
   - each coupon and invoice mailed once, by Message-ID at the SMTP server,
     except mails recorded `unknown`: counted, sent at most once;
   - every event took effect or sits in dead_letter with a reason, and only
-    ambiguous mails (class `ambiguous`) are there;
+    ambiguous mails (class `ambiguous`) are there, each letter archived once;
   - no ledger row left `sending` or `failed`;
   - no message left in a work, delay or dead queue; the outbox drained.
 Prints a JSON summary (events, faults by kind, lost, doubled, unknown, dead
@@ -111,6 +111,13 @@ def main():
             coupons[order_id].append(code)
         c.execute("SELECT error_class, event_code, body FROM dead_letter")
         dead = c.fetchall()
+        # one parking publish (host, pid, seq, when) is one letter, one row
+        c.execute("""SELECT JSON_VALUE(headers, '$."x-orderq-host"'), JSON_VALUE(headers, '$."x-orderq-pid"'),
+                            JSON_VALUE(headers, '$."x-orderq-seq"'), JSON_VALUE(headers, '$."x-orderq-last-failed-at"'),
+                            COUNT(*), GROUP_CONCAT(id)
+                     FROM dead_letter WHERE JSON_EXISTS(headers, '$."x-orderq-seq"')
+                     GROUP BY 1, 2, 3, 4 HAVING COUNT(*) > 1""")
+        archived_twice = c.fetchall()
         c.execute("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
         outbox_left = c.fetchone()[0]
     db.close()
@@ -134,6 +141,9 @@ def main():
         d = letter["event_data"]
         ambiguous_keys.add(f"coupon:{d['coupon_code']}" if code == "coupon.email"
                            else f"invoice:{d.get('invoice_id')}")
+
+    for host, pid, seq, at, n, ids in archived_twice:
+        problem(f"one letter (host {host} pid {pid} x-orderq-seq {seq} failed at {at}) archived {n} times: rows {ids}")
 
     lost = doubled = unknown = mails = 0
     for key, states in ledger.items():
@@ -207,7 +217,7 @@ def main():
                "invoices": len(invoices), "coupons": sum(len(v) for v in coupons.values()),
                "mails_sent": mails, "faults": dict(sorted(faults.items())), "lost": lost,
                "doubled": doubled, "unknown": unknown, "dead_letters": dict(dead_by_class),
-               "outbox_left": outbox_left, "queues_left": sum(depths.values()),
+               "letters_archived_twice": len(archived_twice), "outbox_left": outbox_left, "queues_left": sum(depths.values()),
                "problems": len(problems), "duration_s": round(a.duration)}
     text = json.dumps(summary)
     print(text)
