@@ -99,7 +99,7 @@ def main():
         publish_copies(a, state, copies)
     if state["conn"] is not None:
         state["conn"].close()
-    print(json.dumps({"lines": len(lines), "repeated": state["repeated"],
+    print(json.dumps({"lines": len(lines), "lines_published_again": state["repeated"],
                       "seconds": round(time.monotonic() - started, 1)}))
 
 
