@@ -192,7 +192,9 @@ def main():
             check_mail("coupon_mail", f"coupon:{code}", f"order {ident}")
     for key in invoices:
         check_mail("invoice_mail", key, "invoice")
-    twice = [mid for mid, n in sent.items() if n > 1]
+    if "-" in sent:
+        problem(f"{sent['-']} mails without a Message-ID")
+    twice = [mid for mid, n in sent.items() if n > 1 and mid != "-"]
     if twice:  # also a mail of a key the loop above never reached
         problem(f"{len(twice)} Message-IDs mailed more than once, e.g. {twice[:3]}")
         doubled = max(doubled, len(twice))

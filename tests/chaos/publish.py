@@ -2,7 +2,7 @@
 """publish.py - the shop of the chaos run: publish JSON-line events at a rate
 through a broker that comes and goes.
 
-usage: publish.py FILE --port P --vhost V --user U --password W --orderq BIN
+usage: OQ_CHAOS_PASSWORD=W publish.py FILE --port P --vhost V --user U --orderq BIN
                   [--rate N]
 
 A second of lines at a time: their first copies through `orderq publish`
@@ -17,6 +17,7 @@ repeated after an error, as JSON on exit.
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ import pika
 
 def connect(a):
     params = pika.ConnectionParameters("127.0.0.1", a.port, a.vhost,
-                                       pika.PlainCredentials(a.user, a.password),
+                                       pika.PlainCredentials(a.user, os.environ["OQ_CHAOS_PASSWORD"]),
                                        connection_attempts=1, socket_timeout=5,
                                        blocked_connection_timeout=30)
     conn = pika.BlockingConnection(params)
@@ -76,7 +77,6 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--vhost", required=True)
     ap.add_argument("--user", required=True)
-    ap.add_argument("--password", required=True)
     ap.add_argument("--orderq", required=True)
     ap.add_argument("--rate", type=float, default=0, help="events a second; 0: as fast as confirmed")
     a = ap.parse_args()

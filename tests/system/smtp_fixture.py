@@ -138,6 +138,8 @@ def serve(conn, mode, count_file, tls, auth, store_dir):
             if mode == "auth":
                 store_one(store_dir, data)
             if mode == "record":
+                if l != b".\r\n":
+                    return  # the client went away mid-DATA: a server takes no half mail
                 record_one(count_file, data, rcpt)
                 rcpt = b""
             if mode in ("slow-5s", "reject-some", "starttls", "plain"):
