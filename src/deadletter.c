@@ -504,9 +504,22 @@ static void put_bytes(struct digest *d, amqp_bytes_t b)
     put(d, b.bytes, b.len);
 }
 
+/* By key, bytewise, then by length (a key that is a prefix comes first). */
+static int entry_key_cmp(const void *a, const void *b)
+{
+    amqp_bytes_t x = ((const amqp_table_entry_t *)a)->key;
+    amqp_bytes_t y = ((const amqp_table_entry_t *)b)->key;
+    size_t n = x.len < y.len ? x.len : y.len;
+    int c = n > 0 ? memcmp(x.bytes, y.bytes, n) : 0;
+    return c != 0 ? c : (x.len > y.len) - (x.len < y.len);
+}
+
 /* The headers as librabbitmq writes them on the wire, less the key skip
- * (NULL: none): every value with its kind, every string with its length,
- * so two letters share an encoding only when their headers are the same.
+ * (NULL: none), sorted by key: every value with its kind, every string with
+ * its length, so two letters share an encoding only when their headers are
+ * the same. Sorted because a table is a map and the broker may hand the
+ * same letter over again with its entries in another order (the chaos run
+ * saw one letter archived twice so); nested tables keep their order.
  * *out is malloc'd. Returns 0 or OQ_ENOMEM. */
 static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t *out)
 {
@@ -519,6 +532,8 @@ static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t 
         if (skip == NULL || key.len != skiplen || memcmp(key.bytes, skip, skiplen) != 0)
             kept.entries[kept.num_entries++] = t->entries[i];
     }
+    if (kept.num_entries > 1)
+        qsort(kept.entries, (size_t)kept.num_entries, sizeof(kept.entries[0]), entry_key_cmp);
     int rc = OQ_ENOMEM;
     for (size_t cap = 4096; cap <= ((size_t)1 << 28); cap *= 4) {
         size_t used = 0;
@@ -545,7 +560,7 @@ static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t 
  * and two letters with one key are one row, the second acked unstored. */
 static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
 {
-    static const char version[] = "orderq dead letter 2";
+    static const char version[] = "orderq dead letter 3"; /* 3: headers sorted */
     static const amqp_table_t no_headers = {0, NULL};
     static const struct {
         amqp_flags_t flag;

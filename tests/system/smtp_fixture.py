@@ -18,6 +18,10 @@ usage: smtp_fixture.py --port-file PATH --mode MODE
   plain            offers no STARTTLS, accepts every mail in clear and counts
                    them in --count-file (a client that must not send in clear
                    leaves the count at 0)
+  record           accepts every mail and appends a line per mail to
+                   --record-file: its Message-ID, a tab, its first recipient
+                   (the chaos run counts each mail by Message-ID); with --port,
+                   a restarted fixture listens where the last one did
 Listens on --host (default 127.0.0.1), a free port written to --port-file; a thread per
 client; exits on SIGTERM. Standard library only (Debian's /usr/bin/python3).
 """
@@ -76,11 +80,21 @@ def count_one(count_file):
         os.rename(count_file + ".tmp", count_file)
 
 
+def record_one(record_file, data, rcpt):
+    """One line per mail taken, written before the 250 that confirms it (so a
+    fixture killed in between has it, as a real server may have sent it)."""
+    mid = next((l.split(b":", 1)[1].strip() for l in data if l.lower().startswith(b"message-id:")), b"-")
+    with lock:
+        with open(record_file, "ab") as out:
+            out.write(mid + b"\t" + rcpt + b"\n")
+
+
 def serve(conn, mode, count_file, tls, auth, store_dir):
     f = conn.makefile("rb")
     conn.sendall(b"220 fixture ESMTP\r\n")
     secure = False
     authed = False
+    rcpt = b""
     while True:
         line = f.readline()
         if not line:
@@ -105,6 +119,7 @@ def serve(conn, mode, count_file, tls, auth, store_dir):
         elif verb == b"MAIL":
             conn.sendall(b"250 ok\r\n")
         elif verb == b"RCPT":
+            rcpt = rcpt or line[8:].strip().strip(b"<>")
             if mode == "rcpt-451":
                 conn.sendall(b"451 4.3.0 mailbox busy, try later\r\n")
             elif mode == "rcpt-550" or (mode == "reject-some" and b"reject" in line.lower()):
@@ -122,6 +137,11 @@ def serve(conn, mode, count_file, tls, auth, store_dir):
                 time.sleep(5)
             if mode == "auth":
                 store_one(store_dir, data)
+            if mode == "record":
+                if l != b".\r\n":
+                    return  # the client went away mid-DATA: a server takes no half mail
+                record_one(count_file, data, rcpt)
+                rcpt = b""
             if mode in ("slow-5s", "reject-some", "starttls", "plain"):
                 count_one(count_file)
             conn.sendall(b"250 queued\r\n")
@@ -137,8 +157,10 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--mode", required=True,
                     choices=["rcpt-451", "rcpt-550", "hang-after-data", "slow-5s", "reject-some",
-                             "starttls", "plain", "auth"])
+                             "starttls", "plain", "auth", "record"])
     ap.add_argument("--count-file", default="/dev/null")
+    ap.add_argument("--record-file", help="record: where each mail's Message-ID and recipient go")
+    ap.add_argument("--port", type=int, default=0, help="0: a free one")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--cert")
     ap.add_argument("--key")
@@ -157,14 +179,14 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((args.host, 0))
+    srv.bind((args.host, args.port))
     srv.listen(64)
     with open(args.port_file + ".tmp", "w") as out:
         out.write(str(srv.getsockname()[1]))
     os.rename(args.port_file + ".tmp", args.port_file)
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=client, args=(conn, args.mode, args.count_file, tls, auth, args.store_dir),
+        threading.Thread(target=client, args=(conn, args.mode, args.record_file if args.mode == "record" else args.count_file, tls, auth, args.store_dir),
                          daemon=True).start()
 
 

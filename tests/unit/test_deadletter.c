@@ -690,6 +690,29 @@ static void a_letter_delivered_again_keeps_its_key(void **state)
     oq_dead_letter_clear(&again);
 }
 
+/* The chaos run found one letter archived twice: the broker handed the
+ * second delivery over with its headers in another order (sorted by key,
+ * x-delivery-count first). An AMQP table is a map: the order of its
+ * entries must not make a second row. */
+static void a_letter_with_its_headers_reordered_keeps_its_key(void **state)
+{
+    (void)state;
+    amqp_table_entry_t h[] = {number("x-delivery-count", 0), number("x-orderq-attempt", 1),
+                              text("x-orderq-first-failed-at", "2026-12-01T18:27:57.880Z"),
+                              text("x-orderq-error-class", "ambiguous"), text("x-orderq-host", "vm")};
+    amqp_message_t m = message(h, 5, "{}");
+    struct oq_dead_letter first, again;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &first), 0);
+    amqp_table_entry_t swap = h[2];
+    h[2] = h[3];
+    h[3] = swap;
+    h[0] = number("x-delivery-count", 4);
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &again), 0);
+    assert_string_equal(again.letter_key, first.letter_key);
+    oq_dead_letter_clear(&first);
+    oq_dead_letter_clear(&again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -705,6 +728,7 @@ int main(void)
         cmocka_unit_test(stored_headers_replay_the_original_bytes),
         cmocka_unit_test(letters_the_json_cannot_tell_apart_keep_their_own_keys),
         cmocka_unit_test(a_letter_delivered_again_keeps_its_key),
+        cmocka_unit_test(a_letter_with_its_headers_reordered_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
