@@ -50,7 +50,9 @@ static int parse_port(const char *text, unsigned *port, char *err, size_t errlen
     errno = 0;
     long v = strtol(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || v < 1 || v > 65535) {
-        snprintf(err, errlen, "port must be a number from 1 to 65535, got \"%s\"", text);
+        /* the text is not echoed: in a URL cut at a raw comma in its
+         * password, the "port" is a piece of the password */
+        snprintf(err, errlen, "port must be a number from 1 to 65535");
         return OQ_EINVAL;
     }
     *port = (unsigned)v;
@@ -213,7 +215,9 @@ static int amqp_url_parse_one(const char *url, struct oq_amqp_url *out, char *er
         goto out;
     }
     if (info.port < 1 || info.port > 65535) { /* amqp_parse_url takes ":0" */
-        snprintf(err, errlen, "port must be a number from 1 to 65535, got %d", info.port);
+        /* not echoed: a password with a raw comma, cut by the node list,
+         * reads as host:port */
+        snprintf(err, errlen, "port must be a number from 1 to 65535");
         rc = OQ_EINVAL;
         goto out;
     }
@@ -634,8 +638,10 @@ int oq_hostport_parse(const char *text, char **host, unsigned *port, char *err, 
         }
         hlen = (size_t)(colon - text);
     }
-    if (parse_port(colon + 1, port, err, errlen) != 0)
+    if (parse_port(colon + 1, port, err, errlen) != 0) {
+        snprintf(err, errlen, "port must be a number from 1 to 65535, got \"%s\"", colon + 1);
         return OQ_EINVAL;
+    }
     *host = strndup(hstart, hlen);
     return *host ? 0 : OQ_ENOMEM;
 }
@@ -689,6 +695,13 @@ char *oq_url_redact_list(const char *list)
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
+        if (strstr(items[i], "://") == NULL) {
+            /* "amqp://u:12,34@h/" split at its raw comma: the first piece
+             * reads as host u, port 12, which would show the password */
+            free(out);
+            out = strdup(HIDDEN);
+            goto out;
+        }
         char *shown = oq_url_redact(items[i]);
         rc = shown == NULL || (i > 0 && append(&out, &len, ",", 1) != 0) ||
              append(&out, &len, shown, strlen(shown)) != 0;

@@ -103,7 +103,7 @@ static void amqp_urls(void **state)
     assert_int_equal(oq_amqp_url_parse("amqp://h:notaport/", &u, err, sizeof(err)), OQ_EINVAL);
     /* found by tests/fuzz/fuzz_url: amqp_parse_url takes port 0 */
     assert_int_equal(oq_amqp_url_parse("amqp://h:0/", &u, err, sizeof(err)), OQ_EINVAL);
-    assert_string_equal(err, "port must be a number from 1 to 65535, got 0");
+    assert_string_equal(err, "port must be a number from 1 to 65535");
 }
 
 static void redaction(void **state)
@@ -386,6 +386,17 @@ static void list_redaction(void **state)
     shown = oq_url_redact_list("mysql://app:s3cr3t@h/orderq");
     assert_string_equal(shown, "mysql://app:***@h/orderq");
     free(shown);
+    /* a raw comma in a password: the pieces must not show it */
+    shown = oq_url_redact_list("amqp://orderq:1234,x@mq.example/v");
+    assert_string_equal(shown, "***");
+    free(shown);
+    struct oq_amqp_url u;
+    char why[256];
+    assert_int_equal(oq_amqp_url_parse("amqp://orderq:987654", &u, why, sizeof(why)), OQ_EINVAL);
+    assert_null(strstr(why, "987654"));
+    struct oq_mysql_url m;
+    assert_int_not_equal(oq_mysql_url_parse("mysql://app:99999/db", &m, why, sizeof(why)), 0);
+    assert_null(strstr(why, "99999"));
     assert_true(oq_url_list_is_loopback("amqp://u@127.0.0.1/,amqp://u@localhost:5673/"));
     assert_false(oq_url_list_is_loopback("amqp://u@127.0.0.1/,amqp://u@mq.example/"));
     assert_true(
