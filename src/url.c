@@ -115,8 +115,10 @@ static int mysql_query_param(struct oq_mysql_url *u, const char *pair, char *err
     return rc;
 }
 
-static int mysql_url_parse_one(const char *url, struct oq_mysql_url *out, char *err, size_t errlen)
+/* One mysql:// URL into elem (a struct oq_mysql_url). */
+static int mysql_url_parse_one(const char *url, void *elem, char *err, size_t errlen)
 {
+    struct oq_mysql_url *out = elem;
     int rc = OQ_EINVAL, failed = 0;
     char *scheme = NULL, *port = NULL, *path = NULL, *query = NULL;
     CURLU *h = NULL;
@@ -198,8 +200,10 @@ void oq_mysql_url_clear(struct oq_mysql_url *u)
     memset(u, 0, sizeof(*u));
 }
 
-static int amqp_url_parse_one(const char *url, struct oq_amqp_url *out, char *err, size_t errlen)
+/* One amqp:// URL into elem (a struct oq_amqp_url). */
+static int amqp_url_parse_one(const char *url, void *elem, char *err, size_t errlen)
 {
+    struct oq_amqp_url *out = elem;
     int rc = OQ_ENOMEM;
     struct amqp_connection_info info;
     char *scratch = strdup(url); /* amqp_parse_url decodes in place */
@@ -301,41 +305,126 @@ static void name_node(char *err, size_t errlen, size_t i, size_t n)
     snprintf(err, errlen, "node %zu of %zu: %s", i + 1, n, why);
 }
 
-int oq_amqp_nodes_parse(const char *list, struct oq_amqp_nodes *out, char *err, size_t errlen)
+/* What reading one kind of URL list needs: parse an element, check that
+ * a later one agrees with the first (one user, one database), clear one. */
+struct url_kind {
+    size_t size;
+    int (*parse)(const char *url, void *elem, char *err, size_t errlen);
+    int (*agrees)(const void *first, const void *elem, size_t i, size_t n, char *err,
+                  size_t errlen);
+    void (*clear)(void *elem);
+};
+
+/* Every URL of the list into elems[0..*count); on failure none is kept. */
+static int parse_list(const char *list, const struct url_kind *k, void *elems, size_t *count,
+                      char *err, size_t errlen)
 {
     char *items[OQ_URL_LIST_MAX];
     size_t n = 0;
-    int rc = 0;
-
-    memset(out, 0, sizeof(*out));
-    rc = split_list(list, items, OQ_URL_LIST_MAX, &n, err, errlen);
+    *count = 0;
+    int rc = split_list(list, items, OQ_URL_LIST_MAX, &n, err, errlen);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = amqp_url_parse_one(items[i], &out->node[i], err, errlen);
+        void *elem = (char *)elems + i * k->size;
+        rc = k->parse(items[i], elem, err, errlen);
         if (rc != 0) {
             name_node(err, errlen, i, n);
             break;
         }
-        out->n = i + 1;
-        /* The user is orderq's identity: user_id on what it publishes,
-         * and the one whose x-orderq-* headers it trusts (trust.c). */
-        if (strcmp(out->node[i].user, out->node[0].user) != 0) {
-            snprintf(err, errlen,
-                     "every node must log in as the same user (orderq's identity for user_id), "
-                     "but node 1 is \"%s\" and node %zu is \"%s\"",
-                     out->node[0].user, i + 1, out->node[i].user);
-            rc = OQ_EINVAL;
-        } else if (strcmp(out->node[i].vhost, out->node[0].vhost) != 0) {
-            snprintf(err, errlen,
-                     "every node must name the same vhost (one cluster, one set of queues), but "
-                     "node 1 has \"%s\" and node %zu has \"%s\"",
-                     out->node[0].vhost, i + 1, out->node[i].vhost);
-            rc = OQ_EINVAL;
-        }
+        *count = i + 1;
+        rc = k->agrees(elems, elem, i, n, err, errlen);
     }
     free_items(items, n);
-    if (rc != 0)
-        oq_amqp_nodes_clear(out);
+    if (rc != 0) {
+        for (size_t i = 0; i < *count; i++)
+            k->clear((char *)elems + i * k->size);
+        *count = 0;
+    }
     return rc;
+}
+
+/* The first URL of a list, for the callers that need one node only. */
+static int parse_first(const char *list, const struct url_kind *k, void *out, char *err,
+                       size_t errlen)
+{
+    size_t n = 0;
+    char *all = calloc(OQ_URL_LIST_MAX, k->size);
+    memset(out, 0, k->size);
+    if (all == NULL)
+        return OQ_ENOMEM;
+    int rc = parse_list(list, k, all, &n, err, errlen);
+    if (rc == 0) {
+        memcpy(out, all, k->size); /* taken: the rest are freed */
+        for (size_t i = 1; i < n; i++)
+            k->clear(all + i * k->size);
+    }
+    free(all);
+    return rc;
+}
+
+/* The user is orderq's identity: user_id on what it publishes, and the one
+ * whose x-orderq-* headers it trusts (trust.c). */
+static int amqp_agrees(const void *first_elem, const void *elem, size_t i, size_t n, char *err,
+                       size_t errlen)
+{
+    const struct oq_amqp_url *first = first_elem, *u = elem;
+    (void)n;
+    if (strcmp(u->user, first->user) != 0) {
+        snprintf(err, errlen,
+                 "every node must log in as the same user (orderq's identity for user_id), "
+                 "but node 1 is \"%s\" and node %zu is \"%s\"",
+                 first->user, i + 1, u->user);
+        return OQ_EINVAL;
+    }
+    if (strcmp(u->vhost, first->vhost) != 0) {
+        snprintf(err, errlen,
+                 "every node must name the same vhost (one cluster, one set of queues), but "
+                 "node 1 has \"%s\" and node %zu has \"%s\"",
+                 first->vhost, i + 1, u->vhost);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+static void amqp_clear_elem(void *elem)
+{
+    oq_amqp_url_clear(elem);
+}
+
+static const struct url_kind amqp_kind = {sizeof(struct oq_amqp_url), amqp_url_parse_one,
+                                          amqp_agrees, amqp_clear_elem};
+
+static int mysql_agrees(const void *first_elem, const void *elem, size_t i, size_t n, char *err,
+                        size_t errlen)
+{
+    const struct oq_mysql_url *first = first_elem, *h = elem;
+    if (n > 1 && h->socket != NULL) {
+        snprintf(err, errlen,
+                 "node %zu of %zu has socket=, which names the one server on this host; with "
+                 "several hosts, give each as host:port (mysql://user@127.0.0.1:3307/db)",
+                 i + 1, n);
+        return OQ_EINVAL;
+    }
+    if (strcmp(h->database, first->database) != 0) {
+        snprintf(err, errlen,
+                 "every host must name the same database (one ledger), but node 1 has \"%s\" "
+                 "and node %zu has \"%s\"",
+                 first->database, i + 1, h->database);
+        return OQ_EINVAL;
+    }
+    return 0;
+}
+
+static void mysql_clear_elem(void *elem)
+{
+    oq_mysql_url_clear(elem);
+}
+
+static const struct url_kind mysql_kind = {sizeof(struct oq_mysql_url), mysql_url_parse_one,
+                                           mysql_agrees, mysql_clear_elem};
+
+int oq_amqp_nodes_parse(const char *list, struct oq_amqp_nodes *out, char *err, size_t errlen)
+{
+    return parse_list(list, &amqp_kind, out->node, &out->n, err, errlen);
 }
 
 void oq_amqp_nodes_clear(struct oq_amqp_nodes *nodes)
@@ -349,50 +438,12 @@ void oq_amqp_nodes_clear(struct oq_amqp_nodes *nodes)
 
 int oq_amqp_url_parse(const char *url, struct oq_amqp_url *out, char *err, size_t errlen)
 {
-    struct oq_amqp_nodes nodes;
-    memset(out, 0, sizeof(*out));
-    int rc = oq_amqp_nodes_parse(url, &nodes, err, errlen);
-    if (rc != 0)
-        return rc;
-    *out = nodes.node[0]; /* taken: the rest are freed */
-    memset(&nodes.node[0], 0, sizeof(nodes.node[0]));
-    oq_amqp_nodes_clear(&nodes);
-    return 0;
+    return parse_first(url, &amqp_kind, out, err, errlen);
 }
 
 int oq_mysql_hosts_parse(const char *list, struct oq_mysql_hosts *out, char *err, size_t errlen)
 {
-    char *items[OQ_URL_LIST_MAX];
-    size_t n = 0;
-    int rc = 0;
-
-    memset(out, 0, sizeof(*out));
-    rc = split_list(list, items, OQ_URL_LIST_MAX, &n, err, errlen);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = mysql_url_parse_one(items[i], &out->host[i], err, errlen);
-        if (rc != 0) {
-            name_node(err, errlen, i, n);
-            break;
-        }
-        out->n = i + 1;
-        if (n > 1 && out->host[i].socket != NULL) {
-            snprintf(err, errlen,
-                     "node %zu of %zu has socket=, which names the one server on this host; with "
-                     "several hosts, give each as host:port (mysql://user@127.0.0.1:3307/db)",
-                     i + 1, n);
-            rc = OQ_EINVAL;
-        } else if (strcmp(out->host[i].database, out->host[0].database) != 0) {
-            snprintf(err, errlen,
-                     "every host must name the same database (one ledger), but node 1 has \"%s\" "
-                     "and node %zu has \"%s\"",
-                     out->host[0].database, i + 1, out->host[i].database);
-            rc = OQ_EINVAL;
-        }
-    }
-    free_items(items, n);
-    if (rc != 0)
-        oq_mysql_hosts_clear(out);
-    return rc;
+    return parse_list(list, &mysql_kind, out->host, &out->n, err, errlen);
 }
 
 void oq_mysql_hosts_clear(struct oq_mysql_hosts *hosts)
@@ -406,15 +457,7 @@ void oq_mysql_hosts_clear(struct oq_mysql_hosts *hosts)
 
 int oq_mysql_url_parse(const char *url, struct oq_mysql_url *out, char *err, size_t errlen)
 {
-    struct oq_mysql_hosts hosts;
-    memset(out, 0, sizeof(*out));
-    int rc = oq_mysql_hosts_parse(url, &hosts, err, errlen);
-    if (rc != 0)
-        return rc;
-    *out = hosts.host[0]; /* taken: the rest are freed */
-    memset(&hosts.host[0], 0, sizeof(hosts.host[0]));
-    oq_mysql_hosts_clear(&hosts);
-    return 0;
+    return parse_first(url, &mysql_kind, out, err, errlen);
 }
 
 int oq_url_check_scheme(const char *url, const char *schemes, char *err, size_t errlen)
