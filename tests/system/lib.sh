@@ -140,8 +140,28 @@ urlenc() { "$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv
 # json EXPR < JSON: evaluate a Python expression over the parsed input `d`.
 json() { "$PY" -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
 
-# A free TCP port on 127.0.0.1.
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free TCP port on 127.0.0.1, below the kernel's ephemeral range
+# (32768-60999): a port the kernel hands out can be taken by any outgoing
+# connection between this check and the server's bind (a RabbitMQ node of
+# amqp_nodes.sh once lost its distribution port that way).
+free_port() {
+    "$PY" - <<'PY'
+import random, socket
+for _ in range(200):
+    port = random.randint(20000, 32767)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port in 20000-32767")
+PY
+}
 
 # wait_for SECONDS CMD...: poll until CMD succeeds, at most SECONDS.
 wait_for() {
