@@ -563,35 +563,35 @@ static int sort_same_keys(amqp_table_entry_t *e, size_t n)
 
 static int sort_table(amqp_pool_t *pool, amqp_table_t *t, int depth);
 
-/* Every table inside v sorted, on copies from pool (the message is not
- * touched). An array keeps its order: it is a list, not a map. */
+/* A copy of n entries of size bytes from pool, to sort without touching
+ * the message; NULL when out of memory. n > 0. */
+static void *pool_copy(amqp_pool_t *pool, const void *entries, int n, size_t size)
+{
+    void *copy = amqp_pool_alloc(pool, (size_t)n * size);
+    return copy != NULL ? memcpy(copy, entries, (size_t)n * size) : NULL;
+}
+
+/* Every table inside v sorted, on copies from pool. An array keeps its
+ * order: it is a list, not a map. */
 static int sort_value(amqp_pool_t *pool, amqp_field_value_t *v, int depth)
 {
     if (depth >= SORT_DEPTH)
         return 0; /* deeper tables are hashed in the order they came */
     if (v->kind == AMQP_FIELD_KIND_TABLE) {
         amqp_table_t *t = &v->value.table;
-        size_t size = (size_t)t->num_entries * sizeof(t->entries[0]);
-        amqp_table_entry_t *copy = size > 0 ? amqp_pool_alloc(pool, size) : NULL;
-        if (size > 0 && copy == NULL)
+        if (t->num_entries > 0 && (t->entries = pool_copy(pool, t->entries, t->num_entries,
+                                                          sizeof(t->entries[0]))) == NULL)
             return OQ_ENOMEM;
-        if (size > 0)
-            memcpy(copy, t->entries, size);
-        t->entries = copy;
         return sort_table(pool, t, depth + 1);
     }
     if (v->kind != AMQP_FIELD_KIND_ARRAY)
         return 0;
     amqp_array_t *a = &v->value.array;
-    size_t size = (size_t)a->num_entries * sizeof(a->entries[0]);
-    amqp_field_value_t *copy = size > 0 ? amqp_pool_alloc(pool, size) : NULL;
-    if (size > 0 && copy == NULL)
+    if (a->num_entries > 0 &&
+        (a->entries = pool_copy(pool, a->entries, a->num_entries, sizeof(a->entries[0]))) == NULL)
         return OQ_ENOMEM;
-    if (size > 0)
-        memcpy(copy, a->entries, size);
-    a->entries = copy;
     for (int i = 0; i < a->num_entries; i++)
-        if (sort_value(pool, &copy[i], depth + 1) != 0)
+        if (sort_value(pool, &a->entries[i], depth + 1) != 0)
             return OQ_ENOMEM;
     return 0;
 }
@@ -628,8 +628,8 @@ static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t 
     size_t skiplen = skip != NULL ? strlen(skip) : 0;
     amqp_pool_t pool;
     init_amqp_pool(&pool, 4096);
-    amqp_table_t kept = {0, amqp_pool_alloc(&pool, ((size_t)t->num_entries + 1) *
-                                                       sizeof(amqp_table_entry_t))};
+    amqp_table_t kept = {
+        0, amqp_pool_alloc(&pool, ((size_t)t->num_entries + 1) * sizeof(amqp_table_entry_t))};
     int rc = OQ_ENOMEM;
     if (kept.entries == NULL)
         goto out;

@@ -61,7 +61,7 @@ enum step {
     RELEASE,
     RETIRE_SWEPT, /* the lease sweeper's letter, replaced by this delivery's */
     REFRESH,      /* the handler's cache (the coupon rules) */
-    COMMIT,  /* an OQ_JOB_PREPARE job's claim and rows, one transaction */
+    COMMIT,       /* an OQ_JOB_PREPARE job's claim and rows, one transaction */
 };
 
 static int commit_prepared(struct effect_worker *w, struct oq_effect_job *job, char *err,
