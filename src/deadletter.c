@@ -1092,12 +1092,12 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
     struct oq_publisher_callbacks cb = {held_settled, held_returned, a};
     if (a->held_pub != NULL)
         return 0;
-    if (oq_broker_connect(a->cfg, "archive-held", &a->held_b, why, whylen) != 0)
+    if (oq_publisher_connect(a->cfg, "archive-held", ARCHIVE_CHANNEL, 1, &cb, &a->held_b,
+                             &a->held_pub, why, whylen) != 0)
         return OQ_EBROKER;
     amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
-    if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0 ||
-        oq_publisher_new(a->held_b, ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_pub) != 0) {
-        snprintf(why, whylen, "opening channels: %s", oq_broker_error(a->held_b));
+    if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0) {
+        snprintf(why, whylen, "opening the declare channel: %s", oq_broker_error(a->held_b));
         held_disconnect(a);
         return OQ_EBROKER;
     }

@@ -107,12 +107,10 @@ static int link_open(struct link *l, char *err, size_t errlen)
     int rc = 0;
     if (l->db == NULL)
         rc = oq_db_open(l->cfg->mysql_url, l->cfg->connect_timeout_ms, 0, &l->db, err, errlen);
-    if (rc == 0 && l->b == NULL &&
-        (rc = oq_broker_connect(l->cfg, "relay", &l->b, err, errlen)) == 0) {
-        struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
-        if ((rc = oq_publisher_new(l->b, 1, RELAY_BATCH, 1, &cb, &l->pub)) != 0)
-            snprintf(err, errlen, "%s", oq_broker_error(l->b));
-    }
+    struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
+    if (rc == 0 && l->b == NULL)
+        rc =
+            oq_publisher_connect(l->cfg, "relay", 1, RELAY_BATCH, &cb, &l->b, &l->pub, err, errlen);
     return rc;
 }
 
