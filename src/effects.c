@@ -147,7 +147,8 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
     case RELEASE:
         return oq_ledger_release(w->db, e->handler, e->effect_key, w->owner, err, errlen);
     case RETIRE_SWEPT:
-        return oq_sweep_letter_retire(w->db, e->handler, e->effect_key, &w->retired, err, errlen);
+        return oq_sweep_letter_retire(w->db, e->handler, e->effect_key, e->event_identifier,
+                                      &w->retired, err, errlen);
     case REFRESH:
         return h->refresh ? h->refresh(h->state, w->db, err, errlen) : 0;
     case COMMIT:

@@ -280,7 +280,7 @@ static int on_swept_letter(void *ctx, const char *const *v, unsigned n)
 }
 
 int oq_sweep_letter_retire(struct oq_db *db, const char *handler, const char *effect_key,
-                           int64_t *retired, char *err, size_t errlen)
+                           const char *event_identifier, int64_t *retired, char *err, size_t errlen)
 {
     char fingerprint[256], key[65];
     struct swept_letters s = {.n = 0};
@@ -288,13 +288,15 @@ int oq_sweep_letter_retire(struct oq_db *db, const char *handler, const char *ef
     oq_error_fingerprint("ambiguous", fingerprint_text, fingerprint, sizeof(fingerprint));
     /* The sweeper wrote its lease's lease_until as first_failed_at: with
      * it the key says for sure which letter is this row's. */
-    struct oq_db_param p[] = {OQ_STR(handler), OQ_STR(effect_key), OQ_STR(fingerprint)};
+    struct oq_db_param p[] = {OQ_STR(handler), OQ_STR(effect_key), OQ_STR(event_identifier),
+                              OQ_STR(fingerprint)};
     if (oq_db_query_rows(db,
                          "SELECT d.id, d.letter_key, DATE_FORMAT(d.first_failed_at,"
                          " '%Y-%m-%d %H:%i:%s.%f') FROM event_ledger l JOIN dead_letter d"
                          " ON d.event_identifier = l.event_identifier WHERE l.handler = ? AND"
-                         " l.effect_key = ? AND d.fingerprint = ? ORDER BY d.id LIMIT 8",
-                         p, 3, on_swept_letter, &s) != 0)
+                         " l.effect_key = ? AND l.event_identifier = ? AND d.fingerprint = ?"
+                         " ORDER BY d.id LIMIT 8",
+                         p, 4, on_swept_letter, &s) != 0)
         goto fail;
     for (size_t i = 0; i < s.n; i++) {
         if (oq_sweep_letter_key(handler, effect_key, s.lease_until[i], key) != 0 ||

@@ -18,15 +18,21 @@ code="ONCE-$run"
 email="once.$run@unknown-once.example"
 letters() { sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${code}_mail'"; }
 
+# victim EMAIL CODE: a consumer sends CODE's mail and is killed -9 before
+# it records `sent`; its delivery goes back to the queue.
+victim() {
+    CONSUME_QUEUES=orderq.coupon.email ORDERQ_SWEEP_AFTER_MS=1h ORDERQ_FAULT=kill-after-send start_consumer "victim-$2"
+    local pid=$consumer_pid rc
+    coupon_event "$1" "$2" | oq publish - >/dev/null || fail "publish $2"
+    set +e; wait "$pid"; rc=$?; set -e
+    expect_eq 137 "$rc" "the sender's exit (SIGKILL after the send)"
+    expect_eq 1 "$(mail_count "$1")" "mails sent before the kill"
+    expect_eq sending "$(mail_state "$2")" "the claim left behind"
+    wait_for 10 ready_is orderq.coupon.email 1 || fail "the delivery did not return to the queue"
+}
+
 note "the sender sends and is killed before it records sent; its delivery goes back to the queue"
-CONSUME_QUEUES=orderq.coupon.email ORDERQ_SWEEP_AFTER_MS=1h ORDERQ_FAULT=kill-after-send start_consumer victim
-victim=$consumer_pid
-coupon_event "$email" "$code" | oq publish - >/dev/null || fail "publish $code"
-set +e; wait "$victim"; rc=$?; set -e
-expect_eq 137 "$rc" "the sender's exit (SIGKILL after the send)"
-expect_eq 1 "$(mail_count "$email")" "mails sent before the kill"
-expect_eq sending "$(mail_state "$code")" "the claim left behind"
-wait_for 10 ready_is orderq.coupon.email 1 || fail "the delivery did not return to the queue"
+victim "$email" "$code"
 
 note "no delivery comes back for longer than sweep_after_ms: a consumer of another queue sweeps it"
 CONSUME_QUEUES=orderq.order.processing start_consumer sweeper
@@ -50,6 +56,24 @@ expect_eq ambiguous "$(sql "$DB" -e "SELECT error_class FROM dead_letter WHERE e
 expect_contains "\"coupon_code\": \"$code\"" "$(sql "$DB" -e "SELECT body FROM dead_letter WHERE event_identifier = '${code}_mail'")" "the letter holds the message"
 grep -q "replaces the lease sweeper's dead letter $swept_id" "$WORK/returner.log" || fail "the replacement is not logged: $(tail -3 "$WORK/returner.log")"
 expect_eq 1 "$(mail_count "$email")" "mails sent in the end"
+kill -TERM "$returner"
+wait "$returner" || fail "the returner's exit"
+
+note "another event with the same effect key finds it swept: parked beside the sweeper's letter, which stays"
+code2="TWO-$run"
+email2="two.$run@unknown-once.example"
+victim "$email2" "$code2"
+mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/contents" >/dev/null
+wait_for 30 mail_state_is "$code2" unknown || fail "not swept: $(mail_state "$code2")"
+wait_for 10 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${code2}_mail'\")\" = 1 ]" ||
+    fail "the sweeper's letter for $code2"
+CONSUME_QUEUES=orderq.coupon.email start_consumer other
+returner=$consumer_pid
+coupon_event "$email2" "$code2" | sed "s/${code2}_mail/${code2}_other/" | oq publish - >/dev/null || fail "publish ${code2}_other"
+wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${code2}_other'\")\" = 1 ]" ||
+    fail "the other event was not parked: $(tail -3 "$WORK/other.log")"
+expect_eq 1 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${code2}_mail'")" "the sweeper's letter, kept for the other event"
+expect_eq 1 "$(mail_count "$email2")" "mails sent for $code2"
 kill -TERM "$sweeper" "$returner"
 wait "$sweeper" || fail "the sweeper's exit"
-wait "$returner" || fail "the returner's exit"
+wait "$returner" || fail "the other's exit"
