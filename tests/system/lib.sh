@@ -305,6 +305,40 @@ print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] 
 mail_state() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
 mail_state_is() { [ "$(mail_state "$1")" = "$2" ]; }
 
+# wide_shop_user: a shop user of its own ($shop, $password) that may write
+# to every exchange of the test vhost (the common mistake; the tests show
+# it still cannot fool orderq), removed on exit. After need_rabbitmq.
+wide_shop_user() {
+    shop="oq-shop-$$" password="pw-$RANDOM-$$"
+    mgmt PUT "/api/users/$shop" "{\"password\":\"$password\",\"tags\":\"\"}" >/dev/null
+    CLEANUP+=("mgmt DELETE /api/users/$shop")
+    mgmt PUT "/api/permissions/$(urlenc "$VHOST")/$shop" '{"configure":"","write":".*","read":""}' >/dev/null
+}
+
+# as_shop EXCHANGE ROUTING_KEY BODY [HEADERS_JSON [USER_ID]]: published as
+# $shop (wide_shop_user), persistent, mandatory and confirmed, its
+# message_id the body's event_identifier; prints "ok" or the broker's
+# refusal.
+as_shop() {
+    "$PY" - "$VHOST" "$shop" "$password" "$1" "$2" "$3" "${4:-{\}}" "${5:-}" <<'PY'
+import json, sys, pika
+vhost, user, password, exchange, key, body, headers, uid = sys.argv[1:9]
+body = body.encode()
+msg_id = json.loads(body).get("event_identifier") if body.startswith(b"{") else None
+params = pika.ConnectionParameters("127.0.0.1", 5672, vhost, pika.PlainCredentials(user, password))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    try:
+        ch.basic_publish(exchange, key, body, pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", message_id=msg_id,
+            user_id=uid or None, headers=json.loads(headers)), mandatory=True)
+        print("ok")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        print(e.reply_code, e.reply_text)
+PY
+}
+
 # stop_group PGID: TERM, then KILL what is left of a process group a test
 # started with setsid (a server and every child it forked).
 stop_group() {
