@@ -238,13 +238,17 @@ expect_exactly_once() {
     expect_eq "$n" "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_code = 'coupon.email'")" "coupon.email outbox events"
 }
 
-# The start of every consumer test: a database and vhost of its own,
-# migrated and declared, with the test rule loaded.
-setup_consumer_test() {
+# A database and vhost of its own, migrated and declared.
+setup_declared() {
     need_mysql
     need_rabbitmq
     oq migrate >/dev/null 2>&1
     oq topology declare --create-shop-exchange >/dev/null
+}
+
+# The start of every consumer test: setup_declared, the test rule loaded.
+setup_consumer_test() {
+    setup_declared
     load_test_rule
 }
 
@@ -337,6 +341,22 @@ with pika.BlockingConnection(params) as conn:
     except pika.exceptions.ChannelClosedByBroker as e:
         print(e.reply_code, e.reply_text)
 PY
+}
+
+# send_then_die EMAIL CODE: a consumer of orderq.coupon.email sends CODE's
+# mail and kills itself (-9) before it records `sent`, as a crash there
+# would; its delivery is back in the queue after. Its own sweeper waits an
+# hour: it must not settle anything.
+send_then_die() {
+    CONSUME_QUEUES=orderq.coupon.email ORDERQ_SWEEP_AFTER_MS=1h ORDERQ_FAULT=kill-after-send \
+        start_consumer "victim-$2"
+    local pid=$consumer_pid rc
+    coupon_event "$1" "$2" | oq publish - >/dev/null || fail "publish $2"
+    set +e; wait "$pid"; rc=$?; set -e
+    expect_eq 137 "$rc" "the exit of $2's sender (SIGKILL after the send)"
+    expect_eq 1 "$(mail_count "$1")" "mails of $2 sent before the kill"
+    expect_eq sending "$(mail_state "$2")" "$2's claim left behind"
+    wait_for 10 ready_is orderq.coupon.email 1 || fail "$2's delivery did not return to the queue"
 }
 
 # stop_group PGID: TERM, then KILL what is left of a process group a test

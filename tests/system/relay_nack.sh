@@ -3,10 +3,7 @@
 # publishes; a quorum queue electing a leader after a node died) is tried
 # again within seconds, not after a minute: the broker only said "not now".
 source "$(dirname "$0")/lib.sh"
-need_mysql
-need_rabbitmq
-oq migrate >/dev/null 2>&1
-oq topology declare --create-shop-exchange >/dev/null
+setup_declared
 
 note "a queue of one message that rejects publishes when full, and full"
 "$PY" - "$VHOST" <<'PY'

@@ -18,21 +18,8 @@ code="ONCE-$run"
 email="once.$run@unknown-once.example"
 letters() { sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${code}_mail'"; }
 
-# victim EMAIL CODE: a consumer sends CODE's mail and is killed -9 before
-# it records `sent`; its delivery goes back to the queue.
-victim() {
-    CONSUME_QUEUES=orderq.coupon.email ORDERQ_SWEEP_AFTER_MS=1h ORDERQ_FAULT=kill-after-send start_consumer "victim-$2"
-    local pid=$consumer_pid rc
-    coupon_event "$1" "$2" | oq publish - >/dev/null || fail "publish $2"
-    set +e; wait "$pid"; rc=$?; set -e
-    expect_eq 137 "$rc" "the sender's exit (SIGKILL after the send)"
-    expect_eq 1 "$(mail_count "$1")" "mails sent before the kill"
-    expect_eq sending "$(mail_state "$2")" "the claim left behind"
-    wait_for 10 ready_is orderq.coupon.email 1 || fail "the delivery did not return to the queue"
-}
-
 note "the sender sends and is killed before it records sent; its delivery goes back to the queue"
-victim "$email" "$code"
+send_then_die "$email" "$code"
 
 note "no delivery comes back for longer than sweep_after_ms: a consumer of another queue sweeps it"
 CONSUME_QUEUES=orderq.order.processing start_consumer sweeper
@@ -62,7 +49,7 @@ wait "$returner" || fail "the returner's exit"
 note "another event with the same effect key finds it swept: parked beside the sweeper's letter, which stays"
 code2="TWO-$run"
 email2="two.$run@unknown-once.example"
-victim "$email2" "$code2"
+send_then_die "$email2" "$code2"
 mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/contents" >/dev/null
 wait_for 30 mail_state_is "$code2" unknown || fail "not swept: $(mail_state "$code2")"
 wait_for 10 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE event_identifier = '${code2}_mail'\")\" = 1 ]" ||
