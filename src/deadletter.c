@@ -28,6 +28,7 @@
 #define ARCHIVE_PREFETCH 64
 #define HELD_CONFIRM_MS  30000 /* the broker's word on a held letter */
 #define MAX_TABLE_DEPTH  16    /* nesting of headers we render; deeper is "..." */
+#define SORT_DEPTH       64    /* nesting the letter key sorts; deeper keeps its order */
 
 /* ---- AMQP values as JSON -------------------------------------------------- */
 
@@ -505,52 +506,142 @@ static void put_bytes(struct digest *d, amqp_bytes_t b)
 }
 
 /* By key, bytewise, then by length (a key that is a prefix comes first). */
-static int entry_key_cmp(const void *a, const void *b)
+static int bytes_cmp(amqp_bytes_t x, amqp_bytes_t y)
 {
-    amqp_bytes_t x = ((const amqp_table_entry_t *)a)->key;
-    amqp_bytes_t y = ((const amqp_table_entry_t *)b)->key;
     size_t n = x.len < y.len ? x.len : y.len;
     int c = n > 0 ? memcmp(x.bytes, y.bytes, n) : 0;
     return c != 0 ? c : (x.len > y.len) - (x.len < y.len);
 }
 
+static int entry_key_cmp(const void *a, const void *b)
+{
+    return bytes_cmp(((const amqp_table_entry_t *)a)->key, ((const amqp_table_entry_t *)b)->key);
+}
+
+/* t as librabbitmq writes it on the wire. *out is malloc'd.
+ * Returns 0 or OQ_ENOMEM. */
+static int encode_table(const amqp_table_t *t, amqp_bytes_t *out)
+{
+    for (size_t cap = 4096; cap <= ((size_t)1 << 28); cap *= 4) {
+        size_t used = 0;
+        void *buf = malloc(cap);
+        if (buf == NULL)
+            return OQ_ENOMEM;
+        int status = amqp_encode_table((amqp_bytes_t){cap, buf}, (amqp_table_t *)t, &used);
+        if (status == AMQP_STATUS_OK) {
+            *out = (amqp_bytes_t){used, buf};
+            return 0;
+        }
+        free(buf);
+        if (status != AMQP_STATUS_TABLE_TOO_BIG)
+            return OQ_ENOMEM;
+    }
+    return OQ_ENOMEM;
+}
+
+/* A key that came twice: its entries ordered by their bytes on the wire,
+ * so that the order they came in does not count. Rare, so a plain
+ * insertion sort of the run e[0..n). Returns 0 or OQ_ENOMEM. */
+static int sort_same_keys(amqp_table_entry_t *e, size_t n)
+{
+    amqp_bytes_t *wire = calloc(n, sizeof(*wire));
+    int rc = wire == NULL ? OQ_ENOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = encode_table(&(amqp_table_t){1, &e[i]}, &wire[i]);
+    for (size_t i = 1; rc == 0 && i < n; i++)
+        for (size_t j = i; j > 0 && bytes_cmp(wire[j - 1], wire[j]) > 0; j--) {
+            amqp_table_entry_t te = e[j];
+            amqp_bytes_t tw = wire[j];
+            e[j] = e[j - 1], wire[j] = wire[j - 1];
+            e[j - 1] = te, wire[j - 1] = tw;
+        }
+    for (size_t i = 0; wire != NULL && i < n; i++)
+        free(wire[i].bytes);
+    free(wire);
+    return rc;
+}
+
+static int sort_table(amqp_pool_t *pool, amqp_table_t *t, int depth);
+
+/* A copy of n entries of size bytes from pool, to sort without touching
+ * the message; NULL when out of memory. n > 0. */
+static void *pool_copy(amqp_pool_t *pool, const void *entries, int n, size_t size)
+{
+    void *copy = amqp_pool_alloc(pool, (size_t)n * size);
+    return copy != NULL ? memcpy(copy, entries, (size_t)n * size) : NULL;
+}
+
+/* Every table inside v sorted, on copies from pool. An array keeps its
+ * order: it is a list, not a map. */
+static int sort_value(amqp_pool_t *pool, amqp_field_value_t *v, int depth)
+{
+    if (depth >= SORT_DEPTH)
+        return 0; /* deeper tables are hashed in the order they came */
+    if (v->kind == AMQP_FIELD_KIND_TABLE) {
+        amqp_table_t *t = &v->value.table;
+        if (t->num_entries > 0 && (t->entries = pool_copy(pool, t->entries, t->num_entries,
+                                                          sizeof(t->entries[0]))) == NULL)
+            return OQ_ENOMEM;
+        return sort_table(pool, t, depth + 1);
+    }
+    if (v->kind != AMQP_FIELD_KIND_ARRAY)
+        return 0;
+    amqp_array_t *a = &v->value.array;
+    if (a->num_entries > 0 &&
+        (a->entries = pool_copy(pool, a->entries, a->num_entries, sizeof(a->entries[0]))) == NULL)
+        return OQ_ENOMEM;
+    for (int i = 0; i < a->num_entries; i++)
+        if (sort_value(pool, &a->entries[i], depth + 1) != 0)
+            return OQ_ENOMEM;
+    return 0;
+}
+
+/* Sorts t's own entries (the caller's copy) by key, a key that came twice
+ * by value, with every table inside sorted first. Returns 0 or OQ_ENOMEM. */
+static int sort_table(amqp_pool_t *pool, amqp_table_t *t, int depth)
+{
+    size_t n = (size_t)t->num_entries;
+    for (size_t i = 0; i < n; i++)
+        if (sort_value(pool, &t->entries[i].value, depth) != 0)
+            return OQ_ENOMEM;
+    if (n > 1)
+        qsort(t->entries, n, sizeof(t->entries[0]), entry_key_cmp);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && entry_key_cmp(&t->entries[i], &t->entries[j]) == 0; j++)
+            ;
+        if (j - i > 1 && sort_same_keys(&t->entries[i], j - i) != 0)
+            return OQ_ENOMEM;
+    }
+    return 0;
+}
+
 /* The headers as librabbitmq writes them on the wire, less the key skip
- * (NULL: none), sorted by key: every value with its kind, every string with
- * its length, so two letters share an encoding only when their headers are
- * the same. Sorted because a table is a map and the broker may hand the
- * same letter over again with its entries in another order (the chaos run
- * saw one letter archived twice so); nested tables keep their order.
+ * (NULL: none), sorted: every value with its kind, every string with its
+ * length, so two letters share an encoding only when their headers are the
+ * same. Sorted because a table is a map and the broker may hand the same
+ * letter over again with its entries in another order (the chaos run saw
+ * one letter archived twice so): tables inside tables and arrays too (each
+ * x-death entry is a table), and a key that comes twice by its value.
  * *out is malloc'd. Returns 0 or OQ_ENOMEM. */
 static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t *out)
 {
     size_t skiplen = skip != NULL ? strlen(skip) : 0;
-    amqp_table_t kept = {0, malloc(((size_t)t->num_entries + 1) * sizeof(amqp_table_entry_t))};
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 4096);
+    amqp_table_t kept = {
+        0, amqp_pool_alloc(&pool, ((size_t)t->num_entries + 1) * sizeof(amqp_table_entry_t))};
+    int rc = OQ_ENOMEM;
     if (kept.entries == NULL)
-        return OQ_ENOMEM;
+        goto out;
     for (int i = 0; i < t->num_entries; i++) {
         amqp_bytes_t key = t->entries[i].key;
         if (skip == NULL || key.len != skiplen || memcmp(key.bytes, skip, skiplen) != 0)
             kept.entries[kept.num_entries++] = t->entries[i];
     }
-    if (kept.num_entries > 1)
-        qsort(kept.entries, (size_t)kept.num_entries, sizeof(kept.entries[0]), entry_key_cmp);
-    int rc = OQ_ENOMEM;
-    for (size_t cap = 4096; cap <= ((size_t)1 << 28); cap *= 4) {
-        size_t used = 0;
-        void *buf = malloc(cap);
-        if (buf == NULL)
-            break;
-        int status = amqp_encode_table((amqp_bytes_t){cap, buf}, &kept, &used);
-        if (status == AMQP_STATUS_OK) {
-            *out = (amqp_bytes_t){used, buf};
-            rc = 0;
-            break;
-        }
-        free(buf);
-        if (status != AMQP_STATUS_TABLE_TOO_BIG)
-            break;
-    }
-    free(kept.entries);
+    if ((rc = sort_table(&pool, &kept, 0)) == 0)
+        rc = encode_table(&kept, out);
+out:
+    empty_amqp_pool(&pool);
     return rc;
 }
 
@@ -560,7 +651,7 @@ static int encode_headers(const amqp_table_t *t, const char *skip, amqp_bytes_t 
  * and two letters with one key are one row, the second acked unstored. */
 static int letter_key(const amqp_message_t *m, struct oq_dead_letter *dl)
 {
-    static const char version[] = "orderq dead letter 3"; /* 3: headers sorted */
+    static const char version[] = "orderq dead letter 4"; /* 4: nested tables sorted too */
     static const amqp_table_t no_headers = {0, NULL};
     static const struct {
         amqp_flags_t flag;
@@ -1001,12 +1092,12 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
     struct oq_publisher_callbacks cb = {held_settled, held_returned, a};
     if (a->held_pub != NULL)
         return 0;
-    if (oq_broker_connect(a->cfg, "archive-held", &a->held_b, why, whylen) != 0)
+    if (oq_publisher_connect(a->cfg, "archive-held", ARCHIVE_CHANNEL, 1, &cb, &a->held_b,
+                             &a->held_pub, why, whylen) != 0)
         return OQ_EBROKER;
     amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
-    if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0 ||
-        oq_publisher_new(a->held_b, ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_pub) != 0) {
-        snprintf(why, whylen, "opening channels: %s", oq_broker_error(a->held_b));
+    if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0) {
+        snprintf(why, whylen, "opening the declare channel: %s", oq_broker_error(a->held_b));
         held_disconnect(a);
         return OQ_EBROKER;
     }

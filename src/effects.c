@@ -13,6 +13,7 @@
 #include "orderq/ledger.h"
 #include "orderq/log.h"
 #include "orderq/metrics.h"
+#include "orderq/sweeper.h"
 
 struct effect_worker {
     struct oq_effect_pool *pool;
@@ -26,6 +27,7 @@ struct effect_worker {
      * can tell its row from any other, its own earlier ones included. */
     char owner[256];
     size_t owner_prefix; /* length of "<instance_id>/effect-N/" */
+    int64_t retired;     /* RETIRE_SWEPT's answer: the sweeper's letter deleted, or 0 */
 };
 
 struct oq_effect_pool {
@@ -57,8 +59,9 @@ enum step {
     FINISH_SENT,
     FINISH_UNKNOWN,
     RELEASE,
-    REFRESH, /* the handler's cache (the coupon rules) */
-    COMMIT,  /* an OQ_JOB_PREPARE job's claim and rows, one transaction */
+    RETIRE_SWEPT, /* the lease sweeper's letter, replaced by this delivery's */
+    REFRESH,      /* the handler's cache (the coupon rules) */
+    COMMIT,       /* an OQ_JOB_PREPARE job's claim and rows, one transaction */
 };
 
 static int commit_prepared(struct effect_worker *w, struct oq_effect_job *job, char *err,
@@ -143,6 +146,9 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
         break;
     case RELEASE:
         return oq_ledger_release(w->db, e->handler, e->effect_key, w->owner, err, errlen);
+    case RETIRE_SWEPT:
+        return oq_sweep_letter_retire(w->db, e->handler, e->effect_key, e->event_identifier,
+                                      &w->retired, err, errlen);
     case REFRESH:
         return h->refresh ? h->refresh(h->state, w->db, err, errlen) : 0;
     case COMMIT:
@@ -355,6 +361,28 @@ static void new_owner(struct effect_worker *w)
              (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
 }
 
+/* The delivery of an effect the lease sweeper marked `unknown` is parked
+ * next with its message, so the sweeper's letter (no message) goes: one
+ * ambiguous effect, one letter. Best effort: if MySQL refuses, both stay. */
+static void retire_swept_letter(struct effect_worker *w, struct oq_effect_job *job)
+{
+    w->retired = 0;
+    if (db_step(w, job, RETIRE_SWEPT, 0, NULL, NULL) != 0) {
+        log_job(OQ_LOG_WARN, job, "parked twice:",
+                "the lease sweeper's dead letter for it could not be retired; purge the one "
+                "without a message (orderq dlq list --event-id)");
+        return;
+    }
+    if (w->retired > 0) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "this delivery's dead letter replaces the lease sweeper's dead letter %lld, "
+                 "which held no message",
+                 (long long)w->retired);
+        log_job(OQ_LOG_WARN, job, "ambiguous", text);
+    }
+}
+
 static void run_job(struct effect_worker *w, struct oq_effect_job *job)
 {
     job->retry_after_ms = -1;
@@ -389,6 +417,7 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
         return;
     case OQ_LEASE_UNKNOWN:
         if (!job->force_resend) {
+            retire_swept_letter(w, job);
             fail(job, OQ_ERR_AMBIGUOUS,
                  "%s/%s: an earlier send's outcome is unknown (ledger state unknown); a person "
                  "decides: orderq dlq replay --force-resend",

@@ -17,8 +17,13 @@
 
 #define RELAY_BATCH 500
 
+#define NACK_FIRST_S   1 /* a nack: the broker cannot take it now; soon again */
+#define NACK_MAX_S     30
+#define RETURN_FIRST_S 60 /* a return: no queue bound, a person must fix it */
+#define RETURN_MAX_S   3600
+
 struct row {
-    long long id;
+    long long id, attempts;
     char *exchange, *routing_key, *event_code, *event_identifier, *body;
     int acked, returned;
 };
@@ -54,11 +59,12 @@ static void rows_clear(struct rows *rs)
 static int on_row(void *ctx, const char *const *v, unsigned n)
 {
     struct rows *rs = ctx;
-    if (n < 6 || rs->n == RELAY_BATCH)
+    if (n < 7 || rs->n == RELAY_BATCH)
         return 0;
     struct row *r = &rs->r[rs->n++];
     memset(r, 0, sizeof(*r));
     r->id = strtoll(v[0], NULL, 10);
+    r->attempts = v[6] ? strtoll(v[6], NULL, 10) : 0;
     r->exchange = strdup(v[1] ? v[1] : "");
     r->routing_key = strdup(v[2] ? v[2] : "");
     r->event_code = strdup(v[3] ? v[3] : "");
@@ -101,12 +107,10 @@ static int link_open(struct link *l, char *err, size_t errlen)
     int rc = 0;
     if (l->db == NULL)
         rc = oq_db_open(l->cfg->mysql_url, l->cfg->connect_timeout_ms, 0, &l->db, err, errlen);
-    if (rc == 0 && l->b == NULL &&
-        (rc = oq_broker_connect(l->cfg, "relay", &l->b, err, errlen)) == 0) {
-        struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
-        if ((rc = oq_publisher_new(l->b, 1, RELAY_BATCH, 1, &cb, &l->pub)) != 0)
-            snprintf(err, errlen, "%s", oq_broker_error(l->b));
-    }
+    struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
+    if (rc == 0 && l->b == NULL)
+        rc =
+            oq_publisher_connect(l->cfg, "relay", 1, RELAY_BATCH, &cb, &l->b, &l->pub, err, errlen);
     return rc;
 }
 
@@ -168,27 +172,43 @@ out:
     return rc;
 }
 
+/* Seconds until a failed row is tried again, doubling with its attempts.
+ * A nack is the broker saying "not now" (a full reject-publish queue, a
+ * quorum queue electing its leader while a node is down): seconds. A
+ * return is a topology mistake no retry fixes soon: minutes. */
+static long long retry_after_s(int returned, long long attempts)
+{
+    long long first = returned ? RETURN_FIRST_S : NACK_FIRST_S;
+    long long max = returned ? RETURN_MAX_S : NACK_MAX_S;
+    long long s = first << (attempts < 0 ? 0 : attempts > 12 ? 12 : attempts);
+    return s < max ? s : max;
+}
+
 /* Rows the broker refused or no queue took: try again later, each time
- * later (1, 2, 4 ... minutes, at most an hour), with the reason kept. */
+ * later, with the reason kept and logged. */
 static int defer_failed(struct link *l, char *err, size_t errlen)
 {
     for (size_t i = 0; i < l->rows.n; i++) {
         const struct row *r = &l->rows.r[i];
         if (r->acked && !r->returned)
             continue;
-        struct oq_db_param p[] = {OQ_STR(r->returned
-                                             ? "no queue is bound for this exchange and routing key"
-                                             : "the broker refused it (nack)"),
-                                  OQ_INT(r->id)};
+        const char *why = r->returned ? "no queue is bound for this exchange and routing key"
+                                      : "the broker refused it (nack)";
+        long long after = retry_after_s(r->returned, r->attempts);
+        struct oq_db_param p[] = {OQ_STR(why), OQ_INT(after * 1000000), OQ_INT(r->id)};
         if (oq_db_execute(l->db,
                           "UPDATE outbox SET publish_attempts = publish_attempts + 1,"
-                          " last_error = ?, next_attempt_at = NOW(6) + INTERVAL"
-                          " LEAST(60 * POW(2, LEAST(publish_attempts, 6)), 3600) SECOND"
+                          " last_error = ?, next_attempt_at = NOW(6) + INTERVAL ? MICROSECOND"
                           " WHERE id = ?",
-                          p, 2, NULL) != 0) {
+                          p, 3, NULL) != 0) {
             snprintf(err, errlen, "deferring an outbox row: %s", oq_db_error(l->db));
             return OQ_EDB;
         }
+        oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.event_identifier = r->event_identifier}),
+               "outbox row %lld (%s, routing key %s): %s; attempt %lld, trying again in %lld s%s",
+               r->id, r->event_code, r->routing_key, why, r->attempts + 1, after,
+               r->returned ? " (bind a queue, or fix the row's routing key)"
+                           : " (a full queue that rejects publishes, or a queue without a leader)");
     }
     return 0;
 }
@@ -204,7 +224,7 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         goto db_fail;
     rc = oq_db_query_rows(l->db,
                           "SELECT id, exchange_name, routing_key, event_code, event_identifier,"
-                          " body FROM outbox WHERE published_at IS NULL AND"
+                          " body, publish_attempts FROM outbox WHERE published_at IS NULL AND"
                           " (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))"
                           " ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
                           NULL, 0, on_row, &l->rows);

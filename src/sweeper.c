@@ -257,6 +257,66 @@ out:
     return rc;
 }
 
+/* ---- a delivery that comes back after the sweep --------------------------------- */
+
+#define RETIRE_CANDIDATES 8
+
+struct swept_letters {
+    int64_t id[RETIRE_CANDIDATES];
+    char key[RETIRE_CANDIDATES][65], lease_until[RETIRE_CANDIDATES][32];
+    size_t n;
+};
+
+static int on_swept_letter(void *ctx, const char *const *v, unsigned n)
+{
+    struct swept_letters *s = ctx;
+    if (n < 3 || s->n == RETIRE_CANDIDATES || v[0] == NULL || v[1] == NULL || v[2] == NULL)
+        return 0;
+    s->id[s->n] = strtoll(v[0], NULL, 10);
+    snprintf(s->key[s->n], sizeof(s->key[0]), "%s", v[1]);
+    snprintf(s->lease_until[s->n], sizeof(s->lease_until[0]), "%s", v[2]);
+    s->n++;
+    return 0;
+}
+
+int oq_sweep_letter_retire(struct oq_db *db, const char *handler, const char *effect_key,
+                           const char *event_identifier, int64_t *retired, char *err, size_t errlen)
+{
+    char fingerprint[256], key[65];
+    struct swept_letters s = {.n = 0};
+    *retired = 0;
+    oq_error_fingerprint("ambiguous", fingerprint_text, fingerprint, sizeof(fingerprint));
+    /* The sweeper wrote its lease's lease_until as first_failed_at: with
+     * it the key says for sure which letter is this row's. */
+    struct oq_db_param p[] = {OQ_STR(handler), OQ_STR(effect_key), OQ_STR(event_identifier),
+                              OQ_STR(fingerprint)};
+    if (oq_db_query_rows(db,
+                         "SELECT d.id, d.letter_key, DATE_FORMAT(d.first_failed_at,"
+                         " '%Y-%m-%d %H:%i:%s.%f') FROM event_ledger l JOIN dead_letter d"
+                         " ON d.event_identifier = l.event_identifier WHERE l.handler = ? AND"
+                         " l.effect_key = ? AND l.event_identifier = ? AND d.fingerprint = ?"
+                         " ORDER BY d.id LIMIT 8",
+                         p, 4, on_swept_letter, &s) != 0)
+        goto fail;
+    for (size_t i = 0; i < s.n; i++) {
+        if (oq_sweep_letter_key(handler, effect_key, s.lease_until[i], key) != 0 ||
+            strcmp(key, s.key[i]) != 0)
+            continue;
+        uint64_t deleted = 0;
+        struct oq_db_param d[] = {OQ_INT(s.id[i]), OQ_STR(key)};
+        if (oq_db_execute(db, "DELETE FROM dead_letter WHERE id = ? AND letter_key = ?", d, 2,
+                          &deleted) != 0)
+            goto fail;
+        if (deleted == 1)
+            *retired = s.id[i];
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "retiring the sweeper's letter for %s/%s: %s", handler, effect_key,
+             oq_db_error(db));
+    return OQ_EDB;
+}
+
 /* ---- the thread ----------------------------------------------------------------- */
 
 struct oq_sweeper {

@@ -15,6 +15,7 @@
 #include "orderq/common.h"
 
 struct oq_broker;
+struct oq_config;
 struct oq_publisher; /* opaque */
 
 enum oq_confirm { OQ_CONFIRM_ACK = 0, OQ_CONFIRM_NACK = 1 };
@@ -39,6 +40,17 @@ struct oq_publisher_callbacks {
 OQ_WUR int oq_publisher_new(struct oq_broker *b, amqp_channel_t channel, size_t window,
                             int own_frames, const struct oq_publisher_callbacks *cb,
                             struct oq_publisher **out);
+
+/* A connection of its own for purpose (oq_broker_connect) with a
+ * publisher on channel that reads its own frames (own_frames 1): what
+ * every part that only publishes opens. *b and *out are the caller's to
+ * free (oq_publisher_free, then oq_broker_close or oq_broker_drop); on
+ * failure both are NULL and err says why. Returns 0, OQ_ENOMEM or
+ * OQ_EBROKER. */
+OQ_WUR int oq_publisher_connect(const struct oq_config *cfg, const char *purpose,
+                                amqp_channel_t channel, size_t window,
+                                const struct oq_publisher_callbacks *cb, struct oq_broker **b,
+                                struct oq_publisher **out, char *err, size_t errlen);
 
 /* Take a frame read by someone else: 1 if it was this publisher's (a
  * confirm or a return, now handled), 0 if not, OQ_EBROKER on failure. */

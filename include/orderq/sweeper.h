@@ -71,6 +71,21 @@ OQ_WUR int oq_sweep(struct oq_db *db, const struct oq_config *cfg, const char *w
 OQ_WUR int oq_sweep_letter_key(const char *handler, const char *effect_key, const char *lease_until,
                                char *out);
 
+/* The delivery of event_identifier came back for handler/effect_key after
+ * the sweeper marked it `unknown`: delete the sweeper's letter for it (the one whose key is
+ * oq_sweep_letter_key of its lease), since the delivery's own letter, which
+ * holds the message and can be replayed, takes its place; one ambiguous
+ * effect, one letter. Call it before the delivery is parked: if parking
+ * fails the delivery is not acked and comes back, so a letter always holds
+ * it. Only the event that claimed the row can: another event with the
+ * same effect key (or one forged with it) is parked beside the sweeper's
+ * letter, whose facts come from the ledger, not from a message.
+ * *retired: the letter's id, or 0 when there was none (never swept,
+ * purged already, another event). Returns 0 or OQ_EDB (err says why). */
+OQ_WUR int oq_sweep_letter_retire(struct oq_db *db, const char *handler, const char *effect_key,
+                                  const char *event_identifier, int64_t *retired, char *err,
+                                  size_t errlen);
+
 /* How often the thread sweeps for a grace of grace_ms: a quarter of it,
  * from 1 s to 30 s (a row is settled at most that long after it became
  * abandoned, and the gauges are as old). */

@@ -167,10 +167,9 @@ static int run(struct cli_cmd_ctx *ctx)
         cli_fail("publish: cannot open %s: %s", path, strerror(errno));
         return EX_NOINPUT;
     }
-    int rc = oq_broker_connect(ctx->cfg, "publish", &b, err, sizeof(err));
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &t};
-    if (rc == 0 && (rc = oq_publisher_new(b, 1, (size_t)window, 1, &cb, &pub)) != 0)
-        snprintf(err, sizeof(err), "%s", oq_broker_error(b));
+    int rc = oq_publisher_connect(ctx->cfg, "publish", 1, (size_t)window, &cb, &b, &pub, err,
+                                  sizeof(err));
     if (rc != 0) {
         cli_fail("publish: %s", err);
         code = cli_exit_code(rc);

@@ -217,10 +217,8 @@ static int replay_connect(struct replay *r, char *err, size_t errlen)
 {
     struct oq_publisher_callbacks cb = {on_settled, on_returned, r};
     r->nknown = 0;
-    int rc = oq_broker_connect(r->d->ctx->cfg, "dlq-replay", &r->b, err, errlen);
-    if (rc == 0 && (rc = oq_publisher_new(r->b, 2, PAGE_SIZE, 1, &cb, &r->pub)) != 0)
-        snprintf(err, errlen, "%s", oq_broker_error(r->b));
-    return rc;
+    return oq_publisher_connect(r->d->ctx->cfg, "dlq-replay", 2, PAGE_SIZE, &cb, &r->b, &r->pub,
+                                err, errlen);
 }
 
 /* Does the exchange exist? 1 yes, 0 no (why says so), < 0 the connection

@@ -25,33 +25,7 @@ export ORDERQ_SMTP_TIMEOUT_MS=2s ORDERQ_EFFECT_LEASE_MS=4s
 CONSUME_QUEUES="orderq.coupon.email orderq.probe"
 run="$$$RANDOM"
 v=$(urlenc "$VHOST")
-shop="oq-shop-$$" password="pw-$RANDOM-$$"
-mgmt PUT "/api/users/$shop" "{\"password\":\"$password\",\"tags\":\"\"}" >/dev/null
-CLEANUP+=("mgmt DELETE /api/users/$shop")
-mgmt PUT "/api/permissions/$v/$shop" '{"configure":"","write":".*","read":""}' >/dev/null
-
-# as_shop EXCHANGE ROUTING_KEY BODY HEADERS_JSON [USER_ID]: published as
-# the shop's user, confirmed; prints "ok" or the broker's refusal.
-as_shop() {
-    "$PY" - "$VHOST" "$shop" "$password" "$@" <<'PY'
-import json, sys, pika
-vhost, user, password, exchange, key, body, headers = sys.argv[1:8]
-uid = sys.argv[8] if len(sys.argv) > 8 else None
-body = body.encode()
-msg_id = json.loads(body).get("event_identifier") if body.startswith(b"{") else None
-params = pika.ConnectionParameters("127.0.0.1", 5672, vhost, pika.PlainCredentials(user, password))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    try:
-        ch.basic_publish(exchange, key, body, pika.BasicProperties(
-            delivery_mode=2, content_type="application/json", message_id=msg_id,
-            user_id=uid, headers=json.loads(headers)), mandatory=True)
-        print("ok")
-    except pika.exceptions.ChannelClosedByBroker as e:
-        print(e.reply_code, e.reply_text)
-PY
-}
+wide_shop_user
 dead_count() { sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE $1"; }
 dead_count_is() { [ "$(dead_count "$1")" = "$2" ]; }
 warnings_about() { grep -c "ignored .*$1.* on message $2 " "$WORK/$3.log" || true; }

@@ -238,13 +238,17 @@ expect_exactly_once() {
     expect_eq "$n" "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_code = 'coupon.email'")" "coupon.email outbox events"
 }
 
-# The start of every consumer test: a database and vhost of its own,
-# migrated and declared, with the test rule loaded.
-setup_consumer_test() {
+# A database and vhost of its own, migrated and declared.
+setup_declared() {
     need_mysql
     need_rabbitmq
     oq migrate >/dev/null 2>&1
     oq topology declare --create-shop-exchange >/dev/null
+}
+
+# The start of every consumer test: setup_declared, the test rule loaded.
+setup_consumer_test() {
+    setup_declared
     load_test_rule
 }
 
@@ -304,6 +308,56 @@ print(json.dumps({"event_code": "coupon.email", "event_identifier": sys.argv[2] 
 # The ledger state of the coupon mail for CODE, and a test of it.
 mail_state() { sql "$DB" -e "SELECT state FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$1'"; }
 mail_state_is() { [ "$(mail_state "$1")" = "$2" ]; }
+
+# wide_shop_user: a shop user of its own ($shop, $password) that may write
+# to every exchange of the test vhost (the common mistake; the tests show
+# it still cannot fool orderq), removed on exit. After need_rabbitmq.
+wide_shop_user() {
+    shop="oq-shop-$$" password="pw-$RANDOM-$$"
+    mgmt PUT "/api/users/$shop" "{\"password\":\"$password\",\"tags\":\"\"}" >/dev/null
+    CLEANUP+=("mgmt DELETE /api/users/$shop")
+    mgmt PUT "/api/permissions/$(urlenc "$VHOST")/$shop" '{"configure":"","write":".*","read":""}' >/dev/null
+}
+
+# as_shop EXCHANGE ROUTING_KEY BODY [HEADERS_JSON [USER_ID]]: published as
+# $shop (wide_shop_user), persistent, mandatory and confirmed, its
+# message_id the body's event_identifier; prints "ok" or the broker's
+# refusal.
+as_shop() {
+    "$PY" - "$VHOST" "$shop" "$password" "$1" "$2" "$3" "${4:-{\}}" "${5:-}" <<'PY'
+import json, sys, pika
+vhost, user, password, exchange, key, body, headers, uid = sys.argv[1:9]
+body = body.encode()
+msg_id = json.loads(body).get("event_identifier") if body.startswith(b"{") else None
+params = pika.ConnectionParameters("127.0.0.1", 5672, vhost, pika.PlainCredentials(user, password))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    try:
+        ch.basic_publish(exchange, key, body, pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", message_id=msg_id,
+            user_id=uid or None, headers=json.loads(headers)), mandatory=True)
+        print("ok")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        print(e.reply_code, e.reply_text)
+PY
+}
+
+# send_then_die EMAIL CODE: a consumer of orderq.coupon.email sends CODE's
+# mail and kills itself (-9) before it records `sent`, as a crash there
+# would; its delivery is back in the queue after. Its own sweeper waits an
+# hour: it must not settle anything.
+send_then_die() {
+    CONSUME_QUEUES=orderq.coupon.email ORDERQ_SWEEP_AFTER_MS=1h ORDERQ_FAULT=kill-after-send \
+        start_consumer "victim-$2"
+    local pid=$consumer_pid rc
+    coupon_event "$1" "$2" | oq publish - >/dev/null || fail "publish $2"
+    set +e; wait "$pid"; rc=$?; set -e
+    expect_eq 137 "$rc" "the exit of $2's sender (SIGKILL after the send)"
+    expect_eq 1 "$(mail_count "$1")" "mails of $2 sent before the kill"
+    expect_eq sending "$(mail_state "$2")" "$2's claim left behind"
+    wait_for 10 ready_is orderq.coupon.email 1 || fail "$2's delivery did not return to the queue"
+}
 
 # stop_group PGID: TERM, then KILL what is left of a process group a test
 # started with setsid (a server and every child it forked).

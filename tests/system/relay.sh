@@ -2,10 +2,7 @@
 # relay.sh - `orderq relay`: outbox rows published once each with confirms and
 # marked, even with two relays at once (SKIP LOCKED); an unroutable row stays
 source "$(dirname "$0")/lib.sh"
-need_mysql
-need_rabbitmq
-oq migrate >/dev/null 2>&1
-oq topology declare --create-shop-exchange >/dev/null
+setup_declared
 
 note "3000 outbox rows, two relays at once"
 "$PY" - >"$WORK/rows.sql" <<'PY'

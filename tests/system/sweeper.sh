@@ -27,18 +27,10 @@ metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {prin
 metric_is() { [ "$(metric "$1" "$2")" = "$3" ]; }
 
 # victim NAME CODE: a consumer sends CODE's mail and is killed before it
-# records `sent`; its message is then purged, so no delivery comes back.
-# (Its own sweeper, if any, waits an hour: it must not settle the others.)
+# records `sent` (send_then_die); its message is then purged, so no
+# delivery comes back.
 victim() {
-    local email="$1.$run@sweeper.example"
-    ORDERQ_SWEEP_AFTER_MS=1h ORDERQ_FAULT=kill-after-send start_consumer "victim-$1"
-    local pid=$consumer_pid code
-    coupon_event "$email" "$2" | oq publish - >/dev/null || fail "publish $2"
-    set +e; wait "$pid"; code=$?; set -e
-    expect_eq 137 "$code" "victim $1's exit (SIGKILL after the send)"
-    expect_eq 1 "$(mail_count "$email")" "mails sent by victim $1"
-    expect_eq sending "$(mail_state "$2")" "victim $1's claim"
-    wait_for 10 ready_is orderq.coupon.email 1 || fail "$2's delivery did not return to the queue"
+    send_then_die "$1.$run@sweeper.example" "$2"
     mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/contents" >/dev/null
     wait_for 10 ready_is orderq.coupon.email 0 || fail "the queue was not purged"
 }

@@ -9,25 +9,14 @@
 source "$(dirname "$0")/lib.sh"
 export ORDERQ_RETRY_TIERS=1s,2s ORDERQ_MAX_ATTEMPTS=3
 setup_consumer_test
-v=$(urlenc "$VHOST")
-shop="oq-shop-$$" password="pw-$RANDOM-$$"
-mgmt PUT "/api/users/$shop" "{\"password\":\"$password\",\"tags\":\"\"}" >/dev/null
-CLEANUP+=("mgmt DELETE /api/users/$shop")
-mgmt PUT "/api/permissions/$v/$shop" '{"configure":"","write":".*","read":""}' >/dev/null
+wide_shop_user
 
-# shop_publish BODY: published the way the shop's own code would.
+# shop_publish BODY: published the way the shop's own code would, with its
+# own user_id.
 shop_publish() {
-    "$PY" - "$VHOST" "$shop" "$password" "$1" <<'PY'
-import sys, pika
-vhost, user, password, body = sys.argv[1:]
-params = pika.ConnectionParameters("127.0.0.1", 5672, vhost, pika.PlainCredentials(user, password))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    routing = "probe" if '"probe"' in body else "order.processing"
-    ch.basic_publish("shop.events", routing, body.encode(),
-                     pika.BasicProperties(delivery_mode=2, user_id=user, content_type="application/json"))
-PY
+    local key=order.processing
+    [[ $1 == *'"probe"'* ]] && key=probe
+    expect_eq ok "$(as_shop shop.events "$key" "$1" '{}' "$shop")" "publishing as the shop"
 }
 port=$(free_port)
 start_consumer uid --http-addr "127.0.0.1:$port"

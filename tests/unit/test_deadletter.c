@@ -713,6 +713,80 @@ static void a_letter_with_its_headers_reordered_keeps_its_key(void **state)
     oq_dead_letter_clear(&again);
 }
 
+/* key_of: the letter key of a message with headers h[0..n). */
+static void key_of(amqp_table_entry_t *h, int n, char *out)
+{
+    amqp_message_t m = message(h, n, "{}");
+    struct oq_dead_letter dl;
+    assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &dl), 0);
+    memcpy(out, dl.letter_key, sizeof(dl.letter_key));
+    oq_dead_letter_clear(&dl);
+}
+
+static amqp_table_entry_t table_of(const char *key, amqp_table_entry_t *e, int n)
+{
+    amqp_table_entry_t t = field(amqp_cstring_bytes(key), AMQP_FIELD_KIND_TABLE);
+    t.value.value.table = (amqp_table_t){n, e};
+    return t;
+}
+
+/* Review found the sort stopped at the top: each x-death entry is a table
+ * in an array, and a table's entries may come in any order, so one letter
+ * delivered again with them reordered was two keys, two rows. Tables
+ * inside arrays and tables are sorted too, a key that comes twice by its
+ * value; the array keeps its order; any other value is another key. */
+static void a_letter_with_nested_tables_reordered_keeps_its_key(void **state)
+{
+    (void)state;
+    /* x-death: [{count, reason, queue}, {count, reason, queue}] */
+    amqp_table_entry_t d1[] = {number("count", 1), text("reason", "rejected"),
+                               text("queue", "orderq.order.processing")};
+    amqp_table_entry_t d2[] = {number("count", 2), text("reason", "expired"),
+                               text("queue", "orderq.delay.1s")};
+    amqp_field_value_t deaths[2] = {{AMQP_FIELD_KIND_TABLE, {0}}, {AMQP_FIELD_KIND_TABLE, {0}}};
+    deaths[0].value.table = (amqp_table_t){3, d1};
+    deaths[1].value.table = (amqp_table_t){3, d2};
+    amqp_table_entry_t inner[] = {text("b", "2"), text("a", "1")};
+    amqp_table_entry_t h[] = {field(amqp_cstring_bytes("x-death"), AMQP_FIELD_KIND_ARRAY),
+                              table_of("t", inner, 2), number("dup", 1), number("dup", 2)};
+    h[0].value.value.array = (amqp_array_t){2, deaths};
+    char first[65], again[65], other[65];
+    key_of(h, 4, first);
+
+    /* the same letter, every table's entries in another order */
+    amqp_table_entry_t d1r[] = {text("queue", "orderq.order.processing"), number("count", 1),
+                                text("reason", "rejected")};
+    amqp_table_entry_t d2r[] = {text("reason", "expired"), text("queue", "orderq.delay.1s"),
+                                number("count", 2)};
+    amqp_field_value_t deaths_r[2] = {{AMQP_FIELD_KIND_TABLE, {0}}, {AMQP_FIELD_KIND_TABLE, {0}}};
+    deaths_r[0].value.table = (amqp_table_t){3, d1r};
+    deaths_r[1].value.table = (amqp_table_t){3, d2r};
+    amqp_table_entry_t inner_r[] = {text("a", "1"), text("b", "2")};
+    amqp_table_entry_t hr[] = {number("dup", 2), table_of("t", inner_r, 2), number("dup", 1),
+                               field(amqp_cstring_bytes("x-death"), AMQP_FIELD_KIND_ARRAY)};
+    hr[3].value.value.array = (amqp_array_t){2, deaths_r};
+    key_of(hr, 4, again);
+    assert_string_equal(again, first);
+
+    /* a value deep in an x-death entry differs: another letter */
+    d2r[2] = number("count", 3);
+    key_of(hr, 4, other);
+    assert_string_not_equal(other, first);
+    d2r[2] = number("count", 2);
+
+    /* a value of a key that comes twice differs: another letter */
+    hr[0] = number("dup", 3);
+    key_of(hr, 4, other);
+    assert_string_not_equal(other, first);
+    hr[0] = number("dup", 2);
+
+    /* the x-death entries swapped: a list's order is part of the letter */
+    deaths_r[0].value.table = (amqp_table_t){3, d2r};
+    deaths_r[1].value.table = (amqp_table_t){3, d1r};
+    key_of(hr, 4, other);
+    assert_string_not_equal(other, first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +803,7 @@ int main(void)
         cmocka_unit_test(letters_the_json_cannot_tell_apart_keep_their_own_keys),
         cmocka_unit_test(a_letter_delivered_again_keeps_its_key),
         cmocka_unit_test(a_letter_with_its_headers_reordered_keeps_its_key),
+        cmocka_unit_test(a_letter_with_nested_tables_reordered_keeps_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
