@@ -990,7 +990,7 @@ static void held_disconnect(struct oq_archiver *a)
 {
     oq_publisher_free(a->held_pub);
     a->held_pub = NULL;
-    oq_broker_drop(a->held_b);
+    oq_broker_drop(a->held_b, 1);
     a->held_b = NULL;
 }
 
@@ -1248,7 +1248,7 @@ static void *archiver_main(void *arg)
             oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = a->cfg->dead_queue}),
                    "archiving dead letters into dead_letter");
             archive_connection(a, b);
-            oq_broker_drop(b); /* unacked letters go back to the queue */
+            oq_broker_drop(b, 1); /* unacked letters go back to the queue */
             held_disconnect(a);
             oq_metric_add(OQ_M_ARCHIVE_HELD, -a->held);
             a->held = 0;

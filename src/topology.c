@@ -382,6 +382,18 @@ int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
     return OQ_ENOTFOUND;
 }
 
+int oq_topology_dead_letters(const struct oq_topology *t, const char *queue)
+{
+    for (size_t i = 0; t != NULL && i < t->n_queues; i++) {
+        if (strcmp(t->queues[i].name, queue) != 0)
+            continue;
+        for (size_t a = 0; a < t->queues[i].nargs; a++)
+            if (strcmp(t->queues[i].args[a].key, "x-dead-letter-exchange") == 0)
+                return 1;
+    }
+    return 0;
+}
+
 /* ---- export as definitions ------------------------------------------------- */
 
 static void gen_args(yajl_gen g, const struct oq_topo_arg *args, size_t n)

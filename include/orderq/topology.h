@@ -83,6 +83,12 @@ OQ_WUR int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel
                                      const struct oq_topology *t, const char *queue, char *err,
                                      size_t errlen);
 
+/* 1 when the plan declares queue with a dead-letter exchange
+ * (x-dead-letter-exchange), so that a message rejected without requeue is
+ * dead-lettered, not dropped; 0 for any other queue (not in the plan, or
+ * without one). t may be NULL (0). */
+int oq_topology_dead_letters(const struct oq_topology *t, const char *queue);
+
 /* Compare the plan with what the management API at cfg->amqp_mgmt_url
  * reports for vhost. Each difference is one line (or one JSON object per
  * line when json) on out; *differences counts them.
