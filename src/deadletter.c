@@ -1331,8 +1331,10 @@ static enum archive_end archive_connection(struct oq_archiver *a, struct oq_brok
                     amqp_error_string2(status));
             return ARCHIVE_LOST;
         }
-        if (frame.frame_type != AMQP_FRAME_METHOD)
-            continue;
+        if (frame.frame_type != AMQP_FRAME_METHOD ||
+            frame.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD ||
+            frame.payload.method.id == AMQP_CONNECTION_UNBLOCKED_METHOD)
+            continue; /* an alarm blocks publishers; this one only consumes */
         if (frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD) {
             /* Nothing but deliveries comes on this connection: a cancel or
              * a close ends it, and we reconnect. */

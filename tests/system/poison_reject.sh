@@ -106,3 +106,15 @@ with pika.BlockingConnection(params) as conn:
     method, props, body = conn.channel().basic_get("orderq.legacy", auto_ack=False)
 assert props.headers == {"": "empty key"} and body == b'{"event_identifier":"hdr_key_empty"}', (props.headers, body)
 PY
+
+note "two nodes in amqp_url: closing on an unreadable message blames no node, the next connect takes the first again"
+publish_unreadable
+publish_orders 5 9630000000 shop.events order.processing
+ORDERQ_AMQP_URL="$DIRECT_URL,${DIRECT_URL/127.0.0.1/localhost}" CONSUME_QUEUES=orderq.order.processing \
+    start_consumer nodes --no-archive
+wait_for 30 rules_rows_are 205 || fail "orders taken: $(rules_rows) of 205"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_eq 1 "$(grep -c 'reading delivery' "$WORK/nodes.log")" "deliveries of the unreadable message"
+connects=$(grep -o 'consume: connected to RabbitMQ node [0-9] of 2' "$WORK/nodes.log" | sort | uniq -c | sed 's/^ *//')
+expect_eq "2 consume: connected to RabbitMQ node 1 of 2" "$connects" "the consuming connections' nodes"
