@@ -106,9 +106,13 @@ struct pipeline {
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     struct oq_subscriptions *subs;
-    int requeue_streak; /* batches in a row that had to requeue */
-    int unreadable;     /* the connection ended on a delivery it cannot read */
-    uint64_t settled;   /* batches acked, ever: a connection that acks one is healthy */
+    int requeue_streak;        /* batches in a row that had to requeue */
+    int unreadable;            /* the connection ended on a delivery it cannot read */
+    const char *const *queues; /* consumed, borrowed */
+    size_t n_queues;
+    unsigned char *dead_letters; /* per queue: it has the plan's dead-letter exchange (checked
+                                  * at each connect) */
+    uint64_t settled;            /* batches acked, ever: a connection that acks one is healthy */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -912,6 +916,34 @@ static void refuse_encoded(const struct oq_config *cfg, struct delivery *d)
     set_failed(cfg, d, OQ_ERR_BAD_INPUT, why);
 }
 
+/* Check, on a new connection before consuming, which queues dead-letter
+ * as the plan says: a declare with the plan's arguments is refused
+ * (PRECONDITION_FAILED) by a queue that has others, which may have no
+ * dead-letter exchange. Returns 0 or OQ_EBROKER (the connection broke). */
+static int check_dead_lettering(struct pipeline *pl)
+{
+    for (size_t i = 0; i < pl->n_queues; i++) {
+        pl->dead_letters[i] = 0;
+        if (!oq_topology_dead_letters(pl->topology, pl->queues[i]))
+            continue;
+        int rc = oq_topology_queue_as_planned(pl->b, CONSUME_CHANNEL, pl->topology, pl->queues[i]);
+        if (rc == OQ_EBROKER)
+            return rc;
+        pl->dead_letters[i] = rc == 0;
+    }
+    return 0;
+}
+
+/* 1 when a message rejected without requeue from queue is dead-lettered,
+ * as far as orderq knows (check_dead_lettering). */
+static int queue_dead_letters(const struct pipeline *pl, const char *queue)
+{
+    for (size_t i = 0; queue != NULL && i < pl->n_queues; i++)
+        if (strcmp(pl->queues[i], queue) == 0)
+            return pl->dead_letters[i];
+    return 0;
+}
+
 /* A delivery whose content librabbitmq cannot decode (RabbitMQ passes
  * header tables it refuses, such as a header named ""): this connection
  * cannot read past it, and requeued it would come back at the head on
@@ -920,25 +952,26 @@ static void refuse_encoded(const struct oq_config *cfg, struct delivery *d)
  * it once, whole, to the dead-letter exchange (at-least-once on a quorum
  * queue), but only a queue that dead-letters may get that reject: any
  * other would drop the message. orderq knows that of its own queues (the
- * topology plan, declared at each connect); a queue it does not plan is
- * left as it is, and the reconnects back off. Either way the connection
- * is then closed with oq_broker_close_unreadable (pl->unreadable), so
- * that the reject reaches the broker. A socket error is not the message's
- * fault: nothing is sent. */
+ * topology plan, checked at each connect: check_dead_lettering); on any
+ * other queue the message is left as it is, and the reconnects back off.
+ * Either way the connection is then closed with oq_broker_close_unreadable
+ * (pl->unreadable), so that the reject reaches the broker. A socket error
+ * is not the message's fault: nothing is sent. */
 static void refuse_unreadable(struct pipeline *pl, uint64_t tag, const char *queue,
                               const char *exchange, const char *key, amqp_rpc_reply_t r)
 {
     int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
     int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
                              r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
-    int dead_letters = queue != NULL && oq_topology_dead_letters(pl->topology, queue);
+    int dead_letters = queue_dead_letters(pl, queue);
     const char *what = !unreadable ? ""
                        : dead_letters
                            ? "; its properties cannot be decoded, so it is rejected to the "
                              "dead-letter exchange as it is"
-                           : "; its properties cannot be decoded, and the queue is not one of "
-                             "orderq's that dead-letter (x-dead-letter-exchange), so it is left "
-                             "at the head of the queue, where it stops this consumer: give the "
+                           : "; its properties cannot be decoded, and the queue does not "
+                             "dead-letter as orderq's topology declares it "
+                             "(x-dead-letter-exchange), so a reject would drop it: it is left "
+                             "at the head of the queue, where it stops this consumer; give the "
                              "queue a dead-letter exchange (a policy) or take the message out "
                              "(the management UI's Get messages, Reject requeue false, after "
                              "reading it)";
@@ -1169,6 +1202,13 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     pl.stop = stop;
     pl.wake_relay = wake_relay;
     pl.relay = relay;
+    pl.queues = queues;
+    pl.n_queues = n;
+    if ((pl.dead_letters = calloc(n + 1, 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = OQ_ENOMEM;
+        goto out;
+    }
     atomic_init(&pl.gen, 1);
     char host[128] = "?";
     if (gethostname(host, sizeof(host) - 1) != 0)
@@ -1206,6 +1246,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             oq_warn("redeclaring the topology: %s", why);
             why[0] = '\0';
         }
+        if (r == 0 && (r = check_dead_lettering(&pl)) != 0)
+            snprintf(why, sizeof(why), "%s", oq_broker_error(pl.b));
         if (r == 0)
             r = oq_subscriptions_start(pl.subs, pl.b, CONSUME_CHANNEL, DECLARE_CHANNEL, why,
                                        sizeof(why));
@@ -1257,6 +1299,7 @@ out:
     oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
     oq_subscriptions_free(pl.subs);
+    free(pl.dead_letters);
     free(pl.own_user);
     return rc;
 }

@@ -6,9 +6,12 @@
 #    is not lost (the connection is closed politely, its input drained, not
 #    reset): it is in orderq.dead once, the orders behind it take effect,
 #    one reconnect;
-#  - on a queue that does not dead-letter (not orderq's), it is never
-#    rejected (that would drop it): it stays in the queue, whole, the log
-#    names the queue and what to do, and the reconnects back off.
+#  - on a queue that does not dead-letter (not orderq's, or orderq's but
+#    declared by hand without a dead-letter exchange), it is never rejected
+#    (that would drop it): it stays in the queue, whole, the log names the
+#    queue and what to do, and the reconnects back off;
+#  - with two nodes in amqp_url, closing on it does not move the next
+#    connect to the second node.
 source "$(dirname "$0")/lib.sh"
 CORPUS="$(dirname "$0")/../corpus"
 setup_consumer_test
@@ -96,7 +99,7 @@ note "$n deliveries of the unreadable message in 12 s"
 # backoff 0.25-0.5, 0.5-1, 1-2, 2-4, 4-8 s: at most 6 connections in 12 s
 # (without it, one every ~0.4 s: 30)
 [ "$n" -ge 2 ] && [ "$n" -le 6 ] || fail "deliveries of the unreadable message in 12 s: $n, expected 2 to 6 (backoff)"
-expect_contains "not one of orderq's that dead-letter" "$(grep -m1 'reading delivery' "$WORK/foreign.log")" "the log names what to do"
+expect_contains "does not dead-letter as orderq's topology declares it" "$(grep -m1 'reading delivery' "$WORK/foreign.log")" "the log names what to do"
 expect_contains "(attempt 3: no connection since the last healthy one" "$(cat "$WORK/foreign.log")" "the log of the loop"
 expect_eq 4 "$(queue_ready orderq.legacy)" "messages left in orderq.legacy (the unreadable one and 3 orders)"
 "$PY" - "$VHOST" <<'PY' || fail "the unreadable message is not whole at the head of orderq.legacy"
@@ -106,6 +109,17 @@ with pika.BlockingConnection(params) as conn:
     method, props, body = conn.channel().basic_get("orderq.legacy", auto_ack=False)
 assert props.headers == {"": "empty key"} and body == b'{"event_identifier":"hdr_key_empty"}', (props.headers, body)
 PY
+
+note "a queue of orderq's declared by hand without a dead-letter exchange: not rejected either"
+mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.probe" >/dev/null
+mgmt PUT "/api/queues/$(urlenc "$VHOST")/orderq.probe" '{"durable": true}' >/dev/null
+publish_unreadable_to orderq.probe
+CONSUME_QUEUES=orderq.probe start_consumer byhand --no-archive
+wait_for 10 grep -q 'reading delivery' "$WORK/byhand.log" || fail "the consumer did not take the message"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_contains "does not dead-letter as orderq's topology declares it" "$(grep -m1 'reading delivery' "$WORK/byhand.log")" "the log"
+wait_for 10 ready_is orderq.probe 1 || fail "the unreadable message left orderq.probe (dropped?): $(queue_ready orderq.probe)"
 
 note "two nodes in amqp_url: closing on an unreadable message blames no node, the next connect takes the first again"
 publish_unreadable
