@@ -1268,8 +1268,9 @@ static enum archive_end unreadable_letter(struct oq_archiver *a, struct oq_broke
     if (!a->dead_letters) {
         oq_error("archiving dead letters: a letter at the head of %s has properties librabbitmq "
                  "cannot decode (%s) and holds up the archive until a person removes it: %s does "
-                 "not dead-letter into %s (an older orderq declared it; docs/dlq.md, \"Letters "
-                 "orderq cannot read\")",
+                 "not dead-letter into %s (an older orderq declared it, or the latter is "
+                 "missing: run `orderq topology declare`; docs/dlq.md, \"Letters orderq cannot "
+                 "read\")",
                  a->cfg->dead_queue, amqp_error_string2(r.library_error), a->cfg->dead_queue,
                  a->held_queue);
         return ARCHIVE_UNREADABLE;

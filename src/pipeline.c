@@ -1271,8 +1271,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         }
         if (pl.unreadable)
             (void)oq_broker_close_unreadable(pl.b, cfg->connect_timeout_ms);
-        else
-            oq_broker_drop(pl.b, 1);
+        else /* a missing queue (OQ_ENOTFOUND) is missing on every node */
+            oq_broker_drop(pl.b, r == OQ_EBROKER);
         pl.b = NULL;
         pl.unreadable = 0;
         oq_metric_add(OQ_M_BROKER_DISCONNECTS, 1);
