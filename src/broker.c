@@ -3,10 +3,13 @@
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -261,7 +264,7 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
      * down costs one refused connect (or connect_timeout_ms), no more. */
     for (size_t i = 0; i < nodes.n && rc != 0 && rc != OQ_ENOMEM; i++) {
         size_t k = (start + i) % nodes.n;
-        oq_broker_drop(b);
+        oq_broker_drop(b, 1);
         if ((b = calloc(1, sizeof(*b))) == NULL) {
             rc = OQ_ENOMEM;
             snprintf(err, errlen, "out of memory");
@@ -289,7 +292,7 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
     *out = b;
     b = NULL;
 out:
-    oq_broker_drop(b);
+    oq_broker_drop(b, 1);
     oq_amqp_nodes_clear(&nodes);
     return rc;
 }
@@ -306,17 +309,69 @@ void oq_broker_close(struct oq_broker *b)
     free(b);
 }
 
-void oq_broker_drop(struct oq_broker *b)
+void oq_broker_drop(struct oq_broker *b, int failed)
 {
     if (b == NULL)
         return;
     /* Its node failed: the next connect starts with the node after it
      * (unless another connection has already moved on). */
-    size_t failed = b->node;
-    atomic_compare_exchange_strong(&first_node, &failed, b->node + 1);
+    size_t node = b->node;
+    if (failed)
+        atomic_compare_exchange_strong(&first_node, &node, b->node + 1);
     if (b->conn != NULL)
         amqp_destroy_connection(b->conn);
     free(b);
+}
+
+/* Read and discard fd's input until the peer closes it (0), or OQ_ETIMEOUT
+ * at deadline, or OQ_EBROKER on a socket error. */
+static int drain_until_closed(int fd, int64_t deadline)
+{
+    char buf[65536];
+    for (;;) {
+        int64_t left = deadline - oq_now_ms();
+        if (left <= 0)
+            return OQ_ETIMEOUT;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(left < 1000 ? left : 1000));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return OQ_EBROKER;
+        if (n == 0)
+            continue;
+        ssize_t got = read(fd, buf, sizeof(buf));
+        if (got == 0)
+            return 0;
+        if (got < 0 && errno != EINTR && errno != EAGAIN)
+            return OQ_EBROKER;
+    }
+}
+
+int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms)
+{
+    amqp_connection_close_t close = {
+        .reply_code = AMQP_REPLY_SUCCESS,
+        .reply_text = amqp_cstring_bytes("orderq: a delivery it cannot read"),
+    };
+    int rc = 0;
+    if (b == NULL)
+        return 0;
+    /* librabbitmq cannot read this connection's input any more (it stops at
+     * the frame it cannot decode), so no close-ok can be read through it.
+     * Instead our side is shut after the close (a FIN, which comes after
+     * every byte sent): the broker reads up to it, handling each frame in
+     * order, and then closes its side, which is the sign. RabbitMQ would
+     * otherwise wait for us to close first after its close-ok. The raw
+     * bytes read meanwhile (TLS records too) are only thrown away. */
+    int fd = amqp_get_sockfd(b->conn);
+    if (fd < 0 || amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0 ||
+        shutdown(fd, SHUT_WR) != 0)
+        rc = OQ_EBROKER;
+    else
+        rc = drain_until_closed(fd, oq_now_ms() + timeout_ms);
+    oq_broker_drop(b, 0);
+    return rc;
 }
 
 amqp_connection_state_t oq_broker_conn(struct oq_broker *b)

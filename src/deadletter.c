@@ -23,12 +23,13 @@
 #include "orderq/topology.h"
 #include "orderq/trust.h"
 
-#define ARCHIVE_CHANNEL  1
-#define DECLARE_CHANNEL  2 /* on the held connection: a refusal closes only it */
-#define ARCHIVE_PREFETCH 64
-#define HELD_CONFIRM_MS  30000 /* the broker's word on a held letter */
-#define MAX_TABLE_DEPTH  16    /* nesting of headers we render; deeper is "..." */
-#define SORT_DEPTH       64    /* nesting the letter key sorts; deeper keeps its order */
+#define ARCHIVE_CHANNEL    1
+#define DECLARE_CHANNEL    2 /* on the held connection: a refusal closes only it */
+#define ARCHIVE_PREFETCH   64
+#define HELD_CONFIRM_MS    30000 /* the broker's word on a held letter */
+#define MAX_TABLE_DEPTH    16    /* nesting of headers we render; deeper is "..." */
+#define SORT_DEPTH         64    /* nesting the letter key sorts; deeper keeps its order */
+#define ARCHIVE_HEALTHY_MS 10000 /* an archive connection up this long resets the backoff */
 
 /* ---- AMQP values as JSON -------------------------------------------------- */
 
@@ -1003,6 +1004,7 @@ struct oq_archiver {
     struct oq_publisher *held_pub;
     struct oq_topology *topology;  /* to declare the held queue again; NULL: cannot */
     int held_acked, held_returned; /* the confirm of the one in flight */
+    int dead_letters; /* this connection: the dead queue dead-letters into the held queue */
 };
 
 /* One try to connect to MySQL. Returns 0 or OQ_EDB (err says why). */
@@ -1077,11 +1079,13 @@ static void held_returned(void *ctx, const amqp_basic_return_t *why, const amqp_
     a->held_returned = 1;
 }
 
-static void held_disconnect(struct oq_archiver *a)
+/* failed: the held connection broke (its node is blamed), else it is
+ * closed for a reason of our own. */
+static void held_disconnect(struct oq_archiver *a, int failed)
 {
     oq_publisher_free(a->held_pub);
     a->held_pub = NULL;
-    oq_broker_drop(a->held_b);
+    oq_broker_drop(a->held_b, failed);
     a->held_b = NULL;
 }
 
@@ -1098,7 +1102,7 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
     amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
     if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0) {
         snprintf(why, whylen, "opening the declare channel: %s", oq_broker_error(a->held_b));
-        held_disconnect(a);
+        held_disconnect(a, 1);
         return OQ_EBROKER;
     }
     return 0;
@@ -1166,7 +1170,7 @@ static int publish_held_once(struct oq_archiver *a, const amqp_message_t *m,
     if (rc != 0) {
         snprintf(why, whylen, "publishing it to %s: %s", a->held_queue,
                  rc == OQ_ETIMEOUT ? "no confirm in 30 s" : oq_broker_error(a->held_b));
-        held_disconnect(a);
+        held_disconnect(a, 1);
         return OQ_EBROKER;
     }
     if (a->held_returned || !a->held_acked) {
@@ -1196,7 +1200,7 @@ static void held_keepalive(struct oq_archiver *a)
 {
     char why[OQ_ERRLEN];
     if (a->held_pub != NULL && oq_publisher_keepalive(a->held_pub, why, sizeof(why)) != 0)
-        held_disconnect(a); /* opened again by the next held letter */
+        held_disconnect(a, 1); /* opened again by the next held letter */
 }
 
 /* The most body bytes a row holds: OQ_DEAD_LETTER_MAX_BODY, and MySQL's
@@ -1273,13 +1277,129 @@ out:
     return rc;
 }
 
-/* Consume the dead-letter queue until stopped or the connection breaks. */
-static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
+/* Why an archive connection ended. */
+enum archive_end {
+    ARCHIVE_STOPPED,    /* asked to stop */
+    ARCHIVE_LOST,       /* the connection broke, or the broker ended it */
+    ARCHIVE_DB_GONE,    /* MySQL is gone: every unacked letter goes back */
+    ARCHIVE_UNREADABLE, /* a letter it cannot read: see unreadable_letter */
+};
+
+/* 1 when the dead queue dead-letters into the held queue as the plan
+ * says: a declare with the plan's arguments is refused (PRECONDITION_FAILED)
+ * by a queue an older orderq declared without them, and the held queue must
+ * exist (a classic dead queue would drop what goes nowhere). Done before
+ * basic.qos: a refusal closes the channel, opened again without it. */
+static int dead_queue_dead_letters(struct oq_archiver *a, struct oq_broker *b)
+{
+    if (a->topology == NULL || !oq_topology_dead_letters(a->topology, a->cfg->dead_queue) ||
+        oq_topology_queue_as_planned(b, ARCHIVE_CHANNEL, a->topology, a->cfg->dead_queue) != 0)
+        return 0;
+    amqp_queue_declare(oq_broker_conn(b), ARCHIVE_CHANNEL, amqp_cstring_bytes(a->held_queue), 1, 0,
+                       0, 0, amqp_empty_table);
+    return oq_broker_check(b, ARCHIVE_CHANNEL, "queue.declare (passive)") == 0;
+}
+
+/* A unique key for the row of a letter that cannot be read: the letter
+ * itself cannot be hashed (its properties are what cannot be decoded, and
+ * the connection cannot read its body). Archived again after a crash
+ * between the row and the reject, it is a second row. */
+static void unreadable_key(struct oq_dead_letter *dl)
+{
+    for (int i = 0; i < 4; i++)
+        snprintf(dl->letter_key + 16 * i, 17, "%016" PRIx64, oq_random_u64());
+}
+
+/* The row of a letter the archiver cannot read: what its delivery says. */
+static int unreadable_row(struct oq_archiver *a, uint64_t tag, int redelivered,
+                          const char *exchange, const char *key, const char *why,
+                          struct oq_dead_letter *dl)
+{
+    memset(dl, 0, sizeof(*dl));
+    unreadable_key(dl);
+    snprintf(dl->exchange, sizeof(dl->exchange), "%s", exchange);
+    snprintf(dl->routing_key, sizeof(dl->routing_key), "%s", key);
+    snprintf(dl->error_class, sizeof(dl->error_class), "unreadable");
+    snprintf(dl->error, sizeof(dl->error),
+             "properties cannot be decoded (librabbitmq: %s; e.g. a header named \"\"); the "
+             "letter is whole in queue %s, not here: read it there with another client "
+             "(delivery %llu of %s%s, exchange \"%s\", routing key \"%s\")",
+             why, a->held_queue, (unsigned long long)tag, a->cfg->dead_queue,
+             redelivered ? ", redelivered" : "", exchange, key);
+    oq_error_fingerprint(dl->error_class, dl->error, dl->fingerprint, sizeof(dl->fingerprint));
+    dl->properties_json = strdup("{}");
+    dl->headers_json = strdup("{}");
+    dl->body_held = 1;
+    dl->attempts = 1;
+    return dl->properties_json != NULL && dl->headers_json != NULL ? 0 : OQ_ENOMEM;
+}
+
+/* A letter whose properties librabbitmq cannot decode: this connection
+ * cannot read past it, and it comes back at the head of the queue on every
+ * reconnect. When the dead queue dead-letters into the held queue, its row
+ * is stored (what the delivery says) and it is rejected there, whole;
+ * else it stays, and the reconnects back off until a person removes it.
+ * Either way the connection is closed with oq_broker_close_unreadable. */
+static enum archive_end unreadable_letter(struct oq_archiver *a, struct oq_broker *b,
+                                          const amqp_basic_deliver_t *m, amqp_rpc_reply_t r,
+                                          int64_t *moved)
+{
+    struct oq_dead_letter dl;
+    char why[OQ_ERRLEN], exchange[256], key[256];
+    int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION, stored = 0;
+    if (!lib || (r.library_error != AMQP_STATUS_INVALID_PARAMETER &&
+                 r.library_error != AMQP_STATUS_BAD_AMQP_DATA)) {
+        oq_warn("archiving dead letters: the broker connection ended (%s); reconnecting",
+                lib ? amqp_error_string2(r.library_error) : "closed by the broker");
+        return ARCHIVE_LOST;
+    }
+    snprintf(exchange, sizeof(exchange), "%.*s", (int)m->exchange.len,
+             (const char *)m->exchange.bytes);
+    snprintf(key, sizeof(key), "%.*s", (int)m->routing_key.len, (const char *)m->routing_key.bytes);
+    if (!a->dead_letters) {
+        oq_error("archiving dead letters: a letter at the head of %s has properties librabbitmq "
+                 "cannot decode (%s) and holds up the archive until a person removes it: %s does "
+                 "not dead-letter into %s (an older orderq declared it, or the latter is "
+                 "missing: run `orderq topology declare`; docs/dlq.md, \"Letters orderq cannot "
+                 "read\")",
+                 a->cfg->dead_queue, amqp_error_string2(r.library_error), a->cfg->dead_queue,
+                 a->held_queue);
+        return ARCHIVE_UNREADABLE;
+    }
+    int rc = unreadable_row(a, m->delivery_tag, m->redelivered, exchange, key,
+                            amqp_error_string2(r.library_error), &dl);
+    if (rc == 0)
+        rc = store(a, &dl, &stored, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "out of memory");
+    if (rc != 0) {
+        hold(a, &dl, why); /* left where it is, unrejected */
+        oq_dead_letter_clear(&dl);
+        return a->db == NULL ? ARCHIVE_DB_GONE : ARCHIVE_UNREADABLE;
+    }
+    (void)amqp_basic_reject(oq_broker_conn(b), ARCHIVE_CHANNEL, m->delivery_tag, 0);
+    oq_metric_add(OQ_M_ARCHIVED, 1);
+    (*moved)++;
+    oq_log(OQ_LOG_WARN, (&(struct oq_log_fields){.queue = a->cfg->dead_queue}),
+           "a dead letter's properties cannot be decoded (%s): it is rejected into %s, whole, "
+           "and its row (letter_key %s, error class unreadable) says so",
+           amqp_error_string2(r.library_error), a->held_queue, dl.letter_key);
+    oq_dead_letter_clear(&dl);
+    return ARCHIVE_UNREADABLE;
+}
+
+/* Consume the dead-letter queue until stopped or the connection ends;
+ * *archived counts the letters settled. Frame by frame, not with
+ * amqp_consume_message, which frees the delivery's exchange and routing
+ * key when it cannot read the content: unreadable_letter needs them. */
+static enum archive_end archive_connection(struct oq_archiver *a, struct oq_broker *b,
+                                           int64_t *archived)
 {
     amqp_connection_state_t conn = oq_broker_conn(b);
+    a->dead_letters = dead_queue_dead_letters(a, b);
     amqp_basic_qos(conn, ARCHIVE_CHANNEL, 0, ARCHIVE_PREFETCH, 0);
     if (oq_broker_check(b, ARCHIVE_CHANNEL, "basic.qos") != 0)
-        return;
+        return ARCHIVE_LOST;
     amqp_basic_consume(conn, ARCHIVE_CHANNEL, amqp_cstring_bytes(a->cfg->dead_queue),
                        amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
     int rc = oq_broker_check(b, ARCHIVE_CHANNEL, "basic.consume");
@@ -1287,42 +1407,64 @@ static void archive_connection(struct oq_archiver *a, struct oq_broker *b)
         oq_error("archiving dead letters: cannot consume %s: %s", a->cfg->dead_queue,
                  rc == OQ_ENOTFOUND ? "it does not exist (run `orderq topology declare`)"
                                     : oq_broker_error(b));
-        return;
+        return ARCHIVE_LOST;
     }
     while (!a->stop) {
         struct timeval tv = oq_ms_to_timeval(200);
-        amqp_envelope_t env;
+        amqp_frame_t frame;
         amqp_maybe_release_buffers(conn);
-        amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT) {
+        int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+        if (status == AMQP_STATUS_TIMEOUT) {
             held_keepalive(a);
             continue;
         }
-        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-            /* Heartbeats are handled inside; nothing but deliveries comes
-             * on this connection, so anything else (a cancel, a close, a
-             * broken socket) ends it and we reconnect. */
-            int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
-            int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
-                                     r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
-            oq_warn("archiving dead letters: the broker connection ended (%s)%s; reconnecting",
-                    lib ? amqp_error_string2(r.library_error) : "closed by the broker",
-                    unreadable ? ": a letter at the head of the queue has properties librabbitmq "
-                                 "cannot decode and holds up the archive until a person removes "
-                                 "it (docs/security.md, \"Hostile input\")"
-                               : "");
-            return;
+        if (status != AMQP_STATUS_OK) {
+            oq_warn("archiving dead letters: the broker connection ended (%s); reconnecting",
+                    amqp_error_string2(status));
+            return ARCHIVE_LOST;
         }
-        int stored = archive(a, &env.message);
-        uint64_t tag = env.delivery_tag;
-        amqp_destroy_envelope(&env);
+        if (frame.frame_type != AMQP_FRAME_METHOD ||
+            frame.payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD ||
+            frame.payload.method.id == AMQP_CONNECTION_UNBLOCKED_METHOD)
+            continue; /* an alarm blocks publishers; this one only consumes */
+        if (frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD) {
+            /* Nothing but deliveries comes on this connection: a cancel or
+             * a close ends it, and we reconnect. */
+            oq_warn("archiving dead letters: the broker connection ended (method 0x%08x: a "
+                    "cancel or a close); reconnecting",
+                    (unsigned)frame.payload.method.id);
+            return ARCHIVE_LOST;
+        }
+        const amqp_basic_deliver_t *m = frame.payload.method.decoded;
+        amqp_message_t msg;
+        amqp_rpc_reply_t r = amqp_read_message(conn, ARCHIVE_CHANNEL, &msg, 0);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL)
+            return unreadable_letter(a, b, m, r, archived);
+        uint64_t tag = m->delivery_tag;
+        int stored = archive(a, &msg);
+        amqp_destroy_message(&msg);
         held_keepalive(a);
         if (stored < 0)
-            return; /* MySQL is gone: give every unacked letter back */
+            return ARCHIVE_DB_GONE; /* give every unacked letter back */
         if (stored == 1 && amqp_basic_ack(conn, ARCHIVE_CHANNEL, tag, 0) != 0)
-            return;
+            return ARCHIVE_LOST;
+        *archived += stored == 1;
     }
+    return ARCHIVE_STOPPED;
+}
+
+/* Close the archive connection as its end asks: one that broke blames its
+ * node; one stopped at a letter it cannot read makes sure its reject (or
+ * nothing) reached the broker. Unacked letters go back to the queue. */
+static void archive_disconnect(struct oq_archiver *a, struct oq_broker *b, enum archive_end end)
+{
+    if (end == ARCHIVE_UNREADABLE)
+        (void)oq_broker_close_unreadable(b, a->cfg->connect_timeout_ms);
+    else
+        oq_broker_drop(b, end == ARCHIVE_LOST);
+    held_disconnect(a, 0);
+    oq_metric_add(OQ_M_ARCHIVE_HELD, -a->held);
+    a->held = 0;
 }
 
 static void *archiver_main(void *arg)
@@ -1334,20 +1476,28 @@ static void *archiver_main(void *arg)
     while (!a->stop && archiver_db(a) == 0) {
         struct oq_broker *b = NULL;
         char why[OQ_ERRLEN * 2];
+        int64_t connected_at = oq_now_ms(), archived = 0;
         if (oq_broker_connect(a->cfg, "archive", &b, why, sizeof(why)) == 0) {
-            failures = 0;
             oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = a->cfg->dead_queue}),
                    "archiving dead letters into dead_letter");
-            archive_connection(a, b);
-            oq_broker_drop(b); /* unacked letters go back to the queue */
-            held_disconnect(a);
-            oq_metric_add(OQ_M_ARCHIVE_HELD, -a->held);
-            a->held = 0;
+            archive_disconnect(a, b, archive_connection(a, b, &archived));
         } else {
             oq_error("archiving dead letters: %s", why);
         }
-        if (!a->stop && a->db != NULL) /* a lost MySQL waits in archiver_db */
-            oq_nap(oq_backoff_ms(++failures), &a->stop);
+        /* The backoff starts again only after a connection that settled a
+         * letter or stayed up ARCHIVE_HEALTHY_MS: one that ends at once
+         * every time (a letter it cannot read) must not reconnect twice a
+         * second for ever. */
+        if (archived > 0 || oq_now_ms() - connected_at >= ARCHIVE_HEALTHY_MS)
+            failures = 0;
+        if (!a->stop && a->db != NULL) { /* a lost MySQL waits in archiver_db */
+            int64_t wait = oq_backoff_ms(++failures);
+            if (failures > 1)
+                oq_warn("archiving dead letters: reconnecting in %lld ms (attempt %d: no "
+                        "connection since the last healthy one archived a letter or lasted %d s)",
+                        (long long)wait, failures, ARCHIVE_HEALTHY_MS / 1000);
+            oq_nap(wait, &a->stop);
+        }
     }
     oq_db_close(a->db);
     return NULL;

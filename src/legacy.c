@@ -129,7 +129,7 @@ static void bridge_close(struct bridge *br)
 {
     oq_publisher_free(br->pub);
     br->pub = NULL;
-    oq_broker_drop(br->b);
+    oq_broker_drop(br->b, 1);
     br->b = NULL;
     oq_db_close(br->db);
     br->db = NULL;

@@ -92,7 +92,7 @@ static void lose(struct oq_parker *p, const char *why)
     p->base += oq_publisher_next_seq(p->pub) - 1;
     oq_publisher_free(p->pub);
     p->pub = NULL;
-    oq_broker_drop(p->b);
+    oq_broker_drop(p->b, 1);
     p->b = NULL;
     p->blocked = 0;
     p->n_returned = 0; /* sizes and unconfirmed went with fail_all's settlements */
@@ -107,7 +107,7 @@ static void connect_now(struct oq_parker *p)
     if (rc == 0 && (rc = oq_publisher_new(p->b, 1, PARK_WINDOW, 0, &cb, &p->pub)) != 0)
         snprintf(err, sizeof(err), "%s", oq_broker_error(p->b));
     if (rc != 0) {
-        oq_broker_drop(p->b);
+        oq_broker_drop(p->b, 1);
         p->b = NULL;
         int64_t wait = oq_backoff_ms(++p->failures);
         p->connect_at = oq_now_ms() + wait;
@@ -290,7 +290,7 @@ void oq_parker_free(struct oq_parker *p)
         if (idle)
             oq_broker_close(p->b);
         else /* the broker may not read it: closing politely could hang */
-            oq_broker_drop(p->b);
+            oq_broker_drop(p->b, 0);
     }
     free(p->own_user);
     free(p);

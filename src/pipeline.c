@@ -28,8 +28,9 @@
 #include "orderq/topology.h"
 #include "orderq/trust.h"
 
-#define CONSUME_CHANNEL 1
-#define DECLARE_CHANNEL 2 /* redeclaring a deleted queue: a refusal closes only this one */
+#define CONSUME_CHANNEL   1
+#define DECLARE_CHANNEL   2     /* redeclaring a deleted queue: a refusal closes only this one */
+#define PROVEN_HEALTHY_MS 10000 /* a connection up this long resets the reconnect backoff */
 
 enum outcome {
     PENDING = 0,
@@ -105,7 +106,13 @@ struct pipeline {
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     struct oq_subscriptions *subs;
-    int requeue_streak; /* batches in a row that had to requeue */
+    int requeue_streak;        /* batches in a row that had to requeue */
+    int unreadable;            /* the connection ended on a delivery it cannot read */
+    const char *const *queues; /* consumed, borrowed */
+    size_t n_queues;
+    unsigned char *dead_letters; /* per queue: it has the plan's dead-letter exchange (checked
+                                  * at each connect) */
+    uint64_t settled;            /* batches acked, ever: a connection that acks one is healthy */
 };
 
 /* ---- batches -------------------------------------------------------------- */
@@ -750,6 +757,7 @@ static int settle_batch(struct pipeline *pl, struct batch *bt, int lowest)
     }
     count_outcomes(bt);
     oq_metric_add(OQ_M_BATCHES, 1);
+    pl->settled++;
     return 0;
 }
 
@@ -908,27 +916,73 @@ static void refuse_encoded(const struct oq_config *cfg, struct delivery *d)
     set_failed(cfg, d, OQ_ERR_BAD_INPUT, why);
 }
 
+/* Check, on a new connection before consuming, which queues dead-letter
+ * as the plan says: a declare with the plan's arguments is refused
+ * (PRECONDITION_FAILED) by a queue that has others, which may have no
+ * dead-letter exchange. Returns 0 or OQ_EBROKER (the connection broke). */
+static int check_dead_lettering(struct pipeline *pl)
+{
+    for (size_t i = 0; i < pl->n_queues; i++) {
+        pl->dead_letters[i] = 0;
+        if (!oq_topology_dead_letters(pl->topology, pl->queues[i]))
+            continue;
+        int rc = oq_topology_queue_as_planned(pl->b, CONSUME_CHANNEL, pl->topology, pl->queues[i]);
+        if (rc == OQ_EBROKER)
+            return rc;
+        pl->dead_letters[i] = rc == 0;
+    }
+    return 0;
+}
+
+/* 1 when a message rejected without requeue from queue is dead-lettered,
+ * as far as orderq knows (check_dead_lettering). */
+static int queue_dead_letters(const struct pipeline *pl, const char *queue)
+{
+    for (size_t i = 0; queue != NULL && i < pl->n_queues; i++)
+        if (strcmp(pl->queues[i], queue) == 0)
+            return pl->dead_letters[i];
+    return 0;
+}
+
 /* A delivery whose content librabbitmq cannot decode (RabbitMQ passes
  * header tables it refuses, such as a header named ""): this connection
  * cannot read past it, and requeued it would come back at the head on
  * every reconnect, each time taking the deliveries around it along, until
  * its delivery limit. Rejected without requeue, the broker dead-letters
  * it once, whole, to the dead-letter exchange (at-least-once on a quorum
- * queue). A socket error is not the message's fault: nothing is sent. */
-static void refuse_unreadable(amqp_connection_state_t conn, uint64_t tag, const char *queue,
+ * queue), but only a queue that dead-letters may get that reject: any
+ * other would drop the message. orderq knows that of its own queues (the
+ * topology plan, checked at each connect: check_dead_lettering); on any
+ * other queue the message is left as it is, and the reconnects back off.
+ * Either way the connection is then closed with oq_broker_close_unreadable
+ * (pl->unreadable), so that the reject reaches the broker. A socket error
+ * is not the message's fault: nothing is sent. */
+static void refuse_unreadable(struct pipeline *pl, uint64_t tag, const char *queue,
                               const char *exchange, const char *key, amqp_rpc_reply_t r)
 {
     int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
     int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
                              r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
+    int dead_letters = queue_dead_letters(pl, queue);
+    const char *what = !unreadable ? ""
+                       : dead_letters
+                           ? "; its properties cannot be decoded, so it is rejected to the "
+                             "dead-letter exchange as it is"
+                           : "; its properties cannot be decoded, and the queue does not "
+                             "dead-letter as orderq's topology declares it "
+                             "(x-dead-letter-exchange), so a reject would drop it: it is left "
+                             "at the head of the queue, where it stops this consumer; give the "
+                             "queue a dead-letter exchange (a policy) or take the message out "
+                             "(the management UI's Get messages, Reject requeue false, after "
+                             "reading it)";
     oq_error("reading delivery %llu from %s (exchange \"%s\", routing key \"%s\"): %s%s",
              (unsigned long long)tag, queue ? queue : "?", exchange ? exchange : "", key ? key : "",
-             lib ? amqp_error_string2(r.library_error) : "no content",
-             unreadable ? "; its properties cannot be decoded, so it is rejected to the "
-                          "dead-letter exchange as it is"
-                        : "");
-    if (unreadable)
-        (void)amqp_basic_reject(conn, CONSUME_CHANNEL, tag, 0);
+             lib ? amqp_error_string2(r.library_error) : "no content", what);
+    if (!unreadable)
+        return;
+    pl->unreadable = 1;
+    if (dead_letters)
+        (void)amqp_basic_reject(oq_broker_conn(pl->b), CONSUME_CHANNEL, tag, 0);
 }
 
 /* A delivery: copy what we keep, then its content. Returns 0 or OQ_EBROKER. */
@@ -942,7 +996,7 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
     amqp_message_t msg;
     amqp_rpc_reply_t r = amqp_read_message(conn, CONSUME_CHANNEL, &msg, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        refuse_unreadable(conn, tag, queue, exchange, key, r);
+        refuse_unreadable(pl, tag, queue, exchange, key, r);
         free(queue);
         free(exchange);
         free(key);
@@ -1129,6 +1183,13 @@ static int start_workers(struct pipeline *pl, char *err, size_t errlen)
     return 0;
 }
 
+/* A connection that settled a batch, or stayed up PROVEN_HEALTHY_MS,
+ * proved the broker and the queues good. */
+static int proved_healthy(const struct pipeline *pl, int64_t connected_at, uint64_t settled_before)
+{
+    return pl->settled > settled_before || oq_now_ms() - connected_at >= PROVEN_HEALTHY_MS;
+}
+
 int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size_t n,
                     volatile sig_atomic_t *stop, void (*wake_relay)(void *), void *relay, char *err,
                     size_t errlen)
@@ -1141,6 +1202,13 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     pl.stop = stop;
     pl.wake_relay = wake_relay;
     pl.relay = relay;
+    pl.queues = queues;
+    pl.n_queues = n;
+    if ((pl.dead_letters = calloc(n + 1, 1)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = OQ_ENOMEM;
+        goto out;
+    }
     atomic_init(&pl.gen, 1);
     char host[128] = "?";
     if (gethostname(host, sizeof(host) - 1) != 0)
@@ -1178,11 +1246,14 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             oq_warn("redeclaring the topology: %s", why);
             why[0] = '\0';
         }
+        if (r == 0 && (r = check_dead_lettering(&pl)) != 0)
+            snprintf(why, sizeof(why), "%s", oq_broker_error(pl.b));
         if (r == 0)
             r = oq_subscriptions_start(pl.subs, pl.b, CONSUME_CHANNEL, DECLARE_CHANNEL, why,
                                        sizeof(why));
+        int64_t connected_at = oq_now_ms();
+        uint64_t settled_before = pl.settled;
         if (r == 0) {
-            failures = 0;
             oq_metric_add(OQ_M_BROKER_CONNECTS, 1);
             oq_metric_set(OQ_M_READY, 1);
             size_t active = oq_subscriptions_active(pl.subs);
@@ -1198,12 +1269,28 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             pl.b = NULL;
             break;
         }
-        oq_broker_drop(pl.b);
+        if (pl.unreadable)
+            (void)oq_broker_close_unreadable(pl.b, cfg->connect_timeout_ms);
+        else /* a missing queue (OQ_ENOTFOUND) is missing on every node */
+            oq_broker_drop(pl.b, r == OQ_EBROKER);
         pl.b = NULL;
+        pl.unreadable = 0;
         oq_metric_add(OQ_M_BROKER_DISCONNECTS, 1);
+        /* The backoff starts again only after a connection that proved
+         * healthy: one that ends at once every time (a message it cannot
+         * read, a queue it may not consume) would otherwise reconnect
+         * twice a second for ever. */
+        if (proved_healthy(&pl, connected_at, settled_before))
+            failures = 0;
         int64_t wait = oq_backoff_ms(++failures);
-        oq_error("%s; reconnecting in %lld ms (attempt %d)",
-                 why[0] ? why : "broker connection lost", (long long)wait, failures);
+        if (failures > 1)
+            oq_error("%s; reconnecting in %lld ms (attempt %d: no connection since the last "
+                     "healthy one settled a batch or lasted %d s)",
+                     why[0] ? why : "broker connection lost", (long long)wait, failures,
+                     PROVEN_HEALTHY_MS / 1000);
+        else
+            oq_error("%s; reconnecting in %lld ms (attempt %d)",
+                     why[0] ? why : "broker connection lost", (long long)wait, failures);
         oq_nap(wait, stop);
         free_processed_orphans(&pl);
     }
@@ -1212,6 +1299,7 @@ out:
     oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
     oq_subscriptions_free(pl.subs);
+    free(pl.dead_letters);
     free(pl.own_user);
     return rc;
 }

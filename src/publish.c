@@ -62,7 +62,7 @@ int oq_publisher_connect(const struct oq_config *cfg, const char *purpose, amqp_
     if ((rc = oq_publisher_new(*b, channel, window, 1, cb, out)) != 0) {
         snprintf(err, errlen, "opening a channel in confirm mode: %s",
                  rc == OQ_ENOMEM ? "out of memory" : oq_broker_error(*b));
-        oq_broker_drop(*b);
+        oq_broker_drop(*b, 1);
         *b = NULL;
     }
     return rc;

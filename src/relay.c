@@ -96,7 +96,7 @@ static void link_close(struct link *l)
 {
     oq_publisher_free(l->pub);
     l->pub = NULL;
-    oq_broker_drop(l->b);
+    oq_broker_drop(l->b, 1);
     l->b = NULL;
     oq_db_close(l->db);
     l->db = NULL;

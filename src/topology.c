@@ -212,6 +212,14 @@ int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out, char
     if (dead == NULL)
         goto out;
     queue_type_args(cfg, dead);
+    dead->nargs_legacy = dead->nargs; /* before it dead-lettered into the held queue */
+    /* A letter the archiver cannot read (librabbitmq cannot decode its
+     * properties) is rejected into the held queue, whole (docs/dlq.md). */
+    char *held_name = own(t, oq_dead_letter_held_queue(cfg));
+    if (held_name == NULL)
+        goto out;
+    dead_letter_args(cfg, dead, "");
+    arg_str(dead, "x-dead-letter-routing-key", held_name);
     if (add_binding(t, cfg->dead_exchange, dead->name, "") == NULL)
         goto out;
     /* Letters too big for a dead_letter row, published to it by name. */
@@ -310,6 +318,16 @@ static int declare_queue(struct oq_broker *b, amqp_channel_t ch, const struct oq
                        to_table(q->args, q->nargs, e));
     snprintf(what, sizeof(what), "queue.declare %s", q->name);
     int r = oq_broker_check(b, ch, what);
+    if (r == OQ_EMISMATCH && q->nargs_legacy > 0) {
+        amqp_queue_declare(oq_broker_conn(b), ch, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
+                           to_table(q->args, q->nargs_legacy, e));
+        r = oq_broker_check(b, ch, what);
+        if (r == 0)
+            oq_warn("queue \"%s\" has the arguments an older orderq gave it, without those "
+                    "added since (`orderq topology verify` shows both); it works as before, "
+                    "see docs/dlq.md (\"Letters orderq cannot read\") to upgrade it",
+                    q->name);
+    }
     if (r == OQ_EMISMATCH) {
         snprintf(msg, sizeof(msg),
                  "queue \"%s\" exists with other arguments (%s); `orderq topology verify` "
@@ -380,6 +398,33 @@ int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
     }
     snprintf(err, errlen, "queue %s is not in orderq's topology", queue);
     return OQ_ENOTFOUND;
+}
+
+int oq_topology_queue_as_planned(struct oq_broker *b, amqp_channel_t channel,
+                                 const struct oq_topology *t, const char *queue)
+{
+    amqp_table_entry_t e[OQ_TOPO_MAX_ARGS];
+    for (size_t i = 0; i < t->n_queues; i++) {
+        const struct oq_topo_queue *q = &t->queues[i];
+        if (strcmp(q->name, queue) != 0)
+            continue;
+        amqp_queue_declare(oq_broker_conn(b), channel, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
+                           to_table(q->args, q->nargs, e));
+        return oq_broker_check(b, channel, "queue.declare");
+    }
+    return OQ_ENOTFOUND;
+}
+
+int oq_topology_dead_letters(const struct oq_topology *t, const char *queue)
+{
+    for (size_t i = 0; t != NULL && i < t->n_queues; i++) {
+        if (strcmp(t->queues[i].name, queue) != 0)
+            continue;
+        for (size_t a = 0; a < t->queues[i].nargs; a++)
+            if (strcmp(t->queues[i].args[a].key, "x-dead-letter-exchange") == 0)
+                return 1;
+    }
+    return 0;
 }
 
 /* ---- export as definitions ------------------------------------------------- */

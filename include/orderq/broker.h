@@ -25,10 +25,24 @@ OQ_WUR int oq_broker_connect(const struct oq_config *cfg, const char *purpose,
 /* Close channels and the connection politely, then free. NULL is fine. */
 void oq_broker_close(struct oq_broker *b);
 
-/* Free a connection that is already broken (closed by the broker, socket
- * error) without the closing handshake, which could only wait for a reply
- * that never comes. The broker requeues whatever was unacked. NULL is fine. */
-void oq_broker_drop(struct oq_broker *b);
+/* Free a connection without the closing handshake, which could only wait
+ * for a reply that never comes. The broker requeues whatever was unacked.
+ * failed: the connection broke (closed by the broker, a socket error), so
+ * the next connect of the process starts with the node after this one;
+ * 0: it was dropped for a reason of our own (MySQL went away, stopping)
+ * and its node stays first. NULL is fine. */
+void oq_broker_drop(struct oq_broker *b, int failed);
+
+/* Close a connection whose input librabbitmq can no longer read (a frame it
+ * cannot decode stays at the head of its input, e.g. a header named ""),
+ * so that what was sent last (a basic.reject) is not lost: send
+ * connection.close, then read and discard the socket's bytes until the
+ * broker closes it, which it does after its close-ok, having handled every
+ * frame before; at most timeout_ms. Freed without a RST (one would make the
+ * broker's kernel drop what it has not yet read). The node is not blamed.
+ * Returns 0 once the broker closed it, OQ_ETIMEOUT or OQ_EBROKER (it was
+ * freed all the same). NULL is fine (0). */
+int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms);
 
 amqp_connection_state_t oq_broker_conn(struct oq_broker *b);
 

@@ -39,6 +39,10 @@ struct oq_topo_queue {
     const char *event_code; /* work queues: the code it carries, else NULL */
     struct oq_topo_arg args[OQ_TOPO_MAX_ARGS];
     size_t nargs;
+    /* > 0: an older orderq declared this queue with only its first
+     * nargs_legacy arguments; such a queue is taken as it is, with a
+     * warning (a queue's arguments cannot change on a broker). */
+    size_t nargs_legacy;
 };
 
 struct oq_topo_binding {
@@ -82,6 +86,19 @@ OQ_WUR int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t,
 OQ_WUR int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
                                      const struct oq_topology *t, const char *queue, char *err,
                                      size_t errlen);
+
+/* 1 when the plan declares queue with a dead-letter exchange
+ * (x-dead-letter-exchange), so that a message rejected without requeue is
+ * dead-lettered, not dropped; 0 for any other queue (not in the plan, or
+ * without one). t may be NULL (0). */
+int oq_topology_dead_letters(const struct oq_topology *t, const char *queue);
+
+/* Declare queue with exactly the plan's arguments (never the legacy ones),
+ * quietly, on channel: 0 means the queue on the broker has them.
+ * Returns 0, OQ_EMISMATCH (it has others), OQ_ENOTFOUND (not in the plan),
+ * OQ_EREFUSED (e.g. no configure permission) or OQ_EBROKER. */
+OQ_WUR int oq_topology_queue_as_planned(struct oq_broker *b, amqp_channel_t channel,
+                                        const struct oq_topology *t, const char *queue);
 
 /* Compare the plan with what the management API at cfg->amqp_mgmt_url
  * reports for vhost. Each difference is one line (or one JSON object per

@@ -26,7 +26,8 @@ struct letter {
     long long id;
     char *exchange, *routing_key, *queue, *event_code, *event_id, *properties, *headers, *body_hex;
     int not_ours;        /* the archiver found it was not orderq's (its error says so) */
-    long long body_held; /* its body_size when the body is not in the row (held queue) */
+    long long body_held; /* its body_size when the body is not in the row (held queue);
+                          * -1: the whole letter is there (its properties cannot be decoded) */
 };
 
 struct page {
@@ -118,8 +119,8 @@ static int fetch_page(struct replay *r, long long after, int with_body, struct p
      * with OQ_DEAD_LETTER_NOT_OURS; nobody but orderq writes this table. */
     snprintf(sql, sizeof(sql),
              "SELECT id, exchange_name, routing_key, queue, event_code, event_identifier,"
-             " properties, headers, %s, LEFT(error, %d) = '%s', IF(LENGTH(body) < body_size, "
-             "body_size, 0)"
+             " properties, headers, %s, LEFT(error, %d) = '%s', IF(error_class = 'unreadable', -1,"
+             " IF(LENGTH(body) < body_size, body_size, 0))"
              " FROM dead_letter%s ORDER BY id LIMIT ?",
              with_body ? "HEX(body)" : "''", (int)strlen(OQ_DEAD_LETTER_NOT_OURS),
              OQ_DEAD_LETTER_NOT_OURS, w.sql);
@@ -299,6 +300,13 @@ static int stored_by_orderq(const struct replay *r, const struct letter *l, yajl
 static int refused(const struct replay *r, const struct letter *l, const struct outgoing *o,
                    char *why, size_t whylen)
 {
+    if (l->body_held < 0) {
+        snprintf(why, whylen,
+                 "its properties cannot be decoded: the letter is whole in queue %s, not in the "
+                 "archive (docs/dlq.md, \"Letters orderq cannot read\")",
+                 r->held_queue);
+        return 1;
+    }
     if (l->body_held > 0) {
         snprintf(why, whylen,
                  "its body (%lld bytes) is not in the archive but in queue %s, too big for a row; "
@@ -618,7 +626,7 @@ static int replay_dry_run(struct replay *r)
             const char *exchange, *routing_key;
             char id[24];
             destination(r, l, &exchange, &routing_key);
-            if (l->body_held > 0)
+            if (l->body_held != 0)
                 exchange = routing_key = "(skipped: body in the held queue)";
             else if (l->not_ours && r->to_queue == NULL && !r->trust_headers)
                 exchange = "(skipped: not from orderq, needs --to-queue or --trust-headers)";

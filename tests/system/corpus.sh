@@ -64,9 +64,7 @@ for q in orderq.order.processing orderq.coupon.email orderq.dead; do
 done
 expect_eq 1 "$(queue_ready orderq.dead.held)" "letters in orderq.dead.held (the 20 MiB body)"
 
-note "a message librabbitmq cannot read (tests/corpus/unreadable/): rejected once to orderq.dead, whole; the orders around it take effect"
-# Last, as it stays at the head of orderq.dead: the archiver cannot read
-# it either (an open limit, docs/security.md).
+note "a message librabbitmq cannot read (tests/corpus/unreadable/): rejected once to orderq.dead, whole; the orders around it take effect; the archiver rejects it on into orderq.dead.held, with a row"
 CONSUME_QUEUES=orderq.order.processing start_consumer unreadable
 pid=$consumer_pid
 rules_rows() { sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_rules'"; }
@@ -77,12 +75,13 @@ CORPUS_ONLY= "$PY" "$CORPUS/corpus.py" publish "$CORPUS/unreadable" "$VHOST" "$O
 gen_events 20 --start 9600000000 | oq publish - >/dev/null || fail "publishing the orders after it"
 wait_for 30 rules_rows_are $((before + 20)) || fail "the orders after the unreadable message: $(($(rules_rows) - before)) of 20 took effect"
 wait_for 10 ready_is orderq.order.processing 0 || fail "left in orderq.order.processing: $(queue_ready orderq.order.processing)"
-wait_for 10 grep -q 'holds up the archive until a person removes it' "$WORK/unreadable.log" ||
-    fail "the archiver did not say why it cannot go on: $(grep -m1 'archiving dead letters: ' "$WORK/unreadable.log")"
+wait_for 10 grep -q 'it is rejected into orderq.dead.held, whole' "$WORK/unreadable.log" ||
+    fail "the archiver did not move it to orderq.dead.held: $(grep -m1 'archiving dead letters: ' "$WORK/unreadable.log")"
 kill -TERM "$pid"
 wait "$pid" || fail "the consumer did not exit 0 on TERM after the unreadable message"
 expect_eq 1 "$(grep -c 'broker connection lost' "$WORK/unreadable.log")" \
     "reconnects for the unreadable message (each one another delivery of every message in flight)"
 expect_contains "rejected to the dead-letter exchange as it is" "$(grep -m1 'reading delivery' "$WORK/unreadable.log")" "the log"
 expect_eq 0 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE error_class = 'delivery_limit'")" "letters dead-lettered by the delivery limit"
-wait_for 10 ready_is orderq.dead 1 || fail "the unreadable message is not in orderq.dead (lost?): $(queue_ready orderq.dead)"
+wait_for 10 ready_is orderq.dead.held 2 || fail "the unreadable message is not in orderq.dead.held (lost?): $(queue_ready orderq.dead.held) there, $(queue_ready orderq.dead) in orderq.dead"
+expect_eq 1 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE error_class = 'unreadable' AND routing_key = 'order.processing'")" "its row"

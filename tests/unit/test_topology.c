@@ -84,12 +84,20 @@ static void default_plan_has_the_architecture_names(void **state)
         assert_string_equal(b->queue + strlen("orderq.delay."), b->args[1].str);
     }
     assert_int_equal(tier_bindings, 6);
-    assert_non_null(queue(t, "orderq.dead"));
+    const struct oq_topo_queue *dead = queue(t, "orderq.dead");
+    assert_non_null(dead);
     assert_true(bound(t, "orderq.dead", "orderq.dead", ""));
+    /* a letter the archiver cannot read is rejected into the held queue */
+    assert_string_equal(arg(dead, "x-dead-letter-exchange")->str, "");
+    assert_string_equal(arg(dead, "x-dead-letter-routing-key")->str, "orderq.dead.held");
+    assert_string_equal(arg(dead, "x-dead-letter-strategy")->str, "at-least-once");
+    assert_int_equal(dead->nargs_legacy, 1); /* older installs: x-queue-type only */
+    assert_true(oq_topology_dead_letters(t, "orderq.dead"));
+    assert_false(oq_topology_dead_letters(t, "orderq.dead.held"));
     const struct oq_topo_queue *held = queue(t, "orderq.dead.held");
     assert_non_null(held);
     assert_string_equal(arg(held, "x-queue-type")->str, "quorum");
-    assert_null(arg(held, "x-dead-letter-exchange")); /* like orderq.dead: nowhere further */
+    assert_null(arg(held, "x-dead-letter-exchange")); /* nowhere further */
     oq_topology_free(t);
     oq_config_free(cfg);
 }

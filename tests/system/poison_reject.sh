@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# poison_reject.sh - a message librabbitmq cannot read (a header named "",
+# tests/corpus/unreadable) at the head of a queue, with a full socket of
+# deliveries behind it:
+#  - on a work queue that dead-letters, it is rejected once and the reject
+#    is not lost (the connection is closed politely, its input drained, not
+#    reset): it is in orderq.dead once, the orders behind it take effect,
+#    one reconnect;
+#  - on a queue that does not dead-letter (not orderq's, or orderq's but
+#    declared by hand without a dead-letter exchange), it is never rejected
+#    (that would drop it): it stays in the queue, whole, the log names the
+#    queue and what to do, and the reconnects back off;
+#  - with two nodes in amqp_url, closing on it does not move the next
+#    connect to the second node.
+source "$(dirname "$0")/lib.sh"
+CORPUS="$(dirname "$0")/../corpus"
+setup_consumer_test
+publish_unreadable() { # QUEUE: published straight to QUEUE, as the shop would to its exchange
+    CORPUS_ONLY= "$PY" "$CORPUS/corpus.py" publish "$CORPUS/unreadable" "$VHOST" guest guest >/dev/null ||
+        fail "publishing the unreadable message"
+}
+# N orders of ~60 KB each to routing key $2 of exchange $3: enough bytes
+# behind the unreadable one that the consumer's socket buffer is full
+# when it closes.
+publish_orders() {
+    "$PY" - "$VHOST" "$1" "$2" "$3" "$4" <<'PY'
+import json, sys, pika
+vhost, n, start, exchange, key = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+params = pika.ConnectionParameters("127.0.0.1", 5672, vhost, pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for i in range(n):
+        order = str(start + i)
+        body = json.dumps({"event_code": "order.processing", "event_identifier": order + "_processing",
+            "created_at": "2017-02-23T11:06:40Z",
+            "event_data": {"order_id": order, "order_status": "processing", "currency": "USD",
+                "customer": {"email": "c%d@example.com" % i, "name": "Customer %d" % i},
+                "note": "x" * 60000,
+                "items": [{"sku": "MUG-1", "qty": 3, "price": "25.00", "original_price": "25.00"}]}})
+        ch.basic_publish(exchange, key, body, pika.BasicProperties(delivery_mode=2, content_type="application/json"))
+PY
+}
+# The first consumer reaches the broker through a link that delivers what
+# it sends 50 ms late, and resets the broker's side when it resets its
+# own: a broker that has not yet read the reject when the consumer resets.
+"$PY" "$(dirname "$0")/slow_link.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
+    --delay-ms 50 --ready-file "$WORK/link" &
+CLEANUP+=("kill $!")
+wait_for 10 test -s "$WORK/link" || fail "the slow link did not start"
+DIRECT_URL=$ORDERQ_AMQP_URL
+rules_rows() { sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_rules'"; }
+rules_rows_are() { [ "$(rules_rows)" = "$1" ]; }
+
+note "a work queue that dead-letters: the unreadable message first, 200 orders of 60 KB behind it"
+publish_unreadable
+publish_orders 200 9610000000 shop.events order.processing
+ORDERQ_AMQP_URL=${DIRECT_URL/127.0.0.1:5672/$(cat "$WORK/link")} CONSUME_QUEUES=orderq.order.processing \
+    start_consumer dlx --no-archive --prefetch 500
+wait_for 60 rules_rows_are 200 || fail "orders taken: $(rules_rows) of 200: $(grep -c 'reading delivery' "$WORK/dlx.log") unreadable deliveries"
+sleep 2
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the unreadable message (each one more reconnect)"
+expect_eq 1 "$(queue_ready orderq.dead)" "the unreadable message in orderq.dead"
+"$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead is not the unreadable message, rejected once"
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    method, props, body = conn.channel().basic_get("orderq.dead", auto_ack=False)
+death = props.headers["x-death"]
+assert len(death) == 1 and death[0]["reason"] == "rejected" and death[0]["count"] == 1, death
+assert death[0]["queue"] == "orderq.order.processing", death
+assert props.headers.get("") == "empty key" and b'"hdr_key_empty"' in body, (props.headers, body)
+PY
+expect_contains "rejected to the dead-letter exchange as it is" "$(grep -m1 'reading delivery' "$WORK/dlx.log")" "the log"
+
+note "a queue that does not dead-letter (not orderq's): never rejected, the reconnects back off"
+mgmt PUT "/api/queues/$(urlenc "$VHOST")/orderq.legacy" '{"durable": true}' >/dev/null
+publish_unreadable_to() { # QUEUE: through the default exchange
+    "$PY" - "$VHOST" "$1" <<'PY'
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", sys.argv[2], b'{"event_identifier":"hdr_key_empty"}',
+                     pika.BasicProperties(delivery_mode=2, headers={"": "empty key"}))
+PY
+}
+publish_unreadable_to orderq.legacy
+publish_orders 3 9620000000 "" orderq.legacy
+CONSUME_QUEUES=orderq.legacy start_consumer foreign --no-archive
+sleep 12
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+n=$(grep -c 'reading delivery' "$WORK/foreign.log")
+note "$n deliveries of the unreadable message in 12 s"
+# backoff 0.25-0.5, 0.5-1, 1-2, 2-4, 4-8 s: at most 6 connections in 12 s
+# (without it, one every ~0.4 s: 30)
+[ "$n" -ge 2 ] && [ "$n" -le 6 ] || fail "deliveries of the unreadable message in 12 s: $n, expected 2 to 6 (backoff)"
+expect_contains "does not dead-letter as orderq's topology declares it" "$(grep -m1 'reading delivery' "$WORK/foreign.log")" "the log names what to do"
+expect_contains "(attempt 3: no connection since the last healthy one" "$(cat "$WORK/foreign.log")" "the log of the loop"
+expect_eq 4 "$(queue_ready orderq.legacy)" "messages left in orderq.legacy (the unreadable one and 3 orders)"
+"$PY" - "$VHOST" <<'PY' || fail "the unreadable message is not whole at the head of orderq.legacy"
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    method, props, body = conn.channel().basic_get("orderq.legacy", auto_ack=False)
+assert props.headers == {"": "empty key"} and body == b'{"event_identifier":"hdr_key_empty"}', (props.headers, body)
+PY
+
+note "a queue of orderq's declared by hand without a dead-letter exchange: not rejected either"
+mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.probe" >/dev/null
+mgmt PUT "/api/queues/$(urlenc "$VHOST")/orderq.probe" '{"durable": true}' >/dev/null
+publish_unreadable_to orderq.probe
+CONSUME_QUEUES=orderq.probe start_consumer byhand --no-archive
+wait_for 10 grep -q 'reading delivery' "$WORK/byhand.log" || fail "the consumer did not take the message"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_contains "does not dead-letter as orderq's topology declares it" "$(grep -m1 'reading delivery' "$WORK/byhand.log")" "the log"
+wait_for 10 ready_is orderq.probe 1 || fail "the unreadable message left orderq.probe (dropped?): $(queue_ready orderq.probe)"
+
+note "two nodes in amqp_url: closing on an unreadable message blames no node, the next connect takes the first again"
+publish_unreadable
+publish_orders 5 9630000000 shop.events order.processing
+ORDERQ_AMQP_URL="$DIRECT_URL,${DIRECT_URL/127.0.0.1/localhost}" CONSUME_QUEUES=orderq.order.processing \
+    start_consumer nodes --no-archive
+wait_for 30 rules_rows_are 205 || fail "orders taken: $(rules_rows) of 205"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_eq 1 "$(grep -c 'reading delivery' "$WORK/nodes.log")" "deliveries of the unreadable message"
+connects=$(grep -o 'consume: connected to RabbitMQ node [0-9] of 2' "$WORK/nodes.log" | sort | uniq -c | sed 's/^ *//')
+expect_eq "2 consume: connected to RabbitMQ node 1 of 2" "$connects" "the consuming connections' nodes"

@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""slow_link.py - a TCP proxy that delays what the client sends, and resets.
+
+usage: slow_link.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:5672
+                    [--delay-ms 200] [--ready-file PATH]
+
+For the system tests: it stands for a broker that has not yet read what a
+client sent when the client resets the connection. Bytes from the client
+reach the upstream --delay-ms after they came; bytes from the upstream are
+passed on at once. When the client resets its side (close() with unread
+data sends a RST), the upstream connection is reset at once too and what
+the client sent in its last --delay-ms is dropped, as a broker's kernel
+drops unread input on a RST. A clean close (FIN) is passed on after the
+bytes before it. --ready-file gets the listening address once it accepts.
+Standard library only: run it with Debian's /usr/bin/python3.
+"""
+import argparse
+import collections
+import socket
+import struct
+import threading
+import time
+
+
+def reset(sock):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError:
+        pass
+
+
+class Link:
+    def __init__(self, client, upstream_addr, delay):
+        self.client = client
+        self.up = socket.create_connection(upstream_addr)
+        self.delay = delay
+        self.pending = collections.deque()  # (due, bytes or None for FIN)
+        self.cv = threading.Condition()
+        self.dead = False
+
+    def client_to_pending(self):
+        while True:
+            try:
+                data = self.client.recv(65536)
+            except OSError:  # ECONNRESET: the client reset the connection
+                with self.cv:
+                    self.dead = True
+                    self.pending.clear()
+                    self.cv.notify()
+                reset(self.up)
+                return
+            with self.cv:
+                self.pending.append((time.monotonic() + self.delay, data or None))
+                self.cv.notify()
+            if not data:
+                return
+
+    def pending_to_upstream(self):
+        while True:
+            with self.cv:
+                while not self.pending and not self.dead:
+                    self.cv.wait()
+                if self.dead:
+                    return
+                due, data = self.pending[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            with self.cv:
+                if self.dead or not self.pending:
+                    return
+                self.pending.popleft()
+            try:
+                if data is None:
+                    self.up.shutdown(socket.SHUT_WR)
+                    return
+                self.up.sendall(data)
+            except OSError:
+                return
+
+    def upstream_to_client(self):
+        try:
+            while True:
+                data = self.up.recv(65536)
+                if not data:
+                    break
+                self.client.sendall(data)
+        except OSError:
+            pass
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def run(self):
+        for f in (self.client_to_pending, self.pending_to_upstream, self.upstream_to_client):
+            threading.Thread(target=f, daemon=True).start()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--listen", required=True)
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--delay-ms", type=int, default=200)
+    ap.add_argument("--ready-file")
+    a = ap.parse_args()
+    host, port = a.listen.rsplit(":", 1)
+    uhost, uport = a.upstream.rsplit(":", 1)
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, int(port)))
+    srv.listen(16)
+    if a.ready_file:
+        with open(a.ready_file, "w") as f:
+            f.write("%s:%d\n" % srv.getsockname())
+    while True:
+        client, _ = srv.accept()
+        try:
+            Link(client, (uhost, int(uport)), a.delay_ms / 1000.0).run()
+        except OSError:
+            reset(client)
+
+
+if __name__ == "__main__":
+    main()
