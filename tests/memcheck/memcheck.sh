@@ -4,7 +4,8 @@
 # of them published twice, the coupon mails the relay makes, invoices (two
 # events for one mail), the hostile corpus (tests/corpus/), probes that
 # retry through the delay exchange, fail for good or spend their attempts
-# (so the archiver runs), then a clean SIGTERM drain, so that leaks are
+# (so the archiver runs), a message librabbitmq cannot read (a reconnect),
+# then a clean SIGTERM drain, so that leaks are
 # counted at exit. No definite or indirect leak and no invalid access may
 # be reported (valgrind exits 99 then), and every event must have come out
 # as it should. Then `orderq relay --once`, `dlq list` and `dlq replay`,
@@ -12,12 +13,12 @@
 #
 # ORDERQ_BIN must be a build WITHOUT ASan (valgrind cannot run one):
 # deploy/local/test builds build/memcheck for this (ctest -L memcheck).
-# MEMCHECK_EVENTS=N: about N events in all (default 2000 in CI; the full
-# run is 10000, see docs/memcheck.md for the times).
+# MEMCHECK_EVENTS=N: about N events in all (default 10000, ~3 min of load
+# under valgrind here; docs/memcheck.md has the times).
 source "$(dirname "$0")/../system/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 CORPUS="$HERE/../corpus"
-EVENTS=${MEMCHECK_EVENTS:-2000}
+EVENTS=${MEMCHECK_EVENTS:-10000}
 VG_RC=99 # valgrind's exit code when it reported an error
 
 command -v valgrind >/dev/null || fail "valgrind is not installed (apt-get install valgrind; deploy/local/lib.sh installs it)"
@@ -135,7 +136,21 @@ until settled; do
 done
 progress
 t_load=$((SECONDS - t0))
-note "settled in $t_load s; SIGTERM: drain and exit, leaks counted at exit"
+note "settled in $t_load s"
+
+note "a message librabbitmq cannot read (tests/corpus/unreadable/): the reconnect it costs, under valgrind too"
+rules_rows() { q_count "SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_rules'"; }
+rules_rows_are() { [ "$(rules_rows)" = "$1" ]; }
+before=$(rules_rows)
+"$PY" "$CORPUS/corpus.py" publish "$CORPUS/unreadable" "$VHOST" "$OQ_TEST_SHOP_USER" "$OQ_TEST_PASSWORD" >/dev/null ||
+    fail "publishing the unreadable message"
+gen_events 20 --start 9600000000 --qty 1 | oq publish - >/dev/null || fail "publishing the orders after it"
+wait_for 120 rules_rows_are $((before + 20)) || fail "the orders after the unreadable message: $(($(rules_rows) - before)) of 20 took effect"
+wait_for 60 grep -q 'holds up the archive until a person removes it' "$WORK/consume.log" ||
+    fail "the archiver did not say why it cannot go on"
+expect_eq 1 "$(grep -c 'broker connection lost' "$WORK/consume.log")" "reconnects for the unreadable message"
+
+note "SIGTERM: drain and exit, leaks counted at exit"
 sleep 2 # a late mail or letter would show in the counts below
 t1=$SECONDS
 kill -TERM "$pid"
@@ -170,9 +185,11 @@ expect_eq "transient 10 3" "$(q_count "SELECT error_class, COUNT(*), MIN(attempt
 "$PY" "$CORPUS/corpus.py" check "$CORPUS/cases" "$WORK/state.json" >"$WORK/corpus-check.txt" ||
     fail "the corpus under valgrind (what differs above; KEEP_LOGS=1 keeps corpus-check.txt)"
 tail -1 "$WORK/corpus-check.txt"
-for q in order.processing coupon.email invoice.created invoice.updated probe dead delay.1s delay.2s; do
+for q in order.processing coupon.email invoice.created invoice.updated probe delay.1s delay.2s; do
     expect_eq 0 "$(queue_ready "orderq.$q")" "messages left in orderq.$q"
 done
+expect_eq 1 "$(queue_ready orderq.dead)" "letters in orderq.dead (the unreadable one, as corpus.sh)"
+expect_eq 1 "$(queue_ready orderq.dead.held)" "letters in orderq.dead.held (the 20 MiB body)"
 
 note "the relay, dlq list and dlq replay under valgrind"
 rc=0
