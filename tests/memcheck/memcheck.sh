@@ -30,7 +30,8 @@ fi
 # Leaks of kinds definite and indirect are errors; reachable memory at exit
 # (libraries' one-time state) is not.
 vg_args() {
-    VG=(valgrind --tool=memcheck --error-exitcode=$VG_RC --leak-check=full
+    # shellcheck disable=SC2054 # the commas are valgrind's lists
+    VG=(valgrind --tool=memcheck --error-exitcode="$VG_RC" --leak-check=full
         --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
         --track-origins="${MEMCHECK_TRACK_ORIGINS:-yes}" --trace-children=no --num-callers=30
         --suppressions="$HERE/orderq.supp" --log-file="$WORK/vg-$1.log" "$ORDERQ_BIN")
@@ -102,7 +103,7 @@ print(sum(e["outcome"] == "dead" or e.get("mail", "").startswith("dead")
           for e in (p["expect"] for _, p in load(sys.argv[2]).values())))' "$CORPUS" "$CORPUS/cases")
 n_dead=$((n_dead + 20))
 
-CONSUME_QUEUES="" # every handler's queue, relay, archiver, sweeper in one process
+# Every handler's queue, the relay, the archiver, the sweeper: one process.
 t0=$SECONDS
 vg_args consume # run here, not in a function's subshell: $! must be valgrind's pid
 "${VG[@]}" consume --instance-id memcheck 2>>"$WORK/consume.log" &
