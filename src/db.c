@@ -323,8 +323,10 @@ int oq_db_query_rows(struct oq_db *db, const char *sql, const struct oq_db_param
         int stop = 0, fetch_failed = 0;
         for (unsigned c = 0; c < cols; c++) {
             values[c] = nulls[c] ? NULL : bufs[c];
-            if (nulls[c] || lens[c] < COL_LEN) {
-                bufs[c][lens[c] < COL_LEN ? lens[c] : COL_LEN - 1] = '\0';
+            if (nulls[c])
+                continue; /* the client library sets no length for a NULL */
+            if (lens[c] < COL_LEN) {
+                bufs[c][lens[c]] = '\0';
                 continue;
             }
             /* A long value (an outbox body): fetch this column whole. */
