@@ -324,13 +324,13 @@ void oq_broker_drop(struct oq_broker *b, int failed)
 }
 
 /* Read and discard fd's input until the peer closes it (0), or OQ_ETIMEOUT
- * at deadline, or OQ_EBROKER on a socket error. */
-static int drain_until_closed(int fd, int64_t deadline)
+ * at deadline or once *stop is set, or OQ_EBROKER on a socket error. */
+static int drain_until_closed(int fd, int64_t deadline, volatile sig_atomic_t *stop)
 {
     char buf[65536];
     for (;;) {
         int64_t left = deadline - oq_now_ms();
-        if (left <= 0)
+        if (left <= 0 || *stop) /* stopping: at worst it is delivered again */
             return OQ_ETIMEOUT;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int n = poll(&p, 1, (int)(left < 1000 ? left : 1000));
@@ -348,7 +348,7 @@ static int drain_until_closed(int fd, int64_t deadline)
     }
 }
 
-int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms)
+int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile sig_atomic_t *stop)
 {
     amqp_connection_close_t close = {
         .reply_code = AMQP_REPLY_SUCCESS,
@@ -369,7 +369,7 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms)
         shutdown(fd, SHUT_WR) != 0)
         rc = OQ_EBROKER;
     else
-        rc = drain_until_closed(fd, oq_now_ms() + timeout_ms);
+        rc = drain_until_closed(fd, oq_now_ms() + timeout_ms, stop);
     oq_broker_drop(b, 0);
     return rc;
 }

@@ -1459,7 +1459,7 @@ static enum archive_end archive_connection(struct oq_archiver *a, struct oq_brok
 static void archive_disconnect(struct oq_archiver *a, struct oq_broker *b, enum archive_end end)
 {
     if (end == ARCHIVE_UNREADABLE)
-        (void)oq_broker_close_unreadable(b, a->cfg->connect_timeout_ms);
+        (void)oq_broker_close_unreadable(b, a->cfg->connect_timeout_ms, &a->stop);
     else
         oq_broker_drop(b, end == ARCHIVE_LOST);
     held_disconnect(a, 0);

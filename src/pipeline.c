@@ -934,6 +934,17 @@ static int check_dead_lettering(struct pipeline *pl)
     return 0;
 }
 
+/* The broker cancelled our consumer of a queue (deleted, perhaps made
+ * again without its dead-letter exchange): until the next connect checks
+ * it again, no reject there, since it might drop the message. */
+static void forget_dead_lettering(struct pipeline *pl, amqp_bytes_t queue)
+{
+    for (size_t i = 0; i < pl->n_queues; i++)
+        if (strlen(pl->queues[i]) == queue.len &&
+            memcmp(pl->queues[i], queue.bytes, queue.len) == 0)
+            pl->dead_letters[i] = 0;
+}
+
 /* 1 when a message rejected without requeue from queue is dead-lettered,
  * as far as orderq knows (check_dead_lettering). */
 static int queue_dead_letters(const struct pipeline *pl, const char *queue)
@@ -971,8 +982,9 @@ static void refuse_unreadable(struct pipeline *pl, uint64_t tag, const char *que
                            : "; its properties cannot be decoded, and the queue does not "
                              "dead-letter as orderq's topology declares it "
                              "(x-dead-letter-exchange), so a reject would drop it: it is left "
-                             "at the head of the queue, where it stops this consumer; give the "
-                             "queue a dead-letter exchange (a policy) or take the message out "
+                             "at the head of the queue, where it stops this consumer; declare the "
+                             "queue again with orderq's arguments (orderq topology declare, "
+                             "after deleting it; a policy does not count) or take the message out "
                              "(the management UI's Get messages, Reject requeue false, after "
                              "reading it)";
     oq_error("reading delivery %llu from %s (exchange \"%s\", routing key \"%s\"): %s%s",
@@ -1041,9 +1053,12 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct batch
     switch (frame->payload.method.id) {
     case AMQP_BASIC_DELIVER_METHOD:
         return take_delivery(pl, frame->payload.method.decoded, open, draining);
-    case AMQP_BASIC_CANCEL_METHOD:
-        oq_subscriptions_cancelled(pl->subs, frame->payload.method.decoded);
+    case AMQP_BASIC_CANCEL_METHOD: {
+        const amqp_basic_cancel_t *m = frame->payload.method.decoded;
+        forget_dead_lettering(pl, m->consumer_tag);
+        oq_subscriptions_cancelled(pl->subs, m);
         return 0;
+    }
     case AMQP_CHANNEL_CLOSE_METHOD: {
         const amqp_channel_close_t *m = frame->payload.method.decoded;
         oq_error("the broker closed channel %u: %d %.*s", frame->channel, m->reply_code,
@@ -1270,7 +1285,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             break;
         }
         if (pl.unreadable)
-            (void)oq_broker_close_unreadable(pl.b, cfg->connect_timeout_ms);
+            (void)oq_broker_close_unreadable(pl.b, cfg->connect_timeout_ms, stop);
         else /* a missing queue (OQ_ENOTFOUND) is missing on every node */
             oq_broker_drop(pl.b, r == OQ_EBROKER);
         pl.b = NULL;

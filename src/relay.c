@@ -17,9 +17,9 @@
 
 #define RELAY_BATCH 500
 
-#define NACK_FIRST_S   1 /* a nack: the broker cannot take it now; soon again */
-#define NACK_MAX_S     30
-#define RETURN_FIRST_S 60 /* a return: no queue bound, a person must fix it */
+#define NACK_FIRST_S   1   /* a nack: the broker cannot take it now; soon again */
+#define NACK_MAX_S     300 /* each retry publishes again to every queue that took it */
+#define RETURN_FIRST_S 60  /* a return: no queue bound, a person must fix it */
 #define RETURN_MAX_S   3600
 
 struct row {

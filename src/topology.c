@@ -410,7 +410,15 @@ int oq_topology_queue_as_planned(struct oq_broker *b, amqp_channel_t channel,
             continue;
         amqp_queue_declare(oq_broker_conn(b), channel, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
                            to_table(q->args, q->nargs, e));
-        return oq_broker_check(b, channel, "queue.declare");
+        int rc = oq_broker_check(b, channel, "queue.declare");
+        if (rc != 0)
+            return rc;
+        /* Deleted under a running orderq, this declare made it again: bound
+         * too, or what is routed to it would be returned. A refused binding
+         * does not change what the queue's arguments are. */
+        int refused = 0;
+        char err[OQ_ERRLEN];
+        return declare_bindings(b, channel, t, queue, &refused, err, sizeof(err));
     }
     return OQ_ENOTFOUND;
 }

@@ -76,8 +76,10 @@ OQ_WUR int oq_sweep_letter_key(const char *handler, const char *effect_key, cons
  * oq_sweep_letter_key of its lease), since the delivery's own letter, which
  * holds the message and can be replayed, takes its place; one ambiguous
  * effect, one letter. Call it before the delivery is parked: if parking
- * fails the delivery is not acked and comes back, so a letter always holds
- * it. Only the event that claimed the row can: another event with the
+ * fails the delivery is not acked and comes back, so the message is never
+ * lost; but from the delete until the archiver stores the new letter (at
+ * once, or when an archiver next runs under --no-archive) `dlq list` shows
+ * none for the effect, whose ledger row still says `unknown`. Only the event that claimed the row can: another event with the
  * same effect key (or one forged with it) is parked beside the sweeper's
  * letter, whose facts come from the ledger, not from a message.
  * *retired: the letter's id, or 0 when there was none (never swept,

@@ -94,7 +94,8 @@ OQ_WUR int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel
 int oq_topology_dead_letters(const struct oq_topology *t, const char *queue);
 
 /* Declare queue with exactly the plan's arguments (never the legacy ones),
- * quietly, on channel: 0 means the queue on the broker has them.
+ * and its bindings, quietly, on channel: 0 means the queue on the broker
+ * has them.
  * Returns 0, OQ_EMISMATCH (it has others), OQ_ENOTFOUND (not in the plan),
  * OQ_EREFUSED (e.g. no configure permission) or OQ_EBROKER. */
 OQ_WUR int oq_topology_queue_as_planned(struct oq_broker *b, amqp_channel_t channel,

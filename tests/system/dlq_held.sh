@@ -88,7 +88,7 @@ expect_contains "its body (200000 bytes) is not in the archive but in queue orde
 
 note "the held queue deleted under a running consumer: declared again, the next big letter moves there"
 CONSUME_QUEUES=orderq.probe start_consumer arch2
-wait_for 30 consumers_on orderq.probe || fail "the consumer did not start: $(tail -2 "$WORK/arch2.log")"
+wait_for 30 consuming orderq.probe || fail "the consumer did not start: $(tail -2 "$WORK/arch2.log")"
 mgmt DELETE "/api/queues/$v/orderq.dead.held" >/dev/null
 "$PY" - "$VHOST" <<'PY' || fail "publishing the letter"
 import sys, pika

@@ -71,5 +71,5 @@ note "$n archive connections stopped by the letter in 12 s"
 # backoff 0.25-0.5, 0.5-1, 1-2, 2-4, 4-8 s: at most 6 in 12 s (without it ~30)
 [ "$n" -ge 2 ] && [ "$n" -le 6 ] || fail "archive connections stopped by the letter in 12 s: $n, expected 2 to 6 (backoff)"
 expect_contains "does not dead-letter into orderq.dead.held" "$(grep -m1 'holds up the archive' "$WORK/older.log")" "the log says why"
-expect_eq 4 "$(queue_ready orderq.dead)" "letters left in orderq.dead (the unreadable one and 3)"
+wait_for 10 ready_is orderq.dead 4 || fail "letters left in orderq.dead (the unreadable one and 3): expected 4, got $(queue_ready orderq.dead)"
 expect_eq 11 "$(rows)" "rows (none for the letters behind it)"

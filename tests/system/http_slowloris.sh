@@ -25,7 +25,7 @@ soft=$(ulimit -Sn)
 ulimit -Sn 1024
 start_consumer slow --http-addr "127.0.0.1:$port"
 ulimit -Sn "$soft"
-wait_for 30 consumers_on orderq.order.processing || fail "the consumer did not start: $(tail -3 "$WORK/slow.log")"
+wait_for 30 consuming orderq.order.processing || fail "the consumer did not start: $(tail -3 "$WORK/slow.log")"
 healthz() { curl -sf --max-time "${1:-2}" "http://127.0.0.1:$port/healthz"; }
 expect_eq ok "$(healthz)" "/healthz before the attack"
 files() { ls "/proc/$consumer_pid/fd" | wc -l; }

@@ -134,6 +134,7 @@ lock_ledger() {
 # consumers_on QUEUE: consumers on QUEUE in the test's vhost, as the
 # management API reports them (its statistics lag by a few seconds).
 consumers_on() { mgmt GET "/api/queues/$(urlenc "$VHOST")/$1" | json 'd.get("consumers", 0)'; }
+consuming() { [ "$(consumers_on "$1")" -ge 1 ] 2>/dev/null; } # for wait_for
 
 urlenc() { "$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 

@@ -62,7 +62,7 @@ sleep 2
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the unreadable message (each one more reconnect)"
-expect_eq 1 "$(queue_ready orderq.dead)" "the unreadable message in orderq.dead"
+wait_for 10 ready_is orderq.dead 1 || fail "the unreadable message in orderq.dead: expected 1, got $(queue_ready orderq.dead)"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead is not the unreadable message, rejected once"
 import sys, pika
 params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
@@ -101,7 +101,7 @@ note "$n deliveries of the unreadable message in 12 s"
 [ "$n" -ge 2 ] && [ "$n" -le 6 ] || fail "deliveries of the unreadable message in 12 s: $n, expected 2 to 6 (backoff)"
 expect_contains "does not dead-letter as orderq's topology declares it" "$(grep -m1 'reading delivery' "$WORK/foreign.log")" "the log names what to do"
 expect_contains "(attempt 3: no connection since the last healthy one" "$(cat "$WORK/foreign.log")" "the log of the loop"
-expect_eq 4 "$(queue_ready orderq.legacy)" "messages left in orderq.legacy (the unreadable one and 3 orders)"
+wait_for 10 ready_is orderq.legacy 4 || fail "messages left in orderq.legacy (the unreadable one and 3 orders): expected 4, got $(queue_ready orderq.legacy)"
 "$PY" - "$VHOST" <<'PY' || fail "the unreadable message is not whole at the head of orderq.legacy"
 import sys, pika
 params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
@@ -120,6 +120,19 @@ kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_contains "does not dead-letter as orderq's topology declares it" "$(grep -m1 'reading delivery' "$WORK/byhand.log")" "the log"
 wait_for 10 ready_is orderq.probe 1 || fail "the unreadable message left orderq.probe (dropped?): $(queue_ready orderq.probe)"
+
+note "orderq.probe deleted under a running consumer and made again by hand without a dead-letter exchange: not rejected"
+mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.probe" >/dev/null
+CONSUME_QUEUES=orderq.probe start_consumer remade --no-archive
+wait_for 30 consuming orderq.probe || fail "not consuming orderq.probe: $(tail -3 "$WORK/remade.log")"
+mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.probe" >/dev/null
+mgmt PUT "/api/queues/$(urlenc "$VHOST")/orderq.probe" '{"durable": true}' >/dev/null
+wait_for 30 consuming orderq.probe || fail "the consumer did not come back to orderq.probe: $(tail -3 "$WORK/remade.log")"
+publish_unreadable_to orderq.probe
+wait_for 10 grep -q 'reading delivery' "$WORK/remade.log" || fail "the consumer did not take the message"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+wait_for 10 ready_is orderq.probe 1 || fail "the unreadable message left the remade orderq.probe (dropped by a reject the cancel should have stopped): $(queue_ready orderq.probe)"
 
 note "two nodes in amqp_url: closing on an unreadable message blames no node, the next connect takes the first again"
 publish_unreadable

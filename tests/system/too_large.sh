@@ -23,7 +23,7 @@ RSS_BOUND_MB=${ORDERQ_TEST_RSS_MB:-250}
 setup_consumer_test
 # ASan keeps freed blocks in a 256 MB quarantine, which would count as RSS here.
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16" start_consumer big --prefetch 500
-wait_for 30 consumers_on orderq.order.processing || fail "the consumer did not start: $(tail -3 "$WORK/big.log")"
+wait_for 30 consuming orderq.order.processing || fail "the consumer did not start: $(tail -3 "$WORK/big.log")"
 
 # publish.py FILE...: each file's lines are bodies, or "big:N:NAME" for an
 # envelope of N bytes (a valid event: only its size is wrong) named NAME in
