@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderq/metrics.h"
 #include "orderq/url.h"
 
 struct oq_db {
@@ -29,6 +30,10 @@ static int fail(struct oq_db *db, MYSQL_STMT *st)
     snprintf(db->err, sizeof(db->err), "%s", st ? mysql_stmt_error(st) : mysql_error(db->my));
     if (db->err_no == 0) /* the client gave no number: never leave a stale class behind */
         db->err_no = CR_UNKNOWN_ERROR;
+    /* Counted so an operator sees how often Galera's certification (or
+     * InnoDB) made orderq redo a transaction. */
+    if (db->err_no == ER_LOCK_DEADLOCK)
+        oq_metric_add(OQ_M_DB_CONFLICTS, 1);
     if (oq_db_classify(db->err_no) == OQ_DB_GONE && !db->broken) {
         size_t dead = db->host;
         db->broken = 1;
