@@ -141,12 +141,12 @@ note "node 3 is back in the cluster"
 gen_events "$N" --start "$START" | awk '{print; print}' >"$WORK/events.jsonl"
 sent=$(wc -l <"$WORK/events.jsonl")
 note "$sent messages for $N events, 4 consumers: two start at node 2, one at node 1, one at node 3"
-consumer c1 1 2 3
-consumer c2 2 3 1
-consumer c3 3 1 2
-consumer c4 2 1 3
 pids=()
-for c in c1 c2 c3 c4; do pids+=("$(pgrep -f -- "--instance-id $c " | head -1)"); done
+for spec in "c1 1 2 3" "c2 2 3 1" "c3 3 1 2" "c4 2 1 3"; do
+    # shellcheck disable=SC2086 # a name and three node numbers
+    consumer $spec
+    pids+=("$consumer_pid")
+done
 load_started=$SECONDS
 oq publish "$WORK/events.jsonl" >"$WORK/publish.out" 2>&1 &
 publisher=$!
