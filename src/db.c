@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderq/log.h"
+#include "orderq/metrics.h"
 #include "orderq/url.h"
 
 struct oq_db {
@@ -23,13 +25,26 @@ struct oq_db {
  * worker's reconnect starts where another's worked. */
 static atomic_size_t first_host;
 
+/* A failure that makes this host useless until something outside orderq
+ * changes: the connection is dead, or the host is a Galera node that is not
+ * ready (1047: joining, or cut off from the primary component). Reopening
+ * must then start at the next host of mysql_url, not come back here. */
+static int host_unusable(unsigned err_no)
+{
+    return oq_db_classify(err_no) == OQ_DB_GONE || err_no == ER_UNKNOWN_COM_ERROR;
+}
+
 static int fail(struct oq_db *db, MYSQL_STMT *st)
 {
     db->err_no = st ? mysql_stmt_errno(st) : mysql_errno(db->my);
     snprintf(db->err, sizeof(db->err), "%s", st ? mysql_stmt_error(st) : mysql_error(db->my));
     if (db->err_no == 0) /* the client gave no number: never leave a stale class behind */
         db->err_no = CR_UNKNOWN_ERROR;
-    if (oq_db_classify(db->err_no) == OQ_DB_GONE && !db->broken) {
+    /* Counted so an operator sees how often Galera's certification (or
+     * InnoDB) made orderq redo a transaction. */
+    if (db->err_no == ER_LOCK_DEADLOCK)
+        oq_metric_add(OQ_M_DB_CONFLICTS, 1);
+    if (host_unusable(db->err_no) && !db->broken) {
         size_t dead = db->host;
         db->broken = 1;
         atomic_compare_exchange_strong(&first_host, &dead, db->host + 1);
@@ -88,6 +103,47 @@ static void describe_connect_failure(MYSQL *my, const struct oq_mysql_url *u, ch
              mysql_error(my), hint);
 }
 
+/* The first column-2 value of a SHOW statement's single row, or "" when it
+ * has no row (the variable does not exist on this server). Returns 0 or
+ * OQ_EDB with the reason in err. */
+static int show_value(MYSQL *my, const char *sql, char *value, size_t len, char *err, size_t errlen)
+{
+    MYSQL_RES *res = NULL;
+    if (mysql_query(my, sql) != 0 || (res = mysql_store_result(my)) == NULL) {
+        snprintf(err, errlen, "MySQL: %s: %s", sql, mysql_error(my));
+        return OQ_EDB;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    snprintf(value, len, "%s", row != NULL && row[1] != NULL ? row[1] : "");
+    mysql_free_result(res);
+    return 0;
+}
+
+/* A Galera node that is not ready (still joining, or cut off from the
+ * primary component) takes the connection and SET, then answers every
+ * statement with 1047; refusing it here makes the caller try the next host.
+ * A server without wsrep (or with it off) reports wsrep_ready OFF too, so
+ * wsrep_on decides whether it is a Galera node at all. SHOW needs no
+ * privilege and is answered by a node that is not ready. */
+static int check_galera_ready(MYSQL *my, const struct oq_mysql_url *u, char *err, size_t errlen)
+{
+    char on[16], ready[16];
+    if (show_value(my, "SHOW VARIABLES LIKE 'wsrep_on'", on, sizeof(on), err, errlen) != 0)
+        return OQ_EDB;
+    if (strcmp(on, "ON") != 0)
+        return 0;
+    if (show_value(my, "SHOW STATUS LIKE 'wsrep_ready'", ready, sizeof(ready), err, errlen) != 0)
+        return OQ_EDB;
+    if (strcmp(ready, "ON") == 0)
+        return 0;
+    snprintf(err, errlen,
+             "MySQL at %s%s (database %s) is a Galera node that is not ready (wsrep_ready %s, "
+             "expected ON): it is joining the cluster or not in its primary component",
+             u->socket ? "socket " : "", u->socket ? u->socket : u->host, u->database,
+             ready[0] ? ready : "missing");
+    return OQ_EDB;
+}
+
 /* Open db->my on one host and set the session up. Returns 0, OQ_ENOMEM or
  * OQ_EDB with the reason in err. */
 static int connect_host(struct oq_db *db, const struct oq_mysql_url *u, int64_t timeout_ms,
@@ -128,7 +184,7 @@ static int connect_host(struct oq_db *db, const struct oq_mysql_url *u, int64_t 
         snprintf(err, errlen, "MySQL: setting time_zone to UTC: %s", mysql_error(db->my));
         return OQ_EDB;
     }
-    return 0;
+    return check_galera_ready(db->my, u, err, errlen);
 }
 
 int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out, char *err,
@@ -164,6 +220,9 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
         } else if (rc == OQ_EDB)
             snprintf(err, errlen, "%s", why);
     }
+    if (rc == 0 && errlen > 0 && err[0] != '\0') /* hosts were passed over: say which and why */
+        oq_warn("MySQL: connected to host %zu of %zu after passing over: %s", db->host + 1, hosts.n,
+                err);
     if (rc == 0) {
         atomic_store(&first_host, db->host);
         *out = db;

@@ -67,6 +67,9 @@ static const struct {
                               "(ignored)"},
     [OQ_M_SWEPT] = {"orderq_leases_swept_total", "counter",
                     "Abandoned leases this process marked unknown and dead-lettered as ambiguous."},
+    [OQ_M_DB_CONFLICTS] = {"orderq_mysql_conflicts_total", "counter",
+                           "Transactions MySQL refused as a deadlock, or Galera as a certification "
+                           "conflict (1213), and orderq redid."},
 };
 
 void oq_metric_add(enum oq_metric m, int64_t n)

@@ -50,6 +50,7 @@ oq_packages=(
     python3-pika python3-pymysql curl ca-certificates openssl
     clang libclang-rt-14-dev # tests/fuzz: libFuzzer and clang's ASan/UBSan runtimes
     valgrind # tests/memcheck: orderq consume under memcheck
+    galera-4 rsync # tests/system/galera.sh: three Galera nodes, joined by rsync SST
 )
 
 oq_say() { printf '%s\n' "$*"; }

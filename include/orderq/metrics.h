@@ -31,6 +31,7 @@ enum oq_metric {
     OQ_M_LEDGER_UNKNOWN,      /* gauge: ledger rows `unknown`, for a person (sweeper) */
     OQ_M_SWEPT,               /* counter: abandoned leases the sweeper marked unknown */
     OQ_M_FOREIGN_HEADERS,     /* counter: deliveries whose x-orderq-* headers were ignored */
+    OQ_M_DB_CONFLICTS,        /* counter: deadlocks, Galera certification conflicts (1213) */
     OQ_M_COUNT
 };
 
