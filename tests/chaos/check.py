@@ -31,9 +31,8 @@ import argparse
 import collections
 import hashlib
 import json
-import sys
-
 import os
+import sys
 
 import pika
 import pymysql
