@@ -1490,7 +1490,9 @@ static void *archiver_main(void *arg)
          * second for ever. */
         if (archived > 0 || oq_now_ms() - connected_at >= ARCHIVE_HEALTHY_MS)
             failures = 0;
-        if (!a->stop && a->db != NULL) { /* a lost MySQL waits in archiver_db */
+        /* Also when MySQL refused the letter: a read_only server takes the
+         * next connection at once, and the letter would come straight back. */
+        if (!a->stop) {
             int64_t wait = oq_backoff_ms(++failures);
             if (failures > 1)
                 oq_warn("archiving dead letters: reconnecting in %lld ms (attempt %d: no "
