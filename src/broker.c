@@ -21,8 +21,8 @@ struct oq_broker {
     amqp_connection_state_t conn;
     char vhost[256];
     int last_code;
-    int open;    /* logged in, channel 1 open */
-    size_t node; /* which node of amqp_url this is connected to */
+    int open;             /* logged in, channel 1 open */
+    size_t node, n_nodes; /* which node of amqp_url this is connected to, of how many */
     char err[OQ_ERRLEN];
 };
 
@@ -271,6 +271,7 @@ int oq_broker_connect(const struct oq_config *cfg, const char *purpose, struct o
             break;
         }
         b->node = k;
+        b->n_nodes = nodes.n;
         rc = connect_node(b, cfg, purpose, &nodes.node[k], why, sizeof(why));
         if (rc != 0 && nodes.n > 1) {
             char tagged[OQ_ERRLEN + 32];
@@ -317,23 +318,30 @@ void oq_broker_drop(struct oq_broker *b, int failed)
      * (unless another connection has already moved on). */
     size_t node = b->node;
     if (failed)
-        atomic_compare_exchange_strong(&first_node, &node, b->node + 1);
+        atomic_compare_exchange_strong(&first_node, &node, (b->node + 1) % b->n_nodes);
     if (b->conn != NULL)
         amqp_destroy_connection(b->conn);
     free(b);
 }
 
+#define STOPPING_CLOSE_MS 500 /* a close's wait once stopping: the broker is near */
+
 /* Read and discard fd's input until the peer closes it (0), or OQ_ETIMEOUT
- * at deadline or once *stop is set, or OQ_EBROKER on a socket error. */
+ * at deadline (at most STOPPING_CLOSE_MS away once *stop is set: the
+ * reject must still get there, or an archived letter is archived again),
+ * or OQ_EBROKER on a socket error. */
 static int drain_until_closed(int fd, int64_t deadline, volatile sig_atomic_t *stop)
 {
     char buf[65536];
     for (;;) {
-        int64_t left = deadline - oq_now_ms();
-        if (left <= 0 || *stop) /* stopping: at worst it is delivered again */
+        int64_t now = oq_now_ms();
+        if (*stop && deadline > now + STOPPING_CLOSE_MS)
+            deadline = now + STOPPING_CLOSE_MS;
+        int64_t left = deadline - now;
+        if (left <= 0)
             return OQ_ETIMEOUT;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, (int)(left < 1000 ? left : 1000));
+        int n = poll(&p, 1, (int)(left < 100 ? left : 100)); /* and *stop seen soon */
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)

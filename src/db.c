@@ -16,8 +16,8 @@ struct oq_db {
     MYSQL *my;
     unsigned err_no; /* of the last call only: cleared when a call starts */
     char err[OQ_ERRLEN];
-    int broken;  /* the connection was found dead: every later call fails at once */
-    size_t host; /* which host of mysql_url this is connected to */
+    int broken;           /* the connection was found dead: every later call fails at once */
+    size_t host, n_hosts; /* which host of mysql_url this is connected to, of how many */
 };
 
 /* The host of mysql_url to try first: the last that answered, moved on
@@ -47,7 +47,7 @@ static int fail(struct oq_db *db, MYSQL_STMT *st)
     if (host_unusable(db->err_no) && !db->broken) {
         size_t dead = db->host;
         db->broken = 1;
-        atomic_compare_exchange_strong(&first_host, &dead, db->host + 1);
+        atomic_compare_exchange_strong(&first_host, &dead, (db->host + 1) % db->n_hosts);
     }
     return OQ_EDB;
 }
@@ -210,13 +210,14 @@ int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db
             break;
         }
         db->host = k;
+        db->n_hosts = hosts.n;
         rc = connect_host(db, &hosts.host[k], timeout_ms, flags, why, sizeof(why));
         if (rc == OQ_EDB && hosts.n > 1) {
             size_t used = strlen(err);
             if (used + 1 < errlen)
                 snprintf(err + used, errlen - used, "%shost %zu of %zu: %s", used ? "; " : "",
                          k + 1, hosts.n, why);
-            atomic_compare_exchange_strong(&first_host, &k, k + 1);
+            atomic_compare_exchange_strong(&first_host, &k, (k + 1) % hosts.n);
         } else if (rc == OQ_EDB)
             snprintf(err, errlen, "%s", why);
     }

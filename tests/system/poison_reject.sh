@@ -125,8 +125,16 @@ note "orderq.probe deleted under a running consumer and made again by hand witho
 mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.probe" >/dev/null
 CONSUME_QUEUES=orderq.probe start_consumer remade --no-archive
 wait_for 30 consuming orderq.probe || fail "not consuming orderq.probe: $(tail -3 "$WORK/remade.log")"
-mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.probe" >/dev/null
-mgmt PUT "/api/queues/$(urlenc "$VHOST")/orderq.probe" '{"durable": true}' >/dev/null
+# in one connection: orderq's resubscribe would declare it again (with its
+# arguments) within half a second of the delete
+"$PY" - "$VHOST" <<'PY' || fail "deleting orderq.probe and declaring it again without a dead-letter exchange"
+import sys, pika
+params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.queue_delete("orderq.probe")
+    ch.queue_declare("orderq.probe", durable=True)
+PY
 wait_for 30 consuming orderq.probe || fail "the consumer did not come back to orderq.probe: $(tail -3 "$WORK/remade.log")"
 publish_unreadable_to orderq.probe
 wait_for 10 grep -q 'reading delivery' "$WORK/remade.log" || fail "the consumer did not take the message"
