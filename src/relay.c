@@ -16,6 +16,7 @@
 #include "orderq/publish.h"
 
 #define RELAY_BATCH 500
+#define CLAIM_S     "30" /* outlives a publish: its confirms wait connect_timeout_ms (5 s) */
 
 #define NACK_FIRST_S   1   /* a nack: the broker cannot take it now; soon again */
 #define NACK_MAX_S     300 /* each retry publishes again to every queue that took it */
@@ -139,36 +140,80 @@ static int publish_rows(struct link *l)
     return oq_publisher_wait(l->pub, l->cfg->connect_timeout_ms) == 0 ? 0 : OQ_EBROKER;
 }
 
-/* Mark the confirmed rows in one statement. */
-static int mark_published(struct link *l, size_t *marked, char *err, size_t errlen)
+/* UPDATE outbox SET <set> for the rows pick() takes, in one statement.
+ * *n: how many it named. Returns 0, OQ_ENOMEM or as oq_db_execute. */
+static int update_rows(struct link *l, const char *set, int (*pick)(const struct row *), size_t *n)
 {
     struct rows *rs = &l->rows;
-    static const char head[] = "UPDATE outbox SET published_at = NOW(6),"
-                               " publish_attempts = publish_attempts + 1 WHERE id IN (";
-    size_t len = sizeof(head) + rs->n * 2 + 2, used, k = 0;
+    size_t len = strlen(set) + 40 + rs->n * 2, used, k = 0;
     char *sql = malloc(len);
     struct oq_db_param *p = calloc(rs->n + 1, sizeof(*p));
     int rc = OQ_ENOMEM;
-    *marked = 0;
-    if (sql == NULL || p == NULL) {
-        snprintf(err, errlen, "out of memory");
+    *n = 0;
+    if (sql == NULL || p == NULL)
         goto out;
-    }
-    used = (size_t)snprintf(sql, len, "%s", head);
+    used = (size_t)snprintf(sql, len, "UPDATE outbox SET %s WHERE id IN (", set);
     for (size_t i = 0; i < rs->n; i++)
-        if (rs->r[i].acked && !rs->r[i].returned) {
+        if (pick(&rs->r[i])) {
             used += (size_t)snprintf(sql + used, len - used, "%s?", k ? "," : "");
             p[k++] = OQ_INT(rs->r[i].id);
         }
     snprintf(sql + used, len - used, ")");
     rc = k == 0 ? 0 : oq_db_execute(l->db, sql, p, k, NULL);
-    if (rc != 0)
-        snprintf(err, errlen, "marking outbox rows published: %s", oq_db_error(l->db));
-    else
-        *marked = k;
+    if (rc == 0)
+        *n = k;
 out:
     free(sql);
     free(p);
+    return rc;
+}
+
+static int any_row(const struct row *r)
+{
+    (void)r;
+    return 1;
+}
+
+static int confirmed(const struct row *r)
+{
+    return r->acked && !r->returned;
+}
+
+/* Take the rows read before publishing any, in a transaction of its own:
+ * with relays on several Galera nodes, SKIP LOCKED locks a row on one
+ * node only, and both would publish it; committed first, the second
+ * claim fails certification (1213) and is redone without them. A relay
+ * that dies holding a claim leaves its rows to others after CLAIM_S. */
+static int claim_rows(struct link *l, char *err, size_t errlen)
+{
+    size_t n;
+    if (update_rows(l, "next_attempt_at = NOW(6) + INTERVAL " CLAIM_S " SECOND", any_row, &n) !=
+            0 ||
+        oq_db_exec(l->db, "COMMIT") != 0) {
+        snprintf(err, errlen, "claiming outbox rows: %s", oq_db_error(l->db));
+        return OQ_EDB;
+    }
+    return 0;
+}
+
+/* The broker failed us: what was claimed and not confirmed is free again
+ * at once (best effort: else it waits out the claim). */
+static void release_rows(struct link *l)
+{
+    size_t n;
+    if (update_rows(l, "next_attempt_at = NULL", any_row, &n) != 0)
+        oq_warn("outbox relay: releasing %zu claimed rows: %s (published %s s later)", l->rows.n,
+                oq_db_error(l->db), CLAIM_S);
+}
+
+/* Mark the confirmed rows in one statement. */
+static int mark_published(struct link *l, size_t *marked, char *err, size_t errlen)
+{
+    int rc = update_rows(l, "published_at = NOW(6), publish_attempts = publish_attempts + 1",
+                         confirmed, marked);
+    if (rc != 0)
+        snprintf(err, errlen, "marking outbox rows published: %s",
+                 rc == OQ_ENOMEM ? "out of memory" : oq_db_error(l->db));
     return rc;
 }
 
@@ -234,13 +279,18 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         oq_db_rollback(l->db);
         return 0;
     }
+    if (claim_rows(l, err, errlen) != 0) {
+        oq_db_rollback(l->db);
+        return OQ_EDB; /* on Galera, 1213: another node's relay has them */
+    }
     if (publish_rows(l) != 0) {
         snprintf(err, errlen, "publishing outbox events: %s",
                  oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "connection lost");
-        oq_db_rollback(l->db);
+        release_rows(l);
         return OQ_EBROKER;
     }
-    if (mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
+    if (oq_db_exec(l->db, "START TRANSACTION") != 0 ||
+        mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
         oq_db_exec(l->db, "COMMIT") != 0) {
         oq_db_rollback(l->db);
         return OQ_EDB; /* published, not marked: published again later, deduped then */

@@ -233,9 +233,12 @@ done
 # The point of the test: claims of one event did conflict on two nodes,
 # and were redone (hundreds per run here; 0 only if nothing conflicted).
 [ "$conflicts" -ge 1 ] || fail "no transaction redone after a 1213: the copies of an event never met on two nodes"
-# Relays on two nodes can both take an outbox row (SKIP LOCKED locks on
-# one node only): at least once, the next consumer dedups. Counted, not
-# asserted beyond "none lost".
+# Relays on two nodes could both take an outbox row (SKIP LOCKED locks on
+# one node only): 2,297-3,159 rows of 2,000 published twice before the
+# relay claimed its rows in a commit of its own. Now only a relay killed
+# between its claim and its mark leaves rows to publish again: at most
+# one batch (500).
 relayed=$(queue_ready orderq.coupon.email)
 [ "$relayed" -ge "$N" ] || fail "orderq.coupon.email holds $relayed messages for $N outbox rows"
+[ "$((relayed - N))" -le 500 ] || fail "$((relayed - N)) outbox rows published twice (relays on two nodes took the same rows)"
 note "$sent messages, $N effects on each node; $dups duplicates found in the ledger; $conflicts transactions redone after 1213; ledger stalled $stall s, c2 and c4 moved after $moved_after s; node 2 back by $how; $((relayed - N)) outbox rows published twice; load $((SECONDS - load_started)) s, total $((SECONDS - started)) s"
