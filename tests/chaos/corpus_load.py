@@ -22,7 +22,9 @@ import time
 import pika
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "corpus"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402  (tests/corpus/corpus.py: load, headers_of, patch_pika)
+from publish import connect  # noqa: E402  (the load's own publisher: same connection)
 
 
 def properties(name, props, user):
@@ -34,17 +36,6 @@ def properties(name, props, user):
     if "headers" in props:
         p["headers"] = corpus.headers_of(props["headers"])
     return pika.BasicProperties(**p)
-
-
-def connect(a):
-    params = pika.ConnectionParameters("127.0.0.1", a.port, a.vhost,
-                                       pika.PlainCredentials(a.user, os.environ["OQ_CHAOS_PASSWORD"]),
-                                       connection_attempts=1, socket_timeout=5,
-                                       blocked_connection_timeout=30)
-    conn = pika.BlockingConnection(params)
-    ch = conn.channel()
-    ch.confirm_delivery()
-    return conn, ch
 
 
 def publish_one(a, state, name, body, props):
