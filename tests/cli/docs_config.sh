@@ -2,7 +2,8 @@
 # docs_config.sh - docs/configuration.md against the binary: every setting of
 # the code's table is documented and every documented one exists; the
 # Commands section lists the commands `orderq --help` lists, each with the
-# options its own --help lists; README's links into docs/ resolve.
+# options its own --help lists; README's links into docs/ resolve; each
+# alert of deploy/prometheus/alerts.yml has its section in docs/operations.md.
 # No server needed. Prints each disagreement, exits 1 when there is any.
 set -euo pipefail
 ORDERQ_BIN=${ORDERQ_BIN:?ORDERQ_BIN must point at the orderq binary}
@@ -10,14 +11,16 @@ PY=/usr/bin/python3
 top=$(cd "$(dirname "$0")/../.." && pwd)
 DOCS=${DOCS:-$top/docs/configuration.md}
 README=${README:-$top/README.md}
+OPS=${OPS:-$top/docs/operations.md}
+ALERTS=${ALERTS:-$top/deploy/prometheus/alerts.yml}
 # The defaults, whatever the caller's environment says (a bad ORDERQ_* value
 # would stop `config show` before it lists anything).
 while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(ORDERQ_[A-Z_]*\)=.*/\1/p' | grep -v '^ORDERQ_BIN$')
 
-exec "$PY" - "$ORDERQ_BIN" "$DOCS" "$README" "$top" <<'PY'
+exec "$PY" - "$ORDERQ_BIN" "$DOCS" "$README" "$top" "$OPS" "$ALERTS" <<'PY'
 import json, os, re, subprocess, sys
 
-binary, docs_path, readme_path, top = sys.argv[1:5]
+binary, docs_path, readme_path, top, ops_path, alerts_path = sys.argv[1:7]
 docs_name = os.path.relpath(docs_path, top)
 problems = []
 
@@ -108,9 +111,37 @@ for target in sorted(set(re.findall(r"\]\((docs/[^)#\s]+)", readme))):
     if not os.path.isfile(os.path.join(base, target)):
         problems.append(f"README links {target}, which does not exist")
 
+# 5. the alert rules and the runbook: one '### Name' under '## Alerts' in
+# docs/operations.md per alert, and each runbook_url's anchor a heading there
+def slug(heading):
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+ops = open(ops_path, encoding="utf-8").read()
+ops_name = os.path.relpath(ops_path, top)
+m = re.search(r"^## Alerts\s*$(.*?)(?=^## |\Z)", ops, re.M | re.S)
+runbook = set(re.findall(r"^### (\S+)\s*$", m.group(1), re.M)) if m else set()
+if not runbook:
+    problems.append(f"{ops_name}: no '### AlertName' under '## Alerts'")
+anchors = {slug(h) for h in re.findall(r"^#+ (.*)$", ops, re.M)}
+if os.path.isfile(alerts_path):
+    rules = open(alerts_path, encoding="utf-8").read()
+    alerts_name = os.path.relpath(alerts_path, top)
+    alerts = set(re.findall(r"^\s*-?\s*alert:\s*(\S+)", rules, re.M))
+    for a in sorted(alerts - runbook):
+        problems.append(f"alert {a}: in {alerts_name}, no '### {a}' in {ops_name} (## Alerts)")
+    for a in sorted(runbook - alerts):
+        problems.append(f"alert {a}: in {ops_name} (## Alerts), not in {alerts_name}")
+    for anchor in sorted(set(re.findall(r"operations\.md#([\w-]+)", rules))):
+        if anchor not in anchors:
+            problems.append(f"{alerts_name}: runbook_url operations.md#{anchor} names no heading of {ops_name}")
+else:
+    print(f"note: {os.path.relpath(alerts_path, top)} does not exist: alert names not compared")
+
 for p in problems:
     print(f"FAIL: {p}", file=sys.stderr)
 if problems:
     sys.exit(1)
-print(f"ok: {len(code_settings)} settings, {len(code_cmds)} commands and their options, README's docs/ links")
+print(f"ok: {len(code_settings)} settings, {len(code_cmds)} commands and their options, README's docs/ links, {len(runbook)} alerts")
 PY
