@@ -241,7 +241,7 @@ static const struct {
      " DATE_FORMAT(MAX(dead_at), '%Y-%m-%dT%H:%i:%sZ'),"
      " GROUP_CONCAT(DISTINCT queue ORDER BY queue SEPARATOR ',')"
      " FROM dead_letter WHERE replayed_at IS NULL GROUP BY fingerprint, error_class"
-     " ORDER BY COUNT(*) DESC, MAX(dead_at) DESC LIMIT 5",
+     " ORDER BY COUNT(*) DESC, MAX(dead_at) DESC, fingerprint LIMIT 5",
      on_fingerprint_row},
     /* idx_outbox_pending (published_at, id): the backlog's index entries,
      * and the oldest as the lowest id (ids and created_at rise together),
@@ -586,8 +586,7 @@ int oq_status_print_json(const struct oq_status *st, FILE *out)
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g == NULL)
         return OQ_ENOMEM;
-    yajl_gen_config(g, yajl_gen_beautify, 1);
-    yajl_gen_config(g, yajl_gen_indent_string, "  ");
+    /* One line: for jq, a log line, a monitoring probe. */
     yajl_gen_map_open(g);
     oq_json_gen_kv(g, "at", st->at);
     oq_json_gen_kv(g, "vhost", st->vhost);

@@ -82,8 +82,8 @@ void oq_status_free(struct oq_status *st);
  * columns wide. */
 void oq_status_print_text(const struct oq_status *st, FILE *out);
 
-/* One JSON object with stable keys (docs/operations.md). Returns 0 or
- * OQ_ENOMEM / OQ_EIO. */
+/* One JSON object on one line, with stable keys (docs/operations.md).
+ * Returns 0 or OQ_ENOMEM / OQ_EIO. */
 OQ_WUR int oq_status_print_json(const struct oq_status *st, FILE *out);
 
 /* ---- formatting helpers (exposed for the unit tests) ---- */
