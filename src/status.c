@@ -55,6 +55,21 @@ const char *oq_status_age(int64_t s, char *buf, size_t buflen)
     return buf;
 }
 
+/* Control characters (C0, DEL, and C1 as UTF-8) become spaces of the same
+ * byte length: text from the database (an error, a handler name) must not
+ * move the cursor or recolour the operator's terminal. */
+static void printable(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            *p++ = ' ';
+            *p = ' ';
+        }
+    }
+}
+
 const char *oq_status_fit(const char *text, size_t width, char *buf, size_t buflen)
 {
     size_t len = strlen(text);
@@ -64,6 +79,7 @@ const char *oq_status_fit(const char *text, size_t width, char *buf, size_t bufl
         width = buflen - 1;
     if (len <= width) {
         memcpy(buf, text, len + 1);
+        printable(buf);
         return buf;
     }
     size_t keep = width > 3 ? width - 3 : 0;
@@ -71,6 +87,7 @@ const char *oq_status_fit(const char *text, size_t width, char *buf, size_t bufl
         keep--; /* text[keep] would be the middle of a character */
     memcpy(buf, text, keep);
     snprintf(buf + keep, buflen - keep, "%.*s", (int)(width - keep), "...");
+    printable(buf);
     return buf;
 }
 
@@ -349,6 +366,13 @@ void oq_status_free(struct oq_status *st)
 
 /* ---- the screen ---------------------------------------------------------------- */
 
+/* "  unavailable: <why>", the server's words made printable. */
+static void print_unavailable(FILE *out, const char *why)
+{
+    char text[OQ_ERRLEN * 2];
+    fprintf(out, "  unavailable: %s\n", oq_status_fit(why, sizeof(text) - 1, text, sizeof(text)));
+}
+
 #define NAME_MAX_W 36 /* 2 + 36 + 3 x 12 + 2 = 76 columns */
 
 static void print_queues(const struct oq_status *st, FILE *out)
@@ -357,7 +381,7 @@ static void print_queues(const struct oq_status *st, FILE *out)
     int w = 20;
     fprintf(out, "\nQUEUES (RabbitMQ management API, vhost %s)\n", st->vhost);
     if (!st->broker_ok) {
-        fprintf(out, "  unavailable: %s\n", st->broker_error);
+        print_unavailable(out, st->broker_error);
         return;
     }
     for (size_t i = 0; i < st->n_queues; i++) {
@@ -450,7 +474,8 @@ void oq_status_print_text(const struct oq_status *st, FILE *out)
     fprintf(out, "orderq status at %s\n", st->at);
     print_queues(st, out);
     if (!st->db_ok) {
-        fprintf(out, "\nDATABASE\n  unavailable: %s\n", st->db_error);
+        fputs("\nDATABASE\n", out);
+        print_unavailable(out, st->db_error);
         return;
     }
     print_ledger(st, out);

@@ -96,8 +96,9 @@ const char *oq_status_count(int64_t n, char *buf, size_t buflen);
  * "4d 03h". Returns buf. */
 const char *oq_status_age(int64_t seconds, char *buf, size_t buflen);
 
-/* text cut to at most width bytes, ending in "..." when cut, never inside
- * a UTF-8 sequence. Returns buf. */
+/* text for a cell of the screen: cut to at most width bytes, ending in
+ * "..." when cut, never inside a UTF-8 sequence; control characters (C0,
+ * DEL, C1) replaced by spaces. Returns buf. */
 const char *oq_status_fit(const char *text, size_t width, char *buf, size_t buflen);
 
 #endif

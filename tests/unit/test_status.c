@@ -51,6 +51,10 @@ static void fitting(void **state)
     /* "é" is two bytes: never cut between them */
     assert_string_equal(oq_status_fit("abcdé fin", 8, b, sizeof(b)), "abcd...");
     assert_string_equal(oq_status_fit("abcdefgh", 2, b, sizeof(b)), "..");
+    /* no terminal escapes from the database: ESC, newline, DEL, C1 CSI (U+009B) */
+    assert_string_equal(oq_status_fit("a\x1b[31mred\nx\x7f\xc2\x9b" "2J", 40, b, sizeof(b)),
+                        "a [31mred x   2J");
+    assert_string_equal(oq_status_fit("\x1b[2Jcleared screen", 10, b, sizeof(b)), " [2Jcle...");
     char small[6];
     assert_string_equal(oq_status_fit("a long line", 40, small, sizeof(small)), "a ...");
 }
