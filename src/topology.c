@@ -563,8 +563,13 @@ static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tr
         goto out;
     }
     if (*status != 200) {
-        snprintf(err, errlen, "RabbitMQ management API GET %s: HTTP %ld%s", path, *status,
-                 *status == 401 ? " (user or password wrong for the management API)" : "");
+        char *shown = oq_url_redact(m->base);
+        snprintf(err, errlen, "RabbitMQ management API at %s: GET %s: HTTP %ld%s",
+                 shown ? shown : "***", path, *status,
+                 *status == 401 ? " (user or password wrong for the management API: those of "
+                                  "amqp_mgmt_url, else of amqp_url)"
+                                : " (amqp_mgmt_url)");
+        free(shown);
         goto out;
     }
     char perr[256];

@@ -153,6 +153,12 @@ assert [e["source"] for e in d["errors"]] == ["rabbitmq"] and "amqp_mgmt_url" in
 assert d["ledger"]["sending"] == 2 and d["outbox"]["backlog"] == 3 and d["dead_letters"]["total"] == 3, d
 PY
 
+note "the management API refuses the password: exit 69, the reason named, the password not shown"
+try env ORDERQ_AMQP_MGMT_URL="http://$AMQP_USER:wrong-secret@127.0.0.1:${MGMT##*:}/" "$ORDERQ_BIN" status
+expect_eq 69 "$rc" "exit code with a wrong management password"
+expect_contains "HTTP 401 (user or password wrong for the management API: those of amqp_mgmt_url" "$out" "the reason"
+printf '%s\n' "$out" >"$WORK/refused.txt"
+
 note "the database unreachable: the queues still shown, exit 69"
 try env ORDERQ_MYSQL_URL="mysql://$MYSQL_USER:$TEST_PASSWORD@localhost/$DB?socket=$WORK/no-such.sock" "$ORDERQ_BIN" status
 expect_eq 69 "$rc" "exit code without the database"
@@ -162,6 +168,6 @@ grep -Eq '^  orderq\.invoice\.created +1 +1 +1$' <<<"$out" || fail "the queues a
 printf '%s\n' "$out" >"$WORK/no-db.txt"
 
 note "no secret in any output"
-for f in "$WORK"/status.json "$WORK"/status.txt "$WORK"/partial.txt "$WORK"/partial.json "$WORK"/no-db.txt; do
-    ! grep -qF -e "$TEST_PASSWORD" -e mgmt-secret "$f" || fail "a secret is printed in $(basename "$f")"
+for f in "$WORK"/status.json "$WORK"/status.txt "$WORK"/partial.txt "$WORK"/partial.json "$WORK"/refused.txt "$WORK"/no-db.txt; do
+    ! grep -qF -e "$TEST_PASSWORD" -e mgmt-secret -e wrong-secret "$f" || fail "a secret is printed in $(basename "$f")"
 done
