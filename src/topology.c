@@ -563,8 +563,13 @@ static int mgmt_get(struct mgmt *m, const char *path, long *status, yajl_val *tr
         goto out;
     }
     if (*status != 200) {
-        snprintf(err, errlen, "RabbitMQ management API GET %s: HTTP %ld%s", path, *status,
-                 *status == 401 ? " (user or password wrong for the management API)" : "");
+        char *shown = oq_url_redact(m->base);
+        snprintf(err, errlen, "RabbitMQ management API at %s: GET %s: HTTP %ld%s",
+                 shown ? shown : "***", path, *status,
+                 *status == 401 ? " (user or password wrong for the management API: those of "
+                                  "amqp_mgmt_url, else of amqp_url)"
+                                : " (amqp_mgmt_url)");
+        free(shown);
         goto out;
     }
     char perr[256];
@@ -865,6 +870,57 @@ out:
     yajl_tree_free(tree);
     curl_free(e_esc);
     curl_free(q_esc);
+    return rc;
+}
+
+/* A count from the API's queue object, -1 when it has none yet. */
+static int64_t count_of(yajl_val queue, const char *key)
+{
+    yajl_val v = oq_json_member(queue, key);
+    return YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : -1;
+}
+
+static void fill_counts(const struct oq_topology *t, yajl_val list, struct oq_queue_counts *out)
+{
+    for (size_t i = 0; i < t->n_queues; i++)
+        out[i] = (struct oq_queue_counts){t->queues[i].name, 0, -1, -1, -1};
+    for (size_t j = 0; YAJL_IS_ARRAY(list) && j < list->u.array.len; j++) {
+        yajl_val q = list->u.array.values[j];
+        const char *name = text_of(oq_json_member(q, "name"));
+        for (size_t i = 0; i < t->n_queues; i++) {
+            if (strcmp(name, out[i].name) != 0)
+                continue;
+            out[i].exists = 1;
+            out[i].ready = count_of(q, "messages_ready");
+            out[i].unacked = count_of(q, "messages_unacknowledged");
+            out[i].consumers = count_of(q, "consumers");
+        }
+    }
+}
+
+int oq_topology_queue_counts(const struct oq_config *cfg, const struct oq_topology *t,
+                             const char *vhost, struct oq_queue_counts *out, char *err,
+                             size_t errlen)
+{
+    struct mgmt m;
+    long status = 0;
+    yajl_val tree = NULL;
+    char *path = NULL;
+    int rc = mgmt_open(&m, cfg, vhost, err, errlen);
+    if (rc != 0)
+        goto out;
+    /* One listing of the vhost, not a request per queue; only the columns
+     * shown, so a vhost with many queues stays a small answer. A vhost
+     * that does not exist (404) leaves every queue missing. */
+    path = joined("/api/queues/", m.vhost_escaped,
+                  "?columns=name,messages_ready,messages_unacknowledged,consumers");
+    rc = path == NULL ? OQ_ENOMEM : mgmt_get(&m, path, &status, &tree, err, errlen);
+    if (rc == 0)
+        fill_counts(t, tree, out);
+out:
+    yajl_tree_free(tree);
+    free(path);
+    mgmt_close(&m);
     return rc;
 }
 

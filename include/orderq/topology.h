@@ -110,6 +110,25 @@ OQ_WUR int oq_topology_verify(const struct oq_config *cfg, const struct oq_topol
                               const char *vhost, FILE *out, int json, int *differences, char *err,
                               size_t errlen);
 
+/* One planned queue as the management API reports it. Quorum queue
+ * figures there are seconds late (ARCHITECTURE.md). */
+struct oq_queue_counts {
+    const char *name; /* the plan's, borrowed */
+    int exists;       /* 0: the broker has no such queue */
+    /* -1: not reported (missing, or no statistics emitted yet) */
+    int64_t ready, unacked, consumers;
+};
+
+/* Read messages ready, unacknowledged and consumers of every queue in the
+ * plan from the management API at cfg->amqp_mgmt_url, in one request for
+ * the whole vhost. out has t->n_queues entries, in the plan's order.
+ * Returns 0 (missing queues included), OQ_ECONFIG (amqp_url unusable),
+ * OQ_ENOMEM or OQ_EHTTP when the API cannot be read; err says why, with
+ * the URL redacted. */
+OQ_WUR int oq_topology_queue_counts(const struct oq_config *cfg, const struct oq_topology *t,
+                                    const char *vhost, struct oq_queue_counts *out, char *err,
+                                    size_t errlen);
+
 /* Write the plan as a RabbitMQ definitions file (JSON) for vhost. */
 OQ_WUR int oq_topology_write_definitions(const struct oq_topology *t, const char *vhost, FILE *out);
 

@@ -91,6 +91,7 @@ void cli_progress_start(struct cli_progress *p, long long total);
 void cli_progress_draw(struct cli_progress *p, long long done, int final);
 
 extern const struct cli_cmd cmd_config, cmd_migrate, cmd_topology, cmd_consume, cmd_rules,
-    cmd_publish, cmd_relay, cmd_ledger, cmd_version, cmd_dlq, cmd_mail, cmd_shop, cmd_webhook;
+    cmd_publish, cmd_relay, cmd_ledger, cmd_version, cmd_dlq, cmd_mail, cmd_shop, cmd_webhook,
+    cmd_status;
 
 #endif

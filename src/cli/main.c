@@ -6,8 +6,8 @@
 #include "cli.h"
 
 static const struct cli_cmd *const commands[] = {
-    &cmd_consume, &cmd_publish, &cmd_relay, &cmd_migrate, &cmd_topology, &cmd_rules,   &cmd_ledger,
-    &cmd_dlq,     &cmd_mail,    &cmd_shop,  &cmd_webhook, &cmd_config,   &cmd_version,
+    &cmd_consume, &cmd_status, &cmd_publish, &cmd_relay, &cmd_migrate, &cmd_topology, &cmd_rules,
+    &cmd_ledger,  &cmd_dlq,    &cmd_mail,    &cmd_shop,  &cmd_webhook, &cmd_config,   &cmd_version,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
