@@ -5,7 +5,8 @@
 # orderq@NN instance a port of its own. No server needed: nothing is
 # started, the units are only read.
 source "$(dirname "$0")/lib.sh"
-units="$(cd "$(dirname "$0")/../../deploy/systemd" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+units="$here/../../deploy/systemd"
 command -v systemd-analyze >/dev/null || fail "systemd-analyze is missing (deploy/local/lib.sh installs Debian's systemd)"
 
 ORDERQ_BIN=$(realpath "$ORDERQ_BIN") # the tests below run in $WORK/units
@@ -34,16 +35,7 @@ for u in orderq@01.service orderq-relay.service orderq-migrate.service; do
 done
 
 note "TimeoutStopSec is above the longest drain of the defaults"
-# SIGTERM: up to shutdown_timeout_ms for the batches in hand, then the send
-# under way (smtp_timeout_ms) and its MySQL record (connect_timeout_ms).
-drain=$("$ORDERQ_BIN" config show --json | "$PY" -c '
-import json, re, sys
-d = json.load(sys.stdin)
-unit = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
-def ms(name):
-    n, u = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", d[name]["value"]).groups()
-    return int(n) * unit[u or "ms"]
-print(sum(ms(n) for n in ("shutdown_timeout_ms", "smtp_timeout_ms", "connect_timeout_ms")) // 1000)')
+drain=$("$PY" "$here/deploy_check.py" drain "$ORDERQ_BIN")
 for u in orderq@.service orderq-relay.service; do
     stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s\?$/\1/p' "$u")
     [ -n "$stop" ] || fail "$u: no TimeoutStopSec=<seconds>"
