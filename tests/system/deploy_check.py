@@ -410,6 +410,93 @@ def check_k8s(top, oq, served, drain_s):
             bad(w, "minReplicaCount 0: the consumers also archive, sweep and relay")
 
 
+# ---- metric names -------------------------------------------------------------
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
+                "and", "or", "unless", "inf", "nan", "le"}
+# Series Prometheus makes itself, not scraped.
+BUILTIN_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+
+
+def promql_names(expr):
+    """Metric (or recording rule) names an expression reads."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)                  # strings
+    e = re.sub(r"\{[^}]*\}", "", e)                                 # label matchers
+    e = re.sub(r"\[[^\]]*\]", "", e)                                # ranges
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    e = re.sub(r"\boffset\s+\w+", "", e)
+    names = set()
+    for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", e):
+        if e[m.end():].lstrip().startswith("("):
+            continue  # a function
+        if m.group(0).lower() in PROMQL_WORDS or re.fullmatch(r"\d.*", m.group(0)):
+            continue
+        names.add(m.group(0))
+    return names
+
+
+def scraped_names(files):
+    """Series names in Prometheus text: a histogram's TYPE gives its _bucket, _sum, _count."""
+    names = set()
+    for f in files:
+        for line in open(f):
+            m = re.match(r"# TYPE (\S+) (\w+)", line)
+            if m:
+                n, t = m.groups()
+                names |= {n + s for s in ("_bucket", "_sum", "_count")} if t in ("histogram", "summary") else {n}
+                if t == "summary":
+                    names.add(n)
+            elif line.strip() and not line.startswith("#"):
+                names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+    return names
+
+
+def documented_names(top):
+    """orderq_* families of docs/metrics.md, with a histogram's series."""
+    text = open(os.path.join(top, "docs/metrics.md")).read()
+    names = set()
+    section = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip().lower()
+        m = re.match(r"\| `(orderq_\w+)`", line)
+        if m:
+            n = m.group(1)
+            names |= {n + s for s in ("_bucket", "_sum", "_count")} if section == "histograms" else {n}
+    return names
+
+
+def check_names(top, scrapes):
+    have = scraped_names(scrapes) | BUILTIN_SERIES
+    documented = documented_names(top)
+    uses = []  # (where, expr)
+    rules = yaml.safe_load(open(os.path.join(top, "deploy/prometheus/alerts.yml")))
+    recorded = {}
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            if "record" in r:
+                recorded[r["record"]] = r["expr"]
+            uses.append((f"alerts.yml {r.get('alert') or r.get('record')}", r["expr"]))
+    dash = json.load(open(os.path.join(top, "deploy/grafana/orderq.json")))
+    for p in dash["panels"]:
+        for t in p.get("targets", []):
+            uses.append((f"orderq.json panel \"{p['title']}\"", t["expr"]))
+    missing = {}
+    for where, expr in uses:
+        for n in promql_names(expr):
+            if n in recorded:
+                continue  # its own expression is checked as a rule
+            if n.startswith("orderq_") and n not in documented:
+                bad(where, f"{n} is not in docs/metrics.md")
+            if n not in have:
+                missing.setdefault(n, []).append(where)
+    for n in sorted(missing):
+        bad("missing from the live scrape", f"{n} (used by {'; '.join(sorted(set(missing[n])))})")
+    used = sorted({n for _, e in uses for n in promql_names(e)})
+    print(f"names used: {len(used)}; in the scrape: {len([n for n in used if n in have or n in recorded])}; "
+          f"missing: {len(missing)}", file=sys.stderr)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "drain":
@@ -420,6 +507,8 @@ def main():
         port = check_dockerfile(top, oq, served)
         check_compose(top, oq, port)
         check_k8s(top, oq, served, oq.drain_s())
+    elif mode == "names":
+        check_names(sys.argv[2], sys.argv[3:])
     else:
         raise SystemExit(f"unknown mode {mode}")
     for p in problems:
