@@ -8,6 +8,9 @@
 source "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
+for f in docker/Dockerfile docker/compose.yml k8s/kustomization.yaml k8s/consumer.yaml k8s/keda.yaml prometheus/prometheus.yml; do
+    [ -f "$top/deploy/$f" ] || fail "deploy/$f is missing"
+done
 
 note "the paths orderq serves: 200 or 503 (/readyz before it connects), not 404"
 port=$(free_port)

@@ -9,6 +9,9 @@
 source "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
+for f in prometheus/prometheus.yml prometheus/alerts.yml grafana/orderq.json; do
+    [ -f "$top/deploy/$f" ] || fail "deploy/$f is missing"
+done
 RABBITMQ_METRICS=${ORDERQ_TEST_RABBITMQ_METRICS:-http://127.0.0.1:15692}
 curl -sf -o /dev/null "$RABBITMQ_METRICS/metrics" ||
     unreachable "RabbitMQ's prometheus plugin at $RABBITMQ_METRICS (rabbitmq-plugins enable rabbitmq_prometheus)"
