@@ -18,12 +18,12 @@ ORDERQ_AMQP_URL=amqp://u:p@127.0.0.1:1/ ORDERQ_MYSQL_URL=mysql://u:p@127.0.0.1:1
     "$ORDERQ_BIN" consume --http-addr "127.0.0.1:$port" 2>"$WORK/consume.log" &
 CLEANUP+=("kill -9 $!")
 wait_for 20 curl -s -o /dev/null "http://127.0.0.1:$port/healthz" || fail "orderq never served http: $(tail -3 "$WORK/consume.log")"
-served=()
+paths=()
 for p in /healthz /readyz /metrics /livez /health /ready /nope; do
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$p")
-    case $code in 200 | 503) served+=("$p") ;; esac
+    case $code in 200 | 503) paths+=("$p") ;; esac
 done
-served=$(IFS=,; echo "${served[*]}")
+served=$(IFS=,; echo "${paths[*]}")
 echo "served: $served"
 expect_eq "/healthz,/readyz,/metrics" "$served" "paths orderq serves"
 
