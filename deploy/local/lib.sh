@@ -51,6 +51,9 @@ oq_packages=(
     clang libclang-rt-14-dev # tests/fuzz: libFuzzer and clang's ASan/UBSan runtimes
     valgrind # tests/memcheck: orderq consume under memcheck
     galera-4 rsync # tests/system/galera.sh: three Galera nodes, joined by rsync SST
+    systemd # tests/system/deploy_systemd.sh: systemd-analyze verify on deploy/systemd
+    prometheus # promtool: tests/system/deploy_prometheus.sh checks deploy/prometheus
+    python3-yaml # tests/system/deploy_*.sh read the compose, k8s and Prometheus files
 )
 
 oq_say() { printf '%s\n' "$*"; }
