@@ -25,10 +25,10 @@ enum setting_type {
     T_TIERS,    /* the retry tier list: "1s,5s,30s" or a JSON array */
 };
 
-#define SECRET   0x1u /* never printed */
-#define URL      0x2u /* printed with the password redacted */
-#define NONEMPTY 0x4u /* the empty string is not allowed */
-#define LIST     0x8u /* URLs of a cluster's nodes: "a,b" or, in the file, a JSON array */
+#define SECRET   0x1u  /* never printed */
+#define URL      0x2u  /* printed with the password redacted */
+#define NONEMPTY 0x4u  /* the empty string is not allowed */
+#define LIST     0x8u  /* URLs of a cluster's nodes: "a,b" or, in the file, a JSON array */
 #define JSONVAL  0x10u /* JSON text; in the file also written as the object itself */
 
 typedef int (*string_check)(const char *value, char *why, size_t whylen);

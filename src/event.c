@@ -382,8 +382,7 @@ static int string_field(yajl_val root, const char *key, int required, size_t max
     return *out ? 0 : OQ_ENOMEM;
 }
 
-int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev, char *err,
-                        size_t errlen)
+int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev, char *err, size_t errlen)
 {
     char *text = NULL, perr[256];
     int rc;

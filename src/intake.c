@@ -24,8 +24,8 @@ static int choice(yajl_val v, const char *const *names, size_t n, int *out)
 
 static int field_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
 }
 
 /* A template: literal text and at least one {field}, each a dotted path.
@@ -265,7 +265,8 @@ int oq_intake_parse(const char *text, struct oq_intake **out, char *why, size_t 
         const char *code = known_code(doc->u.object.keys[i]);
         if (code == NULL) {
             list_codes(known, sizeof(known));
-            snprintf(why, whylen, "\"%.60s\" is not an event code orderq handles; expected one of %s",
+            snprintf(why, whylen,
+                     "\"%.60s\" is not an event code orderq handles; expected one of %s",
                      doc->u.object.keys[i], known);
             rc = OQ_EINVAL;
             goto out;
@@ -513,8 +514,7 @@ static int magento_data(const struct oq_intake_rule *r, struct oq_event *ev, cha
     return 0;
 }
 
-static int take_data(const struct oq_intake_rule *r, struct oq_event *ev, char *err,
-                     size_t errlen)
+static int take_data(const struct oq_intake_rule *r, struct oq_event *ev, char *err, size_t errlen)
 {
     if (r->data == OQ_INTAKE_DATA_MAGENTO)
         return magento_data(r, ev, err, errlen);

@@ -107,7 +107,7 @@ struct pipeline {
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     struct oq_subscriptions *subs;
-    struct oq_intake *intake; /* the shop's own formats by queue; read-only once made */
+    struct oq_intake *intake;  /* the shop's own formats by queue; read-only once made */
     int requeue_streak;        /* batches in a row that had to requeue */
     int unreadable;            /* the connection ended on a delivery it cannot read */
     const char *const *queues; /* consumed, borrowed */

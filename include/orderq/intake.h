@@ -37,7 +37,11 @@
 #include "orderq/common.h"
 #include "orderq/event.h"
 
-enum oq_intake_code { OQ_INTAKE_CODE_ENVELOPE = 0, OQ_INTAKE_CODE_ROUTING_KEY, OQ_INTAKE_CODE_TYPE };
+enum oq_intake_code {
+    OQ_INTAKE_CODE_ENVELOPE = 0,
+    OQ_INTAKE_CODE_ROUTING_KEY,
+    OQ_INTAKE_CODE_TYPE
+};
 enum oq_intake_id { OQ_INTAKE_ID_ENVELOPE = 0, OQ_INTAKE_ID_MESSAGE_ID, OQ_INTAKE_ID_TEMPLATE };
 enum oq_intake_data { OQ_INTAKE_DATA_ENVELOPE = 0, OQ_INTAKE_DATA_BODY, OQ_INTAKE_DATA_MAGENTO };
 
@@ -86,7 +90,6 @@ OQ_WUR int oq_intake_decode(const struct oq_intake_rule *rule, const void *body,
  * the string (non-empty) or number found there. *out is the caller's.
  * Returns 0; OQ_EINVAL when a field is missing, null, empty, a boolean, an
  * object or an array, with the reason in err; OQ_ENOMEM. */
-OQ_WUR int oq_intake_expand(const char *tmpl, yajl_val root, char **out, char *err,
-                            size_t errlen);
+OQ_WUR int oq_intake_expand(const char *tmpl, yajl_val root, char **out, char *err, size_t errlen);
 
 #endif

@@ -45,8 +45,7 @@ OQ_WUR int oq_shopapi_order_to_event_data(const char *body, size_t len, const ch
  * `magento` intake format (intake.h) so both ways in make one event_data.
  * label starts each reason ("shop API: the answer for order 217").
  * Returns 0, OQ_ENOMEM, or OQ_EINVAL with why. */
-OQ_WUR int oq_shopapi_order_doc_to_event_data(yajl_val doc, const char *order_id,
-                                              const char *label, char **event_data, char *why,
-                                              size_t whylen);
+OQ_WUR int oq_shopapi_order_doc_to_event_data(yajl_val doc, const char *order_id, const char *label,
+                                              char **event_data, char *why, size_t whylen);
 
 #endif

@@ -637,7 +637,8 @@ static void cleartext_off_loopback_is_warned(void **state)
     int rc = -1;
     char *log = finish_log(cfg, &rc);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(log, "amqp_url (orderq.json) is amqp:// to a host that is not loopback"));
+    assert_non_null(
+        strstr(log, "amqp_url (orderq.json) is amqp:// to a host that is not loopback"));
     assert_non_null(strstr(log, "amqp_mgmt_url (orderq.json) is http://"));
     assert_non_null(strstr(log, "mysql_url (orderq.json) has ssl=required"));
     assert_null(strstr(log, "Pw-0a1b"));

@@ -63,8 +63,8 @@ static void templates(void **state)
     (void)state;
     expand_ok("{entity_id}_{status}", "{\"entity_id\": 217, \"status\": \"processing\"}",
               "217_processing");
-    expand_ok("order-{order.id}/{order.state}", "{\"order\": {\"id\": \"A1\", \"state\": \"paid\"}}",
-              "order-A1/paid");
+    expand_ok("order-{order.id}/{order.state}",
+              "{\"order\": {\"id\": \"A1\", \"state\": \"paid\"}}", "order-A1/paid");
     expand_ok("{n}", "{\"n\": 1.50}", "1.50"); /* a number as the shop wrote it */
     expand_ok("{a}{a}", "{\"a\": \"x\"}", "xx");
     expand_bad("{entity_id}_{status}", "{\"entity_id\": 217}", "{status}");
@@ -132,8 +132,8 @@ static void empty_setting_is_the_envelope(void **state)
 static void magento_preset(void **state)
 {
     (void)state;
-    struct oq_intake *in =
-        parse_ok("{\"order.processing\": {\"format\": \"magento\", \"codes\": [\"sales.order.paid\"]}}");
+    struct oq_intake *in = parse_ok(
+        "{\"order.processing\": {\"format\": \"magento\", \"codes\": [\"sales.order.paid\"]}}");
     const struct oq_intake_rule *r = oq_intake_find(in, "order.processing");
     assert_non_null(r);
     assert_int_equal(r->code, OQ_INTAKE_CODE_ROUTING_KEY);
@@ -206,13 +206,15 @@ static void hostile_magento_bodies(void **state)
              "9999999999999999999999999999999999999");
     expect_dead(r, body, 0, &m, "bytes; expected 1 to 191 bytes of UTF-8");
     /* an overlong form yajl lets through: the body's check refuses it first */
-    static const char overlong[] = "{\"entity_id\": 1, \"status\": \"pro\xc0\xaf" "cessing\"}";
+    static const char overlong[] = "{\"entity_id\": 1, \"status\": \"pro\xc0\xaf"
+                                   "cessing\"}";
     expect_dead(r, overlong, sizeof(overlong) - 1, &m, "status is not valid UTF-8");
     expect_dead(r,
                 "{\"entity_id\": 1, \"status\": \"processing\", \"items\": [], "
                 "\"customer_email\": \"a@b\"}",
                 0, &m, "the Magento order 1 has no order_currency_code");
-    expect_dead(r, "{\"entity_id\": 1, \"status\": \"processing\", \"order_currency_code\": \"USD\"}",
+    expect_dead(r,
+                "{\"entity_id\": 1, \"status\": \"processing\", \"order_currency_code\": \"USD\"}",
                 0, &m, "the Magento order 1 has no items array");
     struct oq_intake *in2 = parse_ok(
         "{\"order.processing\": {\"data\": \"magento\", \"identifier\": \"{increment_id}\"}}");
@@ -227,10 +229,11 @@ static void hostile_magento_bodies(void **state)
 static void code_and_identifier_sources(void **state)
 {
     (void)state;
-    struct oq_intake *in = parse_ok(
-        "{\"order.processing\": {\"code\": \"type\", \"identifier\": \"message_id\", "
-        "\"data\": \"body\", \"codes\": [\"Webkul\\\\Sales\\\\OrderPaid\"]},"
-        " \"invoice.created\": {\"code\": \"envelope\", \"identifier\": \"{event_data.invoice_id}\"}}");
+    struct oq_intake *in =
+        parse_ok("{\"order.processing\": {\"code\": \"type\", \"identifier\": \"message_id\", "
+                 "\"data\": \"body\", \"codes\": [\"Webkul\\\\Sales\\\\OrderPaid\"]},"
+                 " \"invoice.created\": {\"code\": \"envelope\", \"identifier\": "
+                 "\"{event_data.invoice_id}\"}}");
     const struct oq_intake_rule *r = oq_intake_find(in, "order.processing");
     const char *body = "{\"order_id\": \"42\", \"order_status\": \"processing\"}";
     struct oq_event ev;
@@ -254,7 +257,8 @@ static void code_and_identifier_sources(void **state)
     expect_dead(r, body, 0, &m, "the message_id property is not usable");
 
     r = oq_intake_find(in, "invoice.created");
-    const char *inv = "{\"event_code\": \"invoice.created\", \"event_data\": {\"invoice_id\": 501}}";
+    const char *inv =
+        "{\"event_code\": \"invoice.created\", \"event_data\": {\"invoice_id\": 501}}";
     assert_int_equal(oq_intake_decode(r, inv, strlen(inv), &m, &ev, err, sizeof(err)), 0);
     assert_string_equal(ev.identifier, "501");
     assert_string_equal(ev.canonical_code, "invoice.created");
