@@ -175,8 +175,9 @@ expect_contains "bad_input: the Magento order 10 has no order_currency_code" "$(
 expect_contains "bad_input: the type property is missing or empty; intake.probe.code" "$(reason p_no_type)" "a missing code"
 expect_eq 1 "$(sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'probe' AND effect_key = 'p_typed'")" "the probe with its type"
 expect_eq 8 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters in all"
-kill "$consumer_pid"
-wait "$consumer_pid" || true
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM: $(tail -3 "$WORK/magento.log")"
+if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK"/*.log; then fail "a sanitizer report"; fi
 for q in orderq.order.processing orderq.probe; do
     wait_for 10 ready_is "$q" 0 || fail "left in $q: $(queue_ready "$q")"
 done
