@@ -227,6 +227,31 @@ static const char *known_code(const char *key)
     return NULL;
 }
 
+/* A shop code binds its routing key to one work queue: another event's
+ * code or alias, or the same code under two events, would route one
+ * message to two queues, and two handlers would act on it. */
+static int check_code_owners(const struct oq_intake *in, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        const struct oq_intake_rule *r = &in->rules[i];
+        for (size_t k = 0; k < r->n_codes; k++) {
+            const char *c = r->codes[k], *owner = oq_event_canonical_code(c);
+            for (size_t j = 0; owner == c && j < i; j++)
+                for (size_t m = 0; m < in->rules[j].n_codes; m++)
+                    if (strcmp(in->rules[j].codes[m], c) == 0)
+                        owner = in->rules[j].event_code;
+            if (owner == c || strcmp(owner, r->event_code) == 0)
+                continue;
+            snprintf(why, whylen,
+                     "%s.codes: \"%.80s\" is also %s's; expected each code under one event, or a "
+                     "message with it would reach both queues",
+                     r->event_code, c, owner);
+            return OQ_EINVAL;
+        }
+    }
+    return 0;
+}
+
 static void list_codes(char *buf, size_t len)
 {
     size_t used = 0;
@@ -280,7 +305,7 @@ int oq_intake_parse(const char *text, struct oq_intake **out, char *why, size_t 
         if ((rc = parse_rule(code, doc->u.object.values[i], &in->rules[i], why, whylen)) != 0)
             goto out;
     }
-    rc = 0;
+    rc = check_code_owners(in, why, whylen);
 out:
     yajl_tree_free(doc);
     if (rc == 0)

@@ -1261,7 +1261,9 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
         goto out;
     if ((rc = oq_intake_parse(cfg->intake, &pl.intake, err, errlen)) != 0) {
-        rc = rc == OQ_ENOMEM ? rc : OQ_ECONFIG; /* checked at start: only memory can fail */
+        if (rc == OQ_ENOMEM) /* checked at start: nothing else can fail */
+            snprintf(err, errlen, "out of memory");
+        rc = rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
         goto out;
     }
     if ((rc = start_workers(&pl, err, errlen)) != 0)

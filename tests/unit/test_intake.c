@@ -101,6 +101,10 @@ static void bad_settings(void **state)
         {"{\"order.processing\": {\"codes\": [\"\"]}}", "1 to 191 bytes"},
         {"{\"coupon.email\": {\"format\": \"magento\"}}", "only under order.processing"},
         {"{\"order.processing\": {}, \"order.processing\": {}}", "given twice"},
+        {"{\"order.processing\": {\"codes\": [\"send_coupon_code_by_email\"]}}",
+         "order.processing.codes: \"send_coupon_code_by_email\" is also coupon.email's"},
+        {"{\"probe\": {\"codes\": [\"x\"]}, \"order.processing\": {\"codes\": [\"y\", \"x\"]}}",
+         "order.processing.codes: \"x\" is also probe's"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct oq_intake *in = NULL;
@@ -110,6 +114,13 @@ static void bad_settings(void **state)
         if (strstr(err, cases[i].reason) == NULL)
             fail_msg("%s: expected \"%s\" in: %s", cases[i].text, cases[i].reason, err);
     }
+}
+
+static void own_codes_and_aliases_are_fine(void **state)
+{
+    (void)state;
+    oq_intake_free(parse_ok("{\"order.processing\": {\"codes\": [\"add_order_to_queue\", "
+                            "\"order.processing\", \"a\"]}, \"probe\": {\"codes\": [\"b\"]}}"));
 }
 
 static void empty_setting_is_the_envelope(void **state)
@@ -274,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(templates),
         cmocka_unit_test(bad_settings),
+        cmocka_unit_test(own_codes_and_aliases_are_fine),
         cmocka_unit_test(empty_setting_is_the_envelope),
         cmocka_unit_test(magento_preset),
         cmocka_unit_test(hostile_magento_bodies),
