@@ -11,6 +11,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "orderq/event.h"  /* the work queues' event codes */
+#include "orderq/intake.h" /* the intake setting's shape */
 #include "orderq/ledger.h" /* OQ_LEDGER_OWNER_MAX */
 #include "orderq/log.h"
 #include "orderq/mailer.h"
@@ -24,10 +25,11 @@ enum setting_type {
     T_TIERS,    /* the retry tier list: "1s,5s,30s" or a JSON array */
 };
 
-#define SECRET   0x1u /* never printed */
-#define URL      0x2u /* printed with the password redacted */
-#define NONEMPTY 0x4u /* the empty string is not allowed */
-#define LIST     0x8u /* URLs of a cluster's nodes: "a,b" or, in the file, a JSON array */
+#define SECRET   0x1u  /* never printed */
+#define URL      0x2u  /* printed with the password redacted */
+#define NONEMPTY 0x4u  /* the empty string is not allowed */
+#define LIST     0x8u  /* URLs of a cluster's nodes: "a,b" or, in the file, a JSON array */
+#define JSONVAL  0x10u /* JSON text; in the file also written as the object itself */
 
 typedef int (*string_check)(const char *value, char *why, size_t whylen);
 
@@ -122,6 +124,16 @@ static int check_mailbox(const char *v, char *why, size_t len)
 {
     char name[256], address[256];
     return oq_mail_parse_mailbox(v, name, sizeof(name), address, sizeof(address), why, len);
+}
+
+/* The intake mappings (intake.h): parsed now, so that a mistake stops the
+ * start naming the place, not the first message. */
+static int check_intake(const char *v, char *why, size_t len)
+{
+    struct oq_intake *in = NULL;
+    int rc = oq_intake_parse(v, &in, why, len);
+    oq_intake_free(in);
+    return rc;
 }
 
 /* Stored as the ledger's owner, VARCHAR(191), and an effect worker's is
@@ -240,6 +252,9 @@ static const struct setting settings[] = {
      "file holding the shop API token (its first line)"},
     {"shop_api_timeout_ms", T_DURATION, "10s", 500, 120000, NULL, 0, NULL, OFF(shop_api_timeout_ms),
      "longest a shop API request may take, connect to last byte"},
+    {"intake", T_STRING, "", 0, 0, NULL, JSONVAL, check_intake, OFF(intake),
+     "a shop's own message format per event code: where the code, identifier and event_data "
+     "come from (JSON; docs/events.md); empty: the orderq envelope everywhere"},
     {"webhooks_file", T_STRING, "", 0, 0, NULL, 0, NULL, OFF(webhooks_file),
      "JSON file mapping event codes to webhook endpoints (docs/webhooks.md); empty: none"},
     {"http_addr", T_STRING, "127.0.0.1:9464", 0, 0, NULL, 0, check_hostport, OFF(http_addr),
@@ -604,6 +619,8 @@ struct file_parse {
     int in_tiers;
     char *list; /* a LIST setting given as an array: its strings joined by "," */
     int in_list;
+    int capture;         /* inside a JSONVAL setting's object: its nesting, else 0 */
+    size_t capture_from; /* the offset of its '{' */
     int failed;
     char *err;
     size_t errlen;
@@ -688,8 +705,33 @@ static int misplaced(const struct file_parse *fp)
     return fp->key == NULL || fp->depth != 1;
 }
 
+/* A JSONVAL setting written as an object: its text, as written, is the
+ * value (checked by the setting's own check). Returns 1 while inside it. */
+static int captured(struct file_parse *fp, int open, int close)
+{
+    if (fp->capture == 0)
+        return 0;
+    fp->capture += open - close;
+    if (fp->capture > 0)
+        return 1;
+    size_t to = yajl_get_bytes_consumed(fp->yh);
+    char *value = to > fp->capture_from
+                      ? strndup((const char *)fp->text + fp->capture_from, to - fp->capture_from)
+                      : NULL;
+    if (value == NULL) {
+        file_fail(fp, "out of memory");
+        return 1;
+    }
+    fp->depth--;
+    (void)file_value(fp, value, 1);
+    free(value);
+    return 1;
+}
+
 static int on_null(void *ctx)
 {
+    if (captured(ctx, 0, 0))
+        return 1;
     if (misplaced(ctx))
         return file_value(ctx, "", 0);
     return file_fail(ctx, "expected a value, got null");
@@ -698,6 +740,8 @@ static int on_null(void *ctx)
 static int on_bool(void *ctx, int b)
 {
     (void)b;
+    if (captured(ctx, 0, 0))
+        return 1;
     if (misplaced(ctx))
         return file_value(ctx, "", 0);
     return file_fail(ctx, "expected a number or a string, got a boolean");
@@ -707,6 +751,8 @@ static int on_number(void *ctx, const char *s, size_t len)
 {
     char buf[64];
     struct file_parse *fp = ctx;
+    if (captured(fp, 0, 0))
+        return 1;
     if (misplaced(fp) || fp->in_list)
         return file_value(fp, "", 0);
     if ((fp->key->type == T_INT || fp->key->type == T_DURATION || fp->key->type == T_TIERS) &&
@@ -723,6 +769,8 @@ static int on_number(void *ctx, const char *s, size_t len)
 static int on_string(void *ctx, const unsigned char *s, size_t len)
 {
     struct file_parse *fp = ctx;
+    if (captured(fp, 0, 0))
+        return 1;
     char *value = strndup((const char *)s, len);
     if (value == NULL)
         return file_fail(fp, "out of memory");
@@ -738,6 +786,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t len)
 static int on_map_key(void *ctx, const unsigned char *s, size_t len)
 {
     struct file_parse *fp = ctx;
+    if (captured(fp, 0, 0))
+        return 1;
     fp->key = find_setting((const char *)s, len);
     if (fp->key == NULL) {
         char name[80], hint[96], what[200];
@@ -752,6 +802,14 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t len)
 static int on_start_map(void *ctx)
 {
     struct file_parse *fp = ctx;
+    if (captured(fp, 1, 0))
+        return 1;
+    if (fp->depth == 1 && fp->key != NULL && (fp->key->flags & JSONVAL)) {
+        fp->depth++;
+        fp->capture = 1;
+        fp->capture_from = yajl_get_bytes_consumed(fp->yh) - 1; /* its '{' */
+        return 1;
+    }
     if (++fp->depth != 1)
         return file_fail(fp, "expected a string or number, got an object");
     return 1;
@@ -759,13 +817,18 @@ static int on_start_map(void *ctx)
 
 static int on_end_map(void *ctx)
 {
-    ((struct file_parse *)ctx)->depth--;
+    struct file_parse *fp = ctx;
+    if (captured(fp, 0, 1))
+        return !fp->failed;
+    fp->depth--;
     return 1;
 }
 
 static int on_start_array(void *ctx)
 {
     struct file_parse *fp = ctx;
+    if (captured(fp, 1, 0))
+        return 1;
     if (fp->depth == 1 && fp->key != NULL && fp->key->type == T_TIERS && !fp->in_tiers) {
         fp->in_tiers = 1;
         fp->tiers[0] = '\0';
@@ -784,6 +847,8 @@ static int on_start_array(void *ctx)
 static int on_end_array(void *ctx)
 {
     struct file_parse *fp = ctx;
+    if (captured(fp, 0, 1))
+        return 1;
     if (fp->in_list) {
         fp->in_list = 0;
         if (fp->list == NULL)
@@ -1190,6 +1255,20 @@ static void value_text(const struct oq_config *cfg, const struct setting *s, cha
     }
 }
 
+/* JSON text as written in a file, on one line for the table. */
+static char *one_line(const char *v)
+{
+    char *out = malloc(strlen(v) + 1), *o = out;
+    for (; out != NULL && *v != '\0'; v++) {
+        int blank = *v == ' ' || *v == '\t' || *v == '\r' || *v == '\n';
+        if (!blank || (o > out && o[-1] != ' '))
+            *o++ = blank ? ' ' : *v;
+    }
+    if (out != NULL)
+        *o = '\0';
+    return out;
+}
+
 /* The value as shown to people: secrets hidden, URLs through oq_url_redact.
  * Strings are redacted whole: a cut inside a URL's userinfo would no
  * longer parse, and the redactor cannot show what it cannot read. */
@@ -1202,6 +1281,8 @@ static char *shown_value(const struct oq_config *cfg, const struct setting *s)
             return strdup("***");
         if (s->flags & LIST) /* each node's URL: one parse of the whole would miss the rest */
             return oq_url_redact_list(v);
+        if (s->flags & JSONVAL)
+            return one_line(v);
         return (s->flags & URL) ? oq_url_redact(v) : strdup(v);
     }
     value_text(cfg, s, buf, sizeof(buf));

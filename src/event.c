@@ -209,7 +209,7 @@ static int check_shape(const unsigned char *body, size_t len, char *err, size_t 
     else if (byte_order_mark(body, len, err, errlen))
         ; /* said why: yajl would only say "invalid char at byte 1" */
     else if (s.top_not_object)
-        snprintf(err, errlen, "the body is JSON but not an object; expected {\"event_code\": ...}");
+        snprintf(err, errlen, "the body is JSON but not an object; expected {...}");
     else if (s.max_depth_hit)
         snprintf(err, errlen, "the body nests deeper than %d levels", OQ_EVENT_MAX_DEPTH);
     else if (s.nul_in_string)
@@ -382,8 +382,7 @@ static int string_field(yajl_val root, const char *key, int required, size_t max
     return *out ? 0 : OQ_ENOMEM;
 }
 
-int oq_event_decode(const void *body, size_t len, const char *message_id, struct oq_event *ev,
-                    char *err, size_t errlen)
+int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev, char *err, size_t errlen)
 {
     char *text = NULL, perr[256];
     int rc;
@@ -407,8 +406,24 @@ int oq_event_decode(const void *body, size_t len, const char *message_id, struct
     }
     /* Before any field is used: every handler gets only strict UTF-8. */
     rc = check_text(ev->root, "", err, errlen);
-    if (rc == 0)
-        rc = string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
+    if (rc != 0)
+        oq_event_clear(ev);
+    return rc;
+}
+
+int oq_event_string_field(yajl_val root, const char *key, int required, size_t max, char **out,
+                          char *err, size_t errlen)
+{
+    return string_field(root, key, required, max, out, err, errlen);
+}
+
+int oq_event_decode(const void *body, size_t len, const char *message_id, struct oq_event *ev,
+                    char *err, size_t errlen)
+{
+    int rc = oq_event_parse_body(body, len, ev, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc = string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
     if (rc == 0)
         rc = string_field(ev->root, "event_identifier", 0, OQ_EVENT_ID_MAX, &ev->identifier, err,
                           errlen);
@@ -457,6 +472,7 @@ void oq_event_clear(struct oq_event *ev)
     free(ev->code);
     free(ev->identifier);
     free(ev->created_at);
+    yajl_tree_free(ev->owned_data);
     yajl_tree_free(ev->root);
     memset(ev, 0, sizeof(*ev));
 }

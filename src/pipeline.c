@@ -19,6 +19,7 @@
 #include "orderq/effects.h"
 #include "orderq/event.h"
 #include "orderq/handler.h"
+#include "orderq/intake.h"
 #include "orderq/ledger.h"
 #include "orderq/log.h"
 #include "orderq/metrics.h"
@@ -106,6 +107,7 @@ struct pipeline {
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     struct oq_subscriptions *subs;
+    struct oq_intake *intake;  /* the shop's own formats by queue; read-only once made */
     int requeue_streak;        /* batches in a row that had to requeue */
     int unreadable;            /* the connection ended on a delivery it cannot read */
     const char *const *queues; /* consumed, borrowed */
@@ -245,6 +247,26 @@ static const char *queue_suffix(const struct pipeline *pl, const char *queue)
     return queue + n + 1;
 }
 
+/* The body as the queue's intake rule reads it (intake.h), or as the
+ * envelope. The routing key is the shop's: on a retry, the original one
+ * orderq kept in its headers, not the work queue's name. */
+static int decode_delivery(const struct pipeline *pl, struct delivery *d, char *err, size_t errlen)
+{
+    const struct oq_intake_rule *rule = oq_intake_find(pl->intake, queue_suffix(pl, d->queue));
+    if (rule == NULL)
+        return oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id, &d->ev, err,
+                               errlen);
+    char *key = bytes_dup(d->original_routing_key);
+    struct oq_intake_message m = {key, d->type, d->message_id};
+    int rc = key == NULL ? OQ_ENOMEM
+                         : oq_intake_decode(rule, d->msg.body.bytes, d->msg.body.len, &m, &d->ev,
+                                            err, errlen);
+    free(key);
+    if (rc == OQ_ENOMEM)
+        snprintf(err, errlen, "out of memory decoding the body");
+    return rc;
+}
+
 /* Decode, find the handler and plan every delivery: no database needed. */
 static void prepare_batch(struct worker *w, struct batch *bt)
 {
@@ -253,8 +275,7 @@ static void prepare_batch(struct worker *w, struct batch *bt)
         struct delivery *d = &bt->d[i];
         if (d->outcome != PENDING || d->handler != NULL)
             continue; /* decided, or planned on an earlier try */
-        if (d->ev.root == NULL && oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id,
-                                                  &d->ev, err, sizeof(err)) != 0) {
+        if (d->ev.root == NULL && decode_delivery(w->pl, d, err, sizeof(err)) != 0) {
             set_failed(w->pl->cfg, d, OQ_ERR_BAD_INPUT, err);
             continue;
         }
@@ -1239,6 +1260,12 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     }
     if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
         goto out;
+    if ((rc = oq_intake_parse(cfg->intake, &pl.intake, err, errlen)) != 0) {
+        if (rc == OQ_ENOMEM) /* checked at start: nothing else can fail */
+            snprintf(err, errlen, "out of memory");
+        rc = rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
+        goto out;
+    }
     if ((rc = start_workers(&pl, err, errlen)) != 0)
         goto out;
     if ((rc = oq_subscriptions_new(cfg, queues, n, pl.workers[0].handlers, pl.workers[0].n_handlers,
@@ -1313,6 +1340,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
 out:
     oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
+    oq_intake_free(pl.intake);
     oq_subscriptions_free(pl.subs);
     free(pl.dead_letters);
     free(pl.own_user);

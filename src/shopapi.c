@@ -137,7 +137,7 @@ static void gen_number(yajl_gen g, const char *key, yajl_val v)
 int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *order_id,
                                    char **event_data, char *why, size_t whylen)
 {
-    char perr[256] = "";
+    char perr[256] = "", label[160];
     char *text = strndup(body, len);
     if (text == NULL)
         return OQ_ENOMEM;
@@ -150,14 +150,27 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
         yajl_tree_free(doc);
         return OQ_EINVAL;
     }
+    snprintf(label, sizeof(label), "shop API: the answer for order %s", order_id);
+    int rc = oq_shopapi_order_doc_to_event_data(doc, order_id, label, event_data, why, whylen);
+    yajl_tree_free(doc);
+    return rc;
+}
+
+int oq_shopapi_order_doc_to_event_data(yajl_val doc, const char *order_id, const char *label,
+                                       char **event_data, char *why, size_t whylen)
+{
+    *event_data = NULL;
+    if (!YAJL_IS_OBJECT(doc)) {
+        snprintf(why, whylen, "%s is not a JSON object", label);
+        return OQ_EINVAL;
+    }
     yajl_val items = oq_json_member(doc, "items");
     const char *currency = oq_json_text(doc, "order_currency_code");
     if (currency == NULL)
         currency = oq_json_text(doc, "base_currency_code");
     if (!YAJL_IS_ARRAY(items) || currency == NULL) {
-        snprintf(why, whylen, "shop API: the answer for order %s has no %s", order_id,
+        snprintf(why, whylen, "%s has no %s", label,
                  currency == NULL ? "order_currency_code" : "items array");
-        yajl_tree_free(doc);
         return OQ_EINVAL;
     }
     const char *email = oq_json_text(doc, "customer_email");
@@ -171,7 +184,6 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
     yajl_gen g = name != NULL ? yajl_gen_alloc(NULL) : NULL;
     if (g == NULL) {
         free(name);
-        yajl_tree_free(doc);
         return OQ_ENOMEM;
     }
     snprintf(name, nlen, "%s%s%s", first ? first : "", first && last ? " " : "", last ? last : "");
@@ -209,15 +221,13 @@ int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *ord
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
     free(name);
-    yajl_tree_free(doc);
     if ((*event_data = oq_json_gen_finish(g)) == NULL)
         return OQ_ENOMEM;
     /* yajl lets overlong forms and surrogates through (C1 A9); the envelope
      * decoder refuses them, and so must this other way in, before a name
      * or e-mail reaches a coupon row or a mail. */
     if (!oq_utf8_valid(*event_data, strlen(*event_data))) {
-        snprintf(why, whylen, "shop API: the answer for order %s holds text that is not UTF-8",
-                 order_id);
+        snprintf(why, whylen, "%s holds text that is not UTF-8", label);
         free(*event_data);
         *event_data = NULL;
         return OQ_EINVAL;

@@ -10,6 +10,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "orderq/http_effect.h"
+#include "orderq/intake.h"
 #include "orderq/json.h"
 #include "orderq/broker.h"
 #include "orderq/config.h"
@@ -151,19 +152,50 @@ static int plan_webhook_queue(const struct oq_config *cfg, struct oq_topology *t
     return rc;
 }
 
-static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t)
+/* A binding from the shop exchange to queue, unless the plan has it: a
+ * shop code in intake may be the event code or an alias already. */
+static int bind_shop_code(const struct oq_config *cfg, struct oq_topology *t, const char *queue,
+                          const char *code)
 {
-    for (size_t i = 0; i < oq_event_route_count; i++) {
-        const struct oq_event_route *r = &oq_event_routes[i];
-        struct oq_topo_queue *q = add_work_queue(cfg, t, r->event_code, r->event_code);
-        if (q == NULL || add_binding(t, cfg->shop_exchange, q->name, r->event_code) == NULL)
-            return OQ_ENOMEM;
-        for (size_t a = 0; r->aliases[a] != NULL; a++)
-            if (add_binding(t, cfg->shop_exchange, t->queues[t->n_queues - 1].name,
-                            r->aliases[a]) == NULL)
-                return OQ_ENOMEM;
+    for (size_t i = 0; i < t->n_bindings; i++) {
+        const struct oq_topo_binding *b = &t->bindings[i];
+        if (b->routing_key && strcmp(b->routing_key, code) == 0 && strcmp(b->queue, queue) == 0 &&
+            strcmp(b->exchange, cfg->shop_exchange) == 0)
+            return 0;
     }
-    return 0;
+    return add_binding(t, cfg->shop_exchange, queue, code) ? 0 : OQ_ENOMEM;
+}
+
+/* Each work queue is bound by its event code, its aliases, and the shop's
+ * own codes for it (the intake setting's codes). */
+static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t, char *err,
+                            size_t errlen)
+{
+    struct oq_intake *in = NULL;
+    char why[400];
+    int rc = oq_intake_parse(cfg->intake, &in, why, sizeof(why));
+    if (rc != 0) {
+        if (rc == OQ_EINVAL)
+            snprintf(err, errlen, "intake (%s): %s", oq_config_origin(cfg, "intake"), why);
+        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
+    }
+    for (size_t i = 0; rc == 0 && i < oq_event_route_count; i++) {
+        const struct oq_event_route *r = &oq_event_routes[i];
+        const struct oq_intake_rule *rule = oq_intake_find(in, r->event_code);
+        struct oq_topo_queue *q = add_work_queue(cfg, t, r->event_code, r->event_code);
+        if (q == NULL || add_binding(t, cfg->shop_exchange, q->name, r->event_code) == NULL) {
+            rc = OQ_ENOMEM;
+            break;
+        }
+        const char *name = q->name;
+        for (size_t a = 0; rc == 0 && r->aliases[a] != NULL; a++)
+            if (add_binding(t, cfg->shop_exchange, name, r->aliases[a]) == NULL)
+                rc = OQ_ENOMEM;
+        for (size_t c = 0; rc == 0 && rule != NULL && c < rule->n_codes; c++)
+            rc = bind_shop_code(cfg, t, name, rule->codes[c]);
+    }
+    oq_intake_free(in);
+    return rc;
 }
 
 static int plan_delay_tiers(const struct oq_config *cfg, struct oq_topology *t)
@@ -204,7 +236,7 @@ int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out, char
         add_exchange(t, cfg->delay_exchange, "headers", 0) != 0 ||
         add_exchange(t, cfg->dead_exchange, "fanout", 0) != 0)
         goto out;
-    if ((rc = plan_work_queues(cfg, t)) != 0 ||
+    if ((rc = plan_work_queues(cfg, t, err, errlen)) != 0 ||
         (rc = plan_webhook_queue(cfg, t, err, errlen)) != 0 || (rc = plan_delay_tiers(cfg, t)) != 0)
         goto out;
     rc = OQ_ENOMEM;

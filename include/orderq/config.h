@@ -48,6 +48,7 @@ struct oq_config {
     char *shop_api_token; /* secret */
     char *shop_api_token_file;
     int64_t shop_api_timeout_ms;
+    char *intake;        /* JSON (intake.h); "" : the envelope everywhere */
     char *webhooks_file; /* "" when there are no webhooks */
     char *http_addr;
     int64_t http_max_connections;        /* open at once, in all */

@@ -39,7 +39,8 @@ struct oq_event {
     char *identifier;           /* from the body, else the message_id property */
     char *created_at;           /* NULL when absent */
     yajl_val root;              /* the whole body */
-    yajl_val data;              /* event_data: an object inside root */
+    yajl_val data;              /* event_data: an object inside root, or owned_data */
+    yajl_val owned_data;        /* event_data made from the body (intake.h), else NULL */
     const char *body;           /* the body as decoded: borrowed, the caller's to keep alive */
     size_t body_len;
 };
@@ -52,6 +53,19 @@ struct oq_event {
 OQ_WUR int oq_event_decode(const void *body, size_t len, const char *message_id,
                            struct oq_event *ev, char *err, size_t errlen);
 void oq_event_clear(struct oq_event *ev);
+
+/* The first half of oq_event_decode, for other formats (intake.h): check
+ * the body's shape (a JSON object, depth, no NUL) and that every key and
+ * string is strict UTF-8; ev->root, ev->body and ev->body_len are set, no
+ * field is read. Returns 0; OQ_EINVAL with the reason in err; OQ_ENOMEM. */
+OQ_WUR int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev, char *err,
+                               size_t errlen);
+
+/* root[key] as a copy in *out (NULL when absent and !required): a
+ * non-empty string of at most max bytes, else OQ_EINVAL with the reason
+ * ("event_code is missing", "... must be a string"). */
+OQ_WUR int oq_event_string_field(yajl_val root, const char *key, int required, size_t max,
+                                 char **out, char *err, size_t errlen);
 
 /* Is s (len bytes) strict UTF-8: well-formed, no NUL, no overlong forms
  * (C0 80), no surrogates (ED A0 80), nothing above U+10FFFF (F4 90.., F5..)?

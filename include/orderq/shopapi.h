@@ -17,6 +17,7 @@
 #define ORDERQ_SHOPAPI_H
 
 #include <stddef.h>
+#include <yajl/yajl_tree.h>
 
 #include "orderq/common.h"
 #include "orderq/http_effect.h"
@@ -39,5 +40,12 @@ enum oq_http_outcome oq_shopapi_order(struct oq_shopapi *api, const char *order_
  * order_id. Returns 0, OQ_ENOMEM, or OQ_EINVAL with why. */
 OQ_WUR int oq_shopapi_order_to_event_data(const char *body, size_t len, const char *order_id,
                                           char **event_data, char *why, size_t whylen);
+
+/* The same from a parsed order document (borrowed), shared with the
+ * `magento` intake format (intake.h) so both ways in make one event_data.
+ * label starts each reason ("shop API: the answer for order 217").
+ * Returns 0, OQ_ENOMEM, or OQ_EINVAL with why. */
+OQ_WUR int oq_shopapi_order_doc_to_event_data(yajl_val doc, const char *order_id, const char *label,
+                                              char **event_data, char *why, size_t whylen);
 
 #endif

@@ -1,12 +1,16 @@
-/* fuzz_event.c - the envelope decoder and the UTF-8 check
+/* fuzz_event.c - the envelope decoder, the intake formats and the UTF-8 check
  *
  * The UTF-8 check is compared with a second, table-driven reading of
  * RFC 3629 (section 4's byte ranges); the decoder must never hand a
- * handler a string that check refuses, nor a field past its cap. */
+ * handler a string that check refuses, nor a field past its cap. The same
+ * bytes also go through two intake rules (a Magento order, a template over
+ * nested fields), which must hold to the same. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "orderq/event.h"
+#include "orderq/intake.h"
 
 /* RFC 3629 section 4, written out range by range; NUL refused as orderq does. */
 static size_t ref_prefix(const unsigned char *s, size_t len)
@@ -66,6 +70,36 @@ static void check_tree(yajl_val v, int depth)
     }
 }
 
+/* The bytes as a shop's own format, by each rule of a fixed mapping. */
+static void through_intake(const uint8_t *data, size_t size, const char *message_id)
+{
+    static struct oq_intake *in;
+    char err[512] = "";
+    if (in == NULL &&
+        oq_intake_parse("{\"order.processing\": {\"format\": \"magento\", \"codes\": [\"s.o\"]},"
+                        " \"probe\": {\"code\": \"type\", \"data\": \"body\","
+                        " \"identifier\": \"{a.b}-{c}\"}}",
+                        &in, err, sizeof(err)) != 0)
+        abort();
+    const struct oq_intake_message m = {"s.o", "probe", message_id};
+    for (size_t i = 0; i < in->n; i++) {
+        struct oq_event ev;
+        int rc = oq_intake_decode(&in->rules[i], data, size, &m, &ev, err, sizeof(err));
+        if (rc != 0) {
+            FUZZ_CHECK(err[0] != '\0' && oq_utf8_valid(err, strlen(err)), "intake: no reason");
+            FUZZ_CHECK(ev.root == NULL && ev.code == NULL, "intake: a refusal left fields");
+            continue;
+        }
+        size_t id = strlen(ev.identifier);
+        FUZZ_CHECK(id >= 1 && id <= OQ_EVENT_ID_MAX && oq_utf8_valid(ev.identifier, id),
+                   "intake: identifier of %zu bytes or not UTF-8", id);
+        FUZZ_CHECK(YAJL_IS_OBJECT(ev.data), "intake: event_data is not an object");
+        FUZZ_CHECK(ev.canonical_code == in->rules[i].event_code, "intake: another event");
+        check_tree(ev.data, 0);
+        oq_event_clear(&ev);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t ref = ref_prefix(data, size), got = oq_utf8_prefix((const char *)data, size);
@@ -83,6 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mid[n] = '\0';
         message_id = mid;
     }
+    through_intake(data, size, message_id);
     struct oq_event ev;
     int rc = oq_event_decode(data, size, message_id, &ev, err, sizeof(err));
     if (rc != 0) {

@@ -243,6 +243,35 @@ static void file_errors_carry_line_and_column(void **state)
     assert_non_null(strstr(err, "/nonexistent/orderq.json"));
 }
 
+/* intake is JSON: an object in the file, its text in the environment;
+ * checked when set, naming the place. */
+static void intake_as_an_object_or_text(void **state)
+{
+    struct oq_config *cfg = *state;
+    static const char file[] = "{\"prefetch\": 7, // the shop's own format\n"
+                               " \"intake\": {\"order.processing\": {\"format\": \"magento\",\n"
+                               "   \"codes\": [\"sales.order.paid\"]}},\n"
+                               " \"batch_size\": 5}";
+    assert_int_equal(oq_config_load_text(cfg, "a.json", file, strlen(file), err, sizeof(err)), 0);
+    assert_non_null(strstr(cfg->intake, "\"sales.order.paid\""));
+    assert_int_equal(cfg->prefetch, 7);
+    assert_int_equal(cfg->batch_size, 5); /* the keys after it still read */
+    assert_string_equal(oq_config_origin(cfg, "intake"), "a.json:3:35");
+
+    static const char bad[] = "{\"intake\": {\"order.processing\": {\"identifier\": \"x\"}}}";
+    assert_int_equal(oq_config_load_text(cfg, "b.json", bad, strlen(bad), err, sizeof(err)),
+                     OQ_ECONFIG);
+    assert_non_null(strstr(err, "intake (b.json:1:"));
+    assert_non_null(strstr(err, "order.processing.identifier"));
+
+    const char *env[] = {"ORDERQ_INTAKE={\"probe\": {\"code\": \"type\"}}", NULL};
+    assert_int_equal(oq_config_load_env(cfg, env, NULL, 0, err, sizeof(err)), 0);
+    assert_string_equal(cfg->intake, "{\"probe\": {\"code\": \"type\"}}");
+    const char *bad_env[] = {"ORDERQ_INTAKE={\"probe\": {\"code\": \"header\"}}", NULL};
+    assert_int_equal(oq_config_load_env(cfg, bad_env, NULL, 0, err, sizeof(err)), OQ_ECONFIG);
+    assert_non_null(strstr(err, "intake (ORDERQ_INTAKE): probe.code: expected"));
+}
+
 static void env_reports_unknown_variables(void **state)
 {
     struct oq_config *cfg = *state;
@@ -608,7 +637,8 @@ static void cleartext_off_loopback_is_warned(void **state)
     int rc = -1;
     char *log = finish_log(cfg, &rc);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(log, "amqp_url (orderq.json) is amqp:// to a host that is not loopback"));
+    assert_non_null(
+        strstr(log, "amqp_url (orderq.json) is amqp:// to a host that is not loopback"));
     assert_non_null(strstr(log, "amqp_mgmt_url (orderq.json) is http://"));
     assert_non_null(strstr(log, "mysql_url (orderq.json) has ssl=required"));
     assert_null(strstr(log, "Pw-0a1b"));
@@ -690,6 +720,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_values_name_the_setting_and_source, setup, teardown),
         cmocka_unit_test_setup_teardown(durations_and_tiers, setup, teardown),
         cmocka_unit_test_setup_teardown(file_errors_carry_line_and_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(intake_as_an_object_or_text, setup, teardown),
         cmocka_unit_test_setup_teardown(env_reports_unknown_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(a_long_password_is_redacted_whole, setup, teardown),
