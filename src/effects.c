@@ -248,8 +248,10 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
 {
     char result[OQ_RESULT_LEN] = "";
     int64_t retry_after = -1;
+    int64_t start = oq_metrics_now_us();
     enum oq_effect_outcome outcome =
         h->perform(h->state, job->plan, &job->effect, result, sizeof(result), &retry_after);
+    oq_metrics_handler_duration(job->handler_index, oq_metrics_now_us() - start);
     if (outcome == OQ_EFFECT_DONE && w->pool->kill_after_send)
         raise(SIGKILL); /* the crash the lease protocol is for: sent, not recorded */
     job->retry_after_ms = retry_after;
@@ -262,12 +264,12 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
                     "shorter than a send takes)");
         else if (rc != 0)
             log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
-        oq_metric_add(OQ_M_SENDS, 1);
+        oq_metrics_send(job->handler_index, OQ_SEND_SENT);
         job->result = OQ_JOB_DONE;
         return;
     }
     case OQ_EFFECT_AMBIGUOUS:
-        oq_metric_add(OQ_M_AMBIGUOUS, 1);
+        oq_metrics_send(job->handler_index, OQ_SEND_AMBIGUOUS);
         if (h->ambiguous == OQ_AMBIGUOUS_PARK) {
             (void)db_step(w, job, FINISH_UNKNOWN, 1, result, NULL);
             fail(job, OQ_ERR_AMBIGUOUS,
@@ -281,7 +283,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
         return;
     case OQ_EFFECT_TRANSIENT:
     case OQ_EFFECT_PERMANENT:
-        oq_metric_add(OQ_M_SEND_FAILURES, 1);
+        oq_metrics_send(job->handler_index, OQ_SEND_FAILED);
         release(w, job);
         fail(job, outcome == OQ_EFFECT_PERMANENT ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
              result);
@@ -293,7 +295,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
  * hung, so whether the effect happened is unknown. */
 static void expired(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
 {
-    oq_metric_add(OQ_M_AMBIGUOUS, 1);
+    oq_metrics_send(job->handler_index, OQ_SEND_AMBIGUOUS);
     int rc = db_step(w, job, TAKE_OVER, 0, NULL, NULL);
     if (rc == OQ_ENOTFOUND) { /* another consumer took it over first */
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: another consumer took over its expired lease",
