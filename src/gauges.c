@@ -118,8 +118,9 @@ static void *gauges_main(void *arg)
         if (g->db == NULL &&
             oq_db_open(g->cfg->mysql_url, g->cfg->connect_timeout_ms, 0, &g->db, err,
                        sizeof(err)) != 0) {
-            oq_warn("metrics gauges: %s; retrying in %d s", err, OQ_GAUGES_INTERVAL_MS / 1000);
-            oq_nap(OQ_GAUGES_INTERVAL_MS, &g->stop);
+            oq_warn("metrics gauges: %s; retrying in %lld ms", err,
+                    (long long)g->cfg->metrics_db_interval_ms);
+            oq_nap(g->cfg->metrics_db_interval_ms, &g->stop);
             continue;
         }
         if (oq_gauges_read(g->db, err, sizeof(err)) != 0) {
@@ -129,7 +130,7 @@ static void *gauges_main(void *arg)
                 g->db = NULL;
             }
         }
-        oq_nap(OQ_GAUGES_INTERVAL_MS, &g->stop);
+        oq_nap(g->cfg->metrics_db_interval_ms, &g->stop);
     }
     oq_db_close(g->db);
     return NULL;

@@ -2,16 +2,14 @@
  *
  * The outbox backlog and its oldest row's age, ledger rows `sending` and
  * `unknown`, and dead letters by error_class cost a query each: one thread
- * per process reads them every OQ_GAUGES_INTERVAL_MS on a connection of its
- * own and stores them in the metrics atomics, so a scrape never touches
+ * per process reads them every metrics_db_interval_ms on a connection of
+ * its own and stores them in the metrics atomics, so a scrape never touches
  * MySQL and many scrapers cannot load it.
  */
 #ifndef ORDERQ_GAUGES_H
 #define ORDERQ_GAUGES_H
 
 #include "orderq/common.h"
-
-#define OQ_GAUGES_INTERVAL_MS 30000
 
 struct oq_config;
 struct oq_db;
@@ -22,7 +20,7 @@ struct oq_gauges; /* opaque */
 OQ_WUR int oq_gauges_read(struct oq_db *db, char *err, size_t errlen);
 
 /* Start the reader (it connects, and reconnects, by itself): at once, then
- * every OQ_GAUGES_INTERVAL_MS. Returns 0 or OQ_ENOMEM. */
+ * every cfg->metrics_db_interval_ms. Returns 0 or OQ_ENOMEM. */
 OQ_WUR int oq_gauges_start(const struct oq_config *cfg, struct oq_gauges **out);
 
 /* Stop and join it; NULL is fine. */

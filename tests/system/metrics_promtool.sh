@@ -6,6 +6,7 @@
 # == deliveries once everything is settled
 source "$(dirname "$0")/lib.sh"
 export ORDERQ_RETRY_TIERS=1s ORDERQ_MAX_ATTEMPTS=3
+export ORDERQ_METRICS_DB_INTERVAL_MS=1s # the database gauges, read by one thread
 command -v promtool >/dev/null || fail "promtool is missing: apt-get install prometheus (deploy/local/lib.sh installs it)"
 need_maildev
 setup_consumer_test
@@ -44,6 +45,12 @@ for want in "orderq.order.processing done 10" "orderq.order.processing duplicate
     expect_eq "$3" "$(outcome "$1" "$2")" "orderq_outcomes_total{queue=$1,outcome=$2}"
 done
 expect_eq 10 "$(metric_sum "$addr" orderq_sends_total handler=coupon_mail result=sent)" "mails sent"
+
+note "the database gauges: dead letters by class as archived, the outbox published"
+letters() { [ "$(metric_sum "$addr" orderq_dead_letters error_class=bad_input) $(metric_sum "$addr" orderq_dead_letters error_class=permanent)" = "2 1" ]; }
+wait_for 15 letters || fail "orderq_dead_letters: $(curl -sf "http://$addr/metrics" | grep '^orderq_dead_letters{'); in the table: $(sql "$DB" -e 'SELECT error_class, COUNT(*) FROM dead_letter GROUP BY 1')"
+expect_eq 0 "$(metric_sum "$addr" orderq_outbox_backlog)" "orderq_outbox_backlog"
+expect_eq "0 0" "$(metric_sum "$addr" orderq_ledger_rows state=sending) $(metric_sum "$addr" orderq_ledger_rows state=unknown)" "orderq_ledger_rows"
 
 note "label sets, the families of docs/metrics.md, outcomes == deliveries"
 "$PY" - "$WORK/scrape.txt" "$(dirname "$0")/../../docs/metrics.md" <<'PY' || fail "the scrape does not match docs/metrics.md"
