@@ -63,26 +63,25 @@ static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static char queue_names[OQ_METRICS_MAX_QUEUES][NAME_MAX_LEN];
 static _Atomic size_t n_queues;
 static char handler_names[OQ_METRICS_MAX_HANDLERS][NAME_MAX_LEN]; /* one per series */
-static size_t handler_series[OQ_METRICS_MAX_HANDLERS];           /* registry index -> series */
+static size_t handler_series[OQ_METRICS_MAX_HANDLERS];            /* registry index -> series */
 static _Atomic size_t n_handler_names, n_handlers;
 
 static const char *const outcome_names[OQ_OUTCOME_COUNT] = {"done", "duplicate", "retried", "dead",
                                                             "invalid"};
-static const char *const send_result_names[OQ_SEND_RESULT_COUNT] = {"sent", "failed",
-                                                                    "ambiguous"};
+static const char *const send_result_names[OQ_SEND_RESULT_COUNT] = {"sent", "failed", "ambiguous"};
 static const char *const peer_names[OQ_PEER_COUNT] = {"broker", "database"};
 static const char *const protocol_names[OQ_PROTO_COUNT] = {"smtp", "http"};
 static const char *const ledger_state_names[OQ_LEDGER_STATE_COUNT] = {"sending", "unknown"};
 
 static const int64_t batch_bounds[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000};
-static const int64_t commit_bounds[] = {500,   1000,   2500,   5000,   10000,  25000,
+static const int64_t commit_bounds[] = {500,   1000,   2500,   5000,   10000,   25000,
                                         50000, 100000, 250000, 500000, 1000000, 2500000};
-static const int64_t handler_bounds[] = {100,   250,   500,    1000,   2500,   5000,   10000,
+static const int64_t handler_bounds[] = {100,   250,   500,    1000,   2500,   5000,    10000,
                                          25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
-static const int64_t send_bounds[] = {5000,   10000,   25000,   50000,   100000,  250000,
+static const int64_t send_bounds[] = {5000,   10000,   25000,   50000,   100000,   250000,
                                       500000, 1000000, 2500000, 5000000, 10000000, 30000000};
-static const int64_t age_bounds[] = {1000,     5000,     10000,     50000,     100000,
-                                     500000,   1000000,  5000000,   10000000,  30000000,
+static const int64_t age_bounds[] = {1000,     5000,      10000,     50000,     100000,
+                                     500000,   1000000,   5000000,   10000000,  30000000,
                                      60000000, 300000000, 900000000, 3600000000};
 
 #define BOUNDS(a) a, sizeof(a) / sizeof(a[0])
@@ -399,8 +398,7 @@ static void put_scaled(struct text *t, int64_t v, int64_t scale)
 }
 
 /* One series of a histogram: labels is "" or `name="value",`. */
-static void put_hist(struct text *t, const struct hist_def *def, const char *labels,
-                     struct hist *h)
+static void put_hist(struct text *t, const struct hist_def *def, const char *labels, struct hist *h)
 {
     int64_t cum = 0;
     const char *bare = labels[0] ? labels : "";
@@ -544,8 +542,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         char *body = oq_metrics_render(&len);
         if (body == NULL)
             return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", "out of memory\n");
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
         if (r == NULL) {
             free(body);
             return MHD_NO;

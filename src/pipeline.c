@@ -312,8 +312,7 @@ static void observe_age(const struct delivery *d)
     struct timespec now;
     if (born == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
         return;
-    oq_metrics_observe(OQ_H_EVENT_AGE,
-                       (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - born);
+    oq_metrics_observe(OQ_H_EVENT_AGE, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - born);
 }
 
 /* Handler h's apply, timed for orderq_handler_duration_seconds. */
@@ -572,8 +571,7 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
         if (job->result == OQ_JOB_DONE) {
             d->outcome = DONE;
             observe_age(d);
-        }
-        else if (job->result == OQ_JOB_DUPLICATE)
+        } else if (job->result == OQ_JOB_DUPLICATE)
             d->outcome = DUPLICATE;
         else
             set_failed_after(pl->cfg, d, job->error_class, job->reason, job->retry_after_ms);

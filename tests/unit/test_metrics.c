@@ -123,14 +123,15 @@ static void labelled_series(void **state)
     char *t = scrape();
     assert_int_equal(value_of(t, "orderq_deliveries_total{queue=\"orderq.probe\"}"), 2);
     assert_int_equal(value_of(t, "orderq_deliveries_total{queue=\"orderq.order.processing\"}"), 0);
-    assert_int_equal(
-        value_of(t, "orderq_outcomes_total{queue=\"orderq.probe\",outcome=\"done\"}"), 1);
+    assert_int_equal(value_of(t, "orderq_outcomes_total{queue=\"orderq.probe\",outcome=\"done\"}"),
+                     1);
     assert_int_equal(
         value_of(t, "orderq_outcomes_total{queue=\"orderq.probe\",outcome=\"invalid\"}"), 1);
     assert_int_equal(
         value_of(t, "orderq_outcomes_total{queue=\"orderq.order.processing\",outcome=\"retried\"}"),
         0);
-    assert_int_equal(value_of(t, "orderq_sends_total{handler=\"invoice_mail\",result=\"sent\"}"), 1);
+    assert_int_equal(value_of(t, "orderq_sends_total{handler=\"invoice_mail\",result=\"sent\"}"),
+                     1);
     assert_int_equal(
         value_of(t, "orderq_sends_total{handler=\"invoice_mail\",result=\"ambiguous\"}"), 1);
     assert_int_equal(value_of(t, "orderq_sends_total{handler=\"webhook\",result=\"sent\"}"), 0);
@@ -141,7 +142,8 @@ static void labelled_series(void **state)
     assert_int_equal(
         value_of(t, "orderq_handler_duration_seconds_bucket{handler=\"webhook\",le=\"0.001\"}"), 0);
     assert_int_equal(
-        value_of(t, "orderq_handler_duration_seconds_bucket{handler=\"webhook\",le=\"0.0025\"}"), 1);
+        value_of(t, "orderq_handler_duration_seconds_bucket{handler=\"webhook\",le=\"0.0025\"}"),
+        1);
     assert_has_line(t, "orderq_handler_duration_seconds_sum{handler=\"webhook\"} 0.0015");
     assert_has_line(t, "orderq_handler_duration_seconds_count{handler=\"webhook\"} 1");
     free(t);
