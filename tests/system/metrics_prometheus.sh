@@ -62,6 +62,8 @@ c99='histogram_quantile(0.99, sum by (le) (rate(orderq_commit_duration_seconds_b
 wait_for 10 number "$c99" || fail "p99 commit: $(q "$c99")"
 note "p99 event age $age s, p99 commit $(q "$c99") s, done increase $increase"
 
+note "a scrape, in part:"
+curl -sf "http://$addr/metrics" | grep -E '^orderq_(outcomes_total\{queue="orderq.order.processing",outcome="(done|duplicate)"\}|event_age_seconds_(bucket\{le="(0.5|1)"\}|sum|count)|commit_duration_seconds_count|batch_size_count|in_flight_deliveries|build_info)' || true
 note "queue depth from RabbitMQ's plugin, per queue"
 depth=$(q "rabbitmq_detailed_queue_messages_ready{vhost=\"$VHOST\",queue=\"orderq.order.processing\"}")
 [[ $depth =~ ^[0-9]+$ ]] || fail "no per-queue depth for orderq.order.processing: $depth"
