@@ -101,6 +101,9 @@ if series["orderq_event_age_seconds_count"][0][1] != 21:
 smtp = [v for l, v in series["orderq_send_duration_seconds_count"] if l["protocol"] == "smtp"]
 if smtp != [10]:
     bad.append(f"smtp send durations {smtp}, expected [10]")
+took = {l["handler"]: v for l, v in series["orderq_handler_duration_seconds_count"]}
+if took.get("coupon_mail") != 10 or not took.get("coupon_rules") or not took.get("probe"):
+    bad.append(f"handler durations observed {took}, expected coupon_mail 10, coupon_rules and probe some")
 if bad:
     print("\n".join(bad), file=sys.stderr)
 sys.exit(1 if bad else 0)
