@@ -18,6 +18,14 @@ api() { curl -sS --fail -u guest:guest -X "$1" -H 'content-type: application/jso
 work=$(mktemp -d)
 trap 'rm -rf "$work"; api DELETE /api/vhosts/orderq-bench >/dev/null 2>&1 || true' EXIT
 metric() { curl -s "http://$ORDERQ_HTTP_ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# metric_sum NAME [label=value ...]: the sum of NAME's series with those labels
+metric_sum() {
+    local name=$1; shift
+    curl -s "http://$ORDERQ_HTTP_ADDR/metrics" | awk -v m="$name" -v want="$*" '
+        BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) { split(w[i], kv, "="); w[i] = kv[1] "=\"" kv[2] "\"" } }
+        $1 == m || index($1, m "{") == 1 { for (i = 1; i <= n; i++) if (!index($1, w[i])) next; s += $2 }
+        END { printf "%.0f\n", s }'
+}
 
 api DELETE /api/vhosts/orderq-bench >/dev/null 2>&1 || true
 api PUT /api/vhosts/orderq-bench '{}' >/dev/null

@@ -266,6 +266,10 @@ static const struct setting settings[] = {
      "connections open at once on http_addr from one address; more are closed at once"},
     {"http_timeout_ms", T_DURATION, "5s", 1000, 600000, NULL, 0, NULL, OFF(http_timeout_ms),
      "an http_addr connection silent this long is closed (whole seconds)"},
+    {"metrics_db_interval_ms", T_DURATION, "30s", 1000, 3600000, NULL, 0, NULL,
+     OFF(metrics_db_interval_ms),
+     "how often one thread reads the database gauges of /metrics (outbox backlog, ledger rows, "
+     "dead letters by class); a scrape never queries MySQL"},
     {"instance_id", T_STRING, "", 0, 0, NULL, 0, check_instance_id, OFF(instance_id),
      "this process' name in the ledger (default host:pid)"},
     {"shop_exchange", T_STRING, "shop.events", 0, 0, NULL, NONEMPTY, oq_amqp_name_check,

@@ -20,6 +20,7 @@ struct effect_worker {
     pthread_t thread;
     struct oq_db *db;
     int db_failures;
+    int db_lost;                 /* a connection was dropped: the next open is a reconnect */
     struct oq_handler *handlers; /* its own: its own curl handles */
     size_t n_handlers;
     /* A lease's owner: "<instance_id>/effect-N/<12 hex>", the hex new for
@@ -180,6 +181,8 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
         if (w->db == NULL) {
             if (cancelled)
                 return OQ_EINTR;
+            if (w->db_lost || w->db_failures > 0)
+                oq_metrics_reconnect(OQ_PEER_DATABASE);
             if (oq_db_open(p->cfg->mysql_url, p->cfg->connect_timeout_ms, 0, &w->db, err,
                            sizeof(err)) != 0) {
                 int64_t wait = oq_backoff_ms(++w->db_failures);
@@ -190,6 +193,7 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
             if (w->db_failures > 0)
                 oq_info("effect worker: MySQL is back after %d failed attempts", w->db_failures);
             w->db_failures = 0;
+            w->db_lost = 0;
         }
         int rc = run_step(w, job, step, answer_lost, result, lease, err, sizeof(err));
         if (rc != OQ_EDB)
@@ -200,6 +204,7 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
             answer_lost |= cls == OQ_DB_GONE;
             oq_db_close(w->db);
             w->db = NULL;
+            w->db_lost = 1;
         } else if (cls != OQ_DB_RETRY && ++other_errors >= 3) {
             snprintf(job->reason, sizeof(job->reason), "%s", err);
             return OQ_EDB;
@@ -248,8 +253,10 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
 {
     char result[OQ_RESULT_LEN] = "";
     int64_t retry_after = -1;
+    int64_t start = oq_metrics_now_us();
     enum oq_effect_outcome outcome =
         h->perform(h->state, job->plan, &job->effect, result, sizeof(result), &retry_after);
+    oq_metrics_handler_duration(job->handler_index, oq_metrics_now_us() - start);
     if (outcome == OQ_EFFECT_DONE && w->pool->kill_after_send)
         raise(SIGKILL); /* the crash the lease protocol is for: sent, not recorded */
     job->retry_after_ms = retry_after;
@@ -262,12 +269,12 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
                     "shorter than a send takes)");
         else if (rc != 0)
             log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
-        oq_metric_add(OQ_M_SENDS, 1);
+        oq_metrics_send(job->handler_index, OQ_SEND_SENT);
         job->result = OQ_JOB_DONE;
         return;
     }
     case OQ_EFFECT_AMBIGUOUS:
-        oq_metric_add(OQ_M_AMBIGUOUS, 1);
+        oq_metrics_send(job->handler_index, OQ_SEND_AMBIGUOUS);
         if (h->ambiguous == OQ_AMBIGUOUS_PARK) {
             (void)db_step(w, job, FINISH_UNKNOWN, 1, result, NULL);
             fail(job, OQ_ERR_AMBIGUOUS,
@@ -281,7 +288,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
         return;
     case OQ_EFFECT_TRANSIENT:
     case OQ_EFFECT_PERMANENT:
-        oq_metric_add(OQ_M_SEND_FAILURES, 1);
+        oq_metrics_send(job->handler_index, OQ_SEND_FAILED);
         release(w, job);
         fail(job, outcome == OQ_EFFECT_PERMANENT ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
              result);
@@ -293,7 +300,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
  * hung, so whether the effect happened is unknown. */
 static void expired(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
 {
-    oq_metric_add(OQ_M_AMBIGUOUS, 1);
+    oq_metrics_send(job->handler_index, OQ_SEND_AMBIGUOUS);
     int rc = db_step(w, job, TAKE_OVER, 0, NULL, NULL);
     if (rc == OQ_ENOTFOUND) { /* another consumer took it over first */
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: another consumer took over its expired lease",

@@ -1,9 +1,11 @@
 /* event.c - the event envelope: decode and validate one message body */
 #include "orderq/event.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <yajl/yajl_parse.h>
 
 #include "orderq/json.h"
@@ -475,4 +477,48 @@ void oq_event_clear(struct oq_event *ev)
     yajl_tree_free(ev->owned_data);
     yajl_tree_free(ev->root);
     memset(ev, 0, sizeof(*ev));
+}
+
+/* The fraction after the seconds, as microseconds; *p moves past it. */
+static int64_t fraction_us(const char **p)
+{
+    int64_t us = 0, scale = 100000;
+    if (**p != '.' && **p != ',')
+        return 0;
+    for ((*p)++; isdigit((unsigned char)**p); (*p)++, scale /= 10)
+        us += (**p - '0') * scale;
+    return us;
+}
+
+int oq_event_time_us(const char *text, int64_t *out)
+{
+    struct tm tm;
+    int sign = 1, hh = 0, mm = 0;
+    memset(&tm, 0, sizeof(tm));
+    /* strptime and timegm do the calendar: no date arithmetic by hand */
+    const char *p = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (p == NULL)
+        return OQ_EINVAL;
+    int64_t us = fraction_us(&p);
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '-' ? -1 : 1;
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]))
+            return OQ_EINVAL;
+        hh = (p[1] - '0') * 10 + (p[2] - '0');
+        mm = (p[4] - '0') * 10 + (p[5] - '0');
+        p += 6;
+    } else {
+        return OQ_EINVAL;
+    }
+    if (*p != '\0' || hh > 23 || mm > 59)
+        return OQ_EINVAL;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return OQ_EINVAL;
+    /* local time = UTC + offset, so UTC = local - offset */
+    *out = ((int64_t)t - sign * (hh * 3600 + mm * 60)) * 1000000 + us;
+    return 0;
 }

@@ -44,6 +44,7 @@ enum outcome {
 
 struct delivery {
     uint64_t tag;
+    int queue_index; /* its queue's metrics label, or -1 */
     char *queue, *exchange, *routing_key, *message_id, *type;
     amqp_message_t msg; /* properties and body as delivered, republished as they are */
     int has_msg;
@@ -137,6 +138,7 @@ static void batch_free(struct batch *bt)
 {
     if (bt == NULL)
         return;
+    oq_metric_add(OQ_M_IN_FLIGHT, -(int64_t)bt->n); /* settled, or to come back */
     for (size_t i = 0; i < bt->n; i++)
         delivery_clear(&bt->d[i]);
     free(bt->d);
@@ -192,6 +194,7 @@ struct worker {
     pthread_t thread;
     struct oq_db *db;
     int db_failures;
+    int db_lost; /* a connection was dropped: the next open is a reconnect */
     struct oq_handler *handlers;
     size_t n_handlers;
 };
@@ -217,12 +220,15 @@ static int ensure_db(struct worker *w, const struct batch *bt)
     while (w->db == NULL) {
         if (stale(w->pl, bt))
             return -1;
+        if (w->db_lost || w->db_failures > 0)
+            oq_metrics_reconnect(OQ_PEER_DATABASE);
         int rc = oq_db_open(w->pl->cfg->mysql_url, w->pl->cfg->connect_timeout_ms, 0, &w->db, err,
                             sizeof(err));
         if (rc == 0) {
             if (w->db_failures > 0)
                 oq_info("MySQL is back after %d failed attempts", w->db_failures);
             w->db_failures = 0;
+            w->db_lost = 0;
             break;
         }
         int64_t wait = oq_backoff_ms(++w->db_failures);
@@ -307,6 +313,39 @@ static void prepare_batch(struct worker *w, struct batch *bt)
     }
 }
 
+/* When the event happened, in Unix microseconds: the AMQP timestamp
+ * property (whole seconds), else the envelope's created_at; 0 when it has
+ * neither. */
+static int64_t event_time_us(const struct delivery *d)
+{
+    int64_t us = 0;
+    if (d->has_msg && (d->msg.properties._flags & AMQP_BASIC_TIMESTAMP_FLAG))
+        return (int64_t)d->msg.properties.timestamp * 1000000;
+    if (d->ev.created_at != NULL && oq_event_time_us(d->ev.created_at, &us) == 0)
+        return us;
+    return 0;
+}
+
+/* The event's age now that its effect is committed: end-to-end latency. */
+static void observe_age(const struct delivery *d)
+{
+    int64_t born = event_time_us(d);
+    struct timespec now;
+    if (born == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return;
+    oq_metrics_observe(OQ_H_EVENT_AGE, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - born);
+}
+
+/* Handler h's apply, timed for orderq_handler_duration_seconds. */
+static int apply_timed(struct worker *w, size_t h, void *const *plans, size_t m, char *err,
+                       size_t errlen)
+{
+    int64_t start = oq_metrics_now_us();
+    int rc = w->handlers[h].apply(w->handlers[h].state, w->db, plans, m, err, errlen);
+    oq_metrics_handler_duration(h, oq_metrics_now_us() - start);
+    return rc;
+}
+
 /* One transaction for the planned deliveries in [from, to). Returns 0, or
  * OQ_EDB with the database's error left on w->db. */
 static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t to, char *err,
@@ -348,13 +387,18 @@ static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t 
         for (size_t i = 0; i < k; i++)
             if (claims[i].claimed && who[i]->handler == &w->handlers[h])
                 plans[m++] = who[i]->plan;
-        if (m > 0 && w->handlers[h].apply(w->handlers[h].state, w->db, plans, m, err, errlen) != 0)
+        if (m > 0 && apply_timed(w, h, plans, m, err, errlen) != 0)
             goto fail;
     }
+    int64_t commit_start = oq_metrics_now_us();
     if (oq_db_exec(w->db, "COMMIT") != 0)
         goto fail;
-    for (size_t i = 0; i < k; i++)
+    oq_metrics_observe(OQ_H_COMMIT, oq_metrics_now_us() - commit_start);
+    for (size_t i = 0; i < k; i++) {
         who[i]->outcome = claims[i].claimed ? DONE : DUPLICATE;
+        if (claims[i].claimed)
+            observe_age(who[i]);
+    }
     rc = 0;
     goto out;
 fail:
@@ -445,6 +489,7 @@ static void process_batch(struct worker *w, struct batch *bt)
             oq_warn("batch of %zu waits for MySQL (%s); reconnecting in %lld ms", bt->n, err,
                     (long long)wait);
             drop_db(w); /* a new connection may reach the new primary */
+            w->db_lost = 1;
         } else if (cls == OQ_DB_RETRY) {
             wait = conflict_pause_ms(++conflicts);
             oq_debug("batch of %zu: %s; redoing it", bt->n, err);
@@ -544,9 +589,10 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
             pl->wake_relay(pl->relay); /* it may have written outbox rows */
     }
     if (ran) {
-        if (job->result == OQ_JOB_DONE)
+        if (job->result == OQ_JOB_DONE) {
             d->outcome = DONE;
-        else if (job->result == OQ_JOB_DUPLICATE)
+            observe_age(d);
+        } else if (job->result == OQ_JOB_DUPLICATE)
             d->outcome = DUPLICATE;
         else
             set_failed_after(pl->cfg, d, job->error_class, job->reason, job->retry_after_ms);
@@ -705,26 +751,37 @@ static void log_parked(const struct pipeline *pl, const struct delivery *d)
                oq_error_class_name(d->error_class), d->reason);
 }
 
+/* A dead letter that was never an event (unreadable, too large) is
+ * "invalid"; one that failed as an event is "dead". */
+static int outcome_label(const struct delivery *d, enum oq_outcome_label *out)
+{
+    switch (d->outcome) {
+    case DONE:
+        *out = OQ_OUTCOME_DONE;
+        return 1;
+    case DUPLICATE:
+        *out = OQ_OUTCOME_DUPLICATE;
+        return 1;
+    case RETRY:
+        *out = OQ_OUTCOME_RETRIED;
+        return 1;
+    case DEAD:
+        *out = d->error_class == OQ_ERR_BAD_INPUT || d->error_class == OQ_ERR_TOO_LARGE
+                   ? OQ_OUTCOME_INVALID
+                   : OQ_OUTCOME_DEAD;
+        return 1;
+    default:
+        return 0; /* requeued: not settled, it comes back */
+    }
+}
+
 static void count_outcomes(const struct batch *bt)
 {
-    for (size_t i = 0; i < bt->n; i++) {
-        switch (bt->d[i].outcome) {
-        case DONE:
-            oq_metric_add(OQ_M_EFFECTS, 1);
-            break;
-        case DUPLICATE:
-            oq_metric_add(OQ_M_DUPLICATES, 1);
-            break;
-        case DEAD:
-            oq_metric_add(OQ_M_DEAD_LETTERED, 1);
-            break;
-        case RETRY:
-            oq_metric_add(OQ_M_RETRIED, 1);
-            break;
-        default:
-            break;
-        }
-    }
+    enum oq_outcome_label label;
+    for (size_t i = 0; i < bt->n; i++)
+        if (outcome_label(&bt->d[i], &label))
+            oq_metrics_outcome(bt->d[i].queue_index, label);
+    oq_metrics_observe(OQ_H_BATCH_SIZE, (int64_t)bt->n);
 }
 
 /* Park a processed batch's retries and dead letters. 1 once every one is
@@ -1035,7 +1092,8 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
         free(key);
         return OQ_EBROKER;
     }
-    oq_metric_add(OQ_M_DELIVERIES, 1);
+    int queue_index = oq_metrics_queue_index(queue);
+    oq_metrics_delivery(queue_index);
     struct delivery *d =
         draining ? NULL : add_delivery(open, atomic_load(&pl->gen), (size_t)pl->cfg->batch_size);
     if (d == NULL) { /* stopping: never acked (a higher tag than any batch), it returns */
@@ -1047,7 +1105,9 @@ static int take_delivery(struct pipeline *pl, const amqp_basic_deliver_t *m, str
          * the connection and let everything unacked come back. */
         return draining ? 0 : OQ_EBROKER;
     }
+    oq_metric_add(OQ_M_IN_FLIGHT, 1);
     d->tag = tag;
+    d->queue_index = queue_index;
     d->queue = queue;
     d->exchange = exchange;
     d->routing_key = key;
@@ -1187,6 +1247,17 @@ static void stop_workers(struct pipeline *pl)
     pthread_mutex_destroy(&pl->mu);
 }
 
+/* The handlers' names as metrics labels, in the registry's order (the
+ * same in every worker and the effect pool), before any thread records. */
+static void register_handlers(const struct worker *w)
+{
+    const char *names[OQ_METRICS_MAX_HANDLERS];
+    size_t n = w->n_handlers < OQ_METRICS_MAX_HANDLERS ? w->n_handlers : OQ_METRICS_MAX_HANDLERS;
+    for (size_t i = 0; i < n; i++)
+        names[i] = w->handlers[i].name;
+    oq_metrics_register_handlers(names, n);
+}
+
 /* Start the effect workers and cfg->db_workers database workers; on
  * failure stop those started. Returns 0, OQ_ENOMEM or OQ_ECONFIG. */
 static int start_workers(struct pipeline *pl, char *err, size_t errlen)
@@ -1208,8 +1279,9 @@ static int start_workers(struct pipeline *pl, char *err, size_t errlen)
     for (size_t i = 0; i < (size_t)pl->cfg->db_workers; i++) {
         struct worker *w = &pl->workers[i];
         w->pl = pl;
-        if ((rc = oq_handlers_new(pl->cfg, &w->handlers, &w->n_handlers, err, errlen)) != 0 ||
-            pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        if ((rc = oq_handlers_new(pl->cfg, &w->handlers, &w->n_handlers, err, errlen)) == 0)
+            register_handlers(w);
+        if (rc != 0 || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             oq_handlers_free(w->handlers, w->n_handlers);
             stop_workers(pl);
             return rc != 0 ? rc : OQ_ENOMEM;
@@ -1266,6 +1338,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         rc = rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
         goto out;
     }
+    oq_metrics_register_queues(queues, n);
     if ((rc = start_workers(&pl, err, errlen)) != 0)
         goto out;
     if ((rc = oq_subscriptions_new(cfg, queues, n, pl.workers[0].handlers, pl.workers[0].n_handlers,
@@ -1317,7 +1390,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             oq_broker_drop(pl.b, r == OQ_EBROKER);
         pl.b = NULL;
         pl.unreadable = 0;
-        oq_metric_add(OQ_M_BROKER_DISCONNECTS, 1);
+        oq_metrics_reconnect(OQ_PEER_BROKER);
         /* The backoff starts again only after a connection that proved
          * healthy: one that ends at once every time (a message it cannot
          * read, a queue it may not consume) would otherwise reconnect

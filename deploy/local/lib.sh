@@ -39,6 +39,7 @@ OQ_MARIADB_SOCKET=/run/mysqld/mysqld.sock
 OQ_MARIADB_DATADIR=/var/lib/mysql
 OQ_RABBITMQ_ENV_CONF=/etc/rabbitmq/rabbitmq-env.conf
 OQ_RABBITMQ_API=http://127.0.0.1:15672/api/overview
+OQ_RABBITMQ_PROMETHEUS=http://127.0.0.1:15692/metrics # rabbitmq_prometheus: queue depths
 OQ_SMTP_PORT=1025
 OQ_MAILDEV_WEB_PORT=1080
 
@@ -52,7 +53,7 @@ oq_packages=(
     valgrind # tests/memcheck: orderq consume under memcheck
     galera-4 rsync # tests/system/galera.sh: three Galera nodes, joined by rsync SST
     systemd # tests/system/deploy_systemd.sh: systemd-analyze verify on deploy/systemd
-    prometheus # promtool: tests/system/deploy_prometheus.sh checks deploy/prometheus
+    prometheus # promtool: tests/system/deploy_prometheus.sh, metrics_*.sh; a real scrape
     python3-yaml # tests/system/deploy_*.sh read the compose, k8s and Prometheus files
 )
 
@@ -247,6 +248,26 @@ oq_rabbitmq_api_up() {
     curl -fsS -o /dev/null --max-time 5 -u guest:guest "$OQ_RABBITMQ_API" 2>/dev/null
 }
 
+oq_rabbitmq_prometheus_up() {
+    curl -fsS -o /dev/null --max-time 5 "$OQ_RABBITMQ_PROMETHEUS" 2>/dev/null
+}
+
+# A running node without rabbitmq_prometheus (queue depths for Prometheus,
+# port 15692): enable it online. Idempotent, and no restart: enabling a
+# plugin on a running node starts just that plugin.
+oq_rabbitmq_enable_prometheus() {
+    oq_rabbitmq_prometheus_up && return 0
+    oq_need_root "enabling the RabbitMQ prometheus plugin"
+    oq_mkstate
+    rabbitmq-plugins enable rabbitmq_prometheus >"$ORDERQ_STATE_DIR/rabbitmq-plugins.log" 2>&1 ||
+        oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
+    if ! oq_wait 60 oq_rabbitmq_prometheus_up; then
+        oq_err "RabbitMQ runs but its prometheus plugin ($OQ_RABBITMQ_PROMETHEUS) does not answer"
+        oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
+        return 1
+    fi
+}
+
 oq_rabbitmq_up() {
     oq_rabbitmq_amqp_up && oq_rabbitmq_api_up
 }
@@ -295,9 +316,11 @@ oq_start_rabbitmq() {
                 oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
                 return 1
             fi
+            oq_rabbitmq_enable_prometheus || return 1
             oq_say "reused (already running; management plugin enabled)"
             return 0
         fi
+        oq_rabbitmq_enable_prometheus || return 1
         oq_say "reused (already running)"
         return 0
     fi
@@ -315,10 +338,10 @@ oq_start_rabbitmq() {
         chmod 400 "$cookie"
     fi
     # Offline: writes /etc/rabbitmq/enabled_plugins without a running node.
-    if ! rabbitmq-plugins enable --offline rabbitmq_management \
+    if ! rabbitmq-plugins enable --offline rabbitmq_management rabbitmq_prometheus \
         >"$ORDERQ_STATE_DIR/rabbitmq-plugins.log" 2>&1; then
         oq_say "failed"
-        oq_err "rabbitmq-plugins enable --offline rabbitmq_management failed"
+        oq_err "rabbitmq-plugins enable --offline rabbitmq_management rabbitmq_prometheus failed"
         oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
         return 1
     fi

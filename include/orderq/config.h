@@ -54,6 +54,7 @@ struct oq_config {
     int64_t http_max_connections;        /* open at once, in all */
     int64_t http_max_connections_per_ip; /* open at once from one address */
     int64_t http_timeout_ms;             /* idle time before a connection is closed */
+    int64_t metrics_db_interval_ms;      /* the database gauges are read this often */
     char *instance_id;                   /* "" until oq_config_finish() fills in host:pid */
     char *shop_exchange;
     char *queue_prefix;

@@ -67,6 +67,11 @@ OQ_WUR int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev
 OQ_WUR int oq_event_string_field(yajl_val root, const char *key, int required, size_t max,
                                  char **out, char *err, size_t errlen);
 
+/* created_at as Unix microseconds: RFC 3339, "2017-02-23T11:06:40Z",
+ * with an optional fraction and a Z or +hh:mm / -hh:mm offset. Returns 0,
+ * or OQ_EINVAL when text is not such a time. */
+OQ_WUR int oq_event_time_us(const char *text, int64_t *out);
+
 /* Is s (len bytes) strict UTF-8: well-formed, no NUL, no overlong forms
  * (C0 80), no surrogates (ED A0 80), nothing above U+10FFFF (F4 90.., F5..)?
  * MariaDB's utf8mb4 stores what fails this as '?'. */

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "orderq/gauges.h"
 #include "orderq/handler.h"
 #include "orderq/db.h"
 #include "orderq/deadletter.h"
@@ -89,6 +90,7 @@ static int run(struct cli_cmd_ctx *ctx)
     struct oq_relay *relay = NULL;
     struct oq_archiver *archiver = NULL;
     struct oq_sweeper *sweeper = NULL;
+    struct oq_gauges *gauges = NULL;
     char err[OQ_ERRLEN * 2];
     int code;
 
@@ -127,8 +129,11 @@ static int run(struct cli_cmd_ctx *ctx)
         oq_metrics_stop(metrics);
         return EX_OSERR;
     }
+    if (metrics != NULL && oq_gauges_start(ctx->cfg, &gauges) != 0)
+        oq_warn("consume: cannot start the metrics gauge reader: out of memory");
     rc = oq_pipeline_run(ctx->cfg, queues, n, &cli_stop_signal, oq_relay_wake, relay, err,
                          sizeof(err));
+    oq_gauges_stop(gauges);
     oq_sweeper_stop(sweeper);
     oq_archiver_stop(archiver);
     oq_relay_stop(relay);

@@ -130,7 +130,7 @@ consumer() {
     HTTP[$name]=127.0.0.1:$(free_port)
     start_consumer "$name" --batch-size 50 --prefetch 200 --http-addr "${HTTP[$name]}"
 }
-duplicates() { curl -sf "http://${HTTP[$1]}/metrics" | awk '$1 == "orderq_duplicates_total" {print $2}'; }
+duplicates() { metric_sum "${HTTP[$1]}" orderq_outcomes_total outcome=duplicate; }
 ORDERQ_AMQP_URL=$from_victim consumer first
 first_pid=$consumer_pid
 ORDERQ_AMQP_URL=$from_next consumer second

@@ -56,6 +56,8 @@ connects() { curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | awk '$1 == "orderq_br
 wait_for 30 bash -c "[ \"\$(curl -sf http://$ORDERQ_HTTP_ADDR/metrics | awk '\$1 == \"orderq_broker_connects_total\" { print \$2 }')\" = 2 ]" \
     || fail "did not reconnect: connects_total $(connects): $(tail -5 "$WORK/log")"
 wait_for 10 ready || fail "not ready after reconnect"
+expect_eq 1 "$(metric_sum "$ORDERQ_HTTP_ADDR" orderq_reconnects_total peer=broker)" "orderq_reconnects_total{peer=broker}"
+expect_eq 0 "$(metric_sum "$ORDERQ_HTTP_ADDR" orderq_reconnects_total peer=database)" "orderq_reconnects_total{peer=database}"
 wait_for 30 all_consuming || fail "not consuming after reconnect"
 
 note "MySQL blocks for 8 s: heartbeats keep flowing, the connection stays, the batch waits"

@@ -23,7 +23,8 @@ kill_orderq_connections() {
     echo "$ids" | grep -c . || true
 }
 
-start_consumer idle --db-workers 2 --effect-workers 2
+addr="127.0.0.1:$(free_port)"
+start_consumer idle --db-workers 2 --effect-workers 2 --http-addr "$addr"
 events 20 9300000000 >"$WORK/a.jsonl"
 oq publish "$WORK/a.jsonl" >/dev/null
 wait_for 30 orders_done 20 || fail "first orders not committed: $(tail -3 "$WORK/idle.log")"
@@ -37,6 +38,8 @@ events 20 9300000100 >"$WORK/b.jsonl"
 oq publish "$WORK/b.jsonl" >/dev/null
 wait_for 30 orders_done 40 || fail "orders after the KILL never committed ($(count "handler = 'coupon_rules'") of 40): $(tail -5 "$WORK/idle.log")"
 wait_for 30 mails_sent 40 || fail "mails after the KILL never sent ($(count "handler = 'coupon_mail' AND state = 'sent'") of 40): $(tail -5 "$WORK/idle.log")"
+reconnects=$(metric_sum "$addr" orderq_reconnects_total peer=database)
+[ "$reconnects" -ge 2 ] || fail "orderq_reconnects_total{peer=database} is $reconnects; expected at least 2 (a database worker and an effect worker)"
 
 note "connections KILLed three times while 2,000 orders flow"
 events 2000 9300001000 >"$WORK/c.jsonl"

@@ -40,10 +40,11 @@ expect_eq "1	night-shift" "$(sql "$DB" -e "SELECT replay_count, replayed_by FROM
 
 note "replayed again: still one effect, the ledger counts a duplicate"
 oq dlq replay --id "$id" --as night-shift >/dev/null
-wait_for 30 bash -c "[ \"\$(curl -sf http://127.0.0.1:$port/metrics | awk '\$1 == \"orderq_duplicates_total\" { print \$2 }')\" = 1 ]" \
-    || fail "no duplicate counted: duplicates_total $(metric orderq_duplicates_total)"
+outcomes() { metric_sum "127.0.0.1:$port" orderq_outcomes_total "outcome=$1"; }
+outcomes_are() { [ "$(outcomes "$1")" = "$2" ]; }
+wait_for 30 outcomes_are duplicate 1 || fail "no duplicate counted: duplicate outcomes $(outcomes duplicate)"
 expect_eq 1 "$(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger')" "effects after two replays"
-expect_eq 1 "$(metric orderq_effects_total)" "effects_total"
+expect_eq 1 "$(outcomes done)" "done outcomes"
 expect_eq 2 "$(sql "$DB" -e "SELECT replay_count FROM dead_letter WHERE id = $id")" "replay_count"
 expect_eq 1 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "no new dead letter"
 for q in orderq.probe orderq.delay.1s orderq.dead; do

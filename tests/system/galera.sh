@@ -159,7 +159,7 @@ wait_ledger $((N / 4)) 120 || fail "no progress on the cluster ($(ledger_rows) r
 # The effects c2 and c4 (on node 2) committed until now: effects, not
 # batches, since a batch of duplicates only writes nothing and commits at
 # once while the cluster cannot certify writes.
-effects() { metric "$1" orderq_effects_total; }
+effects() { metric_sum "${HTTP[$1]}" orderq_outcomes_total outcome=done; }
 since_kill() { "$PY" -c "import sys, time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$killed_at"; }
 e2=$(effects c2) e4=$(effects c4)
 before=$(ledger_rows)
@@ -213,7 +213,7 @@ wait_drained
 conflicts=0 dups=0
 for c in c1 c2 c3 c4; do
     conflicts=$((conflicts + $(metric "$c" orderq_mysql_conflicts_total)))
-    dups=$((dups + $(metric "$c" orderq_duplicates_total)))
+    dups=$((dups + $(metric_sum "${HTTP[$c]}" orderq_outcomes_total outcome=duplicate)))
 done
 for pid in "${pids[@]}"; do
     kill -TERM "$pid"

@@ -55,6 +55,16 @@ try() {
 
 # Assert helpers: expect_eq WANT GOT WHAT
 expect_eq() { [ "$1" = "$2" ] || fail "$3: expected [$1], got [$2]"; }
+
+# metric_sum HOST:PORT NAME [label=value ...]: the sum of NAME's series in a
+# scrape of /metrics whose labels hold each label="value" (0 when none).
+metric_sum() {
+    local addr=$1 name=$2; shift 2
+    curl -sf "http://$addr/metrics" | awk -v m="$name" -v want="$*" '
+        BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) { split(w[i], kv, "="); w[i] = kv[1] "=\"" kv[2] "\"" } }
+        $1 == m || index($1, m "{") == 1 { for (i = 1; i <= n; i++) if (!index($1, w[i])) next; s += $2 }
+        END { printf "%.0f\n", s }'
+}
 expect_contains() { grep -qF -- "$1" <<<"$2" || fail "$3: expected to find [$1] in: $2"; }
 
 # The users a test runs orderq as: least privilege, the rights in

@@ -30,10 +30,12 @@ wait_for 30 grep -q 'parking connection lost' "$WORK/cut.log" || fail "the cut w
 
 note "one effect; the copy published before the cut arrived too and was a duplicate"
 wait_ledger 1 30 || fail "no effect: $(tail -5 "$WORK/cut.log")"
-wait_for 30 bash -c "[ \"\$(curl -sf http://127.0.0.1:$port/metrics | awk '\$1 == \"orderq_duplicates_total\" { print \$2 }')\" = 1 ]" \
-    || fail "duplicates_total $(metric orderq_duplicates_total), expected 1 (the copy from before the cut)"
+outcomes() { metric_sum "127.0.0.1:$port" orderq_outcomes_total "outcome=$1"; }
+outcomes_are() { [ "$(outcomes "$1")" = "$2" ]; }
+wait_for 30 outcomes_are duplicate 1 \
+    || fail "duplicate outcomes $(outcomes duplicate), expected 1 (the copy from before the cut)"
 expect_eq "cut1	2	probe ok on attempt 2" "$(sql "$DB" -e "SELECT effect_key, attempts, result FROM event_ledger")" "the ledger"
-expect_eq 1 "$(metric orderq_effects_total)" "effects"
+expect_eq 1 "$(outcomes done)" "done outcomes"
 expect_eq 1 "$(metric orderq_broker_connects_total)" "consuming connections made (the cut was the parking one's)"
 expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters"
 for q in orderq.probe orderq.delay.1s orderq.delay.2s orderq.delay.3s orderq.dead; do

@@ -63,7 +63,7 @@ wait_for 10 metric_is "$p1" orderq_ledger_leases_expired 1 ||
     fail "orderq_ledger_leases_expired: $(metric "$p1" orderq_ledger_leases_expired)"
 wait_for 10 metric_is "$p2" orderq_ledger_leases_expired 1 ||
     fail "orderq_ledger_leases_expired (second consumer): $(metric "$p2" orderq_ledger_leases_expired)"
-expect_eq 1 "$(metric "$p1" orderq_ledger_unknown)" "orderq_ledger_unknown"
+expect_eq 1 "$(metric_sum "127.0.0.1:$p1" orderq_ledger_rows state=unknown)" "orderq_ledger_rows{state=unknown}"
 expect_eq 1 "$(($(metric "$p1" orderq_leases_swept_total) + $(metric "$p2" orderq_leases_swept_total)))" "leases swept by both consumers"
 stats=$(oq ledger stats)
 expect_contains "expired sending leases: 1 (0 of them" "$stats" "ledger stats"
@@ -83,7 +83,7 @@ expect_eq 1 "$(letters_of "BOB-$run")" "dead letters for BOB"
 expect_eq 2 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter")" "dead letters in all"
 expect_eq 2 "$(($(metric "$p1" orderq_leases_swept_total) + $(metric "$p2" orderq_leases_swept_total)))" "leases swept by both consumers"
 expect_eq 0 "$(metric "$p1" orderq_ledger_leases_expired)" "orderq_ledger_leases_expired after the sweep"
-expect_eq 2 "$(metric "$p1" orderq_ledger_unknown)" "orderq_ledger_unknown after the sweep"
+expect_eq 2 "$(metric_sum "127.0.0.1:$p1" orderq_ledger_rows state=unknown)" "orderq_ledger_rows{state=unknown} after the sweep"
 expect_eq sending "$(mail_state "LIVE-$run")" "the live lease, still"
 expect_eq sent "$(mail_state "CAROL-$run")" "CAROL, still"
 grep -q 'lease sweeper: coupon_mail/coupon:ALICE' "$WORK/sweeper1.log" "$WORK/sweeper2.log" || fail "the sweep is not logged"
