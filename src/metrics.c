@@ -29,6 +29,7 @@
 
 #define NAME_MAX_LEN 256 /* AMQP's limit on a queue name, with its NUL */
 #define MAX_BUCKETS  16
+#define HIST_CAP_FACTOR 10 /* an observation counts at most 10x the top bound in the sum */
 #define N_CLASSES    (OQ_ERR_TOO_LARGE + 2) /* the dead-letter classes, then "other" */
 
 /* ---- the values ------------------------------------------------------------ */
@@ -256,15 +257,33 @@ void oq_metrics_reconnect(enum oq_peer peer)
         add(&reconnects[peer], 1);
 }
 
+/* sum += n, stopping at INT64_MAX rather than wrapping to a negative sum
+ * that no scraper could parse. */
+static void add_saturating(_Atomic int64_t *sum, int64_t n)
+{
+    int64_t old = atomic_load_explicit(sum, memory_order_relaxed);
+    int64_t next;
+    do
+        next = old > INT64_MAX - n ? INT64_MAX : old + n;
+    while (!atomic_compare_exchange_weak_explicit(sum, &old, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
+}
+
 static void observe(struct hist *h, const struct hist_def *def, int64_t value)
 {
+    /* The bucket is all +Inf says about a value past the top bound; capping
+     * it keeps one absurd value (an event "born" in year 1) from swamping
+     * the sum for the life of the process. */
+    int64_t cap = def->bounds[def->n_bounds - 1] * HIST_CAP_FACTOR;
     size_t i = 0;
     if (value < 0)
         value = 0; /* a clock a little ahead of ours: no negative ages */
+    if (value > cap)
+        value = cap;
     while (i < def->n_bounds && value > def->bounds[i])
         i++;
     add(&h->bucket[i], 1);
-    add(&h->sum, value);
+    add_saturating(&h->sum, value);
 }
 
 void oq_metrics_observe(enum oq_histogram h, int64_t value)
@@ -390,11 +409,16 @@ static void put_scaled(struct text *t, int64_t v, int64_t scale)
         put(t, "%lld", (long long)v);
         return;
     }
+    /* Sign and magnitude apart: -2500 is "-0.0025", not "0.-2500". Values
+     * are never negative today; a broken line would fail the whole scrape. */
+    const char *sign = v < 0 ? "-" : "";
+    uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
     char frac[24];
-    int n = snprintf(frac, sizeof(frac), "%06lld", (long long)(v % scale));
+    int n = snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(mag % (uint64_t)scale));
     while (n > 0 && frac[n - 1] == '0')
         frac[--n] = '\0';
-    put(t, "%lld%s%s", (long long)(v / scale), n > 0 ? "." : "", frac);
+    put(t, "%s%llu%s%s", sign, (unsigned long long)(mag / (uint64_t)scale), n > 0 ? "." : "",
+        frac);
 }
 
 /* One series of a histogram: labels is "" or `name="value",`. */

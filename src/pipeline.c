@@ -320,20 +320,28 @@ static int64_t event_time_us(const struct delivery *d)
 {
     int64_t us = 0;
     if (d->has_msg && (d->msg.properties._flags & AMQP_BASIC_TIMESTAMP_FLAG))
-        return (int64_t)d->msg.properties.timestamp * 1000000;
+        return d->msg.properties.timestamp <= (uint64_t)(INT64_MAX / 1000000)
+                   ? (int64_t)d->msg.properties.timestamp * 1000000
+                   : 0;
     if (d->ev.created_at != NULL && oq_event_time_us(d->ev.created_at, &us) == 0)
         return us;
     return 0;
 }
 
-/* The event's age now that its effect is committed: end-to-end latency. */
+/* The event's age now that its effect is committed: end-to-end latency.
+ * A time before 2000 or over a day ahead is the publisher's mistake (a zero
+ * time, milliseconds given as seconds), not an age: it is left out. */
 static void observe_age(const struct delivery *d)
 {
-    int64_t born = event_time_us(d);
+    const int64_t y2000_us = INT64_C(946684800) * 1000000, day_us = INT64_C(86400) * 1000000;
+    int64_t born = event_time_us(d), now_us;
     struct timespec now;
     if (born == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
         return;
-    oq_metrics_observe(OQ_H_EVENT_AGE, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - born);
+    now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    if (born < y2000_us || born > now_us + day_us)
+        return;
+    oq_metrics_observe(OQ_H_EVENT_AGE, now_us - born);
 }
 
 /* Handler h's apply, timed for orderq_handler_duration_seconds. */

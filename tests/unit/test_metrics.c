@@ -200,12 +200,35 @@ static void event_times(void **state)
     assert_int_equal(oq_event_time_us(NULL, &us), OQ_EINVAL);
 }
 
+/* An absurd value (an event "born" in year 1: an age of 2,000 years) counts
+ * in +Inf and at most 10x the top bound in the sum; the sum never wraps
+ * into a negative number the scraper could not parse (it did:
+ * "orderq_event_age_seconds_sum -9112706168797.-551616" broke every scrape). */
+static void absurd_values_capped(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 200; i++)
+        oq_metrics_observe(OQ_H_EVENT_AGE, INT64_C(63113904000) * 1000000);
+    char *t = scrape();
+    assert_has_line(t, "orderq_event_age_seconds_bucket{le=\"3600\"} 0");
+    assert_has_line(t, "orderq_event_age_seconds_bucket{le=\"+Inf\"} 200");
+    assert_has_line(t, "orderq_event_age_seconds_sum 7200000"); /* 200 x 36000 s */
+    free(t);
+    for (int i = 0; i < 300000; i++) /* 3e5 x 3.6e10 us: past INT64_MAX unless it saturates */
+        oq_metrics_observe(OQ_H_EVENT_AGE, INT64_MAX);
+    t = scrape();
+    assert_null(strstr(t, "orderq_event_age_seconds_sum -"));
+    assert_null(strstr(t, ".-"));
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(families_without_samples), cmocka_unit_test(histogram_buckets),
         cmocka_unit_test(labelled_series),          cmocka_unit_test(label_escaping),
         cmocka_unit_test(dead_letter_classes),      cmocka_unit_test(event_times),
+        cmocka_unit_test(absurd_values_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
