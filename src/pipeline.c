@@ -1079,8 +1079,12 @@ static void refuse_unreadable(struct pipeline *pl, uint64_t tag, const char *que
     if (!unreadable)
         return;
     pl->unreadable = 1;
-    if (dead_letters)
+    int queue_index = oq_metrics_queue_index(queue);
+    oq_metrics_delivery(queue_index);
+    if (dead_letters) { /* settled: bad input, as a body that is not an event */
         (void)amqp_basic_reject(oq_broker_conn(pl->b), CONSUME_CHANNEL, tag, 0);
+        oq_metrics_outcome(queue_index, OQ_OUTCOME_INVALID);
+    }
 }
 
 /* A delivery: copy what we keep, then its content. Returns 0 or OQ_EBROKER. */

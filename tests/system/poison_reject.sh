@@ -55,10 +55,15 @@ rules_rows_are() { [ "$(rules_rows)" = "$1" ]; }
 note "a work queue that dead-letters: the unreadable message first, 200 orders of 60 KB behind it"
 publish_unreadable
 publish_orders 200 9610000000 shop.events order.processing
+http=127.0.0.1:$(free_port)
 ORDERQ_AMQP_URL=${DIRECT_URL/127.0.0.1:5672/$(cat "$WORK/link")} CONSUME_QUEUES=orderq.order.processing \
-    start_consumer dlx --no-archive --prefetch 500
+    start_consumer dlx --no-archive --prefetch 500 --http-addr "$http"
 wait_for 60 rules_rows_are 200 || fail "orders taken: $(rules_rows) of 200: $(grep -c 'reading delivery' "$WORK/dlx.log") unreadable deliveries"
 sleep 2
+for outcome in invalid:1 done:200; do # the rejected message is settled as bad input, once
+    expect_eq "${outcome#*:}" "$(metric_sum "$http" orderq_outcomes_total queue=orderq.order.processing outcome="${outcome%:*}")" \
+        "orderq_outcomes_total{outcome=\"${outcome%:*}\"}"
+done
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the unreadable message (each one more reconnect)"
