@@ -829,6 +829,9 @@ static int needs_requeue(const struct batch *bt)
 static int settle_batch(struct pipeline *pl, struct batch *bt, int lowest)
 {
     amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    /* Counted now, while the outcomes are durable: an ack lost with the
+     * connection brings them back as duplicates, which count as such. */
+    count_outcomes(bt);
     if (lowest && !needs_requeue(bt)) {
         if (amqp_basic_ack(conn, CONSUME_CHANNEL, bt->d[bt->n - 1].tag, 1) != 0)
             return OQ_EBROKER;
@@ -841,7 +844,6 @@ static int settle_batch(struct pipeline *pl, struct batch *bt, int lowest)
                 return OQ_EBROKER;
         }
     }
-    count_outcomes(bt);
     oq_metric_add(OQ_M_BATCHES, 1);
     pl->settled++;
     return 0;
