@@ -445,6 +445,8 @@ static int take_code(const struct oq_intake_rule *r, const struct oq_intake_mess
                                        "the type property"};
     const char *code = r->code == OQ_INTAKE_CODE_ROUTING_KEY ? msg->routing_key : msg->type;
     int rc;
+    if (r->code == OQ_INTAKE_CODE_ROUTING_KEY && msg->routing_key == NULL)
+        code = r->event_code; /* put straight into the work queue */
     if (r->code == OQ_INTAKE_CODE_ENVELOPE) {
         if ((rc = oq_event_string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code,
                                         err, errlen)) != 0)

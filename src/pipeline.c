@@ -263,7 +263,11 @@ static int decode_delivery(const struct pipeline *pl, struct delivery *d, char *
         return oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id, &d->ev, err,
                                errlen);
     char *key = bytes_dup(d->original_routing_key);
-    struct oq_intake_message m = {key, d->type, d->message_id};
+    /* Through the default exchange to this very queue: its routing key is
+     * the queue's name, not a code the shop chose. */
+    int direct = d->original_exchange.len == 0 && key != NULL && d->queue != NULL &&
+                 strcmp(key, d->queue) == 0;
+    struct oq_intake_message m = {direct ? NULL : key, d->type, d->message_id};
     int rc = key == NULL ? OQ_ENOMEM
                          : oq_intake_decode(rule, d->msg.body.bytes, d->msg.body.len, &m, &d->ev,
                                             err, errlen);

@@ -64,7 +64,11 @@ struct oq_intake {
 
 /* What a delivery carries besides its body; any may be NULL (absent). */
 struct oq_intake_message {
-    const char *routing_key; /* as the shop published it (the original one on a retry) */
+    /* As the shop published it (the original one on a retry); NULL when the
+     * message was put straight into its work queue through the default
+     * exchange (a `dlq replay --to-queue`, a hand publish): it is then the
+     * queue's own event, whatever code the rule reads from the key. */
+    const char *routing_key;
     const char *type;
     const char *message_id;
 };

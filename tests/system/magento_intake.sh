@@ -96,8 +96,13 @@ open(os.path.join(work, "probe.json"), "w").write("{}")
 m505 = {"entity_id": 505, "increment_id": "000000505", "status": "processing",
         "order_currency_code": "USD", "items": [item(1, "MUG-1", 3, "25.0000", "25.0000")]}
 open(os.path.join(work, "m505.json"), "w").write(json.dumps(m505))
+# the same, but the shop API answers 404 first (a dead letter), then the order
+m506 = dict(m505, entity_id=506, increment_id="000000506")
+open(os.path.join(work, "m506.json"), "w").write(json.dumps(m506))
 script = {"GET /rest/V1/orders/505": [{"status": 503}, {"status": 200, "body": dict(m505,
-          customer_email="ed@example.com", customer_firstname="Ed")}]}
+          customer_email="ed@example.com", customer_firstname="Ed")}],
+          "GET /rest/V1/orders/506": [{"status": 404}, {"status": 200, "body": dict(m506,
+          customer_email="fay@example.com", customer_firstname="Fay")}]}
 open(os.path.join(work, "script.json"), "w").write(json.dumps(script))
 PY
 start_http_fixture
@@ -113,7 +118,10 @@ wait "$consumer_pid" || true
 note "Magento's own order objects, each published twice with a random message_id"
 export ORDERQ_INTAKE=$INTAKE ORDERQ_SHOP_API_URL="$base/"
 start_consumer magento
+# It binds the shop's codes when it connects: publish only once it consumes.
+wait_for 20 consuming orderq.order.processing || fail "the consumer did not start: $(tail -3 "$WORK/magento.log")"
 publish sales.order.paid "$WORK/m505.json" # retried: back with orderq's routing key, read by the shop's
+publish sales.order.paid "$WORK/m506.json" "" "m506" # dead-lettered (404), replayed below
 for id in 501 502 503 504; do
     publish sales.order.paid "$WORK/m$id.json"
     publish sales.order.paid "$WORK/m$id.json"
@@ -123,7 +131,7 @@ for h in h_array h_string h_field_object h_missing_field h_long_id h_not_utf8 h_
 done
 publish shop.probe "$WORK/probe.json" "" "p_no_type" # code from the type property: none given
 publish shop.probe "$WORK/probe.json" shop.probe "p_typed"
-wait_for 30 settled $((4 + 5 + 8 + 1)) ||
+wait_for 30 settled $((4 + 5 + 8 + 1 + 1)) ||
     fail "not settled: $(sql "$DB" -e 'SELECT effect_key FROM event_ledger; SELECT event_identifier, error FROM dead_letter') $(tail -5 "$WORK/magento.log")"
 sleep 1 # a second copy would commit or dead-letter within this
 
@@ -174,7 +182,17 @@ expect_contains "bad_input: status is not valid UTF-8: C0 AF at byte 3" "$(reaso
 expect_contains "bad_input: the Magento order 10 has no order_currency_code" "$(reason h_no_currency)" "an order without its currency"
 expect_contains "bad_input: the type property is missing or empty; intake.probe.code" "$(reason p_no_type)" "a missing code"
 expect_eq 1 "$(sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'probe' AND effect_key = 'p_typed'")" "the probe with its type"
-expect_eq 8 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters in all"
+expect_eq 9 "$(sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter')" "dead letters in all"
+
+note "a Magento order replayed with --to-queue (the default exchange, the queue's name as routing key): the queue's event"
+letter=$(sql "$DB" -e "SELECT id FROM dead_letter WHERE event_identifier = 'm506'")
+[ -n "$letter" ] || fail "order 506 was not dead-lettered: $(reason m506)"
+try oq dlq replay --id "$letter" --to-queue orderq.order.processing
+expect_eq 0 "$rc" "dlq replay --to-queue: $out"
+coupon_506() { sql "$DB" -e "SELECT customer_email FROM coupon WHERE order_id = '506'"; }
+wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM coupon WHERE order_id = '506'\")\" = 1 ]" ||
+    fail "the replayed order 506 took no effect: $(sql "$DB" -e "SELECT error FROM dead_letter WHERE id > $letter AND event_identifier = 'm506'")"
+expect_eq fay@example.com "$(coupon_506)" "the coupon of the replayed order 506"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM: $(tail -3 "$WORK/magento.log")"
 if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK"/*.log; then fail "a sanitizer report"; fi
