@@ -328,10 +328,21 @@ void oq_intake_free(struct oq_intake *in)
     free(in);
 }
 
+static int rule_accepts(const struct oq_intake_rule *r, const char *code);
+
 const struct oq_intake_rule *oq_intake_find(const struct oq_intake *in, const char *event_code)
 {
     for (size_t i = 0; in != NULL && event_code != NULL && i < in->n; i++)
         if (in->rules[i].event_code != NULL && strcmp(in->rules[i].event_code, event_code) == 0)
+            return &in->rules[i];
+    return NULL;
+}
+
+const struct oq_intake_rule *oq_intake_find_by_key(const struct oq_intake *in,
+                                                   const char *routing_key)
+{
+    for (size_t i = 0; in != NULL && routing_key != NULL && i < in->n; i++)
+        if (in->rules[i].event_code != NULL && rule_accepts(&in->rules[i], routing_key))
             return &in->rules[i];
     return NULL;
 }
@@ -370,7 +381,18 @@ static const char *kind(yajl_val v)
         return "an array";
     if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v))
         return "a boolean";
+    if (YAJL_IS_NUMBER(v))
+        return "a number with a fraction or an exponent (expected a string or an integer)";
     return "an empty string";
+}
+
+/* JSON's integer text (-?digits, no leading zero) is the only way to write
+ * that number, so 217 and "217" are one identifier; 217.0 and 2.17e2 would
+ * be two names for it, and are refused. */
+static int integer_text(const char *s)
+{
+    s += *s == '-';
+    return *s != '\0' && s[strspn(s, "0123456789")] == '\0';
 }
 
 /* The text a template puts in for v, or NULL (kind() says why). */
@@ -378,7 +400,7 @@ static const char *scalar_text(yajl_val v)
 {
     if (YAJL_IS_STRING(v) && v->u.string[0] != '\0')
         return v->u.string;
-    if (YAJL_IS_NUMBER(v))
+    if (YAJL_IS_NUMBER(v) && integer_text(v->u.number.r))
         return v->u.number.r;
     return NULL;
 }

@@ -258,19 +258,28 @@ static const char *queue_suffix(const struct pipeline *pl, const char *queue)
  * orderq kept in its headers, not the work queue's name. */
 static int decode_delivery(const struct pipeline *pl, struct delivery *d, char *err, size_t errlen)
 {
-    const struct oq_intake_rule *rule = oq_intake_find(pl->intake, queue_suffix(pl, d->queue));
-    if (rule == NULL)
-        return oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id, &d->ev, err,
-                               errlen);
     char *key = bytes_dup(d->original_routing_key);
+    if (key == NULL) {
+        snprintf(err, errlen, "out of memory decoding the body");
+        return OQ_ENOMEM;
+    }
     /* Through the default exchange to this very queue: its routing key is
      * the queue's name, not a code the shop chose. */
-    int direct = d->original_exchange.len == 0 && key != NULL && d->queue != NULL &&
-                 strcmp(key, d->queue) == 0;
+    int direct = d->original_exchange.len == 0 && d->queue != NULL && strcmp(key, d->queue) == 0;
+    const char *suffix = queue_suffix(pl, d->queue);
+    /* The webhook queue takes every hooked event: the shop's routing key
+     * says whose mapping reads it. */
+    const struct oq_intake_rule *rule =
+        suffix != NULL && strcmp(suffix, "webhook") == 0
+            ? oq_intake_find_by_key(pl->intake, direct ? NULL : key)
+            : oq_intake_find(pl->intake, suffix);
+    if (rule == NULL) {
+        free(key);
+        return oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id, &d->ev, err,
+                               errlen);
+    }
     struct oq_intake_message m = {direct ? NULL : key, d->type, d->message_id};
-    int rc = key == NULL ? OQ_ENOMEM
-                         : oq_intake_decode(rule, d->msg.body.bytes, d->msg.body.len, &m, &d->ev,
-                                            err, errlen);
+    int rc = oq_intake_decode(rule, d->msg.body.bytes, d->msg.body.len, &m, &d->ev, err, errlen);
     free(key);
     if (rc == OQ_ENOMEM)
         snprintf(err, errlen, "out of memory decoding the body");

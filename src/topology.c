@@ -131,27 +131,6 @@ static struct oq_topo_queue *add_work_queue(const struct oq_config *cfg, struct 
     return q;
 }
 
-/* <prefix>.webhook, bound to every event code in webhooks_file. */
-static int plan_webhook_queue(const struct oq_config *cfg, struct oq_topology *t, char *err,
-                              size_t errlen)
-{
-    struct oq_webhook *hooks = NULL;
-    size_t n = 0;
-    if (cfg->webhooks_file[0] == '\0')
-        return 0;
-    int rc = oq_webhooks_load(cfg->webhooks_file, &hooks, &n, err, errlen);
-    if (rc != 0)
-        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
-    struct oq_topo_queue *q = add_work_queue(cfg, t, "webhook", NULL);
-    rc = q == NULL ? OQ_ENOMEM : 0;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (add_binding(t, cfg->shop_exchange, t->queues[t->n_queues - 1].name,
-                        hooks[i].event_code) == NULL)
-            rc = OQ_ENOMEM;
-    oq_webhooks_free(hooks, n);
-    return rc;
-}
-
 /* A binding from the shop exchange to queue, unless the plan has it: a
  * shop code in intake may be the event code or an alias already. */
 static int bind_shop_code(const struct oq_config *cfg, struct oq_topology *t, const char *queue,
@@ -166,19 +145,37 @@ static int bind_shop_code(const struct oq_config *cfg, struct oq_topology *t, co
     return add_binding(t, cfg->shop_exchange, queue, code) ? 0 : OQ_ENOMEM;
 }
 
+/* <prefix>.webhook, bound to every event code in webhooks_file and to the
+ * shop's own codes for it (intake), as its work queue is. */
+static int plan_webhook_queue(const struct oq_config *cfg, struct oq_topology *t,
+                              const struct oq_intake *in, char *err, size_t errlen)
+{
+    struct oq_webhook *hooks = NULL;
+    size_t n = 0;
+    if (cfg->webhooks_file[0] == '\0')
+        return 0;
+    int rc = oq_webhooks_load(cfg->webhooks_file, &hooks, &n, err, errlen);
+    if (rc != 0)
+        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
+    struct oq_topo_queue *q = add_work_queue(cfg, t, "webhook", NULL);
+    rc = q == NULL ? OQ_ENOMEM : 0;
+    const char *name = q ? q->name : NULL;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct oq_intake_rule *rule = oq_intake_find(in, hooks[i].event_code);
+        rc = bind_shop_code(cfg, t, name, hooks[i].event_code);
+        for (size_t c = 0; rc == 0 && rule != NULL && c < rule->n_codes; c++)
+            rc = bind_shop_code(cfg, t, name, rule->codes[c]);
+    }
+    oq_webhooks_free(hooks, n);
+    return rc;
+}
+
 /* Each work queue is bound by its event code, its aliases, and the shop's
  * own codes for it (the intake setting's codes). */
-static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t, char *err,
-                            size_t errlen)
+static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t,
+                            const struct oq_intake *in)
 {
-    struct oq_intake *in = NULL;
-    char why[400];
-    int rc = oq_intake_parse(cfg->intake, &in, why, sizeof(why));
-    if (rc != 0) {
-        if (rc == OQ_EINVAL)
-            snprintf(err, errlen, "intake (%s): %s", oq_config_origin(cfg, "intake"), why);
-        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
-    }
+    int rc = 0;
     for (size_t i = 0; rc == 0 && i < oq_event_route_count; i++) {
         const struct oq_event_route *r = &oq_event_routes[i];
         const struct oq_intake_rule *rule = oq_intake_find(in, r->event_code);
@@ -194,6 +191,22 @@ static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t, 
         for (size_t c = 0; rc == 0 && rule != NULL && c < rule->n_codes; c++)
             rc = bind_shop_code(cfg, t, name, rule->codes[c]);
     }
+    return rc;
+}
+
+static int plan_queues(const struct oq_config *cfg, struct oq_topology *t, char *err,
+                       size_t errlen)
+{
+    struct oq_intake *in = NULL;
+    char why[400];
+    int rc = oq_intake_parse(cfg->intake, &in, why, sizeof(why));
+    if (rc != 0) {
+        if (rc == OQ_EINVAL)
+            snprintf(err, errlen, "intake (%s): %s", oq_config_origin(cfg, "intake"), why);
+        return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
+    }
+    if ((rc = plan_work_queues(cfg, t, in)) == 0)
+        rc = plan_webhook_queue(cfg, t, in, err, errlen);
     oq_intake_free(in);
     return rc;
 }
@@ -236,8 +249,7 @@ int oq_topology_plan(const struct oq_config *cfg, struct oq_topology **out, char
         add_exchange(t, cfg->delay_exchange, "headers", 0) != 0 ||
         add_exchange(t, cfg->dead_exchange, "fanout", 0) != 0)
         goto out;
-    if ((rc = plan_work_queues(cfg, t, err, errlen)) != 0 ||
-        (rc = plan_webhook_queue(cfg, t, err, errlen)) != 0 || (rc = plan_delay_tiers(cfg, t)) != 0)
+    if ((rc = plan_queues(cfg, t, err, errlen)) != 0 || (rc = plan_delay_tiers(cfg, t)) != 0)
         goto out;
     rc = OQ_ENOMEM;
     struct oq_topo_queue *dead = add_queue(t, strdup(cfg->dead_queue), NULL);

@@ -83,6 +83,12 @@ void oq_intake_free(struct oq_intake *in);
 /* The rule for event_code (a work queue's code), or NULL: the envelope. */
 const struct oq_intake_rule *oq_intake_find(const struct oq_intake *in, const char *event_code);
 
+/* The rule whose event, aliases or shop codes hold routing_key, or NULL:
+ * for a queue that takes several events (the webhook queue), the routing
+ * key the shop chose says whose mapping reads the body. */
+const struct oq_intake_rule *oq_intake_find_by_key(const struct oq_intake *in,
+                                                   const char *routing_key);
+
 /* Decode body by rule (rule NULL: oq_event_decode). Sets ev as
  * oq_event_decode does; ev->canonical_code is rule->event_code.
  * Returns 0; OQ_EINVAL with the reason in err; OQ_ENOMEM. */

@@ -102,7 +102,11 @@ open(os.path.join(work, "m506.json"), "w").write(json.dumps(m506))
 script = {"GET /rest/V1/orders/505": [{"status": 503}, {"status": 200, "body": dict(m505,
           customer_email="ed@example.com", customer_firstname="Ed")}],
           "GET /rest/V1/orders/506": [{"status": 404}, {"status": 200, "body": dict(m506,
-          customer_email="fay@example.com", customer_firstname="Fay")}]}
+          customer_email="fay@example.com", customer_firstname="Fay")}],
+          "POST /hooks/paid": [{"status": 200}]}
+m507 = {"entity_id": 507, "increment_id": "000000507", "status": "processing", "customer_email": "gus@example.com",
+        "order_currency_code": "USD", "items": [item(1, "MUG-1", 3, "25.0000", "25.0000")]}
+open(os.path.join(work, "m507.json"), "w").write(json.dumps(m507))
 open(os.path.join(work, "script.json"), "w").write(json.dumps(script))
 PY
 start_http_fixture
@@ -195,7 +199,25 @@ wait_for 20 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT 
 expect_eq fay@example.com "$(coupon_506)" "the coupon of the replayed order 506"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM: $(tail -3 "$WORK/magento.log")"
+
+note "a webhook on order.processing gets the Magento orders too: the webhook queue is bound by the shop's codes and reads them with their mapping"
+echo "[{\"event_code\": \"order.processing\", \"url\": \"$base/hooks/paid\"}]" >"$WORK/webhooks.json"
+export ORDERQ_WEBHOOKS_FILE="$WORK/webhooks.json"
+try oq topology declare
+expect_eq 0 "$rc" "topology declare with the webhook: $out"
+CONSUME_QUEUES="orderq.order.processing orderq.webhook" start_consumer hooked
+wait_for 20 consuming orderq.webhook || fail "the consumer did not start: $(tail -3 "$WORK/hooked.log")"
+publish sales.order.paid "$WORK/m507.json"
+posted() { grep -c '"path": "/hooks/paid"' "$WORK/requests.log" || true; }
+wait_for 20 bash -c "grep -q '/hooks/paid' '$WORK/requests.log'" ||
+    fail "no webhook call for the Magento order 507: $(sql "$DB" -e "SELECT error FROM dead_letter WHERE queue = 'orderq.webhook'")"
+sleep 1
+expect_eq 1 "$(posted)" "webhook calls"
+expect_contains '507_processing' "$(grep '/hooks/paid' "$WORK/requests.log")" "the webhook's body and key"
+expect_eq 1 "$(sql "$DB" -e "SELECT COUNT(*) FROM coupon WHERE order_id = '507'")" "the coupon of order 507"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM: $(tail -3 "$WORK/hooked.log")"
 if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK"/*.log; then fail "a sanitizer report"; fi
-for q in orderq.order.processing orderq.probe; do
+for q in orderq.order.processing orderq.probe orderq.webhook; do
     wait_for 10 ready_is "$q" 0 || fail "left in $q: $(queue_ready "$q")"
 done

@@ -65,7 +65,12 @@ static void templates(void **state)
               "217_processing");
     expand_ok("order-{order.id}/{order.state}",
               "{\"order\": {\"id\": \"A1\", \"state\": \"paid\"}}", "order-A1/paid");
-    expand_ok("{n}", "{\"n\": 1.50}", "1.50"); /* a number as the shop wrote it */
+    /* an integer and its string are one identifier; other ways to write a
+     * number would be several names for one value */
+    expand_ok("{n}", "{\"n\": -217}", "-217");
+    expand_ok("{n}", "{\"n\": \"217\"}", "217");
+    expand_bad("{n}", "{\"n\": 1.50}", "a fraction or an exponent");
+    expand_bad("{n}", "{\"n\": 2.17e2}", "a fraction or an exponent");
     expand_ok("{a}{a}", "{\"a\": \"x\"}", "xx");
     expand_bad("{entity_id}_{status}", "{\"entity_id\": 217}", "{status}");
     expand_bad("{entity_id}_{status}", "{\"entity_id\": 217}", "is missing");
@@ -178,11 +183,18 @@ static void magento_preset(void **state)
         oq_intake_decode(r, magento_order, strlen(magento_order), &m, &ev, err, sizeof(err)),
         OQ_EINVAL);
     assert_non_null(strstr(err, "\"sales.order.cancelled\" (the routing key) is not"));
-    m.routing_key = NULL;
+    m.routing_key = "";
     assert_int_equal(
         oq_intake_decode(r, magento_order, strlen(magento_order), &m, &ev, err, sizeof(err)),
         OQ_EINVAL);
     assert_non_null(strstr(err, "the routing key is missing or empty"));
+    /* no routing key of the shop's (put straight into the work queue, as
+     * dlq replay --to-queue does): the queue's own event */
+    m.routing_key = NULL;
+    assert_int_equal(
+        oq_intake_decode(r, magento_order, strlen(magento_order), &m, &ev, err, sizeof(err)), 0);
+    assert_string_equal(ev.code, "order.processing");
+    oq_event_clear(&ev);
     oq_intake_free(in);
 }
 
@@ -280,6 +292,28 @@ static void code_and_identifier_sources(void **state)
     oq_intake_free(in);
 }
 
+/* The webhook queue takes every hooked event: the routing key finds the
+ * rule whose event, alias or shop codes hold it. */
+static void rule_by_routing_key(void **state)
+{
+    (void)state;
+    struct oq_intake *in =
+        parse_ok("{\"order.processing\": {\"format\": \"magento\", \"codes\": [\"sales.order.paid\"]},"
+                 " \"probe\": {\"code\": \"type\", \"codes\": [\"shop.probe\"]}}");
+    const struct oq_intake_rule *r = oq_intake_find_by_key(in, "sales.order.paid");
+    assert_non_null(r);
+    assert_string_equal(r->event_code, "order.processing");
+    r = oq_intake_find_by_key(in, "add_order_to_queue"); /* the seed's alias */
+    assert_non_null(r);
+    assert_string_equal(r->event_code, "order.processing");
+    r = oq_intake_find_by_key(in, "shop.probe");
+    assert_non_null(r);
+    assert_string_equal(r->event_code, "probe");
+    assert_null(oq_intake_find_by_key(in, "invoice.created"));
+    assert_null(oq_intake_find_by_key(in, NULL)); /* put straight into the queue */
+    oq_intake_free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +324,7 @@ int main(void)
         cmocka_unit_test(magento_preset),
         cmocka_unit_test(hostile_magento_bodies),
         cmocka_unit_test(code_and_identifier_sources),
+        cmocka_unit_test(rule_by_routing_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
