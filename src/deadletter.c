@@ -1346,11 +1346,12 @@ static enum archive_end unreadable_letter(struct oq_archiver *a, struct oq_broke
 {
     struct oq_dead_letter dl;
     char why[OQ_ERRLEN], exchange[256], key[256];
-    int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION, stored = 0;
-    if (!lib || (r.library_error != AMQP_STATUS_INVALID_PARAMETER &&
-                 r.library_error != AMQP_STATUS_BAD_AMQP_DATA)) {
+    int stored = 0;
+    if (!oq_broker_unreadable(r)) {
         oq_warn("archiving dead letters: the broker connection ended (%s); reconnecting",
-                lib ? amqp_error_string2(r.library_error) : "closed by the broker");
+                r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                    ? amqp_error_string2(r.library_error)
+                    : "closed by the broker");
         return ARCHIVE_LOST;
     }
     snprintf(exchange, sizeof(exchange), "%.*s", (int)m->exchange.len,

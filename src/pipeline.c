@@ -1050,8 +1050,7 @@ static void refuse_unreadable(struct pipeline *pl, uint64_t tag, const char *que
                               const char *exchange, const char *key, amqp_rpc_reply_t r)
 {
     int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
-    int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
-                             r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
+    int unreadable = oq_broker_unreadable(r);
     int dead_letters = queue_dead_letters(pl, queue);
     const char *what = !unreadable ? ""
                        : dead_letters
