@@ -23,13 +23,12 @@
 #include "orderq/topology.h"
 #include "orderq/trust.h"
 
-#define ARCHIVE_CHANNEL    1
-#define DECLARE_CHANNEL    2 /* on the held connection: a refusal closes only it */
-#define ARCHIVE_PREFETCH   64
-#define HELD_CONFIRM_MS    30000 /* the broker's word on a held letter */
-#define MAX_TABLE_DEPTH    16    /* nesting of headers we render; deeper is "..." */
-#define SORT_DEPTH         64    /* nesting the letter key sorts; deeper keeps its order */
-#define ARCHIVE_HEALTHY_MS 10000 /* an archive connection up this long resets the backoff */
+#define ARCHIVE_CHANNEL  1
+#define DECLARE_CHANNEL  2 /* on the held connection: a refusal closes only it */
+#define ARCHIVE_PREFETCH 64
+#define HELD_CONFIRM_MS  30000 /* the broker's word on a held letter */
+#define MAX_TABLE_DEPTH  16    /* nesting of headers we render; deeper is "..." */
+#define SORT_DEPTH       64    /* nesting the letter key sorts; deeper keeps its order */
 
 /* ---- AMQP values as JSON -------------------------------------------------- */
 
@@ -1471,13 +1470,14 @@ static void archive_disconnect(struct oq_archiver *a, struct oq_broker *b, enum 
 static void *archiver_main(void *arg)
 {
     struct oq_archiver *a = arg;
-    int failures = 0;
+    struct oq_reconnect_backoff backoff = {0};
     /* MySQL first: without it a letter cannot be stored, and one held
      * unacked meanwhile would keep the broker connection waiting. */
     while (!a->stop && archiver_db(a) == 0) {
         struct oq_broker *b = NULL;
         char why[OQ_ERRLEN * 2];
-        int64_t connected_at = oq_now_ms(), archived = 0;
+        int64_t archived = 0;
+        oq_reconnect_connected(&backoff, oq_now_ms());
         if (oq_broker_connect(a->cfg, "archive", &b, why, sizeof(why)) == 0) {
             oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = a->cfg->dead_queue}),
                    "archiving dead letters into dead_letter");
@@ -1485,20 +1485,18 @@ static void *archiver_main(void *arg)
         } else {
             oq_error("archiving dead letters: %s", why);
         }
-        /* The backoff starts again only after a connection that settled a
-         * letter or stayed up ARCHIVE_HEALTHY_MS: one that ends at once
-         * every time (a letter it cannot read) must not reconnect twice a
-         * second for ever. */
-        if (archived > 0 || oq_now_ms() - connected_at >= ARCHIVE_HEALTHY_MS)
-            failures = 0;
-        /* Also when MySQL refused the letter: a read_only server takes the
-         * next connection at once, and the letter would come straight back. */
+        if (archived > 0)
+            oq_reconnect_settled(&backoff);
+        /* Backed off also when MySQL refused the letter: a read_only server
+         * takes the next connection at once, and the letter would come
+         * straight back. */
         if (!a->stop) {
-            int64_t wait = oq_backoff_ms(++failures);
-            if (failures > 1)
-                oq_warn("archiving dead letters: reconnecting in %lld ms (attempt %d: no "
-                        "connection since the last healthy one archived a letter or lasted %d s)",
-                        (long long)wait, failures, ARCHIVE_HEALTHY_MS / 1000);
+            char attempt[160];
+            int64_t wait = oq_reconnect_failed(&backoff, oq_now_ms(), "archived a letter", attempt,
+                                               sizeof(attempt));
+            if (backoff.failures > 1)
+                oq_warn("archiving dead letters: reconnecting in %lld ms (%s)", (long long)wait,
+                        attempt);
             oq_nap(wait, &a->stop);
         }
     }
