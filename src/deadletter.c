@@ -1284,21 +1284,6 @@ enum archive_end {
     ARCHIVE_UNREADABLE, /* a letter it cannot read: see unreadable_letter */
 };
 
-/* 1 when the dead queue dead-letters into the held queue as the plan
- * says: a declare with the plan's arguments is refused (PRECONDITION_FAILED)
- * by a queue an older orderq declared without them, and the held queue must
- * exist (a classic dead queue would drop what goes nowhere). Done before
- * basic.qos: a refusal closes the channel, opened again without it. */
-static int dead_queue_dead_letters(struct oq_archiver *a, struct oq_broker *b)
-{
-    if (a->topology == NULL || !oq_topology_dead_letters(a->topology, a->cfg->dead_queue) ||
-        oq_topology_queue_as_planned(b, ARCHIVE_CHANNEL, a->topology, a->cfg->dead_queue) != 0)
-        return 0;
-    amqp_queue_declare(oq_broker_conn(b), ARCHIVE_CHANNEL, amqp_cstring_bytes(a->held_queue), 1, 0,
-                       0, 0, amqp_empty_table);
-    return oq_broker_check(b, ARCHIVE_CHANNEL, "queue.declare (passive)") == 0;
-}
-
 /* A unique key for the row of a letter that cannot be read: the letter
  * itself cannot be hashed (its properties are what cannot be decoded, and
  * the connection cannot read its body). Archived again after a crash
@@ -1396,7 +1381,9 @@ static enum archive_end archive_connection(struct oq_archiver *a, struct oq_brok
                                            int64_t *archived)
 {
     amqp_connection_state_t conn = oq_broker_conn(b);
-    a->dead_letters = dead_queue_dead_letters(a, b);
+    /* Before basic.qos: a refusal closes the channel, opened again without it. */
+    a->dead_letters = oq_topology_dead_letters_on_broker(b, ARCHIVE_CHANNEL, a->topology,
+                                                         a->cfg->dead_queue) == 1;
     amqp_basic_qos(conn, ARCHIVE_CHANNEL, 0, ARCHIVE_PREFETCH, 0);
     if (oq_broker_check(b, ARCHIVE_CHANNEL, "basic.qos") != 0)
         return ARCHIVE_LOST;

@@ -1000,13 +1000,11 @@ static void refuse_encoded(const struct oq_config *cfg, struct delivery *d)
 static int check_dead_lettering(struct pipeline *pl)
 {
     for (size_t i = 0; i < pl->n_queues; i++) {
-        pl->dead_letters[i] = 0;
-        if (!oq_topology_dead_letters(pl->topology, pl->queues[i]))
-            continue;
-        int rc = oq_topology_queue_as_planned(pl->b, CONSUME_CHANNEL, pl->topology, pl->queues[i]);
+        int rc =
+            oq_topology_dead_letters_on_broker(pl->b, CONSUME_CHANNEL, pl->topology, pl->queues[i]);
         if (rc == OQ_EBROKER)
             return rc;
-        pl->dead_letters[i] = rc == 0;
+        pl->dead_letters[i] = rc == 1;
     }
     return 0;
 }
