@@ -1095,7 +1095,7 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
     struct oq_publisher_callbacks cb = {held_settled, held_returned, a};
     if (a->held_pub != NULL)
         return 0;
-    if (oq_publisher_connect(a->cfg, "archive-held", ARCHIVE_CHANNEL, 1, &cb, &a->held_b,
+    if (oq_publisher_connect(a->cfg, "archive-held", ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_b,
                              &a->held_pub, why, whylen) != 0)
         return OQ_EBROKER;
     amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
