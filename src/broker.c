@@ -356,6 +356,24 @@ static int drain_until_closed(int fd, int64_t deadline, volatile sig_atomic_t *s
     }
 }
 
+int oq_broker_unreadable(amqp_rpc_reply_t reply)
+{
+    /* librabbitmq 0.11 (amqp_handle_input in amqp_connection.c) answers
+     * BAD_AMQP_DATA both for a content header whose properties or table it
+     * cannot decode (the message's fault) and for a frame longer than
+     * frame_max or without its frame-end byte (a broken stream). The reply
+     * holds only the status, and the connection is left in the same state
+     * either way, so the two cannot be told apart here. Both count as
+     * unreadable: a broken stream from a real broker over TCP (or TLS) does
+     * not happen in practice, and its cost is one message dead-lettered
+     * whole (replayable), whereas a message we cannot read, taken for a
+     * broken stream, would come back at the head of its queue for ever. */
+    if (reply.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION)
+        return 0;
+    return reply.library_error == AMQP_STATUS_INVALID_PARAMETER ||
+           reply.library_error == AMQP_STATUS_BAD_AMQP_DATA;
+}
+
 int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile sig_atomic_t *stop)
 {
     amqp_connection_close_t close = {

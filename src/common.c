@@ -116,6 +116,33 @@ int64_t oq_backoff_ms(int failures)
     return base / 2 + (int64_t)(oq_random_u64() % (uint64_t)(base / 2 + 1));
 }
 
+void oq_reconnect_connected(struct oq_reconnect_backoff *rb, int64_t now)
+{
+    rb->connected_at = now;
+    rb->settled = 0;
+}
+
+void oq_reconnect_settled(struct oq_reconnect_backoff *rb)
+{
+    rb->settled = 1;
+}
+
+int64_t oq_reconnect_failed(struct oq_reconnect_backoff *rb, int64_t now, const char *settled_what,
+                            char *note, size_t notelen)
+{
+    if (rb->settled || now - rb->connected_at >= OQ_HEALTHY_CONNECTION_MS)
+        rb->failures = 0;
+    rb->settled = 0;
+    int64_t wait = oq_backoff_ms(++rb->failures);
+    if (rb->failures > 1)
+        snprintf(note, notelen,
+                 "attempt %d: no connection since the last healthy one %s or lasted %d s",
+                 rb->failures, settled_what, OQ_HEALTHY_CONNECTION_MS / 1000);
+    else
+        snprintf(note, notelen, "attempt %d", rb->failures);
+    return wait;
+}
+
 int oq_read_file(const char *path, size_t max, char **text, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");

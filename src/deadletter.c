@@ -23,13 +23,12 @@
 #include "orderq/topology.h"
 #include "orderq/trust.h"
 
-#define ARCHIVE_CHANNEL    1
-#define DECLARE_CHANNEL    2 /* on the held connection: a refusal closes only it */
-#define ARCHIVE_PREFETCH   64
-#define HELD_CONFIRM_MS    30000 /* the broker's word on a held letter */
-#define MAX_TABLE_DEPTH    16    /* nesting of headers we render; deeper is "..." */
-#define SORT_DEPTH         64    /* nesting the letter key sorts; deeper keeps its order */
-#define ARCHIVE_HEALTHY_MS 10000 /* an archive connection up this long resets the backoff */
+#define ARCHIVE_CHANNEL  1
+#define DECLARE_CHANNEL  2 /* on the held connection: a refusal closes only it */
+#define ARCHIVE_PREFETCH 64
+#define HELD_CONFIRM_MS  30000 /* the broker's word on a held letter */
+#define MAX_TABLE_DEPTH  16    /* nesting of headers we render; deeper is "..." */
+#define SORT_DEPTH       64    /* nesting the letter key sorts; deeper keeps its order */
 
 /* ---- AMQP values as JSON -------------------------------------------------- */
 
@@ -1096,7 +1095,7 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
     struct oq_publisher_callbacks cb = {held_settled, held_returned, a};
     if (a->held_pub != NULL)
         return 0;
-    if (oq_publisher_connect(a->cfg, "archive-held", ARCHIVE_CHANNEL, 1, &cb, &a->held_b,
+    if (oq_publisher_connect(a->cfg, "archive-held", ARCHIVE_CHANNEL, 1, 1, &cb, &a->held_b,
                              &a->held_pub, why, whylen) != 0)
         return OQ_EBROKER;
     amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
@@ -1285,21 +1284,6 @@ enum archive_end {
     ARCHIVE_UNREADABLE, /* a letter it cannot read: see unreadable_letter */
 };
 
-/* 1 when the dead queue dead-letters into the held queue as the plan
- * says: a declare with the plan's arguments is refused (PRECONDITION_FAILED)
- * by a queue an older orderq declared without them, and the held queue must
- * exist (a classic dead queue would drop what goes nowhere). Done before
- * basic.qos: a refusal closes the channel, opened again without it. */
-static int dead_queue_dead_letters(struct oq_archiver *a, struct oq_broker *b)
-{
-    if (a->topology == NULL || !oq_topology_dead_letters(a->topology, a->cfg->dead_queue) ||
-        oq_topology_queue_as_planned(b, ARCHIVE_CHANNEL, a->topology, a->cfg->dead_queue) != 0)
-        return 0;
-    amqp_queue_declare(oq_broker_conn(b), ARCHIVE_CHANNEL, amqp_cstring_bytes(a->held_queue), 1, 0,
-                       0, 0, amqp_empty_table);
-    return oq_broker_check(b, ARCHIVE_CHANNEL, "queue.declare (passive)") == 0;
-}
-
 /* A unique key for the row of a letter that cannot be read: the letter
  * itself cannot be hashed (its properties are what cannot be decoded, and
  * the connection cannot read its body). Archived again after a crash
@@ -1346,11 +1330,12 @@ static enum archive_end unreadable_letter(struct oq_archiver *a, struct oq_broke
 {
     struct oq_dead_letter dl;
     char why[OQ_ERRLEN], exchange[256], key[256];
-    int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION, stored = 0;
-    if (!lib || (r.library_error != AMQP_STATUS_INVALID_PARAMETER &&
-                 r.library_error != AMQP_STATUS_BAD_AMQP_DATA)) {
+    int stored = 0;
+    if (!oq_broker_unreadable(r)) {
         oq_warn("archiving dead letters: the broker connection ended (%s); reconnecting",
-                lib ? amqp_error_string2(r.library_error) : "closed by the broker");
+                r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                    ? amqp_error_string2(r.library_error)
+                    : "closed by the broker");
         return ARCHIVE_LOST;
     }
     snprintf(exchange, sizeof(exchange), "%.*s", (int)m->exchange.len,
@@ -1396,7 +1381,9 @@ static enum archive_end archive_connection(struct oq_archiver *a, struct oq_brok
                                            int64_t *archived)
 {
     amqp_connection_state_t conn = oq_broker_conn(b);
-    a->dead_letters = dead_queue_dead_letters(a, b);
+    /* Before basic.qos: a refusal closes the channel, opened again without it. */
+    a->dead_letters = oq_topology_dead_letters_on_broker(b, ARCHIVE_CHANNEL, a->topology,
+                                                         a->cfg->dead_queue) == 1;
     amqp_basic_qos(conn, ARCHIVE_CHANNEL, 0, ARCHIVE_PREFETCH, 0);
     if (oq_broker_check(b, ARCHIVE_CHANNEL, "basic.qos") != 0)
         return ARCHIVE_LOST;
@@ -1470,13 +1457,14 @@ static void archive_disconnect(struct oq_archiver *a, struct oq_broker *b, enum 
 static void *archiver_main(void *arg)
 {
     struct oq_archiver *a = arg;
-    int failures = 0;
+    struct oq_reconnect_backoff backoff = {0};
     /* MySQL first: without it a letter cannot be stored, and one held
      * unacked meanwhile would keep the broker connection waiting. */
     while (!a->stop && archiver_db(a) == 0) {
         struct oq_broker *b = NULL;
         char why[OQ_ERRLEN * 2];
-        int64_t connected_at = oq_now_ms(), archived = 0;
+        int64_t archived = 0;
+        oq_reconnect_connected(&backoff, oq_now_ms());
         if (oq_broker_connect(a->cfg, "archive", &b, why, sizeof(why)) == 0) {
             oq_log(OQ_LOG_INFO, (&(struct oq_log_fields){.queue = a->cfg->dead_queue}),
                    "archiving dead letters into dead_letter");
@@ -1484,20 +1472,18 @@ static void *archiver_main(void *arg)
         } else {
             oq_error("archiving dead letters: %s", why);
         }
-        /* The backoff starts again only after a connection that settled a
-         * letter or stayed up ARCHIVE_HEALTHY_MS: one that ends at once
-         * every time (a letter it cannot read) must not reconnect twice a
-         * second for ever. */
-        if (archived > 0 || oq_now_ms() - connected_at >= ARCHIVE_HEALTHY_MS)
-            failures = 0;
-        /* Also when MySQL refused the letter: a read_only server takes the
-         * next connection at once, and the letter would come straight back. */
+        if (archived > 0)
+            oq_reconnect_settled(&backoff);
+        /* Backed off also when MySQL refused the letter: a read_only server
+         * takes the next connection at once, and the letter would come
+         * straight back. */
         if (!a->stop) {
-            int64_t wait = oq_backoff_ms(++failures);
-            if (failures > 1)
-                oq_warn("archiving dead letters: reconnecting in %lld ms (attempt %d: no "
-                        "connection since the last healthy one archived a letter or lasted %d s)",
-                        (long long)wait, failures, ARCHIVE_HEALTHY_MS / 1000);
+            char attempt[160];
+            int64_t wait = oq_reconnect_failed(&backoff, oq_now_ms(), "archived a letter", attempt,
+                                               sizeof(attempt));
+            if (backoff.failures > 1)
+                oq_warn("archiving dead letters: reconnecting in %lld ms (%s)", (long long)wait,
+                        attempt);
             oq_nap(wait, &a->stop);
         }
     }

@@ -142,8 +142,8 @@ static int bridge_open(struct bridge *br, char *err, size_t errlen)
         rc = oq_db_open(br->cfg->mysql_url, br->cfg->connect_timeout_ms, 0, &br->db, err, errlen);
     struct oq_publisher_callbacks cb = {on_settled, on_returned, br};
     if (rc == 0 && br->b == NULL)
-        rc = oq_publisher_connect(br->cfg, "legacy bridge", 1, LEGACY_BATCH, &cb, &br->b, &br->pub,
-                                  err, errlen);
+        rc = oq_publisher_connect(br->cfg, "legacy bridge", 1, LEGACY_BATCH, 1, &cb, &br->b,
+                                  &br->pub, err, errlen);
     /* Between polls the connection is idle: keep its heartbeats going. */
     if (rc == 0)
         rc = oq_publisher_keepalive(br->pub, err, errlen);

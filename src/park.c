@@ -103,12 +103,9 @@ static void connect_now(struct oq_parker *p)
 {
     char err[OQ_ERRLEN * 2] = "";
     struct oq_publisher_callbacks cb = {on_settled, on_returned, p};
-    int rc = oq_broker_connect(p->cfg, "park", &p->b, err, sizeof(err));
-    if (rc == 0 && (rc = oq_publisher_new(p->b, 1, PARK_WINDOW, 0, &cb, &p->pub)) != 0)
-        snprintf(err, sizeof(err), "%s", oq_broker_error(p->b));
-    if (rc != 0) {
-        oq_broker_drop(p->b, 1);
-        p->b = NULL;
+    /* own_frames 0: oq_parker_poll reads this connection (alarms, closes) */
+    if (oq_publisher_connect(p->cfg, "park", 1, PARK_WINDOW, 0, &cb, &p->b, &p->pub, err,
+                             sizeof(err)) != 0) {
         int64_t wait = oq_backoff_ms(++p->failures);
         p->connect_at = oq_now_ms() + wait;
         oq_error("parking connection: %s; retrying in %lld ms", err, (long long)wait);

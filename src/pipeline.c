@@ -29,9 +29,8 @@
 #include "orderq/topology.h"
 #include "orderq/trust.h"
 
-#define CONSUME_CHANNEL   1
-#define DECLARE_CHANNEL   2     /* redeclaring a deleted queue: a refusal closes only this one */
-#define PROVEN_HEALTHY_MS 10000 /* a connection up this long resets the reconnect backoff */
+#define CONSUME_CHANNEL 1
+#define DECLARE_CHANNEL 2 /* redeclaring a deleted queue: a refusal closes only this one */
 
 enum outcome {
     PENDING = 0,
@@ -1024,13 +1023,11 @@ static void refuse_encoded(const struct oq_config *cfg, struct delivery *d)
 static int check_dead_lettering(struct pipeline *pl)
 {
     for (size_t i = 0; i < pl->n_queues; i++) {
-        pl->dead_letters[i] = 0;
-        if (!oq_topology_dead_letters(pl->topology, pl->queues[i]))
-            continue;
-        int rc = oq_topology_queue_as_planned(pl->b, CONSUME_CHANNEL, pl->topology, pl->queues[i]);
+        int rc =
+            oq_topology_dead_letters_on_broker(pl->b, CONSUME_CHANNEL, pl->topology, pl->queues[i]);
         if (rc == OQ_EBROKER)
             return rc;
-        pl->dead_letters[i] = rc == 0;
+        pl->dead_letters[i] = rc == 1;
     }
     return 0;
 }
@@ -1073,8 +1070,7 @@ static void refuse_unreadable(struct pipeline *pl, uint64_t tag, const char *que
                               const char *exchange, const char *key, amqp_rpc_reply_t r)
 {
     int lib = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
-    int unreadable = lib && (r.library_error == AMQP_STATUS_INVALID_PARAMETER ||
-                             r.library_error == AMQP_STATUS_BAD_AMQP_DATA);
+    int unreadable = oq_broker_unreadable(r);
     int dead_letters = queue_dead_letters(pl, queue);
     const char *what = !unreadable ? ""
                        : dead_letters
@@ -1318,19 +1314,13 @@ static int start_workers(struct pipeline *pl, char *err, size_t errlen)
     return 0;
 }
 
-/* A connection that settled a batch, or stayed up PROVEN_HEALTHY_MS,
- * proved the broker and the queues good. */
-static int proved_healthy(const struct pipeline *pl, int64_t connected_at, uint64_t settled_before)
-{
-    return pl->settled > settled_before || oq_now_ms() - connected_at >= PROVEN_HEALTHY_MS;
-}
-
 int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size_t n,
                     volatile sig_atomic_t *stop, void (*wake_relay)(void *), void *relay, char *err,
                     size_t errlen)
 {
     struct pipeline pl;
-    int failures = 0, rc;
+    struct oq_reconnect_backoff backoff = {0};
+    int rc;
 
     memset(&pl, 0, sizeof(pl));
     pl.cfg = cfg;
@@ -1393,7 +1383,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         if (r == 0)
             r = oq_subscriptions_start(pl.subs, pl.b, CONSUME_CHANNEL, DECLARE_CHANNEL, why,
                                        sizeof(why));
-        int64_t connected_at = oq_now_ms();
+        oq_reconnect_connected(&backoff, oq_now_ms());
         uint64_t settled_before = pl.settled;
         if (r == 0) {
             oq_metric_add(OQ_M_BROKER_CONNECTS, 1);
@@ -1402,6 +1392,8 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
             oq_info("connected; consuming %zu queue%s, prefetch %lld, batches of %lld", active,
                     active == 1 ? "" : "s", (long long)cfg->prefetch, (long long)cfg->batch_size);
             r = serve(&pl);
+            if (pl.settled > settled_before) /* a batch settled: the queues are good */
+                oq_reconnect_settled(&backoff);
             oq_metric_set(OQ_M_READY, 0);
             oq_metric_set(OQ_M_CONSUMERS, 0);
         }
@@ -1418,21 +1410,11 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
         pl.b = NULL;
         pl.unreadable = 0;
         oq_metrics_reconnect(OQ_PEER_BROKER);
-        /* The backoff starts again only after a connection that proved
-         * healthy: one that ends at once every time (a message it cannot
-         * read, a queue it may not consume) would otherwise reconnect
-         * twice a second for ever. */
-        if (proved_healthy(&pl, connected_at, settled_before))
-            failures = 0;
-        int64_t wait = oq_backoff_ms(++failures);
-        if (failures > 1)
-            oq_error("%s; reconnecting in %lld ms (attempt %d: no connection since the last "
-                     "healthy one settled a batch or lasted %d s)",
-                     why[0] ? why : "broker connection lost", (long long)wait, failures,
-                     PROVEN_HEALTHY_MS / 1000);
-        else
-            oq_error("%s; reconnecting in %lld ms (attempt %d)",
-                     why[0] ? why : "broker connection lost", (long long)wait, failures);
+        char attempt[160];
+        int64_t wait =
+            oq_reconnect_failed(&backoff, oq_now_ms(), "settled a batch", attempt, sizeof(attempt));
+        oq_error("%s; reconnecting in %lld ms (%s)", why[0] ? why : "broker connection lost",
+                 (long long)wait, attempt);
         oq_nap(wait, stop);
         free_processed_orphans(&pl);
     }

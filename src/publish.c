@@ -52,14 +52,14 @@ int oq_publisher_new(struct oq_broker *b, amqp_channel_t channel, size_t window,
 }
 
 int oq_publisher_connect(const struct oq_config *cfg, const char *purpose, amqp_channel_t channel,
-                         size_t window, const struct oq_publisher_callbacks *cb,
+                         size_t window, int own_frames, const struct oq_publisher_callbacks *cb,
                          struct oq_broker **b, struct oq_publisher **out, char *err, size_t errlen)
 {
     *out = NULL;
     int rc = oq_broker_connect(cfg, purpose, b, err, errlen);
     if (rc != 0)
         return rc;
-    if ((rc = oq_publisher_new(*b, channel, window, 1, cb, out)) != 0) {
+    if ((rc = oq_publisher_new(*b, channel, window, own_frames, cb, out)) != 0) {
         snprintf(err, errlen, "opening a channel in confirm mode: %s",
                  rc == OQ_ENOMEM ? "out of memory" : oq_broker_error(*b));
         oq_broker_drop(*b, 1);

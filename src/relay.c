@@ -110,8 +110,8 @@ static int link_open(struct link *l, char *err, size_t errlen)
         rc = oq_db_open(l->cfg->mysql_url, l->cfg->connect_timeout_ms, 0, &l->db, err, errlen);
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
     if (rc == 0 && l->b == NULL)
-        rc =
-            oq_publisher_connect(l->cfg, "relay", 1, RELAY_BATCH, &cb, &l->b, &l->pub, err, errlen);
+        rc = oq_publisher_connect(l->cfg, "relay", 1, RELAY_BATCH, 1, &cb, &l->b, &l->pub, err,
+                                  errlen);
     return rc;
 }
 

@@ -353,19 +353,34 @@ static int declare_exchange(struct oq_broker *b, const struct oq_topo_exchange *
     return r == OQ_EBROKER ? r : 0; /* only a dead connection stops the run */
 }
 
-static int declare_queue(struct oq_broker *b, amqp_channel_t ch, const struct oq_topo_queue *q,
-                         int *rc, char *err, size_t errlen)
+/* queue.declare of name on ch, checked: the one place orderq declares a
+ * queue (durable; passive only asks whether it exists). */
+static int queue_declare(struct oq_broker *b, amqp_channel_t ch, const char *name, int passive,
+                         amqp_table_t args)
 {
-    char what[300], msg[OQ_ERRLEN + 400];
+    char what[300];
+    amqp_queue_declare(oq_broker_conn(b), ch, amqp_cstring_bytes(name), passive, 1, 0, 0, args);
+    snprintf(what, sizeof(what), "queue.declare %s%s", name, passive ? " (passive)" : "");
+    return oq_broker_check(b, ch, what);
+}
+
+/* declare_queue's flags: only the plan's arguments (never the legacy
+ * ones), quietly; the caller reads *rc and says what it means. */
+#define DECLARE_AS_PLANNED 1
+
+static int declare_queue(struct oq_broker *b, amqp_channel_t ch, const struct oq_topo_queue *q,
+                         int flags, int *rc, char *err, size_t errlen)
+{
+    char msg[OQ_ERRLEN + 400];
     amqp_table_entry_t e[OQ_TOPO_MAX_ARGS];
-    amqp_queue_declare(oq_broker_conn(b), ch, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
-                       to_table(q->args, q->nargs, e));
-    snprintf(what, sizeof(what), "queue.declare %s", q->name);
-    int r = oq_broker_check(b, ch, what);
+    int r = queue_declare(b, ch, q->name, 0, to_table(q->args, q->nargs, e));
+    if (flags & DECLARE_AS_PLANNED) {
+        if (*rc == 0)
+            *rc = r;
+        return r == OQ_EBROKER ? r : 0;
+    }
     if (r == OQ_EMISMATCH && q->nargs_legacy > 0) {
-        amqp_queue_declare(oq_broker_conn(b), ch, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
-                           to_table(q->args, q->nargs_legacy, e));
-        r = oq_broker_check(b, ch, what);
+        r = queue_declare(b, ch, q->name, 0, to_table(q->args, q->nargs_legacy, e));
         if (r == 0)
             oq_warn("queue \"%s\" has the arguments an older orderq gave it, without those "
                     "added since (`orderq topology verify` shows both); it works as before, "
@@ -419,7 +434,7 @@ int oq_topology_declare(struct oq_broker *b, const struct oq_topology *t, int cr
         if (declare_exchange(b, &t->exchanges[i], create_shop_exchange, &rc, err, errlen) != 0)
             return rc;
     for (size_t i = 0; i < t->n_queues; i++)
-        if (declare_queue(b, 1, &t->queues[i], &rc, err, errlen) != 0)
+        if (declare_queue(b, 1, &t->queues[i], 0, &rc, err, errlen) != 0)
             return rc;
     if (rc != 0)
         return rc; /* a binding to a missing exchange or queue would only fail again */
@@ -435,7 +450,7 @@ int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
     for (size_t i = 0; i < t->n_queues; i++) {
         if (strcmp(t->queues[i].name, queue) != 0)
             continue;
-        if (declare_queue(b, channel, &t->queues[i], &rc, err, errlen) != 0 || rc != 0)
+        if (declare_queue(b, channel, &t->queues[i], 0, &rc, err, errlen) != 0 || rc != 0)
             return rc;
         (void)declare_bindings(b, channel, t, queue, &rc, err, errlen);
         return rc;
@@ -444,39 +459,61 @@ int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel,
     return OQ_ENOTFOUND;
 }
 
-int oq_topology_queue_as_planned(struct oq_broker *b, amqp_channel_t channel,
-                                 const struct oq_topology *t, const char *queue)
+static const struct oq_topo_queue *planned_queue(const struct oq_topology *t, const char *queue)
 {
-    amqp_table_entry_t e[OQ_TOPO_MAX_ARGS];
-    for (size_t i = 0; i < t->n_queues; i++) {
-        const struct oq_topo_queue *q = &t->queues[i];
-        if (strcmp(q->name, queue) != 0)
-            continue;
-        amqp_queue_declare(oq_broker_conn(b), channel, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
-                           to_table(q->args, q->nargs, e));
-        int rc = oq_broker_check(b, channel, "queue.declare");
-        if (rc != 0)
-            return rc;
-        /* Deleted under a running orderq, this declare made it again: bound
-         * too, or what is routed to it would be returned. A refused binding
-         * does not change what the queue's arguments are. */
-        int refused = 0;
-        char err[OQ_ERRLEN];
-        return declare_bindings(b, channel, t, queue, &refused, err, sizeof(err));
-    }
-    return OQ_ENOTFOUND;
+    for (size_t i = 0; t != NULL && i < t->n_queues; i++)
+        if (strcmp(t->queues[i].name, queue) == 0)
+            return &t->queues[i];
+    return NULL;
+}
+
+static const char *planned_arg(const struct oq_topo_queue *q, const char *key)
+{
+    for (size_t a = 0; q != NULL && a < q->nargs; a++)
+        if (strcmp(q->args[a].key, key) == 0)
+            return q->args[a].str != NULL ? q->args[a].str : "";
+    return NULL;
+}
+
+/* Declare q with exactly the plan's arguments, and its bindings, quietly:
+ * 0 means the queue on the broker has them. Returns 0, OQ_EMISMATCH (it
+ * has others), OQ_EREFUSED (e.g. no configure permission) or OQ_EBROKER. */
+static int queue_as_planned(struct oq_broker *b, amqp_channel_t channel,
+                            const struct oq_topology *t, const struct oq_topo_queue *q)
+{
+    int rc = 0;
+    char err[OQ_ERRLEN];
+    if (declare_queue(b, channel, q, DECLARE_AS_PLANNED, &rc, err, sizeof(err)) != 0 || rc != 0)
+        return rc;
+    /* Deleted under a running orderq, this declare made it again: bound
+     * too, or what is routed to it would be returned. A refused binding
+     * does not change what the queue's arguments are. */
+    int refused = 0;
+    return declare_bindings(b, channel, t, q->name, &refused, err, sizeof(err));
+}
+
+int oq_topology_dead_letters_on_broker(struct oq_broker *b, amqp_channel_t channel,
+                                       const struct oq_topology *t, const char *queue)
+{
+    const struct oq_topo_queue *q = planned_queue(t, queue);
+    const char *dlx = planned_arg(q, "x-dead-letter-exchange");
+    if (dlx == NULL)
+        return 0;
+    int rc = queue_as_planned(b, channel, t, q);
+    if (rc != 0)
+        return rc == OQ_EBROKER ? rc : 0;
+    /* Through the default exchange a letter goes to the queue its routing
+     * key names, and is dropped when that queue is missing. */
+    const char *target = planned_arg(q, "x-dead-letter-routing-key");
+    if (dlx[0] != '\0' || target == NULL)
+        return 1;
+    rc = queue_declare(b, channel, target, 1, amqp_empty_table);
+    return rc == OQ_EBROKER ? rc : rc == 0;
 }
 
 int oq_topology_dead_letters(const struct oq_topology *t, const char *queue)
 {
-    for (size_t i = 0; t != NULL && i < t->n_queues; i++) {
-        if (strcmp(t->queues[i].name, queue) != 0)
-            continue;
-        for (size_t a = 0; a < t->queues[i].nargs; a++)
-            if (strcmp(t->queues[i].args[a].key, "x-dead-letter-exchange") == 0)
-                return 1;
-    }
-    return 0;
+    return planned_arg(planned_queue(t, queue), "x-dead-letter-exchange") != NULL;
 }
 
 /* ---- export as definitions ------------------------------------------------- */

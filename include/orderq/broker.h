@@ -33,6 +33,13 @@ void oq_broker_close(struct oq_broker *b);
  * and its node stays first. NULL is fine. */
 void oq_broker_drop(struct oq_broker *b, int failed);
 
+/* 1 when reply (from amqp_read_message) says librabbitmq cannot decode the
+ * delivery's content header (e.g. a header named ""): the message's fault,
+ * so the caller may reject it without requeue where that dead-letters it,
+ * then close with oq_broker_close_unreadable. 0 for anything else (a socket
+ * error, a close by the broker): the connection's fault, not the message's. */
+int oq_broker_unreadable(amqp_rpc_reply_t reply);
+
 /* Close a connection whose input librabbitmq can no longer read (a frame it
  * cannot decode stays at the head of its input, e.g. a header named ""),
  * so that what was sent last (a basic.reject) is not lost: send

@@ -58,6 +58,32 @@ void oq_nap(int64_t ms, volatile sig_atomic_t *stop);
  * clients cut off at once do not all come back at once. */
 int64_t oq_backoff_ms(int failures);
 
+/* The backoff of a loop that reconnects, started again only after a
+ * healthy connection: one that settled something, or stayed up
+ * OQ_HEALTHY_CONNECTION_MS. One that ends at once every time (a message it
+ * cannot read, a queue it may not consume, a database that refuses every
+ * write) would otherwise reconnect twice a second for ever. */
+#define OQ_HEALTHY_CONNECTION_MS 10000
+struct oq_reconnect_backoff {
+    int failures;         /* attempts since the last healthy connection */
+    int64_t connected_at; /* oq_now_ms() when the current connection came up */
+    int settled;          /* the current connection settled something */
+};
+
+/* A connection came up (or was tried) at now, in oq_now_ms() time. */
+void oq_reconnect_connected(struct oq_reconnect_backoff *rb, int64_t now);
+
+/* The current connection settled something: it proved healthy. */
+void oq_reconnect_settled(struct oq_reconnect_backoff *rb);
+
+/* The current connection ended at now: counts the attempt (from 1 again
+ * after a healthy connection) and returns the delay before the next one
+ * (oq_backoff_ms). note gets "attempt N" and, from the second attempt in
+ * a row on, ": no connection since the last healthy one <settled_what> or
+ * lasted 10 s", for the caller's log line. */
+int64_t oq_reconnect_failed(struct oq_reconnect_backoff *rb, int64_t now, const char *settled_what,
+                            char *note, size_t notelen);
+
 /* A random number for jitter and unique tags (getrandom; the clock when
  * the kernel has no entropy yet). Not for secrets. */
 uint64_t oq_random_u64(void);

@@ -42,13 +42,14 @@ OQ_WUR int oq_publisher_new(struct oq_broker *b, amqp_channel_t channel, size_t 
                             struct oq_publisher **out);
 
 /* A connection of its own for purpose (oq_broker_connect) with a
- * publisher on channel that reads its own frames (own_frames 1): what
- * every part that only publishes opens. *b and *out are the caller's to
+ * publisher on channel (oq_publisher_new, own_frames as there): 1 for
+ * every part that only publishes; 0 for one whose caller reads the
+ * connection's frames itself (the parker). *b and *out are the caller's to
  * free (oq_publisher_free, then oq_broker_close or oq_broker_drop); on
  * failure both are NULL and err says why. Returns 0, OQ_ENOMEM or
  * OQ_EBROKER. */
 OQ_WUR int oq_publisher_connect(const struct oq_config *cfg, const char *purpose,
-                                amqp_channel_t channel, size_t window,
+                                amqp_channel_t channel, size_t window, int own_frames,
                                 const struct oq_publisher_callbacks *cb, struct oq_broker **b,
                                 struct oq_publisher **out, char *err, size_t errlen);
 

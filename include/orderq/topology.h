@@ -93,13 +93,18 @@ OQ_WUR int oq_topology_declare_queue(struct oq_broker *b, amqp_channel_t channel
  * without one). t may be NULL (0). */
 int oq_topology_dead_letters(const struct oq_topology *t, const char *queue);
 
-/* Declare queue with exactly the plan's arguments (never the legacy ones),
- * and its bindings, quietly, on channel: 0 means the queue on the broker
- * has them.
- * Returns 0, OQ_EMISMATCH (it has others), OQ_ENOTFOUND (not in the plan),
- * OQ_EREFUSED (e.g. no configure permission) or OQ_EBROKER. */
-OQ_WUR int oq_topology_queue_as_planned(struct oq_broker *b, amqp_channel_t channel,
-                                        const struct oq_topology *t, const char *queue);
+/* Whether queue, on the broker now, dead-letters as the plan says, so
+ * that a message rejected from it without requeue is dead-lettered, not
+ * dropped: the plan gives it a dead-letter exchange; a declare with
+ * exactly the plan's arguments (never the legacy ones) succeeds, quietly,
+ * and binds it as planned (a queue an older orderq declared without them
+ * refuses it); and when it dead-letters through the default exchange, the
+ * queue named by its x-dead-letter-routing-key exists (a passive declare).
+ * A refusal closes channel, which is opened again: call it before
+ * basic.qos or basic.consume on that channel. t may be NULL (0).
+ * Returns 1, 0 or OQ_EBROKER (the connection broke). */
+OQ_WUR int oq_topology_dead_letters_on_broker(struct oq_broker *b, amqp_channel_t channel,
+                                              const struct oq_topology *t, const char *queue);
 
 /* Compare the plan with what the management API at cfg->amqp_mgmt_url
  * reports for vhost. Each difference is one line (or one JSON object per

@@ -168,7 +168,7 @@ static int run(struct cli_cmd_ctx *ctx)
         return EX_NOINPUT;
     }
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &t};
-    int rc = oq_publisher_connect(ctx->cfg, "publish", 1, (size_t)window, &cb, &b, &pub, err,
+    int rc = oq_publisher_connect(ctx->cfg, "publish", 1, (size_t)window, 1, &cb, &b, &pub, err,
                                   sizeof(err));
     if (rc != 0) {
         cli_fail("publish: %s", err);

@@ -218,7 +218,7 @@ static int replay_connect(struct replay *r, char *err, size_t errlen)
 {
     struct oq_publisher_callbacks cb = {on_settled, on_returned, r};
     r->nknown = 0;
-    return oq_publisher_connect(r->d->ctx->cfg, "dlq-replay", 2, PAGE_SIZE, &cb, &r->b, &r->pub,
+    return oq_publisher_connect(r->d->ctx->cfg, "dlq-replay", 2, PAGE_SIZE, 1, &cb, &r->b, &r->pub,
                                 err, errlen);
 }
 

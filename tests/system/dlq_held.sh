@@ -32,18 +32,8 @@ rows() { my orderq_held -e "SELECT COUNT(*) FROM dead_letter${1:+ WHERE ${1}}"; 
 rows_are() { [ "$(rows "${2:-}")" = "$1" ]; }
 
 note "70 letters of 200,000 bytes, then 10 small ones, in orderq.dead"
-"$PY" - "$VHOST" <<'PY' || fail "publishing the letters"
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    for i in range(70):
-        body = (b"big-%02d:" % i).ljust(200000, b"x")
-        ch.basic_publish("orderq.dead", "", body, pika.BasicProperties(delivery_mode=2, message_id=f"big-{i}"), mandatory=True)
-    for i in range(10):
-        ch.basic_publish("orderq.dead", "", b"small %d" % i, pika.BasicProperties(delivery_mode=2, message_id=f"small-{i}"), mandatory=True)
-PY
+publish_letters --bytes 200000 big 70
+publish_letters small 10
 wait_for 10 ready_is orderq.dead 80 || fail "in orderq.dead: $(queue_ready orderq.dead)"
 
 note "the archiver: every small one archived, every big one held"
@@ -90,15 +80,8 @@ note "the held queue deleted under a running consumer: declared again, the next 
 CONSUME_QUEUES=orderq.probe start_consumer arch2
 wait_for 30 consuming orderq.probe || fail "the consumer did not start: $(tail -2 "$WORK/arch2.log")"
 mgmt DELETE "/api/queues/$v/orderq.dead.held" >/dev/null
-"$PY" - "$VHOST" <<'PY' || fail "publishing the letter"
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    ch.basic_publish("orderq.dead", "", b"late:".ljust(200000, b"y"), pika.BasicProperties(delivery_mode=2, message_id="late"), mandatory=True)
-PY
-wait_for 30 rows_are 1 "event_identifier = 'late'" || fail "the late letter's row: $(tail -2 "$WORK/arch2.log")"
+publish_letters --bytes 200000 late 1
+wait_for 30 rows_are 1 "event_identifier = 'late-0'" || fail "the late letter's row: $(tail -2 "$WORK/arch2.log")"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer's exit code"
 consumer_pid=

@@ -21,15 +21,7 @@ oq migrate >/dev/null 2>&1 || fail "migrate"
 oq topology declare --create-shop-exchange >/dev/null || fail "topology declare"
 rows() { my orderq_ro -e "SELECT COUNT(*) FROM dead_letter"; }
 rows_are() { [ "$(rows)" = "$1" ]; }
-"$PY" - "$VHOST" <<'PY' || fail "publishing the letters"
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    for i in range(3):
-        ch.basic_publish("orderq.dead", "", b"letter %d" % i, pika.BasicProperties(delivery_mode=2, message_id=f"ro-{i}"), mandatory=True)
-PY
+publish_letters ro 3
 wait_for 10 ready_is orderq.dead 3 || fail "in orderq.dead: $(queue_ready orderq.dead)"
 
 note "read_only for 10 s while the archiver runs"

@@ -9,26 +9,11 @@
 #    head, the log says why, and the archiver's reconnects back off.
 source "$(dirname "$0")/lib.sh"
 setup_consumer_test
-# publish_letters N: the unreadable letter, then N letters, to orderq.dead
-publish_letters() {
-    "$PY" - "$VHOST" "$1" <<'PY'
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    ch.basic_publish("orderq.dead", "order.processing", b"the unreadable one",
-                     pika.BasicProperties(delivery_mode=2, message_id="bad", headers={"": "empty key"}))
-    for i in range(int(sys.argv[2])):
-        ch.basic_publish("orderq.dead", "order.processing", b"letter %d" % i,
-                         pika.BasicProperties(delivery_mode=2, message_id="m%d" % i))
-PY
-}
 rows() { sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter'; }
 rows_are() { [ "$(rows)" = "$1" ]; }
 
 note "orderq.dead dead-letters into orderq.dead.held: the letter goes there whole, with a row; the 10 behind it are archived"
-publish_letters 10
+publish_letters --unreadable --key order.processing letter 10
 start_consumer archive
 wait_for 30 rows_are 11 || fail "rows: $(rows) of 11 (the unreadable letter and 10): $(grep -m2 'archiving dead letters' "$WORK/archive.log")"
 wait_for 10 ready_is orderq.dead 0 || fail "left in orderq.dead: $(queue_ready orderq.dead)"
@@ -40,7 +25,7 @@ import sys, pika
 params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
 with pika.BlockingConnection(params) as conn:
     method, props, body = conn.channel().basic_get("orderq.dead.held", auto_ack=False)
-assert body == b"the unreadable one" and props.message_id == "bad", (body, props)
+assert body == b'{"event_identifier":"hdr_key_empty"}' and props.message_id == "unreadable", (body, props)
 assert props.headers[""] == "empty key", props.headers
 death = props.headers["x-death"]
 assert death[0]["reason"] == "rejected" and death[0]["queue"] == "orderq.dead", death
@@ -49,7 +34,7 @@ row=$(sql "$DB" -e "SELECT CONCAT_WS('|', error_class, exchange_name, routing_ke
 expect_eq "unreadable|orderq.dead|order.processing|0" "$row" "the row of the unreadable letter"
 expect_contains "properties cannot be decoded" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE error_class = 'unreadable'")" "its error"
 expect_contains "the letter is whole in queue orderq.dead.held" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE error_class = 'unreadable'")" "its error"
-expect_eq 10 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE CONVERT(body USING utf8mb4) LIKE 'letter %'")" "the 10 letters behind it"
+expect_eq 10 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE CONVERT(body USING utf8mb4) LIKE 'letter-%'")" "the 10 letters behind it"
 id=$(sql "$DB" -e "SELECT id FROM dead_letter WHERE error_class = 'unreadable'")
 try oq dlq replay --id "$id"
 expect_contains "its properties cannot be decoded: the letter is whole in queue orderq.dead.held" "$out" "replay skips it"
@@ -61,7 +46,7 @@ mgmt PUT "/api/queues/$v/orderq.dead" '{"durable": true, "arguments": {"x-queue-
 try oq topology declare --create-shop-exchange
 expect_eq 0 "$rc" "topology declare over the older orderq.dead: $out"
 expect_contains 'has the arguments an older orderq gave it' "$out" "its warning"
-publish_letters 3
+publish_letters --unreadable --key order.processing letter 3
 start_consumer older
 sleep 12
 kill -TERM "$consumer_pid"

@@ -219,6 +219,41 @@ with pika.BlockingConnection(params) as conn:
 PY
 }
 
+# publish_letters [--unreadable] [--to EXCHANGE] [--key KEY] [--bytes N] PREFIX COUNT:
+# COUNT letters through EXCHANGE (default orderq.dead; "" is the default
+# exchange, to the queue KEY names), persistent, mandatory and confirmed:
+# message_id PREFIX-i, body "PREFIX-ii:" padded with x to N bytes. With
+# --unreadable, first one librabbitmq cannot read (a header named "";
+# message_id unreadable, body {"event_identifier":"hdr_key_empty"}).
+publish_letters() {
+    local unreadable=0 exchange=orderq.dead key="" bytes=0
+    while [ $# -gt 2 ]; do
+        case $1 in
+        --unreadable) unreadable=1 && shift ;;
+        --to) exchange=$2 && shift 2 ;;
+        --key) key=$2 && shift 2 ;;
+        --bytes) bytes=$2 && shift 2 ;;
+        *) fail "publish_letters: unknown option $1" ;;
+        esac
+    done
+    "$PY" - "$VHOST" "$exchange" "$key" "$unreadable" "$bytes" "$1" "$2" <<'PY' ||
+import sys, pika
+vhost, exchange, key, unreadable, size, prefix, n = sys.argv[1:]
+params = pika.ConnectionParameters("127.0.0.1", 5672, vhost, pika.PlainCredentials("guest", "guest"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    ch.confirm_delivery()
+    if unreadable == "1":
+        ch.basic_publish(exchange, key, b'{"event_identifier":"hdr_key_empty"}', mandatory=True,
+                         properties=pika.BasicProperties(delivery_mode=2, message_id="unreadable", headers={"": "empty key"}))
+    for i in range(int(n)):
+        body = (b"%s-%02d:" % (prefix.encode(), i)).ljust(int(size), b"x")
+        ch.basic_publish(exchange, key, body, mandatory=True,
+                         properties=pika.BasicProperties(delivery_mode=2, message_id=f"{prefix}-{i}"))
+PY
+        fail "publishing ${2} letters $1-* to exchange \"$exchange\""
+}
+
 # Start `orderq consume` in the background; its pid goes into $consumer_pid.
 # It consumes the queues in $CONSUME_QUEUES (default: the coupon rules and
 # the probe, so tests of those send no mail); CONSUME_QUEUES="" means all.

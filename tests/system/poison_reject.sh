@@ -82,17 +82,7 @@ expect_contains "rejected to the dead-letter exchange as it is" "$(grep -m1 'rea
 
 note "a queue that does not dead-letter (not orderq's): never rejected, the reconnects back off"
 mgmt PUT "/api/queues/$(urlenc "$VHOST")/orderq.legacy" '{"durable": true}' >/dev/null
-publish_unreadable_to() { # QUEUE: through the default exchange
-    "$PY" - "$VHOST" "$1" <<'PY'
-import sys, pika
-params = pika.ConnectionParameters("127.0.0.1", 5672, sys.argv[1], pika.PlainCredentials("guest", "guest"))
-with pika.BlockingConnection(params) as conn:
-    ch = conn.channel()
-    ch.confirm_delivery()
-    ch.basic_publish("", sys.argv[2], b'{"event_identifier":"hdr_key_empty"}',
-                     pika.BasicProperties(delivery_mode=2, headers={"": "empty key"}))
-PY
-}
+publish_unreadable_to() { publish_letters --unreadable --to "" --key "$1" unused 0; } # QUEUE
 publish_unreadable_to orderq.legacy
 publish_orders 3 9620000000 "" orderq.legacy
 CONSUME_QUEUES=orderq.legacy start_consumer foreign --no-archive

@@ -1,4 +1,4 @@
-/* test_retry.c - backoff tiers, attempts, fingerprints, cut header values */
+/* test_retry.c - backoff tiers, attempts, reconnect backoff, fingerprints, cut header values */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,8 +6,61 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "orderq/common.h"
 #include "orderq/config.h"
 #include "orderq/retry.h"
+
+/* oq_backoff_ms(n): a random delay in [base/2, base], base 500 ms << (n-1). */
+static void assert_backoff(int64_t wait, int failures)
+{
+    int64_t base = 500;
+    for (int i = 1; i < failures && base < 30000; i++)
+        base *= 2;
+    base = base > 30000 ? 30000 : base;
+    assert_in_range(wait, base / 2, base);
+}
+
+/* Connections that end at once back off further each time, and say so. */
+static void reconnect_backs_off_until_healthy(void **state)
+{
+    (void)state;
+    struct oq_reconnect_backoff rb = {0};
+    char note[160];
+    oq_reconnect_connected(&rb, 1000);
+    assert_backoff(oq_reconnect_failed(&rb, 1100, "settled a batch", note, sizeof(note)), 1);
+    assert_string_equal(note, "attempt 1");
+    for (int n = 2; n <= 4; n++) {
+        oq_reconnect_connected(&rb, 1000 * n);
+        assert_backoff(
+            oq_reconnect_failed(&rb, 1000 * n + 50, "settled a batch", note, sizeof(note)), n);
+    }
+    assert_int_equal(rb.failures, 4);
+    assert_string_equal(note, "attempt 4: no connection since the last healthy one settled a "
+                              "batch or lasted 10 s");
+}
+
+/* Settling anything, or staying up 10 s, starts the backoff again. */
+static void healthy_connection_starts_again(void **state)
+{
+    (void)state;
+    struct oq_reconnect_backoff rb = {.failures = 5};
+    char note[160];
+    oq_reconnect_connected(&rb, 0);
+    oq_reconnect_settled(&rb);
+    assert_backoff(oq_reconnect_failed(&rb, 10, "archived a letter", note, sizeof(note)), 1);
+    assert_string_equal(note, "attempt 1");
+    oq_reconnect_connected(&rb, 100); /* settled is per connection */
+    (void)oq_reconnect_failed(&rb, 200, "archived a letter", note, sizeof(note));
+    assert_int_equal(rb.failures, 2);
+    assert_string_equal(note, "attempt 2: no connection since the last healthy one archived a "
+                              "letter or lasted 10 s");
+    oq_reconnect_connected(&rb, 1000);
+    (void)oq_reconnect_failed(&rb, 1000 + OQ_HEALTHY_CONNECTION_MS - 1, "x", note, sizeof(note));
+    assert_int_equal(rb.failures, 3);
+    oq_reconnect_connected(&rb, 50000);
+    (void)oq_reconnect_failed(&rb, 50000 + OQ_HEALTHY_CONNECTION_MS, "x", note, sizeof(note));
+    assert_int_equal(rb.failures, 1);
+}
 
 static void tiers_follow_attempts(void **state)
 {
@@ -117,6 +170,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tiers_follow_attempts),
+        cmocka_unit_test(reconnect_backs_off_until_healthy),
+        cmocka_unit_test(healthy_connection_starts_again),
         cmocka_unit_test(retry_after_picks_a_longer_tier),
         cmocka_unit_test(only_transient_failures_come_back),
         cmocka_unit_test(fingerprints_group_alike_errors),
