@@ -48,7 +48,7 @@ static int on_ledger(void *ctx, const char *const *v, unsigned n)
  * that has none left shows 0 and a failed read keeps the last values. */
 struct class_counts {
     char name[8][33];
-    int64_t n[8];
+    int64_t n[9]; /* and "other" after the last */
     size_t count;
     int64_t other;
 };
@@ -76,11 +76,12 @@ static int read_dead_letters(struct oq_db *db)
                          " GROUP BY error_class",
                          NULL, 0, on_class_row, &c) != 0)
         return OQ_EDB;
-    oq_metrics_clear_dead_letters();
+    const char *names[9];
     for (size_t i = 0; i < c.count; i++)
-        oq_metrics_set_dead_letters(c.name[i], c.n[i]);
-    if (c.other > 0)
-        oq_metrics_set_dead_letters("", c.other); /* not a class name: under "other" */
+        names[i] = c.name[i];
+    names[c.count] = ""; /* not a class name: under "other" */
+    c.n[c.count] = c.other;
+    oq_metrics_set_dead_letters(names, c.n, c.count + 1);
     return 0;
 }
 
@@ -107,6 +108,7 @@ int oq_gauges_read(struct oq_db *db, char *err, size_t errlen)
         snprintf(err, errlen, "metrics gauges: counting %s: %s", what, oq_db_error(db));
         return OQ_EDB;
     }
+    oq_metrics_db_gauges_read();
     return 0;
 }
 

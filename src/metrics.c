@@ -17,9 +17,7 @@
 #include "orderq/retry.h"
 #include "orderq/url.h"
 
-#ifndef ORDERQ_GIT_SHA
-#define ORDERQ_GIT_SHA "unknown"
-#endif
+#include "git_sha.h" /* ORDERQ_GIT_SHA, written at each build (cmake/git_sha.cmake) */
 
 /* Files the rest of orderq may need besides the HTTP side: RabbitMQ, a
  * MySQL connection per worker, the relay, archiver and sweeper, SMTP and
@@ -53,6 +51,7 @@ static _Atomic int64_t sends[OQ_METRICS_MAX_HANDLERS][OQ_SEND_RESULT_COUNT];
 static _Atomic int64_t reconnects[OQ_PEER_COUNT];
 static _Atomic int64_t ledger_rows[OQ_LEDGER_STATE_COUNT];
 static _Atomic int64_t dead_letters[N_CLASSES];
+static _Atomic int64_t db_gauges_at; /* last full read of the database gauges; 0: none yet */
 static struct hist hists[OQ_H_COUNT];
 static struct hist handler_hists[OQ_METRICS_MAX_HANDLERS];
 static struct hist send_hists[OQ_PROTO_COUNT];
@@ -316,21 +315,26 @@ static const char *class_name(size_t i)
     return i + 1 < N_CLASSES ? oq_error_class_name((enum oq_error_class)i) : "other";
 }
 
-void oq_metrics_set_dead_letters(const char *error_class, int64_t n)
+static size_t class_index(const char *error_class)
 {
     size_t i = 0;
     while (i + 1 < N_CLASSES && strcmp(class_name(i), error_class) != 0)
         i++;
-    if (i + 1 < N_CLASSES)
-        atomic_store_explicit(&dead_letters[i], n, memory_order_relaxed);
-    else
-        add(&dead_letters[i], n); /* every unknown class adds up under "other" */
+    return i; /* N_CLASSES - 1: other */
 }
 
-void oq_metrics_clear_dead_letters(void)
+void oq_metrics_set_dead_letters(const char *const *classes, const int64_t *counts, size_t n)
 {
-    for (size_t i = 0; i < N_CLASSES; i++)
-        atomic_store_explicit(&dead_letters[i], 0, memory_order_relaxed);
+    int64_t next[N_CLASSES] = {0};
+    for (size_t i = 0; i < n; i++)
+        next[class_index(classes[i])] += counts[i];
+    for (size_t c = 0; c < N_CLASSES; c++)
+        atomic_store_explicit(&dead_letters[c], next[c], memory_order_relaxed);
+}
+
+void oq_metrics_db_gauges_read(void)
+{
+    atomic_store_explicit(&db_gauges_at, (int64_t)time(NULL), memory_order_relaxed);
 }
 
 int64_t oq_metrics_now_us(void)
@@ -495,18 +499,29 @@ static void render_histograms(struct text *t)
     }
 }
 
-static void render_gauges(struct text *t)
+/* The gauges read from the database: no sample before their first read. */
+static void render_db_gauges(struct text *t)
 {
+    int read = get(&db_gauges_at) != 0;
     header(t, "orderq_ledger_rows", "gauge",
            "Ledger rows in state sending or unknown (read every 30 s).");
-    for (size_t s = 0; s < OQ_LEDGER_STATE_COUNT; s++)
+    for (size_t s = 0; read && s < OQ_LEDGER_STATE_COUNT; s++)
         put(t, "orderq_ledger_rows{state=\"%s\"} %lld\n", ledger_state_names[s],
             (long long)get(&ledger_rows[s]));
     header(t, "orderq_dead_letters", "gauge",
            "Rows in dead_letter not replayed, by error_class (read every 30 s).");
-    for (size_t c = 0; c < N_CLASSES; c++)
+    for (size_t c = 0; read && c < N_CLASSES; c++)
         put(t, "orderq_dead_letters{error_class=\"%s\"} %lld\n", class_name(c),
             (long long)get(&dead_letters[c]));
+    header(t, "orderq_db_gauges_read_timestamp_seconds", "gauge",
+           "When the database gauges (outbox, ledger rows, dead letters) were last read whole; "
+           "0 before the first read. Stale while MySQL cannot be read.");
+    put(t, "orderq_db_gauges_read_timestamp_seconds %lld\n", (long long)get(&db_gauges_at));
+}
+
+static void render_gauges(struct text *t)
+{
+    render_db_gauges(t);
     header(t, "orderq_build_info", "gauge", "Always 1: the version and git commit built.");
     put(t, "orderq_build_info{version=\"%s\",git_sha=\"%s\"} 1\n", ORDERQ_VERSION, ORDERQ_GIT_SHA);
     header(t, "orderq_start_time_seconds", "gauge", "Start time of the process.");
@@ -519,9 +534,11 @@ char *oq_metrics_render(size_t *len)
     if (t.p == NULL)
         return NULL;
     render_labelled_counters(&t);
+    int db_read = get(&db_gauges_at) != 0;
     for (int i = 0; i < OQ_M_COUNT; i++) {
         header(&t, info[i].name, info[i].type, info[i].help);
-        put(&t, "%s %lld\n", info[i].name, (long long)oq_metric_get((enum oq_metric)i));
+        if (db_read || (i != OQ_M_OUTBOX_BACKLOG && i != OQ_M_OUTBOX_OLDEST_AGE))
+            put(&t, "%s %lld\n", info[i].name, (long long)oq_metric_get((enum oq_metric)i));
     }
     render_histograms(&t);
     render_gauges(&t);

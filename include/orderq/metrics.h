@@ -93,11 +93,16 @@ void oq_metrics_observe(enum oq_histogram h, int64_t value);
 void oq_metrics_handler_duration(size_t handler, int64_t us);
 void oq_metrics_send_duration(enum oq_protocol protocol, int64_t us);
 
-/* Gauges of the background reader. error_class: a dead-letter class name
- * (retry.h); other names count under "other". */
+/* Gauges of the background reader (gauges.c). */
 void oq_metrics_set_ledger_rows(enum oq_ledger_state_label state, int64_t n);
-void oq_metrics_set_dead_letters(const char *error_class, int64_t n);
-void oq_metrics_clear_dead_letters(void);
+/* Dead letters by class as one read found them: counts[i] of classes[i]
+ * (a dead-letter class name, retry.h; any other name adds up under
+ * "other"); a class not named has none. Each gauge moves from its last
+ * value to the new one, never through 0. */
+void oq_metrics_set_dead_letters(const char *const *classes, const int64_t *counts, size_t n);
+/* Every database gauge was read now. Until the first call they have no
+ * sample: a 0 at start would read as a drop, then a rise, to an alert. */
+void oq_metrics_db_gauges_read(void);
 
 /* Microseconds on the monotonic clock, for durations. */
 int64_t oq_metrics_now_us(void);

@@ -23,7 +23,7 @@ scrape_configs:
     static_configs: [{targets: ["$addr"]}]
   - job_name: rabbitmq
     metrics_path: /metrics/detailed
-    params: {family: [queue_coarse_metrics], vhost: ["$VHOST"]}
+    params: {family: [queue_coarse_metrics, queue_consumer_count], vhost: ["$VHOST"]}
     static_configs: [{targets: ["$RABBIT_PROM"]}]
 YML
 promtool check config "$WORK/prometheus.yml" >/dev/null || fail "prometheus.yml: $(promtool check config "$WORK/prometheus.yml" 2>&1)"
@@ -67,5 +67,8 @@ curl -sf "http://$addr/metrics" | grep -E '^orderq_(outcomes_total\{queue="order
 note "queue depth from RabbitMQ's plugin, per queue"
 depth=$(q "rabbitmq_detailed_queue_messages_ready{vhost=\"$VHOST\",queue=\"orderq.order.processing\"}")
 [[ $depth =~ ^[0-9]+$ ]] || fail "no per-queue depth for orderq.order.processing: $depth"
+# what the OrderqNoConsumer alert reads: this consumer, on its queue
+consumers=$(q "rabbitmq_detailed_queue_consumers{vhost=\"$VHOST\",queue=\"orderq.order.processing\"}")
+expect_eq 1 "$consumers" "rabbitmq_detailed_queue_consumers of orderq.order.processing"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"

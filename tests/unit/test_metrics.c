@@ -169,15 +169,23 @@ static void label_escaping(void **state)
 static void dead_letter_classes(void **state)
 {
     (void)state;
-    oq_metrics_clear_dead_letters();
-    oq_metrics_set_dead_letters("bad_input", 3);
-    oq_metrics_set_dead_letters("something_new", 2);
-    oq_metrics_set_dead_letters("", 1);
+    char *t = scrape(); /* nothing read yet: no sample, not a 0 */
+    assert_null(strstr(t, "orderq_dead_letters{"));
+    assert_null(strstr(t, "orderq_ledger_rows{"));
+    assert_null(strstr(t, "\norderq_outbox_backlog "));
+    assert_has_line(t, "orderq_db_gauges_read_timestamp_seconds 0");
+    free(t);
+    const char *classes[] = {"bad_input", "transient", "something_new", ""};
+    const int64_t counts[] = {3, 4, 2, 1};
+    oq_metrics_set_dead_letters(classes, counts, 4);
+    oq_metrics_set_dead_letters(classes, counts, 1); /* a later read: only bad_input left */
     oq_metrics_set_ledger_rows(OQ_LEDGER_UNKNOWN, 7);
-    char *t = scrape();
+    oq_metrics_db_gauges_read();
+    t = scrape();
+    assert_has_line(t, "orderq_outbox_backlog 0");
     assert_has_line(t, "orderq_dead_letters{error_class=\"bad_input\"} 3");
     assert_has_line(t, "orderq_dead_letters{error_class=\"transient\"} 0");
-    assert_has_line(t, "orderq_dead_letters{error_class=\"other\"} 3");
+    assert_has_line(t, "orderq_dead_letters{error_class=\"other\"} 0");
     assert_has_line(t, "orderq_ledger_rows{state=\"unknown\"} 7");
     free(t);
 }
