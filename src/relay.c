@@ -343,6 +343,10 @@ int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int o
     *published = 0;
     while (!*stop) {
         long n = relay_all(&l);
+        /* /readyz: this pass reached RabbitMQ (a live publisher) and MySQL
+         * (the outbox read); only the standalone relay owns the gauge, a
+         * consumer's relay thread leaves it to the consuming loop */
+        oq_metric_set(OQ_M_READY, n >= 0);
         if (n > 0)
             *published += n;
         if (once && n == 0)
