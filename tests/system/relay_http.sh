@@ -3,7 +3,9 @@
 # /metrics on http_addr: ready while its passes reach RabbitMQ and MySQL,
 # 503 once RabbitMQ is gone (its connection runs through a proxy that is
 # stopped) and 200 again when it is back; orderq_outbox_published_total
-# counts what it published; promtool check metrics passes on its scrape.
+# counts what it published; a KILLed MySQL connection counts in
+# orderq_reconnects_total{peer="database"} (a RabbitMQ outage does not);
+# promtool check metrics passes on its scrape.
 source "$(dirname "$0")/lib.sh"
 command -v promtool >/dev/null || fail "promtool is missing: apt-get install prometheus (deploy/local/lib.sh installs it)"
 setup_declared
@@ -62,6 +64,19 @@ wait_for 30 status_is /readyz 200 || fail "/readyz is $(status /readyz) after Ra
 sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
     VALUES ('coupon.email', 'h6_processing_1_14', '', 'coupon.email', '{}')"
 wait_for 20 published_is 6 || fail "orderq_outbox_published_total is $(metric_sum "$addr" orderq_outbox_published_total) after the outage, expected 6"
+db_reconnects() { metric_sum "$addr" orderq_reconnects_total peer=database; }
+expect_eq 0 "$(db_reconnects)" "database reconnects after a RabbitMQ outage (MySQL was fine)"
+
+note "its MySQL connections KILLed: counted as database reconnects, and it publishes again"
+ids=$(sql -e "SELECT id FROM information_schema.processlist WHERE db = '$DB' AND id <> CONNECTION_ID()")
+[ -n "$ids" ] || fail "no MySQL connection of the relay to kill"
+for id in $ids; do sql -e "KILL $id" 2>/dev/null || true; done
+reconnected() { [ "$(db_reconnects)" -ge 1 ]; }
+wait_for 20 reconnected || fail "orderq_reconnects_total{peer=database} is $(db_reconnects) after its connection was KILLed: $(tail -3 "$WORK/relay.log")"
+sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
+    VALUES ('coupon.email', 'h7_processing_1_14', '', 'coupon.email', '{}')"
+wait_for 20 published_is 7 || fail "orderq_outbox_published_total is $(metric_sum "$addr" orderq_outbox_published_total) after MySQL's KILL, expected 7"
+expect_eq 200 "$(status /readyz)" "/readyz after MySQL reconnected"
 
 note "SIGTERM: exits 0"
 kill -TERM "$relay"
