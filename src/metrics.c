@@ -557,7 +557,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/readyz") == 0) {
         int ready = oq_metric_get(OQ_M_READY) != 0;
         return reply(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
-                     ready ? "ready\n" : "not ready: not connected and consuming\n");
+                     ready ? "ready\n" : "not ready: not connected (the log says why)\n");
     }
     return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "try /metrics, /healthz or /readyz\n");
 }
