@@ -997,7 +997,7 @@ struct oq_archiver {
     volatile sig_atomic_t stop;
     struct oq_db *db;
     int db_failures;
-    unsigned db_tries; /* oq_db_reopen counts the reconnects */
+    unsigned db_tries;        /* oq_db_reopen counts the reconnects */
     long long max_packet;     /* the server's max_allowed_packet */
     int64_t held;             /* letters left unacked in this connection */
     char *held_queue;         /* where bodies too big for a row go */

@@ -42,7 +42,7 @@ struct link {
     struct oq_db *db;
     struct rows rows;
     int failures;
-    unsigned db_tries; /* oq_db_reopen counts the reconnects */
+    unsigned db_tries;           /* oq_db_reopen counts the reconnects */
     volatile sig_atomic_t *stop; /* checked between rounds */
 };
 
@@ -113,9 +113,8 @@ static void link_close(struct link *l)
 static int link_open(struct link *l, char *err, size_t errlen)
 {
     int rc = 0;
-    if (l->db == NULL &&
-        oq_db_reopen(l->cfg->mysql_url, l->cfg->connect_timeout_ms, &l->db_tries, &l->db, err,
-                     errlen) != 0)
+    if (l->db == NULL && oq_db_reopen(l->cfg->mysql_url, l->cfg->connect_timeout_ms, &l->db_tries,
+                                      &l->db, err, errlen) != 0)
         return OQ_EDB;
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
     if (l->b == NULL) {
