@@ -245,6 +245,14 @@ void oq_db_close(struct oq_db *db)
     free(db);
 }
 
+int oq_db_reopen(const char *url, int64_t timeout_ms, unsigned *tries, struct oq_db **out,
+                 char *err, size_t errlen)
+{
+    if ((*tries)++ > 0) /* the first is the thread's start, not a reconnect */
+        oq_metrics_reconnect(OQ_PEER_DATABASE);
+    return oq_db_open(url, timeout_ms, 0, out, err, errlen);
+}
+
 int oq_db_exec(struct oq_db *db, const char *sql)
 {
     if (begin(db) != 0)

@@ -996,6 +996,7 @@ struct oq_archiver {
     volatile sig_atomic_t stop;
     struct oq_db *db;
     int db_failures;
+    unsigned db_tries;        /* oq_db_reopen counts the reconnects */
     long long max_packet;     /* the server's max_allowed_packet */
     int64_t held;             /* letters left unacked in this connection */
     char *held_queue;         /* where bodies too big for a row go */
@@ -1009,7 +1010,8 @@ struct oq_archiver {
 /* One try to connect to MySQL. Returns 0 or OQ_EDB (err says why). */
 static int archiver_db_open(struct oq_archiver *a, char *err, size_t errlen)
 {
-    if (oq_db_open(a->cfg->mysql_url, a->cfg->connect_timeout_ms, 0, &a->db, err, errlen) != 0)
+    if (oq_db_reopen(a->cfg->mysql_url, a->cfg->connect_timeout_ms, &a->db_tries, &a->db, err,
+                     errlen) != 0)
         return OQ_EDB;
     int is_null = 0;
     if (oq_db_query_int(a->db, "SELECT @@max_allowed_packet", NULL, 0, &a->max_packet, &is_null) !=

@@ -497,10 +497,14 @@ int oq_event_time_us(const char *text, int64_t *out)
     memset(&tm, 0, sizeof(tm));
     /* strptime and timegm do the calendar: no date arithmetic by hand */
     const char *p = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    /* Magento's (and MySQL's DATETIME text): a space, no zone, in UTC */
+    int space = p == NULL && text != NULL && (p = strptime(text, "%Y-%m-%d %H:%M:%S", &tm)) != NULL;
     if (p == NULL)
         return OQ_EINVAL;
     int64_t us = fraction_us(&p);
-    if (*p == 'Z' || *p == 'z') {
+    if (space && *p == '\0') {
+        /* UTC: no offset */
+    } else if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
         sign = *p == '-' ? -1 : 1;

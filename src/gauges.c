@@ -17,6 +17,7 @@ struct oq_gauges {
     volatile sig_atomic_t stop;
     struct oq_db *db;
     int failures;
+    unsigned db_tries; /* oq_db_reopen counts the reconnects */
 };
 
 static int64_t number(const char *v)
@@ -117,8 +118,8 @@ static void *gauges_main(void *arg)
     struct oq_gauges *g = arg;
     char err[OQ_ERRLEN];
     while (!g->stop) {
-        if (g->db == NULL && oq_db_open(g->cfg->mysql_url, g->cfg->connect_timeout_ms, 0, &g->db,
-                                        err, sizeof(err)) != 0) {
+        if (g->db == NULL && oq_db_reopen(g->cfg->mysql_url, g->cfg->connect_timeout_ms,
+                                          &g->db_tries, &g->db, err, sizeof(err)) != 0) {
             oq_warn("metrics gauges: %s; retrying in %lld ms", err,
                     (long long)g->cfg->metrics_db_interval_ms);
             oq_nap(g->cfg->metrics_db_interval_ms, &g->stop);

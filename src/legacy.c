@@ -12,6 +12,7 @@
 #include "orderq/db.h"
 #include "orderq/json.h"
 #include "orderq/log.h"
+#include "orderq/metrics.h"
 #include "orderq/phpser.h"
 #include "orderq/publish.h"
 
@@ -293,6 +294,7 @@ int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile
             rc = (int)n;
             break;
         }
+        oq_metric_set(OQ_M_READY, n >= 0); /* /readyz: this pass reached both */
         if (n >= 0 && once)
             break;
         if (n < 0) {

@@ -118,7 +118,9 @@ static const struct {
     [OQ_M_OUTBOX_PUBLISHED] = {"orderq_outbox_published_total", "counter",
                                "Outbox events published and confirmed."},
     [OQ_M_CONSUMERS] = {"orderq_consumers", "gauge", "Queues being consumed now."},
-    [OQ_M_READY] = {"orderq_ready", "gauge", "1 when connected and consuming."},
+    [OQ_M_READY] =
+        {"orderq_ready", "gauge",
+         "1 when connected and consuming (a relay: its last pass reached RabbitMQ and MySQL)."},
     [OQ_M_LEASES_EXPIRED] = {"orderq_ledger_leases_expired", "gauge",
                              "Ledger rows still sending whose lease ran out, as the lease sweeper "
                              "read them at its last pass (those past sweep_after_ms it settles)."},
@@ -598,7 +600,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/readyz") == 0) {
         int ready = oq_metric_get(OQ_M_READY) != 0;
         return reply(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
-                     ready ? "ready\n" : "not ready: not connected and consuming\n");
+                     ready ? "ready\n" : "not ready: not connected (the log says why)\n");
     }
     return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "try /metrics, /healthz or /readyz\n");
 }

@@ -42,6 +42,7 @@ struct link {
     struct oq_db *db;
     struct rows rows;
     int failures;
+    unsigned db_tries;           /* oq_db_reopen counts the reconnects */
     volatile sig_atomic_t *stop; /* checked between rounds */
 };
 
@@ -93,26 +94,50 @@ static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_me
             (int)why->routing_key.len, (const char *)why->routing_key.bytes);
 }
 
-static void link_close(struct link *l)
+static void link_close_broker(struct link *l)
 {
     oq_publisher_free(l->pub);
     l->pub = NULL;
     oq_broker_drop(l->b, 1);
     l->b = NULL;
+}
+
+static void link_close(struct link *l)
+{
+    link_close_broker(l);
     oq_db_close(l->db);
     l->db = NULL;
 }
 
+/* Open what is closed. Returns 0, OQ_EDB (MySQL) or another OQ_E* (RabbitMQ). */
 static int link_open(struct link *l, char *err, size_t errlen)
 {
     int rc = 0;
-    if (l->db == NULL)
-        rc = oq_db_open(l->cfg->mysql_url, l->cfg->connect_timeout_ms, 0, &l->db, err, errlen);
+    if (l->db == NULL && oq_db_reopen(l->cfg->mysql_url, l->cfg->connect_timeout_ms, &l->db_tries,
+                                      &l->db, err, errlen) != 0)
+        return OQ_EDB;
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
-    if (rc == 0 && l->b == NULL)
+    if (l->b == NULL) {
         rc = oq_publisher_connect(l->cfg, "relay", 1, RELAY_BATCH, 1, &cb, &l->b, &l->pub, err,
                                   errlen);
+        if (rc == OQ_EDB)
+            rc = OQ_EBROKER;
+    }
     return rc;
+}
+
+/* After a failure: a lost broker closes the broker side only, so a MySQL
+ * connection that works is kept and orderq_reconnects_total{peer=
+ * "database"} counts the times MySQL itself failed us. */
+static void link_fail(struct link *l, int rc)
+{
+    link_close_broker(l);
+    if (rc == OQ_EDB) {
+        oq_db_close(l->db);
+        l->db = NULL;
+    } else if (l->db != NULL) {
+        oq_db_rollback(l->db); /* nothing is open after a broker failure; to be sure */
+    }
 }
 
 static int publish_rows(struct link *l)
@@ -309,13 +334,15 @@ db_fail:
 static long relay_all(struct link *l)
 {
     char err[OQ_ERRLEN * 2] = "";
-    long total = 0;
-    if (link_open(l, err, sizeof(err)) != 0)
+    long total = 0, n = 0;
+    if ((n = link_open(l, err, sizeof(err))) != 0)
         goto fail;
-    if (oq_publisher_keepalive(l->pub, err, sizeof(err)) != 0)
+    if (oq_publisher_keepalive(l->pub, err, sizeof(err)) != 0) {
+        n = OQ_EBROKER;
         goto fail;
+    }
     for (int deadlocks = 0;;) {
-        long n = relay_batch(l, err, sizeof(err));
+        n = relay_batch(l, err, sizeof(err));
         if (n == OQ_EDB && oq_db_last_class(l->db) == OQ_DB_RETRY && deadlocks++ < 10) {
             /* relays and consumers writing the outbox at once: normal, redo */
             oq_debug("outbox relay: %s; retrying", err);
@@ -332,7 +359,7 @@ static long relay_all(struct link *l)
 fail:
     l->failures++;
     oq_error("outbox relay: %s", err[0] ? err : "failed");
-    link_close(l);
+    link_fail(l, (int)n);
     return -1;
 }
 
@@ -343,6 +370,10 @@ int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int o
     *published = 0;
     while (!*stop) {
         long n = relay_all(&l);
+        /* /readyz: this pass reached RabbitMQ (a live publisher) and MySQL
+         * (the outbox read); only the standalone relay owns the gauge, a
+         * consumer's relay thread leaves it to the consuming loop */
+        oq_metric_set(OQ_M_READY, n >= 0);
         if (n > 0)
             *published += n;
         if (once && n == 0)

@@ -325,6 +325,7 @@ struct oq_sweeper {
     volatile sig_atomic_t stop;
     struct oq_db *db;
     int db_failures;
+    unsigned db_tries; /* oq_db_reopen counts the reconnects */
     char who[256];
 };
 
@@ -347,8 +348,8 @@ static void *sweeper_main(void *arg)
     int waits = 0;
     while (!s->stop) {
         if (s->db == NULL) {
-            if (oq_db_open(cfg->mysql_url, cfg->connect_timeout_ms, 0, &s->db, err, sizeof(err)) !=
-                0) {
+            if (oq_db_reopen(cfg->mysql_url, cfg->connect_timeout_ms, &s->db_tries, &s->db, err,
+                             sizeof(err)) != 0) {
                 int64_t wait = oq_backoff_ms(++s->db_failures);
                 oq_error("lease sweeper: %s; retrying in %lld ms", err, (long long)wait);
                 oq_nap(wait, &s->stop);

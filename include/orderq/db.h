@@ -51,6 +51,14 @@ OQ_WUR int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struc
                       char *err, size_t errlen);
 void oq_db_close(struct oq_db *db);
 
+/* oq_db_open for a thread that keeps one connection and opens it again
+ * when it is lost (the relay, the lease sweeper, the archiver, the gauge
+ * reader): *tries counts its attempts, and every attempt after the first
+ * counts once in orderq_reconnects_total{peer="database"}. (The batch and
+ * effect workers count their own.) Returns as oq_db_open. */
+OQ_WUR int oq_db_reopen(const char *url, int64_t timeout_ms, unsigned *tries, struct oq_db **out,
+                        char *err, size_t errlen);
+
 /* Run a statement that has no data in it (DDL, SET, COMMIT).
  * Returns 0 or OQ_EDB; oq_db_error() says why. */
 OQ_WUR int oq_db_exec(struct oq_db *db, const char *sql);

@@ -68,7 +68,10 @@ OQ_WUR int oq_event_string_field(yajl_val root, const char *key, int required, s
                                  char **out, char *err, size_t errlen);
 
 /* created_at as Unix microseconds: RFC 3339, "2017-02-23T11:06:40Z",
- * with an optional fraction and a Z or +hh:mm / -hh:mm offset. Returns 0,
+ * with an optional fraction and a Z or +hh:mm / -hh:mm offset; or with a
+ * space for the T, where no zone means UTC ("2026-12-01 10:00:00", Magento's
+ * created_at, which it keeps in UTC). A T without a zone stays refused: its
+ * zone is anyone's guess. Returns 0,
  * or OQ_EINVAL when text is not such a time. */
 OQ_WUR int oq_event_time_us(const char *text, int64_t *out);
 

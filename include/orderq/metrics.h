@@ -25,7 +25,7 @@ enum oq_metric {
     OQ_M_BATCHES,             /* counter: batches settled */
     OQ_M_OUTBOX_PUBLISHED,    /* counter: outbox events published and confirmed */
     OQ_M_CONSUMERS,           /* gauge: queues being consumed */
-    OQ_M_READY,               /* gauge: 1 when connected and consuming */
+    OQ_M_READY,               /* gauge: 1 when consuming; a relay: its last pass worked */
     OQ_M_LEASES_EXPIRED,      /* gauge: ledger rows `sending` whose lease ran out (sweeper) */
     OQ_M_SWEPT,               /* counter: abandoned leases the sweeper marked unknown */
     OQ_M_FOREIGN_HEADERS,     /* counter: deliveries whose x-orderq-* headers were ignored */

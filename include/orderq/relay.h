@@ -27,7 +27,8 @@ void oq_relay_wake(void *relay);
 void oq_relay_stop(struct oq_relay *r);
 
 /* Relay in the calling thread until *stop (or, with once, until the outbox
- * has nothing left). *published counts rows. Returns 0; with once,
+ * has nothing left). *published counts rows. Sets the orderq_ready gauge
+ * after each pass: 1 when it reached RabbitMQ and MySQL, else 0. Returns 0; with once,
  * OQ_EBROKER after the first failure (reason in err). */
 OQ_WUR int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int once,
                         long long *published, char *err, size_t errlen);

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "orderq/gauges.h"
 #include "orderq/legacy.h"
 #include "orderq/log.h"
+#include "orderq/metrics.h"
 #include "orderq/relay.h"
 
 static struct cli_progress legacy_bar;
@@ -42,13 +44,10 @@ static int run_legacy(struct cli_cmd_ctx *ctx, const char *table, int once)
     return EX_OK;
 }
 
-static int run(struct cli_cmd_ctx *ctx)
+static int relay(struct cli_cmd_ctx *ctx, const char *legacy, int once)
 {
     char err[OQ_ERRLEN];
     long long published = 0;
-    const char *legacy = cli_opt(ctx, "--legacy-table");
-    int once = cli_opt(ctx, "--once") != NULL;
-    cli_catch_stop_signals();
     if (legacy != NULL)
         return run_legacy(ctx, legacy, once);
     int rc = oq_relay_run(ctx->cfg, &cli_stop_signal, once, &published, err, sizeof(err));
@@ -59,6 +58,35 @@ static int run(struct cli_cmd_ctx *ctx)
     if (once)
         printf("published %lld outbox events\n", published);
     return EX_OK;
+}
+
+/* A long-running relay is a service like consume: probes and a scrape
+ * target on http_addr (with the outbox gauges, which are its own lag);
+ * --once is a command, it serves nothing. */
+static int run(struct cli_cmd_ctx *ctx)
+{
+    char err[OQ_ERRLEN * 2];
+    struct oq_metrics_server *metrics = NULL;
+    struct oq_gauges *gauges = NULL;
+    const char *legacy = cli_opt(ctx, "--legacy-table");
+    int once = cli_opt(ctx, "--once") != NULL;
+    cli_catch_stop_signals();
+    if (!once) {
+        int rc = oq_metrics_start(ctx->cfg, &metrics, err, sizeof(err));
+        if (rc != 0) {
+            cli_fail("relay: %s", err);
+            return cli_exit_code(rc);
+        }
+        if (metrics != NULL) {
+            oq_info("relay metrics on http://%s/metrics", ctx->cfg->http_addr);
+            if (oq_gauges_start(ctx->cfg, &gauges) != 0)
+                oq_warn("relay: cannot start the metrics gauge reader: out of memory");
+        }
+    }
+    int code = relay(ctx, legacy, once);
+    oq_gauges_stop(gauges);
+    oq_metrics_stop(metrics);
+    return code;
 }
 
 static const struct cli_opt opts[] = {
@@ -82,7 +110,12 @@ const struct cli_cmd cmd_relay = {
                "event_code; after the confirm is_executed = 1, executed_at and execute_result\n"
                "are set. A row that cannot be decoded or that no queue takes gets\n"
                "execute_result \"orderq: <reason>\", stays unexecuted and is skipped until\n"
-               "execute_result is cleared. A progress bar with --once on a terminal.\n",
+               "execute_result is cleared. A progress bar with --once on a terminal.\n"
+               "\n"
+               "Without --once it serves /metrics, /healthz and /readyz on http_addr, as consume\n"
+               "does: /readyz is 200 while its last pass reached RabbitMQ and MySQL, 503 after\n"
+               "a pass failed on either. Give it a port of its own beside consumers on one\n"
+               "host (docs/deploy.md).\n",
     .opts = opts,
     .run = run,
 };

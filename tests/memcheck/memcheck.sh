@@ -8,8 +8,11 @@
 # then a clean SIGTERM drain, so that leaks are
 # counted at exit. No definite or indirect leak and no invalid access may
 # be reported (valgrind exits 99 then), and every event must have come out
-# as it should. Then `orderq relay --once`, `dlq list` and `dlq replay`,
-# each under valgrind too.
+# as it should. The consumer serves http_addr on a loopback port, scraped
+# (/metrics, /healthz, /readyz, a bad path and a bad method) during the
+# load, with the gauge reader every second, so libmicrohttpd's thread and
+# src/gauges.c run under valgrind too. Then `orderq relay --once`, `dlq
+# list` and `dlq replay`, each under valgrind too.
 #
 # ORDERQ_BIN must be a build WITHOUT ASan (valgrind cannot run one):
 # deploy/local/test builds build/memcheck for this (ctest -L memcheck).
@@ -64,7 +67,17 @@ CLEANUP+=("kill $!")
 wait_for 10 test -s "$WORK/smtp-port" || fail "the SMTP fixture did not start"
 fport=$(cat "$WORK/smtp-port")
 export ORDERQ_SMTP_URL="smtp://127.0.0.1:$fport" ORDERQ_SMTP_TLS=off \
-    ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>' ORDERQ_HTTP_ADDR=""
+    ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>' ORDERQ_HTTP_ADDR="127.0.0.1:$(free_port)" \
+    ORDERQ_METRICS_DB_INTERVAL_MS=1s
+# scrape: each path once (slow under valgrind: a long timeout); the codes, one a line
+scrape() {
+    local p
+    for p in /metrics /healthz /readyz /nope; do
+        curl -s -o "$WORK/scrape${p//\//_}" -w '%{http_code}\n' --max-time 30 "http://$ORDERQ_HTTP_ADDR$p" || echo 000
+    done
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 -X POST "http://$ORDERQ_HTTP_ADDR/metrics" || echo 000
+}
+scrapes=0
 
 note "the load: about $EVENTS events"
 n_cases=$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1])
@@ -133,11 +146,19 @@ until settled; do
     kill -0 "$pid" 2>/dev/null || fail "the consumer died under valgrind: $(tail -5 "$WORK/consume.log"; tail -20 "$WORK/vg-consume.log")"
     [ "$SECONDS" -lt "$deadline" ] || { progress; fail "not settled after ${MEMCHECK_WAIT:-900} s"; }
     [ $(((SECONDS - t0) % 30)) -lt 2 ] && progress
+    [ $(((SECONDS - t0) % 10)) -lt 2 ] && scrape >>"$WORK/scrape-codes" && scrapes=$((scrapes + 1))
     sleep 2
 done
 progress
 t_load=$((SECONDS - t0))
 note "settled in $t_load s"
+
+note "http_addr under valgrind: $scrapes rounds of scrapes during the load, one more now"
+scrape >>"$WORK/scrape-codes"
+expect_eq "200 200 200 404 405" "$(tail -5 "$WORK/scrape-codes" | paste -sd' ')" \
+    "codes of /metrics, /healthz, /readyz, /nope, POST /metrics once settled"
+grep -q '^orderq_outcomes_total{queue="orderq.order.processing",outcome="done"} [1-9]' "$WORK/scrape_metrics" ||
+    fail "the last scrape has no done outcomes: $(grep '^orderq_outcomes_total' "$WORK/scrape_metrics" | head -3)"
 
 note "a message librabbitmq cannot read (tests/corpus/unreadable/): the reconnect it costs, under valgrind too"
 rules_rows() { q_count "SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_rules'"; }

@@ -229,8 +229,12 @@ def check_compose(top, oq, image_port):
     consumers = [n for n, s in orderq_svcs.items() if (s.get("command") or ["consume"])[0] == "consume"]
     if len(consumers) < 2:
         bad(where, f"{len(consumers)} orderq consumers, expected two replicas")
-    if not any((s.get("command") or [""])[0] == "relay" for s in orderq_svcs.values()):
+    relays = [n for n, s in orderq_svcs.items() if (s.get("command") or [""])[0] == "relay"]
+    if not relays:
         bad(where, "no relay service")
+    for n in relays + consumers:  # services with the image's HEALTHCHECK on /healthz
+        if (services[n].get("healthcheck") or {}).get("disable"):
+            bad(f"{where}: {n}", "healthcheck disabled, but orderq serves /healthz")
     if not any((s.get("command") or [""])[0] == "migrate" for s in orderq_svcs.values()):
         bad(where, "no migrate service")
     ports_of = {n: set(IMAGE_PORTS.get(n, set())) for n in services}
@@ -278,6 +282,11 @@ def check_compose(top, oq, image_port):
                     bad("deploy/prometheus/prometheus.yml", f"target {t}: no service {host} in compose.yml")
                 elif int(port) not in ports_of[host]:
                     bad("deploy/prometheus/prometheus.yml", f"target {t}: {host} listens on {sorted(ports_of[host])}")
+    scraped = {t.rsplit(":", 1)[0] for job in prom["scrape_configs"] if job["job_name"] == "orderq"
+               for sc in job.get("static_configs", []) for t in sc["targets"]}
+    for n in relays + consumers:
+        if n not in scraped:
+            bad("deploy/prometheus/prometheus.yml", f"job orderq does not scrape {n}")
     for rf in prom.get("rule_files", []):
         if not os.path.exists(os.path.join(top, "deploy/prometheus", rf)):
             bad("deploy/prometheus/prometheus.yml", f"rule file {rf} does not exist")
@@ -349,13 +358,15 @@ def check_k8s(top, oq, served, drain_s):
                 bad(cw, f"containerPort {sorted(named.values())}, but orderq listens on {port}")
             probes = {k: c[k] for k in ("livenessProbe", "readinessProbe") if k in c}
             want = {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
-            if c.get("args", [""])[0] == "consume":
+            command = c.get("args", [""])[0]
+            if command in ("consume", "relay"):  # the services: both serve http_addr
                 if set(probes) != set(want):
-                    bad(cw, "consume needs a livenessProbe and a readinessProbe")
+                    bad(cw, f"{command} needs a livenessProbe and a readinessProbe")
                 ann = pod["metadata"].get("annotations", {})
                 if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(port) \
                         or ann.get("prometheus.io/path") not in served:
                         bad(w, f"prometheus.io annotations {ann}, expected scrape true, port {port}, a path orderq serves")
+            if command == "consume":
                 pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
                 sleep = int(pre[-1]) if pre[:1] == ["sleep"] else None
                 if sleep is None:

@@ -12,20 +12,30 @@ for f in docker/Dockerfile docker/compose.yml k8s/kustomization.yaml k8s/consume
     [ -f "$top/deploy/$f" ] || fail "deploy/$f is missing"
 done
 
-note "the paths orderq serves: 200 or 503 (/readyz before it connects), not 404"
-port=$(free_port)
-ORDERQ_AMQP_URL=amqp://u:p@127.0.0.1:1/ ORDERQ_MYSQL_URL=mysql://u:p@127.0.0.1:1/x \
-    "$ORDERQ_BIN" consume --http-addr "127.0.0.1:$port" 2>"$WORK/consume.log" &
-CLEANUP+=("kill -9 $!")
-wait_for 20 curl -s -o /dev/null "http://127.0.0.1:$port/healthz" || fail "orderq never served http: $(tail -3 "$WORK/consume.log")"
-paths=()
-for p in /healthz /readyz /metrics /livez /health /ready /nope; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$p")
-    case $code in 200 | 503) paths+=("$p") ;; esac
-done
-served=$(IFS=,; echo "${paths[*]}")
-echo "served: $served"
-expect_eq "/healthz,/readyz,/metrics" "$served" "paths orderq serves"
+# served_paths COMMAND: sets served to the paths `orderq COMMAND` answers
+# 200 or 503 (/readyz before it connects), not 404, comma-separated
+served_paths() {
+    local port paths=() code p
+    port=$(free_port)
+    ORDERQ_AMQP_URL=amqp://u:p@127.0.0.1:1/ ORDERQ_MYSQL_URL=mysql://u:p@127.0.0.1:1/x \
+        "$ORDERQ_BIN" "$1" --http-addr "127.0.0.1:$port" >/dev/null 2>"$WORK/$1.log" &
+    CLEANUP+=("kill -9 $!")
+    wait_for 20 curl -s -o /dev/null "http://127.0.0.1:$port/healthz" || fail "orderq $1 never served http: $(tail -3 "$WORK/$1.log")"
+    for p in /healthz /readyz /metrics /livez /health /ready /nope; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$p")
+        case $code in 200 | 503) paths+=("$p") ;; esac
+    done
+    served=$(IFS=,; echo "${paths[*]}")
+}
+
+note "the paths orderq consume and orderq relay serve (the probes and scrape targets of deploy/)"
+served_paths relay
+relay_served=$served
+echo "relay serves: $relay_served"
+served_paths consume
+echo "consume serves: $served"
+expect_eq "/healthz,/readyz,/metrics" "$served" "paths orderq consume serves"
+expect_eq "$served" "$relay_served" "paths orderq relay serves (its k8s probes and scrape annotations are the consumers')"
 
 note "Dockerfile, compose.yml, deploy/k8s against orderq's settings, ports, paths, files and libraries"
 try "$PY" "$here/deploy_check.py" files "$top" "$ORDERQ_BIN" "$served"

@@ -87,9 +87,12 @@ expect_contains "[########################] 3000/3000" "$(tr '\r' '\n' <"$WORK/t
 expect_contains "published 3000 rows of coupon_queue" "$(cat "$WORK/tty.out")" "summary on a terminal"
 
 note "a bridge left running with 1 s heartbeats keeps its idle connection; a late row goes"
-"$ORDERQ_BIN" relay --legacy-table coupon_queue --heartbeat-s 1 2>"$WORK/idle.err" &
+# (on a port of its own: a standalone relay serves http_addr, and 9464 may be taken here)
+baddr="127.0.0.1:$(free_port)"
+"$ORDERQ_BIN" relay --legacy-table coupon_queue --heartbeat-s 1 --http-addr "$baddr" 2>"$WORK/idle.err" &
 bridge=$!
 CLEANUP+=("kill -9 $bridge")
+wait_for 20 curl -sf "http://$baddr/readyz" || fail "the bridge never ready on /readyz: $(tail -3 "$WORK/idle.err")"
 sleep 5 # idle: several heartbeat intervals with nothing to publish
 row add_order_to_queue late_1 'a:1:{s:8:"order_id";s:4:"late";}'
 late_published() { [ "$(result late_1)" = "1 1 orderq: published" ]; }

@@ -121,7 +121,8 @@ wait "$consumer_pid" || true
 
 note "Magento's own order objects, each published twice with a random message_id"
 export ORDERQ_INTAKE=$INTAKE ORDERQ_SHOP_API_URL="$base/"
-start_consumer magento
+addr="127.0.0.1:$(free_port)"
+start_consumer magento --http-addr "$addr"
 # It binds the shop's codes when it connects: publish only once it consumes.
 wait_for 20 consuming orderq.order.processing || fail "the consumer did not start: $(tail -3 "$WORK/magento.log")"
 publish sales.order.paid "$WORK/m505.json" # retried: back with orderq's routing key, read by the shop's
@@ -171,6 +172,10 @@ for id in 501 502; do
     expect_eq "$(mail "9$id")" "$(mail "$id")" "coupon mail of Magento order $id vs envelope order 9$id"
 done
 expect_contains '"name": "Ann Lee"' "$(mail 501)" "the customer's name in the mail"
+
+note "event age: Magento's created_at (\"2026-12-01 10:00:00\", UTC, no AMQP timestamp) is read"
+# 501..504 done once each; 505 has no created_at, the probe neither, duplicates are not done
+expect_eq 4 "$(metric_sum "$addr" orderq_event_age_seconds_count)" "orderq_event_age_seconds_count after the Magento orders"
 
 note "bodies that do not fit the mapping are dead letters with a reason"
 reason() { sql "$DB" -e "SELECT CONCAT(error_class, ': ', error) FROM dead_letter WHERE event_identifier = '$1'"; }

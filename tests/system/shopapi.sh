@@ -102,7 +102,8 @@ expect_contains "shop_api_token_file: cannot read /nonexistent/token" "$out" "th
 note "the consumer completes an order event without items from the shop API"
 export ORDERQ_RETRY_TIERS=1s ORDERQ_MAX_ATTEMPTS=3
 setup_consumer_test
-start_consumer shop
+addr="127.0.0.1:$(free_port)"
+start_consumer shop --http-addr "$addr"
 order() { printf '{"event_code":"order.processing","event_identifier":"%s_processing","event_data":{"order_id":"%s","order_status":"processing","currency":"USD"}}\n' "$1" "$1"; }
 { order 7001; order 7002; order 7003; order 7004; } | oq publish - >/dev/null
 settled() { [ "$(sql "$DB" -e 'SELECT (SELECT COUNT(*) FROM event_ledger) + (SELECT COUNT(*) FROM dead_letter)')" = 4 ]; }
@@ -114,6 +115,9 @@ expect_contains "HTTP 404 for order 7003" "$(sql "$DB" -e "SELECT CONCAT(error_c
 expect_contains "permanent" "$(sql "$DB" -e "SELECT error_class FROM dead_letter WHERE event_identifier = '7003_processing'")" "its class"
 expect_contains "order 7004 is in EUR, the event says USD" "$(sql "$DB" -e "SELECT error FROM dead_letter WHERE event_identifier = '7004_processing'")" "a currency that disagrees"
 expect_eq 2 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons in all"
+# five calls: 7001, 7002 twice (503, then 200), 7003 (404), 7004; nothing else here speaks HTTP
+http_calls() { metric_sum "$addr" orderq_send_duration_seconds_count protocol=http; }
+expect_eq 5 "$(http_calls)" "shop API calls in orderq_send_duration_seconds{protocol=\"http\"}"
 
 note "a shop API answering after 4 s holds an effect worker, not the batches behind it"
 order 7009 | oq publish - >/dev/null
@@ -124,3 +128,6 @@ coupon_of() { [ "$(sql "$DB" -e "SELECT COUNT(*) FROM coupon WHERE order_id = '$
 wait_for 2 coupon_of 7010 || fail "the complete order waited for the slow look-up"
 coupon_of 7009 && fail "the slow look-up finished too early to tell"
 wait_for 15 coupon_of 7009 || fail "the slow look-up never committed: $(tail -3 "$WORK/shop.log")"
+expect_eq 6 "$(http_calls)" "shop API calls after the slow one"
+expect_eq 5 "$(metric_sum "$addr" orderq_send_duration_seconds_bucket protocol=http le=2.5)" \
+    "calls under 2.5 s: all but the one answered after 4 s"

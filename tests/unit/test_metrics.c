@@ -201,7 +201,16 @@ static void event_times(void **state)
     assert_int_equal(us, 1487848000LL * 1000000 + 250000);
     assert_int_equal(oq_event_time_us("2017-02-23T10:36:40-00:30", &us), 0);
     assert_int_equal(us, 1487848000LL * 1000000);
-    assert_int_equal(oq_event_time_us("2017-02-23 11:06:40", &us), OQ_EINVAL);
+    /* Magento's created_at: a space, no zone, UTC */
+    us = 0;
+    assert_int_equal(oq_event_time_us("2017-02-23 11:06:40", &us), 0);
+    assert_int_equal(us, 1487848000LL * 1000000);
+    assert_int_equal(oq_event_time_us("2026-12-01 10:00:00", &us), 0);
+    assert_int_equal(us, 1796119200LL * 1000000);
+    assert_int_equal(oq_event_time_us("2017-02-23 12:06:40.5+01:00", &us), 0);
+    assert_int_equal(us, 1487848000LL * 1000000 + 500000);
+    assert_int_equal(oq_event_time_us("2017-02-23 11:06:40 ", &us), OQ_EINVAL);
+    assert_int_equal(oq_event_time_us("2017-02-23 11:06", &us), OQ_EINVAL);
     assert_int_equal(oq_event_time_us("2017-02-23T11:06:40", &us), OQ_EINVAL); /* no zone */
     assert_int_equal(oq_event_time_us("2017-02-23T11:06:40Zjunk", &us), OQ_EINVAL);
     assert_int_equal(oq_event_time_us("yesterday", &us), OQ_EINVAL);
