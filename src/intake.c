@@ -575,6 +575,23 @@ static int take_data(const struct oq_intake_rule *r, struct oq_event *ev, char *
     return 0;
 }
 
+/* When the event happened, for orderq_event_age_seconds (a message's AMQP
+ * timestamp wins over it). Only a field that means that: an envelope's
+ * created_at, a Magento order's updated_at (the save that changed its
+ * status, which is what published it; its created_at is when the customer
+ * ordered, maybe days before paying). A shop's own body names no such
+ * field: none, so an old order paid today does not read as a late event. */
+static int take_event_time(const struct oq_intake_rule *r, struct oq_event *ev)
+{
+    const char *field = r->data == OQ_INTAKE_DATA_ENVELOPE  ? "created_at"
+                        : r->data == OQ_INTAKE_DATA_MAGENTO ? "updated_at"
+                                                            : NULL;
+    yajl_val t = field ? oq_json_member(ev->root, field) : NULL;
+    if (!YAJL_IS_STRING(t) || strlen(t->u.string) > 64)
+        return 0;
+    return (ev->created_at = strdup(t->u.string)) == NULL ? OQ_ENOMEM : 0;
+}
+
 int oq_intake_decode(const struct oq_intake_rule *rule, const void *body, size_t len,
                      const struct oq_intake_message *msg, struct oq_event *ev, char *err,
                      size_t errlen)
@@ -587,12 +604,10 @@ int oq_intake_decode(const struct oq_intake_rule *rule, const void *body, size_t
         return rc;
     if (msg == NULL)
         msg = &none;
-    yajl_val created = oq_json_member(ev->root, "created_at");
     if ((rc = take_code(rule, msg, ev, err, errlen)) == 0 &&
         (rc = take_identifier(rule, msg, ev, err, errlen)) == 0 &&
-        (rc = take_data(rule, ev, err, errlen)) == 0 && YAJL_IS_STRING(created) &&
-        strlen(created->u.string) <= 64 && (ev->created_at = strdup(created->u.string)) == NULL)
-        rc = OQ_ENOMEM;
+        (rc = take_data(rule, ev, err, errlen)) == 0)
+        rc = take_event_time(rule, ev);
     if (rc != 0)
         oq_event_clear(ev);
     return rc;

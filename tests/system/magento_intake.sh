@@ -46,7 +46,7 @@ PY
 
 # The orders, once as Magento's order object and once as orderq's envelope.
 "$PY" - "$WORK" <<'PY'
-import json, os, sys
+import datetime, json, os, sys
 work = sys.argv[1]
 def item(i, sku, qty, price, orig, parent=None):
     return {"item_id": i, "sku": sku, "qty_ordered": qty, "price": price,
@@ -64,7 +64,9 @@ orders = {
 }
 for entity_id, (cur, email, first, last, items) in orders.items():
     magento = {"entity_id": int(entity_id), "increment_id": "000000" + entity_id, "state": "processing",
-               "status": "processing", "created_at": "2026-12-01 10:00:00", "store_id": 1,
+               "status": "processing", "created_at": "2020-01-01 10:00:00", "store_id": 1,
+               # the save that made it "processing" (Magento writes UTC, no zone)
+               "updated_at": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M:%S"),
                "order_currency_code": cur, "base_currency_code": cur, "customer_email": email,
                "customer_firstname": first, "customer_lastname": last, "grand_total": 75, "items": items}
     open(os.path.join(work, "m" + entity_id + ".json"), "w").write(json.dumps(magento))
@@ -173,9 +175,12 @@ for id in 501 502; do
 done
 expect_contains '"name": "Ann Lee"' "$(mail 501)" "the customer's name in the mail"
 
-note "event age: Magento's created_at (\"2026-12-01 10:00:00\", UTC, no AMQP timestamp) is read"
-# 501..504 done once each; 505 has no created_at, the probe neither, duplicates are not done
+note "event age: a Magento order's updated_at (UTC, no zone; no AMQP timestamp) is read, not its created_at"
+# 501..504 done once each; 505 has no updated_at, the probe neither, duplicates are not done
 expect_eq 4 "$(metric_sum "$addr" orderq_event_age_seconds_count)" "orderq_event_age_seconds_count after the Magento orders"
+# created_at is years back: read, it would count 36,000 s (the cap) per order
+sum=$(metric_sum "$addr" orderq_event_age_seconds_sum)
+[ "$sum" -lt 600 ] || fail "orderq_event_age_seconds_sum $sum s for 4 orders updated just now: the order's created_at was read"
 
 note "bodies that do not fit the mapping are dead letters with a reason"
 reason() { sql "$DB" -e "SELECT CONCAT(error_class, ': ', error) FROM dead_letter WHERE event_identifier = '$1'"; }

@@ -16,7 +16,8 @@ static char err[512];
 /* A Magento order as its message queue framework publishes it. */
 static const char magento_order[] =
     "{\"entity_id\": 217, \"increment_id\": \"000000217\", \"status\": \"processing\","
-    " \"created_at\": \"2026-12-01 10:00:00\", \"order_currency_code\": \"USD\","
+    " \"created_at\": \"2026-11-20 09:00:00\", \"updated_at\": \"2026-12-01 10:00:00\","
+    " \"order_currency_code\": \"USD\","
     " \"customer_email\": \"ann@example.com\", \"customer_firstname\": \"Ann\","
     " \"customer_lastname\": \"Lee\", \"items\": ["
     "  {\"item_id\": 1, \"sku\": \"MUG-1\", \"qty_ordered\": 2, \"price\": \"25.00\","
@@ -163,6 +164,7 @@ static void magento_preset(void **state)
     assert_string_equal(ev.code, "sales.order.paid");
     assert_string_equal(ev.canonical_code, "order.processing");
     assert_string_equal(ev.identifier, "217_processing"); /* as the envelope names it */
+    /* the event's time: the save that made it processing, not the order's birth */
     assert_string_equal(ev.created_at, "2026-12-01 10:00:00");
     /* the shop-API converter's shape: entity_id as order_id, child lines left out */
     assert_string_equal(oq_json_text(ev.data, "order_id"), "217");
@@ -314,6 +316,23 @@ static void rule_by_routing_key(void **state)
     oq_intake_free(in);
 }
 
+/* A shop's own body names no field for the event's time: its created_at
+ * may be the order's, days old, so it is not taken as the event's. */
+static void body_time_is_not_the_events(void **state)
+{
+    (void)state;
+    struct oq_intake *in = parse_ok(
+        "{\"probe\": {\"code\": \"type\", \"identifier\": \"message_id\", \"data\": \"body\"}}");
+    const struct oq_intake_rule *r = oq_intake_find(in, "probe");
+    struct oq_intake_message m = {"probe", "probe", "m-1"};
+    struct oq_event ev;
+    const char body[] = "{\"created_at\": \"2026-12-01T10:00:00Z\"}";
+    assert_int_equal(oq_intake_decode(r, body, strlen(body), &m, &ev, err, sizeof(err)), 0);
+    assert_null(ev.created_at);
+    oq_event_clear(&ev);
+    oq_intake_free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +344,7 @@ int main(void)
         cmocka_unit_test(hostile_magento_bodies),
         cmocka_unit_test(code_and_identifier_sources),
         cmocka_unit_test(rule_by_routing_key),
+        cmocka_unit_test(body_time_is_not_the_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
