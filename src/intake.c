@@ -391,6 +391,8 @@ static const char *kind(yajl_val v)
  * be two names for it, and are refused. */
 static int integer_text(const char *s)
 {
+    if (strcmp(s, "-0") == 0)
+        return 0; /* 0 */
     s += *s == '-';
     return *s != '\0' && s[strspn(s, "0123456789")] == '\0';
 }

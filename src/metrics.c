@@ -27,7 +27,6 @@
 
 #define NAME_MAX_LEN 256 /* AMQP's limit on a queue name, with its NUL */
 #define MAX_BUCKETS  16
-#define HIST_CAP_FACTOR 10 /* an observation counts at most 10x the top bound in the sum */
 #define N_CLASSES    (OQ_ERR_TOO_LARGE + 2) /* the dead-letter classes, then "other" */
 
 /* ---- the values ------------------------------------------------------------ */
@@ -42,6 +41,7 @@ struct hist_def {
     const int64_t *bounds; /* upper bounds, in the unit observed */
     size_t n_bounds;
     int64_t scale; /* units per rendered unit: 1000000 for microseconds as seconds */
+    int64_t cap;   /* most one observation adds to the sum; 0: no cap */
 };
 
 static _Atomic int64_t values[OQ_M_COUNT];
@@ -87,21 +87,21 @@ static const int64_t age_bounds[] = {1000,     5000,      10000,     50000,     
 #define BOUNDS(a) a, sizeof(a) / sizeof(a[0])
 static const struct hist_def hist_defs[OQ_H_COUNT] = {
     [OQ_H_BATCH_SIZE] = {"orderq_batch_size", "Deliveries per settled batch.", BOUNDS(batch_bounds),
-                         1},
+                         1, 0},
     [OQ_H_COMMIT] = {"orderq_commit_duration_seconds", "The batch transaction's COMMIT.",
-                     BOUNDS(commit_bounds), 1000000},
+                     BOUNDS(commit_bounds), 1000000, 0},
     [OQ_H_EVENT_AGE] = {"orderq_event_age_seconds",
                         "At commit: now minus the AMQP timestamp property, else the envelope's "
                         "created_at (end-to-end latency).",
-                        BOUNDS(age_bounds), 1000000},
+                        BOUNDS(age_bounds), 1000000, INT64_C(36000) * 1000000},
 };
 static const struct hist_def handler_def = {
     "orderq_handler_duration_seconds",
     "One handler's call in a batch: apply over the claimed events, or one perform.",
-    BOUNDS(handler_bounds), 1000000};
+    BOUNDS(handler_bounds), 1000000, 0};
 static const struct hist_def send_def = {"orderq_send_duration_seconds",
                                          "One SMTP send or webhook call, connect to final reply.",
-                                         BOUNDS(send_bounds), 1000000};
+                                         BOUNDS(send_bounds), 1000000, 0};
 
 static const struct {
     const char *name;
@@ -272,15 +272,14 @@ static void add_saturating(_Atomic int64_t *sum, int64_t n)
 
 static void observe(struct hist *h, const struct hist_def *def, int64_t value)
 {
-    /* The bucket is all +Inf says about a value past the top bound; capping
-     * it keeps one absurd value (an event "born" in year 1) from swamping
-     * the sum for the life of the process. */
-    int64_t cap = def->bounds[def->n_bounds - 1] * HIST_CAP_FACTOR;
     size_t i = 0;
     if (value < 0)
         value = 0; /* a clock a little ahead of ours: no negative ages */
-    if (value > cap)
-        value = cap;
+    /* Event ages come from the publisher's clock: capped, one absurd value
+     * (an event "born" in year 1) cannot swamp the sum for the life of the
+     * process. Durations are ours, bounded by their timeouts. */
+    if (def->cap > 0 && value > def->cap)
+        value = def->cap;
     while (i < def->n_bounds && value > def->bounds[i])
         i++;
     add(&h->bucket[i], 1);
@@ -423,8 +422,7 @@ static void put_scaled(struct text *t, int64_t v, int64_t scale)
     int n = snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(mag % (uint64_t)scale));
     while (n > 0 && frac[n - 1] == '0')
         frac[--n] = '\0';
-    put(t, "%s%llu%s%s", sign, (unsigned long long)(mag / (uint64_t)scale), n > 0 ? "." : "",
-        frac);
+    put(t, "%s%llu%s%s", sign, (unsigned long long)(mag / (uint64_t)scale), n > 0 ? "." : "", frac);
 }
 
 /* One series of a histogram: labels is "" or `name="value",`. */

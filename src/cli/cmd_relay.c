@@ -61,8 +61,8 @@ static int relay(struct cli_cmd_ctx *ctx, const char *legacy, int once)
 }
 
 /* A long-running relay is a service like consume: probes and a scrape
- * target on http_addr (with the outbox gauges, which are its own lag);
- * --once is a command, it serves nothing. */
+ * target on http_addr (the outbox relay with the database gauges, which
+ * are its own lag); --once is a command, it serves nothing. */
 static int run(struct cli_cmd_ctx *ctx)
 {
     char err[OQ_ERRLEN * 2];
@@ -77,8 +77,11 @@ static int run(struct cli_cmd_ctx *ctx)
             cli_fail("relay: %s", err);
             return cli_exit_code(rc);
         }
-        if (metrics != NULL) {
+        if (metrics != NULL)
             oq_info("relay metrics on http://%s/metrics", ctx->cfg->http_addr);
+        /* The outbox gauges are the outbox relay's lag; the legacy bridge's
+         * database may have no outbox at all. */
+        if (metrics != NULL && legacy == NULL) {
             if (oq_gauges_start(ctx->cfg, &gauges) != 0)
                 oq_warn("relay: cannot start the metrics gauge reader: out of memory");
         }
@@ -115,7 +118,7 @@ const struct cli_cmd cmd_relay = {
                "Without --once it serves /metrics, /healthz and /readyz on http_addr, as consume\n"
                "does: /readyz is 200 while its last pass reached RabbitMQ and MySQL, 503 after\n"
                "a pass failed on either. Give it a port of its own beside consumers on one\n"
-               "host (docs/deploy.md).\n",
+               "host, the legacy bridge too (--http-addr 127.0.0.1:9465; docs/deploy.md).\n",
     .opts = opts,
     .run = run,
 };

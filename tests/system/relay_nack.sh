@@ -19,7 +19,7 @@ wait_for 10 ready_is nack.full 1 || fail "nack.full holds $(queue_ready nack.ful
 
 note "the relay is nacked, defers the row by about a second and says why"
 sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body) VALUES ('x.nack', 'n1', '', 'nack.full', '{}')"
-"$ORDERQ_BIN" relay 2>"$WORK/relay.err" >/dev/null &
+ORDERQ_HTTP_ADDR= "$ORDERQ_BIN" relay 2>"$WORK/relay.err" >/dev/null & # no port: 9464 may be taken here
 relay=$!
 CLEANUP+=("kill -9 $relay")
 nacked() { [ "$(sql "$DB" -e "SELECT last_error FROM outbox WHERE event_identifier = 'n1'")" = "the broker refused it (nack)" ]; }

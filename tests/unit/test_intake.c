@@ -72,6 +72,7 @@ static void templates(void **state)
     expand_ok("{n}", "{\"n\": \"217\"}", "217");
     expand_bad("{n}", "{\"n\": 1.50}", "a fraction or an exponent");
     expand_bad("{n}", "{\"n\": 2.17e2}", "a fraction or an exponent");
+    expand_bad("{n}", "{\"n\": -0}", "a fraction or an exponent"); /* 0 by another name */
     expand_ok("{a}{a}", "{\"a\": \"x\"}", "xx");
     expand_bad("{entity_id}_{status}", "{\"entity_id\": 217}", "{status}");
     expand_bad("{entity_id}_{status}", "{\"entity_id\": 217}", "is missing");
