@@ -252,18 +252,19 @@ oq_rabbitmq_prometheus_up() {
     curl -fsS -o /dev/null --max-time 5 "$OQ_RABBITMQ_PROMETHEUS" 2>/dev/null
 }
 
-# A running node without rabbitmq_prometheus (queue depths for Prometheus,
-# port 15692): enable it online. Idempotent, and no restart: enabling a
-# plugin on a running node starts just that plugin.
-oq_rabbitmq_enable_prometheus() {
-    oq_rabbitmq_prometheus_up && return 0
-    oq_need_root "enabling the RabbitMQ prometheus plugin"
+# oq_rabbitmq_enable_plugin PLUGIN CHECK WHAT: on a running node whose
+# CHECK fails, enable PLUGIN online and wait for CHECK. Idempotent, and no
+# restart: enabling a plugin on a running node starts just that plugin.
+oq_rabbitmq_enable_plugin() {
+    local plugin=$1 check=$2 what=$3 log="$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
+    "$check" && return 0
+    oq_need_root "enabling the RabbitMQ $plugin plugin"
     oq_mkstate
-    rabbitmq-plugins enable rabbitmq_prometheus >"$ORDERQ_STATE_DIR/rabbitmq-plugins.log" 2>&1 ||
-        oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
-    if ! oq_wait 60 oq_rabbitmq_prometheus_up; then
-        oq_err "RabbitMQ runs but its prometheus plugin ($OQ_RABBITMQ_PROMETHEUS) does not answer"
-        oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
+    rabbitmq-plugins enable "$plugin" >"$log" 2>&1 || oq_log_tail "$log"
+    if ! oq_wait 90 "$check"; then
+        oq_say "failed"
+        oq_err "RabbitMQ runs but its $what does not answer"
+        oq_log_tail "$log"
         return 1
     fi
 }
@@ -304,24 +305,15 @@ oq_start_rabbitmq() {
     printf '==> starting RabbitMQ ... '
     if oq_rabbitmq_amqp_up; then
         # Running (perhaps started by the package or systemd) but maybe
-        # without the management plugin: enable it online then.
-        if ! oq_rabbitmq_api_up; then
-            oq_need_root "enabling the RabbitMQ management plugin"
-            oq_mkstate
-            rabbitmq-plugins enable rabbitmq_management >"$ORDERQ_STATE_DIR/rabbitmq-plugins.log" 2>&1 ||
-                oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
-            if ! oq_wait 90 oq_rabbitmq_api_up; then
-                oq_say "failed"
-                oq_err "RabbitMQ runs but its management API ($OQ_RABBITMQ_API, guest:guest) does not answer"
-                oq_log_tail "$ORDERQ_STATE_DIR/rabbitmq-plugins.log"
-                return 1
-            fi
-            oq_rabbitmq_enable_prometheus || return 1
-            oq_say "reused (already running; management plugin enabled)"
-            return 0
-        fi
-        oq_rabbitmq_enable_prometheus || return 1
-        oq_say "reused (already running)"
+        # without the management or prometheus plugin (queue depths, port
+        # 15692): enable them online then.
+        local how="already running"
+        oq_rabbitmq_api_up || how="already running; management plugin enabled"
+        oq_rabbitmq_enable_plugin rabbitmq_management oq_rabbitmq_api_up \
+            "management API ($OQ_RABBITMQ_API, guest:guest)" || return 1
+        oq_rabbitmq_enable_plugin rabbitmq_prometheus oq_rabbitmq_prometheus_up \
+            "prometheus plugin ($OQ_RABBITMQ_PROMETHEUS)" || return 1
+        oq_say "reused ($how)"
         return 0
     fi
     oq_need_root "starting RabbitMQ"
