@@ -20,7 +20,7 @@ struct effect_worker {
     pthread_t thread;
     struct oq_db *db;
     int db_failures;
-    int db_lost;                 /* a connection was dropped: the next open is a reconnect */
+    unsigned db_tries;           /* oq_db_reopen counts the reconnects */
     struct oq_handler *handlers; /* its own: its own curl handles */
     size_t n_handlers;
     /* A lease's owner: "<instance_id>/effect-N/<12 hex>", the hex new for
@@ -181,10 +181,8 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
         if (w->db == NULL) {
             if (cancelled)
                 return OQ_EINTR;
-            if (w->db_lost || w->db_failures > 0)
-                oq_metrics_reconnect(OQ_PEER_DATABASE);
-            if (oq_db_open(p->cfg->mysql_url, p->cfg->connect_timeout_ms, 0, &w->db, err,
-                           sizeof(err)) != 0) {
+            if (oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries, &w->db,
+                             err, sizeof(err)) != 0) {
                 int64_t wait = oq_backoff_ms(++w->db_failures);
                 oq_error("effect worker: %s; retrying in %lld ms", err, (long long)wait);
                 oq_nap(wait, NULL);
@@ -193,7 +191,6 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
             if (w->db_failures > 0)
                 oq_info("effect worker: MySQL is back after %d failed attempts", w->db_failures);
             w->db_failures = 0;
-            w->db_lost = 0;
         }
         int rc = run_step(w, job, step, answer_lost, result, lease, err, sizeof(err));
         if (rc != OQ_EDB)
@@ -204,7 +201,6 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
             answer_lost |= cls == OQ_DB_GONE;
             oq_db_close(w->db);
             w->db = NULL;
-            w->db_lost = 1;
         } else if (cls != OQ_DB_RETRY && ++other_errors >= 3) {
             snprintf(job->reason, sizeof(job->reason), "%s", err);
             return OQ_EDB;

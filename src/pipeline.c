@@ -193,7 +193,7 @@ struct worker {
     pthread_t thread;
     struct oq_db *db;
     int db_failures;
-    int db_lost; /* a connection was dropped: the next open is a reconnect */
+    unsigned db_tries; /* oq_db_reopen counts the reconnects */
     struct oq_handler *handlers;
     size_t n_handlers;
 };
@@ -219,15 +219,12 @@ static int ensure_db(struct worker *w, const struct batch *bt)
     while (w->db == NULL) {
         if (stale(w->pl, bt))
             return -1;
-        if (w->db_lost || w->db_failures > 0)
-            oq_metrics_reconnect(OQ_PEER_DATABASE);
-        int rc = oq_db_open(w->pl->cfg->mysql_url, w->pl->cfg->connect_timeout_ms, 0, &w->db, err,
-                            sizeof(err));
+        int rc = oq_db_reopen(w->pl->cfg->mysql_url, w->pl->cfg->connect_timeout_ms, &w->db_tries,
+                              &w->db, err, sizeof(err));
         if (rc == 0) {
             if (w->db_failures > 0)
                 oq_info("MySQL is back after %d failed attempts", w->db_failures);
             w->db_failures = 0;
-            w->db_lost = 0;
             break;
         }
         int64_t wait = oq_backoff_ms(++w->db_failures);
@@ -509,7 +506,6 @@ static void process_batch(struct worker *w, struct batch *bt)
             oq_warn("batch of %zu waits for MySQL (%s); reconnecting in %lld ms", bt->n, err,
                     (long long)wait);
             drop_db(w); /* a new connection may reach the new primary */
-            w->db_lost = 1;
         } else if (cls == OQ_DB_RETRY) {
             wait = conflict_pause_ms(++conflicts);
             oq_debug("batch of %zu: %s; redoing it", bt->n, err);

@@ -52,10 +52,9 @@ OQ_WUR int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struc
 void oq_db_close(struct oq_db *db);
 
 /* oq_db_open for a thread that keeps one connection and opens it again
- * when it is lost (the relay, the lease sweeper, the archiver, the gauge
- * reader): *tries counts its attempts, and every attempt after the first
- * counts once in orderq_reconnects_total{peer="database"}. (The batch and
- * effect workers count their own.) Returns as oq_db_open. */
+ * when it is lost (every thread of orderq consume and relay): *tries
+ * counts its attempts, and every attempt after the first counts once in
+ * orderq_reconnects_total{peer="database"}. Returns as oq_db_open. */
 OQ_WUR int oq_db_reopen(const char *url, int64_t timeout_ms, unsigned *tries, struct oq_db **out,
                         char *err, size_t errlen);
 
