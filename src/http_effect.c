@@ -136,3 +136,10 @@ int oq_http_signature(const char *secret, enum oq_signature_scheme scheme, int64
         snprintf(out + at, 3, "%02x", mac[i]);
     return 0;
 }
+
+void oq_curl_observe_duration(void *curl, enum oq_protocol protocol)
+{
+    curl_off_t took_us = 0;
+    if (curl_easy_getinfo(curl, CURLINFO_TOTAL_TIME_T, &took_us) == CURLE_OK)
+        oq_metrics_send_duration(protocol, (int64_t)took_us);
+}

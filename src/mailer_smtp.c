@@ -8,7 +8,6 @@
 #include "orderq/config.h"
 #include "orderq/http_effect.h"
 #include "orderq/mailer.h"
-#include "orderq/metrics.h"
 
 struct oq_mailer {
     const struct oq_config *cfg;
@@ -288,9 +287,7 @@ enum oq_smtp_outcome oq_mailer_send(struct oq_mailer *m, const struct oq_mail *m
     m->reply[0] = m->refusal[0] = '\0';
     m->data_sent = 0;
     CURLcode res = curl_easy_perform(c);
-    curl_off_t took_us = 0; /* curl's own clock: lookup, connect, transfer, final reply */
-    if (curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &took_us) == CURLE_OK)
-        oq_metrics_send_duration(OQ_PROTO_SMTP, (int64_t)took_us);
+    oq_curl_observe_duration(c, OQ_PROTO_SMTP);
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (m->refusal[0] != '\0') /* the refusal decides, not a QUIT's reply after it */

@@ -11,7 +11,6 @@
 #include "orderq/config.h"
 #include "orderq/event.h"
 #include "orderq/json.h"
-#include "orderq/metrics.h"
 
 #define MAX_ANSWER (8u << 20) /* an order document is kilobytes; more is not an order */
 
@@ -101,9 +100,7 @@ enum oq_http_outcome oq_shopapi_order(struct oq_shopapi *api, const char *order_
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, oq_http_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     CURLcode res = curl_easy_perform(c);
-    curl_off_t took_us = 0; /* curl's own clock, as for webhooks: lookup to final reply */
-    if (curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &took_us) == CURLE_OK)
-        oq_metrics_send_duration(OQ_PROTO_HTTP, (int64_t)took_us);
+    oq_curl_observe_duration(c, OQ_PROTO_HTTP);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (body.too_big) {
         snprintf(why, whylen, "shop API: the answer for order %s is over %u bytes", order_id,

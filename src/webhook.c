@@ -11,7 +11,6 @@
 
 #include "orderq/config.h"
 #include "orderq/json.h"
-#include "orderq/metrics.h"
 #include "orderq/url.h"
 
 #define MAX_HOOKS 256
@@ -347,9 +346,7 @@ enum oq_http_outcome oq_webhook_post(struct oq_webhook_sender *s, const struct o
     curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
     CURLcode res = curl_easy_perform(c);
-    curl_off_t took_us = 0; /* curl's own clock: lookup, connect, transfer, final reply */
-    if (curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &took_us) == CURLE_OK)
-        oq_metrics_send_duration(OQ_PROTO_HTTP, (int64_t)took_us);
+    oq_curl_observe_duration(c, OQ_PROTO_HTTP);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(headers);
     enum oq_http_outcome outcome = oq_http_classify((int)res, *status);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "orderq/common.h"
+#include "orderq/metrics.h"
 
 enum oq_http_outcome {
     OQ_HTTP_DONE,      /* 2xx */
@@ -43,6 +44,11 @@ struct oq_http_body {
     int too_big;
 };
 size_t oq_http_collect(char *ptr, size_t size, size_t nmemb, void *body);
+
+/* After curl_easy_perform on curl (a CURL *, which curl.h makes a void *):
+ * its total time, lookup to final reply, by curl's own clock, into
+ * orderq_send_duration_seconds{protocol}. */
+void oq_curl_observe_duration(void *curl, enum oq_protocol protocol);
 
 struct curl_slist;
 
