@@ -14,6 +14,7 @@
 #include "orderq/intake.h" /* the intake setting's shape */
 #include "orderq/ledger.h" /* OQ_LEDGER_OWNER_MAX */
 #include "orderq/log.h"
+#include "orderq/webhook.h" /* OQ_WEBHOOK_QUEUE */
 #include "orderq/mailer.h"
 #include "orderq/url.h"
 
@@ -998,8 +999,9 @@ static int check_name_collisions(const struct oq_config *cfg, char *err, size_t 
     const char *clash = NULL;
     if (strncmp(cfg->dead_queue, cfg->queue_prefix, plen) == 0 && cfg->dead_queue[plen] == '.')
         for (size_t i = 0; i <= oq_event_route_count; i++)
-            if (strcmp(cfg->dead_queue + plen + 1,
-                       i < oq_event_route_count ? oq_event_routes[i].event_code : "webhook") == 0)
+            if (strcmp(cfg->dead_queue + plen + 1, i < oq_event_route_count
+                                                       ? oq_event_routes[i].event_code
+                                                       : OQ_WEBHOOK_QUEUE) == 0)
                 clash = "a work queue";
     if (strncmp(cfg->dead_queue, cfg->delay_exchange, dlen) == 0 && cfg->dead_queue[dlen] == '.')
         clash = "a delay tier queue";

@@ -155,7 +155,7 @@ int oq_handler_webhook_new(const struct oq_config *cfg, struct oq_handler *out, 
     *out = (struct oq_handler){
         .name = "webhook",
         .event_code = "*",
-        .queue = "webhook",
+        .queue = OQ_WEBHOOK_QUEUE,
         .state = st,
         .prepare = prepare,
         .perform = perform,

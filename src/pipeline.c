@@ -28,6 +28,7 @@
 #include "orderq/subscribe.h"
 #include "orderq/topology.h"
 #include "orderq/trust.h"
+#include "orderq/webhook.h"
 
 #define CONSUME_CHANNEL 1
 #define DECLARE_CHANNEL 2 /* redeclaring a deleted queue: a refusal closes only this one */
@@ -107,7 +108,6 @@ struct pipeline {
     struct oq_broker *b;
     struct oq_topology *topology; /* redeclared at each connect */
     struct oq_subscriptions *subs;
-    struct oq_intake *intake;  /* the shop's own formats by queue; read-only once made */
     int requeue_streak;        /* batches in a row that had to requeue */
     int unreadable;            /* the connection ended on a delivery it cannot read */
     const char *const *queues; /* consumed, borrowed */
@@ -254,6 +254,7 @@ static const char *queue_suffix(const struct pipeline *pl, const char *queue)
  * orderq kept in its headers, not the work queue's name. */
 static int decode_delivery(const struct pipeline *pl, struct delivery *d, char *err, size_t errlen)
 {
+    const struct oq_intake *intake = pl->topology->intake;
     char *key = bytes_dup(d->original_routing_key);
     if (key == NULL) {
         snprintf(err, errlen, "out of memory decoding the body");
@@ -265,15 +266,9 @@ static int decode_delivery(const struct pipeline *pl, struct delivery *d, char *
     const char *suffix = queue_suffix(pl, d->queue);
     /* The webhook queue takes every hooked event: the shop's routing key
      * says whose mapping reads it. */
-    const struct oq_intake_rule *rule =
-        suffix != NULL && strcmp(suffix, "webhook") == 0
-            ? oq_intake_find_by_key(pl->intake, direct ? NULL : key)
-            : oq_intake_find(pl->intake, suffix);
-    if (rule == NULL) {
-        free(key);
-        return oq_event_decode(d->msg.body.bytes, d->msg.body.len, d->message_id, &d->ev, err,
-                               errlen);
-    }
+    const struct oq_intake_rule *rule = suffix != NULL && strcmp(suffix, OQ_WEBHOOK_QUEUE) == 0
+                                            ? oq_intake_find_by_key(intake, direct ? NULL : key)
+                                            : oq_intake_find(intake, suffix);
     struct oq_intake_message m = {direct ? NULL : key, d->type, d->message_id};
     int rc = oq_intake_decode(rule, d->msg.body.bytes, d->msg.body.len, &m, &d->ev, err, errlen);
     free(key);
@@ -1345,12 +1340,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     }
     if ((rc = oq_topology_plan(cfg, &pl.topology, err, errlen)) != 0)
         goto out;
-    if ((rc = oq_intake_parse(cfg->intake, &pl.intake, err, errlen)) != 0) {
-        if (rc == OQ_ENOMEM) /* checked at start: nothing else can fail */
-            snprintf(err, errlen, "out of memory");
-        rc = rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
-        goto out;
-    }
     oq_metrics_register_queues(queues, n);
     if ((rc = start_workers(&pl, err, errlen)) != 0)
         goto out;
@@ -1418,7 +1407,6 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
 out:
     oq_parker_free(pl.parker); /* after the workers: what it still holds is theirs no more */
     oq_topology_free(pl.topology);
-    oq_intake_free(pl.intake);
     oq_subscriptions_free(pl.subs);
     free(pl.dead_letters);
     free(pl.own_user);

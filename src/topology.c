@@ -157,7 +157,7 @@ static int plan_webhook_queue(const struct oq_config *cfg, struct oq_topology *t
     int rc = oq_webhooks_load(cfg->webhooks_file, &hooks, &n, err, errlen);
     if (rc != 0)
         return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
-    struct oq_topo_queue *q = add_work_queue(cfg, t, "webhook", NULL);
+    struct oq_topo_queue *q = add_work_queue(cfg, t, OQ_WEBHOOK_QUEUE, NULL);
     rc = q == NULL ? OQ_ENOMEM : 0;
     const char *name = q ? q->name : NULL;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -194,20 +194,17 @@ static int plan_work_queues(const struct oq_config *cfg, struct oq_topology *t,
     return rc;
 }
 
-static int plan_queues(const struct oq_config *cfg, struct oq_topology *t, char *err,
-                       size_t errlen)
+static int plan_queues(const struct oq_config *cfg, struct oq_topology *t, char *err, size_t errlen)
 {
-    struct oq_intake *in = NULL;
     char why[400];
-    int rc = oq_intake_parse(cfg->intake, &in, why, sizeof(why));
+    int rc = oq_intake_parse(cfg->intake, &t->intake, why, sizeof(why));
     if (rc != 0) {
         if (rc == OQ_EINVAL)
             snprintf(err, errlen, "intake (%s): %s", oq_config_origin(cfg, "intake"), why);
         return rc == OQ_ENOMEM ? rc : OQ_ECONFIG;
     }
-    if ((rc = plan_work_queues(cfg, t, in)) == 0)
-        rc = plan_webhook_queue(cfg, t, in, err, errlen);
-    oq_intake_free(in);
+    if ((rc = plan_work_queues(cfg, t, t->intake)) == 0)
+        rc = plan_webhook_queue(cfg, t, t->intake, err, errlen);
     return rc;
 }
 
@@ -297,6 +294,7 @@ void oq_topology_free(struct oq_topology *t)
     free(t->exchanges);
     free(t->queues);
     free(t->bindings);
+    oq_intake_free(t->intake);
     free(t);
 }
 

@@ -17,6 +17,8 @@
 #include "orderq/common.h"
 #include "orderq/event.h" /* oq_event_routes: what the work queues carry */
 
+struct oq_intake;
+
 struct oq_config;
 struct oq_broker;
 
@@ -62,6 +64,9 @@ struct oq_topology {
     size_t n_bindings;
     char *strings[64]; /* owned argument strings */
     size_t n_strings;
+    /* The intake setting, parsed once: it binds the shop's own codes here,
+     * and the consumer reads each queue's messages by it. */
+    struct oq_intake *intake;
 };
 
 /* Build the plan for cfg (with a <prefix>.webhook queue when webhooks_file

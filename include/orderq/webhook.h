@@ -23,6 +23,9 @@
 #include "orderq/common.h"
 #include "orderq/http_effect.h"
 
+/* <queue_prefix>.webhook: the queue of every hooked event, whatever its code. */
+#define OQ_WEBHOOK_QUEUE "webhook"
+
 struct oq_webhook {
     char *event_code;
     char *url;       /* used only to connect: it may hold tokens */
