@@ -1532,3 +1532,14 @@ void oq_archiver_stop(struct oq_archiver *a)
     free(a->own_user);
     free(a);
 }
+
+int oq_dead_letter_classes(struct oq_db *db,
+                           int (*on_row)(void *ctx, const char *const *values, unsigned n),
+                           void *ctx)
+{
+    return oq_db_query_rows(
+        db,
+        "SELECT error_class, COUNT(*) FROM dead_letter WHERE replayed_at IS NULL"
+        " GROUP BY error_class ORDER BY COUNT(*) DESC, error_class",
+        NULL, 0, on_row, ctx);
+}

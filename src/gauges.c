@@ -8,8 +8,10 @@
 
 #include "orderq/config.h"
 #include "orderq/db.h"
+#include "orderq/deadletter.h"
 #include "orderq/log.h"
 #include "orderq/metrics.h"
+#include "orderq/relay.h"
 
 struct oq_gauges {
     const struct oq_config *cfg;
@@ -25,16 +27,6 @@ static int64_t number(const char *v)
     return v != NULL ? strtoll(v, NULL, 10) : 0;
 }
 
-static int on_outbox(void *ctx, const char *const *v, unsigned n)
-{
-    (void)ctx;
-    if (n >= 2) {
-        oq_metric_set(OQ_M_OUTBOX_BACKLOG, number(v[0]));
-        oq_metric_set(OQ_M_OUTBOX_OLDEST_AGE, number(v[1]));
-    }
-    return 0;
-}
-
 static int on_ledger(void *ctx, const char *const *v, unsigned n)
 {
     (void)ctx;
@@ -46,53 +38,35 @@ static int on_ledger(void *ctx, const char *const *v, unsigned n)
 }
 
 /* Dead letters by class, read whole before the gauges change, so a class
- * that has none left shows 0 and a failed read keeps the last values. */
+ * that has none left shows 0 and a failed read keeps the last values. Past
+ * MAX_CLASSES rows, the rest add up under "" (not a class: "other"). */
+#define MAX_CLASSES 16
 struct class_counts {
-    char name[8][33];
-    int64_t n[9]; /* and "other" after the last */
+    char name[MAX_CLASSES][33];
+    const char *names[MAX_CLASSES];
+    int64_t n[MAX_CLASSES];
     size_t count;
-    int64_t other;
 };
 
 static int on_class_row(void *ctx, const char *const *v, unsigned n)
 {
     struct class_counts *c = ctx;
-    if (n < 2)
-        return 0;
-    if (c->count < 8 && v[0] != NULL) {
-        snprintf(c->name[c->count], sizeof(c->name[0]), "%s", v[0]);
-        c->n[c->count++] = number(v[1]);
-    } else {
-        c->other += number(v[1]);
-    }
-    return 0;
-}
-
-static int read_dead_letters(struct oq_db *db)
-{
-    struct class_counts c = {.count = 0};
-    /* no index on error_class: a scan, every 30 s from each process */
-    if (oq_db_query_rows(db,
-                         "SELECT error_class, COUNT(*) FROM dead_letter WHERE replayed_at IS NULL"
-                         " GROUP BY error_class",
-                         NULL, 0, on_class_row, &c) != 0)
-        return OQ_EDB;
-    const char *names[9];
-    for (size_t i = 0; i < c.count; i++)
-        names[i] = c.name[i];
-    names[c.count] = ""; /* not a class name: under "other" */
-    c.n[c.count] = c.other;
-    oq_metrics_set_dead_letters(names, c.n, c.count + 1);
+    size_t i = c->count < MAX_CLASSES ? c->count++ : MAX_CLASSES - 1;
+    if (i == MAX_CLASSES - 1 || v[0] == NULL)
+        c->name[i][0] = '\0';
+    else
+        snprintf(c->name[i], sizeof(c->name[i]), "%s", v[0]);
+    c->names[i] = c->name[i];
+    c->n[i] += n > 1 ? number(v[1]) : 0;
     return 0;
 }
 
 int oq_gauges_read(struct oq_db *db, char *err, size_t errlen)
 {
     const char *what = "the outbox";
-    int rc = oq_db_query_rows(db,
-                              "SELECT COUNT(*), COALESCE(TIMESTAMPDIFF(SECOND, MIN(created_at),"
-                              " NOW(6)), 0) FROM outbox WHERE published_at IS NULL",
-                              NULL, 0, on_outbox, NULL);
+    int64_t backlog = 0, oldest_s = 0;
+    struct class_counts classes = {.count = 0};
+    int rc = oq_outbox_backlog(db, &backlog, &oldest_s);
     if (rc == 0) {
         what = "the ledger";
         rc = oq_db_query_rows(db,
@@ -103,12 +77,15 @@ int oq_gauges_read(struct oq_db *db, char *err, size_t errlen)
     }
     if (rc == 0) {
         what = "dead letters";
-        rc = read_dead_letters(db);
+        rc = oq_dead_letter_classes(db, on_class_row, &classes);
     }
     if (rc != 0) {
         snprintf(err, errlen, "metrics gauges: counting %s: %s", what, oq_db_error(db));
         return OQ_EDB;
     }
+    oq_metric_set(OQ_M_OUTBOX_BACKLOG, backlog);
+    oq_metric_set(OQ_M_OUTBOX_OLDEST_AGE, oldest_s);
+    oq_metrics_set_dead_letters(classes.names, classes.n, classes.count);
     oq_metrics_db_gauges_read();
     return 0;
 }

@@ -475,3 +475,25 @@ void oq_relay_stop(struct oq_relay *r)
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
+
+static int on_backlog(void *ctx, const char *const *v, unsigned n)
+{
+    int64_t *out = ctx;
+    for (unsigned i = 0; i < n && i < 2; i++)
+        out[i] = v[i] != NULL ? strtoll(v[i], NULL, 10) : 0;
+    return 0;
+}
+
+int oq_outbox_backlog(struct oq_db *db, int64_t *rows, int64_t *oldest_s)
+{
+    int64_t out[2] = {0, 0};
+    int rc =
+        oq_db_query_rows(db,
+                         "SELECT COUNT(*), COALESCE((SELECT TIMESTAMPDIFF(SECOND, created_at,"
+                         " NOW(6)) FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1),"
+                         " 0) FROM outbox WHERE published_at IS NULL",
+                         NULL, 0, on_backlog, out);
+    *rows = out[0];
+    *oldest_s = out[1];
+    return rc == 0 ? 0 : OQ_EDB;
+}

@@ -12,6 +12,7 @@
 #include "orderq/deadletter.h"
 #include "orderq/json.h"
 #include "orderq/ledger.h"
+#include "orderq/relay.h"
 #include "orderq/topology.h"
 #include "orderq/url.h"
 
@@ -229,14 +230,6 @@ static int on_fingerprint_row(void *ctx, const char *const *v, unsigned n)
     return !f->fingerprint || !f->error_class || !f->newest || !f->queues;
 }
 
-static int on_outbox_row(void *ctx, const char *const *v, unsigned n)
-{
-    struct oq_status *st = ctx;
-    st->outbox_backlog = n > 0 ? num(v[0]) : 0;
-    st->outbox_oldest_s = n > 1 ? num(v[1]) : 0;
-    return 0;
-}
-
 /* Every query reads committed rows only and takes no locks (READ
  * COMMITTED, plain SELECT): safe beside running consumers. */
 static const struct {
@@ -249,10 +242,6 @@ static const struct {
      "SELECT handler, state, COUNT(*) FROM event_ledger GROUP BY handler, state"
      " ORDER BY handler, state",
      on_ledger_row},
-    {"counting dead letters by class",
-     "SELECT error_class, COUNT(*) FROM dead_letter WHERE replayed_at IS NULL"
-     " GROUP BY error_class ORDER BY COUNT(*) DESC, error_class",
-     on_class_row},
     {"finding the commonest dead-letter fingerprints",
      "SELECT fingerprint, error_class, COUNT(*),"
      " DATE_FORMAT(MAX(dead_at), '%Y-%m-%dT%H:%i:%sZ'),"
@@ -260,14 +249,6 @@ static const struct {
      " FROM dead_letter WHERE replayed_at IS NULL GROUP BY fingerprint, error_class"
      " ORDER BY COUNT(*) DESC, MAX(dead_at) DESC, fingerprint LIMIT 5",
      on_fingerprint_row},
-    /* idx_outbox_pending (published_at, id): the backlog's index entries,
-     * and the oldest as the lowest id (ids and created_at rise together),
-     * so a large backlog is not read row by row. */
-    {"measuring the outbox backlog",
-     "SELECT COUNT(*), COALESCE((SELECT TIMESTAMPDIFF(SECOND, created_at, NOW(6)) FROM outbox"
-     " WHERE published_at IS NULL ORDER BY id LIMIT 1), 0)"
-     " FROM outbox WHERE published_at IS NULL",
-     on_outbox_row},
 };
 
 static int read_database(const struct oq_config *cfg, struct oq_status *st)
@@ -288,6 +269,12 @@ static int read_database(const struct oq_config *cfg, struct oq_status *st)
             snprintf(st->db_error, sizeof(st->db_error), "MySQL: %s: %s", db_reads[i].what,
                      oq_db_error(db));
     }
+    if (rc == 0 && (rc = oq_dead_letter_classes(db, on_class_row, st)) != 0)
+        snprintf(st->db_error, sizeof(st->db_error), "MySQL: counting dead letters by class: %s",
+                 rc == OQ_EINTR ? "out of memory" : oq_db_error(db));
+    if (rc == 0 && (rc = oq_outbox_backlog(db, &st->outbox_backlog, &st->outbox_oldest_s)) != 0)
+        snprintf(st->db_error, sizeof(st->db_error), "MySQL: measuring the outbox backlog: %s",
+                 oq_db_error(db));
     if (rc == 0 &&
         (rc = oq_ledger_lease_counts(db, cfg->sweep_after_ms, &leases, err, sizeof(err))) != 0)
         snprintf(st->db_error, sizeof(st->db_error), "MySQL: %s", err);

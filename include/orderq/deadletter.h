@@ -72,6 +72,14 @@ void oq_dead_letter_clear(struct oq_dead_letter *dl);
 OQ_WUR int oq_dead_letter_store(struct oq_db *db, const struct oq_dead_letter *dl, int *stored,
                                 char *err, size_t errlen);
 
+/* The dead letters not replayed, by class: on_row(ctx, {error_class,
+ * count}, 2) for each, the commonest first. No index on error_class: a
+ * scan, fine for letters meant to be few. Returns 0, OQ_EDB, or on_row's
+ * refusal as oq_db_query_rows returns it. */
+OQ_WUR int oq_dead_letter_classes(struct oq_db *db,
+                                  int (*on_row)(void *ctx, const char *const *values, unsigned n),
+                                  void *ctx);
+
 /* A header key stored as this prefix and the key's bytes in hex. */
 #define OQ_DEAD_LETTER_HEX_KEY "@hex:"
 

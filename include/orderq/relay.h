@@ -14,6 +14,7 @@
 #include "orderq/common.h"
 
 struct oq_config;
+struct oq_db;
 struct oq_relay; /* opaque: a relay running on its own thread */
 
 /* Start a relay thread with its own RabbitMQ and MySQL connections. It
@@ -32,5 +33,11 @@ void oq_relay_stop(struct oq_relay *r);
  * OQ_EBROKER after the first failure (reason in err). */
 OQ_WUR int oq_relay_run(const struct oq_config *cfg, volatile sig_atomic_t *stop, int once,
                         long long *published, char *err, size_t errlen);
+
+/* The outbox rows not yet published and the age in seconds of the oldest
+ * (0 when none), by idx_outbox_pending: the backlog's index entries and
+ * the oldest as the lowest id (ids and created_at rise together), so a
+ * large backlog is not read row by row. Returns 0 or OQ_EDB. */
+OQ_WUR int oq_outbox_backlog(struct oq_db *db, int64_t *rows, int64_t *oldest_s);
 
 #endif
