@@ -107,6 +107,7 @@ static const struct {
     const char *name;
     const char *type;
     const char *help;
+    int from_db; /* read by the gauge thread: no sample before its first read */
 } info[OQ_M_COUNT] = {
     [OQ_M_BROKER_CONNECTS] = {"orderq_broker_connects_total", "counter",
                               "Successful connections to RabbitMQ."},
@@ -135,10 +136,11 @@ static const struct {
     [OQ_M_IN_FLIGHT] = {"orderq_in_flight_deliveries", "gauge",
                         "Deliveries received and not yet settled."},
     [OQ_M_OUTBOX_BACKLOG] = {"orderq_outbox_backlog", "gauge",
-                             "Outbox rows not yet published (read every 30 s)."},
+                             "Outbox rows not yet published (read every 30 s).", 1},
     [OQ_M_OUTBOX_OLDEST_AGE] = {"orderq_outbox_oldest_age_seconds", "gauge",
                                 "Age of the oldest unpublished outbox row, 0 when none (read "
-                                "every 30 s)."},
+                                "every 30 s).",
+                                1},
 };
 
 static void add(_Atomic int64_t *v, int64_t n)
@@ -537,7 +539,7 @@ char *oq_metrics_render(size_t *len)
     int db_read = get(&db_gauges_at) != 0;
     for (int i = 0; i < OQ_M_COUNT; i++) {
         header(&t, info[i].name, info[i].type, info[i].help);
-        if (db_read || (i != OQ_M_OUTBOX_BACKLOG && i != OQ_M_OUTBOX_OLDEST_AGE))
+        if (db_read || !info[i].from_db)
             put(&t, "%s %lld\n", info[i].name, (long long)oq_metric_get((enum oq_metric)i));
     }
     render_histograms(&t);
@@ -554,17 +556,24 @@ struct oq_metrics_server {
     struct MHD_Daemon *daemon;
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
-                             const char *body)
+/* Queue r (NULL: out of memory, the connection is dropped) and let go of it. */
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
+                               struct MHD_Response *r)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
-                                                             MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const char *body)
+{
+    return respond(c, status, type,
+                   MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
+                                                   MHD_RESPMEM_MUST_COPY));
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -584,14 +593,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (body == NULL)
             return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", "out of memory\n");
         struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-        if (r == NULL) {
+        if (r == NULL)
             free(body);
-            return MHD_NO;
-        }
-        MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
-        return ret;
+        return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4", r);
     }
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, "text/plain", "ok\n");
