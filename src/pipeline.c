@@ -335,17 +335,21 @@ static int64_t event_time_us(const struct delivery *d)
 /* The event's age now that its effect is committed: end-to-end latency.
  * A time before 2000 or over a day ahead is the publisher's mistake (a zero
  * time, milliseconds given as seconds), not an age: it is left out. */
-static void observe_age(const struct delivery *d)
+static void observe_age(const struct delivery *d, int64_t now_us)
 {
     const int64_t y2000_us = INT64_C(946684800) * 1000000, day_us = INT64_C(86400) * 1000000;
-    int64_t born = event_time_us(d), now_us;
-    struct timespec now;
-    if (born == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
-        return;
-    now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-    if (born < y2000_us || born > now_us + day_us)
+    int64_t born = event_time_us(d);
+    if (born == 0 || born < y2000_us || born > now_us + day_us)
         return;
     oq_metrics_observe(OQ_H_EVENT_AGE, now_us - born);
+}
+
+/* The wall clock in microseconds: event times are the publishers'. */
+static int64_t wall_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
 /* Handler h's apply, timed for orderq_handler_duration_seconds. */
@@ -406,10 +410,11 @@ static int commit_range(struct worker *w, struct batch *bt, size_t from, size_t 
     if (oq_db_exec(w->db, "COMMIT") != 0)
         goto fail;
     oq_metrics_observe(OQ_H_COMMIT, oq_metrics_now_us() - commit_start);
+    int64_t committed_at = wall_us(); /* one clock read for the batch's ages */
     for (size_t i = 0; i < k; i++) {
         who[i]->outcome = claims[i].claimed ? DONE : DUPLICATE;
         if (claims[i].claimed)
-            observe_age(who[i]);
+            observe_age(who[i], committed_at);
     }
     rc = 0;
     goto out;
@@ -602,7 +607,7 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
     if (ran) {
         if (job->result == OQ_JOB_DONE) {
             d->outcome = DONE;
-            observe_age(d);
+            observe_age(d, wall_us());
         } else if (job->result == OQ_JOB_DUPLICATE)
             d->outcome = DUPLICATE;
         else
