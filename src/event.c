@@ -356,8 +356,8 @@ static int check_text(yajl_val v, const char *path, char *err, size_t errlen)
 }
 
 /* A required (or optional) string field; *out is a copy. */
-static int string_field(yajl_val root, const char *key, int required, size_t max, char **out,
-                        char *err, size_t errlen)
+int oq_event_string_field(yajl_val root, const char *key, int required, size_t max, char **out,
+                          char *err, size_t errlen)
 {
     yajl_val v = oq_json_member(root, key);
     *out = NULL;
@@ -413,24 +413,19 @@ int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev, char 
     return rc;
 }
 
-int oq_event_string_field(yajl_val root, const char *key, int required, size_t max, char **out,
-                          char *err, size_t errlen)
-{
-    return string_field(root, key, required, max, out, err, errlen);
-}
-
 int oq_event_decode(const void *body, size_t len, const char *message_id, struct oq_event *ev,
                     char *err, size_t errlen)
 {
     int rc = oq_event_parse_body(body, len, ev, err, errlen);
     if (rc != 0)
         return rc;
-    rc = string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
+    rc =
+        oq_event_string_field(ev->root, "event_code", 1, OQ_EVENT_CODE_MAX, &ev->code, err, errlen);
     if (rc == 0)
-        rc = string_field(ev->root, "event_identifier", 0, OQ_EVENT_ID_MAX, &ev->identifier, err,
-                          errlen);
+        rc = oq_event_string_field(ev->root, "event_identifier", 0, OQ_EVENT_ID_MAX,
+                                   &ev->identifier, err, errlen);
     if (rc == 0)
-        rc = string_field(ev->root, "created_at", 0, 64, &ev->created_at, err, errlen);
+        rc = oq_event_string_field(ev->root, "created_at", 0, 64, &ev->created_at, err, errlen);
     if (rc != 0)
         goto out;
     if (ev->identifier == NULL) {

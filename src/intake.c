@@ -328,7 +328,16 @@ void oq_intake_free(struct oq_intake *in)
     free(in);
 }
 
-static int rule_accepts(const struct oq_intake_rule *r, const char *code);
+/* Is code the rule's event, one of its aliases, or one of its shop codes? */
+static int rule_accepts(const struct oq_intake_rule *r, const char *code)
+{
+    if (strcmp(oq_event_canonical_code(code), r->event_code) == 0)
+        return 1;
+    for (size_t i = 0; i < r->n_codes; i++)
+        if (strcmp(r->codes[i], code) == 0)
+            return 1;
+    return 0;
+}
 
 const struct oq_intake_rule *oq_intake_find(const struct oq_intake *in, const char *event_code)
 {
@@ -422,7 +431,7 @@ int oq_intake_expand(const char *tmpl, yajl_val root, char **out, char *err, siz
             if ((piece = scalar_text(v)) == NULL) {
                 snprintf(err, errlen,
                          "the body's field {%.*s}, named by the intake identifier template "
-                         "\"%s\", is %s; expected a non-empty string or a number",
+                         "\"%s\", is %s; expected a non-empty string or an integer",
                          (int)(end - p - 1), p + 1, tmpl, kind(v));
                 free(buf);
                 return OQ_EINVAL;
@@ -450,17 +459,6 @@ int oq_intake_expand(const char *tmpl, yajl_val root, char **out, char *err, siz
 }
 
 /* ---- one message ----------------------------------------------------------- */
-
-/* Is code the rule's event, one of its aliases, or one of its shop codes? */
-static int rule_accepts(const struct oq_intake_rule *r, const char *code)
-{
-    if (strcmp(oq_event_canonical_code(code), r->event_code) == 0)
-        return 1;
-    for (size_t i = 0; i < r->n_codes; i++)
-        if (strcmp(r->codes[i], code) == 0)
-            return 1;
-    return 0;
-}
 
 static int take_code(const struct oq_intake_rule *r, const struct oq_intake_message *msg,
                      struct oq_event *ev, char *err, size_t errlen)
