@@ -5,7 +5,8 @@
 # stopped) and 200 again when it is back; orderq_outbox_published_total
 # counts what it published; a KILLed MySQL connection counts in
 # orderq_reconnects_total{peer="database"} (a RabbitMQ outage does not);
-# promtool check metrics passes on its scrape.
+# promtool check metrics passes on its scrape; both outages at once, with
+# rows written meanwhile, end with each row published once.
 source "$(dirname "$0")/lib.sh"
 command -v promtool >/dev/null || fail "promtool is missing: apt-get install prometheus (deploy/local/lib.sh installs it)"
 setup_declared
@@ -77,6 +78,25 @@ sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, r
     VALUES ('coupon.email', 'h7_processing_1_14', '', 'coupon.email', '{}')"
 wait_for 20 published_is 7 || fail "orderq_outbox_published_total is $(metric_sum "$addr" orderq_outbox_published_total) after MySQL's KILL, expected 7"
 expect_eq 200 "$(status /readyz)" "/readyz after MySQL reconnected"
+
+note "both at once, with rows written meanwhile: RabbitMQ gone and its MySQL connections KILLed; back, each row published once"
+kill "$proxy"
+wait "$proxy" 2>/dev/null || true
+for id in $(sql -e "SELECT id FROM information_schema.processlist WHERE db = '$DB' AND id <> CONNECTION_ID()"); do
+    sql -e "KILL $id" 2>/dev/null || true
+done
+for i in 8 9; do
+    sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
+        VALUES ('coupon.email', 'h${i}_processing_1_14', '', 'coupon.email', '{}')"
+done
+wait_for 20 status_is /readyz 503 || fail "/readyz is $(status /readyz) with both gone: $(tail -3 "$WORK/relay.log")"
+start_proxy
+wait_for 30 published_is 9 || fail "orderq_outbox_published_total is $(metric_sum "$addr" orderq_outbox_published_total) after both came back, expected 9: $(tail -3 "$WORK/relay.log")"
+expect_eq 0 "$(sql "$DB" -e 'SELECT COUNT(*) FROM outbox WHERE published_at IS NULL')" "rows left unpublished after both came back"
+wait_for 10 status_is /readyz 200 || fail "/readyz is $(status /readyz) after both came back"
+sleep 1
+expect_eq 9 "$(metric_sum "$addr" orderq_outbox_published_total)" "publishes for 9 rows (none twice)"
+expect_eq 9 "$(queue_ready orderq.coupon.email)" "messages in orderq.coupon.email for 9 rows"
 
 note "SIGTERM: exits 0"
 kill -TERM "$relay"
