@@ -107,7 +107,6 @@ static const struct {
     const char *name;
     const char *type;
     const char *help;
-    int from_db; /* read by the gauge thread: no sample before its first read */
 } info[OQ_M_COUNT] = {
     [OQ_M_BROKER_CONNECTS] = {"orderq_broker_connects_total", "counter",
                               "Successful connections to RabbitMQ."},
@@ -136,12 +135,18 @@ static const struct {
     [OQ_M_IN_FLIGHT] = {"orderq_in_flight_deliveries", "gauge",
                         "Deliveries received and not yet settled."},
     [OQ_M_OUTBOX_BACKLOG] = {"orderq_outbox_backlog", "gauge",
-                             "Outbox rows not yet published (read every 30 s).", 1},
-    [OQ_M_OUTBOX_OLDEST_AGE] = {"orderq_outbox_oldest_age_seconds", "gauge",
-                                "Age of the oldest unpublished outbox row, 0 when none (read "
-                                "every 30 s).",
-                                1},
+                             "Outbox rows not yet published (read every 30 s)."},
+    [OQ_M_OUTBOX_OLDEST_AGE] =
+        {
+            "orderq_outbox_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest unpublished outbox row, 0 when none (read "
+            "every 30 s).",
+        },
 };
+
+/* The families the gauge thread reads from MySQL: no sample before its first read. */
+static const int from_db[OQ_M_COUNT] = {[OQ_M_OUTBOX_BACKLOG] = 1, [OQ_M_OUTBOX_OLDEST_AGE] = 1};
 
 static void add(_Atomic int64_t *v, int64_t n)
 {
@@ -539,7 +544,7 @@ char *oq_metrics_render(size_t *len)
     int db_read = get(&db_gauges_at) != 0;
     for (int i = 0; i < OQ_M_COUNT; i++) {
         header(&t, info[i].name, info[i].type, info[i].help);
-        if (db_read || !info[i].from_db)
+        if (db_read || !from_db[i])
             put(&t, "%s %lld\n", info[i].name, (long long)oq_metric_get((enum oq_metric)i));
     }
     render_histograms(&t);
