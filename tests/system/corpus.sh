@@ -29,22 +29,8 @@ n=$("$PY" "$CORPUS/corpus.py" publish "$CASES" "$VHOST" "$OQ_TEST_SHOP_USER" "$O
     fail "publishing the corpus"
 note "$n cases published in $((SECONDS - t0)) s; waiting for $n_dead dead letters"
 dead_rows() { sql "$DB" -e 'SELECT COUNT(*) FROM dead_letter'; }
-settled() {
-    [ "$(dead_rows)" -ge "$n_dead" ] &&
-        [ "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")" = 0 ] &&
-        [ "$(sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE state = 'sending'")" = 0 ] &&
-        ready_is orderq.order.processing 0 && ready_is orderq.coupon.email 0
-}
-wait_for "${CORPUS_WAIT:-90}" settled || note "not settled after ${CORPUS_WAIT:-90} s: $(dead_rows) dead letters of $n_dead (the check says which)"
-sleep 2 # a late mail or letter would show up in the counts below
-note "settled in $((SECONDS - t0)) s"
-kill -0 "$pid" || fail "the consumer died: $(tail -5 "$WORK/corpus.log")"
-kill -TERM "$pid"
-wait "$pid" || fail "the consumer did not exit 0 on TERM: $(tail -3 "$WORK/corpus.log")"
-if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK/corpus.log"; then fail "a sanitizer report"; fi
-
-note "what became of each case"
-{
+# What the database and MailDev hold now, as corpus.py check reads it.
+read_state() {
     printf '{"dead": ['
     sql -r "$DB" -e "SELECT JSON_OBJECT('case', JSON_VALUE(properties, '$.correlation_id'), 'class', error_class,
         'error', error, 'size', body_size, 'sha', IF(LENGTH(body) = body_size, SHA2(body, 256), NULL),
@@ -55,8 +41,36 @@ note "what became of each case"
     printf '], "coupons": ['
     sql -r "$DB" -e "SELECT JSON_OBJECT('eid', event_identifier, 'code', code) FROM coupon" | paste -sd,
     printf '], "mails_sent": %d}\n' "$(($(corpus_mails) - mails_before))"
-} >"$WORK/state.json"
-"$PY" "$CORPUS/corpus.py" check "$CASES" "$WORK/state.json" || fail "the corpus (above: what differs)"
+}
+check_state() { read_state >"$WORK/state.json" && "$PY" "$CORPUS/corpus.py" check "$CASES" "$WORK/state.json" >"$WORK/cases.txt" 2>"$WORK/differs.txt"; }
+# Settled when every case is what it should be. Ready counts alone are not
+# enough: the consumer prefetches, so mails can sit unacked (not ready)
+# while the ledger and MailDev catch up.
+settled() {
+    [ "$(dead_rows)" -ge "$n_dead" ] &&
+        [ "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")" = 0 ] &&
+        [ "$(sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE state = 'sending'")" = 0 ] &&
+        ready_is orderq.order.processing 0 && ready_is orderq.coupon.email 0 && check_state
+}
+if wait_for "${CORPUS_WAIT:-90}" settled; then
+    note "settled in $((SECONDS - t0)) s"
+else
+    note "not settled after ${CORPUS_WAIT:-90} s: $(dead_rows) dead letters of $n_dead (the check says which)"
+fi
+sleep 2 # a late mail or letter (a double) would show up in the final check
+kill -0 "$pid" || fail "the consumer died: $(tail -5 "$WORK/corpus.log")"
+kill -TERM "$pid"
+wait "$pid" || fail "the consumer did not exit 0 on TERM: $(tail -3 "$WORK/corpus.log")"
+if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK/corpus.log"; then fail "a sanitizer report"; fi
+
+if ! check_state; then
+    # what differs first: a long log is cut in the middle
+    cat "$WORK/differs.txt" >&2
+    cat "$WORK/cases.txt"
+    fail "the corpus: $(head -c 2000 "$WORK/differs.txt")"
+fi
+note "what became of each case"
+cat "$WORK/cases.txt"
 
 note "in = out: nothing left in a queue"
 for q in orderq.order.processing orderq.coupon.email orderq.dead; do
