@@ -22,6 +22,7 @@ struct oq_broker {
     char vhost[256];
     int last_code;
     int open;             /* logged in, channel 1 open */
+    int tls;              /* amqps: the socket alone does not say what is readable */
     size_t node, n_nodes; /* which node of amqp_url this is connected to, of how many */
     char err[OQ_ERRLEN];
 };
@@ -151,6 +152,7 @@ static amqp_socket_t *open_socket(struct oq_broker *b, const struct oq_config *c
 {
     amqp_socket_t *sock = NULL;
     struct timeval tv = oq_ms_to_timeval(cfg->connect_timeout_ms);
+    b->tls = u->ssl;
     if (u->ssl) {
         if ((sock = tls_socket(b->conn, cfg, err, errlen)) == NULL)
             return NULL;
@@ -403,6 +405,11 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile
 amqp_connection_state_t oq_broker_conn(struct oq_broker *b)
 {
     return b->conn;
+}
+
+int oq_broker_pollable_fd(struct oq_broker *b)
+{
+    return b->tls ? -1 : amqp_get_sockfd(b->conn);
 }
 
 const char *oq_broker_vhost(const struct oq_broker *b)

@@ -1,6 +1,7 @@
 /* pipeline.c - the consumer: deliveries in batches, one transaction each, acks last */
 #include "orderq/pipeline.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,7 +100,9 @@ struct pipeline {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct batch *todo_head, *todo_tail;
+    size_t idle_workers; /* waiting for a batch */
     int worker_exit;
+    int wake_fd; /* eventfd: a batch is processed (the broker thread sleeps in poll) */
     _Atomic uint64_t gen;
 
     /* broker thread only */
@@ -109,6 +113,7 @@ struct pipeline {
     struct oq_topology *topology; /* redeclared at each connect */
     struct oq_subscriptions *subs;
     int requeue_streak;        /* batches in a row that had to requeue */
+    int held_up;               /* a processed batch waits (parking, requeue backoff) */
     int unreadable;            /* the connection ended on a delivery it cannot read */
     const char *const *queues; /* consumed, borrowed */
     size_t n_queues;
@@ -525,6 +530,13 @@ static void process_batch(struct worker *w, struct batch *bt)
  * of one effect in a batch waits for the first one's outcome: a duplicate
  * once that one is done, its own try if that one failed (it may carry the
  * corrected address). */
+static void wake_broker_thread(struct pipeline *pl)
+{
+    uint64_t one = 1;
+    if (pl->wake_fd >= 0)
+        (void)!write(pl->wake_fd, &one, sizeof(one)); /* full (never here): awake anyway */
+}
+
 static void start_effects(struct worker *w, struct batch *bt)
 {
     struct pipeline *pl = w->pl;
@@ -559,6 +571,8 @@ static void start_effects(struct worker *w, struct batch *bt)
     bt->effects_left = jobs;
     bt->processed = jobs == 0;
     pthread_mutex_unlock(&pl->mu);
+    if (jobs == 0)
+        wake_broker_thread(pl);
     /* jobs first: once the last job is in, the batch may finish and be
      * freed at any moment, so bt is not read again */
     for (size_t i = 0; leaders > 0 && i < bt->n; i++)
@@ -623,9 +637,12 @@ static void effect_finished(struct oq_effect_job *job, int ran, void *ctx)
         settled += settle_chain(bt, f);
     pthread_mutex_lock(&pl->mu);
     bt->effects_left -= settled;
-    if (bt->effects_left == 0)
+    int processed = bt->effects_left == 0;
+    if (processed)
         bt->processed = 1;
     pthread_mutex_unlock(&pl->mu);
+    if (processed)
+        wake_broker_thread(pl);
 }
 
 static void *worker_main(void *arg)
@@ -634,8 +651,10 @@ static void *worker_main(void *arg)
     struct pipeline *pl = w->pl;
     for (;;) {
         pthread_mutex_lock(&pl->mu);
+        pl->idle_workers++;
         while (pl->todo_head == NULL && !pl->worker_exit)
             pthread_cond_wait(&pl->cv, &pl->mu);
+        pl->idle_workers--;
         struct batch *bt = pl->todo_head;
         if (bt == NULL) {
             pthread_mutex_unlock(&pl->mu);
@@ -867,6 +886,7 @@ static int advance(struct pipeline *pl)
 {
     struct batch **link = &pl->inflight_head, *prev = NULL;
     int held_up = 0;
+    pl->held_up = 0;
     while (*link != NULL) {
         struct batch *bt = *link;
         int processed = is_processed(pl, bt), ready = processed && park_batch(pl, bt);
@@ -882,7 +902,7 @@ static int advance(struct pipeline *pl)
         if (!ready) {
             if (!held_up && !processed)
                 return 0; /* the usual case: a worker is still at it */
-            held_up = 1;
+            held_up = pl->held_up = 1;
             prev = bt;
             link = &bt->next;
             continue;
@@ -1184,12 +1204,67 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct batch
     }
 }
 
+/* A database worker would take a batch now. */
+static int worker_free(struct pipeline *pl)
+{
+    pthread_mutex_lock(&pl->mu);
+    int free_now = pl->todo_head == NULL && pl->idle_workers > 0;
+    pthread_mutex_unlock(&pl->mu);
+    return free_now;
+}
+
+/* A batch a free worker could take closes after this long without a
+ * delivery: at low load it does not sit out its window, while a preload's
+ * stream, with gaps of microseconds between reads, still fills it. */
+#define QUIET_CLOSE_MS 1
+
+/* How long the broker thread may wait for the next frame: until the open
+ * batch's window ends, or QUIET_CLOSE_MS when a worker is free to take it
+ * (*quiet_close set); 1 ms while something is timed by polling (confirms
+ * of the parking connection, a requeue backoff, or a TLS socket, which
+ * poll(2) cannot watch with the workers' wake-ups); else 100 ms. */
+static int64_t frame_wait_ms(struct pipeline *pl, const struct batch *open, int64_t open_deadline,
+                             int *quiet_close)
+{
+    int polled = pl->held_up || oq_parker_in_flight(pl->parker) > 0 ||
+                 (pl->inflight_head != NULL && (pl->wake_fd < 0 || oq_broker_pollable_fd(pl->b) < 0));
+    int64_t wait_ms = polled ? 1 : 100;
+    if (open != NULL) {
+        int64_t left = open_deadline - oq_now_ms();
+        wait_ms = left < 0 ? 0 : (left < wait_ms ? left : wait_ms);
+        *quiet_close = worker_free(pl);
+        if (*quiet_close && wait_ms > QUIET_CLOSE_MS)
+            wait_ms = QUIET_CLOSE_MS;
+    }
+    return wait_ms;
+}
+
+/* The next frame within wait_ms (AMQP_STATUS_TIMEOUT if none). With a
+ * plain socket the wait is a poll(2) that a processed batch also ends, so
+ * its ack goes out at once and an idle consumer makes no system calls. */
+static int next_frame(struct pipeline *pl, amqp_frame_t *frame, int64_t wait_ms)
+{
+    amqp_connection_state_t conn = oq_broker_conn(pl->b);
+    int fd = oq_broker_pollable_fd(pl->b);
+    if (wait_ms > 0 && fd >= 0 && pl->wake_fd >= 0 && !amqp_frames_enqueued(conn) &&
+        !amqp_data_in_buffer(conn)) {
+        struct pollfd p[2] = {{fd, POLLIN, 0}, {pl->wake_fd, POLLIN, 0}};
+        if (poll(p, 2, (int)wait_ms) > 0 && (p[1].revents & POLLIN)) {
+            uint64_t n;
+            (void)!read(pl->wake_fd, &n, sizeof(n));
+        }
+        wait_ms = 0; /* librabbitmq reads what came (and sends a heartbeat when due) */
+    }
+    struct timeval tv = oq_ms_to_timeval(wait_ms);
+    amqp_maybe_release_buffers(conn);
+    return amqp_simple_wait_frame_noblock(conn, frame, &tv);
+}
+
 /* Consume until stopped (0) or the connection breaks (OQ_EBROKER). */
 static int serve(struct pipeline *pl)
 {
-    amqp_connection_state_t conn = oq_broker_conn(pl->b);
     struct batch *open = NULL;
-    int64_t open_deadline = 0, drain_deadline = 0;
+    int64_t open_deadline = 0, drain_deadline = 0, last_delivery_ms = 0;
     int draining = 0, rc = 0;
 
     for (;;) {
@@ -1205,17 +1280,13 @@ static int serve(struct pipeline *pl)
         }
         if (draining && (pl->inflight_head == NULL || oq_now_ms() >= drain_deadline))
             break;
-        int64_t wait_ms = pl->inflight_head ? 1 : 100;
-        if (open != NULL) {
-            int64_t left = open_deadline - oq_now_ms();
-            wait_ms = left < 0 ? 0 : (left < wait_ms ? left : wait_ms);
-        }
-        struct timeval tv = oq_ms_to_timeval(wait_ms);
+        int quiet_close = 0;
+        int64_t wait_ms = frame_wait_ms(pl, open, open_deadline, &quiet_close);
         amqp_frame_t frame;
-        amqp_maybe_release_buffers(conn);
-        int status = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+        int status = next_frame(pl, &frame, wait_ms);
         if (status == AMQP_STATUS_OK) {
             int had_open = open != NULL;
+            last_delivery_ms = oq_now_ms();
             if ((rc = dispatch(pl, &frame, &open, draining)) != 0)
                 break;
             if (!had_open && open != NULL)
@@ -1225,7 +1296,11 @@ static int serve(struct pipeline *pl)
             rc = OQ_EBROKER;
             break;
         }
-        if (open != NULL && (open->n >= open->cap || oq_now_ms() >= open_deadline)) {
+        /* Full, its window over, or quiet while a worker is free. */
+        int64_t now = oq_now_ms();
+        int quiet = quiet_close && status == AMQP_STATUS_TIMEOUT &&
+                    now - last_delivery_ms >= QUIET_CLOSE_MS;
+        if (open != NULL && (open->n >= open->cap || now >= open_deadline || quiet)) {
             submit(pl, open);
             open = NULL;
         }
@@ -1319,6 +1394,7 @@ int oq_pipeline_run(const struct oq_config *cfg, const char *const *queues, size
     int rc;
 
     memset(&pl, 0, sizeof(pl));
+    pl.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* -1: the broker thread polls */
     pl.cfg = cfg;
     pl.stop = stop;
     pl.wake_relay = wake_relay;
@@ -1415,5 +1491,7 @@ out:
     oq_subscriptions_free(pl.subs);
     free(pl.dead_letters);
     free(pl.own_user);
+    if (pl.wake_fd >= 0)
+        close(pl.wake_fd);
     return rc;
 }

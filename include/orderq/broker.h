@@ -54,6 +54,11 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms,
 
 amqp_connection_state_t oq_broker_conn(struct oq_broker *b);
 
+/* The connection's socket when it can be waited on with poll(2) alone: a
+ * plain TCP one. -1 for TLS, whose library may hold decrypted bytes the
+ * socket no longer shows. */
+int oq_broker_pollable_fd(struct oq_broker *b);
+
 /* The vhost this connection is on. */
 const char *oq_broker_vhost(const struct oq_broker *b);
 
