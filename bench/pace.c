@@ -101,8 +101,9 @@ static long long int_arg(const char *flag, const char *text, long long min, long
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "orderq_bench_pace: %s: expected an integer from %lld to %lld, got \"%s\"\n",
-                flag, min, max, text);
+        fprintf(stderr,
+                "orderq_bench_pace: %s: expected an integer from %lld to %lld, got \"%s\"\n", flag,
+                min, max, text);
         exit(EXIT_USAGE);
     }
     return v;
@@ -111,23 +112,37 @@ static long long int_arg(const char *flag, const char *text, long long min, long
 static void parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
-        {"rate", required_argument, NULL, 'r'},          {"count", required_argument, NULL, 'n'},
-        {"prefix", required_argument, NULL, 'p'},        {"qualify-every", required_argument, NULL, 'k'},
-        {"sends", required_argument, NULL, 's'},         {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0},
+        {"rate", required_argument, NULL, 'r'},   {"count", required_argument, NULL, 'n'},
+        {"prefix", required_argument, NULL, 'p'}, {"qualify-every", required_argument, NULL, 'k'},
+        {"sends", required_argument, NULL, 's'},  {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     *a = (struct args){.qualify_every = 1, .timeout_s = 30};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'r': a->rate = int_arg("--rate", optarg, 1, 1000000); break;
-        case 'n': a->count = int_arg("--count", optarg, 1, 10000000); break;
-        case 'k': a->qualify_every = int_arg("--qualify-every", optarg, 1, 1000000); break;
-        case 't': a->timeout_s = int_arg("--timeout", optarg, 1, 3600); break;
-        case 'p': a->prefix = optarg; break;
-        case 's': a->sends = optarg; break;
-        case 'h': usage(stdout); exit(0);
+        case 'r':
+            a->rate = int_arg("--rate", optarg, 1, 1000000);
+            break;
+        case 'n':
+            a->count = int_arg("--count", optarg, 1, 10000000);
+            break;
+        case 'k':
+            a->qualify_every = int_arg("--qualify-every", optarg, 1, 1000000);
+            break;
+        case 't':
+            a->timeout_s = int_arg("--timeout", optarg, 1, 3600);
+            break;
+        case 'p':
+            a->prefix = optarg;
+            break;
+        case 's':
+            a->sends = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
         default:
             fprintf(stderr, "orderq_bench_pace: %s: unknown option or missing value\n",
                     argv[optind - 1]);
@@ -135,7 +150,10 @@ static void parse_args(int argc, char **argv, struct args *a)
             exit(EXIT_USAGE);
         }
     }
-    const char *missing = a->rate == 0 ? "--rate" : a->count == 0 ? "--count" : !a->prefix ? "--prefix" : NULL;
+    const char *missing = a->rate == 0    ? "--rate"
+                          : a->count == 0 ? "--count"
+                          : !a->prefix    ? "--prefix"
+                                          : NULL;
     if (missing != NULL || optind < argc) {
         fprintf(stderr, "orderq_bench_pace: %s%s\n", missing ? missing : argv[optind],
                 missing ? " is required" : ": unexpected argument");
@@ -143,9 +161,11 @@ static void parse_args(int argc, char **argv, struct args *a)
     }
     /* It becomes an identifier, an order id and an e-mail's local part. */
     size_t len = strlen(a->prefix);
-    if (len == 0 || len > PREFIX_MAX || strspn(a->prefix, "abcdefghijklmnopqrstuvwxyz"
-                                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != len) {
-        fprintf(stderr, "orderq_bench_pace: --prefix: expected 1 to %d letters, digits or -, got \"%s\"\n",
+    if (len == 0 || len > PREFIX_MAX ||
+        strspn(a->prefix, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != len) {
+        fprintf(stderr,
+                "orderq_bench_pace: --prefix: expected 1 to %d letters, digits or -, got \"%s\"\n",
                 PREFIX_MAX, a->prefix);
         exit(EXIT_USAGE);
     }
@@ -224,8 +244,8 @@ static int on_row(void *ctx, const char *const *values, unsigned n)
         return 0;
     char *end = NULL;
     long long i = strtoll(values[0] + plen + 1, &end, 10);
-    if (end == values[0] + plen + 1 || strcmp(end, "_processing") != 0 || i < 0 || i >= r->a->count ||
-        r->seen_ns[i] != 0)
+    if (end == values[0] + plen + 1 || strcmp(end, "_processing") != 0 || i < 0 ||
+        i >= r->a->count || r->seen_ns[i] != 0)
         return 0;
     r->seen_ns[i] = p->at_ns;
     atomic_fetch_add(&r->committed, 1);
@@ -385,7 +405,8 @@ static void report(const struct run *r, int64_t behind_ns)
             lat[k++] = r->seen_ns[i] - r->sent_ns[i];
     if (lat != NULL && k > 0)
         qsort(lat, k, sizeof(*lat), cmp_i64);
-    double p50 = k ? (double)percentile(lat, k, 50) / 1e6 : 0, p99 = k ? (double)percentile(lat, k, 99) / 1e6 : 0,
+    double p50 = k ? (double)percentile(lat, k, 50) / 1e6 : 0,
+           p99 = k ? (double)percentile(lat, k, 99) / 1e6 : 0,
            max = k ? (double)lat[k - 1] / 1e6 : 0;
     /* What was kept: lower than rate when sends fell behind (behind_max_ms). */
     int64_t span = r->sent_ns[r->a->count - 1] - r->sent_ns[0];
@@ -425,7 +446,8 @@ int main(int argc, char **argv)
     }
     r.cfg = cfg;
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &r};
-    if (oq_publisher_connect(cfg, "bench-pace", 1, 65535, 1, &cb, &b, &pub, err, sizeof(err)) != 0) {
+    if (oq_publisher_connect(cfg, "bench-pace", 1, 65535, 1, &cb, &b, &pub, err, sizeof(err)) !=
+        0) {
         fprintf(stderr, "orderq_bench_pace: %s\n", err);
         goto out;
     }
