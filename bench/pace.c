@@ -53,10 +53,12 @@ struct args {
 struct run {
     const struct args *a;
     const struct oq_config *cfg;
+    struct oq_db *db; /* the watcher's, opened before anything is published */
     int64_t *sent_ns, *sent_unix_us, *seen_ns;
     long long lowest; /* the lowest index not yet seen (watcher only) */
     atomic_llong committed;
     atomic_int stop;
+    atomic_int db_failed; /* set once db_error is written */
     char db_error[OQ_ERRLEN];
     uint64_t acked, nacked, returned;
 };
@@ -274,14 +276,13 @@ static int poll_ledger(struct run *r, struct oq_db *db)
 static void *watch(void *arg)
 {
     struct run *r = arg;
-    struct oq_db *db = NULL;
-    if (oq_db_open(r->cfg->mysql_url, 10000, 0, &db, r->db_error, sizeof(r->db_error)) != 0)
-        goto out;
+    struct oq_db *db = r->db;
     int64_t next = mono_ns();
     while (!atomic_load(&r->stop) && r->lowest < r->a->count) {
         if (poll_ledger(r, db) != 0) {
             snprintf(r->db_error, sizeof(r->db_error), "polling the ledger: %s", oq_db_error(db));
-            goto out;
+            atomic_store(&r->db_failed, 1);
+            break;
         }
         next += 1000000; /* every millisecond, on a fixed grid */
         int64_t now = mono_ns();
@@ -289,8 +290,6 @@ static void *watch(void *arg)
             next = now;
         sleep_until(next);
     }
-out:
-    oq_db_close(db);
     return NULL;
 }
 
@@ -445,6 +444,10 @@ int main(int argc, char **argv)
         goto out;
     }
     r.cfg = cfg;
+    if (oq_db_open(cfg->mysql_url, 10000, 0, &r.db, err, sizeof(err)) != 0) {
+        fprintf(stderr, "orderq_bench_pace: %s\n", err);
+        goto out;
+    }
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &r};
     if (oq_publisher_connect(cfg, "bench-pace", 1, 65535, 1, &cb, &b, &pub, err, sizeof(err)) !=
         0) {
@@ -463,7 +466,8 @@ int main(int argc, char **argv)
         goto out;
     }
     int64_t deadline = mono_ns() + a.timeout_s * 1000000000LL;
-    while (atomic_load(&r.committed) < a.count && mono_ns() < deadline && r.db_error[0] == '\0')
+    while (atomic_load(&r.committed) < a.count && mono_ns() < deadline &&
+           !atomic_load(&r.db_failed))
         sleep_until(mono_ns() + 10000000);
     atomic_store(&r.stop, 1);
     pthread_join(watcher, NULL);
@@ -489,6 +493,7 @@ out:
     }
     oq_publisher_free(pub);
     oq_broker_close(b);
+    oq_db_close(r.db);
     oq_config_free(cfg);
     free(r.sent_ns);
     free(r.sent_unix_us);
