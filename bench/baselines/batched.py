@@ -16,35 +16,33 @@ import common
 BATCH = 250
 IDLE_SECONDS = 0.005
 
-queue, count = common.usage("batched.py")
-db = common.connect_mysql()
-amqp = common.connect_amqp()
-channel = amqp.channel()
-channel.basic_qos(prefetch_count=1000)
-cursor = db.cursor()
-rows, last_tag, done = [], None, 0
+
+def main():
+    queue, count = common.usage("batched.py")
+    db = common.connect_mysql()
+    amqp = common.connect_amqp()
+    channel = amqp.channel()
+    channel.basic_qos(prefetch_count=1000)
+    cursor = db.cursor()
+    rows, last_tag, done = [], None, 0
+    start = time.monotonic()
+    for method, _properties, body in channel.consume(queue, inactivity_timeout=IDLE_SECONDS):
+        if method is not None:
+            rows.append(common.claim_args(body))
+            last_tag = method.delivery_tag
+        if rows and (method is None or len(rows) == BATCH or done + len(rows) == count):
+            # Commit, then ack: never ack before the claims are durable.
+            cursor.executemany(common.CLAIM, rows)
+            db.commit()
+            channel.basic_ack(last_tag, multiple=True)
+            done += len(rows)
+            rows = []
+        if done == count:
+            break
+    common.report("batched", done, start)
+    channel.cancel()
+    amqp.close()
+    db.close()
 
 
-def flush():
-    """Commit the batch, then ack it: never ack before the claim is durable."""
-    global rows, done
-    cursor.executemany(common.CLAIM, rows)
-    db.commit()
-    channel.basic_ack(last_tag, multiple=True)
-    done += len(rows)
-    rows = []
-
-
-start = time.monotonic()
-for method, _properties, body in channel.consume(queue, inactivity_timeout=IDLE_SECONDS):
-    if method is not None:
-        rows.append(common.claim_args(body))
-        last_tag = method.delivery_tag
-    if rows and (method is None or len(rows) == BATCH or done + len(rows) == count):
-        flush()
-    if done == count:
-        break
-common.report("batched", done, start)
-channel.cancel()
-amqp.close()
-db.close()
+common.guarded(main)

@@ -65,6 +65,15 @@ def connect_amqp():
         sys.exit(69)
 
 
+def guarded(consume):
+    """Run consume(); a server that fails midway exits 69 with its error."""
+    try:
+        consume()
+    except (pika.exceptions.AMQPError, pymysql.err.MySQLError) as e:
+        print(f"{os.path.basename(sys.argv[0])}: {e!r}", file=sys.stderr)
+        sys.exit(69)
+
+
 def claim_args(body):
     """(effect_key, event_identifier, event_code) of one envelope."""
     event = json.loads(body)
