@@ -4,8 +4,9 @@
  * per second (event i is due at t0 + i/R on CLOCK_MONOTONIC, slept to with
  * an absolute clock_nanosleep), persistent, mandatory, with publisher
  * confirms read as frames between sends (never one round trip per event).
- * When a send is late, the rest of the schedule moves back by as much: it
- * never bursts to catch up, and behind_max_ms says how far it fell behind.
+ * When a send is late by a whole interval or more, the rest of the
+ * schedule moves back by as much: it never bursts to catch up. behind_max_ms
+ * is the latest any event went out against the first schedule.
  *
  * A second thread polls the ledger every millisecond for the coupon_rules
  * rows of these events and takes, for each, the start of the first query
@@ -296,13 +297,19 @@ static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_me
 static int64_t publish_all(struct run *r, struct oq_publisher *pub, char *err, size_t errlen)
 {
     const struct args *a = r->a;
-    int64_t t0 = mono_ns() + 1000000, shift = 0; /* shift: how far behind, so far */
+    const int64_t interval = 1000000000LL / a->rate;
+    int64_t t0 = mono_ns() + 1000000, shift = 0, behind_max = 0;
     for (long long i = 0; i < a->count; i++) {
         int64_t due = t0 + shift + (int64_t)(i * 1000000000LL / a->rate);
         sleep_until(due);
-        int64_t now = mono_ns();
-        if (now > due)
-            shift += now - due; /* late: the rest follows, no burst */
+        int64_t late = mono_ns() - due;
+        if (shift + late > behind_max)
+            behind_max = shift + late;
+        /* A wake-up late by less than an interval still leaves the next
+         * event's slot ahead; later than that, the next would go out at
+         * once: the rest of the schedule moves back instead (no burst). */
+        if (late >= interval)
+            shift += late;
         char id[ID_MAX];
         char *body = event_body(a, i);
         if (body == NULL) {
@@ -335,7 +342,7 @@ static int64_t publish_all(struct run *r, struct oq_publisher *pub, char *err, s
         snprintf(err, errlen, "%zu events unconfirmed after 30 s", oq_publisher_in_flight(pub));
         return -1;
     }
-    return shift;
+    return behind_max;
 }
 
 static int cmp_i64(const void *x, const void *y)
