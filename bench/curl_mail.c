@@ -66,12 +66,13 @@ static int64_t mono_ns(void)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: orderq_bench_curl_mail --url smtp://127.0.0.1:P --count N --connections C\n"
-                "                              [--message FILE]\n"
-                "Sends N mails over C reused connections (one thread and easy handle each):\n"
-                "a coupon mail as orderq renders it, or FILE as it is. Prints\n"
-                "{\"mails\", \"seconds\", \"per_second\"}. Exit 1 when a mail was refused, 64 on a\n"
-                "bad argument, 69 when the server cannot be reached.\n");
+    fprintf(to,
+            "usage: orderq_bench_curl_mail --url smtp://127.0.0.1:P --count N --connections C\n"
+            "                              [--message FILE]\n"
+            "Sends N mails over C reused connections (one thread and easy handle each):\n"
+            "a coupon mail as orderq renders it, or FILE as it is. Prints\n"
+            "{\"mails\", \"seconds\", \"per_second\"}. Exit 1 when a mail was refused, 64 on a\n"
+            "bad argument, 69 when the server cannot be reached.\n");
 }
 
 static long long int_arg(const char *flag, const char *text, long long min, long long max)
@@ -80,7 +81,8 @@ static long long int_arg(const char *flag, const char *text, long long min, long
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "orderq_bench_curl_mail: %s: expected an integer from %lld to %lld, got \"%s\"\n",
+        fprintf(stderr,
+                "orderq_bench_curl_mail: %s: expected an integer from %lld to %lld, got \"%s\"\n",
                 flag, min, max, text);
         exit(EXIT_USAGE);
     }
@@ -253,9 +255,12 @@ out:
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},         {"count", required_argument, NULL, 'n'},
-        {"connections", required_argument, NULL, 'c'}, {"message", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"count", required_argument, NULL, 'n'},
+        {"connections", required_argument, NULL, 'c'},
+        {"message", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     static struct job j;
     pthread_t threads[MAX_CONNECTIONS];
@@ -267,11 +272,21 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
-        case 'u': j.url = optarg; break;
-        case 'n': j.count = int_arg("--count", optarg, 1, 100000000); break;
-        case 'c': connections = int_arg("--connections", optarg, 1, MAX_CONNECTIONS); break;
-        case 'm': message_path = optarg; break;
-        case 'h': usage(stdout); return 0;
+        case 'u':
+            j.url = optarg;
+            break;
+        case 'n':
+            j.count = int_arg("--count", optarg, 1, 100000000);
+            break;
+        case 'c':
+            connections = int_arg("--connections", optarg, 1, MAX_CONNECTIONS);
+            break;
+        case 'm':
+            message_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
         default:
             fprintf(stderr, "orderq_bench_curl_mail: %s: unknown option or missing value\n",
                     argv[optind - 1]);
@@ -279,7 +294,10 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    const char *missing = !j.url ? "--url" : !j.count ? "--count" : !connections ? "--connections" : NULL;
+    const char *missing = !j.url         ? "--url"
+                          : !j.count     ? "--count"
+                          : !connections ? "--connections"
+                                         : NULL;
     if (missing != NULL || optind < argc) {
         fprintf(stderr, "orderq_bench_curl_mail: %s%s\n", missing ? missing : argv[optind],
                 missing ? " is required" : ": unexpected argument");
@@ -293,11 +311,13 @@ int main(int argc, char **argv)
     curl_free(scheme);
     curl_url_cleanup(u);
     if (bad_url) {
-        fprintf(stderr, "orderq_bench_curl_mail: --url: expected smtp://HOST:PORT, got \"%s\"\n", j.url);
+        fprintf(stderr, "orderq_bench_curl_mail: --url: expected smtp://HOST:PORT, got \"%s\"\n",
+                j.url);
         return EXIT_USAGE;
     }
     if (message_path != NULL && read_file(message_path, &message, &j.message_len) != 0) {
-        fprintf(stderr, "orderq_bench_curl_mail: --message %s: %s\n", message_path, strerror(errno));
+        fprintf(stderr, "orderq_bench_curl_mail: --message %s: %s\n", message_path,
+                strerror(errno));
         return EXIT_USAGE;
     }
     j.message = message;

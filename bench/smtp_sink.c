@@ -400,8 +400,10 @@ static int listen_on(long port, int *out_port)
 static void parse_args(int argc, char **argv, long *port, const char **log, const char **save)
 {
     static const struct option opts[] = {
-        {"port", required_argument, NULL, 'p'}, {"log", required_argument, NULL, 'l'},
-        {"save", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"log", required_argument, NULL, 'l'},
+        {"save", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -418,9 +420,15 @@ static void parse_args(int argc, char **argv, long *port, const char **log, cons
                 exit(EXIT_USAGE);
             }
             break;
-        case 'l': *log = optarg; break;
-        case 's': *save = optarg; break;
-        case 'h': usage(stdout); exit(0);
+        case 'l':
+            *log = optarg;
+            break;
+        case 's':
+            *save = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
         default:
             fprintf(stderr, "orderq_bench_smtp_sink: %s: unknown option or missing value\n",
                     argv[optind - 1]);
@@ -471,7 +479,7 @@ int main(int argc, char **argv)
         }
         size_t n = s.nconns;
         if (poll(fds, n + 1, 1000) < 0)
-            continue; /* EINTR: a signal, checked above */
+            continue;                /* EINTR: a signal, checked above */
         for (size_t k = n; k-- > 0;) /* backwards: drop() moves the last one here */
             if (fds[k + 1].revents != 0 && serve(&s, s.conns[k], fds[k + 1].revents) != 0)
                 drop(&s, k);
