@@ -6,9 +6,16 @@
 # shellcheck source=deploy/local/lib.sh
 source "$top/deploy/local/lib.sh"
 oq_setup_stack >/dev/null
-oq_build Release "$top/build/release" >/dev/null
-bin=$top/build/release/orderq
-ack_only=$top/build/release/orderq_bench_ack_only
+# BENCH_BUILD_DIR: binaries built already (ctest's bench.smoke passes its
+# own build, so CI does not build a second time); unset, a Release build.
+if [[ -n ${BENCH_BUILD_DIR:-} ]]; then
+    build=$BENCH_BUILD_DIR
+else
+    build=$top/build/release
+    oq_build Release "$build" >/dev/null
+fi
+bin=$build/orderq
+ack_only=$build/orderq_bench_ack_only
 PY=/usr/bin/python3
 BENCH_NAME=${BENCH_NAME:-orderq-bench}
 [[ $BENCH_NAME =~ ^[a-z0-9-]+$ ]] || { echo "BENCH_NAME: expected lower-case letters, digits and -, got $BENCH_NAME" >&2; exit 64; }

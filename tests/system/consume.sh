@@ -22,7 +22,9 @@ pid=$!
 CLEANUP+=("kill -9 $pid")
 wait_for 20 ready || fail "never ready: $(cat "$WORK/log")"
 wait_for 30 all_consuming || fail "not consuming orderq.order.processing: $(tail -3 "$WORK/log")"
-curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | grep -q '^orderq_consumers 5$' || fail "metrics do not show 5 consumers (order.processing, coupon.email, invoice.created, invoice.updated, probe)"
+# grep reads the whole page: grep -q would exit at the match, and curl,
+# still writing the rest, fail with EPIPE (and pipefail fail the check)
+curl -sf "http://$ORDERQ_HTTP_ADDR/metrics" | grep -c '^orderq_consumers 5$' >/dev/null || fail "metrics do not show 5 consumers (order.processing, coupon.email, invoice.created, invoice.updated, probe)"
 curl -sf "http://$ORDERQ_HTTP_ADDR/healthz" >/dev/null || fail "healthz"
 "$PY" -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(c["vhost"]==sys.argv[1] and c["client_properties"].get("connection_name","").startswith("orderq consume test-") for c in d) else 1)' "$VHOST" < <(mgmt GET /api/connections) \
     || fail "the connection is not named after the instance"
