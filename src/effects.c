@@ -29,6 +29,12 @@ struct effect_worker {
     char owner[256];
     size_t owner_prefix; /* length of "<instance_id>/effect-N/" */
     int64_t retired;     /* RETIRE_SWEPT's answer: the sweeper's letter deleted, or 0 */
+    /* The job this worker runs next, taken from the queue when it marked
+     * its last job `sent`, and that job's lease, asked in the same group. */
+    struct oq_effect_job *next;
+    enum { NEXT_NOT_ASKED, NEXT_LEASED, NEXT_ASK_ALONE } next_lease;
+    int next_answer_lost;
+    char next_owner[256];
 };
 
 struct oq_effect_pool {
@@ -291,18 +297,21 @@ static void write_group(struct effect_worker *w, struct ledger_req *list)
     }
 }
 
-/* Queue req and return once a group carried it, writing one if no other
- * worker is. */
-static void group_step(struct effect_worker *w, struct ledger_req *req)
+/* Queue reqs[0..n) together and return once groups carried them, writing
+ * one if no other worker is. */
+static void group_step(struct effect_worker *w, struct ledger_req *reqs, size_t n)
 {
     struct oq_effect_pool *p = w->pool;
     pthread_mutex_lock(&p->gmu);
     struct ledger_req **end = &p->waiting;
     while (*end != NULL)
         end = &(*end)->next;
-    req->next = NULL;
-    *end = req;
-    while (!req->answered) {
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].next = NULL;
+        *end = &reqs[i];
+        end = &reqs[i].next;
+    }
+    while (!reqs[n - 1].answered || !reqs[0].answered) {
         if (p->writing) {
             pthread_cond_wait(&p->gcv, &p->gmu);
             continue;
@@ -334,7 +343,7 @@ static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum o
                                       .event_code = e->event_code,
                                       .owner = w->owner,
                                       .attempts = job->attempt}};
-    group_step(w, &req);
+    group_step(w, &req, 1);
     if (req.written) {
         *lease = OQ_LEASE_NEW;
         return 0;
@@ -342,19 +351,59 @@ static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum o
     return db_step_after(w, job, LEASE, 0, req.answer_lost, NULL, lease);
 }
 
-/* The job's `sent` mark, through a group; what it did not settle, alone. */
+static void new_owner(struct effect_worker *w, char *owner, size_t size);
+
+/* Take the next send job off the queue for this worker, when one waits,
+ * and fill in its lease request: asked in the group of this job's `sent`
+ * mark, a worker's two rows per mail share one transaction. A job that
+ * need not run any more is taken without a lease; worker_main drops it. */
+static int take_next(struct effect_worker *w, struct ledger_req *req)
+{
+    struct oq_effect_pool *p = w->pool;
+    pthread_mutex_lock(&p->mu);
+    struct oq_effect_job *job = p->head;
+    if (job != NULL && job->kind == OQ_JOB_SEND && !p->exiting) {
+        p->head = job->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+    } else {
+        job = NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    w->next = job;
+    w->next_lease = NEXT_NOT_ASKED;
+    if (job == NULL || p->hooks.cancelled(job, p->hooks.ctx))
+        return 0;
+    const struct oq_effect *e = &job->effect;
+    new_owner(w, w->next_owner, sizeof(w->next_owner));
+    *req = (struct ledger_req){.mark = {.handler = e->handler,
+                                        .effect_key = e->effect_key,
+                                        .event_identifier = e->event_identifier,
+                                        .event_code = e->event_code,
+                                        .owner = w->next_owner,
+                                        .attempts = job->attempt}};
+    return 1;
+}
+
+/* The job's `sent` mark (with the next job's lease), through a group;
+ * what it did not settle, alone. */
 static int sent_step(struct effect_worker *w, struct oq_effect_job *job, const char *result)
 {
     const struct oq_effect *e = &job->effect;
-    struct ledger_req req = {.finish = 1,
-                             .mark = {.handler = e->handler,
-                                      .effect_key = e->effect_key,
-                                      .owner = w->owner,
-                                      .result = result}};
-    group_step(w, &req);
-    if (req.written)
+    struct ledger_req reqs[2] = {{.finish = 1,
+                                  .mark = {.handler = e->handler,
+                                           .effect_key = e->effect_key,
+                                           .owner = w->owner,
+                                           .result = result}}};
+    int with_next = w->next == NULL && take_next(w, &reqs[1]);
+    group_step(w, reqs, with_next ? 2 : 1);
+    if (with_next) {
+        w->next_lease = reqs[1].written ? NEXT_LEASED : NEXT_ASK_ALONE;
+        w->next_answer_lost = reqs[1].answer_lost;
+    }
+    if (reqs[0].written)
         return 0;
-    return db_step_after(w, job, FINISH_SENT, 1, req.answer_lost, result, NULL);
+    return db_step_after(w, job, FINISH_SENT, 1, reqs[0].answer_lost, result, NULL);
 }
 
 /* ---- one job ---------------------------------------------------------------- */
@@ -503,11 +552,23 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
     job->result = job->claimed ? OQ_JOB_DONE : OQ_JOB_DUPLICATE;
 }
 
-/* A new owner for the job's lease (see struct effect_worker). */
-static void new_owner(struct effect_worker *w)
+/* A new owner for a job's lease (see struct effect_worker). */
+static void new_owner(struct effect_worker *w, char *owner, size_t size)
 {
-    snprintf(w->owner + w->owner_prefix, sizeof(w->owner) - w->owner_prefix, "%012llx",
+    snprintf(owner, size, "%.*s%012llx", (int)w->owner_prefix, w->owner,
              (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
+}
+
+/* The lease of the job taken by take_next, asked already: its owner
+ * becomes the worker's. Returns what the lease step would. */
+static int next_leased(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+{
+    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
+    if (w->next_lease == NEXT_LEASED) {
+        *lease = OQ_LEASE_NEW;
+        return 0;
+    }
+    return db_step_after(w, job, LEASE, 0, w->next_answer_lost, NULL, lease);
 }
 
 /* The delivery of an effect the lease sweeper marked `unknown` is parked
@@ -541,8 +602,14 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
     }
     const struct oq_handler *h = &w->handlers[job->handler_index];
     enum oq_lease lease = OQ_LEASE_NEW;
-    new_owner(w);
-    int rc = lease_step(w, job, &lease);
+    int rc;
+    if (w->next_lease != NEXT_NOT_ASKED) {
+        rc = next_leased(w, job, &lease);
+        w->next_lease = NEXT_NOT_ASKED;
+    } else {
+        new_owner(w, w->owner, sizeof(w->owner));
+        rc = lease_step(w, job, &lease);
+    }
     if (rc == OQ_EINTR) /* cancelled: a lease whose answer was lost may stand; best effort */
         (void)db_step(w, job, RELEASE, 1, NULL, NULL);
     if (rc != 0) {
@@ -586,16 +653,26 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
 
 /* ---- the pool ---------------------------------------------------------------- */
 
+/* A job leased by take_next that will not run (the pool stops, its
+ * delivery was lost): give its lease back, nothing was sent. */
+static void drop_lease(struct effect_worker *w, struct oq_effect_job *job)
+{
+    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
+    w->next_lease = NEXT_NOT_ASKED;
+    release(w, job);
+}
+
 static void *worker_main(void *arg)
 {
     struct effect_worker *w = arg;
     struct oq_effect_pool *p = w->pool;
     for (;;) {
+        struct oq_effect_job *job = w->next; /* taken by sent_step */
+        w->next = NULL;
         pthread_mutex_lock(&p->mu);
-        while (p->head == NULL && !p->exiting)
+        while (job == NULL && p->head == NULL && !p->exiting)
             pthread_cond_wait(&p->cv, &p->mu);
-        struct oq_effect_job *job = p->head;
-        if (job != NULL) {
+        if (job == NULL && (job = p->head) != NULL) {
             p->head = job->next;
             if (p->head == NULL)
                 p->tail = NULL;
@@ -607,6 +684,8 @@ static void *worker_main(void *arg)
         int ran = !stop && !p->hooks.cancelled(job, p->hooks.ctx);
         if (ran)
             run_job(w, job);
+        else if (w->next_lease != NEXT_NOT_ASKED)
+            drop_lease(w, job);
         p->hooks.finished(job, ran, p->hooks.ctx);
     }
     oq_db_close(w->db);
