@@ -135,8 +135,10 @@ OQ_WUR int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, 
 /* oq_ledger_finish(..., "sent", ...) for marks[0..n), n <=
  * OQ_LEDGER_GROUP_MAX, in one UPDATE (and, when not every row changed,
  * one SELECT to learn which did), inside the caller's transaction.
- * done = 1: finished now as `sent`; done = 0: the row is not the mark's
- * owner's any more (oq_ledger_finish's OQ_ENOTFOUND). Returns 0,
+ * done = 1: the row is `sent` under the mark's owner (finished by this
+ * call, or by an earlier one whose answer was lost: an owner is unique to
+ * one lease, so no one else marks it); done = 0: the row is not the
+ * owner's (oq_ledger_finish's OQ_ENOTFOUND). Returns 0,
  * OQ_EINVAL (n too large) or OQ_EDB. */
 OQ_WUR int oq_ledger_finish_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n,
                                  char *err, size_t errlen);
