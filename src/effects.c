@@ -269,9 +269,8 @@ static void write_group(struct effect_worker *w, struct ledger_req *list)
         else
             leases[n_leases++] = r->mark;
     }
-    if (w->db == NULL &&
-        oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries, &w->db, err,
-                     sizeof(err)) != 0)
+    if (w->db == NULL && oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries,
+                                      &w->db, err, sizeof(err)) != 0)
         rc = OQ_EDB; /* each asker waits MySQL out alone (db_step) */
     else if (oq_db_exec(w->db, "START TRANSACTION") != 0 ||
              oq_ledger_finish_many(w->db, marks, n_marks, err, sizeof(err)) != 0 ||

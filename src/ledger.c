@@ -326,8 +326,7 @@ static int on_marked(void *ctx, const char *const *v, unsigned cols)
     return 0;
 }
 
-static int group_fits(struct oq_ledger_mark *marks, size_t n, int owners, char *err,
-                      size_t errlen)
+static int group_fits(struct oq_ledger_mark *marks, size_t n, int owners, char *err, size_t errlen)
 {
     if (n > OQ_LEDGER_GROUP_MAX) {
         snprintf(err, errlen, "%zu ledger rows in one group; at most %d", n, OQ_LEDGER_GROUP_MAX);
@@ -343,8 +342,8 @@ static int group_fits(struct oq_ledger_mark *marks, size_t n, int owners, char *
 
 #define LEASE_COLUMNS 7
 
-int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n,
-                         int64_t lease_ms, char *err, size_t errlen)
+int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n, int64_t lease_ms,
+                         char *err, size_t errlen)
 {
     struct oq_db_param p[OQ_LEDGER_GROUP_MAX * LEASE_COLUMNS];
     struct marked m = {marks, n, 0};

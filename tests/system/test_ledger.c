@@ -168,9 +168,8 @@ static void a_group_fails_on_a_warning(void **state)
     assert_int_equal(oq_ledger_lease(db, &fine, "o3", 60000, &l, err, sizeof(err)), 0);
     assert_int_equal(l, OQ_LEASE_NEW); /* the group left nothing behind */
     struct oq_ledger_mark many[OQ_LEDGER_GROUP_MAX + 1];
-    assert_int_equal(oq_ledger_lease_many(db, many, OQ_LEDGER_GROUP_MAX + 1, 1000, err,
-                                          sizeof(err)),
-                     OQ_EINVAL);
+    assert_int_equal(
+        oq_ledger_lease_many(db, many, OQ_LEDGER_GROUP_MAX + 1, 1000, err, sizeof(err)), OQ_EINVAL);
 }
 
 /* Another claimer that leases and releases the same key as fast as it
