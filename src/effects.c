@@ -29,6 +29,12 @@ struct effect_worker {
     char owner[256];
     size_t owner_prefix; /* length of "<instance_id>/effect-N/" */
     int64_t retired;     /* RETIRE_SWEPT's answer: the sweeper's letter deleted, or 0 */
+    /* The job this worker runs next, taken from the queue when it marked
+     * its last job `sent`, and that job's lease, asked in the same group. */
+    struct oq_effect_job *next;
+    enum { NEXT_NOT_ASKED, NEXT_LEASED, NEXT_ASK_ALONE } next_lease;
+    int next_answer_lost;
+    char next_owner[256];
 };
 
 struct oq_effect_pool {
@@ -41,6 +47,22 @@ struct oq_effect_pool {
     struct effect_worker *workers;
     size_t n_workers;
     int kill_after_send; /* ORDERQ_FAULT=kill-after-send: the system tests' crash */
+
+    /* Group commit of leases and `sent` marks (see write_group). */
+    pthread_mutex_t gmu;
+    pthread_cond_t gcv;
+    struct ledger_req *waiting; /* asked, not yet taken by a writer */
+    int writing;                /* a worker is writing a group now */
+};
+
+/* One worker's lease or `sent` mark, waiting for a group to carry it. */
+struct ledger_req {
+    struct ledger_req *next;
+    struct oq_ledger_mark mark;
+    int finish;      /* 1: a `sent` mark; 0: a lease */
+    int answered;    /* the group it went in is over */
+    int written;     /* the group leased (finished) it: mark.done, committed */
+    int answer_lost; /* the group's connection died before its answer */
 };
 
 static int exiting(struct oq_effect_pool *p)
@@ -170,12 +192,12 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
  * recorded. Returns run_step's answer, or OQ_EINTR (gave up), or OQ_EDB
  * after three errors that are not about the database being away (the last
  * one in job->reason). */
-static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step step, int must,
-                   const char *result, enum oq_lease *lease)
+static int db_step_after(struct effect_worker *w, struct oq_effect_job *job, enum step step,
+                         int must, int answer_lost, const char *result, enum oq_lease *lease)
 {
     struct oq_effect_pool *p = w->pool;
     char err[OQ_ERRLEN];
-    int other_errors = 0, waits = 0, answer_lost = 0;
+    int other_errors = 0, waits = 0;
     for (;;) {
         int cancelled = must ? exiting(p) : p->hooks.cancelled(job, p->hooks.ctx);
         if (w->db == NULL) {
@@ -209,6 +231,178 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
             return OQ_EINTR; /* one more try was made */
         oq_nap(oq_backoff_ms(++waits), NULL);
     }
+}
+
+static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step step, int must,
+                   const char *result, enum oq_lease *lease)
+{
+    return db_step_after(w, job, step, must, 0, result, lease);
+}
+
+/* ---- group commit: many leases and `sent` marks in one transaction ----------- *
+ *
+ * Each mail was two autocommits (lease, `sent`), each an fsync. Instead a
+ * worker queues its row and the first worker to find no group being
+ * written becomes the writer: it takes every row waiting, writes them on
+ * its own connection in one transaction (one UPDATE for the marks, one
+ * INSERT for the leases), and wakes each asker with its row's outcome.
+ * Rows that arrive meanwhile wait for the next group, so a lone row is
+ * written at once and rows group by themselves as load grows. The
+ * guarantees are oq_ledger_lease's and oq_ledger_finish's: a lease is
+ * committed before its send, a mark only asked for after its send and
+ * committed before the job finishes (and its delivery is acked). A row the
+ * group did not settle (a duplicate, a warning, MySQL away) is done again
+ * alone through db_step, which says exactly which state the row is in. */
+
+/* Write the group list on w's connection, one try. */
+static void write_group(struct effect_worker *w, struct ledger_req *list)
+{
+    struct oq_effect_pool *p = w->pool;
+    struct oq_ledger_mark leases[OQ_LEDGER_GROUP_MAX], marks[OQ_LEDGER_GROUP_MAX];
+    size_t n_leases = 0, n_marks = 0;
+    char err[OQ_ERRLEN] = "";
+    int answer_lost = 0, rc = 0;
+
+    for (struct ledger_req *r = list; r != NULL; r = r->next) {
+        if (r->finish)
+            marks[n_marks++] = r->mark;
+        else
+            leases[n_leases++] = r->mark;
+    }
+    if (w->db == NULL && oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries,
+                                      &w->db, err, sizeof(err)) != 0)
+        rc = OQ_EDB; /* each asker waits MySQL out alone (db_step) */
+    else if (oq_db_exec(w->db, "START TRANSACTION") != 0 ||
+             oq_ledger_finish_many(w->db, marks, n_marks, err, sizeof(err)) != 0 ||
+             oq_ledger_lease_many(w->db, leases, n_leases, p->cfg->effect_lease_ms, err,
+                                  sizeof(err)) != 0 ||
+             oq_db_exec(w->db, "COMMIT") != 0) {
+        enum oq_db_class cls = oq_db_last_class(w->db);
+        oq_warn("effect worker: a group of %zu leases and %zu marks: %s", n_leases, n_marks,
+                err[0] ? err : oq_db_error(w->db));
+        oq_db_rollback(w->db);
+        answer_lost = cls == OQ_DB_GONE;
+        if (oq_db_class_is_outage(cls)) {
+            oq_db_close(w->db);
+            w->db = NULL;
+        }
+        rc = OQ_EDB;
+    }
+    n_leases = n_marks = 0;
+    for (struct ledger_req *r = list; r != NULL; r = r->next) {
+        const struct oq_ledger_mark *m = r->finish ? &marks[n_marks++] : &leases[n_leases++];
+        r->written = rc == 0 && m->done;
+        r->answer_lost = answer_lost;
+    }
+}
+
+/* Queue reqs[0..n) together and return once groups carried them, writing
+ * one if no other worker is. */
+static void group_step(struct effect_worker *w, struct ledger_req *reqs, size_t n)
+{
+    struct oq_effect_pool *p = w->pool;
+    pthread_mutex_lock(&p->gmu);
+    struct ledger_req **end = &p->waiting;
+    while (*end != NULL)
+        end = &(*end)->next;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].next = NULL;
+        *end = &reqs[i];
+        end = &reqs[i].next;
+    }
+    while (!reqs[n - 1].answered || !reqs[0].answered) {
+        if (p->writing) {
+            pthread_cond_wait(&p->gcv, &p->gmu);
+            continue;
+        }
+        struct ledger_req *list = p->waiting;
+        p->waiting = NULL;
+        p->writing = 1;
+        pthread_mutex_unlock(&p->gmu);
+        write_group(w, list);
+        pthread_mutex_lock(&p->gmu);
+        for (struct ledger_req *r = list; r != NULL; r = r->next)
+            r->answered = 1; /* under gmu: its asker reads it after us */
+        p->writing = 0;
+        pthread_cond_broadcast(&p->gcv);
+    }
+    pthread_mutex_unlock(&p->gmu);
+}
+
+/* The job's lease, through a group; what the group did not settle, alone. */
+static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+{
+    struct oq_effect_pool *p = w->pool;
+    const struct oq_effect *e = &job->effect;
+    if (p->hooks.cancelled(job, p->hooks.ctx))
+        return OQ_EINTR;
+    struct ledger_req req = {.mark = {.handler = e->handler,
+                                      .effect_key = e->effect_key,
+                                      .event_identifier = e->event_identifier,
+                                      .event_code = e->event_code,
+                                      .owner = w->owner,
+                                      .attempts = job->attempt}};
+    group_step(w, &req, 1);
+    if (req.written) {
+        *lease = OQ_LEASE_NEW;
+        return 0;
+    }
+    return db_step_after(w, job, LEASE, 0, req.answer_lost, NULL, lease);
+}
+
+static void new_owner(struct effect_worker *w, char *owner, size_t size);
+
+/* Take the next send job off the queue for this worker, when one waits,
+ * and fill in its lease request: asked in the group of this job's `sent`
+ * mark, a worker's two rows per mail share one transaction. A job that
+ * need not run any more is taken without a lease; worker_main drops it. */
+static int take_next(struct effect_worker *w, struct ledger_req *req)
+{
+    struct oq_effect_pool *p = w->pool;
+    pthread_mutex_lock(&p->mu);
+    struct oq_effect_job *job = p->head;
+    if (job != NULL && job->kind == OQ_JOB_SEND && !p->exiting) {
+        p->head = job->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+    } else {
+        job = NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    w->next = job;
+    w->next_lease = NEXT_NOT_ASKED;
+    if (job == NULL || p->hooks.cancelled(job, p->hooks.ctx))
+        return 0;
+    const struct oq_effect *e = &job->effect;
+    new_owner(w, w->next_owner, sizeof(w->next_owner));
+    *req = (struct ledger_req){.mark = {.handler = e->handler,
+                                        .effect_key = e->effect_key,
+                                        .event_identifier = e->event_identifier,
+                                        .event_code = e->event_code,
+                                        .owner = w->next_owner,
+                                        .attempts = job->attempt}};
+    return 1;
+}
+
+/* The job's `sent` mark (with the next job's lease), through a group;
+ * what it did not settle, alone. */
+static int sent_step(struct effect_worker *w, struct oq_effect_job *job, const char *result)
+{
+    const struct oq_effect *e = &job->effect;
+    struct ledger_req reqs[2] = {{.finish = 1,
+                                  .mark = {.handler = e->handler,
+                                           .effect_key = e->effect_key,
+                                           .owner = w->owner,
+                                           .result = result}}};
+    int with_next = w->next == NULL && take_next(w, &reqs[1]);
+    group_step(w, reqs, with_next ? 2 : 1);
+    if (with_next) {
+        w->next_lease = reqs[1].written ? NEXT_LEASED : NEXT_ASK_ALONE;
+        w->next_answer_lost = reqs[1].answer_lost;
+    }
+    if (reqs[0].written)
+        return 0;
+    return db_step_after(w, job, FINISH_SENT, 1, reqs[0].answer_lost, result, NULL);
 }
 
 /* ---- one job ---------------------------------------------------------------- */
@@ -258,7 +452,7 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
     job->retry_after_ms = retry_after;
     switch (outcome) {
     case OQ_EFFECT_DONE: {
-        int rc = db_step(w, job, FINISH_SENT, 1, result, NULL);
+        int rc = sent_step(w, job, result);
         if (rc == OQ_ENOTFOUND)
             log_job(OQ_LOG_WARN, job, "sent, but the ledger row is no longer this worker's:",
                     "its lease ran out and another consumer took it over (effect_lease_ms is "
@@ -357,11 +551,23 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
     job->result = job->claimed ? OQ_JOB_DONE : OQ_JOB_DUPLICATE;
 }
 
-/* A new owner for the job's lease (see struct effect_worker). */
-static void new_owner(struct effect_worker *w)
+/* A new owner for a job's lease (see struct effect_worker). */
+static void new_owner(struct effect_worker *w, char *owner, size_t size)
 {
-    snprintf(w->owner + w->owner_prefix, sizeof(w->owner) - w->owner_prefix, "%012llx",
+    snprintf(owner, size, "%.*s%012llx", (int)w->owner_prefix, w->owner,
              (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
+}
+
+/* The lease of the job taken by take_next, asked already: its owner
+ * becomes the worker's. Returns what the lease step would. */
+static int next_leased(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+{
+    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
+    if (w->next_lease == NEXT_LEASED) {
+        *lease = OQ_LEASE_NEW;
+        return 0;
+    }
+    return db_step_after(w, job, LEASE, 0, w->next_answer_lost, NULL, lease);
 }
 
 /* The delivery of an effect the lease sweeper marked `unknown` is parked
@@ -395,8 +601,14 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
     }
     const struct oq_handler *h = &w->handlers[job->handler_index];
     enum oq_lease lease = OQ_LEASE_NEW;
-    new_owner(w);
-    int rc = db_step(w, job, LEASE, 0, NULL, &lease);
+    int rc;
+    if (w->next_lease != NEXT_NOT_ASKED) {
+        rc = next_leased(w, job, &lease);
+        w->next_lease = NEXT_NOT_ASKED;
+    } else {
+        new_owner(w, w->owner, sizeof(w->owner));
+        rc = lease_step(w, job, &lease);
+    }
     if (rc == OQ_EINTR) /* cancelled: a lease whose answer was lost may stand; best effort */
         (void)db_step(w, job, RELEASE, 1, NULL, NULL);
     if (rc != 0) {
@@ -440,16 +652,26 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
 
 /* ---- the pool ---------------------------------------------------------------- */
 
+/* A job leased by take_next that will not run (the pool stops, its
+ * delivery was lost): give its lease back, nothing was sent. */
+static void drop_lease(struct effect_worker *w, struct oq_effect_job *job)
+{
+    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
+    w->next_lease = NEXT_NOT_ASKED;
+    release(w, job);
+}
+
 static void *worker_main(void *arg)
 {
     struct effect_worker *w = arg;
     struct oq_effect_pool *p = w->pool;
     for (;;) {
+        struct oq_effect_job *job = w->next; /* taken by sent_step */
+        w->next = NULL;
         pthread_mutex_lock(&p->mu);
-        while (p->head == NULL && !p->exiting)
+        while (job == NULL && p->head == NULL && !p->exiting)
             pthread_cond_wait(&p->cv, &p->mu);
-        struct oq_effect_job *job = p->head;
-        if (job != NULL) {
+        if (job == NULL && (job = p->head) != NULL) {
             p->head = job->next;
             if (p->head == NULL)
                 p->tail = NULL;
@@ -461,6 +683,8 @@ static void *worker_main(void *arg)
         int ran = !stop && !p->hooks.cancelled(job, p->hooks.ctx);
         if (ran)
             run_job(w, job);
+        else if (w->next_lease != NEXT_NOT_ASKED)
+            drop_lease(w, job);
         p->hooks.finished(job, ran, p->hooks.ctx);
     }
     oq_db_close(w->db);
@@ -496,6 +720,8 @@ void oq_effect_pool_stop(struct oq_effect_pool *p)
     free(p->workers);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->gcv);
+    pthread_mutex_destroy(&p->gmu);
     free(p);
 }
 
@@ -508,10 +734,18 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
         return OQ_ENOMEM;
     p->cfg = cfg;
     p->hooks = *hooks;
+    if (cfg->effect_workers > OQ_LEDGER_GROUP_MAX) { /* one row each in a group */
+        snprintf(err, errlen, "effect_workers is %lld; expected at most %d",
+                 (long long)cfg->effect_workers, OQ_LEDGER_GROUP_MAX);
+        free(p);
+        return OQ_ECONFIG;
+    }
     const char *fault = getenv("ORDERQ_FAULT");
     p->kill_after_send = fault != NULL && strcmp(fault, "kill-after-send") == 0;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->gmu, NULL);
+    pthread_cond_init(&p->gcv, NULL);
     p->workers = calloc((size_t)cfg->effect_workers, sizeof(*p->workers));
     if (p->workers == NULL) {
         oq_effect_pool_stop(p);

@@ -287,6 +287,164 @@ int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_k
     return changed == 1 ? 0 : OQ_ENOTFOUND;
 }
 
+/* ---- many leases and `sent` marks in one statement -------------------------- */
+
+/* sql = head, then n times row joined by sep, then tail; the caller frees. */
+static char *repeat_sql(const char *head, const char *row, const char *sep, size_t n,
+                        const char *tail)
+{
+    size_t len = strlen(head) + n * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
+    char *sql = malloc(len);
+    if (sql == NULL)
+        return NULL;
+    size_t used = (size_t)snprintf(sql, len, "%s", head);
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(sql + used, len - used, "%s%s", i ? sep : "", row);
+    snprintf(sql + used, len - used, "%s", tail);
+    return sql;
+}
+
+struct marked {
+    struct oq_ledger_mark *marks;
+    size_t n;
+    uint64_t rows; /* rows returned */
+};
+
+/* The row whose owner is v[0] is the mark's of that owner: owners are
+ * unique to one lease, so no other mark can have it. */
+static int on_marked(void *ctx, const char *const *v, unsigned cols)
+{
+    struct marked *m = ctx;
+    if (cols < 1 || v[0] == NULL)
+        return 0;
+    m->rows++;
+    for (size_t i = 0; i < m->n; i++)
+        if (!m->marks[i].done && strcmp(m->marks[i].owner, v[0]) == 0) {
+            m->marks[i].done = 1;
+            break;
+        }
+    return 0;
+}
+
+static int group_fits(struct oq_ledger_mark *marks, size_t n, int owners, char *err, size_t errlen)
+{
+    if (n > OQ_LEDGER_GROUP_MAX) {
+        snprintf(err, errlen, "%zu ledger rows in one group; at most %d", n, OQ_LEDGER_GROUP_MAX);
+        return OQ_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        marks[i].done = 0;
+        if (owners && owner_fits(marks[i].owner, err, errlen) != 0)
+            return OQ_EINVAL;
+    }
+    return 0;
+}
+
+#define LEASE_COLUMNS 7
+
+int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n, int64_t lease_ms,
+                         char *err, size_t errlen)
+{
+    struct oq_db_param p[OQ_LEDGER_GROUP_MAX * LEASE_COLUMNS];
+    struct marked m = {marks, n, 0};
+    char *sql = NULL;
+    int rc = group_fits(marks, n, 1, err, errlen);
+    if (rc != 0 || n == 0)
+        return rc;
+    sql = repeat_sql("INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                     " event_code, owner, state, lease_until, attempts) VALUES ",
+                     "(?, ?, ?, ?, ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)", ",", n,
+                     " RETURNING owner");
+    if (sql == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return OQ_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct oq_ledger_mark *k = &marks[i];
+        struct oq_db_param *q = &p[i * LEASE_COLUMNS];
+        q[0] = OQ_STR(k->handler);
+        q[1] = OQ_STR(k->effect_key);
+        q[2] = OQ_STR(k->event_identifier);
+        q[3] = OQ_STR(k->event_code);
+        q[4] = OQ_STR(k->owner);
+        q[5] = OQ_INT(lease_ms * 1000);
+        q[6] = OQ_INT(k->attempts > 0 ? k->attempts : 1);
+    }
+    rc = oq_db_query_rows(db, sql, p, n * LEASE_COLUMNS, on_marked, &m);
+    if (rc == 0)
+        rc = oq_db_check_ignored(db, n, m.rows);
+    if (rc != 0) {
+        snprintf(err, errlen, "leasing %zu effects in event_ledger: %s", n, oq_db_error(db));
+        rc = OQ_EDB;
+    }
+    free(sql);
+    return rc;
+}
+
+#define FINISH_COLUMNS 3
+
+/* After an UPDATE that changed fewer rows than asked: which marks are
+ * `sent` under their own owner now (no other writer sets that). */
+static int read_finished(struct oq_db *db, struct oq_ledger_mark *marks, size_t n,
+                         const struct oq_db_param *keys, char *err, size_t errlen)
+{
+    struct marked m = {marks, n, 0};
+    char *sql = repeat_sql("SELECT owner FROM event_ledger WHERE state = 'sent' AND"
+                           " (handler, effect_key, owner) IN (",
+                           "(?, ?, ?)", ", ", n, ")");
+    int rc = OQ_ENOMEM;
+    if (sql == NULL)
+        snprintf(err, errlen, "out of memory");
+    else if ((rc = oq_db_query_rows(db, sql, keys, n * FINISH_COLUMNS, on_marked, &m)) != 0)
+        snprintf(err, errlen, "reading %zu finished effects: %s", n, oq_db_error(db));
+    free(sql);
+    return rc;
+}
+
+int oq_ledger_finish_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n, char *err,
+                          size_t errlen)
+{
+    /* result for each owner (the CASE), then each row's key and owner */
+    struct oq_db_param p[OQ_LEDGER_GROUP_MAX * (2 + FINISH_COLUMNS)];
+    struct oq_db_param *keys = &p[2 * n];
+    char *sql = NULL;
+    uint64_t changed = 0;
+    int rc = group_fits(marks, n, 0, err, errlen);
+    if (rc != 0 || n == 0)
+        return rc;
+    /* The row constructor IN is a range on the primary key. A row changes
+     * only while it is the mark's owner's, as in oq_ledger_finish. */
+    sql = repeat_sql("UPDATE event_ledger SET state = 'sent', executed_at = NOW(6),"
+                     " lease_until = NULL, result = CASE owner",
+                     " WHEN ? THEN ?", "", n,
+                     " ELSE result END WHERE state IN ('sending', 'unknown') AND"
+                     " (handler, effect_key, owner) IN (");
+    char *rows = sql ? repeat_sql(sql, "(?, ?, ?)", ", ", n, ")") : NULL;
+    free(sql);
+    if (rows == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return OQ_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[2 * i] = OQ_STR(marks[i].owner);
+        p[2 * i + 1] = text_param(marks[i].result ? marks[i].result : "");
+        keys[i * FINISH_COLUMNS + 0] = OQ_STR(marks[i].handler);
+        keys[i * FINISH_COLUMNS + 1] = OQ_STR(marks[i].effect_key);
+        keys[i * FINISH_COLUMNS + 2] = OQ_STR(marks[i].owner);
+    }
+    if (oq_db_execute(db, rows, p, n * (2 + FINISH_COLUMNS), &changed) != 0) {
+        snprintf(err, errlen, "finishing %zu effects in event_ledger: %s", n, oq_db_error(db));
+        rc = OQ_EDB;
+    } else if (changed == n) {
+        for (size_t i = 0; i < n; i++)
+            marks[i].done = 1;
+    } else {
+        rc = read_finished(db, marks, n, keys, err, errlen);
+    }
+    free(rows);
+    return rc;
+}
+
 /* ---- abandoned leases ------------------------------------------------------ */
 
 struct abandoned_rows {

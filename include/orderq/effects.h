@@ -14,6 +14,12 @@
  * Only then does the job finish, and the broker thread acks. A lost MySQL
  * connection is waited out with backoff; the message stays unacked.
  *
+ * Leases and `sent` marks go through a group commit: the workers' rows
+ * waiting at one time are written in one transaction by whichever worker
+ * finds none being written (a lone row at once), and a worker marking a
+ * job `sent` asks the next waiting job's lease in the same group. The
+ * rows a group leaves unsettled (a duplicate, MySQL away) are done alone.
+ *
  * A second kind of job prepares an event whose handler must call out to
  * decide its effects (an order completed from the shop API), then commits
  * its claim and rows in a transaction of its own: a slow peer holds one

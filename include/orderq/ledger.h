@@ -103,6 +103,46 @@ OQ_WUR int oq_ledger_finish(struct oq_db *db, const char *handler, const char *e
                             const char *owner, const char *state, const char *result, char *err,
                             size_t errlen);
 
+/* ---- many leases and `sent` marks in one statement (effects.c's group commit) ---- */
+
+/* Rows per group: effect_workers' bound, each worker asking for one row. */
+#define OQ_LEDGER_GROUP_MAX 64
+
+/* One row of a group: a lease to take, or a lease to finish as `sent`.
+ * Strings are borrowed. */
+struct oq_ledger_mark {
+    const char *handler;
+    const char *effect_key;
+    const char *event_identifier; /* lease only */
+    const char *event_code;       /* lease only */
+    const char *owner;            /* unique to this one lease (a job of a worker) */
+    const char *result;           /* finish only: the peer's answer */
+    int64_t attempts;             /* lease only (0: 1) */
+    int done;                     /* out: 1 when this call leased or finished the row */
+};
+
+/* oq_ledger_lease's insert for marks[0..n), n <= OQ_LEDGER_GROUP_MAX, in
+ * one INSERT IGNORE ... RETURNING inside the caller's transaction (commit
+ * it before the calls it protects). done = 1: leased now, as
+ * OQ_LEASE_NEW. done = 0: the row exists (or another mark of this call
+ * has its key); the caller asks oq_ledger_lease, which says in which
+ * state. A warning other than a duplicate key fails the whole call: the
+ * caller rolls back. Returns 0, OQ_EINVAL (an owner too long or not
+ * UTF-8, n too large) or OQ_EDB. */
+OQ_WUR int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n,
+                                int64_t lease_ms, char *err, size_t errlen);
+
+/* oq_ledger_finish(..., "sent", ...) for marks[0..n), n <=
+ * OQ_LEDGER_GROUP_MAX, in one UPDATE (and, when not every row changed,
+ * one SELECT to learn which did), inside the caller's transaction.
+ * done = 1: the row is `sent` under the mark's owner (finished by this
+ * call, or by an earlier one whose answer was lost: an owner is unique to
+ * one lease, so no one else marks it); done = 0: the row is not the
+ * owner's (oq_ledger_finish's OQ_ENOTFOUND). Returns 0,
+ * OQ_EINVAL (n too large) or OQ_EDB. */
+OQ_WUR int oq_ledger_finish_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t n,
+                                 char *err, size_t errlen);
+
 /* ---- abandoned leases: `sending` rows no delivery comes back for (sweeper.h) ---- */
 
 /* A `sending` row whose lease ran out, as the sweeper reads it. The texts

@@ -81,6 +81,97 @@ static void lease_then_sent(void **state)
                      OQ_ENOTFOUND); /* only a sending row finishes */
 }
 
+static struct oq_ledger_mark mark(const char *key, const char *owner, const char *result)
+{
+    return (struct oq_ledger_mark){.handler = "test",
+                                   .effect_key = key,
+                                   .event_identifier = key,
+                                   .event_code = "coupon.email",
+                                   .owner = owner,
+                                   .result = result,
+                                   .attempts = 1};
+}
+
+static int is_owned(struct oq_db *db, const char *key, const char *owner, const char *state)
+{
+    int yes = -1;
+    assert_int_equal(oq_ledger_is_owned(db, "test", key, owner, state, &yes, err, sizeof(err)), 0);
+    return yes;
+}
+
+/* A group of leases, then of `sent` marks: each mark learns its own row's
+ * fate, as oq_ledger_lease and oq_ledger_finish would tell it alone. */
+static void a_group_settles_each_row_alone(void **state)
+{
+    struct oq_db *db = *state;
+    struct oq_claim sent = claim("g-sent"), held = claim("g-held");
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &sent, "q0", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(oq_ledger_finish(db, "test", "g-sent", "q0", "sent", "250", err, sizeof(err)),
+                     0);
+    assert_int_equal(oq_ledger_lease(db, &held, "q1", 60000, &l, err, sizeof(err)), 0);
+
+    struct oq_ledger_mark leases[] = {mark("g-new1", "o1", NULL), mark("g-held", "o2", NULL),
+                                      mark("g-new2", "o3", NULL), mark("g-new1", "o4", NULL),
+                                      mark("g-sent", "o5", NULL)};
+    assert_int_equal(oq_ledger_lease_many(db, leases, 5, 60000, err, sizeof(err)), 0);
+    assert_int_equal(leases[0].done, 1);
+    assert_int_equal(leases[1].done, 0); /* q1 holds it */
+    assert_int_equal(leases[2].done, 1);
+    assert_int_equal(leases[3].done, 0); /* the same key twice in one group: once */
+    assert_int_equal(leases[4].done, 0); /* sent already */
+    assert_int_equal(is_owned(db, "g-new1", "o1", "sending"), 1);
+    assert_int_equal(is_owned(db, "g-new2", "o3", "sending"), 1);
+    assert_int_equal(oq_ledger_lease(db, &held, "o2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_HELD);
+
+    /* one mark not its owner's: the others finish, and say so */
+    struct oq_ledger_mark marks[] = {mark("g-new1", "o1", "250 a"), mark("g-held", "o2", "250 x"),
+                                     mark("g-new2", "o3", "250 b")};
+    assert_int_equal(oq_ledger_finish_many(db, marks, 3, err, sizeof(err)), 0);
+    assert_int_equal(marks[0].done, 1);
+    assert_int_equal(marks[1].done, 0);
+    assert_int_equal(marks[2].done, 1);
+    assert_int_equal(is_owned(db, "g-new1", "o1", "sent"), 1);
+    assert_int_equal(is_owned(db, "g-held", "q1", "sending"), 1); /* untouched */
+    long long same = 0;
+    int null = 0;
+    struct oq_db_param p[] = {OQ_STR("g-new2")};
+    assert_int_equal(oq_db_query_int(db,
+                                     "SELECT result = '250 b' AND lease_until IS NULL FROM"
+                                     " event_ledger WHERE handler = 'test' AND effect_key = ?",
+                                     p, 1, &same, &null),
+                     0);
+    assert_int_equal(same, 1); /* its own result, not another mark's */
+    /* marked again (an answer lost with the connection): it is its owner's
+     * `sent` row, so done, and nothing changes */
+    assert_int_equal(oq_ledger_finish_many(db, marks, 2, err, sizeof(err)), 0);
+    assert_int_equal(marks[0].done, 1);
+    assert_int_equal(marks[1].done, 0);
+    assert_int_equal(is_owned(db, "g-held", "q1", "sending"), 1);
+}
+
+/* A warning other than a duplicate fails the whole group: the caller
+ * rolls back, so no row of it is left leased. */
+static void a_group_fails_on_a_warning(void **state)
+{
+    struct oq_db *db = *state;
+    char long_key[300];
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    struct oq_ledger_mark leases[] = {mark("g-fine", "o1", NULL), mark(long_key, "o2", NULL)};
+    assert_int_equal(oq_db_exec(db, "START TRANSACTION"), 0);
+    assert_int_equal(oq_ledger_lease_many(db, leases, 2, 60000, err, sizeof(err)), OQ_EDB);
+    oq_db_rollback(db);
+    struct oq_claim fine = claim("g-fine");
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &fine, "o3", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW); /* the group left nothing behind */
+    struct oq_ledger_mark many[OQ_LEDGER_GROUP_MAX + 1];
+    assert_int_equal(
+        oq_ledger_lease_many(db, many, OQ_LEDGER_GROUP_MAX + 1, 1000, err, sizeof(err)), OQ_EINVAL);
+}
+
 /* Another claimer that leases and releases the same key as fast as it
  * can, on a connection of its own, for the race below. */
 struct churn {
@@ -497,6 +588,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(claims_and_duplicates),
         cmocka_unit_test(lease_then_sent),
+        cmocka_unit_test(a_group_settles_each_row_alone),
+        cmocka_unit_test(a_group_fails_on_a_warning),
         cmocka_unit_test(a_released_row_is_never_done),
         cmocka_unit_test(a_swept_lease_finishes_as_sent),
         cmocka_unit_test(expired_lease_is_ambiguous),

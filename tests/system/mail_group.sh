@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# mail_group.sh - leases and `sent` marks of many mails go in one statement
+# (effects.c's group commit): 200 coupon mails through `orderq consume
+# --effect-workers 8` arrive once each, with at most one lease INSERT per
+# two mails and half the old statements, counted by a MariaDB of the
+# test's own (the shared one's counters are everyone's); then a consumer
+# killed with -9 mid-stream leaves no `sent` row without its mail, and at
+# most its 8 workers' mails in `sending`. The SMTP server is the fixture
+# in record mode (every mail with its recipient): faster than MailDev, so
+# the ledger is what the workers wait for, the load groups are for. (With
+# a server slower than the ledger, rows come one at a time and are written
+# at once: nothing waits to be grouped.)
+source "$(dirname "$0")/lib.sh"
+need_rabbitmq
+start_own_mariadb --skip-networking
+my -e "CREATE DATABASE orderq_group CHARACTER SET utf8mb4;
+       CREATE USER 'oq'@'localhost' IDENTIFIED BY 'pw-group';
+       GRANT ALL ON orderq_group.* TO 'oq'@'localhost';"
+export ORDERQ_MYSQL_URL="mysql://oq:pw-group@localhost/orderq_group?socket=$MY/sock"
+MIGRATE_MYSQL_URL=$ORDERQ_MYSQL_URL
+oq migrate >/dev/null 2>&1 || fail "migrate"
+oq topology declare --create-shop-exchange >/dev/null || fail "topology declare"
+"$PY" "$(dirname "$0")/smtp_fixture.py" --port-file "$WORK/smtp-port" --mode record \
+    --record-file "$WORK/mailed.tsv" &
+CLEANUP+=("kill $!")
+wait_for 10 test -s "$WORK/smtp-port" || fail "the SMTP fixture did not start"
+touch "$WORK/mailed.tsv"
+export ORDERQ_SMTP_URL="smtp://127.0.0.1:$(cat "$WORK/smtp-port")" ORDERQ_SMTP_TLS=off ORDERQ_SMTP_FROM='Mug Shop <shop@mugs.example>'
+N=200
+
+# mails PREFIX N: N coupon.email events, coupon codes PREFIX-0..N-1, each
+# to CODE@mail-group.example (the fixture records the recipient)
+mails() {
+    "$PY" - "$1" "$2" <<'PY'
+import json, sys
+prefix, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    print(json.dumps({"event_code": "coupon.email", "event_identifier": f"{prefix}-{i}_mail",
+        "event_data": {"order_id": str(i), "coupon_code": f"{prefix}-{i}", "discount_type": "fixed",
+                       "discount": "10.00", "currency": "USD", "expires_at": "2027-01-31T00:00:00Z",
+                       "customer": {"email": f"{prefix}-{i}@mail-group.example"}}}))
+PY
+}
+status() { my -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert', 'Com_update', 'Com_commit')" | awk '{printf "%s=%s ", $1, $2}'; }
+ledger() { my orderq_group -e "$1"; }
+sent_is() { [ "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE state = 'sent'")" = "$1" ]; }
+# The coupon codes mailed with prefix $1 (one a line, sorted; a code
+# twice is a mail sent twice), from the fixture's lines "<id>\tCODE@...".
+codes_mailed() { awk -F '\t' -v p="$1-" 'index($2, p) == 1 { sub(/@.*/, "", $2); print $2 }' "$WORK/mailed.tsv" | sort; }
+mailed_at_least() { [ "$(codes_mailed "$1" | wc -l)" -ge "$2" ]; }
+sent_at_least() { [ "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE effect_key LIKE 'coupon:$1-%' AND state = 'sent'")" -ge "$2" ]; }
+
+note "$N coupon mails, 8 effect workers: each once, leases and marks grouped"
+mails G "$N" >"$WORK/mails.jsonl"
+oq publish "$WORK/mails.jsonl" >/dev/null || fail "publish"
+before=$(status)
+CONSUME_QUEUES=orderq.coupon.email start_consumer group --effect-workers 8
+wait_for 120 sent_is "$N" ||
+    fail "sent: $(ledger "SELECT state, COUNT(*) FROM event_ledger GROUP BY state"); log: $(tail -5 "$WORK/group.log")"
+kill -TERM "$consumer_pid" && wait "$consumer_pid" || true
+after=$(status)
+wait_for 30 mailed_at_least G "$N" || true
+expect_eq "$N" "$(codes_mailed G | wc -l)" "mails taken by the SMTP server"
+expect_eq "$N" "$(codes_mailed G | uniq | wc -l)" "distinct coupon codes mailed"
+expect_eq "$N" "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_mail' AND state = 'sent'")" "sent rows"
+read -r inserts updates commits < <("$PY" - "$before" "$after" <<'PY'
+import sys
+b, a = (dict(kv.split("=") for kv in s.split()) for s in sys.argv[1:3])
+print(*(int(a[k]) - int(b[k]) for k in ("Com_insert", "Com_update", "Com_commit")))
+PY
+)
+echo "per $N mails: $inserts INSERTs (leases), $updates UPDATEs (sent marks), $commits COMMITs"
+# one lease INSERT, one UPDATE and one COMMIT per mail before the group
+# commit (600 for 200 mails): now at most one lease INSERT per two mails
+# (about 70 here), and all three together fewer than half the old
+[ $((inserts * 2)) -le "$N" ] || fail "lease INSERTs: $inserts for $N mails; expected at most $((N / 2))"
+[ $((2 * (inserts + updates + commits))) -lt $((3 * N)) ] ||
+    fail "INSERT + UPDATE + COMMIT: $((inserts + updates + commits)) for $N mails; expected fewer than $((3 * N / 2))"
+
+note "kill -9 mid-stream: no sent row without its mail, at most the 8 in flight left sending"
+mails K "$N" >"$WORK/kill.jsonl"
+oq publish "$WORK/kill.jsonl" >/dev/null || fail "publish"
+CONSUME_QUEUES=orderq.coupon.email start_consumer kill --effect-workers 8
+wait_for 60 sent_at_least K 40 ||
+    fail "no mails sent before the kill: $(tail -5 "$WORK/kill.log")"
+kill -9 "$consumer_pid"
+wait "$consumer_pid" 2>/dev/null || true
+ledger "SELECT SUBSTRING(effect_key, 8) FROM event_ledger WHERE effect_key LIKE 'coupon:K%' AND state = 'sent'" | sort >"$WORK/sent"
+codes_mailed K >"$WORK/mailed"
+missing=$(comm -23 "$WORK/sent" "$WORK/mailed")
+[ -z "$missing" ] || fail "sent in the ledger, never mailed: $missing"
+sending=$(ledger "SELECT COUNT(*) FROM event_ledger WHERE effect_key LIKE 'coupon:K%' AND state = 'sending'")
+[ "$sending" -le 8 ] || fail "$sending rows left sending after the kill; expected at most the 8 workers' mails"
+expect_eq 0 "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE state NOT IN ('sent', 'sending')")" "rows in other states"
+echo "after the kill: $(wc -l <"$WORK/sent") sent (each mailed), $sending sending"
