@@ -554,7 +554,11 @@ static void prepare_then_commit(struct effect_worker *w, struct oq_effect_job *j
 /* A new owner for a job's lease (see struct effect_worker). */
 static void new_owner(struct effect_worker *w, char *owner, size_t size)
 {
-    snprintf(owner, size, "%.*s%012llx", (int)w->owner_prefix, w->owner,
+    /* owner may be w->owner itself: its prefix stays, only the tail is new */
+    if (owner != w->owner)
+        memcpy(owner, w->owner, w->owner_prefix < size ? w->owner_prefix : size - 1);
+    size_t at = w->owner_prefix < size ? w->owner_prefix : size - 1;
+    snprintf(owner + at, size - at, "%012llx",
              (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
 }
 
