@@ -1214,48 +1214,50 @@ static int worker_free(struct pipeline *pl)
 }
 
 /* A batch a free worker could take closes after this long without a
- * delivery: at low load it does not sit out its window, while a preload's
- * stream, with gaps of microseconds between reads, still fills it. */
-#define QUIET_CLOSE_MS 1
+ * delivery: at low load it does not sit out its window (at 1,000 events/s
+ * they come a millisecond apart), while a preload's stream, with gaps of
+ * microseconds between reads, still fills it. */
+#define QUIET_CLOSE_US 250
 
-/* How long the broker thread may wait for the next frame: until the open
- * batch's window ends, or QUIET_CLOSE_MS when a worker is free to take it
- * (*quiet_close set); 1 ms while something is timed by polling (confirms
+/* How long the broker thread may wait for the next frame, in µs: until the
+ * open batch's window ends, or QUIET_CLOSE_US when a worker is free to take
+ * it (*quiet_close set); 1 ms while something is timed by polling (confirms
  * of the parking connection, a requeue backoff, or a TLS socket, which
  * poll(2) cannot watch with the workers' wake-ups); else 100 ms. */
-static int64_t frame_wait_ms(struct pipeline *pl, const struct batch *open, int64_t open_deadline,
+static int64_t frame_wait_us(struct pipeline *pl, const struct batch *open, int64_t open_deadline_us,
                              int *quiet_close)
 {
     int polled = pl->held_up || oq_parker_in_flight(pl->parker) > 0 ||
                  (pl->inflight_head != NULL && (pl->wake_fd < 0 || oq_broker_pollable_fd(pl->b) < 0));
-    int64_t wait_ms = polled ? 1 : 100;
+    int64_t wait_us = polled ? 1000 : 100000;
     if (open != NULL) {
-        int64_t left = open_deadline - oq_now_ms();
-        wait_ms = left < 0 ? 0 : (left < wait_ms ? left : wait_ms);
+        int64_t left = open_deadline_us - oq_now_us();
+        wait_us = left < 0 ? 0 : (left < wait_us ? left : wait_us);
         *quiet_close = worker_free(pl);
-        if (*quiet_close && wait_ms > QUIET_CLOSE_MS)
-            wait_ms = QUIET_CLOSE_MS;
+        if (*quiet_close && wait_us > QUIET_CLOSE_US)
+            wait_us = QUIET_CLOSE_US;
     }
-    return wait_ms;
+    return wait_us;
 }
 
-/* The next frame within wait_ms (AMQP_STATUS_TIMEOUT if none). With a
- * plain socket the wait is a poll(2) that a processed batch also ends, so
+/* The next frame within wait_us (AMQP_STATUS_TIMEOUT if none). With a
+ * plain socket the wait is a ppoll(2) that a processed batch also ends, so
  * its ack goes out at once and an idle consumer makes no system calls. */
-static int next_frame(struct pipeline *pl, amqp_frame_t *frame, int64_t wait_ms)
+static int next_frame(struct pipeline *pl, amqp_frame_t *frame, int64_t wait_us)
 {
     amqp_connection_state_t conn = oq_broker_conn(pl->b);
     int fd = oq_broker_pollable_fd(pl->b);
-    if (wait_ms > 0 && fd >= 0 && pl->wake_fd >= 0 && !amqp_frames_enqueued(conn) &&
+    if (wait_us > 0 && fd >= 0 && pl->wake_fd >= 0 && !amqp_frames_enqueued(conn) &&
         !amqp_data_in_buffer(conn)) {
         struct pollfd p[2] = {{fd, POLLIN, 0}, {pl->wake_fd, POLLIN, 0}};
-        if (poll(p, 2, (int)wait_ms) > 0 && (p[1].revents & POLLIN)) {
+        struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000L};
+        if (ppoll(p, 2, &ts, NULL) > 0 && (p[1].revents & POLLIN)) {
             uint64_t n;
             (void)!read(pl->wake_fd, &n, sizeof(n));
         }
-        wait_ms = 0; /* librabbitmq reads what came (and sends a heartbeat when due) */
+        wait_us = 0; /* librabbitmq reads what came (and sends a heartbeat when due) */
     }
-    struct timeval tv = oq_ms_to_timeval(wait_ms);
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
     amqp_maybe_release_buffers(conn);
     return amqp_simple_wait_frame_noblock(conn, frame, &tv);
 }
@@ -1264,7 +1266,7 @@ static int next_frame(struct pipeline *pl, amqp_frame_t *frame, int64_t wait_ms)
 static int serve(struct pipeline *pl)
 {
     struct batch *open = NULL;
-    int64_t open_deadline = 0, drain_deadline = 0, last_delivery_ms = 0;
+    int64_t open_deadline_us = 0, drain_deadline = 0, last_frame_us = 0;
     int draining = 0, rc = 0;
 
     for (;;) {
@@ -1281,26 +1283,26 @@ static int serve(struct pipeline *pl)
         if (draining && (pl->inflight_head == NULL || oq_now_ms() >= drain_deadline))
             break;
         int quiet_close = 0;
-        int64_t wait_ms = frame_wait_ms(pl, open, open_deadline, &quiet_close);
+        int64_t wait_us = frame_wait_us(pl, open, open_deadline_us, &quiet_close);
         amqp_frame_t frame;
-        int status = next_frame(pl, &frame, wait_ms);
+        int status = next_frame(pl, &frame, wait_us);
         if (status == AMQP_STATUS_OK) {
             int had_open = open != NULL;
-            last_delivery_ms = oq_now_ms();
+            last_frame_us = oq_now_us();
             if ((rc = dispatch(pl, &frame, &open, draining)) != 0)
                 break;
             if (!had_open && open != NULL)
-                open_deadline = oq_now_ms() + pl->cfg->batch_window_ms;
+                open_deadline_us = oq_now_us() + pl->cfg->batch_window_ms * 1000;
         } else if (status != AMQP_STATUS_TIMEOUT) {
             oq_error("lost the broker connection: %s", amqp_error_string2(status));
             rc = OQ_EBROKER;
             break;
         }
         /* Full, its window over, or quiet while a worker is free. */
-        int64_t now = oq_now_ms();
+        int64_t now_us = oq_now_us();
         int quiet = quiet_close && status == AMQP_STATUS_TIMEOUT &&
-                    now - last_delivery_ms >= QUIET_CLOSE_MS;
-        if (open != NULL && (open->n >= open->cap || now >= open_deadline || quiet)) {
+                    now_us - last_frame_us >= QUIET_CLOSE_US;
+        if (open != NULL && (open->n >= open->cap || now_us >= open_deadline_us || quiet)) {
             submit(pl, open);
             open = NULL;
         }

@@ -47,6 +47,9 @@ void oq_utc_now_iso(char *buf, size_t len);
 /* Monotonic milliseconds. */
 int64_t oq_now_ms(void);
 
+/* Monotonic microseconds. */
+int64_t oq_now_us(void);
+
 /* ms as a struct timeval, for librabbitmq's timeouts. */
 struct timeval oq_ms_to_timeval(int64_t ms);
 
