@@ -1242,20 +1242,27 @@ static int64_t frame_wait_us(struct pipeline *pl, const struct batch *open, int6
 
 /* The next frame within wait_us (AMQP_STATUS_TIMEOUT if none). With a
  * plain socket the wait is a ppoll(2) that a processed batch also ends, so
- * its ack goes out at once and an idle consumer makes no system calls. */
+ * its ack goes out at once, and an idle consumer wakes only every 100 ms;
+ * librabbitmq then reads what came (and sends a heartbeat when due) without
+ * waiting again. A TLS socket waits in librabbitmq, which polls in whole
+ * milliseconds rounded down: the wait is rounded up, or a wait under a
+ * millisecond would spin. */
 static int next_frame(struct pipeline *pl, amqp_frame_t *frame, int64_t wait_us)
 {
     amqp_connection_state_t conn = oq_broker_conn(pl->b);
     int fd = oq_broker_pollable_fd(pl->b);
-    if (wait_us > 0 && fd >= 0 && pl->wake_fd >= 0 && !amqp_frames_enqueued(conn) &&
-        !amqp_data_in_buffer(conn)) {
-        struct pollfd p[2] = {{fd, POLLIN, 0}, {pl->wake_fd, POLLIN, 0}};
-        struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000L};
-        if (ppoll(p, 2, &ts, NULL) > 0 && (p[1].revents & POLLIN)) {
-            uint64_t n;
-            (void)!read(pl->wake_fd, &n, sizeof(n));
+    if (fd >= 0 && pl->wake_fd >= 0) {
+        if (wait_us > 0 && !amqp_frames_enqueued(conn) && !amqp_data_in_buffer(conn)) {
+            struct pollfd p[2] = {{fd, POLLIN, 0}, {pl->wake_fd, POLLIN, 0}};
+            struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000L};
+            if (ppoll(p, 2, &ts, NULL) > 0 && (p[1].revents & POLLIN)) {
+                uint64_t n;
+                (void)!read(pl->wake_fd, &n, sizeof(n));
+            }
         }
-        wait_us = 0; /* librabbitmq reads what came (and sends a heartbeat when due) */
+        wait_us = 0;
+    } else if (wait_us > 0) {
+        wait_us = (wait_us + 999) / 1000 * 1000 + 1000;
     }
     struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
     amqp_maybe_release_buffers(conn);
