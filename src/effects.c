@@ -15,6 +15,12 @@
 #include "orderq/metrics.h"
 #include "orderq/sweeper.h"
 
+/* Jobs a worker leases ahead, and `sent` marks it may have unsettled (see
+ * the group commit below): a crash leaves at most their sum + 1 of a
+ * worker's rows `sending`. */
+#define LEASES_AHEAD 2
+#define MARKS_AHEAD  2
+
 /* One worker's lease or `sent` mark, waiting for a group to carry it. */
 struct ledger_req {
     struct ledger_req *next;
@@ -46,13 +52,17 @@ struct effect_worker {
     char owner[256];
     size_t owner_prefix; /* length of "<instance_id>/effect-N/" */
     int64_t retired;     /* RETIRE_SWEPT's answer: the sweeper's letter deleted, or 0 */
-    /* Lease ahead: the job this worker runs next, taken from the queue
-     * before it sent its current one, and that job's lease, asked of the
-     * group writer without waiting (see lease_ahead). */
-    struct oq_effect_job *next;
-    enum { NEXT_NOT_ASKED, NEXT_ASKED } next_lease;
-    struct ledger_req next_req;
-    char next_owner[256];
+    /* Lease ahead: the jobs this worker runs next, taken from the queue
+     * before it sent its current one, with their leases asked of the
+     * group writer without waiting (see lease_ahead); a ring, oldest at
+     * ahead_head. A slot's req is the writer's until answered. */
+    struct ahead {
+        struct oq_effect_job *job;
+        int asked; /* 0: taken without a lease (it need not run) */
+        struct ledger_req req;
+        char owner[256];
+    } ahead[LEASES_AHEAD];
+    size_t ahead_head, n_ahead;
     int marks_out; /* its `sent` marks handed to the writer, not yet settled (gmu) */
 };
 
@@ -276,8 +286,6 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
  * exactly which state the row is in: a lease by its worker, a mark by the
  * writer. */
 
-#define MARKS_AHEAD 2
-
 /* Write the group list on w's connection, one try. */
 static void write_group(struct effect_worker *w, struct ledger_req *list)
 {
@@ -387,39 +395,44 @@ static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum o
 
 static void new_owner(struct effect_worker *w, char *owner, size_t size);
 
-/* Lease ahead: take the next send job off the queue, when one waits and
- * no worker is idle to take it, and ask its lease without waiting, so the
- * writer commits it while this worker sends its current job. A job that
- * need not run any more is taken without a lease; worker_main drops it. */
+/* Lease ahead: take send jobs off the queue while they wait, no worker is
+ * idle to take them and fewer than LEASES_AHEAD are taken, and ask their
+ * leases without waiting, so the writer commits them while this worker
+ * sends its current job. A job that need not run any more is taken
+ * without a lease; worker_main drops it. */
 static void lease_ahead(struct effect_worker *w)
 {
     struct oq_effect_pool *p = w->pool;
-    if (w->next != NULL)
-        return;
-    pthread_mutex_lock(&p->mu);
-    struct oq_effect_job *job = p->head;
-    if (job != NULL && job->kind == OQ_JOB_SEND && !p->exiting && p->idle == 0) {
-        p->head = job->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-    } else {
-        job = NULL;
+    while (w->n_ahead < LEASES_AHEAD) {
+        pthread_mutex_lock(&p->mu);
+        struct oq_effect_job *job = p->head;
+        if (job != NULL && job->kind == OQ_JOB_SEND && !p->exiting && p->idle == 0) {
+            p->head = job->next;
+            if (p->head == NULL)
+                p->tail = NULL;
+        } else {
+            job = NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (job == NULL)
+            return;
+        /* the slot after the newest: free, its last req answered (next_leased) */
+        struct ahead *a = &w->ahead[(w->ahead_head + w->n_ahead++) % LEASES_AHEAD];
+        a->job = job;
+        a->asked = 0;
+        if (p->hooks.cancelled(job, p->hooks.ctx))
+            continue;
+        const struct oq_effect *e = &job->effect;
+        new_owner(w, a->owner, sizeof(a->owner));
+        a->req = (struct ledger_req){.mark = {.handler = e->handler,
+                                              .effect_key = e->effect_key,
+                                              .event_identifier = e->event_identifier,
+                                              .event_code = e->event_code,
+                                              .owner = a->owner,
+                                              .attempts = job->attempt}};
+        group_ask(p, &a->req);
+        a->asked = 1;
     }
-    pthread_mutex_unlock(&p->mu);
-    w->next = job;
-    w->next_lease = NEXT_NOT_ASKED;
-    if (job == NULL || p->hooks.cancelled(job, p->hooks.ctx))
-        return;
-    const struct oq_effect *e = &job->effect;
-    new_owner(w, w->next_owner, sizeof(w->next_owner));
-    w->next_req = (struct ledger_req){.mark = {.handler = e->handler,
-                                               .effect_key = e->effect_key,
-                                               .event_identifier = e->event_identifier,
-                                               .event_code = e->event_code,
-                                               .owner = w->next_owner,
-                                               .attempts = job->attempt}};
-    group_ask(p, &w->next_req);
-    w->next_lease = NEXT_ASKED;
 }
 
 /* The job's `sent` mark through a group, waiting for it; what the group
@@ -634,18 +647,18 @@ static void new_owner(struct effect_worker *w, char *owner, size_t size)
              (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
 }
 
-/* The lease of the job taken by lease_ahead, asked already: its owner
- * becomes the worker's. Returns what the lease step would. */
-static int next_leased(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+/* The lease of a job taken by lease_ahead, asked already (slot a): its
+ * owner becomes the worker's. Returns what the lease step would. */
+static int next_leased(struct effect_worker *w, struct oq_effect_job *job, struct ahead *a,
+                       enum oq_lease *lease)
 {
-    group_wait(w->pool, &w->next_req);
-    w->next_lease = NEXT_NOT_ASKED;
-    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
-    if (w->next_req.written) {
+    group_wait(w->pool, &a->req);
+    snprintf(w->owner, sizeof(w->owner), "%s", a->owner);
+    if (a->req.written) {
         *lease = OQ_LEASE_NEW;
         return 0;
     }
-    return db_step_after(w, job, w->owner, LEASE, 0, w->next_req.answer_lost, NULL, lease);
+    return db_step_after(w, job, w->owner, LEASE, 0, a->req.answer_lost, NULL, lease);
 }
 
 /* The delivery of an effect the lease sweeper marked `unknown` is parked
@@ -670,8 +683,9 @@ static void retire_swept_letter(struct effect_worker *w, struct oq_effect_job *j
     }
 }
 
-/* Returns 1 when the job was handed to the writer (it finishes it). */
-static int run_job(struct effect_worker *w, struct oq_effect_job *job)
+/* a: the job's slot when lease_ahead took it with its lease asked, or
+ * NULL. Returns 1 when the job was handed to the writer (it finishes it). */
+static int run_job(struct effect_worker *w, struct oq_effect_job *job, struct ahead *a)
 {
     job->retry_after_ms = -1;
     if (job->kind == OQ_JOB_PREPARE) {
@@ -681,8 +695,8 @@ static int run_job(struct effect_worker *w, struct oq_effect_job *job)
     const struct oq_handler *h = &w->handlers[job->handler_index];
     enum oq_lease lease = OQ_LEASE_NEW;
     int rc;
-    if (w->next_lease != NEXT_NOT_ASKED) {
-        rc = next_leased(w, job, &lease);
+    if (a != NULL) {
+        rc = next_leased(w, job, a, &lease);
     } else {
         new_owner(w, w->owner, sizeof(w->owner));
         rc = lease_step(w, job, &lease);
@@ -730,11 +744,10 @@ static int run_job(struct effect_worker *w, struct oq_effect_job *job)
 
 /* A job leased by lease_ahead that will not run (the pool stops, its
  * delivery was lost): give its lease back, nothing was sent. */
-static void drop_lease(struct effect_worker *w, struct oq_effect_job *job)
+static void drop_lease(struct effect_worker *w, struct oq_effect_job *job, struct ahead *a)
 {
-    group_wait(w->pool, &w->next_req); /* the writer is done with it */
-    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
-    w->next_lease = NEXT_NOT_ASKED;
+    group_wait(w->pool, &a->req); /* the writer is done with it */
+    snprintf(w->owner, sizeof(w->owner), "%s", a->owner);
     release(w, job);
 }
 
@@ -803,8 +816,15 @@ static void *worker_main(void *arg)
     struct effect_worker *w = arg;
     struct oq_effect_pool *p = w->pool;
     for (;;) {
-        struct oq_effect_job *job = w->next; /* taken by lease_ahead */
-        w->next = NULL;
+        struct oq_effect_job *job = NULL;
+        struct ahead *a = NULL; /* taken by lease_ahead, its lease asked */
+        if (w->n_ahead > 0) {
+            struct ahead *oldest = &w->ahead[w->ahead_head];
+            w->ahead_head = (w->ahead_head + 1) % LEASES_AHEAD;
+            w->n_ahead--;
+            job = oldest->job;
+            a = oldest->asked ? oldest : NULL;
+        }
         pthread_mutex_lock(&p->mu);
         p->idle++;
         while (job == NULL && p->head == NULL && !p->exiting)
@@ -822,9 +842,9 @@ static void *worker_main(void *arg)
         int ran = !stop && !p->hooks.cancelled(job, p->hooks.ctx);
         int handed_over = 0;
         if (ran)
-            handed_over = run_job(w, job);
-        else if (w->next_lease != NEXT_NOT_ASKED)
-            drop_lease(w, job);
+            handed_over = run_job(w, job, a);
+        else if (a != NULL)
+            drop_lease(w, job, a);
         if (!handed_over)
             p->hooks.finished(job, ran, p->hooks.ctx);
     }
