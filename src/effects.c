@@ -15,6 +15,29 @@
 #include "orderq/metrics.h"
 #include "orderq/sweeper.h"
 
+/* Jobs a worker leases ahead, and `sent` marks it may have unsettled (see
+ * the group commit below): a crash leaves at most their sum + 1 of a
+ * worker's rows `sending`. */
+#define LEASES_AHEAD 2
+#define MARKS_AHEAD  2
+
+/* One worker's lease or `sent` mark, waiting for a group to carry it. */
+struct ledger_req {
+    struct ledger_req *next;
+    struct oq_ledger_mark mark;
+    int finish;      /* 1: a `sent` mark; 0: a lease */
+    int answered;    /* the group it went in is over */
+    int written;     /* the group leased (finished) it: mark.done, committed */
+    int answer_lost; /* the group's connection died before its answer */
+    /* An asynchronous `sent` mark (see mark_async): the writer settles it,
+     * then finishes job; job's strings stay valid until then, the owner
+     * and result are copied since the worker moves on at once. */
+    struct oq_effect_job *job;
+    struct effect_worker *asker;
+    char owner[256];
+    char result[OQ_RESULT_LEN];
+};
+
 struct effect_worker {
     struct oq_effect_pool *pool;
     pthread_t thread;
@@ -29,12 +52,18 @@ struct effect_worker {
     char owner[256];
     size_t owner_prefix; /* length of "<instance_id>/effect-N/" */
     int64_t retired;     /* RETIRE_SWEPT's answer: the sweeper's letter deleted, or 0 */
-    /* The job this worker runs next, taken from the queue when it marked
-     * its last job `sent`, and that job's lease, asked in the same group. */
-    struct oq_effect_job *next;
-    enum { NEXT_NOT_ASKED, NEXT_LEASED, NEXT_ASK_ALONE } next_lease;
-    int next_answer_lost;
-    char next_owner[256];
+    /* Lease ahead: the jobs this worker runs next, taken from the queue
+     * before it sent its current one, with their leases asked of the
+     * group writer without waiting (see lease_ahead); a ring, oldest at
+     * ahead_head. A slot's req is the writer's until answered. */
+    struct ahead {
+        struct oq_effect_job *job;
+        int asked; /* 0: taken without a lease (it need not run) */
+        struct ledger_req req;
+        char owner[256];
+    } ahead[LEASES_AHEAD];
+    size_t ahead_head, n_ahead;
+    int marks_out; /* its `sent` marks handed to the writer, not yet settled (gmu) */
 };
 
 struct oq_effect_pool {
@@ -44,25 +73,18 @@ struct oq_effect_pool {
     pthread_cond_t cv;
     struct oq_effect_job *head, *tail;
     int exiting;
+    int idle; /* workers waiting for a job: lease ahead leaves the queue to them */
     struct effect_worker *workers;
     size_t n_workers;
     int kill_after_send; /* ORDERQ_FAULT=kill-after-send: the system tests' crash */
 
     /* Group commit of leases and `sent` marks (see write_group). */
     pthread_mutex_t gmu;
-    pthread_cond_t gcv;
-    struct ledger_req *waiting; /* asked, not yet taken by a writer */
-    int writing;                /* a worker is writing a group now */
-};
-
-/* One worker's lease or `sent` mark, waiting for a group to carry it. */
-struct ledger_req {
-    struct ledger_req *next;
-    struct oq_ledger_mark mark;
-    int finish;      /* 1: a `sent` mark; 0: a lease */
-    int answered;    /* the group it went in is over */
-    int written;     /* the group leased (finished) it: mark.done, committed */
-    int answer_lost; /* the group's connection died before its answer */
+    pthread_cond_t gcv; /* rows answered, marks settled: the workers wait on it */
+    pthread_cond_t wcv; /* rows waiting: the writer waits on it */
+    struct ledger_req *waiting, *waiting_tail; /* asked, not yet taken by the writer */
+    struct effect_worker writer;               /* its thread and connection */
+    int writer_started, writer_exit;
 };
 
 static int exiting(struct oq_effect_pool *p)
@@ -113,12 +135,12 @@ static int commit_prepared(struct effect_worker *w, struct oq_effect_job *job, c
 
 /* Whether the job's ledger row is ours in state: asked after a step whose
  * answer was lost with the connection, to learn whether it committed. */
-static int owned(struct effect_worker *w, const struct oq_effect_job *job, const char *state,
-                 char *err, size_t errlen)
+static int owned(struct effect_worker *w, const struct oq_effect_job *job, const char *owner,
+                 const char *state, char *err, size_t errlen)
 {
     int yes = 0;
-    if (oq_ledger_is_owned(w->db, job->effect.handler, job->effect.effect_key, w->owner, state,
-                           &yes, err, errlen) != 0)
+    if (oq_ledger_is_owned(w->db, job->effect.handler, job->effect.effect_key, owner, state, &yes,
+                           err, errlen) != 0)
         return OQ_EDB;
     return yes;
 }
@@ -128,12 +150,11 @@ static int owned(struct effect_worker *w, const struct oq_effect_job *job, const
  * committed; a row found in the state it would have left, owned by this
  * worker, is taken as its own doing (the lease, take-over or finish
  * succeeded) instead of another's. */
-static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum step step,
-                    int answer_lost, const char *result, enum oq_lease *lease, char *err,
-                    size_t errlen)
+static int run_step(struct effect_worker *w, struct oq_effect_job *job, const char *owner,
+                    enum step step, int answer_lost, const char *result, enum oq_lease *lease,
+                    char *err, size_t errlen)
 {
     const struct oq_effect *e = &job->effect;
-    const struct oq_handler *h = &w->handlers[job->handler_index];
     int64_t lease_ms = w->pool->cfg->effect_lease_ms;
     const char *state = step == FINISH_SENT      ? "sent"
                         : step == FINISH_UNKNOWN ? "unknown"
@@ -147,9 +168,9 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
                              .event_identifier = e->event_identifier,
                              .event_code = e->event_code,
                              .attempts = job->attempt};
-        rc = oq_ledger_lease(w->db, &c, w->owner, lease_ms, lease, err, errlen);
+        rc = oq_ledger_lease(w->db, &c, owner, lease_ms, lease, err, errlen);
         if (rc == 0 && answer_lost && *lease != OQ_LEASE_NEW) {
-            int mine = owned(w, job, state, err, errlen);
+            int mine = owned(w, job, owner, state, err, errlen);
             if (mine < 0)
                 return mine;
             if (mine)
@@ -159,26 +180,27 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
     }
     case TAKE_OVER:
     case TAKE_OVER_UNKNOWN:
-        rc = oq_ledger_take_over(w->db, e->handler, e->effect_key, w->owner, lease_ms,
+        rc = oq_ledger_take_over(w->db, e->handler, e->effect_key, owner, lease_ms,
                                  step == TAKE_OVER_UNKNOWN, err, errlen);
         break;
     case FINISH_SENT:
     case FINISH_UNKNOWN:
-        rc = oq_ledger_finish(w->db, e->handler, e->effect_key, w->owner, state, result, err,
-                              errlen);
+        rc = oq_ledger_finish(w->db, e->handler, e->effect_key, owner, state, result, err, errlen);
         break;
     case RELEASE:
-        return oq_ledger_release(w->db, e->handler, e->effect_key, w->owner, err, errlen);
+        return oq_ledger_release(w->db, e->handler, e->effect_key, owner, err, errlen);
     case RETIRE_SWEPT:
         return oq_sweep_letter_retire(w->db, e->handler, e->effect_key, e->event_identifier,
                                       &w->retired, err, errlen);
-    case REFRESH:
+    case REFRESH: {
+        const struct oq_handler *h = &w->handlers[job->handler_index];
         return h->refresh ? h->refresh(h->state, w->db, err, errlen) : 0;
+    }
     case COMMIT:
         return commit_prepared(w, job, err, errlen);
     }
     if (rc == OQ_ENOTFOUND && answer_lost) {
-        int mine = owned(w, job, state, err, errlen);
+        int mine = owned(w, job, owner, state, err, errlen);
         if (mine != 0)
             return mine < 0 ? mine : 0;
     }
@@ -192,8 +214,9 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, enum ste
  * recorded. Returns run_step's answer, or OQ_EINTR (gave up), or OQ_EDB
  * after three errors that are not about the database being away (the last
  * one in job->reason). */
-static int db_step_after(struct effect_worker *w, struct oq_effect_job *job, enum step step,
-                         int must, int answer_lost, const char *result, enum oq_lease *lease)
+static int db_step_after(struct effect_worker *w, struct oq_effect_job *job, const char *owner,
+                         enum step step, int must, int answer_lost, const char *result,
+                         enum oq_lease *lease)
 {
     struct oq_effect_pool *p = w->pool;
     char err[OQ_ERRLEN];
@@ -214,7 +237,7 @@ static int db_step_after(struct effect_worker *w, struct oq_effect_job *job, enu
                 oq_info("effect worker: MySQL is back after %d failed attempts", w->db_failures);
             w->db_failures = 0;
         }
-        int rc = run_step(w, job, step, answer_lost, result, lease, err, sizeof(err));
+        int rc = run_step(w, job, owner, step, answer_lost, result, lease, err, sizeof(err));
         if (rc != OQ_EDB)
             return rc;
         enum oq_db_class cls = oq_db_last_class(w->db);
@@ -236,23 +259,32 @@ static int db_step_after(struct effect_worker *w, struct oq_effect_job *job, enu
 static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step step, int must,
                    const char *result, enum oq_lease *lease)
 {
-    return db_step_after(w, job, step, must, 0, result, lease);
+    return db_step_after(w, job, w->owner, step, must, 0, result, lease);
 }
 
 /* ---- group commit: many leases and `sent` marks in one transaction ----------- *
  *
- * Each mail was two autocommits (lease, `sent`), each an fsync. Instead a
- * worker queues its row and the first worker to find no group being
- * written becomes the writer: it takes every row waiting, writes them on
- * its own connection in one transaction (one UPDATE for the marks, one
- * INSERT for the leases), and wakes each asker with its row's outcome.
- * Rows that arrive meanwhile wait for the next group, so a lone row is
- * written at once and rows group by themselves as load grows. The
- * guarantees are oq_ledger_lease's and oq_ledger_finish's: a lease is
- * committed before its send, a mark only asked for after its send and
- * committed before the job finishes (and its delivery is acked). A row the
- * group did not settle (a duplicate, a warning, MySQL away) is done again
- * alone through db_step, which says exactly which state the row is in. */
+ * Each mail was two autocommits (lease, `sent`), each an fsync. Instead the
+ * workers queue their rows for the pool's group writer, a thread with a
+ * connection of its own: it takes every row waiting, writes them in one
+ * transaction (one UPDATE for the marks, one INSERT for the leases) and
+ * answers each. Rows that arrive meanwhile wait for the next group, so a
+ * lone row is written at once and rows group by themselves as load grows.
+ *
+ * A worker does not wait for the writer where it need not, so its
+ * connection to the peer stays busy: it asks the lease of its next job
+ * before it sends the current one (lease ahead), and hands a sent job's
+ * `sent` mark to the writer with the job (mark_async), which commits the
+ * mark and only then finishes the job from its own thread: the delivery
+ * is acked after its mark is committed, as before. At most MARKS_AHEAD of
+ * a worker's marks are unsettled at a time, so a crash leaves at most
+ * MARKS_AHEAD + 2 of its rows `sending` (those, the mail being sent, the
+ * next job's lease). The guarantees are oq_ledger_lease's and
+ * oq_ledger_finish's: a lease is committed before its send, a mark asked
+ * only after its send. A row the group did not settle (a duplicate, a
+ * warning, MySQL away) is done again alone through db_step, which says
+ * exactly which state the row is in: a lease by its worker, a mark by the
+ * writer. */
 
 /* Write the group list on w's connection, one try. */
 static void write_group(struct effect_worker *w, struct ledger_req *list)
@@ -296,37 +328,47 @@ static void write_group(struct effect_worker *w, struct ledger_req *list)
     }
 }
 
-/* Queue reqs[0..n) together and return once groups carried them, writing
- * one if no other worker is. */
-static void group_step(struct effect_worker *w, struct ledger_req *reqs, size_t n)
+/* Queue r for the writer. Under gmu. */
+static void enqueue_locked(struct oq_effect_pool *p, struct ledger_req *r)
 {
-    struct oq_effect_pool *p = w->pool;
+    r->next = NULL;
+    r->answered = 0;
+    if (p->waiting_tail != NULL)
+        p->waiting_tail->next = r;
+    else
+        p->waiting = r;
+    p->waiting_tail = r;
+    pthread_cond_signal(&p->wcv);
+}
+
+static void group_ask(struct oq_effect_pool *p, struct ledger_req *r)
+{
     pthread_mutex_lock(&p->gmu);
-    struct ledger_req **end = &p->waiting;
-    while (*end != NULL)
-        end = &(*end)->next;
-    for (size_t i = 0; i < n; i++) {
-        reqs[i].next = NULL;
-        *end = &reqs[i];
-        end = &reqs[i].next;
-    }
-    while (!reqs[n - 1].answered || !reqs[0].answered) {
-        if (p->writing) {
-            pthread_cond_wait(&p->gcv, &p->gmu);
-            continue;
-        }
-        struct ledger_req *list = p->waiting;
-        p->waiting = NULL;
-        p->writing = 1;
-        pthread_mutex_unlock(&p->gmu);
-        write_group(w, list);
-        pthread_mutex_lock(&p->gmu);
-        for (struct ledger_req *r = list; r != NULL; r = r->next)
-            r->answered = 1; /* under gmu: its asker reads it after us */
-        p->writing = 0;
-        pthread_cond_broadcast(&p->gcv);
-    }
+    enqueue_locked(p, r);
     pthread_mutex_unlock(&p->gmu);
+}
+
+/* Wait until the writer answered r (asked with group_ask). */
+static void group_wait(struct oq_effect_pool *p, struct ledger_req *r)
+{
+    pthread_mutex_lock(&p->gmu);
+    while (!r->answered)
+        pthread_cond_wait(&p->gcv, &p->gmu);
+    pthread_mutex_unlock(&p->gmu);
+}
+
+/* Up to OQ_LEDGER_GROUP_MAX rows off the waiting list, oldest first (a
+ * group has room for that many marks and as many leases). Under gmu. */
+static struct ledger_req *take_group_locked(struct oq_effect_pool *p)
+{
+    struct ledger_req *list = p->waiting, *last = list;
+    for (size_t n = 1; last->next != NULL && n < OQ_LEDGER_GROUP_MAX; n++)
+        last = last->next;
+    p->waiting = last->next;
+    if (p->waiting == NULL)
+        p->waiting_tail = NULL;
+    last->next = NULL;
+    return list;
 }
 
 /* The job's lease, through a group; what the group did not settle, alone. */
@@ -342,67 +384,100 @@ static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum o
                                       .event_code = e->event_code,
                                       .owner = w->owner,
                                       .attempts = job->attempt}};
-    group_step(w, &req, 1);
+    group_ask(p, &req);
+    group_wait(p, &req);
     if (req.written) {
         *lease = OQ_LEASE_NEW;
         return 0;
     }
-    return db_step_after(w, job, LEASE, 0, req.answer_lost, NULL, lease);
+    return db_step_after(w, job, w->owner, LEASE, 0, req.answer_lost, NULL, lease);
 }
 
 static void new_owner(struct effect_worker *w, char *owner, size_t size);
 
-/* Take the next send job off the queue for this worker, when one waits,
- * and fill in its lease request: asked in the group of this job's `sent`
- * mark, a worker's two rows per mail share one transaction. A job that
- * need not run any more is taken without a lease; worker_main drops it. */
-static int take_next(struct effect_worker *w, struct ledger_req *req)
+/* Lease ahead: take send jobs off the queue while they wait, no worker is
+ * idle to take them and fewer than LEASES_AHEAD are taken, and ask their
+ * leases without waiting, so the writer commits them while this worker
+ * sends its current job. A job that need not run any more is taken
+ * without a lease; worker_main drops it. */
+static void lease_ahead(struct effect_worker *w)
 {
     struct oq_effect_pool *p = w->pool;
-    pthread_mutex_lock(&p->mu);
-    struct oq_effect_job *job = p->head;
-    if (job != NULL && job->kind == OQ_JOB_SEND && !p->exiting) {
-        p->head = job->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-    } else {
-        job = NULL;
+    while (w->n_ahead < LEASES_AHEAD) {
+        pthread_mutex_lock(&p->mu);
+        struct oq_effect_job *job = p->head;
+        if (job != NULL && job->kind == OQ_JOB_SEND && !p->exiting && p->idle == 0) {
+            p->head = job->next;
+            if (p->head == NULL)
+                p->tail = NULL;
+        } else {
+            job = NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (job == NULL)
+            return;
+        /* the slot after the newest: free, its last req answered (next_leased) */
+        struct ahead *a = &w->ahead[(w->ahead_head + w->n_ahead++) % LEASES_AHEAD];
+        a->job = job;
+        a->asked = 0;
+        if (p->hooks.cancelled(job, p->hooks.ctx))
+            continue;
+        const struct oq_effect *e = &job->effect;
+        new_owner(w, a->owner, sizeof(a->owner));
+        a->req = (struct ledger_req){.mark = {.handler = e->handler,
+                                              .effect_key = e->effect_key,
+                                              .event_identifier = e->event_identifier,
+                                              .event_code = e->event_code,
+                                              .owner = a->owner,
+                                              .attempts = job->attempt}};
+        group_ask(p, &a->req);
+        a->asked = 1;
     }
-    pthread_mutex_unlock(&p->mu);
-    w->next = job;
-    w->next_lease = NEXT_NOT_ASKED;
-    if (job == NULL || p->hooks.cancelled(job, p->hooks.ctx))
-        return 0;
-    const struct oq_effect *e = &job->effect;
-    new_owner(w, w->next_owner, sizeof(w->next_owner));
-    *req = (struct ledger_req){.mark = {.handler = e->handler,
-                                        .effect_key = e->effect_key,
-                                        .event_identifier = e->event_identifier,
-                                        .event_code = e->event_code,
-                                        .owner = w->next_owner,
-                                        .attempts = job->attempt}};
-    return 1;
 }
 
-/* The job's `sent` mark (with the next job's lease), through a group;
- * what it did not settle, alone. */
+/* The job's `sent` mark through a group, waiting for it; what the group
+ * did not settle, alone. */
 static int sent_step(struct effect_worker *w, struct oq_effect_job *job, const char *result)
 {
     const struct oq_effect *e = &job->effect;
-    struct ledger_req reqs[2] = {{.finish = 1,
-                                  .mark = {.handler = e->handler,
-                                           .effect_key = e->effect_key,
-                                           .owner = w->owner,
-                                           .result = result}}};
-    int with_next = w->next == NULL && take_next(w, &reqs[1]);
-    group_step(w, reqs, with_next ? 2 : 1);
-    if (with_next) {
-        w->next_lease = reqs[1].written ? NEXT_LEASED : NEXT_ASK_ALONE;
-        w->next_answer_lost = reqs[1].answer_lost;
-    }
-    if (reqs[0].written)
+    struct ledger_req req = {.finish = 1,
+                             .mark = {.handler = e->handler,
+                                      .effect_key = e->effect_key,
+                                      .owner = w->owner,
+                                      .result = result}};
+    group_ask(w->pool, &req);
+    group_wait(w->pool, &req);
+    if (req.written)
         return 0;
-    return db_step_after(w, job, FINISH_SENT, 1, reqs[0].answer_lost, result, NULL);
+    return db_step_after(w, job, w->owner, FINISH_SENT, 1, req.answer_lost, result, NULL);
+}
+
+/* Hand the sent job's `sent` mark, and the job, to the writer: it commits
+ * the mark, then finishes the job. Waits first while MARKS_AHEAD of this
+ * worker's marks are unsettled. Returns 0 (the job is the writer's now)
+ * or OQ_ENOMEM (the caller marks it with sent_step). */
+static int mark_async(struct effect_worker *w, struct oq_effect_job *job, const char *result)
+{
+    struct oq_effect_pool *p = w->pool;
+    struct ledger_req *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return OQ_ENOMEM;
+    snprintf(r->owner, sizeof(r->owner), "%s", w->owner);
+    snprintf(r->result, sizeof(r->result), "%s", result);
+    r->finish = 1;
+    r->job = job;
+    r->asker = w;
+    r->mark = (struct oq_ledger_mark){.handler = job->effect.handler,
+                                      .effect_key = job->effect.effect_key,
+                                      .owner = r->owner,
+                                      .result = r->result};
+    pthread_mutex_lock(&p->gmu);
+    while (w->marks_out >= MARKS_AHEAD)
+        pthread_cond_wait(&p->gcv, &p->gmu);
+    w->marks_out++;
+    enqueue_locked(p, r);
+    pthread_mutex_unlock(&p->gmu);
+    return 0;
 }
 
 /* ---- one job ---------------------------------------------------------------- */
@@ -437,12 +512,25 @@ static void release(struct effect_worker *w, struct oq_effect_job *job)
                 "settles it");
 }
 
-/* The outside call, then its outcome committed. The lease is ours. */
-static void send_once(struct effect_worker *w, struct oq_effect_job *job,
-                      const struct oq_handler *h)
+/* A sent job's `sent` mark that did not commit, said in the log. */
+static void log_unrecorded(const struct oq_effect_job *job, int rc, const char *result)
+{
+    if (rc == OQ_ENOTFOUND)
+        log_job(OQ_LOG_WARN, job, "sent, but the ledger row is no longer this worker's:",
+                "its lease ran out and another consumer took it over (effect_lease_ms is "
+                "shorter than a send takes)");
+    else if (rc != 0)
+        log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
+}
+
+/* The outside call, then its outcome committed. The lease is ours.
+ * Returns 1 when the job was handed to the writer (it finishes it), else
+ * 0 (the caller does). */
+static int send_once(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
 {
     char result[OQ_RESULT_LEN] = "";
     int64_t retry_after = -1;
+    lease_ahead(w); /* committed while this call runs */
     int64_t start = oq_metrics_now_us();
     enum oq_effect_outcome outcome =
         h->perform(h->state, job->plan, &job->effect, result, sizeof(result), &retry_after);
@@ -451,18 +539,13 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
         raise(SIGKILL); /* the crash the lease protocol is for: sent, not recorded */
     job->retry_after_ms = retry_after;
     switch (outcome) {
-    case OQ_EFFECT_DONE: {
-        int rc = sent_step(w, job, result);
-        if (rc == OQ_ENOTFOUND)
-            log_job(OQ_LOG_WARN, job, "sent, but the ledger row is no longer this worker's:",
-                    "its lease ran out and another consumer took it over (effect_lease_ms is "
-                    "shorter than a send takes)");
-        else if (rc != 0)
-            log_job(OQ_LOG_ERROR, job, "sent, but not recorded (its lease will expire):", result);
+    case OQ_EFFECT_DONE:
         oq_metrics_send(job->handler_index, OQ_SEND_SENT);
-        job->result = OQ_JOB_DONE;
-        return;
-    }
+        job->result = OQ_JOB_DONE; /* before the hand-over: the writer finishes it */
+        if (mark_async(w, job, result) == 0)
+            return 1;
+        log_unrecorded(job, sent_step(w, job, result), result);
+        return 0;
     case OQ_EFFECT_AMBIGUOUS:
         oq_metrics_send(job->handler_index, OQ_SEND_AMBIGUOUS);
         if (h->ambiguous == OQ_AMBIGUOUS_PARK) {
@@ -471,41 +554,42 @@ static void send_once(struct effect_worker *w, struct oq_effect_job *job,
                  "%s; it may have been done: ledger state unknown (send again: orderq dlq "
                  "replay --force-resend)",
                  result);
-            return;
+            return 0;
         }
         release(w, job);
         fail(job, OQ_ERR_TRANSIENT, "%s; sending again with the same key", result);
-        return;
+        return 0;
     case OQ_EFFECT_TRANSIENT:
     case OQ_EFFECT_PERMANENT:
         oq_metrics_send(job->handler_index, OQ_SEND_FAILED);
         release(w, job);
         fail(job, outcome == OQ_EFFECT_PERMANENT ? OQ_ERR_PERMANENT : OQ_ERR_TRANSIENT, "%s",
              result);
-        return;
+        return 0;
     }
+    return 0;
 }
 
 /* A lease that ran out while its owner was sending: that owner died or
- * hung, so whether the effect happened is unknown. */
-static void expired(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
+ * hung, so whether the effect happened is unknown. Returns send_once's
+ * answer, or 0. */
+static int expired(struct effect_worker *w, struct oq_effect_job *job, const struct oq_handler *h)
 {
     oq_metrics_send(job->handler_index, OQ_SEND_AMBIGUOUS);
     int rc = db_step(w, job, TAKE_OVER, 0, NULL, NULL);
     if (rc == OQ_ENOTFOUND) { /* another consumer took it over first */
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: another consumer took over its expired lease",
              job->effect.handler, job->effect.effect_key);
-        return;
+        return 0;
     }
     if (rc != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: the ledger could not be updated", job->effect.handler,
              job->effect.effect_key);
-        return;
+        return 0;
     }
     if (job->force_resend || h->ambiguous == OQ_AMBIGUOUS_RESEND) {
         log_job(OQ_LOG_WARN, job, "sending again", "an earlier send's lease expired unfinished");
-        send_once(w, job, h);
-        return;
+        return send_once(w, job, h);
     }
     const char *why = "an earlier send's lease expired before it recorded an outcome (the "
                       "process died or hung mid-send)";
@@ -514,6 +598,7 @@ static void expired(struct effect_worker *w, struct oq_effect_job *job, const st
          "%s; it may have been done: ledger state unknown (send again: orderq dlq replay "
          "--force-resend)",
          why);
+    return 0;
 }
 
 /* An OQ_JOB_PREPARE job: prepare (which may call out), then commit. */
@@ -562,16 +647,18 @@ static void new_owner(struct effect_worker *w, char *owner, size_t size)
              (unsigned long long)(oq_random_u64() & 0xffffffffffffULL));
 }
 
-/* The lease of the job taken by take_next, asked already: its owner
- * becomes the worker's. Returns what the lease step would. */
-static int next_leased(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+/* The lease of a job taken by lease_ahead, asked already (slot a): its
+ * owner becomes the worker's. Returns what the lease step would. */
+static int next_leased(struct effect_worker *w, struct oq_effect_job *job, struct ahead *a,
+                       enum oq_lease *lease)
 {
-    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
-    if (w->next_lease == NEXT_LEASED) {
+    group_wait(w->pool, &a->req);
+    snprintf(w->owner, sizeof(w->owner), "%s", a->owner);
+    if (a->req.written) {
         *lease = OQ_LEASE_NEW;
         return 0;
     }
-    return db_step_after(w, job, LEASE, 0, w->next_answer_lost, NULL, lease);
+    return db_step_after(w, job, w->owner, LEASE, 0, a->req.answer_lost, NULL, lease);
 }
 
 /* The delivery of an effect the lease sweeper marked `unknown` is parked
@@ -596,19 +683,20 @@ static void retire_swept_letter(struct effect_worker *w, struct oq_effect_job *j
     }
 }
 
-static void run_job(struct effect_worker *w, struct oq_effect_job *job)
+/* a: the job's slot when lease_ahead took it with its lease asked, or
+ * NULL. Returns 1 when the job was handed to the writer (it finishes it). */
+static int run_job(struct effect_worker *w, struct oq_effect_job *job, struct ahead *a)
 {
     job->retry_after_ms = -1;
     if (job->kind == OQ_JOB_PREPARE) {
         prepare_then_commit(w, job);
-        return;
+        return 0;
     }
     const struct oq_handler *h = &w->handlers[job->handler_index];
     enum oq_lease lease = OQ_LEASE_NEW;
     int rc;
-    if (w->next_lease != NEXT_NOT_ASKED) {
-        rc = next_leased(w, job, &lease);
-        w->next_lease = NEXT_NOT_ASKED;
+    if (a != NULL) {
+        rc = next_leased(w, job, a, &lease);
     } else {
         new_owner(w, w->owner, sizeof(w->owner));
         rc = lease_step(w, job, &lease);
@@ -618,22 +706,20 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
     if (rc != 0) {
         fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not claim it in the ledger", job->effect.handler,
              job->effect.effect_key);
-        return;
+        return 0;
     }
     switch (lease) {
     case OQ_LEASE_NEW:
-        send_once(w, job, h);
-        return;
+        return send_once(w, job, h);
     case OQ_LEASE_DONE:
         job->result = OQ_JOB_DUPLICATE;
-        return;
+        return 0;
     case OQ_LEASE_HELD:
         fail(job, OQ_ERR_TRANSIENT, "%s/%s is being sent by another consumer (its lease is live)",
              job->effect.handler, job->effect.effect_key);
-        return;
+        return 0;
     case OQ_LEASE_EXPIRED:
-        expired(w, job, h);
-        return;
+        return expired(w, job, h);
     case OQ_LEASE_UNKNOWN:
         if (!job->force_resend) {
             retire_swept_letter(w, job);
@@ -641,28 +727,88 @@ static void run_job(struct effect_worker *w, struct oq_effect_job *job)
                  "%s/%s: an earlier send's outcome is unknown (ledger state unknown); a person "
                  "decides: orderq dlq replay --force-resend",
                  job->effect.handler, job->effect.effect_key);
-            return;
+            return 0;
         }
         if ((rc = db_step(w, job, TAKE_OVER_UNKNOWN, 0, NULL, NULL)) != 0) {
             fail(job, OQ_ERR_TRANSIENT, "%s/%s: could not take it over in the ledger",
                  job->effect.handler, job->effect.effect_key);
-            return;
+            return 0;
         }
         log_job(OQ_LOG_WARN, job, "sending again", "forced by a replay (--force-resend)");
-        send_once(w, job, h);
-        return;
+        return send_once(w, job, h);
     }
+    return 0;
 }
 
 /* ---- the pool ---------------------------------------------------------------- */
 
-/* A job leased by take_next that will not run (the pool stops, its
+/* A job leased by lease_ahead that will not run (the pool stops, its
  * delivery was lost): give its lease back, nothing was sent. */
-static void drop_lease(struct effect_worker *w, struct oq_effect_job *job)
+static void drop_lease(struct effect_worker *w, struct oq_effect_job *job, struct ahead *a)
 {
-    snprintf(w->owner, sizeof(w->owner), "%s", w->next_owner);
-    w->next_lease = NEXT_NOT_ASKED;
+    group_wait(w->pool, &a->req); /* the writer is done with it */
+    snprintf(w->owner, sizeof(w->owner), "%s", a->owner);
     release(w, job);
+}
+
+/* A `sent` mark handed over by mark_async, after its group: settled alone
+ * if the group did not, then its job is over. */
+static void settle_mark(struct effect_worker *w, struct ledger_req *r)
+{
+    struct oq_effect_pool *p = w->pool;
+    struct oq_effect_job *job = r->job;
+    struct effect_worker *asker = r->asker;
+    if (!r->written)
+        log_unrecorded(
+            job, db_step_after(w, job, r->owner, FINISH_SENT, 1, r->answer_lost, r->result, NULL),
+            r->result);
+    p->hooks.finished(job, 1, p->hooks.ctx);
+    free(r);
+    pthread_mutex_lock(&p->gmu);
+    asker->marks_out--;
+    pthread_cond_broadcast(&p->gcv);
+    pthread_mutex_unlock(&p->gmu);
+}
+
+/* The group writer: writes what waits, answers the askers, settles the
+ * marks handed over; at stop, once the workers are gone and nothing waits. */
+static void *writer_main(void *arg)
+{
+    struct effect_worker *w = arg;
+    struct oq_effect_pool *p = w->pool;
+    pthread_mutex_lock(&p->gmu);
+    for (;;) {
+        while (p->waiting == NULL && !p->writer_exit)
+            pthread_cond_wait(&p->wcv, &p->gmu);
+        if (p->waiting == NULL)
+            break;
+        struct ledger_req *list = take_group_locked(p);
+        pthread_mutex_unlock(&p->gmu);
+        write_group(w, list);
+        struct ledger_req *marks = NULL, **end = &marks, *next;
+        pthread_mutex_lock(&p->gmu);
+        for (struct ledger_req *r = list; r != NULL; r = next) {
+            next = r->next;
+            if (r->job != NULL) { /* the writer's from now on */
+                r->next = NULL;
+                *end = r;
+                end = &r->next;
+            } else {
+                r->answered = 1; /* under gmu: its asker reads it after us */
+            }
+        }
+        pthread_cond_broadcast(&p->gcv);
+        pthread_mutex_unlock(&p->gmu);
+        for (struct ledger_req *r = marks; r != NULL; r = next) {
+            next = r->next;
+            settle_mark(w, r);
+        }
+        pthread_mutex_lock(&p->gmu);
+    }
+    pthread_mutex_unlock(&p->gmu);
+    oq_db_close(w->db);
+    w->db = NULL;
+    return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -670,11 +816,20 @@ static void *worker_main(void *arg)
     struct effect_worker *w = arg;
     struct oq_effect_pool *p = w->pool;
     for (;;) {
-        struct oq_effect_job *job = w->next; /* taken by sent_step */
-        w->next = NULL;
+        struct oq_effect_job *job = NULL;
+        struct ahead *a = NULL; /* taken by lease_ahead, its lease asked */
+        if (w->n_ahead > 0) {
+            struct ahead *oldest = &w->ahead[w->ahead_head];
+            w->ahead_head = (w->ahead_head + 1) % LEASES_AHEAD;
+            w->n_ahead--;
+            job = oldest->job;
+            a = oldest->asked ? oldest : NULL;
+        }
         pthread_mutex_lock(&p->mu);
+        p->idle++;
         while (job == NULL && p->head == NULL && !p->exiting)
             pthread_cond_wait(&p->cv, &p->mu);
+        p->idle--;
         if (job == NULL && (job = p->head) != NULL) {
             p->head = job->next;
             if (p->head == NULL)
@@ -685,11 +840,13 @@ static void *worker_main(void *arg)
         if (job == NULL)
             break;
         int ran = !stop && !p->hooks.cancelled(job, p->hooks.ctx);
+        int handed_over = 0;
         if (ran)
-            run_job(w, job);
-        else if (w->next_lease != NEXT_NOT_ASKED)
-            drop_lease(w, job);
-        p->hooks.finished(job, ran, p->hooks.ctx);
+            handed_over = run_job(w, job, a);
+        else if (a != NULL)
+            drop_lease(w, job, a);
+        if (!handed_over)
+            p->hooks.finished(job, ran, p->hooks.ctx);
     }
     oq_db_close(w->db);
     w->db = NULL;
@@ -719,12 +876,20 @@ void oq_effect_pool_stop(struct oq_effect_pool *p)
     pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < p->n_workers; i++)
         pthread_join(p->workers[i].thread, NULL);
+    if (p->writer_started) { /* after the workers: it settles their last marks */
+        pthread_mutex_lock(&p->gmu);
+        p->writer_exit = 1;
+        pthread_cond_signal(&p->wcv);
+        pthread_mutex_unlock(&p->gmu);
+        pthread_join(p->writer.thread, NULL);
+    }
     for (size_t i = 0; i < (size_t)p->cfg->effect_workers && p->workers; i++)
         oq_handlers_free(p->workers[i].handlers, p->workers[i].n_handlers);
     free(p->workers);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->gcv);
+    pthread_cond_destroy(&p->wcv);
     pthread_mutex_destroy(&p->gmu);
     free(p);
 }
@@ -750,11 +915,16 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
     pthread_cond_init(&p->cv, NULL);
     pthread_mutex_init(&p->gmu, NULL);
     pthread_cond_init(&p->gcv, NULL);
+    pthread_cond_init(&p->wcv, NULL);
+    p->writer.pool = p;
     p->workers = calloc((size_t)cfg->effect_workers, sizeof(*p->workers));
-    if (p->workers == NULL) {
+    if (p->workers == NULL ||
+        pthread_create(&p->writer.thread, NULL, writer_main, &p->writer) != 0) {
+        snprintf(err, errlen, "cannot start the effect workers' group writer");
         oq_effect_pool_stop(p);
         return OQ_ENOMEM;
     }
+    p->writer_started = 1;
     for (size_t i = 0; i < (size_t)cfg->effect_workers; i++) {
         struct effect_worker *w = &p->workers[i];
         w->pool = p;

@@ -14,11 +14,14 @@
  * Only then does the job finish, and the broker thread acks. A lost MySQL
  * connection is waited out with backoff; the message stays unacked.
  *
- * Leases and `sent` marks go through a group commit: the workers' rows
- * waiting at one time are written in one transaction by whichever worker
- * finds none being written (a lone row at once), and a worker marking a
- * job `sent` asks the next waiting job's lease in the same group. The
- * rows a group leaves unsettled (a duplicate, MySQL away) are done alone.
+ * Leases and `sent` marks go through a group commit: the pool's group
+ * writer (a thread with its own connection) writes the workers' rows
+ * waiting at one time in one transaction (a lone row at once). A worker
+ * leases up to 2 jobs ahead without waiting, and hands a sent job's `sent`
+ * mark to the writer, which commits it and then calls finished for the
+ * job from its own thread (at most 2 such marks per worker: a crash
+ * leaves at most 5 of a worker's rows `sending`). The rows a group leaves
+ * unsettled (a duplicate, MySQL away) are done alone.
  *
  * A second kind of job prepares an event whose handler must call out to
  * decide its effects (an order completed from the shop API), then commits
@@ -73,7 +76,8 @@ struct oq_effect_hooks {
     /* 1 when the job need not start any more (its delivery will come back
      * anyway, e.g. the broker connection was lost). */
     int (*cancelled)(const struct oq_effect_job *job, void *ctx);
-    /* The job is over (result set), or was cancelled before it started. */
+    /* The job is over (result set), or was cancelled before it started.
+     * Called from any of the pool's threads. */
     void (*finished)(struct oq_effect_job *job, int ran, void *ctx);
     void *ctx;
 };
@@ -85,7 +89,8 @@ struct oq_effect_pool; /* opaque */
 OQ_WUR int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hooks *hooks,
                                 struct oq_effect_pool **out, char *err, size_t errlen);
 
-/* Queue job; finished is called for it exactly once, on a worker. */
+/* Queue job; finished is called for it exactly once, on a worker or on
+ * the group writer. */
 void oq_effect_pool_submit(struct oq_effect_pool *p, struct oq_effect_job *job);
 
 /* Cancel what has not started, let what has finish, join and free. */
