@@ -18,7 +18,7 @@
 /* Jobs a worker leases ahead, and `sent` marks it may have unsettled (see
  * the group commit below): a crash leaves at most their sum + 1 of a
  * worker's rows `sending`. */
-#define LEASES_AHEAD 2
+#define LEASES_AHEAD 1
 #define MARKS_AHEAD  2
 
 /* One worker's lease or `sent` mark, waiting for a group to carry it. */
@@ -44,6 +44,7 @@ struct effect_worker {
     struct oq_db *db;
     int db_failures;
     unsigned db_tries;           /* oq_db_reopen counts the reconnects */
+    int64_t reopen_at;           /* the group writer: no reconnect before (oq_now_ms) */
     struct oq_handler *handlers; /* its own: its own curl handles */
     size_t n_handlers;
     /* A lease's owner: "<instance_id>/effect-N/<12 hex>", the hex new for
@@ -278,8 +279,8 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
  * mark and only then finishes the job from its own thread: the delivery
  * is acked after its mark is committed, as before. At most MARKS_AHEAD of
  * a worker's marks are unsettled at a time, so a crash leaves at most
- * MARKS_AHEAD + 2 of its rows `sending` (those, the mail being sent, the
- * next job's lease). The guarantees are oq_ledger_lease's and
+ * MARKS_AHEAD + 1 + LEASES_AHEAD of its rows `sending` (those, the mail
+ * being sent, the leases of the jobs taken ahead). The guarantees are oq_ledger_lease's and
  * oq_ledger_finish's: a lease is committed before its send, a mark asked
  * only after its send. A row the group did not settle (a duplicate, a
  * warning, MySQL away) is done again alone through db_step, which says
@@ -287,6 +288,32 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
  * writer. */
 
 /* Write the group list on w's connection, one try. */
+/* The group writer's connection. Every worker waits on its groups, so
+ * it never waits long: a row lock held elsewhere fails the group after
+ * GROUP_LOCK_WAIT_S (its rows are then written one by one, each worker on
+ * its own connection), and after a failed connect it does not try again
+ * for a second (meanwhile each group fails at once, the same way). */
+#define GROUP_LOCK_WAIT_S "2"
+static int writer_connect(struct effect_worker *w, char *err, size_t errlen)
+{
+    struct oq_effect_pool *p = w->pool;
+    if (oq_now_ms() < w->reopen_at) {
+        snprintf(err, errlen, "MySQL was unreachable a moment ago");
+        return 0;
+    }
+    if (oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries, &w->db, err,
+                     errlen) != 0 ||
+        oq_db_exec(w->db, "SET SESSION innodb_lock_wait_timeout = " GROUP_LOCK_WAIT_S) != 0) {
+        if (w->db != NULL && err[0] == '\0')
+            snprintf(err, errlen, "%s", oq_db_error(w->db));
+        oq_db_close(w->db);
+        w->db = NULL;
+        w->reopen_at = oq_now_ms() + 1000;
+        return 0;
+    }
+    return 1;
+}
+
 static void write_group(struct effect_worker *w, struct ledger_req *list)
 {
     struct oq_effect_pool *p = w->pool;
@@ -301,8 +328,7 @@ static void write_group(struct effect_worker *w, struct ledger_req *list)
         else
             leases[n_leases++] = r->mark;
     }
-    if (w->db == NULL && oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries,
-                                      &w->db, err, sizeof(err)) != 0)
+    if (w->db == NULL && !writer_connect(w, err, sizeof(err)))
         rc = OQ_EDB; /* each asker waits MySQL out alone (db_step) */
     else if (oq_db_exec(w->db, "START TRANSACTION") != 0 ||
              oq_ledger_finish_many(w->db, marks, n_marks, err, sizeof(err)) != 0 ||

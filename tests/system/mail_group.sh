@@ -8,7 +8,7 @@
 # previous mail was marked `sent` (a worker that waited for each group
 # could never do that: it asked the next lease with the last mark); then a
 # consumer killed with -9 mid-stream leaves no `sent` row without its
-# mail, and at most 5 rows per worker in `sending` (2 leased ahead, the
+# mail, and at most 4 rows per worker in `sending` (1 leased ahead, the
 # mail being sent, 2 marks not yet committed: docs/mail.md). The SMTP server is the fixture
 # in record mode (every mail with its recipient): faster than MailDev, so
 # the ledger is what the workers wait for, the load groups are for. (With
@@ -103,8 +103,8 @@ codes_mailed K >"$WORK/mailed"
 missing=$(comm -23 "$WORK/sent" "$WORK/mailed")
 [ -z "$missing" ] || fail "sent in the ledger, never mailed: $missing"
 sending=$(ledger "SELECT COUNT(*) FROM event_ledger WHERE effect_key LIKE 'coupon:K%' AND state = 'sending'")
-[ "$sending" -le 40 ] ||
-    fail "$sending rows left sending after the kill; expected at most 40 (8 workers, 5 each)"
+[ "$sending" -le 32 ] ||
+    fail "$sending rows left sending after the kill; expected at most 32 (8 workers, 4 each)"
 expect_eq 0 "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE state NOT IN ('sent', 'sending')")" "rows in other states"
 echo "after the kill: $(wc -l <"$WORK/sent") sent (each mailed), $sending sending"
 [ "$(wc -l <"$WORK/sent")" -lt $((5 * N)) ] || fail "all $((5 * N)) mails were sent before the kill: it tested nothing"
