@@ -23,6 +23,8 @@ struct cached_stmt {
     size_t len;
     MYSQL_STMT *st;
     uint64_t used; /* the db's tick when last taken: the least recent goes first */
+    int busy;      /* taken and not yet released: an on_row callback may run another
+                    * statement, which must neither replace nor re-run this one */
 };
 
 struct oq_db {
@@ -336,37 +338,41 @@ static void discard_stmt(struct oq_db *db, MYSQL_STMT *st)
  * for the next execution; any other is closed. */
 static void release_stmt(struct oq_db *db, MYSQL_STMT *st)
 {
-    if (slot_of(db, st) != NULL)
+    struct cached_stmt *c = slot_of(db, st);
+    if (c != NULL) {
         (void)mysql_stmt_free_result(st);
-    else
+        c->busy = 0;
+    } else
         mysql_stmt_close(st);
 }
 
-/* Put st (prepared from sql) in the free or least recently used slot.
- * Without memory for the text it is simply not kept. */
+/* Put st (prepared from sql, and taken) in the free or least recently
+ * used slot that is not in use. With none, or without memory for the
+ * text, it is simply not kept. */
 static void keep_stmt(struct oq_db *db, const char *sql, size_t len, MYSQL_STMT *st)
 {
-    struct cached_stmt *c = &db->cache[0];
-    for (size_t i = 1; i < STMT_CACHE && c->sql != NULL; i++)
-        if (db->cache[i].sql == NULL || db->cache[i].used < c->used)
+    struct cached_stmt *c = NULL;
+    for (size_t i = 0; i < STMT_CACHE && (c == NULL || c->sql != NULL); i++)
+        if (!db->cache[i].busy &&
+            (c == NULL || db->cache[i].sql == NULL || db->cache[i].used < c->used))
             c = &db->cache[i];
-    char *copy = malloc(len + 1);
+    char *copy = c != NULL ? malloc(len + 1) : NULL;
     if (copy == NULL)
         return;
     drop_cached(c);
     memcpy(copy, sql, len + 1);
-    *c = (struct cached_stmt){copy, len, st, ++db->tick};
+    *c = (struct cached_stmt){copy, len, st, ++db->tick, 1};
 }
 
-/* The statement for sql: the kept one, or one prepared now (and kept).
- * NULL on failure, with the reason on db. */
-static MYSQL_STMT *get_stmt(struct oq_db *db, const char *sql)
+/* The statement for sql: the kept one, or one prepared now (kept once its
+ * placeholders are known to match). NULL on failure, with the reason on db. */
+static MYSQL_STMT *get_stmt(struct oq_db *db, const char *sql, size_t len)
 {
-    size_t len = strlen(sql);
     for (size_t i = 0; i < STMT_CACHE; i++) {
         struct cached_stmt *c = &db->cache[i];
-        if (c->sql != NULL && c->len == len && memcmp(c->sql, sql, len) == 0) {
+        if (c->sql != NULL && !c->busy && c->len == len && memcmp(c->sql, sql, len) == 0) {
             c->used = ++db->tick;
+            c->busy = 1;
             return c->st;
         }
     }
@@ -380,7 +386,6 @@ static MYSQL_STMT *get_stmt(struct oq_db *db, const char *sql)
         mysql_stmt_close(st);
         return NULL;
     }
-    keep_stmt(db, sql, len, st);
     return st;
 }
 
@@ -417,7 +422,8 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
     MYSQL_BIND *bind = NULL;
     if (begin(db) != 0)
         return NULL;
-    MYSQL_STMT *st = get_stmt(db, sql);
+    size_t len = strlen(sql);
+    MYSQL_STMT *st = get_stmt(db, sql, len);
     if (st == NULL)
         return NULL;
     if (mysql_stmt_param_count(st) != n) { /* a bug in the caller: say so, run nothing */
@@ -427,6 +433,10 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
         discard_stmt(db, st);
         return NULL;
     }
+    /* Kept before it runs: replacing another closes that one, which must not
+     * come between this one's execution and the reading of its rows. */
+    if (slot_of(db, st) == NULL)
+        keep_stmt(db, sql, len, st);
     if (n > 0) {
         if ((bind = calloc(n, sizeof(*bind))) == NULL) {
             db->err_no = 0;
