@@ -529,6 +529,45 @@ static void failed_statements_go_and_few_are_kept(void **state)
     assert_int_equal(oq_db_exec(db, "DROP TEMPORARY TABLE t_kept"), 0);
 }
 
+struct nested {
+    struct oq_db *db;
+    int rows;
+};
+
+static const char outer_sql[] = "SELECT ? UNION ALL SELECT ? + 1 UNION ALL SELECT ? + 2";
+
+/* Each row runs more statements than are kept, and the one being read
+ * again: neither may close or re-run the statement whose rows these are. */
+static int run_others(void *ctx, const char *const *v, unsigned n)
+{
+    struct nested *x = ctx;
+    char sql[64];
+    assert_int_equal(n, 1);
+    assert_int_equal(strtoll(v[0], NULL, 10), 100 + x->rows);
+    for (int i = 0; i < 12; i++) {
+        snprintf(sql, sizeof(sql), "SELECT ? + %d", 1000 + i);
+        assert_int_equal(plus_one(x->db, sql, x->rows), 1000 + i + x->rows);
+    }
+    if (x->rows == 0) {
+        struct oq_db_param p[] = {OQ_INT(7), OQ_INT(7), OQ_INT(7)};
+        long long first = 0;
+        int is_null = 0;
+        assert_int_equal(oq_db_query_int(x->db, outer_sql, p, 3, &first, &is_null), 0);
+        assert_int_equal(first, 7);
+    }
+    x->rows++;
+    return 0;
+}
+
+static void a_statement_being_read_is_kept_from_others(void **state)
+{
+    struct nested x = {*state, 0};
+    struct oq_db_param p[] = {OQ_INT(100), OQ_INT(100), OQ_INT(100)};
+    assert_int_equal(oq_db_query_rows(x.db, outer_sql, p, 3, run_others, &x), 0);
+    assert_int_equal(x.rows, 3);
+    assert_true(oq_db_cached_statements(x.db) <= 8);
+}
+
 /* A `sending` row of handler "sweep" whose 1 ms lease has run out. */
 static void expired_claim(struct oq_db *db, const char *key, const char *owner)
 {
@@ -685,6 +724,7 @@ int main(void)
         cmocka_unit_test(db_ignore_reads_the_warnings),
         cmocka_unit_test(kept_statements_end_with_their_connection),
         cmocka_unit_test(failed_statements_go_and_few_are_kept),
+        cmocka_unit_test(a_statement_being_read_is_kept_from_others),
         cmocka_unit_test(abandoned_leases_are_settled_once),
         cmocka_unit_test(a_sweep_pass_stores_one_letter_per_lease),
     };
