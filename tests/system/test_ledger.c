@@ -524,7 +524,8 @@ static void failed_statements_go_and_few_are_kept(void **state)
         assert_int_equal(plus_one(db, sql[i], 10), 10 + i);
     long long count = 0;
     int is_null = 0;
-    assert_int_equal(oq_db_query_int(db, "SELECT COUNT(*) FROM t_kept", NULL, 0, &count, &is_null), 0);
+    assert_int_equal(oq_db_query_int(db, "SELECT COUNT(*) FROM t_kept", NULL, 0, &count, &is_null),
+                     0);
     assert_int_equal(count, 2);
     assert_int_equal(oq_db_exec(db, "DROP TEMPORARY TABLE t_kept"), 0);
 }
