@@ -31,9 +31,9 @@ struct oq_db {
     MYSQL *my;
     struct cached_stmt cache[STMT_CACHE];
     uint64_t tick;
-    /* Parameter bindings, grown to the largest statement and reused: a full
-     * batch's claim binds 1,750 (about 200 KB), which allocated and freed
-     * per batch made malloc consolidate its heap each time. */
+    /* Parameter bindings, grown to the largest statement and reused rather
+     * than allocated per statement: a full batch's claim binds 1,750 (about
+     * 200 KB). */
     MYSQL_BIND *bind;
     size_t bind_cap;
     unsigned err_no; /* of the last call only: cleared when a call starts */
