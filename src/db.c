@@ -12,8 +12,30 @@
 #include "orderq/metrics.h"
 #include "orderq/url.h"
 
+/* A prepared statement kept for its SQL text: a batch of the same shape
+ * runs again without a prepare round trip, and the server parses it once.
+ * Few per connection, since the server counts every statement kept open
+ * against max_prepared_stmt_count (16,382 by default) across all clients. */
+#define STMT_CACHE 8
+
+struct cached_stmt {
+    char *sql; /* NULL: the slot is free */
+    size_t len;
+    MYSQL_STMT *st;
+    uint64_t used; /* the db's tick when last taken: the least recent goes first */
+    int busy;      /* taken and not yet released: an on_row callback may run another
+                    * statement, which must neither replace nor re-run this one */
+};
+
 struct oq_db {
     MYSQL *my;
+    struct cached_stmt cache[STMT_CACHE];
+    uint64_t tick;
+    /* Parameter bindings, grown to the largest statement and reused rather
+     * than allocated per statement: a full batch's claim binds 1,750 (about
+     * 200 KB). */
+    MYSQL_BIND *bind;
+    size_t bind_cap;
     unsigned err_no; /* of the last call only: cleared when a call starts */
     char err[OQ_ERRLEN];
     int broken;           /* the connection was found dead: every later call fails at once */
@@ -117,6 +139,14 @@ static int show_value(MYSQL *my, const char *sql, char *value, size_t len, char 
     snprintf(value, len, "%s", row != NULL && row[1] != NULL ? row[1] : "");
     mysql_free_result(res);
     return 0;
+}
+
+static void drop_cached(struct cached_stmt *c)
+{
+    if (c->st != NULL)
+        mysql_stmt_close(c->st);
+    free(c->sql);
+    memset(c, 0, sizeof(*c));
 }
 
 /* A Galera node that is not ready (still joining, or cut off from the
@@ -240,6 +270,9 @@ void oq_db_close(struct oq_db *db)
 {
     if (db == NULL)
         return;
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        drop_cached(&db->cache[i]);
+    free(db->bind);
     if (db->my != NULL)
         mysql_close(db->my);
     free(db);
@@ -287,31 +320,148 @@ int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len)
     }
 }
 
+/* The cache slot holding st, or NULL. */
+static struct cached_stmt *slot_of(struct oq_db *db, const MYSQL_STMT *st)
+{
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        if (db->cache[i].st == st)
+            return &db->cache[i];
+    return NULL;
+}
+
+/* A statement that failed is closed and not kept: whatever went wrong (the
+ * connection lost, the server dropping it) must not come back with it. */
+static void discard_stmt(struct oq_db *db, MYSQL_STMT *st)
+{
+    struct cached_stmt *c = slot_of(db, st);
+    if (c != NULL)
+        drop_cached(c);
+    else
+        mysql_stmt_close(st);
+}
+
+/* A statement done with: one kept in the cache has its result set freed
+ * for the next execution; any other is closed. */
+static void release_stmt(struct oq_db *db, MYSQL_STMT *st)
+{
+    struct cached_stmt *c = slot_of(db, st);
+    if (c != NULL) {
+        (void)mysql_stmt_free_result(st);
+        c->busy = 0;
+    } else
+        mysql_stmt_close(st);
+}
+
+/* Put st (prepared from sql, and taken) in the free or least recently
+ * used slot that is not in use. With none, or without memory for the
+ * text, it is simply not kept. */
+static void keep_stmt(struct oq_db *db, const char *sql, size_t len, MYSQL_STMT *st)
+{
+    struct cached_stmt *c = NULL;
+    for (size_t i = 0; i < STMT_CACHE && (c == NULL || c->sql != NULL); i++)
+        if (!db->cache[i].busy &&
+            (c == NULL || db->cache[i].sql == NULL || db->cache[i].used < c->used))
+            c = &db->cache[i];
+    char *copy = c != NULL ? malloc(len + 1) : NULL;
+    if (copy == NULL)
+        return;
+    drop_cached(c);
+    memcpy(copy, sql, len + 1);
+    *c = (struct cached_stmt){copy, len, st, ++db->tick, 1};
+}
+
+/* The statement for sql: the kept one, or one prepared now (kept once its
+ * placeholders are known to match). NULL on failure, with the reason on db. */
+static MYSQL_STMT *get_stmt(struct oq_db *db, const char *sql, size_t len)
+{
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        struct cached_stmt *c = &db->cache[i];
+        if (c->sql != NULL && !c->busy && c->len == len && memcmp(c->sql, sql, len) == 0) {
+            c->used = ++db->tick;
+            c->busy = 1;
+            return c->st;
+        }
+    }
+    MYSQL_STMT *st = mysql_stmt_init(db->my);
+    if (st == NULL) {
+        fail(db, NULL);
+        return NULL;
+    }
+    if (mysql_stmt_prepare(st, sql, len) != 0) {
+        fail(db, st);
+        mysql_stmt_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+size_t oq_db_cached_statements(const struct oq_db *db)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        n += db->cache[i].sql != NULL;
+    return n;
+}
+
+char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail)
+{
+    size_t h = strlen(head), r = strlen(row), t = strlen(tail);
+    char *sql = malloc(h + n * (r + 1) + t + 1);
+    if (sql == NULL)
+        return NULL;
+    char *at = sql;
+    memcpy(at, head, h);
+    at += h;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *at++ = ',';
+        memcpy(at, row, r);
+        at += r;
+    }
+    memcpy(at, tail, t + 1);
+    return sql;
+}
+
+/* db->bind with room for n, zeroed; NULL without memory. */
+static MYSQL_BIND *bindings(struct oq_db *db, size_t n)
+{
+    if (n > db->bind_cap) {
+        MYSQL_BIND *more = realloc(db->bind, n * sizeof(*more));
+        if (more == NULL)
+            return NULL;
+        db->bind = more;
+        db->bind_cap = n;
+    }
+    memset(db->bind, 0, n * sizeof(*db->bind));
+    return db->bind;
+}
+
 static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
                                  const struct oq_db_param *params, size_t n)
 {
     MYSQL_BIND *bind = NULL;
     if (begin(db) != 0)
         return NULL;
-    MYSQL_STMT *st = mysql_stmt_init(db->my);
-    if (st == NULL) {
-        fail(db, NULL);
+    size_t len = strlen(sql);
+    MYSQL_STMT *st = get_stmt(db, sql, len);
+    if (st == NULL)
         return NULL;
-    }
-    if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
-        goto fail;
     if (mysql_stmt_param_count(st) != n) { /* a bug in the caller: say so, run nothing */
         db->err_no = 0;
         snprintf(db->err, sizeof(db->err), "statement has %lu placeholders, %zu values given",
                  mysql_stmt_param_count(st), n);
-        mysql_stmt_close(st);
+        discard_stmt(db, st);
         return NULL;
     }
+    /* Kept before it runs: replacing another closes that one, which must not
+     * come between this one's execution and the reading of its rows. */
+    if (slot_of(db, st) == NULL)
+        keep_stmt(db, sql, len, st);
     if (n > 0) {
-        if ((bind = calloc(n, sizeof(*bind))) == NULL) {
+        if ((bind = bindings(db, n)) == NULL) {
             db->err_no = 0;
             snprintf(db->err, sizeof(db->err), "out of memory binding %zu parameters", n);
-            mysql_stmt_close(st);
+            discard_stmt(db, st);
             return NULL;
         }
         for (size_t i = 0; i < n; i++) {
@@ -340,12 +490,10 @@ static MYSQL_STMT *prepare_bound(struct oq_db *db, const char *sql,
     }
     if (mysql_stmt_execute(st) != 0)
         goto fail;
-    free(bind);
     return st;
 fail:
     fail(db, st);
-    free(bind);
-    mysql_stmt_close(st);
+    discard_stmt(db, st);
     return NULL;
 }
 
@@ -425,7 +573,10 @@ int oq_db_query_rows(struct oq_db *db, const char *sql, const struct oq_db_param
     }
     rc = 0;
 out:
-    mysql_stmt_close(st);
+    if (rc == OQ_EDB)
+        discard_stmt(db, st);
+    else
+        release_stmt(db, st);
     return rc;
 }
 
@@ -437,7 +588,7 @@ int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *p
         return OQ_EDB;
     if (affected != NULL)
         *affected = (uint64_t)mysql_stmt_affected_rows(st);
-    mysql_stmt_close(st);
+    release_stmt(db, st);
     return 0;
 }
 
@@ -467,7 +618,10 @@ int oq_db_query_int(struct oq_db *db, const char *sql, const struct oq_db_param 
     } else
         fail(db, st);
 out:
-    mysql_stmt_close(st);
+    if (rc == OQ_EDB)
+        discard_stmt(db, st);
+    else
+        release_stmt(db, st);
     return rc;
 }
 

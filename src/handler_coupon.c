@@ -329,17 +329,15 @@ static int insert_one_by_one(struct coupon_state *st, struct oq_db *db, const st
 static int insert_coupon_chunk(struct coupon_state *st, struct oq_db *db, const struct issued *list,
                                size_t n, char *err, size_t errlen)
 {
-    size_t cols = COUPON_COLS + 1, len = sizeof(COUPON_INSERT) + n * (sizeof(COUPON_ROW) + 1);
-    char *sql = malloc(len);
+    size_t cols = COUPON_COLS + 1;
+    char *sql = oq_db_rows_sql(COUPON_INSERT, COUPON_ROW, n, "");
     struct oq_db_param *prm = calloc(n * cols + 1, sizeof(*prm));
     int rc = OQ_EDB;
     if (sql == NULL || prm == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    size_t used = (size_t)snprintf(sql, len, "%s", COUPON_INSERT);
     for (size_t row = 0; row < n; row++) {
-        used += (size_t)snprintf(sql + used, len - used, "%s%s", row ? "," : "", COUPON_ROW);
         coupon_params(list[row].plan, list[row].coupon, &prm[row * cols]);
         prm[row * cols + COUPON_COLS] = OQ_STR(list[row].coupon->expires_at);
     }
@@ -377,23 +375,25 @@ static int insert_coupons(struct coupon_state *st, struct oq_db *db, const struc
 static int insert_outbox_chunk(struct oq_db *db, const struct issued *list, size_t n, char *err,
                                size_t errlen)
 {
-    size_t len = sizeof(OUTBOX_INSERT) + n * (sizeof(OUTBOX_ROW) + 1), rows = 0;
-    char *sql = malloc(len);
+    size_t rows = 0;
     struct oq_db_param *prm = calloc(n * OUTBOX_COLS + 1, sizeof(*prm));
+    char *sql = NULL;
     int rc = OQ_EDB;
-    if (sql == NULL || prm == NULL) {
+    if (prm == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    size_t used = (size_t)snprintf(sql, len, "%s", OUTBOX_INSERT);
     for (size_t i = 0; i < n; i++) {
         const struct coupon *c = list[i].coupon;
         if (c->skipped)
             continue; /* not issued: no mail */
-        used += (size_t)snprintf(sql + used, len - used, "%s%s", rows ? "," : "", OUTBOX_ROW);
         prm[rows * OUTBOX_COLS] = OQ_STR(c->email_event_id);
         prm[rows * OUTBOX_COLS + 1] = OQ_STR(c->email_body);
         rows++;
+    }
+    if (rows > 0 && (sql = oq_db_rows_sql(OUTBOX_INSERT, OUTBOX_ROW, rows, "")) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
     }
     rc = rows == 0 ? 0 : oq_db_execute_ignore(db, sql, prm, rows * OUTBOX_COLS, rows, NULL);
     if (rc != 0)

@@ -80,8 +80,7 @@ static int claim_chunk(struct oq_db *db, const char *owner, struct oq_claim *cla
         " VALUES ";
     static const char row[] = "(?, ?, ?, ?, ?, ?, ?, 'done', NOW(6))";
     static const char tail[] = " RETURNING handler, effect_key";
-    size_t len = sizeof(head) + n * (sizeof(row) + 1) + sizeof(tail);
-    char *sql = malloc(len);
+    char *sql = oq_db_rows_sql(head, row, n, tail);
     struct oq_db_param *p = calloc(n * CLAIM_COLUMNS + 1, sizeof(*p));
     struct returned r = {claims, n, 0, 0};
     int rc = OQ_ENOMEM;
@@ -90,20 +89,18 @@ static int claim_chunk(struct oq_db *db, const char *owner, struct oq_claim *cla
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    size_t used = (size_t)snprintf(sql, len, "%s", head);
+    struct oq_db_param own = OQ_STR(owner);
     for (size_t i = 0; i < n; i++) {
-        used += (size_t)snprintf(sql + used, len - used, "%s%s", i ? "," : "", row);
         struct oq_claim *c = &claims[i];
         c->claimed = 0;
         p[i * CLAIM_COLUMNS + 0] = OQ_STR(c->handler);
         p[i * CLAIM_COLUMNS + 1] = OQ_STR(c->effect_key);
         p[i * CLAIM_COLUMNS + 2] = OQ_STR(c->event_identifier);
         p[i * CLAIM_COLUMNS + 3] = OQ_STR(c->event_code);
-        p[i * CLAIM_COLUMNS + 4] = OQ_STR(owner);
+        p[i * CLAIM_COLUMNS + 4] = own;
         p[i * CLAIM_COLUMNS + 5] = text_param(c->result ? c->result : "");
         p[i * CLAIM_COLUMNS + 6] = OQ_INT(c->attempts > 0 ? c->attempts : 1);
     }
-    snprintf(sql + used, len - used, "%s", tail);
     rc = oq_db_query_rows(db, sql, p, n * CLAIM_COLUMNS, on_returned, &r);
     if (rc == 0)
         rc = oq_db_check_ignored(db, n, r.inserted);

@@ -71,8 +71,21 @@ void oq_db_rollback(struct oq_db *db);
  * and dropping any result sets. Returns 0 or OQ_EDB. */
 OQ_WUR int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len);
 
-/* Prepare, bind, execute. *affected (may be NULL) gets the affected rows.
- * Returns 0 or OQ_EDB. */
+/* Statements are prepared once per connection and kept by their SQL text
+ * (a few, the least recently used replaced), so a statement run again,
+ * such as a full batch's multi-row INSERT, is execute-only. A statement
+ * that fails is closed and prepared anew next time; oq_db_close closes
+ * them all, so a reopened connection starts with none. */
+
+/* How many statements db keeps prepared (for tests). */
+size_t oq_db_cached_statements(const struct oq_db *db);
+
+/* A multi-row statement's text: head, n copies of row joined by commas,
+ * tail. Returns a string the caller frees, or NULL without memory. */
+char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail);
+
+/* Prepare (or take the kept statement), bind, execute. *affected (may be NULL) gets the affected
+ * rows. Returns 0 or OQ_EDB. */
 OQ_WUR int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *params,
                          size_t n, uint64_t *affected);
 

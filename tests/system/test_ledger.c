@@ -444,6 +444,131 @@ static void db_ignore_reads_the_warnings(void **state)
     assert_int_equal(oq_db_exec(db, "DROP TEMPORARY TABLE t_ignore"), 0);
 }
 
+/* ---- statements kept prepared per connection ---- */
+
+static long long plus_one(struct oq_db *db, const char *sql, long long n)
+{
+    struct oq_db_param p[] = {OQ_INT(n)};
+    long long v = -1;
+    int is_null = 1;
+    assert_int_equal(oq_db_query_int(db, sql, p, 1, &v, &is_null), 0);
+    assert_false(is_null);
+    return v;
+}
+
+static struct oq_db *open_db(void)
+{
+    struct oq_db *db = NULL;
+    assert_int_equal(oq_db_open(getenv("ORDERQ_MYSQL_URL"), 5000, 0, &db, err, sizeof(err)), 0);
+    return db;
+}
+
+/* The connection under a kept statement is killed between two batches:
+ * the next run fails as a lost connection (an outage: no message blamed),
+ * not as an unknown statement, and the reopened connection prepares it
+ * anew and runs it. */
+static void kept_statements_end_with_their_connection(void **state)
+{
+    struct oq_db *other = *state, *db = open_db();
+    static const char sql[] = "SELECT ? + 1";
+    long long id = -1;
+    int is_null = 0;
+    assert_int_equal(plus_one(db, sql, 1), 2);
+    assert_int_equal(plus_one(db, sql, 41), 42); /* the same statement, run again */
+    assert_int_equal(oq_db_query_int(db, "SELECT CONNECTION_ID()", NULL, 0, &id, &is_null), 0);
+    assert_int_equal(oq_db_cached_statements(db), 2);
+    char kill[64];
+    snprintf(kill, sizeof(kill), "KILL %lld", id);
+    assert_int_equal(oq_db_exec(other, kill), 0);
+    struct oq_db_param p[] = {OQ_INT(5)};
+    long long v = 0;
+    assert_int_equal(oq_db_query_int(db, sql, p, 1, &v, &is_null), OQ_EDB);
+    assert_int_equal(oq_db_last_class(db), OQ_DB_GONE);
+    assert_true(oq_db_class_is_outage(oq_db_last_class(db)));
+    oq_db_close(db);
+    db = open_db();
+    assert_int_equal(oq_db_cached_statements(db), 0);
+    assert_int_equal(plus_one(db, sql, 5), 6);
+    assert_int_equal(oq_db_cached_statements(db), 1);
+    oq_db_close(db);
+}
+
+/* A statement that fails is not kept (it is prepared anew), and only a few
+ * are kept however many are run: the server's max_prepared_stmt_count is
+ * shared by every client. */
+static void failed_statements_go_and_few_are_kept(void **state)
+{
+    struct oq_db *db = *state;
+    static const char ins[] = "INSERT INTO t_kept VALUES (?)";
+    assert_int_equal(oq_db_exec(db, "CREATE TEMPORARY TABLE t_kept (k INT PRIMARY KEY)"), 0);
+    struct oq_db_param one[] = {OQ_INT(1)}, two[] = {OQ_INT(2)};
+    assert_int_equal(oq_db_execute(db, ins, one, 1, NULL), 0);
+    size_t kept = oq_db_cached_statements(db);
+    assert_int_equal(oq_db_execute(db, ins, one, 1, NULL), OQ_EDB);
+    assert_int_equal(oq_db_last_class(db), OQ_DB_DUPLICATE);
+    assert_int_equal(oq_db_cached_statements(db), kept - 1);
+    assert_int_equal(oq_db_execute(db, ins, two, 1, NULL), 0);
+    assert_int_equal(oq_db_cached_statements(db), kept);
+    /* too few values: nothing runs, and the statement is not kept */
+    assert_int_equal(oq_db_execute(db, "INSERT INTO t_kept VALUES (?), (?)", two, 1, NULL), OQ_EDB);
+    assert_non_null(strstr(oq_db_error(db), "2 placeholders, 1 values given"));
+    assert_int_equal(oq_db_cached_statements(db), kept);
+    char sql[32][64];
+    for (int i = 0; i < 32; i++) {
+        snprintf(sql[i], sizeof(sql[i]), "SELECT ? + %d", i);
+        assert_int_equal(plus_one(db, sql[i], 1), 1 + i);
+        assert_true(oq_db_cached_statements(db) <= 8);
+    }
+    assert_int_equal(oq_db_cached_statements(db), 8);
+    for (int i = 0; i < 32; i++) /* the replaced ones prepared again, the kept ones reused */
+        assert_int_equal(plus_one(db, sql[i], 10), 10 + i);
+    long long count = 0;
+    int is_null = 0;
+    assert_int_equal(oq_db_query_int(db, "SELECT COUNT(*) FROM t_kept", NULL, 0, &count, &is_null),
+                     0);
+    assert_int_equal(count, 2);
+    assert_int_equal(oq_db_exec(db, "DROP TEMPORARY TABLE t_kept"), 0);
+}
+
+struct nested {
+    struct oq_db *db;
+    int rows;
+};
+
+static const char outer_sql[] = "SELECT ? UNION ALL SELECT ? + 1 UNION ALL SELECT ? + 2";
+
+/* Each row runs more statements than are kept, and the one being read
+ * again: neither may close or re-run the statement whose rows these are. */
+static int run_others(void *ctx, const char *const *v, unsigned n)
+{
+    struct nested *x = ctx;
+    char sql[64];
+    assert_int_equal(n, 1);
+    assert_int_equal(strtoll(v[0], NULL, 10), 100 + x->rows);
+    for (int i = 0; i < 12; i++) {
+        snprintf(sql, sizeof(sql), "SELECT ? + %d", 1000 + i);
+        assert_int_equal(plus_one(x->db, sql, x->rows), 1000 + i + x->rows);
+    }
+    if (x->rows == 0) {
+        struct oq_db_param p[] = {OQ_INT(7), OQ_INT(7), OQ_INT(7)};
+        long long first = 0;
+        int is_null = 0;
+        assert_int_equal(oq_db_query_int(x->db, outer_sql, p, 3, &first, &is_null), 0);
+        assert_int_equal(first, 7);
+    }
+    x->rows++;
+    return 0;
+}
+
+static void a_statement_being_read_is_kept_from_others(void **state)
+{
+    struct nested x = {*state, 0};
+    struct oq_db_param p[] = {OQ_INT(100), OQ_INT(100), OQ_INT(100)};
+    assert_int_equal(oq_db_query_rows(x.db, outer_sql, p, 3, run_others, &x), 0);
+    assert_int_equal(x.rows, 3);
+    assert_true(oq_db_cached_statements(x.db) <= 8);
+}
+
 /* A `sending` row of handler "sweep" whose 1 ms lease has run out. */
 static void expired_claim(struct oq_db *db, const char *key, const char *owner)
 {
@@ -598,6 +723,9 @@ int main(void)
         cmocka_unit_test(lease_fails_on_a_warning),
         cmocka_unit_test(a_big_batch_is_claimed),
         cmocka_unit_test(db_ignore_reads_the_warnings),
+        cmocka_unit_test(kept_statements_end_with_their_connection),
+        cmocka_unit_test(failed_statements_go_and_few_are_kept),
+        cmocka_unit_test(a_statement_being_read_is_kept_from_others),
         cmocka_unit_test(abandoned_leases_are_settled_once),
         cmocka_unit_test(a_sweep_pass_stores_one_letter_per_lease),
     };
