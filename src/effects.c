@@ -18,7 +18,7 @@
 /* Jobs a worker leases ahead, and `sent` marks it may have unsettled (see
  * the group commit below): a crash leaves at most their sum + 1 of a
  * worker's rows `sending`. */
-#define LEASES_AHEAD 1
+#define LEASES_AHEAD 2
 #define MARKS_AHEAD  2
 
 /* One worker's lease or `sent` mark, waiting for a group to carry it. */
