@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 setup_consumer_test
 
-"$PY" "$(dirname "$0")/freeze_proxy.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
+"$PY" "$(dirname "$0")/tcp_forward.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
     --ready-file "$WORK/proxy.addr" 2>"$WORK/proxy.log" &
 proxy=$!
 CLEANUP+=("kill $proxy")
