@@ -524,12 +524,7 @@ static void process_batch(struct worker *w, struct batch *bt)
     }
 }
 
-/* Hand the batch's outside effects, and the events whose handler must
- * call out to prepare them, to the effect workers; the batch is processed
- * when the last of them finishes (or now, when it has none). A second send
- * of one effect in a batch waits for the first one's outcome: a duplicate
- * once that one is done, its own try if that one failed (it may carry the
- * corrected address). */
+/* A batch is processed: the broker thread, asleep in ppoll, acks it now. */
 static void wake_broker_thread(struct pipeline *pl)
 {
     uint64_t one = 1;
@@ -537,6 +532,12 @@ static void wake_broker_thread(struct pipeline *pl)
         (void)!write(pl->wake_fd, &one, sizeof(one)); /* full (never here): awake anyway */
 }
 
+/* Hand the batch's outside effects, and the events whose handler must
+ * call out to prepare them, to the effect workers; the batch is processed
+ * when the last of them finishes (or now, when it has none). A second send
+ * of one effect in a batch waits for the first one's outcome: a duplicate
+ * once that one is done, its own try if that one failed (it may carry the
+ * corrected address). */
 static void start_effects(struct worker *w, struct batch *bt)
 {
     struct pipeline *pl = w->pl;
