@@ -403,23 +403,31 @@ size_t oq_db_cached_statements(const struct oq_db *db)
     return n;
 }
 
-char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail)
+char *oq_db_repeat_sql(const char *head, const char *row, const char *sep, size_t n,
+                       const char *tail)
 {
-    size_t h = strlen(head), r = strlen(row), t = strlen(tail);
-    char *sql = malloc(h + n * (r + 1) + t + 1);
+    size_t h = strlen(head), r = strlen(row), s = strlen(sep), t = strlen(tail);
+    char *sql = malloc(h + n * (r + s) + t + 1);
     if (sql == NULL)
         return NULL;
     char *at = sql;
     memcpy(at, head, h);
     at += h;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            *at++ = ',';
+        if (i > 0) {
+            memcpy(at, sep, s);
+            at += s;
+        }
         memcpy(at, row, r);
         at += r;
     }
     memcpy(at, tail, t + 1);
     return sql;
+}
+
+char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail)
+{
+    return oq_db_repeat_sql(head, row, ",", n, tail);
 }
 
 /* db->bind with room for n, zeroed; NULL without memory. */

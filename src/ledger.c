@@ -286,21 +286,6 @@ int oq_ledger_finish(struct oq_db *db, const char *handler, const char *effect_k
 
 /* ---- many leases and `sent` marks in one statement -------------------------- */
 
-/* sql = head, then n times row joined by sep, then tail; the caller frees. */
-static char *repeat_sql(const char *head, const char *row, const char *sep, size_t n,
-                        const char *tail)
-{
-    size_t len = strlen(head) + n * (strlen(row) + strlen(sep)) + strlen(tail) + 1;
-    char *sql = malloc(len);
-    if (sql == NULL)
-        return NULL;
-    size_t used = (size_t)snprintf(sql, len, "%s", head);
-    for (size_t i = 0; i < n; i++)
-        used += (size_t)snprintf(sql + used, len - used, "%s%s", i ? sep : "", row);
-    snprintf(sql + used, len - used, "%s", tail);
-    return sql;
-}
-
 struct marked {
     struct oq_ledger_mark *marks;
     size_t n;
@@ -348,10 +333,10 @@ int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t 
     int rc = group_fits(marks, n, 1, err, errlen);
     if (rc != 0 || n == 0)
         return rc;
-    sql = repeat_sql("INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
-                     " event_code, owner, state, lease_until, attempts) VALUES ",
-                     "(?, ?, ?, ?, ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)", ",", n,
-                     " RETURNING owner");
+    sql = oq_db_repeat_sql("INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                           " event_code, owner, state, lease_until, attempts) VALUES ",
+                           "(?, ?, ?, ?, ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)", ",", n,
+                           " RETURNING owner");
     if (sql == NULL) {
         snprintf(err, errlen, "out of memory");
         return OQ_ENOMEM;
@@ -386,9 +371,9 @@ static int read_finished(struct oq_db *db, struct oq_ledger_mark *marks, size_t 
                          const struct oq_db_param *keys, char *err, size_t errlen)
 {
     struct marked m = {marks, n, 0};
-    char *sql = repeat_sql("SELECT owner FROM event_ledger WHERE state = 'sent' AND"
-                           " (handler, effect_key, owner) IN (",
-                           "(?, ?, ?)", ", ", n, ")");
+    char *sql = oq_db_repeat_sql("SELECT owner FROM event_ledger WHERE state = 'sent' AND"
+                                 " (handler, effect_key, owner) IN (",
+                                 "(?, ?, ?)", ", ", n, ")");
     int rc = OQ_ENOMEM;
     if (sql == NULL)
         snprintf(err, errlen, "out of memory");
@@ -411,12 +396,12 @@ int oq_ledger_finish_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t
         return rc;
     /* The row constructor IN is a range on the primary key. A row changes
      * only while it is the mark's owner's, as in oq_ledger_finish. */
-    sql = repeat_sql("UPDATE event_ledger SET state = 'sent', executed_at = NOW(6),"
-                     " lease_until = NULL, result = CASE owner",
-                     " WHEN ? THEN ?", "", n,
-                     " ELSE result END WHERE state IN ('sending', 'unknown') AND"
-                     " (handler, effect_key, owner) IN (");
-    char *rows = sql ? repeat_sql(sql, "(?, ?, ?)", ", ", n, ")") : NULL;
+    sql = oq_db_repeat_sql("UPDATE event_ledger SET state = 'sent', executed_at = NOW(6),"
+                           " lease_until = NULL, result = CASE owner",
+                           " WHEN ? THEN ?", "", n,
+                           " ELSE result END WHERE state IN ('sending', 'unknown') AND"
+                           " (handler, effect_key, owner) IN (");
+    char *rows = sql ? oq_db_repeat_sql(sql, "(?, ?, ?)", ", ", n, ")") : NULL;
     free(sql);
     if (rows == NULL) {
         snprintf(err, errlen, "out of memory");

@@ -84,6 +84,10 @@ size_t oq_db_cached_statements(const struct oq_db *db);
  * tail. Returns a string the caller frees, or NULL without memory. */
 char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail);
 
+/* The same with sep between the copies of row. */
+char *oq_db_repeat_sql(const char *head, const char *row, const char *sep, size_t n,
+                       const char *tail);
+
 /* Prepare (or take the kept statement), bind, execute. *affected (may be NULL) gets the affected
  * rows. Returns 0 or OQ_EDB. */
 OQ_WUR int oq_db_execute(struct oq_db *db, const char *sql, const struct oq_db_param *params,
