@@ -425,11 +425,6 @@ char *oq_db_repeat_sql(const char *head, const char *row, const char *sep, size_
     return sql;
 }
 
-char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail)
-{
-    return oq_db_repeat_sql(head, row, ",", n, tail);
-}
-
 /* db->bind with room for n, zeroed; NULL without memory. */
 static MYSQL_BIND *bindings(struct oq_db *db, size_t n)
 {

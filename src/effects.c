@@ -280,14 +280,13 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
  * is acked after its mark is committed, as before. At most MARKS_AHEAD of
  * a worker's marks are unsettled at a time, so a crash leaves at most
  * MARKS_AHEAD + 1 + LEASES_AHEAD of its rows `sending` (those, the mail
- * being sent, the leases of the jobs taken ahead). The guarantees are oq_ledger_lease's and
- * oq_ledger_finish's: a lease is committed before its send, a mark asked
+ * being sent, the leases of the jobs taken ahead). The guarantees are
+ * oq_ledger_lease's and oq_ledger_finish's: a lease is committed before its send, a mark asked
  * only after its send. A row the group did not settle (a duplicate, a
  * warning, MySQL away) is done again alone through db_step, which says
  * exactly which state the row is in: a lease by its worker, a mark by the
  * writer. */
 
-/* Write the group list on w's connection, one try. */
 /* The group writer's connection. Every worker waits on its groups, so
  * it never waits long: a row lock held elsewhere fails the group after
  * GROUP_LOCK_WAIT_S (its rows are then written one by one, each worker on
@@ -314,6 +313,7 @@ static int writer_connect(struct effect_worker *w, char *err, size_t errlen)
     return 1;
 }
 
+/* Write the group list on w's connection, one try. */
 static void write_group(struct effect_worker *w, struct ledger_req *list)
 {
     struct oq_effect_pool *p = w->pool;
@@ -397,26 +397,43 @@ static struct ledger_req *take_group_locked(struct oq_effect_pool *p)
     return list;
 }
 
-/* The job's lease, through a group; what the group did not settle, alone. */
-static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+/* The job's row in a group: its lease under owner, or (result set) its
+ * `sent` mark. */
+static struct oq_ledger_mark job_mark(const struct oq_effect_job *job, const char *owner,
+                                      const char *result)
 {
-    struct oq_effect_pool *p = w->pool;
     const struct oq_effect *e = &job->effect;
-    if (p->hooks.cancelled(job, p->hooks.ctx))
-        return OQ_EINTR;
-    struct ledger_req req = {.mark = {.handler = e->handler,
-                                      .effect_key = e->effect_key,
-                                      .event_identifier = e->event_identifier,
-                                      .event_code = e->event_code,
-                                      .owner = w->owner,
-                                      .attempts = job->attempt}};
-    group_ask(p, &req);
-    group_wait(p, &req);
-    if (req.written) {
+    return (struct oq_ledger_mark){.handler = e->handler,
+                                   .effect_key = e->effect_key,
+                                   .event_identifier = e->event_identifier,
+                                   .event_code = e->event_code,
+                                   .owner = owner,
+                                   .result = result,
+                                   .attempts = job->attempt};
+}
+
+/* A lease asked of a group, answered (w->owner is its owner): leased, or
+ * what the group did not settle asked alone, which says in which state. */
+static int leased(struct effect_worker *w, struct oq_effect_job *job, const struct ledger_req *req,
+                  enum oq_lease *lease)
+{
+    if (req->written) {
         *lease = OQ_LEASE_NEW;
         return 0;
     }
-    return db_step_after(w, job, w->owner, LEASE, 0, req.answer_lost, NULL, lease);
+    return db_step_after(w, job, w->owner, LEASE, 0, req->answer_lost, NULL, lease);
+}
+
+/* The job's lease, through a group. */
+static int lease_step(struct effect_worker *w, struct oq_effect_job *job, enum oq_lease *lease)
+{
+    struct oq_effect_pool *p = w->pool;
+    if (p->hooks.cancelled(job, p->hooks.ctx))
+        return OQ_EINTR;
+    struct ledger_req req = {.mark = job_mark(job, w->owner, NULL)};
+    group_ask(p, &req);
+    group_wait(p, &req);
+    return leased(w, job, &req, lease);
 }
 
 static void new_owner(struct effect_worker *w, char *owner, size_t size);
@@ -448,14 +465,8 @@ static void lease_ahead(struct effect_worker *w)
         a->asked = 0;
         if (p->hooks.cancelled(job, p->hooks.ctx))
             continue;
-        const struct oq_effect *e = &job->effect;
         new_owner(w, a->owner, sizeof(a->owner));
-        a->req = (struct ledger_req){.mark = {.handler = e->handler,
-                                              .effect_key = e->effect_key,
-                                              .event_identifier = e->event_identifier,
-                                              .event_code = e->event_code,
-                                              .owner = a->owner,
-                                              .attempts = job->attempt}};
+        a->req = (struct ledger_req){.mark = job_mark(job, a->owner, NULL)};
         group_ask(p, &a->req);
         a->asked = 1;
     }
@@ -465,12 +476,7 @@ static void lease_ahead(struct effect_worker *w)
  * did not settle, alone. */
 static int sent_step(struct effect_worker *w, struct oq_effect_job *job, const char *result)
 {
-    const struct oq_effect *e = &job->effect;
-    struct ledger_req req = {.finish = 1,
-                             .mark = {.handler = e->handler,
-                                      .effect_key = e->effect_key,
-                                      .owner = w->owner,
-                                      .result = result}};
+    struct ledger_req req = {.finish = 1, .mark = job_mark(job, w->owner, result)};
     group_ask(w->pool, &req);
     group_wait(w->pool, &req);
     if (req.written)
@@ -493,10 +499,7 @@ static int mark_async(struct effect_worker *w, struct oq_effect_job *job, const 
     r->finish = 1;
     r->job = job;
     r->asker = w;
-    r->mark = (struct oq_ledger_mark){.handler = job->effect.handler,
-                                      .effect_key = job->effect.effect_key,
-                                      .owner = r->owner,
-                                      .result = r->result};
+    r->mark = job_mark(job, r->owner, r->result);
     pthread_mutex_lock(&p->gmu);
     while (w->marks_out >= MARKS_AHEAD)
         pthread_cond_wait(&p->gcv, &p->gmu);
@@ -680,11 +683,7 @@ static int next_leased(struct effect_worker *w, struct oq_effect_job *job, struc
 {
     group_wait(w->pool, &a->req);
     snprintf(w->owner, sizeof(w->owner), "%s", a->owner);
-    if (a->req.written) {
-        *lease = OQ_LEASE_NEW;
-        return 0;
-    }
-    return db_step_after(w, job, w->owner, LEASE, 0, a->req.answer_lost, NULL, lease);
+    return leased(w, job, &a->req, lease);
 }
 
 /* The delivery of an effect the lease sweeper marked `unknown` is parked
@@ -852,14 +851,16 @@ static void *worker_main(void *arg)
             a = oldest->asked ? oldest : NULL;
         }
         pthread_mutex_lock(&p->mu);
-        p->idle++;
-        while (job == NULL && p->head == NULL && !p->exiting)
-            pthread_cond_wait(&p->cv, &p->mu);
-        p->idle--;
-        if (job == NULL && (job = p->head) != NULL) {
-            p->head = job->next;
-            if (p->head == NULL)
-                p->tail = NULL;
+        if (job == NULL) {
+            p->idle++;
+            while (p->head == NULL && !p->exiting)
+                pthread_cond_wait(&p->cv, &p->mu);
+            p->idle--;
+            if ((job = p->head) != NULL) {
+                p->head = job->next;
+                if (p->head == NULL)
+                    p->tail = NULL;
+            }
         }
         int stop = p->exiting;
         pthread_mutex_unlock(&p->mu);
@@ -929,12 +930,6 @@ int oq_effect_pool_start(const struct oq_config *cfg, const struct oq_effect_hoo
         return OQ_ENOMEM;
     p->cfg = cfg;
     p->hooks = *hooks;
-    if (cfg->effect_workers > OQ_LEDGER_GROUP_MAX) { /* one row each in a group */
-        snprintf(err, errlen, "effect_workers is %lld; expected at most %d",
-                 (long long)cfg->effect_workers, OQ_LEDGER_GROUP_MAX);
-        free(p);
-        return OQ_ECONFIG;
-    }
     const char *fault = getenv("ORDERQ_FAULT");
     p->kill_after_send = fault != NULL && strcmp(fault, "kill-after-send") == 0;
     pthread_mutex_init(&p->mu, NULL);

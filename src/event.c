@@ -309,7 +309,7 @@ static const char *duplicate_key(yajl_val v, int *oom)
 
 /* No two keys of object v alike. A small object (every event's) is
  * compared pair by pair, with no copy to sort; 0 also when out of memory:
- * check_text then names the duplicate or reports the shortage. */
+ * duplicate_key then names the duplicate or reports the shortage. */
 static int keys_distinct(yajl_val v)
 {
     size_t n = v->u.object.len;
@@ -324,71 +324,76 @@ static int keys_distinct(yajl_val v)
     return 1;
 }
 
-/* The same checks as check_text, with no place named: a good body (nearly
- * every one) is passed without building a path per value; only a bad one
- * is walked again by check_text to say where and why. */
-static int text_clean(yajl_val v)
+/* Where the walk is in the body: a chain up to the body (NULL). The path
+ * is written only when a reason names it, so a good body (nearly every
+ * one) is checked without building a path per value. */
+struct place {
+    const struct place *up;
+    const char *key; /* NULL: the element index of an array */
+    size_t index;
+};
+
+static void place_path(const struct place *at, char *out, size_t outlen)
 {
-    if (YAJL_IS_STRING(v))
-        return oq_utf8_valid(v->u.string, strlen(v->u.string));
-    if (YAJL_IS_OBJECT(v)) {
-        if (!keys_distinct(v))
-            return 0;
-        for (size_t i = 0; i < v->u.object.len; i++)
-            if (!oq_utf8_valid(v->u.object.keys[i], strlen(v->u.object.keys[i])) ||
-                !text_clean(v->u.object.values[i]))
-                return 0;
-    } else if (YAJL_IS_ARRAY(v)) {
-        for (size_t i = 0; i < v->u.array.len; i++)
-            if (!text_clean(v->u.array.values[i]))
-                return 0;
+    char up[PATH_MAX_LEN + 8];
+    if (at == NULL) {
+        out[0] = '\0';
+        return;
     }
-    return 1;
+    place_path(at->up, up, sizeof(up));
+    path_join(out, outlen, up, at->key, at->index);
 }
 
-/* Walk v (at path) and every key and string under it once. yajl checks
- * UTF-8 loosely (it takes C0 80, ED A0 80 and F5..F7); the ledger, coupon
- * and outbox columns are utf8mb4, where IGNORE would store such bytes as
- * '?'. Depth is bounded by check_shape. */
-static int check_text(yajl_val v, const char *path, char *err, size_t errlen)
+/* Walk v (at) and every key and string under it once. yajl checks UTF-8
+ * loosely (it takes C0 80, ED A0 80 and F5..F7); the ledger, coupon and
+ * outbox columns are utf8mb4, where IGNORE would store such bytes as '?'.
+ * Depth is bounded by check_shape. */
+static int check_text(yajl_val v, const struct place *at, char *err, size_t errlen)
 {
-    char why[160], inner[PATH_MAX_LEN + 8];
+    char why[160], path[PATH_MAX_LEN + 8];
     if (YAJL_IS_STRING(v)) {
         if (oq_utf8_valid(v->u.string, strlen(v->u.string)))
             return 0;
         why_not_utf8(v->u.string, why, sizeof(why));
+        place_path(at, path, sizeof(path));
         snprintf(err, errlen, "%s is not valid UTF-8: %s", path, why);
         return OQ_EINVAL;
     }
     if (YAJL_IS_OBJECT(v)) {
-        int oom = 0;
-        const char *dup = duplicate_key(v, &oom);
-        if (oom)
-            return OQ_ENOMEM;
-        if (dup != NULL && oq_utf8_valid(dup, strlen(dup))) { /* else: the walk below says so */
-            snprintf(err, errlen,
-                     "%s has a duplicate key \"%.*s\" (which one counts would depend on the "
-                     "reader)",
-                     path[0] ? path : "the body", (int)oq_utf8_prefix(dup, 64), dup);
-            return OQ_EINVAL;
+        if (!keys_distinct(v)) {
+            int oom = 0;
+            const char *dup = duplicate_key(v, &oom);
+            if (oom)
+                return OQ_ENOMEM;
+            if (dup != NULL && oq_utf8_valid(dup, strlen(dup))) { /* else: the walk below says so */
+                place_path(at, path, sizeof(path));
+                snprintf(err, errlen,
+                         "%s has a duplicate key \"%.*s\" (which one counts would depend on the "
+                         "reader)",
+                         path[0] ? path : "the body", (int)oq_utf8_prefix(dup, 64), dup);
+                return OQ_EINVAL;
+            }
         }
         for (size_t i = 0; i < v->u.object.len; i++) {
             const char *key = v->u.object.keys[i];
             if (!oq_utf8_valid(key, strlen(key))) {
                 why_not_utf8(key, why, sizeof(why));
+                place_path(at, path, sizeof(path));
                 snprintf(err, errlen, "a key in %s is not valid UTF-8: %s",
                          path[0] ? path : "the body", why);
                 return OQ_EINVAL;
             }
-            path_join(inner, sizeof(inner), path, key, 0);
-            if (check_text(v->u.object.values[i], inner, err, errlen) != 0)
-                return OQ_EINVAL;
+            struct place in = {at, key, 0};
+            int rc = check_text(v->u.object.values[i], &in, err, errlen);
+            if (rc != 0)
+                return rc;
         }
     } else if (YAJL_IS_ARRAY(v)) {
         for (size_t i = 0; i < v->u.array.len; i++) {
-            path_join(inner, sizeof(inner), path, NULL, i);
-            if (check_text(v->u.array.values[i], inner, err, errlen) != 0)
-                return OQ_EINVAL;
+            struct place in = {at, NULL, i};
+            int rc = check_text(v->u.array.values[i], &in, err, errlen);
+            if (rc != 0)
+                return rc;
         }
     }
     return 0;
@@ -446,7 +451,7 @@ int oq_event_parse_body(const void *body, size_t len, struct oq_event *ev, char 
         return OQ_ENOMEM;
     }
     /* Before any field is used: every handler gets only strict UTF-8. */
-    rc = text_clean(ev->root) ? 0 : check_text(ev->root, "", err, errlen);
+    rc = check_text(ev->root, NULL, err, errlen);
     if (rc != 0)
         oq_event_clear(ev);
     return rc;

@@ -330,7 +330,7 @@ static int insert_coupon_chunk(struct coupon_state *st, struct oq_db *db, const 
                                size_t n, char *err, size_t errlen)
 {
     size_t cols = COUPON_COLS + 1;
-    char *sql = oq_db_rows_sql(COUPON_INSERT, COUPON_ROW, n, "");
+    char *sql = oq_db_repeat_sql(COUPON_INSERT, COUPON_ROW, ",", n, "");
     struct oq_db_param *prm = calloc(n * cols + 1, sizeof(*prm));
     int rc = OQ_EDB;
     if (sql == NULL || prm == NULL) {
@@ -391,7 +391,7 @@ static int insert_outbox_chunk(struct oq_db *db, const struct issued *list, size
         prm[rows * OUTBOX_COLS + 1] = OQ_STR(c->email_body);
         rows++;
     }
-    if (rows > 0 && (sql = oq_db_rows_sql(OUTBOX_INSERT, OUTBOX_ROW, rows, "")) == NULL) {
+    if (rows > 0 && (sql = oq_db_repeat_sql(OUTBOX_INSERT, OUTBOX_ROW, ",", rows, "")) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }

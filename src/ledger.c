@@ -80,7 +80,7 @@ static int claim_chunk(struct oq_db *db, const char *owner, struct oq_claim *cla
         " VALUES ";
     static const char row[] = "(?, ?, ?, ?, ?, ?, ?, 'done', NOW(6))";
     static const char tail[] = " RETURNING handler, effect_key";
-    char *sql = oq_db_rows_sql(head, row, n, tail);
+    char *sql = oq_db_repeat_sql(head, row, ",", n, tail);
     struct oq_db_param *p = calloc(n * CLAIM_COLUMNS + 1, sizeof(*p));
     struct returned r = {claims, n, 0, 0};
     int rc = OQ_ENOMEM;

@@ -80,11 +80,8 @@ OQ_WUR int oq_db_exec_script(struct oq_db *db, const char *sql, size_t len);
 /* How many statements db keeps prepared (for tests). */
 size_t oq_db_cached_statements(const struct oq_db *db);
 
-/* A multi-row statement's text: head, n copies of row joined by commas,
- * tail. Returns a string the caller frees, or NULL without memory. */
-char *oq_db_rows_sql(const char *head, const char *row, size_t n, const char *tail);
-
-/* The same with sep between the copies of row. */
+/* A multi-row statement's text: head, n copies of row with sep between
+ * them, tail. Returns a string the caller frees, or NULL without memory. */
 char *oq_db_repeat_sql(const char *head, const char *row, const char *sep, size_t n,
                        const char *tail);
 

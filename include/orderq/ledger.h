@@ -105,7 +105,7 @@ OQ_WUR int oq_ledger_finish(struct oq_db *db, const char *handler, const char *e
 
 /* ---- many leases and `sent` marks in one statement (effects.c's group commit) ---- */
 
-/* Rows per group: effect_workers' bound, each worker asking for one row. */
+/* Rows per group; more wait for the next group. */
 #define OQ_LEDGER_GROUP_MAX 64
 
 /* One row of a group: a lease to take, or a lease to finish as `sent`.
