@@ -1,6 +1,7 @@
 /* deadletter.c - archive the dead-letter queue into the dead_letter table */
 #include "orderq/deadletter.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -843,6 +844,22 @@ static int key_from_json(amqp_pool_t *pool, const char *key, amqp_bytes_t *out)
 static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare,
                            amqp_table_t *out);
 
+/* yajl 2.1 reads an integer's digits as positive before negating them, so
+ * -2^63, which yajl_gen writes, overflows and comes back a double. Its
+ * text is kept: an integer that fits int64 is still one. */
+static int exact_int64(yajl_val v, int64_t *out)
+{
+    if (!YAJL_IS_NUMBER(v) || v->u.number.r == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v->u.number.r, &end, 10);
+    if (errno != 0 || end == v->u.number.r || *end != '\0')
+        return 0;
+    *out = n;
+    return 1;
+}
+
 static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_value_t *out)
 {
     int rc;
@@ -853,6 +870,8 @@ static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_
     } else if (YAJL_IS_INTEGER(v)) {
         out->kind = AMQP_FIELD_KIND_I64;
         out->value.i64 = YAJL_GET_INTEGER(v);
+    } else if (exact_int64(v, &out->value.i64)) {
+        out->kind = AMQP_FIELD_KIND_I64;
     } else if (YAJL_IS_DOUBLE(v)) {
         out->kind = AMQP_FIELD_KIND_F64;
         out->value.f64 = YAJL_GET_DOUBLE(v);
