@@ -317,6 +317,8 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
     if (oq_db_exec(l->db, "START TRANSACTION") != 0 ||
         mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
         oq_db_exec(l->db, "COMMIT") != 0) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "marking outbox rows published: %s", oq_db_error(l->db));
         oq_db_rollback(l->db);
         return OQ_EDB; /* published, not marked: published again later, deduped then */
     }
