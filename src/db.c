@@ -39,6 +39,7 @@ struct oq_db {
     unsigned err_no; /* of the last call only: cleared when a call starts */
     char err[OQ_ERRLEN];
     int broken;           /* the connection was found dead: every later call fails at once */
+    int galera;           /* the server is a Galera node (wsrep_on) */
     size_t host, n_hosts; /* which host of mysql_url this is connected to, of how many */
 };
 
@@ -155,12 +156,15 @@ static void drop_cached(struct cached_stmt *c)
  * A server without wsrep (or with it off) reports wsrep_ready OFF too, so
  * wsrep_on decides whether it is a Galera node at all. SHOW needs no
  * privilege and is answered by a node that is not ready. */
-static int check_galera_ready(MYSQL *my, const struct oq_mysql_url *u, char *err, size_t errlen)
+static int check_galera_ready(struct oq_db *db, const struct oq_mysql_url *u, char *err,
+                              size_t errlen)
 {
+    MYSQL *my = db->my;
     char on[16], ready[16];
     if (show_value(my, "SHOW VARIABLES LIKE 'wsrep_on'", on, sizeof(on), err, errlen) != 0)
         return OQ_EDB;
-    if (strcmp(on, "ON") != 0)
+    db->galera = strcmp(on, "ON") == 0;
+    if (!db->galera)
         return 0;
     if (show_value(my, "SHOW STATUS LIKE 'wsrep_ready'", ready, sizeof(ready), err, errlen) != 0)
         return OQ_EDB;
@@ -214,7 +218,7 @@ static int connect_host(struct oq_db *db, const struct oq_mysql_url *u, int64_t 
         snprintf(err, errlen, "MySQL: setting time_zone to UTC: %s", mysql_error(db->my));
         return OQ_EDB;
     }
-    return check_galera_ready(db->my, u, err, errlen);
+    return check_galera_ready(db, u, err, errlen);
 }
 
 int oq_db_open(const char *url, int64_t timeout_ms, unsigned flags, struct oq_db **out, char *err,
@@ -636,6 +640,11 @@ const char *oq_db_error(const struct oq_db *db)
 unsigned oq_db_errno(const struct oq_db *db)
 {
     return db->err_no;
+}
+
+int oq_db_is_galera(const struct oq_db *db)
+{
+    return db->galera;
 }
 
 enum oq_db_class oq_db_last_class(const struct oq_db *db)

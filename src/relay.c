@@ -284,11 +284,16 @@ static int defer_failed(struct link *l, char *err, size_t errlen)
 }
 
 /* One round: take up to RELAY_BATCH rows, publish, mark. Returns the rows
- * marked (>= 0) or an OQ_E* code. */
+ * marked (>= 0) or an OQ_E* code. On one server the rows stay locked while
+ * they are published and are marked in the same transaction: one UPDATE
+ * and one commit a round (READ COMMITTED takes no gap locks, so consumers
+ * go on inserting). On Galera a row lock holds on its node only, so the
+ * rows are claimed in a commit of their own first (claim_rows). */
 static long relay_batch(struct link *l, char *err, size_t errlen)
 {
     size_t marked = 0;
-    int rc;
+    int rc, galera = oq_db_is_galera(l->db);
+    err[0] = '\0'; /* not the last round's reason */
     rows_clear(&l->rows);
     if (oq_db_exec(l->db, "START TRANSACTION") != 0)
         goto db_fail;
@@ -304,17 +309,20 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         oq_db_rollback(l->db);
         return 0;
     }
-    if (claim_rows(l, err, errlen) != 0) {
+    if (galera && claim_rows(l, err, errlen) != 0) {
         oq_db_rollback(l->db);
-        return OQ_EDB; /* on Galera, 1213: another node's relay has them */
+        return OQ_EDB; /* 1213: another node's relay has them */
     }
     if (publish_rows(l) != 0) {
         snprintf(err, errlen, "publishing outbox events: %s",
                  oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "connection lost");
-        release_rows(l);
+        if (galera)
+            release_rows(l);
+        else
+            oq_db_rollback(l->db); /* the locks go, the rows are free again */
         return OQ_EBROKER;
     }
-    if (oq_db_exec(l->db, "START TRANSACTION") != 0 ||
+    if ((galera && oq_db_exec(l->db, "START TRANSACTION") != 0) ||
         mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
         oq_db_exec(l->db, "COMMIT") != 0) {
         if (err[0] == '\0')

@@ -114,6 +114,11 @@ unsigned oq_db_errno(const struct oq_db *db);
 enum oq_db_class oq_db_last_class(const struct oq_db *db);
 enum oq_db_class oq_db_classify(unsigned mysql_errno);
 
+/* Whether the server is a Galera node (wsrep_on): row locks taken there
+ * hold on that node only, so a caller that relies on them across nodes
+ * must commit a claim instead. */
+int oq_db_is_galera(const struct oq_db *db);
+
 /* ---- INSERT IGNORE: duplicates are an answer, every other warning an error ----
  *
  * IGNORE turns a duplicate key into a warning (1062), which is what a claim
