@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # relay.sh - `orderq relay`: outbox rows published once each with confirms and
-# marked, even with two relays at once (SKIP LOCKED); an unroutable row stays
+# marked, even with two relays at once (SKIP LOCKED); an unroutable row stays;
+# a relay killed -9 while it publishes leaves its rows to the next at once
 source "$(dirname "$0")/lib.sh"
 setup_declared
 
@@ -45,3 +46,34 @@ expect_eq "1 no queue is bound for this exchange and routing key 1" \
     "the failed row is deferred with its reason"
 oq relay --once >"$WORK/r4.out" 2>"$WORK/r4.err"
 expect_eq 1 "$(sql "$DB" -e "SELECT publish_attempts FROM outbox WHERE event_identifier = 'u1'")" "not retried before its time"
+
+note "a relay killed -9 while it publishes: the next relay takes its rows at once"
+# On one server a relay keeps the rows it read locked until it marks them;
+# its death ends the transaction and frees them. (A Galera relay claims
+# them for 30 s first: galera.sh.) The broker link is frozen so the relay
+# is caught holding them, waiting for confirms.
+"$PY" "$(dirname "$0")/tcp_forward.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
+    --ready-file "$WORK/proxy.addr" 2>"$WORK/proxy.log" &
+proxy=$!
+CLEANUP+=("kill $proxy")
+wait_for 10 test -s "$WORK/proxy.addr" || fail "the proxy did not start: $(cat "$WORK/proxy.log")"
+port=$(free_port)
+ORDERQ_AMQP_URL="amqp://guest:guest@$(cat "$WORK/proxy.addr")/$(urlenc "$VHOST")" \
+    "$ORDERQ_BIN" relay --http-addr "127.0.0.1:$port" --connect-timeout-ms 60s 2>"$WORK/frozen.log" &
+frozen=$!
+CLEANUP+=("kill -9 $frozen")
+wait_for 20 curl -sf "http://127.0.0.1:$port/readyz" || fail "the relay never became ready: $(tail -5 "$WORK/frozen.log")"
+kill -USR1 "$proxy"
+sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
+    SELECT 'coupon.email', CONCAT('k', seq, '_processing_1_14'), '', 'coupon.email', '{}' FROM seq_1_to_300"
+# taken: the relay holds the rows (locked, or claimed 30 s ahead on Galera)
+taken() {
+    [ "$(sql -e "SELECT COALESCE(MAX(t.trx_rows_locked), 0) FROM information_schema.innodb_trx t
+        JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.db = '$DB'")" -ge 300 ] ||
+        [ "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_identifier LIKE 'k%' AND next_attempt_at > NOW(6)")" -gt 0 ]
+}
+wait_for 20 taken || fail "the relay behind the frozen link never took the rows: $(tail -3 "$WORK/frozen.log")"
+kill -9 "$frozen"
+wait "$frozen" 2>/dev/null || true
+oq relay --once >"$WORK/r5.out" 2>"$WORK/r5.err" || fail "the next relay: $(cat "$WORK/r5.err")"
+expect_eq "published 300 outbox events" "$(cat "$WORK/r5.out")" "the next relay, at once, after the first was killed holding the rows"
