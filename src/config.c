@@ -301,8 +301,8 @@ static const struct setting settings[] = {
     {"batch_size", T_INT, "250", 1, 10000, NULL, 0, NULL, OFF(batch_size),
      "most deliveries handled in one MySQL transaction"},
     {"batch_window_ms", T_DURATION, "5ms", 0, 10000, NULL, 0, NULL, OFF(batch_window_ms),
-     "longest wait for a batch to fill after its first delivery (one an idle database worker "
-     "could take closes after 250 µs without a delivery)"},
+     "longest wait for a batch to fill after its first delivery while a database worker is idle "
+     "(then it also closes after 250 µs without a delivery; with every worker busy it fills on)"},
     {"retry_tiers", T_TIERS, "1s,5s,30s,2m,10m,1h", 0, 0, NULL, 0, NULL, 0,
      "delay before attempt 2, 3, ... (the last repeats); one delay queue each"},
     {"db_workers", T_INT, "2", 1, 16, NULL, 0, NULL, OFF(db_workers),

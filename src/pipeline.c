@@ -653,6 +653,8 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&pl->mu);
         pl->idle_workers++;
+        if (pl->todo_head == NULL)
+            wake_broker_thread(pl); /* a batch past its window waits for a free worker */
         while (pl->todo_head == NULL && !pl->worker_exit)
             pthread_cond_wait(&pl->cv, &pl->mu);
         pl->idle_workers--;
@@ -1233,8 +1235,10 @@ static int64_t frame_wait_us(struct pipeline *pl, const struct batch *open, int6
     int64_t wait_us = polled ? 1000 : 100000;
     if (open != NULL) {
         int64_t left = open_deadline_us - oq_now_us();
-        wait_us = left < 0 ? 0 : (left < wait_us ? left : wait_us);
         *quiet_close = worker_free(pl);
+        if (left <= 0 && !*quiet_close)
+            return wait_us; /* it fills until a worker is free; a worker going idle wakes us */
+        wait_us = left < 0 ? 0 : (left < wait_us ? left : wait_us);
         if (*quiet_close && wait_us > QUIET_CLOSE_US)
             wait_us = QUIET_CLOSE_US;
     }
@@ -1306,11 +1310,15 @@ static int serve(struct pipeline *pl)
             rc = OQ_EBROKER;
             break;
         }
-        /* Full, its window over, or quiet while a worker is free. */
+        /* Full; or, while a worker is free to take it, its window over or
+         * quiet. With every worker busy a closed batch would only wait in
+         * the queue: it goes on filling, so batches grow with the load and
+         * a busy consumer makes fewer, larger commits. */
         int64_t now_us = oq_now_us();
         int quiet = quiet_close && status == AMQP_STATUS_TIMEOUT &&
                     now_us - last_frame_us >= QUIET_CLOSE_US;
-        if (open != NULL && (open->n >= open->cap || now_us >= open_deadline_us || quiet)) {
+        if (open != NULL && (open->n >= open->cap || quiet ||
+                             (now_us >= open_deadline_us && worker_free(pl)))) {
             submit(pl, open);
             open = NULL;
         }

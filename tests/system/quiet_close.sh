@@ -2,7 +2,8 @@
 # quiet_close.sh - at low load a batch closes as soon as nothing more is
 # waiting, not after its whole window. With batch_window_ms 10 s, events
 # published one at a time each commit long before the window ends; a
-# burst published at once still commits as a few batches, not one each.
+# burst published at once still commits as a few batches, not one each; and
+# while every database worker is busy a batch fills on past its window.
 source "$(dirname "$0")/lib.sh"
 setup_consumer_test
 
@@ -26,6 +27,16 @@ note "the burst took $statements claim statements"
 [ "$statements" -le 400 ] || fail "the 2,000 events took $statements claim statements: batches closed too eagerly"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
-expect_eq 2005 "$(sql "$DB" -e 'SELECT COUNT(DISTINCT effect_key) FROM event_ledger')" "distinct ledger keys"
-expect_eq 2005 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons"
+
+note "3,000 waiting, batch_window_ms 0, one database worker: while it is busy the next batch fills"
+gen_events 3000 --start 9720000000 | oq publish - >/dev/null || fail "publishing the backlog"
+start_consumer busy --batch-window-ms 0 --db-workers 1
+wait_ledger 5005 60 || fail "only $(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger') of 5005 committed"
+statements=$(sql "$DB" -e 'SELECT COUNT(DISTINCT executed_at) FROM event_ledger WHERE event_identifier >= "9720000000"')
+note "the backlog took $statements claim statements"
+[ "$statements" -le 60 ] || fail "the 3,000 events took $statements claim statements (a full batch is 250): batches closed while the worker was busy"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_eq 5005 "$(sql "$DB" -e 'SELECT COUNT(DISTINCT effect_key) FROM event_ledger')" "distinct ledger keys"
+expect_eq 5005 "$(sql "$DB" -e 'SELECT COUNT(*) FROM coupon')" "coupons"
 expect_queue_empty
