@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """bench/broker_floor.py - the part of row 5's latency that is RabbitMQ's.
 
-usage: broker_floor.py RATE SECONDS
+usage: broker_floor.py RATE COUNT
 
-Publishes persistent messages at a steady RATE per second for SECONDS to a
+Publishes COUNT persistent messages at a steady RATE per second to a
 temporary queue of the same type as orderq's work queues (quorum: RabbitMQ
 delivers a message only once a majority of its log has it on disk), and
 consumes them with a plain pika consumer that acks each at once, on
@@ -26,11 +26,10 @@ QUEUE = "orderq.bench.floor"
 
 def main():
     if len(sys.argv) != 3 or not all(a.isdigit() and int(a) > 0 for a in sys.argv[1:]):
-        sys.exit(f"usage: {sys.argv[0]} RATE SECONDS (positive integers)")
-    rate, seconds = int(sys.argv[1]), int(sys.argv[2])
+        sys.exit(f"usage: {sys.argv[0]} RATE COUNT (positive integers)")
+    rate, n = int(sys.argv[1]), int(sys.argv[2])
     if rate > 1000:
         sys.exit("broker_floor.py: RATE: expected at most 1000 (Python's overhead would show)")
-    n = rate * seconds
     params = pika.URLParameters(os.environ["ORDERQ_AMQP_URL"])
     pub = pika.BlockingConnection(params)
     ch = pub.channel()
