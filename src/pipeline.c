@@ -666,6 +666,8 @@ static void *worker_main(void *arg)
         pl->todo_head = bt->next_todo;
         if (pl->todo_head == NULL)
             pl->todo_tail = NULL;
+        if (pl->todo_head == NULL && pl->idle_workers > 0)
+            wake_broker_thread(pl); /* another worker is free now that the queue is empty */
         pthread_mutex_unlock(&pl->mu);
 
         if (!stale(pl, bt))

@@ -16,7 +16,10 @@
 #include "orderq/publish.h"
 
 #define RELAY_BATCH 500
-#define CLAIM_S     "30" /* outlives a publish: its confirms wait connect_timeout_ms (5 s) */
+/* Outlives a publish: its confirms wait connect_timeout_ms (10 s by default). */
+#define CLAIM_S  30
+#define TEXT_(x) #x
+#define TEXT(x)  TEXT_(x) /* a macro's value as a string literal */
 
 #define NACK_FIRST_S   1   /* a nack: the broker cannot take it now; soon again */
 #define NACK_MAX_S     300 /* each retry publishes again to every queue that took it */
@@ -42,6 +45,8 @@ struct link {
     struct oq_db *db;
     struct rows rows;
     int failures;
+    int hold_locks;              /* the rows stay locked while published: no claim commit */
+    int published;               /* this round published: redoing it would publish again */
     unsigned db_tries;           /* oq_db_reopen counts the reconnects */
     volatile sig_atomic_t *stop; /* checked between rounds */
 };
@@ -110,12 +115,37 @@ static void link_close(struct link *l)
 }
 
 /* Open what is closed. Returns 0, OQ_EDB (MySQL) or another OQ_E* (RabbitMQ). */
+/* Whether this connection's relay may keep its rows locked while it
+ * publishes them, or must claim them in a commit first. Not on Galera (a
+ * row lock holds on one node only); and only once the server ends a
+ * transaction left idle as long as a claim would last, so that a relay
+ * that hangs mid-round (a frozen host, a stopped process, a send blocked
+ * by a broker alarm) frees its rows as a claim would lapse. A server
+ * without idle_transaction_timeout (MySQL, MariaDB before 10.3) gets
+ * claims. */
+static int can_hold_locks(struct link *l)
+{
+    if (oq_db_is_galera(l->db))
+        return 0;
+    char sql[80];
+    snprintf(sql, sizeof(sql), "SET SESSION idle_transaction_timeout = %lld",
+             (long long)(l->cfg->connect_timeout_ms + 999) / 1000 + CLAIM_S);
+    if (oq_db_exec(l->db, sql) != 0) {
+        oq_debug("outbox relay: claiming rows (%s)", oq_db_error(l->db));
+        return 0;
+    }
+    return 1;
+}
+
 static int link_open(struct link *l, char *err, size_t errlen)
 {
     int rc = 0;
-    if (l->db == NULL && oq_db_reopen(l->cfg->mysql_url, l->cfg->connect_timeout_ms, &l->db_tries,
-                                      &l->db, err, errlen) != 0)
-        return OQ_EDB;
+    if (l->db == NULL) {
+        if (oq_db_reopen(l->cfg->mysql_url, l->cfg->connect_timeout_ms, &l->db_tries, &l->db, err,
+                         errlen) != 0)
+            return OQ_EDB;
+        l->hold_locks = can_hold_locks(l);
+    }
     struct oq_publisher_callbacks cb = {on_settled, on_returned, &l->rows};
     if (l->b == NULL) {
         rc = oq_publisher_connect(l->cfg, "relay", 1, RELAY_BATCH, 1, &cb, &l->b, &l->pub, err,
@@ -212,8 +242,8 @@ static int confirmed(const struct row *r)
 static int claim_rows(struct link *l, char *err, size_t errlen)
 {
     size_t n;
-    if (update_rows(l, "next_attempt_at = NOW(6) + INTERVAL " CLAIM_S " SECOND", any_row, &n) !=
-            0 ||
+    if (update_rows(l, "next_attempt_at = NOW(6) + INTERVAL " TEXT(CLAIM_S) " SECOND", any_row,
+                    &n) != 0 ||
         oq_db_exec(l->db, "COMMIT") != 0) {
         snprintf(err, errlen, "claiming outbox rows: %s", oq_db_error(l->db));
         return OQ_EDB;
@@ -227,7 +257,7 @@ static void release_rows(struct link *l)
 {
     size_t n;
     if (update_rows(l, "next_attempt_at = NULL", any_row, &n) != 0)
-        oq_warn("outbox relay: releasing %zu claimed rows: %s (published %s s later)", l->rows.n,
+        oq_warn("outbox relay: releasing %zu claimed rows: %s (published %d s later)", l->rows.n,
                 oq_db_error(l->db), CLAIM_S);
 }
 
@@ -284,16 +314,17 @@ static int defer_failed(struct link *l, char *err, size_t errlen)
 }
 
 /* One round: take up to RELAY_BATCH rows, publish, mark. Returns the rows
- * marked (>= 0) or an OQ_E* code. On one server the rows stay locked while
- * they are published and are marked in the same transaction: one UPDATE
- * and one commit a round (READ COMMITTED takes no gap locks, so consumers
- * go on inserting). On Galera a row lock holds on its node only, so the
- * rows are claimed in a commit of their own first (claim_rows). */
+ * marked (>= 0) or an OQ_E* code. With hold_locks the rows stay locked
+ * while they are published and are marked in the same transaction: one
+ * UPDATE and one commit a round (READ COMMITTED takes no gap locks, so
+ * consumers go on inserting). Else they are first claimed in a commit of
+ * their own (claim_rows). */
 static long relay_batch(struct link *l, char *err, size_t errlen)
 {
     size_t marked = 0;
-    int rc, galera = oq_db_is_galera(l->db);
+    int rc, claim = !l->hold_locks;
     err[0] = '\0'; /* not the last round's reason */
+    l->published = 0;
     rows_clear(&l->rows);
     if (oq_db_exec(l->db, "START TRANSACTION") != 0)
         goto db_fail;
@@ -309,20 +340,21 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         oq_db_rollback(l->db);
         return 0;
     }
-    if (galera && claim_rows(l, err, errlen) != 0) {
+    if (claim && claim_rows(l, err, errlen) != 0) {
         oq_db_rollback(l->db);
         return OQ_EDB; /* 1213: another node's relay has them */
     }
     if (publish_rows(l) != 0) {
         snprintf(err, errlen, "publishing outbox events: %s",
                  oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "connection lost");
-        if (galera)
+        if (claim)
             release_rows(l);
         else
             oq_db_rollback(l->db); /* the locks go, the rows are free again */
         return OQ_EBROKER;
     }
-    if ((galera && oq_db_exec(l->db, "START TRANSACTION") != 0) ||
+    l->published = 1;
+    if ((claim && oq_db_exec(l->db, "START TRANSACTION") != 0) ||
         mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
         oq_db_exec(l->db, "COMMIT") != 0) {
         if (err[0] == '\0')
@@ -353,7 +385,8 @@ static long relay_all(struct link *l)
     }
     for (int deadlocks = 0;;) {
         n = relay_batch(l, err, sizeof(err));
-        if (n == OQ_EDB && oq_db_last_class(l->db) == OQ_DB_RETRY && deadlocks++ < 10) {
+        if (n == OQ_EDB && !l->published && oq_db_last_class(l->db) == OQ_DB_RETRY &&
+            deadlocks++ < 10) {
             /* relays and consumers writing the outbox at once: normal, redo */
             oq_debug("outbox relay: %s; retrying", err);
             continue;

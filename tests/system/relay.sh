@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # relay.sh - `orderq relay`: outbox rows published once each with confirms and
 # marked, even with two relays at once (SKIP LOCKED); an unroutable row stays;
-# a relay killed -9 while it publishes leaves its rows to the next at once
+# a relay killed -9 while it publishes leaves its rows to the next at once, one
+# stopped there within connect_timeout_ms + 30 s
 source "$(dirname "$0")/lib.sh"
 setup_declared
 
@@ -47,33 +48,54 @@ expect_eq "1 no queue is bound for this exchange and routing key 1" \
 oq relay --once >"$WORK/r4.out" 2>"$WORK/r4.err"
 expect_eq 1 "$(sql "$DB" -e "SELECT publish_attempts FROM outbox WHERE event_identifier = 'u1'")" "not retried before its time"
 
+# relay_caught NAME PREFIX TIMEOUT: an `orderq relay` (connect_timeout_ms
+# TIMEOUT) whose broker link freezes as it starts publishing 300 new rows
+# named PREFIX<n>; returns once it holds them (locked, or claimed 30 s ahead
+# on Galera), its pid in $caught.
+relay_caught() {
+    local name=$1 prefix=$2 timeout=$3 port
+    "$PY" "$(dirname "$0")/tcp_forward.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
+        --ready-file "$WORK/$name.addr" 2>"$WORK/$name.proxy.log" &
+    local proxy=$!
+    CLEANUP+=("kill $proxy")
+    wait_for 10 test -s "$WORK/$name.addr" || fail "the proxy did not start: $(cat "$WORK/$name.proxy.log")"
+    port=$(free_port)
+    ORDERQ_AMQP_URL="amqp://guest:guest@$(cat "$WORK/$name.addr")/$(urlenc "$VHOST")" \
+        "$ORDERQ_BIN" relay --http-addr "127.0.0.1:$port" --connect-timeout-ms "$timeout" 2>"$WORK/$name.log" &
+    caught=$!
+    CLEANUP+=("kill -CONT $caught; kill -9 $caught")
+    wait_for 20 curl -sf "http://127.0.0.1:$port/readyz" || fail "the relay never became ready: $(tail -5 "$WORK/$name.log")"
+    kill -USR1 "$proxy"
+    sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
+        SELECT 'coupon.email', CONCAT('$prefix', seq, '_processing_1_14'), '', 'coupon.email', '{}' FROM seq_1_to_300"
+    taken() {
+        [ "$(sql -e "SELECT COALESCE(MAX(t.trx_rows_locked), 0) FROM information_schema.innodb_trx t
+            JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.db = '$DB'")" -ge 300 ] ||
+            [ "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_identifier LIKE '$prefix%' AND next_attempt_at > NOW(6)")" -gt 0 ]
+    }
+    wait_for 20 taken || fail "the relay behind the frozen link never took the rows: $(tail -3 "$WORK/$name.log")"
+}
+
 note "a relay killed -9 while it publishes: the next relay takes its rows at once"
 # On one server a relay keeps the rows it read locked until it marks them;
 # its death ends the transaction and frees them. (A Galera relay claims
-# them for 30 s first: galera.sh.) The broker link is frozen so the relay
-# is caught holding them, waiting for confirms.
-"$PY" "$(dirname "$0")/tcp_forward.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
-    --ready-file "$WORK/proxy.addr" 2>"$WORK/proxy.log" &
-proxy=$!
-CLEANUP+=("kill $proxy")
-wait_for 10 test -s "$WORK/proxy.addr" || fail "the proxy did not start: $(cat "$WORK/proxy.log")"
-port=$(free_port)
-ORDERQ_AMQP_URL="amqp://guest:guest@$(cat "$WORK/proxy.addr")/$(urlenc "$VHOST")" \
-    "$ORDERQ_BIN" relay --http-addr "127.0.0.1:$port" --connect-timeout-ms 60s 2>"$WORK/frozen.log" &
-frozen=$!
-CLEANUP+=("kill -9 $frozen")
-wait_for 20 curl -sf "http://127.0.0.1:$port/readyz" || fail "the relay never became ready: $(tail -5 "$WORK/frozen.log")"
-kill -USR1 "$proxy"
-sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
-    SELECT 'coupon.email', CONCAT('k', seq, '_processing_1_14'), '', 'coupon.email', '{}' FROM seq_1_to_300"
-# taken: the relay holds the rows (locked, or claimed 30 s ahead on Galera)
-taken() {
-    [ "$(sql -e "SELECT COALESCE(MAX(t.trx_rows_locked), 0) FROM information_schema.innodb_trx t
-        JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE p.db = '$DB'")" -ge 300 ] ||
-        [ "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_identifier LIKE 'k%' AND next_attempt_at > NOW(6)")" -gt 0 ]
-}
-wait_for 20 taken || fail "the relay behind the frozen link never took the rows: $(tail -3 "$WORK/frozen.log")"
-kill -9 "$frozen"
-wait "$frozen" 2>/dev/null || true
+# them for 30 s first: galera.sh.)
+relay_caught killed k 60s
+kill -9 "$caught"
+wait "$caught" 2>/dev/null || true
 oq relay --once >"$WORK/r5.out" 2>"$WORK/r5.err" || fail "the next relay: $(cat "$WORK/r5.err")"
 expect_eq "published 300 outbox events" "$(cat "$WORK/r5.out")" "the next relay, at once, after the first was killed holding the rows"
+
+note "a relay stopped (SIGSTOP) while it publishes: its rows are free again within connect_timeout_ms + 30 s"
+# Alive to the kernel, so nothing closes its MySQL session: the server's
+# idle_transaction_timeout ends the transaction, as a claim would lapse.
+relay_caught stopped s 2s
+kill -STOP "$caught"
+t0=$SECONDS
+oq relay --once >"$WORK/r6.out" 2>"$WORK/r6.err" || fail "a relay beside the stopped one: $(cat "$WORK/r6.err")"
+expect_eq "published 0 outbox events" "$(cat "$WORK/r6.out")" "a relay beside the stopped one, at once (its rows are held)"
+freed() { oq relay --once >"$WORK/r7.out" 2>"$WORK/r7.err" && [ "$(cat "$WORK/r7.out")" = "published 300 outbox events" ]; }
+wait_for 50 freed || fail "the stopped relay's rows were not free 50 s later: $(cat "$WORK/r7.out" "$WORK/r7.err")"
+note "free again after $((SECONDS - t0)) s"
+kill -CONT "$caught"
+kill -9 "$caught"
