@@ -170,6 +170,9 @@ static void link_fail(struct link *l, int rc)
     }
 }
 
+/* Publish the rows read, then wait for their confirms. Returns 0,
+ * OQ_ETIMEOUT (a confirm still missing after connect_timeout_ms) or
+ * OQ_EBROKER. */
 static int publish_rows(struct link *l)
 {
     struct rows *rs = &l->rows;
@@ -192,7 +195,8 @@ static int publish_rows(struct link *l)
             0)
             return OQ_EBROKER;
     }
-    return oq_publisher_wait(l->pub, l->cfg->connect_timeout_ms) == 0 ? 0 : OQ_EBROKER;
+    int rc = oq_publisher_wait(l->pub, l->cfg->connect_timeout_ms);
+    return rc == 0 || rc == OQ_ETIMEOUT ? rc : OQ_EBROKER;
 }
 
 /* UPDATE outbox SET <set> for the rows pick() takes, in one statement.
@@ -344,9 +348,15 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         oq_db_rollback(l->db);
         return OQ_EDB; /* 1213: another node's relay has them */
     }
-    if (publish_rows(l) != 0) {
-        snprintf(err, errlen, "publishing outbox events: %s",
-                 oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "connection lost");
+    if ((rc = publish_rows(l)) != 0) {
+        if (rc == OQ_ETIMEOUT)
+            snprintf(err, errlen,
+                     "publishing outbox events: the broker did not confirm them within "
+                     "connect_timeout_ms (%lld ms)",
+                     (long long)l->cfg->connect_timeout_ms);
+        else
+            snprintf(err, errlen, "publishing outbox events: %s",
+                     oq_broker_error(l->b)[0] ? oq_broker_error(l->b) : "connection lost");
         if (claim)
             release_rows(l);
         else

@@ -99,3 +99,13 @@ wait_for 50 freed || fail "the stopped relay's rows were not free 50 s later: $(
 note "free again after $((SECONDS - t0)) s"
 kill -CONT "$caught"
 kill -9 "$caught"
+wait "$caught" 2>/dev/null || true
+
+note "a relay whose confirms do not come: it says so, rolls back, and its rows are free again"
+relay_caught unconfirmed c 1s
+wait_for 10 grep -q "did not confirm them within connect_timeout_ms (1000 ms)" "$WORK/unconfirmed.log" ||
+    fail "the relay behind the frozen link did not name the missing confirms: $(tail -3 "$WORK/unconfirmed.log")"
+kill -9 "$caught"
+wait "$caught" 2>/dev/null || true
+oq relay --once >"$WORK/r8.out" 2>"$WORK/r8.err" || fail "the next relay: $(cat "$WORK/r8.err")"
+expect_eq "published 300 outbox events" "$(cat "$WORK/r8.out")" "the next relay, after the first gave up on its confirms"
