@@ -297,6 +297,35 @@ static const amqp_table_entry_t *entry(const amqp_table_t *t, const char *key)
     return NULL;
 }
 
+/* A letter stored as the archiver stores it (properties and headers as
+ * JSON) and read back for a replay. */
+struct stored {
+    char *props_json, *headers_json;
+    yajl_val props, headers;
+    amqp_pool_t pool;
+    amqp_basic_properties_t p;
+};
+
+static void store_and_read(const amqp_message_t *m, struct stored *st)
+{
+    st->props_json = oq_amqp_properties_json(&m->properties);
+    st->headers_json = oq_amqp_table_json(&m->properties.headers);
+    st->props = yajl_tree_parse(st->props_json, NULL, 0);
+    st->headers = yajl_tree_parse(st->headers_json, NULL, 0);
+    init_amqp_pool(&st->pool, 4096);
+    assert_int_equal(
+        oq_dead_letter_properties(st->props, st->headers, "guest", 1, &st->pool, &st->p), 0);
+}
+
+static void stored_free(struct stored *st)
+{
+    empty_amqp_pool(&st->pool);
+    yajl_tree_free(st->props);
+    yajl_tree_free(st->headers);
+    free(st->props_json);
+    free(st->headers_json);
+}
+
 /* Stored as JSON, read back for a replay: the shop's headers and the
  * properties come back, orderq's own do not. */
 static void a_stored_letter_publishes_as_it_came(void **state)
@@ -317,14 +346,9 @@ static void a_stored_letter_publishes_as_it_came(void **state)
     m.properties._flags |= AMQP_BASIC_USER_ID_FLAG | AMQP_BASIC_PRIORITY_FLAG;
     m.properties.user_id = amqp_cstring_bytes("someone-else");
     m.properties.priority = 4;
-    char *props_json = oq_amqp_properties_json(&m.properties);
-    char *headers_json = oq_amqp_table_json(&m.properties.headers);
-    yajl_val props = yajl_tree_parse(props_json, NULL, 0);
-    yajl_val headers = yajl_tree_parse(headers_json, NULL, 0);
-    amqp_pool_t pool;
-    init_amqp_pool(&pool, 4096);
-    amqp_basic_properties_t p;
-    assert_int_equal(oq_dead_letter_properties(props, headers, "guest", 1, &pool, &p), 0);
+    struct stored st;
+    store_and_read(&m, &st);
+    const amqp_basic_properties_t p = st.p;
 
     assert_int_equal(p.headers.num_entries, 3); /* x-shop, x-raw, x-nested */
     const amqp_table_entry_t *e = entry(&p.headers, "x-shop");
@@ -352,11 +376,7 @@ static void a_stored_letter_publishes_as_it_came(void **state)
     assert_int_equal(p.user_id.len, 5);
     assert_memory_equal(p.user_id.bytes, "guest", 5);
 
-    empty_amqp_pool(&pool);
-    yajl_tree_free(props);
-    yajl_tree_free(headers);
-    free(props_json);
-    free(headers_json);
+    stored_free(&st);
 }
 
 /* The widest integers come back integers: yajl 2.1 reads -2^63 as a
@@ -366,14 +386,9 @@ static void the_widest_integers_replay_as_integers(void **state)
     (void)state;
     amqp_table_entry_t h[] = {number("x-min", INT64_MIN), number("x-max", INT64_MAX)};
     amqp_message_t m = message(h, 2, "{}");
-    char *props_json = oq_amqp_properties_json(&m.properties);
-    char *headers_json = oq_amqp_table_json(&m.properties.headers);
-    yajl_val props = yajl_tree_parse(props_json, NULL, 0);
-    yajl_val headers = yajl_tree_parse(headers_json, NULL, 0);
-    amqp_pool_t pool;
-    init_amqp_pool(&pool, 4096);
-    amqp_basic_properties_t p;
-    assert_int_equal(oq_dead_letter_properties(props, headers, "guest", 1, &pool, &p), 0);
+    struct stored st;
+    store_and_read(&m, &st);
+    const amqp_basic_properties_t p = st.p;
 
     const amqp_table_entry_t *e = entry(&p.headers, "x-min");
     assert_non_null(e);
@@ -384,11 +399,7 @@ static void the_widest_integers_replay_as_integers(void **state)
     assert_int_equal(e->value.kind, AMQP_FIELD_KIND_I64);
     assert_true(e->value.value.i64 == INT64_MAX);
 
-    empty_amqp_pool(&pool);
-    yajl_tree_free(props);
-    yajl_tree_free(headers);
-    free(props_json);
-    free(headers_json);
+    stored_free(&st);
 }
 
 /* Equal as a replay sends them again: keys and strings byte for byte,
@@ -731,7 +742,8 @@ static void a_letter_with_its_headers_reordered_keeps_its_key(void **state)
     (void)state;
     amqp_table_entry_t h[] = {number("x-delivery-count", 0), number("x-orderq-attempt", 1),
                               text("x-orderq-first-failed-at", "2026-12-01T18:27:57.880Z"),
-                              text("x-orderq-error-class", "ambiguous"), text("x-orderq-host", "vm")};
+                              text("x-orderq-error-class", "ambiguous"),
+                              text("x-orderq-host", "vm")};
     amqp_message_t m = message(h, 5, "{}");
     struct oq_dead_letter first, again;
     assert_int_equal(oq_dead_letter_from_message(&m, 20, 1 << 20, "orderq", &first), 0);
