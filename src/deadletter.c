@@ -844,19 +844,32 @@ static int key_from_json(amqp_pool_t *pool, const char *key, amqp_bytes_t *out)
 static int table_from_json(amqp_pool_t *pool, yajl_val obj, int depth, int spare,
                            amqp_table_t *out);
 
-/* yajl 2.1 reads an integer's digits as positive before negating them, so
- * -2^63, which yajl_gen writes, overflows and comes back a double. Its
- * text is kept: an integer that fits int64 is still one. */
-static int exact_int64(yajl_val v, int64_t *out)
+/* yajl 2.1 reads an integer's digits as positive before negating them,
+ * and holds no more than an int64: -2^63 (which yajl_gen writes) and an
+ * AMQP u64 or timestamp above 2^63 - 1 come back as doubles. The number's
+ * text is kept: an integer is read from it again. Returns 1 when it was
+ * one (out set to I64 or U64), else 0. */
+static int exact_integer(yajl_val v, amqp_field_value_t *out)
 {
     if (!YAJL_IS_NUMBER(v) || v->u.number.r == NULL)
         return 0;
+    const char *text = v->u.number.r;
     char *end;
     errno = 0;
-    long long n = strtoll(v->u.number.r, &end, 10);
-    if (errno != 0 || end == v->u.number.r || *end != '\0')
+    long long n = strtoll(text, &end, 10);
+    if (errno == 0 && end != text && *end == '\0') {
+        out->kind = AMQP_FIELD_KIND_I64;
+        out->value.i64 = n;
+        return 1;
+    }
+    if (text[0] == '-')
         return 0;
-    *out = n;
+    errno = 0;
+    unsigned long long u = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0')
+        return 0;
+    out->kind = AMQP_FIELD_KIND_U64;
+    out->value.u64 = u;
     return 1;
 }
 
@@ -870,11 +883,11 @@ static int field_from_json(amqp_pool_t *pool, yajl_val v, int depth, amqp_field_
     } else if (YAJL_IS_INTEGER(v)) {
         out->kind = AMQP_FIELD_KIND_I64;
         out->value.i64 = YAJL_GET_INTEGER(v);
-    } else if (exact_int64(v, &out->value.i64)) {
-        out->kind = AMQP_FIELD_KIND_I64;
     } else if (YAJL_IS_DOUBLE(v)) {
-        out->kind = AMQP_FIELD_KIND_F64;
-        out->value.f64 = YAJL_GET_DOUBLE(v);
+        if (!exact_integer(v, out)) {
+            out->kind = AMQP_FIELD_KIND_F64;
+            out->value.f64 = YAJL_GET_DOUBLE(v);
+        }
     } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
         out->kind = AMQP_FIELD_KIND_BOOLEAN;
         out->value.boolean = YAJL_IS_TRUE(v);
