@@ -114,7 +114,6 @@ static void link_close(struct link *l)
     l->db = NULL;
 }
 
-/* Open what is closed. Returns 0, OQ_EDB (MySQL) or another OQ_E* (RabbitMQ). */
 /* Whether this connection's relay may keep its rows locked while it
  * publishes them, or must claim them in a commit first. Not on Galera (a
  * row lock holds on one node only); and only once the server ends a
@@ -137,6 +136,7 @@ static int can_hold_locks(struct link *l)
     return 1;
 }
 
+/* Open what is closed. Returns 0, OQ_EDB (MySQL) or another OQ_E* (RabbitMQ). */
 static int link_open(struct link *l, char *err, size_t errlen)
 {
     int rc = 0;
