@@ -524,7 +524,14 @@ static void process_batch(struct worker *w, struct batch *bt)
     }
 }
 
-/* A batch is processed: the broker thread, asleep in ppoll, acks it now. */
+/* An idle database worker and no batch queued for it; pl->mu held. */
+static int worker_free_locked(const struct pipeline *pl)
+{
+    return pl->todo_head == NULL && pl->idle_workers > 0;
+}
+
+/* Something the broker thread waits for in ppoll happened: a batch is
+ * processed (to ack), or a worker is free (to take an open batch). */
 static void wake_broker_thread(struct pipeline *pl)
 {
     uint64_t one = 1;
@@ -653,8 +660,8 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&pl->mu);
         pl->idle_workers++;
-        if (pl->todo_head == NULL)
-            wake_broker_thread(pl); /* a batch past its window waits for a free worker */
+        if (worker_free_locked(pl))
+            wake_broker_thread(pl); /* a batch past its window may wait for one */
         while (pl->todo_head == NULL && !pl->worker_exit)
             pthread_cond_wait(&pl->cv, &pl->mu);
         pl->idle_workers--;
@@ -666,8 +673,8 @@ static void *worker_main(void *arg)
         pl->todo_head = bt->next_todo;
         if (pl->todo_head == NULL)
             pl->todo_tail = NULL;
-        if (pl->todo_head == NULL && pl->idle_workers > 0)
-            wake_broker_thread(pl); /* another worker is free now that the queue is empty */
+        if (worker_free_locked(pl))
+            wake_broker_thread(pl); /* another worker, idle, is free now the queue is empty */
         pthread_mutex_unlock(&pl->mu);
 
         if (!stale(pl, bt))
@@ -1213,7 +1220,7 @@ static int dispatch(struct pipeline *pl, const amqp_frame_t *frame, struct batch
 static int worker_free(struct pipeline *pl)
 {
     pthread_mutex_lock(&pl->mu);
-    int free_now = pl->todo_head == NULL && pl->idle_workers > 0;
+    int free_now = worker_free_locked(pl);
     pthread_mutex_unlock(&pl->mu);
     return free_now;
 }
@@ -1229,11 +1236,12 @@ static int worker_free(struct pipeline *pl)
  * it (*quiet_close set); 1 ms while something is timed by polling (confirms
  * of the parking connection, a requeue backoff, or a TLS socket, which
  * poll(2) cannot watch with the workers' wake-ups); else 100 ms. */
-static int64_t frame_wait_us(struct pipeline *pl, const struct batch *open, int64_t open_deadline_us,
-                             int *quiet_close)
+static int64_t frame_wait_us(struct pipeline *pl, const struct batch *open,
+                             int64_t open_deadline_us, int *quiet_close)
 {
-    int polled = pl->held_up || oq_parker_in_flight(pl->parker) > 0 ||
-                 (pl->inflight_head != NULL && (pl->wake_fd < 0 || oq_broker_pollable_fd(pl->b) < 0));
+    int polled =
+        pl->held_up || oq_parker_in_flight(pl->parker) > 0 ||
+        (pl->inflight_head != NULL && (pl->wake_fd < 0 || oq_broker_pollable_fd(pl->b) < 0));
     int64_t wait_us = polled ? 1000 : 100000;
     if (open != NULL) {
         int64_t left = open_deadline_us - oq_now_us();
@@ -1319,8 +1327,8 @@ static int serve(struct pipeline *pl)
         int64_t now_us = oq_now_us();
         int quiet = quiet_close && status == AMQP_STATUS_TIMEOUT &&
                     now_us - last_frame_us >= QUIET_CLOSE_US;
-        if (open != NULL && (open->n >= open->cap || quiet ||
-                             (now_us >= open_deadline_us && worker_free(pl)))) {
+        if (open != NULL &&
+            (open->n >= open->cap || quiet || (now_us >= open_deadline_us && worker_free(pl)))) {
             submit(pl, open);
             open = NULL;
         }

@@ -46,7 +46,6 @@ struct link {
     struct rows rows;
     int failures;
     int hold_locks;              /* the rows stay locked while published: no claim commit */
-    int published;               /* this round published: redoing it would publish again */
     unsigned db_tries;           /* oq_db_reopen counts the reconnects */
     volatile sig_atomic_t *stop; /* checked between rounds */
 };
@@ -317,8 +316,16 @@ static int defer_failed(struct link *l, char *err, size_t errlen)
     return 0;
 }
 
+/* A database failure before anything was published: OQ_EAGAIN when a
+ * redo may pass (a deadlock, or on Galera another node's claim: 1213),
+ * else OQ_EDB. */
+static int unpublished_failure(struct link *l)
+{
+    return oq_db_last_class(l->db) == OQ_DB_RETRY ? OQ_EAGAIN : OQ_EDB;
+}
+
 /* One round: take up to RELAY_BATCH rows, publish, mark. Returns the rows
- * marked (>= 0) or an OQ_E* code. With hold_locks the rows stay locked
+ * marked (>= 0) or an OQ_E* code (OQ_EAGAIN: redo it now). With hold_locks the rows stay locked
  * while they are published and are marked in the same transaction: one
  * UPDATE and one commit a round (READ COMMITTED takes no gap locks, so
  * consumers go on inserting). Else they are first claimed in a commit of
@@ -328,7 +335,6 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
     size_t marked = 0;
     int rc, claim = !l->hold_locks;
     err[0] = '\0'; /* not the last round's reason */
-    l->published = 0;
     rows_clear(&l->rows);
     if (oq_db_exec(l->db, "START TRANSACTION") != 0)
         goto db_fail;
@@ -345,8 +351,9 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
         return 0;
     }
     if (claim && claim_rows(l, err, errlen) != 0) {
+        rc = unpublished_failure(l);
         oq_db_rollback(l->db);
-        return OQ_EDB; /* 1213: another node's relay has them */
+        return rc;
     }
     if ((rc = publish_rows(l)) != 0) {
         if (rc == OQ_ETIMEOUT)
@@ -363,7 +370,8 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
             oq_db_rollback(l->db); /* the locks go, the rows are free again */
         return OQ_EBROKER;
     }
-    l->published = 1;
+    /* From here a failure is not redone at once: the rows are published
+     * (and, without a claim, free again), a redo would publish them again. */
     if ((claim && oq_db_exec(l->db, "START TRANSACTION") != 0) ||
         mark_published(l, &marked, err, errlen) != 0 || defer_failed(l, err, errlen) != 0 ||
         oq_db_exec(l->db, "COMMIT") != 0) {
@@ -377,8 +385,9 @@ static long relay_batch(struct link *l, char *err, size_t errlen)
     return (long)marked;
 db_fail:
     snprintf(err, errlen, "reading the outbox: %s", oq_db_error(l->db));
+    rc = unpublished_failure(l);
     oq_db_rollback(l->db);
-    return OQ_EDB;
+    return rc;
 }
 
 /* Relay until nothing is left; connection failures close the link so the
@@ -393,10 +402,9 @@ static long relay_all(struct link *l)
         n = OQ_EBROKER;
         goto fail;
     }
-    for (int deadlocks = 0;;) {
+    for (int redone = 0;;) {
         n = relay_batch(l, err, sizeof(err));
-        if (n == OQ_EDB && !l->published && oq_db_last_class(l->db) == OQ_DB_RETRY &&
-            deadlocks++ < 10) {
+        if (n == OQ_EAGAIN && redone++ < 10) {
             /* relays and consumers writing the outbox at once: normal, redo */
             oq_debug("outbox relay: %s; retrying", err);
             continue;
