@@ -35,7 +35,7 @@ def parse_args(argv):
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
-            print(__doc__.split("\n\n", 1)[1].rstrip())
+            print(__doc__.rstrip())
             sys.exit(0)
         if a in opts:
             if i + 1 == len(argv):
