@@ -1,7 +1,7 @@
 # bench/lib.sh - what every benchmark starts with: the stack up, a Release
 # build, a vhost and database of its own ($BENCH_NAME, default orderq-bench:
 # vhost orderq-bench, database orderq_bench; removed at exit),
-# migrated and declared; $bin, $PY, $work, api() and metric() for the rest.
+# migrated and declared; $bin, $PY, $work, api() and wait_metrics() for the rest.
 # Source it after setting $top.
 # shellcheck source=deploy/local/lib.sh
 source "$top/deploy/local/lib.sh"
@@ -29,14 +29,14 @@ export ORDERQ_HTTP_ADDR=127.0.0.1:$port
 api() { curl -sS --fail -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+--data "$3"} "http://127.0.0.1:15672$2"; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"; api DELETE /api/vhosts/$bench_vhost >/dev/null 2>&1 || true' EXIT
-metric() { curl -s "http://$ORDERQ_HTTP_ADDR/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-# metric_sum NAME [label=value ...]: the sum of NAME's series with those labels
-metric_sum() {
-    local name=$1; shift
-    curl -s "http://$ORDERQ_HTTP_ADDR/metrics" | awk -v m="$name" -v want="$*" '
-        BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) { split(w[i], kv, "="); w[i] = kv[1] "=\"" kv[2] "\"" } }
-        $1 == m || index($1, m "{") == 1 { for (i = 1; i <= n; i++) if (!index($1, w[i])) next; s += $2 }
-        END { printf "%.0f\n", s }'
+# wait_metrics PID [--timeout S] [--every MS] COND...: until the metrics of
+# the orderq consume PID reach every COND (NAME[label=value,...]>=N); prints
+# the time they did (ns since the epoch). One poller over one connection:
+# a shell loop of curl and awk would take CPU from the consumer being timed.
+wait_metrics() {
+    local pid=$1
+    shift
+    "$PY" "$top/bench/wait_metrics.py" --addr "$ORDERQ_HTTP_ADDR" --pid "$pid" "$@"
 }
 
 api DELETE /api/vhosts/$bench_vhost >/dev/null 2>&1 || true

@@ -1,9 +1,9 @@
 """bench/wait_metrics.py - wait until orderq's metrics reach the given counts.
 
 One process polls /metrics over one kept-alive HTTP connection. The shell
-loop it replaces started curl and awk for every count every 50 ms: up to
-60 processes a second, a third of a core taken from the consumer being
-timed (and never from the reference it is compared with).
+loop it replaces started curl and awk for every count every 50 ms, 60 to
+200 processes a second: as much as a third of a core, taken from the
+consumer being timed and never from the reference it is compared with.
 
 usage: wait_metrics.py --addr HOST:PORT --pid PID [--timeout S] [--every MS] COND...
   COND     NAME[label=value,...]>=N: the sum of NAME's series carrying
@@ -21,6 +21,7 @@ import time
 COND = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\[([^\]]*)\])?>=(\d+)$")
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+WANT = re.compile(r'^([a-zA-Z_][a-zA-Z0-9_]*)="?([^"]*)"?$')  # label=value, quotes allowed
 
 
 def usage(why):
@@ -46,11 +47,16 @@ def parse_args(argv):
         m = COND.match(a)
         if not m:
             usage(f"expected NAME[label=value,...]>=N, got {a!r}")
-        labels = dict(kv.split("=", 1) for kv in m.group(2).split(",")) if m.group(2) else {}
+        labels = {}
+        for kv in (m.group(2).split(",") if m.group(2) else []):
+            pair = WANT.match(kv.strip())
+            if not pair:
+                usage(f"{a!r}: expected label=value, got {kv.strip()!r}")
+            labels[pair.group(1)] = pair.group(2)
         conds.append((m.group(1), labels, int(m.group(3)), a))
         i += 1
-    if not opts["--addr"] or ":" not in opts["--addr"]:
-        usage("--addr: expected HOST:PORT")
+    if not re.match(r"^[^:]+:\d+$", opts["--addr"] or ""):
+        usage(f"--addr: expected HOST:PORT, got {opts['--addr']!r}")
     if not (opts["--pid"] or "").isdigit():
         usage("--pid: expected the consumer's process id")
     if not conds:
@@ -58,7 +64,9 @@ def parse_args(argv):
     try:
         timeout, every = float(opts["--timeout"]), float(opts["--every"]) / 1000
     except ValueError:
-        usage("--timeout and --every: expected numbers")
+        timeout = every = -1
+    if not timeout >= 0 or not every >= 0:
+        usage(f"--timeout and --every: expected numbers >= 0, got {opts['--timeout']!r}, {opts['--every']!r}")
     return opts["--addr"], int(opts["--pid"]), timeout, every, conds
 
 

@@ -174,6 +174,8 @@ static long long rows_walked(struct oq_db *db)
 static void a_mark_reads_only_its_own_rows(void **state)
 {
     struct oq_db *db = *state;
+    /* leased for an hour: the sweeper tests after this one read expired
+     * leases, and must not meet these */
     enum { LEASED = 6 * 50 };
     static char keys[LEASED][24], owners[LEASED][24];
     struct oq_ledger_mark group[50];
@@ -182,7 +184,7 @@ static void a_mark_reads_only_its_own_rows(void **state)
         snprintf(owners[i], sizeof(owners[i]), "pk-owner-%zu", i);
         group[i % 50] = mark(keys[i], owners[i], "250 OK");
         if (i % 50 == 49)
-            assert_int_equal(oq_ledger_lease_many(db, group, 50, 60000, err, sizeof(err)), 0);
+            assert_int_equal(oq_ledger_lease_many(db, group, 50, 3600000, err, sizeof(err)), 0);
     }
     for (size_t n = 1; n <= 3; n++) {
         struct oq_ledger_mark marks[3];
