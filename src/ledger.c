@@ -364,10 +364,10 @@ int oq_ledger_lease_many(struct oq_db *db, struct oq_ledger_mark *marks, size_t 
 }
 
 #define FINISH_COLUMNS 3
-/* One mark's row, as ranges on the primary key the optimizer always sees:
+/* One mark's row, as a range on the primary key the optimizer always sees:
  * MariaDB 10.11 does not range-scan `(handler, effect_key, owner) IN
- * ((?, ?, ?))` in an UPDATE when it holds one row, and read every
- * `sending` row, or the whole table, instead. */
+ * ((?, ?, ?))` in an UPDATE when it holds one row; it read every `sending`
+ * row, or the whole table, instead. */
 #define ROW_BY_KEY "(handler = ? AND effect_key = ? AND owner = ?)"
 
 /* After an UPDATE that changed fewer rows than asked: which marks are

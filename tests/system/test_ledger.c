@@ -170,7 +170,7 @@ static long long rows_walked(struct oq_db *db)
  * of one too, however many rows are `sending`. MariaDB 10.11 does not
  * range-scan a single-row constructor `(handler, effect_key, owner) IN
  * ((?, ?, ?))` in an UPDATE: that group read every leased row, or the
- * whole table, for each mark (a third of MariaDB's time sending mail). */
+ * whole table, for each mark (a fifth of MariaDB's time sending mail). */
 static void a_mark_reads_only_its_own_rows(void **state)
 {
     struct oq_db *db = *state;
