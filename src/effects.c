@@ -740,7 +740,9 @@ static int run_job(struct effect_worker *w, struct oq_effect_job *job, struct ah
         job->result = OQ_JOB_DUPLICATE;
         return 0;
     case OQ_LEASE_HELD:
-        fail(job, OQ_ERR_TRANSIENT, "%s/%s is being sent by another consumer (its lease is live)",
+        fail(job, OQ_ERR_TRANSIENT,
+             "%s/%s is being sent by another consumer (its lease is live), or its ledger row is "
+             "locked by another session",
              job->effect.handler, job->effect.effect_key);
         return 0;
     case OQ_LEASE_EXPIRED:

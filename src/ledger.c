@@ -153,6 +153,12 @@ static int on_lease_row(void *ctx, const char *const *v, unsigned n)
     return 0;
 }
 
+/* How long a lease waits for a row lock another session holds on its row
+ * (an operator's open transaction, a stuck writer) before it reports the
+ * row held: a worker waiting out innodb_lock_wait_timeout (50 s) would hold
+ * the mails it took ahead as long. */
+#define LEASE_LOCK_WAIT_S "2"
+
 int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner, int64_t lease_ms,
                     enum oq_lease *out, char *err, size_t errlen)
 {
@@ -176,13 +182,18 @@ int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owne
         if (oq_db_exec(db, "START TRANSACTION") != 0 ||
             oq_db_execute_ignore(
                 db,
-                "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                "SET STATEMENT innodb_lock_wait_timeout = " LEASE_LOCK_WAIT_S " FOR"
+                " INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
                 " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?,"
                 " ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
                 p, 7, 1, &inserted) != 0 ||
             oq_db_exec(db, "COMMIT") != 0) {
+            int locked = oq_db_last_class(db) == OQ_DB_RETRY; /* a lock wait or deadlock */
             oq_db_rollback(db);
-            goto fail;
+            if (!locked)
+                goto fail;
+            *out = OQ_LEASE_HELD; /* another transaction has the row: as a live lease */
+            return 0;
         }
         if (inserted == 1) {
             *out = OQ_LEASE_NEW;

@@ -111,25 +111,42 @@ expect_eq 0 "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE state NOT IN ('se
 echo "after the kill: $(wc -l <"$WORK/sent") sent (each mailed), $sending sending"
 [ "$(wc -l <"$WORK/sent")" -lt $((20 * N)) ] || fail "all $((20 * N)) mails were sent before the kill: it tested nothing"
 
+# lock_taken PREFIX: the session locking PREFIX-0's row sleeps
+lock_taken() { [ "$(my -e "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(40), ''$1'''")" = 1 ]; }
+# locked_row PREFIX WORKERS OTHERS: PREFIX-0's ledger row is locked by
+# another session for 40 s (as an operator's open transaction would); then
+# PREFIX-0 and OTHERS more mails are consumed with WORKERS effect workers.
+# Every other mail must be sent within 15 s: neither the group writer nor
+# a worker may wait out that lock with mails in hand.
+locked_row() {
+    local prefix=$1 workers=$2 others=$3 t0
+    kill -9 "$consumer_pid" 2>/dev/null || true
+    mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/contents" >/dev/null
+    ledger "INSERT INTO event_ledger (handler, effect_key, event_identifier, event_code, owner, state, lease_until)
+            VALUES ('coupon_mail', 'coupon:$prefix-0', '$prefix-0_mail', 'coupon.email', 'elsewhere', 'sending', NOW(6) - INTERVAL 1 HOUR)"
+    ledger "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION;
+            SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:$prefix-0' FOR UPDATE;
+            SELECT SLEEP(40), '$prefix'; COMMIT" >/dev/null 2>&1 &
+    CLEANUP+=("kill $!")
+    wait_for 10 lock_taken "$prefix" ||
+        fail "the row lock was never taken"
+    mails "$prefix" $((others + 1)) >"$WORK/locked-$prefix.jsonl" # $prefix-0 first
+    oq publish "$WORK/locked-$prefix.jsonl" >/dev/null || fail "publish"
+    CONSUME_QUEUES=orderq.coupon.email start_consumer "locked-$prefix" --effect-workers "$workers"
+    t0=$SECONDS
+    wait_for 15 sent_at_least "$prefix" "$others" ||
+        fail "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE effect_key LIKE 'coupon:$prefix-%' AND state = 'sent'") of the $others mails beside the locked row sent in 15 s with $workers effect workers: a wait on one row lock held the others"
+    echo "the $others others sent within $((SECONDS - t0)) s while $prefix-0's row stayed locked"
+    kill -9 "$consumer_pid"
+}
+
 note "one row locked elsewhere: the group writer gives it up after 2 s, the other mails go on"
 # A group waits for its slowest row, and every worker waits for the writer:
 # a row lock held by another session must not hold them all for
-# innodb_lock_wait_timeout (50 s). Here L-0's row is locked for 40 s.
-kill -9 "$consumer_pid" 2>/dev/null || true
-mgmt DELETE "/api/queues/$(urlenc "$VHOST")/orderq.coupon.email/contents" >/dev/null
-ledger "INSERT INTO event_ledger (handler, effect_key, event_identifier, event_code, owner, state, lease_until)
-        VALUES ('coupon_mail', 'coupon:L-0', 'L-0_mail', 'coupon.email', 'elsewhere', 'sending', NOW(6) - INTERVAL 1 HOUR)"
-ledger "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION;
-        SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_mail' AND effect_key = 'coupon:L-0' FOR UPDATE;
-        SELECT SLEEP(40); COMMIT" >/dev/null 2>&1 &
-CLEANUP+=("kill $!")
-wait_for 10 bash -c "[ \"\$(mariadb --no-defaults --socket=$MY/sock -uroot -N -B -e \"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(40)'\")\" = 1 ]" ||
-    fail "the row lock was never taken"
-mails L 41 >"$WORK/locked.jsonl" # L-0 first
-oq publish "$WORK/locked.jsonl" >/dev/null || fail "publish"
-CONSUME_QUEUES=orderq.coupon.email start_consumer locked --effect-workers 8
-t0=$SECONDS
-wait_for 15 sent_at_least L 40 ||
-    fail "$(ledger "SELECT COUNT(*) FROM event_ledger WHERE effect_key LIKE 'coupon:L-%' AND state = 'sent'") of the 40 mails beside the locked row sent in 15 s: a group waiting on one row lock held every worker"
-echo "the 40 others sent within $((SECONDS - t0)) s while L-0's row stayed locked"
-kill -9 "$consumer_pid"
+# innodb_lock_wait_timeout (50 s).
+locked_row L 8 40
+note "the same with one effect worker: its lone lease of the locked row gives up too"
+# The group's rows are then leased one by one, each by its worker: the
+# worker asking the locked row's must not wait out the lock either, with
+# the mails it took ahead (here: every other mail) waiting behind it.
+locked_row M 1 10

@@ -316,6 +316,32 @@ static void a_swept_lease_finishes_as_sent(void **state)
     assert_int_equal(l, OQ_LEASE_DONE); /* a forced replay would find it sent */
 }
 
+/* A row another session keeps locked (an operator's open transaction) is
+ * reported held after about 2 s, not waited out for
+ * innodb_lock_wait_timeout (50 s) with the worker's mails in hand; once
+ * the lock goes, the lease reads the row's real state again. */
+static void a_locked_row_is_reported_held(void **state)
+{
+    struct oq_db *db = *state, *other = NULL;
+    struct oq_claim c = claim("mail-locked");
+    enum oq_lease l;
+    assert_int_equal(oq_ledger_lease(db, &c, "p1", 1, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_NEW);
+    assert_int_equal(oq_db_open(getenv("ORDERQ_MYSQL_URL"), 5000, 0, &other, err, sizeof(err)), 0);
+    assert_int_equal(oq_db_exec(other, "START TRANSACTION"), 0);
+    assert_int_equal(oq_db_exec(other, "SELECT * FROM event_ledger WHERE handler = 'test' AND"
+                                       " effect_key = 'mail-locked' FOR UPDATE"),
+                     0);
+    time_t start = time(NULL);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_HELD);
+    assert_true(time(NULL) - start < 10);
+    oq_db_rollback(other);
+    oq_db_close(other);
+    assert_int_equal(oq_ledger_lease(db, &c, "p2", 60000, &l, err, sizeof(err)), 0);
+    assert_int_equal(l, OQ_LEASE_EXPIRED); /* p1's 1 ms lease ran out meanwhile */
+}
+
 static void expired_lease_is_ambiguous(void **state)
 {
     struct oq_db *db = *state;
@@ -769,6 +795,7 @@ int main(void)
         cmocka_unit_test(a_group_fails_on_a_warning),
         cmocka_unit_test(a_released_row_is_never_done),
         cmocka_unit_test(a_swept_lease_finishes_as_sent),
+        cmocka_unit_test(a_locked_row_is_reported_held),
         cmocka_unit_test(expired_lease_is_ambiguous),
         cmocka_unit_test(failed_send_is_released),
         cmocka_unit_test(claim_fails_on_a_warning),
