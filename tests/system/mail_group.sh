@@ -9,7 +9,9 @@
 # could never do that: it asked the next lease with the last mark); then a
 # consumer killed with -9 mid-stream leaves no `sent` row without its
 # mail, and at most 5 rows per worker in `sending` (2 leased ahead, the
-# mail being sent, 2 marks not yet committed: docs/mail.md). The SMTP server is the fixture
+# mail being sent, 2 marks not yet committed: docs/mail.md); then, with a
+# row locked by another session for 40 s, the other mails are sent within
+# seconds, with 8 workers and with one. The SMTP server is the fixture
 # in record mode (every mail with its recipient): faster than MailDev, so
 # the ledger is what the workers wait for, the load groups are for. (With
 # a server slower than the ledger, rows come one at a time and are written
