@@ -170,6 +170,8 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, const ch
                              .event_code = e->event_code,
                              .attempts = job->attempt};
         rc = oq_ledger_lease(w->db, &c, owner, lease_ms, lease, err, errlen);
+        if (rc == 0 && answer_lost && *lease == OQ_LEASE_LOCKED)
+            return OQ_EDB; /* the lock may be the lost try's own commit: wait, ask again */
         if (rc == 0 && answer_lost && *lease != OQ_LEASE_NEW) {
             int mine = owned(w, job, owner, state, err, errlen);
             if (mine < 0)
@@ -208,6 +210,22 @@ static int run_step(struct effect_worker *w, struct oq_effect_job *job, const ch
     return rc;
 }
 
+/* Every connection of the pool gives up a row lock held elsewhere (an
+ * operator's open transaction) after LOCK_WAIT_S, not innodb_lock_wait_timeout
+ * (50 s by default): the writer's group then fails and its rows are written
+ * one by one, each by its worker; a worker's lone lease reports the row
+ * locked and its delivery comes back later; its other steps are redone with
+ * backoff. Every worker waits on the writer, and each worker holds the
+ * mails it took ahead: none of them may wait long. */
+#define LOCK_WAIT_S "2"
+static int bound_lock_waits(struct oq_db *db, char *err, size_t errlen)
+{
+    if (oq_db_exec(db, "SET SESSION innodb_lock_wait_timeout = " LOCK_WAIT_S) == 0)
+        return 0;
+    snprintf(err, errlen, "setting innodb_lock_wait_timeout: %s", oq_db_error(db));
+    return OQ_EDB;
+}
+
 /* One database step, reconnecting with backoff while MySQL is away (or
  * refusing writes: read_only, not ready, disk full). Before the outside
  * call (must = 0) it gives up once the job is cancelled; after it
@@ -228,7 +246,10 @@ static int db_step_after(struct effect_worker *w, struct oq_effect_job *job, con
             if (cancelled)
                 return OQ_EINTR;
             if (oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries, &w->db,
-                             err, sizeof(err)) != 0) {
+                             err, sizeof(err)) != 0 ||
+                bound_lock_waits(w->db, err, sizeof(err)) != 0) {
+                oq_db_close(w->db); /* NULL already when the open failed */
+                w->db = NULL;
                 int64_t wait = oq_backoff_ms(++w->db_failures);
                 oq_error("effect worker: %s; retrying in %lld ms", err, (long long)wait);
                 oq_nap(wait, NULL);
@@ -287,12 +308,9 @@ static int db_step(struct effect_worker *w, struct oq_effect_job *job, enum step
  * exactly which state the row is in: a lease by its worker, a mark by the
  * writer. */
 
-/* The group writer's connection. Every worker waits on its groups, so
- * it never waits long: a row lock held elsewhere fails the group after
- * GROUP_LOCK_WAIT_S (its rows are then written one by one, each worker on
- * its own connection), and after a failed connect it does not try again
- * for a second (meanwhile each group fails at once, the same way). */
-#define GROUP_LOCK_WAIT_S "2"
+/* The group writer's connection, its lock waits bounded (bound_lock_waits).
+ * After a failed connect it does not try again for a second (meanwhile
+ * each group fails at once, its rows written one by one by the workers). */
 static int writer_connect(struct effect_worker *w, char *err, size_t errlen)
 {
     struct oq_effect_pool *p = w->pool;
@@ -302,9 +320,7 @@ static int writer_connect(struct effect_worker *w, char *err, size_t errlen)
     }
     if (oq_db_reopen(p->cfg->mysql_url, p->cfg->connect_timeout_ms, &w->db_tries, &w->db, err,
                      errlen) != 0 ||
-        oq_db_exec(w->db, "SET SESSION innodb_lock_wait_timeout = " GROUP_LOCK_WAIT_S) != 0) {
-        if (w->db != NULL && err[0] == '\0')
-            snprintf(err, errlen, "%s", oq_db_error(w->db));
+        bound_lock_waits(w->db, err, errlen) != 0) {
         oq_db_close(w->db);
         w->db = NULL;
         w->reopen_at = oq_now_ms() + 1000;
@@ -740,9 +756,13 @@ static int run_job(struct effect_worker *w, struct oq_effect_job *job, struct ah
         job->result = OQ_JOB_DUPLICATE;
         return 0;
     case OQ_LEASE_HELD:
+        fail(job, OQ_ERR_TRANSIENT, "%s/%s is being sent by another consumer (its lease is live)",
+             job->effect.handler, job->effect.effect_key);
+        return 0;
+    case OQ_LEASE_LOCKED:
         fail(job, OQ_ERR_TRANSIENT,
-             "%s/%s is being sent by another consumer (its lease is live), or its ledger row is "
-             "locked by another session",
+             "%s/%s: its ledger row is locked by another session; sent later (see "
+             "information_schema.INNODB_TRX for who holds it)",
              job->effect.handler, job->effect.effect_key);
         return 0;
     case OQ_LEASE_EXPIRED:

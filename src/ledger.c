@@ -1,6 +1,7 @@
 /* ledger.c - the dedup ledger (event_ledger): claim effects, exactly once */
 #include "orderq/ledger.h"
 
+#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,12 +154,6 @@ static int on_lease_row(void *ctx, const char *const *v, unsigned n)
     return 0;
 }
 
-/* How long a lease waits for a row lock another session holds on its row
- * (an operator's open transaction, a stuck writer) before it reports the
- * row held: a worker waiting out innodb_lock_wait_timeout (50 s) would hold
- * the mails it took ahead as long. */
-#define LEASE_LOCK_WAIT_S "2"
-
 int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner, int64_t lease_ms,
                     enum oq_lease *out, char *err, size_t errlen)
 {
@@ -182,17 +177,19 @@ int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owne
         if (oq_db_exec(db, "START TRANSACTION") != 0 ||
             oq_db_execute_ignore(
                 db,
-                "SET STATEMENT innodb_lock_wait_timeout = " LEASE_LOCK_WAIT_S " FOR"
-                " INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
+                "INSERT IGNORE INTO event_ledger (handler, effect_key, event_identifier,"
                 " event_code, owner, state, lease_until, attempts) VALUES (?, ?, ?, ?,"
                 " ?, 'sending', NOW(6) + INTERVAL ? MICROSECOND, ?)",
                 p, 7, 1, &inserted) != 0 ||
             oq_db_exec(db, "COMMIT") != 0) {
-            int locked = oq_db_last_class(db) == OQ_DB_RETRY; /* a lock wait or deadlock */
+            unsigned no = oq_db_errno(db);
             oq_db_rollback(db);
-            if (!locked)
+            if (no == ER_LOCK_DEADLOCK)
+                continue; /* rolled back already: ask again at once */
+            if (no != ER_LOCK_WAIT_TIMEOUT)
                 goto fail;
-            *out = OQ_LEASE_HELD; /* another transaction has the row: as a live lease */
+            snprintf(err, errlen, "leasing %s/%s: %s", c->handler, c->effect_key, oq_db_error(db));
+            *out = OQ_LEASE_LOCKED;
             return 0;
         }
         if (inserted == 1) {

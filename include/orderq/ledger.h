@@ -59,6 +59,8 @@ enum oq_lease {
     OQ_LEASE_HELD,    /* `sending` with a live lease: another process is at it */
     OQ_LEASE_EXPIRED, /* `sending`, lease run out: the outcome is unknown */
     OQ_LEASE_UNKNOWN, /* marked `unknown`: a person decides */
+    OQ_LEASE_LOCKED,  /* another transaction kept the row locked past the
+                       * connection's innodb_lock_wait_timeout: try later */
 };
 
 /* Claim c as `sending`, owned by owner until lease_ms from now, with
@@ -66,10 +68,11 @@ enum oq_lease {
  * before the call it protects). When the row exists,
  * *out says in which state; a row that vanishes before it is read (its
  * holder released it) is claimed again, and after three such rounds
- * *out is OQ_LEASE_HELD, as it is when another transaction keeps the row
- * locked for more than 2 s (or the insert loses a deadlock). The insert
- * is a transaction of its own: a warning other than a duplicate key rolls
- * it back and fails the lease.
+ * *out is OQ_LEASE_HELD (a lost deadlock is such a round too). When
+ * another transaction keeps the row locked past the connection's
+ * innodb_lock_wait_timeout, *out is OQ_LEASE_LOCKED, with the server's
+ * words in err. The insert is a transaction of its own: a warning other
+ * than a duplicate key rolls it back and fails the lease.
  * Returns 0, OQ_EINVAL (owner too long or not UTF-8) or OQ_EDB. */
 OQ_WUR int oq_ledger_lease(struct oq_db *db, const struct oq_claim *c, const char *owner,
                            int64_t lease_ms, enum oq_lease *out, char *err, size_t errlen);
