@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -327,14 +326,57 @@ void oq_broker_drop(struct oq_broker *b, int failed)
 }
 
 #define STOPPING_CLOSE_MS 500 /* a close's wait once stopping: the broker is near */
+#define CLOSE_OK_QUIET_MS 20  /* nothing after a close-ok: it was not a body's last bytes */
 
-/* Read and discard fd's input until the peer closes it (0), or OQ_ETIMEOUT
- * at deadline (at most STOPPING_CLOSE_MS away once *stop is set: the
- * reject must still get there, or an archived letter is archived again),
- * or OQ_EBROKER on a socket error. */
-static int drain_until_closed(int fd, int64_t deadline, volatile sig_atomic_t *stop)
+/* The last frame RabbitMQ sends on a connection: connection.close-ok
+ * (method frame on channel 0, 4 bytes: class 10, method 51; frame end).
+ * Only heartbeats may follow it. */
+static const unsigned char CLOSE_OK_FRAME[] = {1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xCE};
+static const unsigned char HEARTBEAT_FRAME[] = {8, 0, 0, 0, 0, 0, 0, 0xCE};
+
+/* The last bytes read from a connection librabbitmq no longer reads. */
+struct input_tail {
+    unsigned char bytes[64];
+    size_t len;
+};
+
+static void tail_add(struct input_tail *t, const char *data, size_t n)
+{
+    size_t keep = sizeof(t->bytes);
+    if (n >= keep) {
+        memcpy(t->bytes, data + n - keep, keep);
+        t->len = keep;
+        return;
+    }
+    if (t->len + n > keep) { /* drop the oldest */
+        size_t drop = t->len + n - keep;
+        memmove(t->bytes, t->bytes + drop, t->len - drop);
+        t->len -= drop;
+    }
+    memcpy(t->bytes + t->len, data, n);
+    t->len += n;
+}
+
+/* Whether the input ends with a close-ok, heartbeats after it aside. */
+static int tail_is_close_ok(const struct input_tail *t)
+{
+    size_t n = t->len, hb = sizeof(HEARTBEAT_FRAME), ok = sizeof(CLOSE_OK_FRAME);
+    while (n >= ok + hb && memcmp(t->bytes + n - hb, HEARTBEAT_FRAME, hb) == 0)
+        n -= hb;
+    return n >= ok && memcmp(t->bytes + n - ok, CLOSE_OK_FRAME, ok) == 0;
+}
+
+/* Read and discard fd's input until the broker's close-ok (see_close_ok:
+ * the bytes on fd are AMQP frames, not TLS records) followed by
+ * CLOSE_OK_QUIET_MS of nothing, or until the broker closes it: 0. At the
+ * deadline (at most STOPPING_CLOSE_MS away once *stop is set: the reject
+ * must still get there, or an archived letter is archived again):
+ * OQ_ETIMEOUT. A socket error: OQ_EBROKER. */
+static int drain_until_close_ok(int fd, int see_close_ok, int64_t deadline,
+                                volatile sig_atomic_t *stop)
 {
     char buf[65536];
+    struct input_tail tail = {.len = 0};
     for (;;) {
         int64_t now = oq_now_ms();
         if (*stop && deadline > now + STOPPING_CLOSE_MS)
@@ -342,18 +384,25 @@ static int drain_until_closed(int fd, int64_t deadline, volatile sig_atomic_t *s
         int64_t left = deadline - now;
         if (left <= 0)
             return OQ_ETIMEOUT;
+        int close_ok = see_close_ok && tail_is_close_ok(&tail);
+        int64_t wait = close_ok ? CLOSE_OK_QUIET_MS : 100; /* and *stop seen soon */
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, (int)(left < 100 ? left : 100)); /* and *stop seen soon */
+        int n = poll(&p, 1, (int)(left < wait ? left : wait));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return OQ_EBROKER;
-        if (n == 0)
+        if (n == 0) {
+            if (close_ok)
+                return 0;
             continue;
+        }
         ssize_t got = read(fd, buf, sizeof(buf));
         if (got == 0)
             return 0;
-        if (got < 0 && errno != EINTR && errno != EAGAIN)
+        if (got > 0)
+            tail_add(&tail, buf, (size_t)got);
+        else if (errno != EINTR && errno != EAGAIN)
             return OQ_EBROKER;
     }
 }
@@ -386,18 +435,27 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile
     if (b == NULL)
         return 0;
     /* librabbitmq cannot read this connection's input any more (it stops at
-     * the frame it cannot decode), so no close-ok can be read through it.
-     * Instead our side is shut after the close (a FIN, which comes after
-     * every byte sent): the broker reads up to it, handling each frame in
-     * order, and then closes its side, which is the sign. RabbitMQ would
-     * otherwise wait for us to close first after its close-ok. The raw
-     * bytes read meanwhile (TLS records too) are only thrown away. */
+     * the frame it cannot decode), so its close-ok is looked for in the raw
+     * bytes. Our side stays open until then: RabbitMQ sends close-ok once
+     * every channel has handled what came before the close (the reject),
+     * whereas a FIN read before that ends the connection at once, its
+     * channels with it, and a reject still in a channel's mailbox is lost
+     * (the message comes back). Over TLS the raw bytes are records, so the
+     * wait is for RabbitMQ's own close, min(heartbeat, 30) s after its
+     * close-ok. */
     int fd = amqp_get_sockfd(b->conn);
-    if (fd < 0 || amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0 ||
-        shutdown(fd, SHUT_WR) != 0)
+    int64_t wait_ms = timeout_ms;
+    if (b->tls) {
+        int heartbeat = amqp_get_heartbeat(b->conn);
+        wait_ms += (heartbeat > 0 && heartbeat < 30 ? heartbeat : 30) * 1000LL;
+        oq_info("closing the connection without reading past the delivery it cannot read: "
+                "over TLS this waits for RabbitMQ to close it (up to %lld s)",
+                (long long)(wait_ms / 1000));
+    }
+    if (fd < 0 || amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0)
         rc = OQ_EBROKER;
     else
-        rc = drain_until_closed(fd, oq_now_ms() + timeout_ms, stop);
+        rc = drain_until_close_ok(fd, !b->tls, oq_now_ms() + wait_ms, stop);
     oq_broker_drop(b, 0);
     return rc;
 }

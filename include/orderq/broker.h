@@ -44,11 +44,12 @@ int oq_broker_unreadable(amqp_rpc_reply_t reply);
  * cannot decode stays at the head of its input, e.g. a header named ""),
  * so that what was sent last (a basic.reject) is not lost: send
  * connection.close, then read and discard the socket's bytes until the
- * broker closes it, which it does after its close-ok, having handled every
- * frame before; at most timeout_ms (half a second once *stop is set). Freed without a RST (one
- * would make the broker's kernel drop what it has not yet read). The node is not blamed. Returns 0
- * once the broker closed it, OQ_ETIMEOUT or OQ_EBROKER (it was freed all the same). NULL is fine
- * (0). */
+ * broker's close-ok, which it sends once every frame before the close is
+ * handled (over TLS: until the broker closes it, min(heartbeat, 30) s
+ * later), and only then close our side. At most timeout_ms (plus that wait
+ * over TLS; half a second once *stop is set). The node is not blamed.
+ * Returns 0 after the close-ok, OQ_ETIMEOUT or OQ_EBROKER (it was freed
+ * all the same). NULL is fine (0). */
 int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms,
                                volatile sig_atomic_t *stop);
 

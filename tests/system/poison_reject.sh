@@ -3,9 +3,12 @@
 # tests/corpus/unreadable) at the head of a queue, with a full socket of
 # deliveries behind it:
 #  - on a work queue that dead-letters, it is rejected once and the reject
-#    is not lost (the connection is closed politely, its input drained, not
-#    reset): it is in orderq.dead once, the orders behind it take effect,
-#    one reconnect;
+#    is not lost: the connection is closed politely, its input drained, and
+#    our side closed only after the broker's close-ok (a FIN before it ends
+#    the connection at once, channels too, and a reject still waiting in
+#    the channel is lost: the message came back under load), never reset.
+#    It is in orderq.dead once, the orders behind it take effect, one
+#    reconnect;
 #  - on a queue that does not dead-letter (not orderq's, or orderq's but
 #    declared by hand without a dead-letter exchange), it is never rejected
 #    (that would drop it): it stays in the queue, whole, the log names the
@@ -45,7 +48,7 @@ PY
 # it sends 50 ms late, and resets the broker's side when it resets its
 # own: a broker that has not yet read the reject when the consumer resets.
 "$PY" "$(dirname "$0")/slow_link.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
-    --delay-ms 50 --ready-file "$WORK/link" &
+    --delay-ms 50 --ready-file "$WORK/link" --report "$WORK/link.report" &
 CLEANUP+=("kill $!")
 wait_for 10 test -s "$WORK/link" || fail "the slow link did not start"
 DIRECT_URL=$ORDERQ_AMQP_URL
@@ -67,6 +70,10 @@ done
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the unreadable message (each one more reconnect)"
+# both consuming connections (the one closed on the unreadable message,
+# the one closed on TERM) ended after the broker's close-ok, none reset
+expect_eq "consume: fin after close-ok,consume: fin after close-ok" \
+    "$(grep '^consume:' "$WORK/link.report" | paste -sd,)" "how the link saw the consuming connections end"
 wait_for 10 ready_is orderq.dead 1 || fail "the unreadable message in orderq.dead: expected 1, got $(queue_ready orderq.dead)"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead is not the unreadable message, rejected once"
 import sys, pika

@@ -2,7 +2,7 @@
 """slow_link.py - a TCP proxy that delays what the client sends, and resets.
 
 usage: slow_link.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:5672
-                    [--delay-ms 200] [--ready-file PATH]
+                    [--delay-ms 200] [--ready-file PATH] [--report PATH]
 
 For the system tests: it stands for a broker that has not yet read what a
 client sent when the client resets the connection. Bytes from the client
@@ -12,14 +12,30 @@ data sends a RST), the upstream connection is reset at once too and what
 the client sent in its last --delay-ms is dropped, as a broker's kernel
 drops unread input on a RST. A clean close (FIN) is passed on after the
 bytes before it. --ready-file gets the listening address once it accepts.
+--report gets a line for each client connection that ends, its orderq
+connection name's purpose first ("consume: ", "?: " for another client),
+then "fin after close-ok" when the client closed its side after the broker's last frame,
+connection.close-ok (heartbeats aside), "fin before close-ok" when it did
+so earlier (RabbitMQ then ends the connection at once, its channels with
+it, whatever they had not yet handled), "reset" for a RST.
 Standard library only: run it with Debian's /usr/bin/python3.
 """
 import argparse
 import collections
+import re
 import socket
 import struct
 import threading
 import time
+
+CLOSE_OK = bytes([1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xCE])
+HEARTBEAT = bytes([8, 0, 0, 0, 0, 0, 0, 0xCE])
+
+
+def ends_with_close_ok(tail):
+    while len(tail) >= len(CLOSE_OK) + len(HEARTBEAT) and tail.endswith(HEARTBEAT):
+        tail = tail[: -len(HEARTBEAT)]
+    return tail.endswith(CLOSE_OK)
 
 
 def reset(sock):
@@ -31,8 +47,11 @@ def reset(sock):
 
 
 class Link:
-    def __init__(self, client, upstream_addr, delay):
+    def __init__(self, client, upstream_addr, delay, report):
         self.client = client
+        self.report = report
+        self.up_tail = b""  # the last bytes the upstream sent
+        self.head = b""  # the first bytes the client sent: its connection name
         self.up = socket.create_connection(upstream_addr)
         self.delay = delay
         self.pending = collections.deque()  # (due, bytes or None for FIN)
@@ -44,17 +63,28 @@ class Link:
             try:
                 data = self.client.recv(65536)
             except OSError:  # ECONNRESET: the client reset the connection
+                self.note("reset")
                 with self.cv:
                     self.dead = True
                     self.pending.clear()
                     self.cv.notify()
                 reset(self.up)
                 return
+            if len(self.head) < 4096:
+                self.head += data
+            if not data:
+                self.note("fin after close-ok" if ends_with_close_ok(self.up_tail) else "fin before close-ok")
             with self.cv:
                 self.pending.append((time.monotonic() + self.delay, data or None))
                 self.cv.notify()
             if not data:
                 return
+
+    def note(self, event):
+        if self.report:
+            name = re.search(rb"orderq ([a-z-]+) ", self.head)
+            with open(self.report, "a") as f:
+                f.write("%s: %s\n" % (name.group(1).decode() if name else "?", event))
 
     def pending_to_upstream(self):
         while True:
@@ -85,6 +115,7 @@ class Link:
                 data = self.up.recv(65536)
                 if not data:
                     break
+                self.up_tail = (self.up_tail + data)[-64:]
                 self.client.sendall(data)
         except OSError:
             pass
@@ -104,6 +135,7 @@ def main():
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--delay-ms", type=int, default=200)
     ap.add_argument("--ready-file")
+    ap.add_argument("--report")
     a = ap.parse_args()
     host, port = a.listen.rsplit(":", 1)
     uhost, uport = a.upstream.rsplit(":", 1)
@@ -117,7 +149,7 @@ def main():
     while True:
         client, _ = srv.accept()
         try:
-            Link(client, (uhost, int(uport)), a.delay_ms / 1000.0).run()
+            Link(client, (uhost, int(uport)), a.delay_ms / 1000.0, a.report).run()
         except OSError:
             reset(client)
 

@@ -4,7 +4,8 @@
 # 127.0.0.1 and 127.0.0.2, a client certificate required, certificates made
 # here): with amqp_ca = the right CA and amqp_cert/amqp_key, topology,
 # publish, consume and the relay all work over TLS and an event goes
-# through; an unrelated CA, the system's CAs, no client certificate, and a
+# through; a message librabbitmq cannot read is dead-lettered once, held
+# by the archiver once, and the orders behind it go through; an unrelated CA, the system's CAs, no client certificate, and a
 # host the certificate does not name (127.0.0.2) each fail with a reason
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tls_lib.sh"
@@ -61,6 +62,43 @@ wait_drained # the relay published the coupon.email event over its own TLS conne
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
 expect_eq 1 "$(sql "$DB" -e 'SELECT COUNT(*) FROM event_ledger')" "ledger rows"
+
+note "a message librabbitmq cannot read, over TLS: rejected once, the close waits for the broker's"
+# The raw bytes are TLS records, so the consumer cannot see the broker's
+# close-ok: it keeps its side open until the broker closes (min(heartbeat,
+# 30) s after its close-ok), so that the reject is handled first.
+tls_amqp() { # python code run with `ch`, a channel on our node over TLS
+    "$PY" - "$rqport" "$PKI" "$1" <<'PY'
+import ssl, sys, pika
+port, pki, code = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=pki + "/ca.pem")
+ctx.load_cert_chain(pki + "/client.pem", pki + "/client.key")
+params = pika.ConnectionParameters("localhost", port, "/", pika.PlainCredentials("guest", "guest"),
+                                   ssl_options=pika.SSLOptions(ctx, "localhost"))
+with pika.BlockingConnection(params) as conn:
+    ch = conn.channel()
+    exec(code)
+PY
+}
+tls_amqp 'ch.confirm_delivery()
+ch.basic_publish("shop.events", "order.processing", b"{\"event_identifier\":\"hdr_key_empty\"}",
+                 pika.BasicProperties(headers={"": "empty key"}, delivery_mode=2))' ||
+    fail "publishing the unreadable message over TLS"
+gen_events 1 --start 9500000001 | oq publish - >/dev/null || fail "publish over TLS"
+ORDERQ_HEARTBEAT_S=2 start_consumer tls-unreadable
+wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM coupon')\" = 2 ]" ||
+    fail "the order behind the unreadable message took no effect: $(tail -3 "$WORK/tls-unreadable.log")"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "consumer exit code"
+expect_eq 1 "$(grep -c 'reading delivery' "$WORK/tls-unreadable.log")" "deliveries of the unreadable message"
+expect_eq 1 "$(grep -c "a dead letter's properties cannot be decoded" "$WORK/tls-unreadable.log")" "deliveries of it to the archiver"
+expect_contains "over TLS this waits for RabbitMQ to close it (up to 7 s)" "$(cat "$WORK/tls-unreadable.log")" "the log"
+# the archiver cannot read it either: one row, the letter held whole
+expect_eq 1 "$(sql "$DB" -e "SELECT COUNT(*) FROM dead_letter WHERE error_class = 'unreadable'")" "archived rows of the unreadable message"
+tls_amqp 'assert ch.queue_declare("orderq.dead.held", passive=True).method.message_count == 1
+method, props, body = ch.basic_get("orderq.dead.held", auto_ack=True)
+assert props.headers[""] == "empty key", props.headers' ||
+    fail "the unreadable message is not in orderq.dead.held, once"
 
 note "an unrelated CA: refused, the reason names amqp_ca"
 try env ORDERQ_AMQP_CA="$PKI/other-ca.pem" "$ORDERQ_BIN" topology declare
