@@ -456,6 +456,11 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile
         rc = OQ_EBROKER;
     else
         rc = drain_until_close_ok(fd, !b->tls, oq_now_ms() + wait_ms, stop);
+    if (rc == OQ_ETIMEOUT)
+        oq_warn("closing the connection on a delivery it cannot read: the broker did not answer "
+                "the close within %lld ms (connect_timeout_ms, or stopping); dropped, so a "
+                "reject it had not yet handled is lost and the message comes back once more",
+                (long long)wait_ms);
     oq_broker_drop(b, 0);
     return rc;
 }
