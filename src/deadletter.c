@@ -1113,12 +1113,17 @@ static void held_returned(void *ctx, const amqp_basic_return_t *why, const amqp_
 }
 
 /* failed: the held connection broke (its node is blamed), else it is
- * closed for a reason of our own. */
+ * closed for a reason of our own: politely when stopping (it is idle, each
+ * publish is waited for), since a connection only freed is a warning in
+ * RabbitMQ's log at every stop. */
 static void held_disconnect(struct oq_archiver *a, int failed)
 {
     oq_publisher_free(a->held_pub);
     a->held_pub = NULL;
-    oq_broker_drop(a->held_b, failed);
+    if (!failed && a->stop)
+        oq_broker_close(a->held_b);
+    else
+        oq_broker_drop(a->held_b, failed);
     a->held_b = NULL;
 }
 
@@ -1476,11 +1481,14 @@ static enum archive_end archive_connection(struct oq_archiver *a, struct oq_brok
 
 /* Close the archive connection as its end asks: one that broke blames its
  * node; one stopped at a letter it cannot read makes sure its reject (or
- * nothing) reached the broker. Unacked letters go back to the queue. */
+ * nothing) reached the broker; one asked to stop closes politely. Unacked
+ * letters go back to the queue. */
 static void archive_disconnect(struct oq_archiver *a, struct oq_broker *b, enum archive_end end)
 {
     if (end == ARCHIVE_UNREADABLE)
         (void)oq_broker_close_unreadable(b, a->cfg->connect_timeout_ms, &a->stop);
+    else if (end == ARCHIVE_STOPPED)
+        oq_broker_close(b);
     else
         oq_broker_drop(b, end == ARCHIVE_LOST);
     held_disconnect(a, 0);

@@ -3,7 +3,9 @@
 # at the head of orderq.dead, 10 letters behind it:
 #  - orderq.dead as orderq declares it now (dead-lettering into
 #    orderq.dead.held): the archiver stores a row saying so and rejects it
-#    there, whole; the 10 letters behind it are archived;
+#    there, whole; the 10 letters behind it are archived; every
+#    connection (the archive connection closed on the letter, and all of
+#    them on TERM) ends after the broker's close-ok;
 #  - orderq.dead as an older orderq declared it (no dead-lettering):
 #    `topology declare` takes it with a warning; the letter stays at the
 #    head, the log says why, and the archiver's reconnects back off.
@@ -14,11 +16,14 @@ rows_are() { [ "$(rows)" = "$1" ]; }
 
 note "orderq.dead dead-letters into orderq.dead.held: the letter goes there whole, with a row; the 10 behind it are archived"
 publish_letters --unreadable --key order.processing letter 10
-start_consumer archive
+start_link 0
+ORDERQ_AMQP_URL=$LINK_URL start_consumer archive
 wait_for 30 rows_are 11 || fail "rows: $(rows) of 11 (the unreadable letter and 10): $(grep -m2 'archiving dead letters' "$WORK/archive.log")"
 wait_for 10 ready_is orderq.dead 0 || fail "left in orderq.dead: $(queue_ready orderq.dead)"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+expect_eq 2 "$(grep -c '^archive:' "$WORK/link.report")" "archive connections (one closed on the letter, one on TERM)"
+expect_polite_ends
 expect_eq 1 "$(queue_ready orderq.dead.held)" "letters in orderq.dead.held"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead.held is not the unreadable one, whole"
 import sys, pika

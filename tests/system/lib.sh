@@ -219,6 +219,25 @@ with pika.BlockingConnection(params) as conn:
 PY
 }
 
+# start_link DELAY_MS: tests/system/slow_link.py in front of the shared
+# broker (what the client sends arrives DELAY_MS late); LINK_URL is
+# ORDERQ_AMQP_URL through it, and $WORK/link.report gets a line for each
+# connection through it that ends ("consume: fin after close-ok", ...).
+start_link() {
+    "$PY" "$(dirname "${BASH_SOURCE[0]}")/slow_link.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
+        --delay-ms "$1" --ready-file "$WORK/link" --report "$WORK/link.report" &
+    CLEANUP+=("kill $!")
+    wait_for 10 test -s "$WORK/link" || fail "the slow link did not start"
+    LINK_URL=${ORDERQ_AMQP_URL/127.0.0.1:5672/$(cat "$WORK/link")}
+}
+
+# expect_polite_ends: every connection through the link ended after the
+# broker's close-ok (none shut before it, none reset).
+expect_polite_ends() {
+    expect_eq "" "$(grep -v ': fin after close-ok$' "$WORK/link.report" | paste -sd,)" \
+        "connections through the link that did not end after the broker's close-ok"
+}
+
 # publish_letters [--unreadable] [--to EXCHANGE] [--key KEY] [--bytes N] PREFIX COUNT:
 # COUNT letters through EXCHANGE (default orderq.dead; "" is the default
 # exchange, to the queue KEY names), persistent, mandatory and confirmed:

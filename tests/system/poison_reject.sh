@@ -47,10 +47,7 @@ PY
 # The first consumer reaches the broker through a link that delivers what
 # it sends 50 ms late, and resets the broker's side when it resets its
 # own: a broker that has not yet read the reject when the consumer resets.
-"$PY" "$(dirname "$0")/slow_link.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
-    --delay-ms 50 --ready-file "$WORK/link" --report "$WORK/link.report" &
-CLEANUP+=("kill $!")
-wait_for 10 test -s "$WORK/link" || fail "the slow link did not start"
+start_link 50
 DIRECT_URL=$ORDERQ_AMQP_URL
 rules_rows() { sql "$DB" -e "SELECT COUNT(*) FROM event_ledger WHERE handler = 'coupon_rules'"; }
 rules_rows_are() { [ "$(rules_rows)" = "$1" ]; }
@@ -59,7 +56,7 @@ note "a work queue that dead-letters: the unreadable message first, 200 orders o
 publish_unreadable
 publish_orders 200 9610000000 shop.events order.processing
 http=127.0.0.1:$(free_port)
-ORDERQ_AMQP_URL=${DIRECT_URL/127.0.0.1:5672/$(cat "$WORK/link")} CONSUME_QUEUES=orderq.order.processing \
+ORDERQ_AMQP_URL=$LINK_URL CONSUME_QUEUES=orderq.order.processing \
     start_consumer dlx --no-archive --prefetch 500 --http-addr "$http"
 wait_for 60 rules_rows_are 200 || fail "orders taken: $(rules_rows) of 200: $(grep -c 'reading delivery' "$WORK/dlx.log") unreadable deliveries"
 sleep 2
@@ -71,9 +68,11 @@ kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the unreadable message (each one more reconnect)"
 # both consuming connections (the one closed on the unreadable message,
-# the one closed on TERM) ended after the broker's close-ok, none reset
+# the one closed on TERM) and the others (the relay's, the parker's, closed
+# on TERM) ended after the broker's close-ok, none reset
 expect_eq "consume: fin after close-ok,consume: fin after close-ok" \
     "$(grep '^consume:' "$WORK/link.report" | paste -sd,)" "how the link saw the consuming connections end"
+expect_polite_ends
 wait_for 10 ready_is orderq.dead 1 || fail "the unreadable message in orderq.dead: expected 1, got $(queue_ready orderq.dead)"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead is not the unreadable message, rejected once"
 import sys, pika
