@@ -126,11 +126,17 @@ static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_me
             (int)why->routing_key.len, (const char *)why->routing_key.bytes);
 }
 
-static void bridge_close(struct bridge *br)
+/* failed: after a failed pass, the connection is only freed (it may not
+ * answer); else between passes, every publish confirmed: closed politely,
+ * as a connection only freed is a warning in RabbitMQ's log. */
+static void bridge_close(struct bridge *br, int failed)
 {
     oq_publisher_free(br->pub);
     br->pub = NULL;
-    oq_broker_drop(br->b, 1);
+    if (failed)
+        oq_broker_drop(br->b, 1);
+    else
+        oq_broker_close(br->b);
     br->b = NULL;
     oq_db_close(br->db);
     br->db = NULL;
@@ -299,7 +305,7 @@ int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile
             break;
         if (n < 0) {
             oq_error("legacy bridge: %s", err);
-            bridge_close(br);
+            bridge_close(br, 1);
         }
         br->failures = n < 0 ? br->failures + 1 : 0;
         oq_nap(n < 0 ? oq_backoff_ms(br->failures) : 1000, stop);
@@ -307,7 +313,7 @@ int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile
     if (progress->update != NULL)
         progress->update(progress, 1);
     rows_clear(br);
-    bridge_close(br);
+    bridge_close(br, 0);
     free(br);
     return rc;
 }
