@@ -311,6 +311,27 @@ void oq_broker_close(struct oq_broker *b)
     free(b);
 }
 
+#define STOPPING_CLOSE_MS 500 /* a close's wait once stopping: the broker is near */
+
+void oq_broker_close_stopping(struct oq_broker *b)
+{
+    if (b == NULL)
+        return;
+    /* connection.close alone closes the channels too: one reply to wait
+     * for, and not long, so that a stop stays within its budget */
+    if (b->open) {
+        struct timeval tv = oq_ms_to_timeval(STOPPING_CLOSE_MS);
+        amqp_set_rpc_timeout(b->conn, &tv);
+        amqp_rpc_reply_t r = amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL)
+            oq_warn("closing the connection to RabbitMQ: no close-ok within %d ms; dropped "
+                    "instead (RabbitMQ logs it as closed unexpectedly)",
+                    STOPPING_CLOSE_MS);
+    }
+    amqp_destroy_connection(b->conn);
+    free(b);
+}
+
 void oq_broker_drop(struct oq_broker *b, int failed)
 {
     if (b == NULL)
@@ -325,8 +346,7 @@ void oq_broker_drop(struct oq_broker *b, int failed)
     free(b);
 }
 
-#define STOPPING_CLOSE_MS 500 /* a close's wait once stopping: the broker is near */
-#define CLOSE_OK_QUIET_MS 20  /* nothing after a close-ok: it was not a body's last bytes */
+#define CLOSE_OK_QUIET_MS 20 /* nothing after a close-ok: it was not a body's last bytes */
 
 /* The last frame RabbitMQ sends on a connection: connection.close-ok
  * (method frame on channel 0, 4 bytes: class 10, method 51; frame end).
@@ -334,49 +354,47 @@ void oq_broker_drop(struct oq_broker *b, int failed)
 static const unsigned char CLOSE_OK_FRAME[] = {1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xCE};
 static const unsigned char HEARTBEAT_FRAME[] = {8, 0, 0, 0, 0, 0, 0, 0xCE};
 
-/* The last bytes read from a connection librabbitmq no longer reads. */
-struct input_tail {
-    unsigned char bytes[64];
-    size_t len;
-};
-
-static void tail_add(struct input_tail *t, const char *data, size_t n)
+void oq_close_ok_watch_add(struct oq_close_ok_watch *w, const void *data, size_t n)
 {
-    size_t keep = sizeof(t->bytes);
+    size_t keep = sizeof(w->bytes);
+    const unsigned char *in = data;
     if (n >= keep) {
-        memcpy(t->bytes, data + n - keep, keep);
-        t->len = keep;
+        memcpy(w->bytes, in + n - keep, keep);
+        w->len = keep;
         return;
     }
-    if (t->len + n > keep) { /* drop the oldest */
-        size_t drop = t->len + n - keep;
-        memmove(t->bytes, t->bytes + drop, t->len - drop);
-        t->len -= drop;
+    if (w->len + n > keep) { /* drop the oldest */
+        size_t drop = w->len + n - keep;
+        memmove(w->bytes, w->bytes + drop, w->len - drop);
+        w->len -= drop;
     }
-    memcpy(t->bytes + t->len, data, n);
-    t->len += n;
+    memcpy(w->bytes + w->len, in, n);
+    w->len += n;
 }
 
-/* Whether the input ends with a close-ok, heartbeats after it aside. */
-static int tail_is_close_ok(const struct input_tail *t)
+int oq_close_ok_watch_seen(const struct oq_close_ok_watch *w)
 {
-    size_t n = t->len, hb = sizeof(HEARTBEAT_FRAME), ok = sizeof(CLOSE_OK_FRAME);
-    while (n >= ok + hb && memcmp(t->bytes + n - hb, HEARTBEAT_FRAME, hb) == 0)
+    size_t n = w->len, hb = sizeof(HEARTBEAT_FRAME), ok = sizeof(CLOSE_OK_FRAME);
+    while (n >= ok + hb && memcmp(w->bytes + n - hb, HEARTBEAT_FRAME, hb) == 0)
         n -= hb;
-    return n >= ok && memcmp(t->bytes + n - ok, CLOSE_OK_FRAME, ok) == 0;
+    return n >= ok && memcmp(w->bytes + n - ok, CLOSE_OK_FRAME, ok) == 0;
 }
 
-/* Read and discard fd's input until the broker's close-ok (see_close_ok:
- * the bytes on fd are AMQP frames, not TLS records) followed by
- * CLOSE_OK_QUIET_MS of nothing, or until the broker closes it: 0. At the
- * deadline (at most STOPPING_CLOSE_MS away once *stop is set: the reject
- * must still get there, or an archived letter is archived again):
- * OQ_ETIMEOUT. A socket error: OQ_EBROKER. */
-static int drain_until_close_ok(int fd, int see_close_ok, int64_t deadline,
+/* Read and discard b's raw input until the broker's close-ok (see_close_ok:
+ * the bytes are AMQP frames, not TLS records) followed by CLOSE_OK_QUIET_MS
+ * of nothing, or until the broker closes it: 0. At the deadline (at most
+ * STOPPING_CLOSE_MS away once *stop is set: the reject must still get
+ * there, or an archived letter is archived again): OQ_ETIMEOUT. A socket
+ * error: OQ_EBROKER. Heartbeats go on meanwhile: until its close-ok,
+ * RabbitMQ ends a connection that misses them as abruptly as a FIN. */
+static int drain_until_close_ok(struct oq_broker *b, int see_close_ok, int64_t deadline,
                                 volatile sig_atomic_t *stop)
 {
     char buf[65536];
-    struct input_tail tail = {.len = 0};
+    struct oq_close_ok_watch tail = {.len = 0};
+    int fd = amqp_get_sockfd(b->conn);
+    int64_t beat_ms = amqp_get_heartbeat(b->conn) * 1000LL / 2, last_beat = oq_now_ms();
+    amqp_frame_t beat = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
     for (;;) {
         int64_t now = oq_now_ms();
         if (*stop && deadline > now + STOPPING_CLOSE_MS)
@@ -384,7 +402,11 @@ static int drain_until_close_ok(int fd, int see_close_ok, int64_t deadline,
         int64_t left = deadline - now;
         if (left <= 0)
             return OQ_ETIMEOUT;
-        int close_ok = see_close_ok && tail_is_close_ok(&tail);
+        if (beat_ms > 0 && now - last_beat >= beat_ms) {
+            (void)amqp_send_frame(b->conn, &beat);
+            last_beat = now;
+        }
+        int close_ok = see_close_ok && oq_close_ok_watch_seen(&tail);
         int64_t wait = close_ok ? CLOSE_OK_QUIET_MS : 100; /* and *stop seen soon */
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int n = poll(&p, 1, (int)(left < wait ? left : wait));
@@ -401,7 +423,7 @@ static int drain_until_close_ok(int fd, int see_close_ok, int64_t deadline,
         if (got == 0)
             return 0;
         if (got > 0)
-            tail_add(&tail, buf, (size_t)got);
+            oq_close_ok_watch_add(&tail, buf, (size_t)got);
         else if (errno != EINTR && errno != EAGAIN)
             return OQ_EBROKER;
     }
@@ -443,8 +465,7 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile
      * (the message comes back). Over TLS the raw bytes are records, so the
      * wait is for RabbitMQ's own close, min(heartbeat, 30) s after its
      * close-ok. */
-    int fd = amqp_get_sockfd(b->conn);
-    int64_t wait_ms = timeout_ms;
+    int64_t wait_ms = timeout_ms, started = oq_now_ms();
     if (b->tls) {
         int heartbeat = amqp_get_heartbeat(b->conn);
         wait_ms += (heartbeat > 0 && heartbeat < 30 ? heartbeat : 30) * 1000LL;
@@ -452,15 +473,16 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile
                 "over TLS this waits for RabbitMQ to close it (up to %lld s)",
                 (long long)(wait_ms / 1000));
     }
-    if (fd < 0 || amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0)
+    if (amqp_get_sockfd(b->conn) < 0 ||
+        amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0)
         rc = OQ_EBROKER;
     else
-        rc = drain_until_close_ok(fd, !b->tls, oq_now_ms() + wait_ms, stop);
+        rc = drain_until_close_ok(b, !b->tls, started + wait_ms, stop);
     if (rc == OQ_ETIMEOUT)
         oq_warn("closing the connection on a delivery it cannot read: the broker did not answer "
-                "the close within %lld ms (connect_timeout_ms, or stopping); dropped, so a "
-                "reject it had not yet handled is lost and the message comes back once more",
-                (long long)wait_ms);
+                "the close within %lld ms (connect_timeout_ms%s); dropped, so if the broker "
+                "had not yet handled the reject, the message comes back once more",
+                (long long)(oq_now_ms() - started), *stop ? ", cut short by the stop" : "");
     oq_broker_drop(b, 0);
     return rc;
 }

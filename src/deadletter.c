@@ -1113,15 +1113,14 @@ static void held_returned(void *ctx, const amqp_basic_return_t *why, const amqp_
 }
 
 /* failed: the held connection broke (its node is blamed), else it is
- * closed for a reason of our own: politely when stopping (it is idle, each
- * publish is waited for), since a connection only freed is a warning in
- * RabbitMQ's log at every stop. */
-static void held_disconnect(struct oq_archiver *a, int failed)
+ * closed for a reason of our own; stopping: politely (it is idle then,
+ * each publish is waited for). */
+static void held_disconnect(struct oq_archiver *a, int failed, int stopping)
 {
     oq_publisher_free(a->held_pub);
     a->held_pub = NULL;
-    if (!failed && a->stop)
-        oq_broker_close(a->held_b);
+    if (stopping)
+        oq_broker_close_stopping(a->held_b);
     else
         oq_broker_drop(a->held_b, failed);
     a->held_b = NULL;
@@ -1140,7 +1139,7 @@ static int held_connect(struct oq_archiver *a, char *why, size_t whylen)
     amqp_channel_open(oq_broker_conn(a->held_b), DECLARE_CHANNEL);
     if (oq_broker_check(a->held_b, DECLARE_CHANNEL, "channel.open") != 0) {
         snprintf(why, whylen, "opening the declare channel: %s", oq_broker_error(a->held_b));
-        held_disconnect(a, 1);
+        held_disconnect(a, 1, 0);
         return OQ_EBROKER;
     }
     return 0;
@@ -1208,7 +1207,7 @@ static int publish_held_once(struct oq_archiver *a, const amqp_message_t *m,
     if (rc != 0) {
         snprintf(why, whylen, "publishing it to %s: %s", a->held_queue,
                  rc == OQ_ETIMEOUT ? "no confirm in 30 s" : oq_broker_error(a->held_b));
-        held_disconnect(a, 1);
+        held_disconnect(a, 1, 0);
         return OQ_EBROKER;
     }
     if (a->held_returned || !a->held_acked) {
@@ -1238,7 +1237,7 @@ static void held_keepalive(struct oq_archiver *a)
 {
     char why[OQ_ERRLEN];
     if (a->held_pub != NULL && oq_publisher_keepalive(a->held_pub, why, sizeof(why)) != 0)
-        held_disconnect(a, 1); /* opened again by the next held letter */
+        held_disconnect(a, 1, 0); /* opened again by the next held letter */
 }
 
 /* The most body bytes a row holds: OQ_DEAD_LETTER_MAX_BODY, and MySQL's
@@ -1488,10 +1487,10 @@ static void archive_disconnect(struct oq_archiver *a, struct oq_broker *b, enum 
     if (end == ARCHIVE_UNREADABLE)
         (void)oq_broker_close_unreadable(b, a->cfg->connect_timeout_ms, &a->stop);
     else if (end == ARCHIVE_STOPPED)
-        oq_broker_close(b);
+        oq_broker_close_stopping(b);
     else
         oq_broker_drop(b, end == ARCHIVE_LOST);
-    held_disconnect(a, 0);
+    held_disconnect(a, 0, end == ARCHIVE_STOPPED);
     oq_metric_add(OQ_M_ARCHIVE_HELD, -a->held);
     a->held = 0;
 }

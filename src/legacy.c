@@ -127,8 +127,7 @@ static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_me
 }
 
 /* failed: after a failed pass, the connection is only freed (it may not
- * answer); else between passes, every publish confirmed: closed politely,
- * as a connection only freed is a warning in RabbitMQ's log. */
+ * answer); else between passes, every publish confirmed: closed politely. */
 static void bridge_close(struct bridge *br, int failed)
 {
     oq_publisher_free(br->pub);
@@ -136,7 +135,7 @@ static void bridge_close(struct bridge *br, int failed)
     if (failed)
         oq_broker_drop(br->b, 1);
     else
-        oq_broker_close(br->b);
+        oq_broker_close_stopping(br->b);
     br->b = NULL;
     oq_db_close(br->db);
     br->db = NULL;
@@ -313,7 +312,7 @@ int oq_legacy_relay_run(const struct oq_config *cfg, const char *table, volatile
     if (progress->update != NULL)
         progress->update(progress, 1);
     rows_clear(br);
-    bridge_close(br, 0);
+    bridge_close(br, rc != 0); /* --once after a failed pass */
     free(br);
     return rc;
 }

@@ -107,15 +107,12 @@ static void link_close_broker(struct link *l)
 }
 
 /* Stopping, between rounds: every publish was confirmed (or the link was
- * dropped when one was not), so the broker reads a polite close, each
- * reply waited for at most connect_timeout_ms. A connection only freed
- * costs a warning in RabbitMQ's log at every stop ("client unexpectedly
- * closed TCP connection"). */
+ * dropped when one was not), so it is closed politely. */
 static void link_close(struct link *l)
 {
     oq_publisher_free(l->pub);
     l->pub = NULL;
-    oq_broker_close(l->b);
+    oq_broker_close_stopping(l->b);
     l->b = NULL;
     oq_db_close(l->db);
     l->db = NULL;

@@ -25,6 +25,14 @@ OQ_WUR int oq_broker_connect(const struct oq_config *cfg, const char *purpose,
 /* Close channels and the connection politely, then free. NULL is fine. */
 void oq_broker_close(struct oq_broker *b);
 
+/* Close a connection politely when stopping, with nothing left to settle
+ * on it (every publish confirmed; deliveries unacked go back):
+ * connection.close alone, its close-ok waited for at most half a second
+ * (a warning if it does not come), then free. A connection only freed is
+ * "client unexpectedly closed TCP connection" in RabbitMQ's log. NULL is
+ * fine. */
+void oq_broker_close_stopping(struct oq_broker *b);
+
 /* Free a connection without the closing handshake, which could only wait
  * for a reply that never comes. The broker requeues whatever was unacked.
  * failed: the connection broke (closed by the broker, a socket error), so
@@ -40,6 +48,20 @@ void oq_broker_drop(struct oq_broker *b, int failed);
  * error, a close by the broker): the connection's fault, not the message's. */
 int oq_broker_unreadable(amqp_rpc_reply_t reply);
 
+/* The end of a connection's raw input, read past librabbitmq (which stops
+ * at a frame it cannot decode), watched for the broker's last frame,
+ * connection.close-ok. Zero-initialise; add the bytes as they are read. */
+struct oq_close_ok_watch {
+    unsigned char bytes[64];
+    size_t len;
+};
+void oq_close_ok_watch_add(struct oq_close_ok_watch *w, const void *data, size_t n);
+
+/* 1 when the input so far ends with close-ok (heartbeat frames after it
+ * aside). A body whose last bytes are those of close-ok looks the same:
+ * the caller also waits for a pause. */
+int oq_close_ok_watch_seen(const struct oq_close_ok_watch *w);
+
 /* Close a connection whose input librabbitmq can no longer read (a frame it
  * cannot decode stays at the head of its input, e.g. a header named ""),
  * so that what was sent last (a basic.reject) is not lost: send
@@ -48,8 +70,8 @@ int oq_broker_unreadable(amqp_rpc_reply_t reply);
  * handled (over TLS: until the broker closes it, min(heartbeat, 30) s
  * later), and only then close our side. At most timeout_ms (plus that wait
  * over TLS; half a second once *stop is set). The node is not blamed.
- * Returns 0 after the close-ok, OQ_ETIMEOUT or OQ_EBROKER (it was freed
- * all the same). NULL is fine (0). */
+ * Returns 0 after the close-ok or the broker's close, OQ_ETIMEOUT or
+ * OQ_EBROKER (it was freed all the same). NULL is fine (0). */
 int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms,
                                volatile sig_atomic_t *stop);
 

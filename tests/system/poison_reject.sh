@@ -70,9 +70,9 @@ expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the u
 # both consuming connections (the one closed on the unreadable message,
 # the one closed on TERM) and the others (the relay's, the parker's, closed
 # on TERM) ended after the broker's close-ok, none reset
+expect_polite_ends
 expect_eq "consume: fin after close-ok,consume: fin after close-ok" \
     "$(grep '^consume:' "$WORK/link.report" | paste -sd,)" "how the link saw the consuming connections end"
-expect_polite_ends
 wait_for 10 ready_is orderq.dead 1 || fail "the unreadable message in orderq.dead: expected 1, got $(queue_ready orderq.dead)"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead is not the unreadable message, rejected once"
 import sys, pika

@@ -12,8 +12,8 @@ data sends a RST), the upstream connection is reset at once too and what
 the client sent in its last --delay-ms is dropped, as a broker's kernel
 drops unread input on a RST. A clean close (FIN) is passed on after the
 bytes before it. --ready-file gets the listening address once it accepts.
---report gets a line for each client connection that ends, its orderq
-connection name's purpose first ("consume: ", "?: " for another client),
+--report gets "open" for each client connection accepted, and a line for
+each that ends, its orderq connection name's purpose first ("consume: ", "?: " for another client),
 then "fin after close-ok" when the client closed its side after the broker's last frame,
 connection.close-ok (heartbeats aside), "fin before close-ok" when it did
 so earlier (RabbitMQ then ends the connection at once, its channels with
@@ -148,6 +148,9 @@ def main():
             f.write("%s:%d\n" % srv.getsockname())
     while True:
         client, _ = srv.accept()
+        if a.report:
+            with open(a.report, "a") as f:
+                f.write("open\n")
         try:
             Link(client, (uhost, int(uport)), a.delay_ms / 1000.0, a.report).run()
         except OSError:

@@ -88,6 +88,8 @@ gen_events 1 --start 9500000001 | oq publish - >/dev/null || fail "publish over 
 ORDERQ_HEARTBEAT_S=2 start_consumer tls-unreadable
 wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM coupon')\" = 2 ]" ||
     fail "the order behind the unreadable message took no effect: $(tail -3 "$WORK/tls-unreadable.log")"
+wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE error_class = 'unreadable'\")\" -ge 1 ]" ||
+    fail "the archiver stored no row for the unreadable message: $(tail -3 "$WORK/tls-unreadable.log")"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
 expect_eq 1 "$(grep -c 'reading delivery' "$WORK/tls-unreadable.log")" "deliveries of the unreadable message"
