@@ -380,19 +380,18 @@ int oq_close_ok_watch_seen(const struct oq_close_ok_watch *w)
     return n >= ok && memcmp(w->bytes + n - ok, CLOSE_OK_FRAME, ok) == 0;
 }
 
-/* Read and discard b's raw input until the broker's close-ok (see_close_ok:
+/* Read and discard b's raw input (fd) until the broker's close-ok (see_close_ok:
  * the bytes are AMQP frames, not TLS records) followed by CLOSE_OK_QUIET_MS
  * of nothing, or until the broker closes it: 0. At the deadline (at most
  * STOPPING_CLOSE_MS away once *stop is set: the reject must still get
  * there, or an archived letter is archived again): OQ_ETIMEOUT. A socket
  * error: OQ_EBROKER. Heartbeats go on meanwhile: until its close-ok,
  * RabbitMQ ends a connection that misses them as abruptly as a FIN. */
-static int drain_until_close_ok(struct oq_broker *b, int see_close_ok, int64_t deadline,
+static int drain_until_close_ok(struct oq_broker *b, int fd, int see_close_ok, int64_t deadline,
                                 volatile sig_atomic_t *stop)
 {
     char buf[65536];
     struct oq_close_ok_watch tail = {.len = 0};
-    int fd = amqp_get_sockfd(b->conn);
     int64_t beat_ms = amqp_get_heartbeat(b->conn) * 1000LL / 2, last_beat = oq_now_ms();
     amqp_frame_t beat = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
     for (;;) {
@@ -473,11 +472,11 @@ int oq_broker_close_unreadable(struct oq_broker *b, int64_t timeout_ms, volatile
                 "over TLS this waits for RabbitMQ to close it (up to %lld s)",
                 (long long)(wait_ms / 1000));
     }
-    if (amqp_get_sockfd(b->conn) < 0 ||
-        amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0)
+    int fd = amqp_get_sockfd(b->conn);
+    if (fd < 0 || amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close) != 0)
         rc = OQ_EBROKER;
     else
-        rc = drain_until_close_ok(b, !b->tls, started + wait_ms, stop);
+        rc = drain_until_close_ok(b, fd, !b->tls, started + wait_ms, stop);
     if (rc == OQ_ETIMEOUT)
         oq_warn("closing the connection on a delivery it cannot read: the broker did not answer "
                 "the close within %lld ms (connect_timeout_ms%s); dropped, so if the broker "

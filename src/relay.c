@@ -98,22 +98,22 @@ static void on_returned(void *ctx, const amqp_basic_return_t *why, const amqp_me
             (int)why->routing_key.len, (const char *)why->routing_key.bytes);
 }
 
-static void link_close_broker(struct link *l)
+/* stopping: between rounds, every publish confirmed (or the link was
+ * dropped when one was not), so it is closed politely; else it failed. */
+static void link_close_broker(struct link *l, int stopping)
 {
     oq_publisher_free(l->pub);
     l->pub = NULL;
-    oq_broker_drop(l->b, 1);
+    if (stopping)
+        oq_broker_close_stopping(l->b);
+    else
+        oq_broker_drop(l->b, 1);
     l->b = NULL;
 }
 
-/* Stopping, between rounds: every publish was confirmed (or the link was
- * dropped when one was not), so it is closed politely. */
 static void link_close(struct link *l)
 {
-    oq_publisher_free(l->pub);
-    l->pub = NULL;
-    oq_broker_close_stopping(l->b);
-    l->b = NULL;
+    link_close_broker(l, 1);
     oq_db_close(l->db);
     l->db = NULL;
 }
@@ -165,7 +165,7 @@ static int link_open(struct link *l, char *err, size_t errlen)
  * "database"} counts the times MySQL itself failed us. */
 static void link_fail(struct link *l, int rc)
 {
-    link_close_broker(l);
+    link_close_broker(l, 0);
     if (rc == OQ_EDB) {
         oq_db_close(l->db);
         l->db = NULL;

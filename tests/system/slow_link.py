@@ -13,11 +13,12 @@ the client sent in its last --delay-ms is dropped, as a broker's kernel
 drops unread input on a RST. A clean close (FIN) is passed on after the
 bytes before it. --ready-file gets the listening address once it accepts.
 --report gets "open" for each client connection accepted, and a line for
-each that ends, its orderq connection name's purpose first ("consume: ", "?: " for another client),
-then "fin after close-ok" when the client closed its side after the broker's last frame,
-connection.close-ok (heartbeats aside), "fin before close-ok" when it did
-so earlier (RabbitMQ then ends the connection at once, its channels with
-it, whatever they had not yet handled), "reset" for a RST.
+each that ends: its orderq connection name's purpose ("consume: ", "?: "
+for another client), then "fin after close-ok" when the client closed its
+side after the broker's last frame, connection.close-ok (heartbeats
+aside), "fin before close-ok" when it did so earlier (RabbitMQ then ends
+the connection at once, its channels with it, whatever they had not yet
+handled), "reset" for a RST.
 Standard library only: run it with Debian's /usr/bin/python3.
 """
 import argparse

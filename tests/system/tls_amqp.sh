@@ -5,8 +5,9 @@
 # here): with amqp_ca = the right CA and amqp_cert/amqp_key, topology,
 # publish, consume and the relay all work over TLS and an event goes
 # through; a message librabbitmq cannot read is dead-lettered once, held
-# by the archiver once, and the orders behind it go through; an unrelated CA, the system's CAs, no client certificate, and a
-# host the certificate does not name (127.0.0.2) each fail with a reason
+# by the archiver once, and the orders behind it go through; an unrelated
+# CA, the system's CAs, no client certificate, and a host the certificate
+# does not name (127.0.0.2) each fail with a reason
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/tls_lib.sh"
 make_certs
@@ -86,9 +87,10 @@ ch.basic_publish("shop.events", "order.processing", b"{\"event_identifier\":\"hd
     fail "publishing the unreadable message over TLS"
 gen_events 1 --start 9500000001 | oq publish - >/dev/null || fail "publish over TLS"
 ORDERQ_HEARTBEAT_S=2 start_consumer tls-unreadable
-wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e 'SELECT COUNT(*) FROM coupon')\" = 2 ]" ||
+counted() { [ "$(sql "$DB" -e "SELECT COUNT(*) FROM $1")" = "$2" ]; } # TABLE [WHERE ...] N
+wait_for 30 counted coupon 2 ||
     fail "the order behind the unreadable message took no effect: $(tail -3 "$WORK/tls-unreadable.log")"
-wait_for 30 bash -c "[ \"\$(mariadb --socket=$SOCK -uroot -N -B $DB -e \"SELECT COUNT(*) FROM dead_letter WHERE error_class = 'unreadable'\")\" -ge 1 ]" ||
+wait_for 30 counted "dead_letter WHERE error_class = 'unreadable'" 1 ||
     fail "the archiver stored no row for the unreadable message: $(tail -3 "$WORK/tls-unreadable.log")"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "consumer exit code"
