@@ -287,7 +287,7 @@ static const struct setting settings[] = {
      "type of every queue orderq declares"},
     {"delivery_limit", T_INT, "20", 1, 1000, NULL, 0, NULL, OFF(delivery_limit),
      "quorum x-delivery-limit: redeliveries before the broker dead-letters a message"},
-    {"prefetch", T_INT, "500", 1, 65535, NULL, 0, NULL, OFF(prefetch),
+    {"prefetch", T_INT, "1000", 1, 65535, NULL, 0, NULL, OFF(prefetch),
      "basic.qos prefetch count per consumer channel"},
     {"max_message_bytes", T_INT, "1048576", 1024, 536870912, NULL, 0, NULL, OFF(max_message_bytes),
      "largest message body handled; a larger one is dead-lettered (class too_large) unparsed"},

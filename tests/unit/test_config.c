@@ -47,7 +47,7 @@ static void defaults_are_the_documented_ones(void **state)
     assert_string_equal(cfg->smtp_url, "smtp://127.0.0.1:1025");
     assert_string_equal(cfg->http_addr, "127.0.0.1:9464");
     assert_string_equal(cfg->shop_exchange, "shop.events");
-    assert_int_equal(cfg->prefetch, 500);
+    assert_int_equal(cfg->prefetch, 1000);
     assert_int_equal(cfg->batch_size, 250);
     assert_int_equal(cfg->batch_window_ms, 5);
     assert_int_equal(cfg->max_attempts, 8);
