@@ -2,7 +2,8 @@
 # relay.sh - `orderq relay`: outbox rows published once each with confirms and
 # marked, even with two relays at once (SKIP LOCKED); an unroutable row stays;
 # a relay killed -9 while it publishes leaves its rows to the next at once, one
-# stopped there within connect_timeout_ms + 30 s
+# stopped there within connect_timeout_ms + 30 s; a stop whose close goes
+# unanswered takes half a second
 source "$(dirname "$0")/lib.sh"
 setup_declared
 
@@ -121,3 +122,29 @@ kill -9 "$caught"
 wait "$caught" 2>/dev/null || true
 oq relay --once >"$WORK/r8.out" 2>"$WORK/r8.err" || fail "the next relay: $(cat "$WORK/r8.err")"
 expect_eq "published 300 outbox events" "$(cat "$WORK/r8.out")" "the next relay, after the first gave up on its confirms"
+
+note "a relay stopping while the broker does not answer its close: half a second, a warning, and out"
+# Through a link that swallows connection.close: no close-ok comes. The
+# stop waits STOPPING_CLOSE_MS (500 ms), not connect_timeout_ms, so a stop
+# against a hung broker stays within deploy.md's budget.
+start_link 0 --swallow-close
+port=$(free_port)
+ORDERQ_AMQP_URL=$LINK_URL "$ORDERQ_BIN" relay --http-addr "127.0.0.1:$port" --connect-timeout-ms 8000 2>"$WORK/mute.log" &
+mute=$!
+CLEANUP+=("kill -9 $mute")
+wait_for 20 curl -sf "http://127.0.0.1:$port/readyz" || fail "the relay never became ready: $(tail -5 "$WORK/mute.log")"
+sql "$DB" -e "INSERT INTO outbox (event_code, event_identifier, exchange_name, routing_key, body)
+    SELECT 'coupon.email', CONCAT('m', seq, '_processing_1_14'), '', 'coupon.email', '{}' FROM seq_1_to_5"
+published_m() { [ "$(sql "$DB" -e "SELECT COUNT(*) FROM outbox WHERE event_identifier LIKE 'm%' AND published_at IS NOT NULL")" = 5 ]; }
+wait_for 20 published_m || fail "the relay behind the link did not publish: $(tail -3 "$WORK/mute.log")"
+t0=$(date +%s%N)
+kill -TERM "$mute"
+wait "$mute" && rc=0 || rc=$?
+stop_ms=$((($(date +%s%N) - t0) / 1000000))
+note "stopped in $stop_ms ms"
+expect_eq 0 "$rc" "the relay's exit status after TERM: $(tail -3 "$WORK/mute.log")"
+expect_contains "no close-ok within 500 ms" "$(cat "$WORK/mute.log")" "the relay's warning"
+[ "$stop_ms" -lt 3000 ] || fail "the relay took $stop_ms ms to stop with no close-ok coming (connect_timeout_ms 8000; expected about 500)"
+wait_for 10 link_ends_all || fail "the relay's connection through the link did not end: $(paste -sd, "$WORK/link.report")"
+expect_eq "relay: close swallowed,relay: fin before close-ok" "$(grep -v '^open$' "$WORK/link.report" | paste -sd,)" \
+    "how the relay's connection ended"

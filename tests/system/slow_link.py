@@ -3,6 +3,7 @@
 
 usage: slow_link.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:5672
                     [--delay-ms 200] [--ready-file PATH] [--report PATH]
+                    [--swallow-close]
 
 For the system tests: it stands for a broker that has not yet read what a
 client sent when the client resets the connection. Bytes from the client
@@ -19,6 +20,10 @@ side after the broker's last frame, connection.close-ok (heartbeats
 aside), "fin before close-ok" when it did so earlier (RabbitMQ then ends
 the connection at once, its channels with it, whatever they had not yet
 handled), "reset" for a RST.
+--swallow-close: a broker that never answers a close. The client's
+connection.close frame and everything it sends after it are dropped, so
+no close-ok comes back; the report then says "close swallowed" when it
+happens.
 Standard library only: run it with Debian's /usr/bin/python3.
 """
 import argparse
@@ -30,6 +35,8 @@ import threading
 import time
 
 CLOSE_OK = bytes([1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xCE])
+# connection.close from the client: a method frame on channel 0, class 10, method 50
+CONNECTION_CLOSE = re.compile(rb"\x01\x00\x00[\x00-\xff]{4}\x00\x0a\x00\x32", re.S)
 HEARTBEAT = bytes([8, 0, 0, 0, 0, 0, 0, 0xCE])
 
 
@@ -48,9 +55,11 @@ def reset(sock):
 
 
 class Link:
-    def __init__(self, client, upstream_addr, delay, report):
+    def __init__(self, client, upstream_addr, delay, report, swallow_close=False):
         self.client = client
         self.report = report
+        self.swallow_close = swallow_close
+        self.swallowing = False
         self.up_tail = b""  # the last bytes the upstream sent
         self.head = b""  # the first bytes the client sent: its connection name
         self.up = socket.create_connection(upstream_addr)
@@ -73,6 +82,15 @@ class Link:
                 return
             if len(self.head) < 4096:
                 self.head += data
+            if self.swallowing and data:
+                continue
+            close = CONNECTION_CLOSE.search(data) if self.swallow_close else None
+            if close:
+                self.swallowing = True
+                self.note("close swallowed")
+                data = data[: close.start()]
+                if not data:
+                    continue
             if not data:
                 self.note("fin after close-ok" if ends_with_close_ok(self.up_tail) else "fin before close-ok")
             with self.cv:
@@ -137,6 +155,7 @@ def main():
     ap.add_argument("--delay-ms", type=int, default=200)
     ap.add_argument("--ready-file")
     ap.add_argument("--report")
+    ap.add_argument("--swallow-close", action="store_true")
     a = ap.parse_args()
     host, port = a.listen.rsplit(":", 1)
     uhost, uport = a.upstream.rsplit(":", 1)
@@ -153,7 +172,7 @@ def main():
             with open(a.report, "a") as f:
                 f.write("open\n")
         try:
-            Link(client, (uhost, int(uport)), a.delay_ms / 1000.0, a.report).run()
+            Link(client, (uhost, int(uport)), a.delay_ms / 1000.0, a.report, a.swallow_close).run()
         except OSError:
             reset(client)
 
