@@ -23,7 +23,7 @@ wait_for 10 ready_is orderq.dead 0 || fail "left in orderq.dead: $(queue_ready o
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_polite_ends
-expect_eq 2 "$(grep -c '^archive:' "$WORK/link.report")" "archive connections (one closed on the letter, one on TERM)"
+expect_eq 2 "$(grep -c '^archive:' "$LINK_REPORT")" "archive connections (one closed on the letter, one on TERM)"
 expect_eq 1 "$(queue_ready orderq.dead.held)" "letters in orderq.dead.held"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead.held is not the unreadable one, whole"
 import sys, pika

@@ -221,24 +221,30 @@ PY
 
 # start_link DELAY_MS [--swallow-close]: tests/system/slow_link.py in front
 # of the shared broker (what the client sends arrives DELAY_MS late); LINK_URL
-# is ORDERQ_AMQP_URL through it, and $WORK/link.report gets "open" for each
+# is ORDERQ_AMQP_URL through it, and LINK_REPORT ($WORK/link.report for a
+# test's first link, link2.report for its second, ...) gets "open" for each
 # connection through it, and a line when it ends ("consume: fin after
 # close-ok", ...).
+LINKS=0
 start_link() {
+    local name=link
+    LINKS=$((LINKS + 1))
+    [ "$LINKS" = 1 ] || name=link$LINKS
     "$PY" "$(dirname "${BASH_SOURCE[0]}")/slow_link.py" --listen 127.0.0.1:0 --upstream 127.0.0.1:5672 \
-        --delay-ms "$1" --ready-file "$WORK/link" --report "$WORK/link.report" "${@:2}" &
+        --delay-ms "$1" --ready-file "$WORK/$name" --report "$WORK/$name.report" "${@:2}" &
     CLEANUP+=("kill $!")
-    wait_for 10 test -s "$WORK/link" || fail "the slow link did not start"
-    LINK_URL=${ORDERQ_AMQP_URL/127.0.0.1:5672/$(cat "$WORK/link")}
+    wait_for 10 test -s "$WORK/$name" || fail "the slow link did not start"
+    LINK_URL=${ORDERQ_AMQP_URL/127.0.0.1:5672/$(cat "$WORK/$name")}
+    LINK_REPORT=$WORK/$name.report
 }
 
 # expect_polite_ends: every connection through the link has ended (the
 # link writes that in a thread of its own: waited for), each after the
 # broker's close-ok (none shut before it, none reset).
-link_ends_all() { [ "$(grep -c '^open$' "$WORK/link.report")" = "$(grep -cE ': (fin (after|before) close-ok|reset)$' "$WORK/link.report")" ]; }
+link_ends_all() { [ "$(grep -c '^open$' "$LINK_REPORT")" = "$(grep -cE ': (fin (after|before) close-ok|reset)$' "$LINK_REPORT")" ]; }
 expect_polite_ends() {
-    wait_for 10 link_ends_all || fail "connections through the link not ended: $(sort "$WORK/link.report" | uniq -c | paste -sd,)"
-    expect_eq "" "$(grep -v '^open$' "$WORK/link.report" | grep -v ': fin after close-ok$' | paste -sd,)" \
+    wait_for 10 link_ends_all || fail "connections through the link not ended: $(sort "$LINK_REPORT" | uniq -c | paste -sd,)"
+    expect_eq "" "$(grep -v '^open$' "$LINK_REPORT" | grep -v ': fin after close-ok$' | paste -sd,)" \
         "connections through the link that did not end after the broker's close-ok"
 }
 

@@ -72,7 +72,7 @@ expect_eq 1 "$(grep -c 'reading delivery' "$WORK/dlx.log")" "deliveries of the u
 # on TERM) ended after the broker's close-ok, none reset
 expect_polite_ends
 expect_eq "consume: fin after close-ok,consume: fin after close-ok" \
-    "$(grep '^consume:' "$WORK/link.report" | paste -sd,)" "how the link saw the consuming connections end"
+    "$(grep '^consume:' "$LINK_REPORT" | paste -sd,)" "how the link saw the consuming connections end"
 wait_for 10 ready_is orderq.dead 1 || fail "the unreadable message in orderq.dead: expected 1, got $(queue_ready orderq.dead)"
 "$PY" - "$VHOST" <<'PY' || fail "the letter in orderq.dead is not the unreadable message, rejected once"
 import sys, pika

@@ -145,6 +145,6 @@ note "stopped in $stop_ms ms"
 expect_eq 0 "$rc" "the relay's exit status after TERM: $(tail -3 "$WORK/mute.log")"
 expect_contains "no close-ok within 500 ms" "$(cat "$WORK/mute.log")" "the relay's warning"
 [ "$stop_ms" -lt 3000 ] || fail "the relay took $stop_ms ms to stop with no close-ok coming (connect_timeout_ms 8000; expected about 500)"
-wait_for 10 link_ends_all || fail "the relay's connection through the link did not end: $(paste -sd, "$WORK/link.report")"
-expect_eq "relay: close swallowed,relay: fin before close-ok" "$(grep -v '^open$' "$WORK/link.report" | paste -sd,)" \
+wait_for 10 link_ends_all || fail "the relay's connection through the link did not end: $(paste -sd, "$LINK_REPORT")"
+expect_eq "relay: close swallowed,relay: fin before close-ok" "$(grep -v '^open$' "$LINK_REPORT" | paste -sd,)" \
     "how the relay's connection ended"
