@@ -14,7 +14,9 @@
 #    (that would drop it): it stays in the queue, whole, the log names the
 #    queue and what to do, and the reconnects back off;
 #  - with two nodes in amqp_url, closing on it does not move the next
-#    connect to the second node.
+#    connect to the second node;
+#  - while a close-ok does not come, heartbeats go on, and the wait ends at
+#    connect_timeout_ms with a warning.
 source "$(dirname "$0")/lib.sh"
 CORPUS="$(dirname "$0")/../corpus"
 setup_consumer_test
@@ -154,3 +156,21 @@ wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
 expect_eq 1 "$(grep -c 'reading delivery' "$WORK/nodes.log")" "deliveries of the unreadable message"
 connects=$(grep -o 'consume: connected to RabbitMQ node [0-9] of 2' "$WORK/nodes.log" | sort | uniq -c | sed 's/^ *//')
 expect_eq "2 consume: connected to RabbitMQ node 1 of 2" "$connects" "the consuming connections' nodes"
+
+note "an unreadable message whose close the broker never answers: heartbeats go on while the consumer waits, and the wait ends at connect_timeout_ms"
+# Until its close-ok, RabbitMQ ends a connection that misses heartbeats as
+# abruptly as after a FIN, channels and a reject not yet handled with it.
+# The link swallows the consumer's connection.close and passes its
+# heartbeats on: at heartbeat 1 s, a 4 s wait without them would end in
+# about 2 s, with the broker's close.
+start_link 0 --swallow-close
+publish_unreadable
+ORDERQ_AMQP_URL=$LINK_URL CONSUME_QUEUES=orderq.order.processing \
+    start_consumer beats --no-archive --heartbeat-s 1 --connect-timeout-ms 4000
+wait_for 30 grep -q 'did not answer the close within' "$WORK/beats.log" ||
+    fail "no timeout of the close on the unreadable message: $(grep -E 'reading delivery|close' "$WORK/beats.log" | tail -3)"
+beats=$(grep -c '^consume: heartbeat after close$' "$LINK_REPORT" || true)
+note "$beats heartbeats sent while waiting for the close-ok"
+[ "$beats" -ge 4 ] || fail "heartbeats sent while waiting 4 s for the close-ok at heartbeat 1 s: $beats, expected about 8"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"

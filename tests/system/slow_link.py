@@ -21,9 +21,10 @@ aside), "fin before close-ok" when it did so earlier (RabbitMQ then ends
 the connection at once, its channels with it, whatever they had not yet
 handled), "reset" for a RST.
 --swallow-close: a broker that never answers a close. The client's
-connection.close frame and everything it sends after it are dropped, so
-no close-ok comes back; the report then says "close swallowed" when it
-happens.
+connection.close frame and everything it sends after it but heartbeats are
+dropped, so no close-ok comes back (heartbeats still pass, so the broker
+keeps the connection open); the report says "close swallowed" when it
+happens, then "heartbeat after close" for each heartbeat passed on.
 Standard library only: run it with Debian's /usr/bin/python3.
 """
 import argparse
@@ -82,13 +83,16 @@ class Link:
                 return
             if len(self.head) < 4096:
                 self.head += data
-            if self.swallowing and data:
-                continue
-            close = CONNECTION_CLOSE.search(data) if self.swallow_close else None
+            close = CONNECTION_CLOSE.search(data) if self.swallow_close and not self.swallowing else None
             if close:
                 self.swallowing = True
                 self.note("close swallowed")
-                data = data[: close.start()]
+                data, after = data[: close.start()], data[close.start() :]
+                data += self.heartbeats_in(after)
+                if not data:
+                    continue
+            elif self.swallowing and data:
+                data = self.heartbeats_in(data)
                 if not data:
                     continue
             if not data:
@@ -98,6 +102,13 @@ class Link:
                 self.cv.notify()
             if not data:
                 return
+
+    def heartbeats_in(self, swallowed):
+        """The heartbeat frames among bytes swallowed after a close, each noted."""
+        beats = swallowed.count(HEARTBEAT)
+        for _ in range(beats):
+            self.note("heartbeat after close")
+        return HEARTBEAT * beats
 
     def note(self, event):
         if self.report:
