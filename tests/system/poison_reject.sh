@@ -16,7 +16,7 @@
 #  - with two nodes in amqp_url, closing on it does not move the next
 #    connect to the second node;
 #  - while a close-ok does not come, heartbeats go on, and the wait ends at
-#    connect_timeout_ms with a warning.
+#    connect_timeout_ms with a warning, or half a second after a TERM.
 source "$(dirname "$0")/lib.sh"
 CORPUS="$(dirname "$0")/../corpus"
 setup_consumer_test
@@ -174,3 +174,15 @@ note "$beats heartbeats sent while waiting for the close-ok"
 [ "$beats" -ge 4 ] || fail "heartbeats sent while waiting 4 s for the close-ok at heartbeat 1 s: $beats, expected about 8"
 kill -TERM "$consumer_pid"
 wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM"
+
+note "the same unanswered close, and a TERM during the wait: the wait is cut to half a second, the consumer exits 0, the message is dead-lettered once"
+dead_before=$(queue_ready orderq.dead)
+publish_unreadable
+ORDERQ_AMQP_URL=$LINK_URL CONSUME_QUEUES=orderq.order.processing \
+    start_consumer stopped --no-archive --heartbeat-s 1 --connect-timeout-ms 4000
+wait_for 30 grep -q 'reading delivery' "$WORK/stopped.log" || fail "the consumer did not take the unreadable message: $(tail -3 "$WORK/stopped.log")"
+kill -TERM "$consumer_pid"
+wait "$consumer_pid" || fail "the consumer did not exit 0 on TERM during the close's wait: $(tail -3 "$WORK/stopped.log")"
+expect_contains "cut short by the stop" "$(grep 'did not answer the close within' "$WORK/stopped.log")" "the wait's warning"
+wait_for 10 ready_is orderq.dead $((dead_before + 1)) ||
+    fail "the unreadable message in orderq.dead: expected $((dead_before + 1)), got $(queue_ready orderq.dead)"
